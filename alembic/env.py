@@ -1,0 +1,43 @@
+"""Run the migrations against DATABASE_URL, safely even when two deploys migrate at once."""
+
+from __future__ import annotations
+
+import logging.config
+
+from sqlalchemy import create_engine, text
+
+from alembic import context
+from janus.settings import sqlalchemy_url
+
+# Any fixed number; it names the lock that serialises concurrent `alembic upgrade` runs.
+MIGRATION_LOCK_ID = 0x4A414E5553
+
+config = context.config
+if config.config_file_name is not None:
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run_migrations_online() -> None:
+    """Migrate with a session-level advisory lock held, one transaction per migration."""
+    url = config.get_main_option("sqlalchemy.url") or sqlalchemy_url()
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        # Fail fast instead of queueing behind live traffic, and never hang a deploy.
+        connection.execute(text("SET lock_timeout = '10s'"))
+        connection.execute(text("SET statement_timeout = '5min'"))
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+        try:
+            context.configure(connection=connection, transaction_per_migration=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            connection.commit()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("Offline migrations are not supported: run against DATABASE_URL.")
+run_migrations_online()

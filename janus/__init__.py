@@ -1,0 +1,1 @@
+"""Janus: admission control for background jobs that call rate-limited external services."""

@@ -1,0 +1,78 @@
+"""Settings, read from the environment once and checked at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable Janus; the message says what to fix."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept both `postgres://` (Render, Heroku) and `postgresql://` URLs."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url.removeprefix("postgres://")
+    if not url.startswith("postgresql://"):
+        raise SettingsError(
+            "DATABASE_URL must start with postgres:// or postgresql://"
+        )
+    return url
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The normalised DATABASE_URL, or a SettingsError saying it is missing."""
+    environ = os.environ if environ is None else environ
+    url = environ.get("DATABASE_URL", "").strip()
+    if not url:
+        raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/janus)")
+    return normalize_database_url(url)
+
+
+def sqlalchemy_url(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL in the form SQLAlchemy (and so alembic) needs to use psycopg 3."""
+    return "postgresql+psycopg://" + database_url_from_env(environ).removeprefix("postgresql://")
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Janus reads from its environment."""
+
+    database_url: str
+    max_batch_jobs: int = 1000
+    pool_size: int = 2
+    pool_timeout_ms: int = 2000
+    statement_timeout_ms: int = 5000
+    lock_timeout_ms: int = 2000
+    conflict_retries: int = 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check the settings; raise SettingsError naming the first bad variable."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            database_url=database_url_from_env(environ),
+            max_batch_jobs=_int_setting(environ, "JANUS_MAX_BATCH_JOBS", 1000, 1, 100_000),
+            pool_size=_int_setting(environ, "JANUS_POOL_SIZE", 2, 1, 100),
+            pool_timeout_ms=_int_setting(environ, "JANUS_POOL_TIMEOUT_MS", 2000, 100, 60_000),
+            statement_timeout_ms=_int_setting(
+                environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
+            ),
+            lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
+            conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 5, 0, 50),
+        )
