@@ -16,9 +16,7 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("postgres://"):
         return "postgresql://" + url.removeprefix("postgres://")
     if not url.startswith("postgresql://"):
-        raise SettingsError(
-            "DATABASE_URL must start with postgres:// or postgresql://"
-        )
+        raise SettingsError("DATABASE_URL must start with postgres:// or postgresql://")
     return url
 
 

@@ -84,6 +84,4 @@ $fn$;
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP FUNCTION activate_config(uuid, boolean, smallint, numeric, text, json)"
-    )
+    op.execute("DROP FUNCTION activate_config(uuid, boolean, smallint, numeric, text, json)")

@@ -1,0 +1,34 @@
+"""gunicorn settings for Janus, read from the environment (Render sets PORT and WEB_CONCURRENCY)."""
+
+import os
+import sys
+
+from janus.settings import Settings, SettingsError
+
+# Check the settings in the master, so a bad environment fails once, clearly, at start-up.
+try:
+    Settings.from_env()
+except SettingsError as error:
+    sys.exit(f"janus: {error}")
+
+wsgi_app = "janus.wsgi:app"
+bind = f"{os.environ.get('JANUS_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# Admission waits on Postgres, not on the CPU, so a few workers per core keep both busy.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+worker_class = "sync"
+# Each worker imports janus.wsgi after the fork and opens its own connection pool.
+preload_app = False
+timeout = 30
+graceful_timeout = 30
+accesslog = None
+# No runtime control socket: nothing uses it, and several servers on one host would share its path.
+control_socket_disable = True
+errorlog = "-"
+loglevel = os.environ.get("JANUS_LOG_LEVEL", "info")
+
+
+def worker_exit(server, worker):
+    """Close the worker's pool so its connections end cleanly."""
+    wsgi = sys.modules.get("janus.wsgi")
+    if wsgi is not None:
+        wsgi.pool.close()

@@ -1,0 +1,79 @@
+"""The domain of admission: what is asked, what a decision is, and why there may be none.
+
+The decision itself is made in Postgres by `admit_jobs()` (alembic/versions/0002), in one
+round trip and under row locks; this module names its inputs and outputs for the layers
+above and below it, and knows nothing of HTTP or of the database driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+from uuid import UUID
+
+Status = Literal["Accepted", "Rejected"]
+
+
+class Source(str, Enum):
+    """The family of routes a job came through, stored with it."""
+
+    DASHBOARD = "dashboard"
+    SYSTEM = "system"
+
+
+class Mode(Enum):
+    """How the jobs of one request are decided."""
+
+    SINGLE = "single"
+    PARTIAL = "partial"  # each job on its own; every job stored with its decision
+    ATOMIC = "atomic"  # all accepted, or none and nothing stored
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job as validated by the schemas."""
+
+    tenant_id: str
+    priority: int
+    dependencies: dict[str, int] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one job; `retry_after` is set only when waiting would let it in."""
+
+    job_id: UUID
+    status: Status
+    reason: str
+    retry_after: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the job was admitted."""
+        return self.status == "Accepted"
+
+
+class NoDecision(Exception):
+    """The request could not be decided at all."""
+
+
+class UnknownUser(NoDecision):
+    """X-User-ID names no Janus user."""
+
+
+class NoActiveConfig(NoDecision):
+    """The user has no active config, so no budget to admit against."""
+
+
+class ServicePaused(NoDecision):
+    """The user's active config is paused."""
+
+
+class DatabaseUnavailable(NoDecision):
+    """Postgres could not be reached, or a conflict persisted after retries; try again later."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

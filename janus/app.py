@@ -1,0 +1,35 @@
+"""The application factory: routes, error handlers, and the collaborators they are given."""
+
+from __future__ import annotations
+
+import falcon
+from psycopg_pool import ConnectionPool
+
+from janus.admission import Mode, Source
+from janus.db.jobs import AdmissionStore
+from janus.resources.errors import add_error_handlers
+from janus.resources.health import HealthResource
+from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.settings import Settings
+
+
+def create_app(
+    settings: Settings, pool: ConnectionPool
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """The Janus WSGI app, serving every route of the seed API from `pool`."""
+    app = falcon.App()
+    add_error_handlers(app)
+    store = AdmissionStore(pool, retries=settings.conflict_retries)
+    app.add_route("/health", HealthResource())
+    for source in Source:
+        prefix = f"/{source.value}/jobs"
+        app.add_route(prefix, SingleJobResource(store, source))
+        app.add_route(
+            f"{prefix}/batch",
+            BatchResource(store, source, Mode.PARTIAL, max_jobs=settings.max_batch_jobs),
+        )
+        app.add_route(
+            f"{prefix}/batch/atomic",
+            BatchResource(store, source, Mode.ATOMIC, max_jobs=settings.max_batch_jobs),
+        )
+    return app

@@ -1,0 +1,1 @@
+"""Everything that talks to Postgres: the pool, named SQL, the retry loop, error translation."""

@@ -1,0 +1,38 @@
+"""The connection pool: one per gunicorn worker, opened after the fork."""
+
+from __future__ import annotations
+
+from psycopg_pool import ConnectionPool
+
+from janus.settings import Settings
+
+
+def make_pool(settings: Settings) -> ConnectionPool:
+    """A closed pool for `settings`; the caller opens it in the process that will use it."""
+    server_options = " ".join(
+        [
+            f"-c statement_timeout={settings.statement_timeout_ms}",
+            f"-c lock_timeout={settings.lock_timeout_ms}",
+            f"-c idle_in_transaction_session_timeout={settings.statement_timeout_ms * 2}",
+        ]
+    )
+    return ConnectionPool(
+        settings.database_url,
+        min_size=settings.pool_size,
+        max_size=settings.pool_size,
+        timeout=settings.pool_timeout_ms / 1000,
+        open=False,
+        # A connection broken by a database restart is found and replaced before use.
+        check=ConnectionPool.check_connection,
+        kwargs={
+            "application_name": "janus",
+            "options": server_options,
+            "connect_timeout": 3,
+            # Notice a dead peer in about a minute instead of the OS's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+        name="janus",
+    )

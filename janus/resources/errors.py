@@ -1,0 +1,77 @@
+"""The one mapping from domain errors to HTTP, and the one error body shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+
+from janus.admission import DatabaseUnavailable, NoActiveConfig, ServicePaused, UnknownUser
+
+log = logging.getLogger("janus")
+
+
+class InvalidBody(falcon.HTTPBadRequest):
+    """400 with field-level messages under `errors`."""
+
+    def __init__(self, description: str, errors: Any = None) -> None:
+        super().__init__(description=description)
+        self.errors = errors
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Every error body is JSON, whatever the client's Accept header says."""
+    body: dict[str, Any] = dict(error.to_dict())
+    if isinstance(error, InvalidBody) and error.errors is not None:
+        body["errors"] = error.errors
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(body, ensure_ascii=False)
+
+
+def _unknown_user(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    raise falcon.HTTPUnauthorized(description="X-User-ID does not name a Janus user")
+
+
+def _service_paused(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    raise falcon.HTTPForbidden(description="service paused")
+
+
+def _no_active_config(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    raise falcon.HTTPForbidden(description="no active config")
+
+
+def _database_unavailable(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    assert isinstance(error, DatabaseUnavailable)
+    log.warning("database unavailable: %s", error)
+    raise falcon.HTTPServiceUnavailable(
+        description="the database is unavailable or busy; retry shortly",
+        retry_after=error.retry_after,
+    )
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    if isinstance(error, falcon.HTTPError):
+        raise error
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(description="an unexpected error occurred")
+
+
+def add_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+    """Register the domain-to-HTTP mapping and the JSON error serializer on `app`."""
+    app.set_error_serializer(serialize_error)
+    # Falcon picks the most specific handler, so the catch-all stays a fallback.
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(UnknownUser, _unknown_user)
+    app.add_error_handler(ServicePaused, _service_paused)
+    app.add_error_handler(NoActiveConfig, _no_active_config)
+    app.add_error_handler(DatabaseUnavailable, _database_unavailable)

@@ -1,0 +1,93 @@
+"""POST .../jobs, .../jobs/batch and .../jobs/batch/atomic, for both families of routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import falcon
+
+from janus.admission import Decision, JobRequest, Mode, Source
+from janus.db.jobs import AdmissionStore
+from janus.resources.requests import authenticated_user, load_body
+from janus.schemas import BatchSchema, SingleJobSchema
+
+
+def _job_request(fields: dict[str, Any]) -> JobRequest:
+    return JobRequest(
+        tenant_id=fields["tenant_id"],
+        priority=fields["priority"],
+        dependencies=fields["dependencies"],
+        payload=fields["payload"],
+    )
+
+
+def _decision_body(decision: Decision) -> dict[str, str]:
+    return {"job_id": str(decision.job_id), "status": decision.status, "reason": decision.reason}
+
+
+class SingleJobResource:
+    """One job: 202 when accepted, 429 (with Retry-After when waiting helps) when rejected."""
+
+    def __init__(self, store: AdmissionStore, source: Source) -> None:
+        self._store = store
+        self._source = source
+        self._schema = SingleJobSchema()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Decide one job."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        [decision] = self._store.admit(
+            user_id=user_id,
+            source=self._source,
+            batch_name=body["batch_name"],
+            jobs=[_job_request(body)],
+            mode=Mode.SINGLE,
+        )
+        resp.media = _decision_body(decision)
+        if decision.accepted:
+            resp.status = falcon.HTTP_202
+        else:
+            resp.status = falcon.HTTP_429
+            if decision.retry_after is not None:
+                resp.set_header("Retry-After", str(decision.retry_after))
+
+
+class BatchResource:
+    """A batch, decided job by job (partial) or all-or-nothing (atomic)."""
+
+    def __init__(self, store: AdmissionStore, source: Source, mode: Mode, *, max_jobs: int) -> None:
+        self._store = store
+        self._source = source
+        self._mode = mode
+        self._schema = BatchSchema(max_jobs=max_jobs)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Decide every job of the batch; answer in request order."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        decisions = self._store.admit(
+            user_id=user_id,
+            source=self._source,
+            batch_name=body["batch_name"],
+            jobs=[_job_request(job) for job in body["jobs"]],
+            mode=self._mode,
+        )
+        if self._mode is Mode.ATOMIC:
+            all_accepted = all(decision.accepted for decision in decisions)
+            resp.status = falcon.HTTP_202 if all_accepted else falcon.HTTP_207
+            resp.media = [_decision_body(decision) for decision in decisions]
+        else:
+            resp.status = falcon.HTTP_200
+            resp.media = _batch_summary(decisions)
+
+
+def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:
+    accepted = sum(decision.accepted for decision in decisions)
+    return {
+        "total": len(decisions),
+        "accepted": accepted,
+        "rejected": len(decisions) - accepted,
+        "results": [_decision_body(decision) for decision in decisions],
+    }

@@ -1,0 +1,87 @@
+"""What every job route reads from a request: the user, and a JSON object body."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+import falcon
+from marshmallow import Schema, ValidationError
+
+from janus.resources.errors import InvalidBody
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def authenticated_user(req: falcon.Request) -> UUID:
+    """The UUID in X-User-ID; 401 when it is missing or malformed."""
+    raw = req.get_header("X-User-ID")
+    if not raw:
+        raise falcon.HTTPUnauthorized(description="the X-User-ID header is required")
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise falcon.HTTPUnauthorized(description="X-User-ID must be a UUID") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        duplicate = next(key for key, count in counts.items() if count > 1)
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return result
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_json_media_type(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def read_json_object(req: falcon.Request) -> dict[str, Any]:
+    """The body as a JSON object of at most 1 MiB; 413, 415 or 400 otherwise."""
+    if not _is_json_media_type(req.content_type):
+        raise falcon.HTTPUnsupportedMediaType(description="send the body as application/json")
+    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
+        raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
+    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
+    try:
+        body = json.loads(
+            raw,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except (ValueError, RecursionError) as error:
+        raise InvalidBody(f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidBody("the body must be a JSON object")
+    return body
+
+
+def load_body(req: falcon.Request, schema: Schema) -> dict[str, Any]:
+    """The body validated by `schema`; 400 with field-level messages when it is not valid."""
+    body = read_json_object(req)
+    try:
+        loaded: dict[str, Any] = schema.load(body)
+    except ValidationError as error:
+        raise InvalidBody("the body does not match the schema", error.messages) from None
+    return loaded

@@ -1,0 +1,119 @@
+"""Marshmallow schemas: the one place that knows what a valid request body or config is."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+MAX_NAME_LENGTH = 255
+MAX_DEPENDENCIES_PER_JOB = 32
+MAX_DEPENDENCY_NAME_LENGTH = 100
+MAX_COST = 1_000_000
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_CAPACITY = 1_000_000_000_000
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer and nothing else: `"8"`, `8.0` and `true` are errors."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictNumber(fields.Float):
+    """A finite JSON number (integer or decimal); strings, booleans, NaN and infinity are errors."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false; `"true"` and `1` are errors."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _name(max_length: int = MAX_NAME_LENGTH) -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=1, max=max_length))
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+class JobSchema(Schema):
+    """One job of a batch: who it is for, how urgent, and what it will spend."""
+
+    tenant_id = _name()
+    priority = StrictInteger(required=True, validate=validate.Range(min=1, max=10))
+    dependencies = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH)),
+        values=StrictInteger(validate=validate.Range(min=1, max=MAX_COST)),
+        validate=validate.Length(max=MAX_DEPENDENCIES_PER_JOB),
+        load_default=dict,
+    )
+    payload = fields.Dict(load_default=dict)
+
+    @validates("payload")
+    def _payload_size(self, value: dict[str, Any], **_: Any) -> None:
+        if _json_size(value) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as JSON.")
+
+
+class SingleJobSchema(JobSchema):
+    """The body of POST .../jobs: one job and the batch it belongs to."""
+
+    batch_name = _name()
+
+
+class BatchSchema(Schema):
+    """The body of POST .../jobs/batch and .../jobs/batch/atomic."""
+
+    batch_name = _name()
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+
+    def __init__(self, *, max_jobs: int = 1000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_jobs = max_jobs
+
+    @validates("jobs")
+    def _jobs_count(self, value: list[Any], **_: Any) -> None:
+        if not 1 <= len(value) <= self.max_jobs:
+            raise ValidationError(f"A batch holds 1 to {self.max_jobs} jobs.")
+
+
+class DependencyLimitSchema(Schema):
+    """The budget of one external dependency: bucket size and refill rate."""
+
+    capacity = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_CAPACITY))
+    refill_per_second = StrictNumber(required=True, validate=validate.Range(min=0))
+
+
+class ConfigSchema(Schema):
+    """A user's admission policy, as `janus config set` reads it."""
+
+    paused = StrictBoolean(load_default=False)
+    min_priority = StrictInteger(load_default=1, validate=validate.Range(min=1, max=10))
+    priority_reserve = StrictNumber(
+        load_default=0.2, validate=validate.Range(min=0, max=1, max_inclusive=False)
+    )
+    unknown_dependencies = fields.String(
+        load_default="reject", validate=validate.OneOf(["reject", "allow"])
+    )
+    dependencies = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH)),
+        values=fields.Nested(DependencyLimitSchema),
+        required=True,
+    )
