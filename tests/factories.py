@@ -1,0 +1,67 @@
+"""Test data made through the real SQL functions, so tests set state the way operators do."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+
+def create_user(db: psycopg.Connection, name: str = "tester") -> UUID:
+    """Insert a user and return its id."""
+    row = db.execute("INSERT INTO users (name) VALUES (%s) RETURNING user_id", [name]).fetchone()
+    assert row is not None
+    user_id: UUID = row[0]
+    return user_id
+
+
+def activate_config(
+    db: psycopg.Connection,
+    user_id: UUID,
+    dependencies: dict[str, dict[str, Any]],
+    *,
+    paused: bool = False,
+    min_priority: int = 1,
+    priority_reserve: float = 0.0,
+    unknown_dependencies: str = "reject",
+) -> int:
+    """Activate a config as `activate_config()` does for the CLI; returns the version.
+
+    The reserve defaults to 0 here (the contract's default is 0.2) so that tests that are not
+    about the reserve see a plain token bucket.
+    """
+    row = db.execute(
+        "SELECT activate_config(%s, %s, %s::smallint, %s, %s, %s::json)",
+        [
+            user_id,
+            paused,
+            min_priority,
+            priority_reserve,
+            unknown_dependencies,
+            json.dumps(dependencies),
+        ],
+    ).fetchone()
+    assert row is not None
+    version: int = row[0]
+    return version
+
+
+def user_with_config(
+    db: psycopg.Connection, dependencies: dict[str, dict[str, Any]], **config: Any
+) -> UUID:
+    """A new user with an active config of `dependencies` (each {"capacity", "refill_per_second"})."""
+    user_id = create_user(db)
+    activate_config(db, user_id, dependencies, **config)
+    return user_id
+
+
+def bucket_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:
+    """The bucket's tokens as of now, from the operators' view."""
+    row = db.execute(
+        "SELECT tokens_now FROM token_buckets_now WHERE user_id = %s AND dependency = %s",
+        [user_id, dependency],
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
