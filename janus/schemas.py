@@ -45,8 +45,43 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-def _name(max_length: int = MAX_NAME_LENGTH) -> fields.String:
-    return fields.String(required=True, validate=validate.Length(min=1, max=max_length))
+def _storable_text(text: str) -> None:
+    """Postgres text holds neither NUL nor lone surrogates; refuse them as input errors."""
+    if "\x00" in text:
+        raise ValidationError("Text may not contain the NUL character.")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValidationError("Text is not valid Unicode.") from None
+
+
+def _check_storable(value: Any) -> None:
+    if isinstance(value, str):
+        _storable_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable_text(key)
+            _check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item)
+
+
+class Text(fields.String):
+    """A string Postgres can store as text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        _storable_text(text)
+        return text
+
+
+def _name(max_length: int = MAX_NAME_LENGTH) -> Text:
+    return Text(required=True, validate=validate.Length(min=1, max=max_length))
+
+
+def _dependency_name() -> Text:
+    return Text(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH))
 
 
 def _json_size(value: Any) -> int:
@@ -59,7 +94,7 @@ class JobSchema(Schema):
     tenant_id = _name()
     priority = StrictInteger(required=True, validate=validate.Range(min=1, max=10))
     dependencies = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH)),
+        keys=_dependency_name(),
         values=StrictInteger(validate=validate.Range(min=1, max=MAX_COST)),
         validate=validate.Length(max=MAX_DEPENDENCIES_PER_JOB),
         load_default=dict,
@@ -68,6 +103,7 @@ class JobSchema(Schema):
 
     @validates("payload")
     def _payload_size(self, value: dict[str, Any], **_: Any) -> None:
+        _check_storable(value)
         if _json_size(value) > MAX_PAYLOAD_BYTES:
             raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as JSON.")
 
@@ -109,11 +145,9 @@ class ConfigSchema(Schema):
     priority_reserve = StrictNumber(
         load_default=0.2, validate=validate.Range(min=0, max=1, max_inclusive=False)
     )
-    unknown_dependencies = fields.String(
-        load_default="reject", validate=validate.OneOf(["reject", "allow"])
-    )
+    unknown_dependencies = Text(load_default="reject", validate=validate.OneOf(["reject", "allow"]))
     dependencies = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH)),
+        keys=_dependency_name(),
         values=fields.Nested(DependencyLimitSchema),
         required=True,
     )

@@ -27,7 +27,8 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
     if isinstance(error, InvalidBody) and error.errors is not None:
         body["errors"] = error.errors
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps(body, ensure_ascii=False)
+    # ASCII escapes: field names echoed from the request may hold text UTF-8 cannot encode.
+    resp.text = json.dumps(body)
 
 
 def _unknown_user(
