@@ -1,0 +1,132 @@
+"""Users, config versions and bucket levels: what the operator CLI reads and changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from janus.admission import NoActiveConfig, UnknownUser
+from janus.db import queries
+from janus.db.errors import translate
+
+CONNECT_TIMEOUT_S = 5
+
+
+class ActiveConfig(NamedTuple):
+    """A user's active config version and the config in the contract's JSON shape."""
+
+    version: int
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    """One token bucket of a user as of now, from the view token_buckets_now."""
+
+    dependency: str
+    capacity: int
+    refill_per_second: Decimal
+    tokens_now: Decimal
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Raise driver errors as the domain errors `translate` maps them to."""
+    try:
+        yield
+    except psycopg.Error as error:
+        domain_error = translate(error)
+        if domain_error is error:
+            raise
+        raise domain_error from error
+
+
+@contextmanager
+def operator_transaction(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of its own for one operator command: committed if the block succeeds."""
+    with _translated():
+        connection = psycopg.connect(
+            database_url, connect_timeout=CONNECT_TIMEOUT_S, application_name="janus-cli"
+        )
+        # Leaving the block commits (or rolls back on an exception) and closes the connection.
+        with connection:
+            yield connection
+
+
+def create_user(conn: psycopg.Connection[Any], name: str) -> UUID:
+    """Create a user called `name` and return its new id."""
+    with _translated():
+        row = conn.execute(queries.CREATE_USER, {"name": name}).fetchone()
+    assert row is not None
+    user_id: UUID = row[0]
+    return user_id
+
+
+def find_user_by_name(conn: psycopg.Connection[Any], name: str) -> UUID | None:
+    """The id of the oldest user called `name`, if there is one."""
+    with _translated():
+        row = conn.execute(queries.FIND_USER_BY_NAME, {"name": name}).fetchone()
+    return None if row is None else row[0]
+
+
+def lock_user_name(conn: psycopg.Connection[Any], name: str) -> None:
+    """Serialise, until this transaction ends, every find-or-create of users called `name`."""
+    with _translated():
+        conn.execute(queries.LOCK_USER_NAME, {"name": name})
+
+
+def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any]) -> int:
+    """Store `config` (as loaded by ConfigSchema) as the user's next version, active; its number."""
+    params = {
+        "user_id": user_id,
+        "paused": config["paused"],
+        "min_priority": config["min_priority"],
+        "priority_reserve": config["priority_reserve"],
+        "unknown_dependencies": config["unknown_dependencies"],
+        "dependencies": json.dumps(config["dependencies"]),
+    }
+    with _translated():
+        row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()
+    assert row is not None
+    version: int = row[0]
+    return version
+
+
+def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> ActiveConfig | None:
+    """The user's active config, or None when it has none; UnknownUser if there is no user."""
+    with _translated():
+        row = conn.execute(queries.ACTIVE_CONFIG, {"user_id": user_id}).fetchone()
+    if row is None:
+        raise UnknownUser("unknown user")
+    version, config = row
+    return None if version is None else ActiveConfig(version, config)
+
+
+def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> int:
+    """Pause or resume the user's active config in place; the number of that version."""
+    with _translated():
+        row = conn.execute(queries.SET_PAUSED, {"user_id": user_id, "paused": paused}).fetchone()
+    if row is None:
+        active_config(conn, user_id)  # raises UnknownUser when there is no such user
+        raise NoActiveConfig("no active config")
+    version: int = row[0]
+    return version
+
+
+def bucket_levels(conn: psycopg.Connection[Any], user_id: UUID) -> list[BucketLevel]:
+    """The user's token buckets as of now, by dependency name."""
+    with _translated():
+        cursor = conn.cursor(row_factory=class_row(BucketLevel))
+        levels = cursor.execute(queries.BUCKET_LEVELS, {"user_id": user_id}).fetchall()
+    # Every active config has its buckets; none can mean a config without dependencies.
+    if not levels and active_config(conn, user_id) is None:
+        raise NoActiveConfig("no active config")
+    return levels

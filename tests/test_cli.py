@@ -1,0 +1,526 @@
+"""The operator CLI, run for real on a migrated Postgres: in-process and as `python -m janus`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
+from janus.db import accounts
+from janus.schemas import ConfigSchema
+from janus.settings import Settings
+from tests.app_client import post_json, serve_app
+from tests.factories import create_user
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN_USER = "2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b"
+
+# The seed API's examples, verbatim.
+SEED_SINGLE = {
+    "batch_name": "my-batch",
+    "tenant_id": "tenant-abc",
+    "priority": 8,
+    "dependencies": {"openai": 2, "stripe": 1},
+    "payload": {"custom_key": "custom_value"},
+}
+SEED_BATCH = {
+    "batch_name": "my-batch",
+    "jobs": [
+        {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
+        {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}},
+    ],
+}
+
+# Refill 0 keeps every level exactly where the test put it.
+TWO_DEPENDENCIES = {
+    "dependencies": {
+        "openai": {"capacity": 6, "refill_per_second": 0},
+        "stripe": {"capacity": 4, "refill_per_second": 0},
+    }
+}
+
+
+@dataclass
+class Run:
+    """What one CLI invocation did."""
+
+    status: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., Run]
+
+
+@pytest.fixture
+def cli(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    """Run `janus ARGS...` in-process against this test's database: `cli("pause", user_id)`."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def run(*args: object) -> Run:
+        capsys.readouterr()
+        status = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return Run(status, captured.out, captured.err)
+
+    return run
+
+
+def run_module(*args: str, database_url: str) -> Run:
+    """Run `python -m janus ARGS...` as an operator would, in a process of its own."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "janus", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def assert_one_line_error(run: Run, status: int, *words: str) -> None:
+    """The run failed with `status` and said so in one `janus: error:` line holding `words`."""
+    assert run.status == status, run
+    assert run.out == ""
+    assert run.err.endswith("\n") and run.err.count("\n") == 1, run.err
+    assert run.err.startswith("janus: error: ")
+    assert "Traceback" not in run.err
+    for word in words:
+        assert word in run.err
+
+
+def write_config(tmp_path: Path, config: Any) -> Path:
+    """`config` as a JSON file."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def activate_config(
+    db: psycopg.Connection, user_id: UUID, dependencies: dict[str, Any], **config: Any
+) -> int:
+    """Activate a config as `janus config set` would, without the CLI; returns the version."""
+    loaded = ConfigSchema().load({"dependencies": dependencies, **config})
+    return accounts.activate_config(db, user_id, loaded)
+
+
+def user_with_config(db: psycopg.Connection, **config: Any) -> UUID:
+    """A user with the TWO_DEPENDENCIES config (plain buckets), plus `config`'s fields."""
+    user_id = create_user(db)
+    activate_config(db, user_id, TWO_DEPENDENCIES["dependencies"], **config)
+    return user_id
+
+
+def buckets(db: psycopg.Connection, user_id: UUID) -> dict[str, tuple[int, Decimal, Decimal]]:
+    """The user's token_buckets rows: dependency -> (capacity, refill_per_second, tokens)."""
+    rows = db.execute(
+        "SELECT dependency, capacity, refill_per_second, tokens FROM token_buckets"
+        " WHERE user_id = %s",
+        [user_id],
+    ).fetchall()
+    return {name: (capacity, refill, tokens) for name, capacity, refill, tokens in rows}
+
+
+def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool, bool]]:
+    """(version, is_active, paused) of every config of the user."""
+    return db.execute(
+        "SELECT version, is_active, paused FROM configs WHERE user_id = %s ORDER BY version",
+        [user_id],
+    ).fetchall()
+
+
+# --- user create ---
+
+
+def test_user_create_prints_only_the_new_users_id(cli: Cli, db: psycopg.Connection) -> None:
+    run = cli("user", "create", "Acme Corp")
+    assert run.status == 0 and run.err == ""
+    user_id = UUID(run.out.strip())
+    assert run.out == f"{user_id}\n"
+    row = db.execute("SELECT name FROM users WHERE user_id = %s", [user_id]).fetchone()
+    assert row == ("Acme Corp",)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 256, "nul\x00"])
+def test_user_create_refuses_a_name_postgres_would_refuse(
+    cli: Cli, db: psycopg.Connection, name: str
+) -> None:
+    assert_one_line_error(cli("user", "create", name), 2, "user name")
+    assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+# --- config set ---
+
+
+def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    user_id = create_user(db)
+    first = {
+        "dependencies": {
+            "openai": {"capacity": 10, "refill_per_second": 0},
+            "anthropic": {"capacity": 10, "refill_per_second": 0},
+            "stripe": {"capacity": 5, "refill_per_second": 0},
+        }
+    }
+    run = cli("config", "set", user_id, write_config(tmp_path, first))
+    assert (run.status, run.out, run.err) == (0, "1\n", "")
+    assert buckets(db, user_id) == {
+        "openai": (10, 0, 10),
+        "anthropic": (10, 0, 10),
+        "stripe": (5, 0, 5),
+    }
+    # As if jobs had spent some tokens: refill 0 keeps them there.
+    spent = "UPDATE token_buckets SET tokens = %s WHERE user_id = %s AND dependency = %s"
+    db.execute(spent, [8, user_id, "openai"])
+    db.execute(spent, [2, user_id, "anthropic"])
+
+    second = {
+        "paused": True,
+        "min_priority": 3,
+        "priority_reserve": 0.5,
+        "unknown_dependencies": "allow",
+        "dependencies": {
+            "openai": {"capacity": 4, "refill_per_second": 1.5},  # kept, capacity lowered
+            "anthropic": {"capacity": 5, "refill_per_second": 0},  # kept, tokens fit
+            "github": {"capacity": 7, "refill_per_second": 2},  # new
+        },  # stripe removed
+    }
+    run = cli("config", "set", user_id, write_config(tmp_path, second))
+    assert (run.status, run.out, run.err) == (0, "2\n", "")
+
+    assert buckets(db, user_id) == {
+        "openai": (4, Decimal("1.5"), 4),
+        "anthropic": (5, 0, 2),
+        "github": (7, 2, 7),
+    }
+    assert paused_flags(db, user_id) == [(1, False, False), (2, True, True)]
+    row = db.execute(
+        "SELECT min_priority, priority_reserve, unknown_dependencies FROM configs"
+        " WHERE user_id = %s AND version = 2",
+        [user_id],
+    ).fetchone()
+    assert row == (3, Decimal("0.5"), "allow")
+
+
+def test_config_set_reads_stdin_and_fills_in_the_defaults(
+    cli: Cli, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = create_user(db)
+    document = json.dumps({"dependencies": {"openai": {"capacity": 3, "refill_per_second": 1}}})
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(document.encode())))
+    run = cli("config", "set", user_id, "-")
+    assert (run.status, run.out) == (0, "1\n")
+    row = db.execute(
+        "SELECT paused, min_priority, priority_reserve, unknown_dependencies FROM configs"
+        " WHERE user_id = %s AND is_active",
+        [user_id],
+    ).fetchone()
+    assert row == (False, 1, Decimal("0.2"), "reject")
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ('{"dependencies": {', ["not valid JSON"]),
+        ("[1, 2]", ["JSON object"]),
+        ('{"dependencies": {}, "colour": "red"}', ["colour", "Unknown field"]),
+        ('{"dependencies": {}, "priority_reserve": 1}', ["priority_reserve"]),
+        (
+            '{"dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}}}',
+            ["dependencies.openai.capacity"],
+        ),
+        ('{"dependencies": {}, "paused": "yes"}', ["paused", "Not a valid boolean"]),
+        ('{"paused": false}', ["dependencies", "Missing data"]),
+        (
+            '{"dependencies": {"openai": {"capacity": 1, "refill_per_second": -1}}}',
+            ["dependencies.openai.refill_per_second"],
+        ),
+    ],
+    ids=[
+        "invalid-json",
+        "not-an-object",
+        "unknown-field",
+        "reserve-1",
+        "capacity-0",
+        "paused-yes",
+        "no-dependencies",
+        "negative-refill",
+    ],
+)
+def test_config_set_refuses_a_bad_config_in_one_line(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path, document: str, words: list[str]
+) -> None:
+    user_id = create_user(db)
+    path = tmp_path / "config.json"
+    path.write_text(document)
+    assert_one_line_error(cli("config", "set", user_id, path), 2, *words)
+    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
+
+
+def test_config_set_names_every_bad_field_in_its_one_line(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    config = {
+        "paused": "yes",
+        "priority_reserve": 1,
+        "dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}, "bad\nname": 1},
+    }
+    run = cli("config", "set", create_user(db), write_config(tmp_path, config))
+    assert_one_line_error(
+        run, 2, "paused", "priority_reserve", "dependencies.openai.capacity", '"bad\\nname"'
+    )
+
+
+def test_config_set_refuses_a_missing_file(cli: Cli, db: psycopg.Connection) -> None:
+    run = cli("config", "set", create_user(db), "/nonexistent/config.json")
+    assert_one_line_error(run, 2, "cannot read /nonexistent/config.json")
+
+
+def test_config_set_for_an_unknown_user_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
+    run = cli("config", "set", UNKNOWN_USER, write_config(tmp_path, TWO_DEPENDENCIES))
+    assert_one_line_error(run, 1, "unknown user")
+
+
+# --- config show ---
+
+
+def test_config_show_prints_the_active_config_with_its_version(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    user_id = create_user(db)
+    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
+    config = {
+        "paused": False,
+        "min_priority": 2,
+        "priority_reserve": 0.25,
+        "unknown_dependencies": "allow",
+        "dependencies": {"openai": {"capacity": 100, "refill_per_second": 0.5}},
+    }
+    cli("config", "set", user_id, write_config(tmp_path, config))
+
+    run = cli("config", "show", user_id)
+    assert run.status == 0 and run.err == ""
+    assert json.loads(run.out) == {"version": 2, **config}
+    assert run.out.startswith('{\n  "version": 2,\n')  # pretty, version first
+
+
+def test_config_show_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
+    assert_one_line_error(cli("config", "show", create_user(db)), 1, "no active config")
+
+
+# --- pause and resume ---
+
+
+def test_pause_and_resume_flip_the_active_configs_paused_flag(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db)
+    activate_config(db, user_id, {})
+    assert paused_flags(db, user_id) == [(1, False, False), (2, True, False)]
+
+    run = cli("pause", user_id)
+    assert run.status == 0 and run.err == "" and "2" in run.out
+    assert paused_flags(db, user_id) == [(1, False, False), (2, True, True)]
+    assert json.loads(cli("config", "show", user_id).out)["paused"] is True
+
+    assert cli("resume", user_id).status == 0
+    assert paused_flags(db, user_id) == [(1, False, False), (2, True, False)]
+
+
+def test_pause_leaves_the_buckets_alone(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = user_with_config(db)
+    db.execute("UPDATE token_buckets SET tokens = 1 WHERE user_id = %s", [user_id])
+    before = buckets(db, user_id)
+    cli("pause", user_id)
+    cli("resume", user_id)
+    assert buckets(db, user_id) == before
+
+
+def test_pausing_a_user_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = create_user(db)
+    assert_one_line_error(cli("pause", user_id), 1, "no active config")
+    assert_one_line_error(cli("resume", user_id), 1, "no active config")
+
+
+# --- quotas ---
+
+
+def test_quotas_prints_an_aligned_table_of_the_buckets(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {
+            "openai": {"capacity": 100, "refill_per_second": 0},
+            "stripe": {"capacity": 4, "refill_per_second": 0.25},
+        },
+    )
+    db.execute(
+        "UPDATE token_buckets SET tokens = 37.456 WHERE user_id = %s AND dependency = 'openai'",
+        [user_id],
+    )
+    run = cli("quotas", user_id)
+    assert run.status == 0 and run.err == ""
+    assert run.out.splitlines() == [
+        "dependency  capacity  refill/s  tokens now",
+        "openai           100         0       37.46",
+        "stripe             4      0.25        4.00",
+    ]
+
+
+def test_quotas_of_a_config_without_dependencies_is_just_the_header(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    activate_config(db, user_id, {})
+    run = cli("quotas", user_id)
+    assert (run.status, run.out.splitlines()) == (0, ["dependency  capacity  refill/s  tokens now"])
+
+
+def test_quotas_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
+    assert_one_line_error(cli("quotas", create_user(db)), 1, "no active config")
+
+
+# --- demo ---
+
+
+def demo_users(db: psycopg.Connection) -> list[UUID]:
+    """The ids of every user called `demo`."""
+    rows = db.execute("SELECT user_id FROM users WHERE name = %s", [DEMO_USER_NAME]).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> None:
+    first = cli("demo")
+    second = cli("demo")
+    assert first.status == second.status == 0
+    assert first.out == second.out
+    [user_id] = demo_users(db)
+    assert first.out.splitlines()[0] == f"X-User-ID: {user_id}"
+    assert paused_flags(db, user_id) == [(1, True, False)]
+    shown = json.loads(cli("config", "show", user_id).out)
+    assert shown == {"version": 1, "paused": False, **DEMO_CONFIG}
+
+
+def test_demo_prints_a_curl_line_with_the_seed_job(cli: Cli, db: psycopg.Connection) -> None:
+    curl = cli("demo").out.splitlines()[1]
+    [user_id] = demo_users(db)
+    assert curl.startswith('curl -i -X POST "http://127.0.0.1:${PORT:-8000}/dashboard/jobs"')
+    assert "-H 'Content-Type: application/json'" in curl
+    assert f"-H 'X-User-ID: {user_id}'" in curl
+    body = curl.split(" -d ", 1)[1]
+    assert body.startswith("'") and body.endswith("'")
+    assert json.loads(body[1:-1]) == SEED_SINGLE
+
+
+def test_demo_gives_a_demo_user_without_a_config_the_demo_config(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db, DEMO_USER_NAME)
+    assert cli("demo").out.splitlines()[0] == f"X-User-ID: {user_id}"
+    assert demo_users(db) == [user_id]
+    assert paused_flags(db, user_id) == [(1, True, False)]
+
+
+def test_demo_config_shows_the_seed_examples_documented_outcomes(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    cli("demo")
+    [user_id] = demo_users(db)
+    with serve_app(Settings(database_url=database_url)) as client:
+        statuses = [post_json(client, "/dashboard/jobs", user_id, SEED_SINGLE) for _ in range(3)]
+        assert [result.status_code for result in statuses] == [202, 202, 429]
+        assert statuses[2].json["reason"] == "dependency 'openai' rate limit exceeded"
+        batch = post_json(client, "/dashboard/jobs/batch", user_id, SEED_BATCH)
+    assert batch.status_code == 200
+    assert (batch.json["accepted"], batch.json["rejected"]) == (1, 1)
+
+
+# --- failures before any work ---
+
+
+def test_a_malformed_user_id_fails_cleanly(cli: Cli) -> None:
+    for command in (["config", "show"], ["pause"], ["resume"], ["quotas"]):
+        assert_one_line_error(cli(*command, "not-a-uuid"), 2, "'not-a-uuid'", "UUID")
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["pause"], ["resume"], ["quotas"]])
+def test_an_unknown_user_fails_cleanly(cli: Cli, command: list[str]) -> None:
+    assert_one_line_error(cli(*command, UNKNOWN_USER), 1, "unknown user")
+
+
+def test_a_bad_command_line_is_one_line_too(cli: Cli) -> None:
+    assert_one_line_error(cli(), 2, "required")
+    assert_one_line_error(cli("config", "set", UNKNOWN_USER), 2, "FILE")
+    assert_one_line_error(cli("frobnicate"), 2, "frobnicate")
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("", 2, ["DATABASE_URL is not set"]),
+        ("mysql://localhost/janus", 2, ["postgres://"]),
+        ("postgresql://us er@localhost/janus", 2, ["DATABASE_URL is malformed"]),
+        ("postgresql://postgres@127.0.0.1:1/janus", 1, ["database unavailable", "port 1"]),
+    ],
+    ids=["missing", "not-postgres", "malformed", "unreachable"],
+)
+def test_a_bad_database_url_fails_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    status: int,
+    words: list[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    exit_status = main(["user", "create", "someone"])
+    captured = capsys.readouterr()
+    assert_one_line_error(Run(exit_status, captured.out, captured.err), status, *words)
+
+
+# --- as an operator runs it: python -m janus ---
+
+
+def test_python_m_janus_with_a_postgres_url(database_url: str, db: psycopg.Connection) -> None:
+    heroku_style = "postgres://" + database_url.removeprefix("postgresql://")
+    created = run_module("user", "create", "ops", database_url=heroku_style)
+    assert (created.status, created.err) == (0, "")
+    user_id = UUID(created.out.strip())
+
+    process = subprocess.run(
+        [sys.executable, "-m", "janus", "config", "set", str(user_id), "-"],
+        input=json.dumps(TWO_DEPENDENCIES),
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": heroku_style, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (process.returncode, process.stdout, process.stderr) == (0, "1\n", "")
+    assert buckets(db, user_id) == {"openai": (6, 0, 6), "stripe": (4, 0, 4)}
+
+
+def test_python_m_janus_fails_in_one_line_without_a_traceback(database_url: str) -> None:
+    assert_one_line_error(run_module("quotas", "not-a-uuid", database_url=database_url), 2, "UUID")
+    assert_one_line_error(
+        run_module("quotas", UNKNOWN_USER, database_url=database_url), 1, "unknown user"
+    )
+    unreachable = "postgresql://postgres@127.0.0.1:1/janus"
+    assert_one_line_error(run_module("demo", database_url=unreachable), 1, "database unavailable")
