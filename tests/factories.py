@@ -33,7 +33,7 @@ def activate_config(
     about the reserve see a plain token bucket.
     """
     row = db.execute(
-        "SELECT activate_config(%s, %s, %s::smallint, %s, %s, %s::json)",
+        "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json)",
         [
             user_id,
             paused,
