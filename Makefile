@@ -1,0 +1,64 @@
+# Janus: `make help` lists the targets. Everything runs from the project's own .venv.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Stamped after a successful install, so `make` reinstalls only when a requirements file or
+# pyproject.toml changed.
+VENV_STAMP := $(VENV)/.installed
+# Where `make run` keeps its embedded PostgreSQL when DATABASE_URL is not set.
+LOCAL_PGDATA := .janus/pgdata
+LOCAL_PGPORT := 54329
+# Starts it if needed (idempotent) and prints its URL.
+LOCAL_DB_START := $(BIN)/python -m janus.localdb start $(LOCAL_PGDATA) $(LOCAL_PGPORT)
+
+.PHONY: help venv run test check migrate db-stop clean clean-data
+
+help: ## List the targets
+	@echo "Usage: make <target>"
+	awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV_STAMP) ## Create .venv and install the pinned dependencies and janus itself
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+run: venv ## Serve on 127.0.0.1:8000 (embedded Postgres in .janus/ unless DATABASE_URL is set)
+	DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
+	export DATABASE_URL
+	$(BIN)/alembic upgrade head
+	$(BIN)/python -m janus demo
+	export PORT=8000 JANUS_BIND_HOST=127.0.0.1
+	exec $(BIN)/gunicorn -c gunicorn.conf.py
+
+test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: venv ## Lint, check formatting and type-check, as CI does
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy janus
+
+migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration
+	DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
+	export DATABASE_URL
+	$(BIN)/alembic upgrade head
+
+db-stop: ## Stop the embedded Postgres that `make run` started
+	if [ -x $(BIN)/python ]; then $(BIN)/python -m janus.localdb stop $(LOCAL_PGDATA); fi
+
+clean: db-stop ## Remove .venv and caches (keeps the database in .janus/, stops its server)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -not -path './.janus/*' -prune -exec rm -rf {} +
+
+clean-data: db-stop ## Stop the embedded Postgres and delete its data in .janus/
+	rm -rf .janus

@@ -1,0 +1,246 @@
+"""Fixtures over a real PostgreSQL: one migrated template per session, one database per test.
+
+The server is TEST_DATABASE_URL when it is set (its user must be allowed to CREATE DATABASE);
+otherwise an embedded PostgreSQL started for the session in a temporary directory, so
+`pytest` needs nothing running beforehand. Migrations run once, into a template database;
+each test gets `CREATE DATABASE ... TEMPLATE` of it, a copy in milliseconds, dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import alembic.command
+import alembic.config
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+
+from janus import localdb
+from janus.settings import normalize_database_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKERS = 4
+SERVER_START_TIMEOUT_S = 20
+# Longer than gunicorn.conf.py's graceful_timeout, so workers finish their requests.
+SERVER_STOP_TIMEOUT_S = 40
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def url_for_database(server_url: str, name: str) -> str:
+    """`server_url` with its database replaced by `name`."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+def unique_name(prefix: str) -> str:
+    """A database name no other test or session uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A URL on a server where the tests may create and drop databases."""
+    given = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if given:
+        yield normalize_database_url(given)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="janus-test-"))
+    data_dir = workdir / "pgdata"
+    try:
+        yield localdb.ensure_running(data_dir, free_port())
+    finally:
+        localdb.stop(data_dir)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _admin(server_url: str) -> psycopg.Connection:
+    return psycopg.connect(server_url, autocommit=True)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with _admin(server_url) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_server_url: str) -> Iterator[str]:
+    """The name of a database migrated to head and marked as a template, dropped at the end."""
+    name = unique_name("janus_template")
+    with _admin(postgres_server_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            # alembic/env.py reads DATABASE_URL, as the Procfile's release command does.
+            env.setenv("DATABASE_URL", url_for_database(postgres_server_url, name))
+            alembic.command.upgrade(alembic.config.Config(str(REPO_ROOT / "alembic.ini")), "head")
+        with _admin(postgres_server_url) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
+        yield name
+    finally:
+        with _admin(postgres_server_url) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name))
+            )
+        _drop_database(postgres_server_url, name)
+
+
+@pytest.fixture
+def create_database(
+    postgres_server_url: str, template_database: str
+) -> Iterator[Callable[[], str]]:
+    """Make fresh migrated databases: `create_database()` returns a URL; all dropped after."""
+    names: list[str] = []
+
+    def create() -> str:
+        name = unique_name("test")
+        with _admin(postgres_server_url) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template_database)
+                )
+            )
+        names.append(name)
+        return url_for_database(postgres_server_url, name)
+
+    try:
+        yield create
+    finally:
+        for name in names:
+            _drop_database(postgres_server_url, name)
+
+
+@pytest.fixture
+def database_url(create_database: Callable[[], str]) -> str:
+    """The postgresql:// URL of a fresh, migrated database of this test's own."""
+    return create_database()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to this test's database, for setting up and checking state."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@dataclass
+class GunicornServer:
+    """The real service under gunicorn, started as the Procfile's `web` line starts it."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything gunicorn and its workers wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+StartGunicorn = Callable[..., GunicornServer]
+
+
+def _start_gunicorn(
+    database_url: str, log_path: Path, workers: int, env: Mapping[str, str]
+) -> GunicornServer:
+    port = free_port()
+    process_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "JANUS_BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(workers),
+        **env,
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with log_path.open("wb") as log_file:
+        # A file, not a pipe: nobody reads gunicorn's output while the test runs, and a full
+        # pipe would block its workers.
+        process = subprocess.Popen(
+            [str(gunicorn), "-c", "gunicorn.conf.py"],
+            cwd=REPO_ROOT,
+            env=process_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = GunicornServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    _stop_gunicorn(server)
+    pytest.fail(
+        f"gunicorn did not answer 200 on /health within {SERVER_START_TIMEOUT_S}s "
+        f"(exit status {process.returncode}); its output:\n{server.log()}",
+        pytrace=False,
+    )
+
+
+def _stop_gunicorn(server: GunicornServer) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def start_gunicorn(database_url: str, tmp_path: Path) -> Iterator[StartGunicorn]:
+    """Start the service on this test's database: `start_gunicorn(workers=4, env={...})`.
+
+    Every server started is stopped (SIGTERM, then wait) when the test ends.
+    """
+    servers: list[GunicornServer] = []
+
+    def start(
+        workers: int = DEFAULT_WORKERS, env: Mapping[str, str] | None = None
+    ) -> GunicornServer:
+        log_path = tmp_path / f"gunicorn-{len(servers)}.log"
+        server = _start_gunicorn(database_url, log_path, workers, env or {})
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            _stop_gunicorn(server)
+
+
+@pytest.fixture
+def gunicorn_server(
+    request: pytest.FixtureRequest, start_gunicorn: StartGunicorn
+) -> GunicornServer:
+    """The service on this test's database with DEFAULT_WORKERS workers.
+
+    Other workers or extra environment through indirect parametrization:
+    `@pytest.mark.parametrize("gunicorn_server", [{"workers": 2, "env": {...}}], indirect=True)`.
+    """
+    options: Mapping[str, object] = getattr(request, "param", {})
+    return start_gunicorn(**options)
