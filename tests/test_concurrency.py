@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -220,15 +219,11 @@ def server(start_gunicorn: Callable[..., Any]) -> Any:
 
 
 def make_user(
-    db: psycopg.Connection, capacities: dict[str, int], *, refill: int = 0, reserve: str = "0"
+    db: psycopg.Connection, capacities: dict[str, int], *, refill: int = 0, reserve: float = 0
 ) -> UUID:
-    """A user with one bucket per entry of `capacities`, all with this refill and reserve.
-
-    The reserve goes as a Decimal: a float reaches Postgres as double precision, which matches
-    no activate_config(uuid, boolean, smallint, numeric, text, json).
-    """
+    """A user with one bucket per entry of `capacities`, all with this refill and reserve."""
     buckets = {name: {"capacity": c, "refill_per_second": refill} for name, c in capacities.items()}
-    return user_with_config(db, buckets, priority_reserve=Decimal(reserve))
+    return user_with_config(db, buckets, priority_reserve=reserve)
 
 
 def test_one_bucket_admits_exactly_its_capacity(db: psycopg.Connection, server: Any) -> None:
@@ -523,7 +518,7 @@ def test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact(
 def test_priority_reserve_holds_under_concurrency(db: psycopg.Connection, server: Any) -> None:
     """Priority 1 stops at the reserve, priority 10 empties the bucket, even all at once."""
     capacity = 40
-    user_id = make_user(db, {"openai": capacity}, reserve="0.5")
+    user_id = make_user(db, {"openai": capacity}, reserve=0.5)
     priorities = [10 if n % 2 else 1 for n in range(200)]
     calls = [single(n, {"openai": 1}, label=p, priority=p) for n, p in enumerate(priorities)]
 
