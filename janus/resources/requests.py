@@ -60,7 +60,9 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
         raise falcon.HTTPUnsupportedMediaType(description="send the body as application/json")
     if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
-    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+    # Without Content-Length (chunked), the server's input stream ends with the body itself.
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    raw = stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
     try:
