@@ -51,7 +51,7 @@ def activate_config(
 def user_with_config(
     db: psycopg.Connection, dependencies: dict[str, dict[str, Any]], **config: Any
 ) -> UUID:
-    """A new user with an active config of `dependencies` ({name: {capacity, refill_per_second}})."""
+    """A new user with an active config of `dependencies`: {name: {capacity, refill}}."""
     user_id = create_user(db)
     activate_config(db, user_id, dependencies, **config)
     return user_id
