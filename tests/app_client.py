@@ -1,0 +1,81 @@
+"""The real Janus app in-process, over a real pool, behind Falcon's test client.
+
+Named `app_client`, not `http`: a module of that name next to the tests would shadow the
+standard library's `http` wherever `tests/` ends up on `sys.path`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import falcon.testing
+
+from janus.app import create_app
+from janus.db.pool import make_pool
+from janus.settings import Settings
+
+DASHBOARD = "/dashboard/jobs"
+SYSTEM = "/system/jobs"
+PREFIXES = (DASHBOARD, SYSTEM)
+SINGLE_ROUTES = PREFIXES
+PARTIAL_ROUTES = tuple(f"{prefix}/batch" for prefix in PREFIXES)
+ATOMIC_ROUTES = tuple(f"{prefix}/batch/atomic" for prefix in PREFIXES)
+JOB_ROUTES = SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES
+
+
+@contextmanager
+def serve_app(settings: Settings) -> Iterator[falcon.testing.TestClient]:
+    """A test client of `create_app(settings, pool)`; the pool is closed on exit."""
+    pool = make_pool(settings)
+    pool.open(wait=True)
+    try:
+        yield falcon.testing.TestClient(create_app(settings, pool))
+    finally:
+        pool.close()
+
+
+def headers_for(user_id: UUID | str, **extra: str) -> dict[str, str]:
+    """The headers of an authenticated JSON request."""
+    return {"X-User-ID": str(user_id), **extra}
+
+
+def post_json(
+    client: falcon.testing.TestClient,
+    path: str,
+    user_id: UUID | str,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+) -> falcon.testing.Result:
+    """POST `body` as JSON to `path` as `user_id`."""
+    return client.simulate_post(path, json=body, headers=headers_for(user_id, **(headers or {})))
+
+
+def job(
+    priority: int = 5,
+    dependencies: dict[str, int] | None = None,
+    tenant_id: str = "tenant-abc",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One job of a batch body."""
+    body: dict[str, Any] = {"tenant_id": tenant_id, "priority": priority, **extra}
+    if dependencies is not None:
+        body["dependencies"] = dependencies
+    return body
+
+
+def single(
+    priority: int = 5,
+    dependencies: dict[str, int] | None = None,
+    batch_name: str = "my-batch",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A single-job body."""
+    return {"batch_name": batch_name, **job(priority, dependencies, **extra)}
+
+
+def batch(*jobs: dict[str, Any], batch_name: str = "my-batch") -> dict[str, Any]:
+    """A batch body."""
+    return {"batch_name": batch_name, "jobs": list(jobs)}
