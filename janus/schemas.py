@@ -13,6 +13,8 @@ MAX_DEPENDENCIES_PER_JOB = 32
 MAX_DEPENDENCY_NAME_LENGTH = 100
 MAX_COST = 1_000_000
 MAX_PAYLOAD_BYTES = 64 * 1024
+# Deep enough for any real document; far below where recursive JSON code would fail.
+MAX_PAYLOAD_DEPTH = 64
 MAX_CAPACITY = 1_000_000_000_000
 
 
@@ -55,16 +57,24 @@ def _storable_text(text: str) -> None:
         raise ValidationError("Text is not valid Unicode.") from None
 
 
-def _check_storable(value: Any) -> None:
-    if isinstance(value, str):
-        _storable_text(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable_text(key)
-            _check_storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_storable(item)
+def _check_payload(payload: dict[str, Any]) -> None:
+    """Refuse nesting deeper than MAX_PAYLOAD_DEPTH and text Postgres cannot store.
+
+    Iterative, so a hostile depth costs a clear 400 and never a RecursionError.
+    """
+    pending: list[tuple[Any, int]] = [(payload, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            _storable_text(value)
+        elif isinstance(value, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                raise ValidationError(f"Payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+            if isinstance(value, dict):
+                for key in value:
+                    _storable_text(key)
+                value = list(value.values())
+            pending.extend((item, depth + 1) for item in value)
 
 
 class Text(fields.String):
@@ -103,7 +113,7 @@ class JobSchema(Schema):
 
     @validates("payload")
     def _payload_size(self, value: dict[str, Any], **_: Any) -> None:
-        _check_storable(value)
+        _check_payload(value)
         if _json_size(value) > MAX_PAYLOAD_BYTES:
             raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as JSON.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from typing import Any
 from uuid import UUID
 
 from psycopg import IsolationLevel
@@ -14,6 +14,16 @@ from psycopg_pool import ConnectionPool
 from janus.admission import Decision, JobRequest, Mode, Source
 from janus.db import queries
 from janus.db.transactions import fetch_in_transaction
+
+
+def _job_document(job: JobRequest) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies the payload, recursively.
+    return {
+        "tenant_id": job.tenant_id,
+        "priority": job.priority,
+        "dependencies": job.dependencies,
+        "payload": job.payload,
+    }
 
 
 def admit_jobs(
@@ -32,7 +42,7 @@ def admit_jobs(
         "user_id": user_id,
         "source": source.value,
         "batch_name": batch_name,
-        "jobs": json.dumps([asdict(job) for job in jobs], ensure_ascii=False),
+        "jobs": json.dumps([_job_document(job) for job in jobs], ensure_ascii=False),
         "atomic": atomic,
     }
     return fetch_in_transaction(

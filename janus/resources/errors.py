@@ -24,6 +24,8 @@ class InvalidBody(falcon.HTTPBadRequest):
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     """Every error body is JSON, whatever the client's Accept header says."""
     body: dict[str, Any] = dict(error.to_dict())
+    # Falcon's own 404 and 405 carry only a title; every Janus error has a description.
+    body.setdefault("description", f"{req.method} {req.path}: {error.title.partition(' ')[2]}")
     if isinstance(error, InvalidBody) and error.errors is not None:
         body["errors"] = error.errors
     resp.content_type = falcon.MEDIA_JSON
