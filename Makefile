@@ -33,7 +33,7 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: venv ## Serve on 127.0.0.1:8000 (embedded Postgres in .janus/ unless DATABASE_URL is set)
-	DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
+	@DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
 	export DATABASE_URL
 	$(BIN)/alembic upgrade head
 	$(BIN)/python -m janus demo
@@ -49,7 +49,7 @@ check: venv ## Lint, check formatting and type-check, as CI does
 	$(BIN)/mypy janus
 
 migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration
-	DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
+	@DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
 	export DATABASE_URL
 	$(BIN)/alembic upgrade head
 
