@@ -18,6 +18,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 worker_class = "sync"
 # Each worker imports janus.wsgi after the fork and opens its own connection pool.
 preload_app = False
+# Drop headers whose spelling is ambiguous once mapped to WSGI (X_User_ID and X-User-ID both
+# become HTTP_X_USER_ID): only a real X-User-ID is ever read as the user.
+header_map = "drop"
 timeout = 30
 graceful_timeout = 30
 accesslog = None

@@ -7,8 +7,9 @@ from psycopg_pool import ConnectionPool
 
 from janus.admission import Mode, Source
 from janus.db.jobs import AdmissionStore
+from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.errors import add_error_handlers
-from janus.resources.health import HealthResource
+from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.jobs import BatchResource, SingleJobResource
 from janus.settings import Settings
 
@@ -17,10 +18,12 @@ def create_app(
     settings: Settings, pool: ConnectionPool
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The Janus WSGI app, serving every route of the seed API from `pool`."""
-    app = falcon.App()
+    middleware = [ServiceTokenMiddleware(settings.service_token)] if settings.service_token else []
+    app = falcon.App(middleware=middleware)
     add_error_handlers(app)
     store = AdmissionStore(pool, retries=settings.conflict_retries)
     app.add_route("/health", HealthResource())
+    app.add_route("/health/ready", ReadinessResource(pool))
     for source in Source:
         prefix = f"/{source.value}/jobs"
         app.add_route(prefix, SingleJobResource(store, source))

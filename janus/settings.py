@@ -47,6 +47,21 @@ def _int_setting(environ: Mapping[str, str], name: str, default: int, low: int, 
     return value
 
 
+MIN_SERVICE_TOKEN_LENGTH = 16
+
+
+def _service_token(environ: Mapping[str, str]) -> str | None:
+    token = environ.get("JANUS_SERVICE_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_SERVICE_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        raise SettingsError(
+            f"JANUS_SERVICE_TOKEN must be at least {MIN_SERVICE_TOKEN_LENGTH} printable ASCII "
+            "characters (e.g. the output of `openssl rand -hex 32`)"
+        )
+    return token
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Janus reads from its environment."""
@@ -54,10 +69,12 @@ class Settings:
     database_url: str
     max_batch_jobs: int = 1000
     pool_size: int = 2
-    pool_timeout_ms: int = 2000
+    pool_timeout_ms: int = 1500
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 2000
     conflict_retries: int = 5
+    # When set, every route but /health also requires `Authorization: Bearer <token>`.
+    service_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,10 +84,11 @@ class Settings:
             database_url=database_url_from_env(environ),
             max_batch_jobs=_int_setting(environ, "JANUS_MAX_BATCH_JOBS", 1000, 1, 100_000),
             pool_size=_int_setting(environ, "JANUS_POOL_SIZE", 2, 1, 100),
-            pool_timeout_ms=_int_setting(environ, "JANUS_POOL_TIMEOUT_MS", 2000, 100, 60_000),
+            pool_timeout_ms=_int_setting(environ, "JANUS_POOL_TIMEOUT_MS", 1500, 100, 60_000),
             statement_timeout_ms=_int_setting(
                 environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
             conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 5, 0, 50),
+            service_token=_service_token(environ),
         )

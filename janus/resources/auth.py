@@ -1,0 +1,29 @@
+"""The service token: when configured, callers prove they may speak for users at all."""
+
+from __future__ import annotations
+
+import hmac
+
+import falcon
+
+# Liveness stays open, so a platform's health check needs no secret.
+OPEN_PATHS = frozenset({"/health"})
+
+
+class ServiceTokenMiddleware:
+    """Require `Authorization: Bearer <token>` on every route but /health."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Refuse the request with 401 unless it carries the service token."""
+        if req.path in OPEN_PATHS:
+            return
+        provided = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
+        # Constant time, so the token cannot be guessed byte by byte from response times.
+        if not hmac.compare_digest(provided, self._expected):
+            raise falcon.HTTPUnauthorized(
+                description="a valid service token is required (Authorization: Bearer ...)",
+                challenges=["Bearer"],
+            )
