@@ -48,6 +48,7 @@ class Decision:
     status: Status
     reason: str
     retry_after: int | None = None
+    replayed: bool = False  # answered from an earlier request with the same idempotency key
 
     @property
     def accepted(self) -> bool:
@@ -69,6 +70,22 @@ class NoActiveConfig(NoDecision):
 
 class ServicePaused(NoDecision):
     """The user's active config is paused."""
+
+
+class IdempotencyKeyInUse(NoDecision):
+    """A request with this idempotency key is still being decided."""
+
+
+class IdempotencyKeyReused(NoDecision):
+    """This idempotency key was used for a different request."""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """The client's key for a request, and a fingerprint of the request it was first used for."""
+
+    key: str
+    request_hash: bytes
 
 
 class DatabaseUnavailable(NoDecision):

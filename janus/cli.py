@@ -22,7 +22,7 @@ from marshmallow import ValidationError, fields, validate
 from psycopg.conninfo import conninfo_to_dict
 
 from janus.admission import DatabaseUnavailable, NoActiveConfig, NoDecision, UnknownUser
-from janus.db import accounts
+from janus.db import accounts, maintenance
 from janus.schemas import MAX_NAME_LENGTH, ConfigSchema, Text
 from janus.settings import SettingsError, database_url_from_env
 
@@ -179,6 +179,13 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     )
 
 
+def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Delete expired idempotency keys; print how many."""
+    with accounts.operator_transaction(database_url) as conn:
+        deleted = maintenance.prune_idempotency_keys(conn)
+    print(f"pruned {deleted} expired idempotency keys", file=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: `janus user create`, `config set|show`, `pause`, `resume`, ..."""
     parser = _ArgumentParser(
@@ -220,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="create the demo user and config if missing; print a curl line to try"
     )
     demo_command.set_defaults(run=demo)
+
+    prune_command = commands.add_parser(
+        "prune", help="delete idempotency keys older than 24 hours (safe to run any time)"
+    )
+    prune_command.set_defaults(run=prune)
     return parser
 
 

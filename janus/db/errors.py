@@ -6,6 +6,8 @@ import psycopg
 
 from janus.admission import (
     DatabaseUnavailable,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     NoActiveConfig,
     NoDecision,
     ServicePaused,
@@ -17,6 +19,8 @@ _BY_SQLSTATE: dict[str, type[NoDecision]] = {
     "J0U01": UnknownUser,
     "J0C01": NoActiveConfig,
     "J0P01": ServicePaused,
+    "J0K09": IdempotencyKeyInUse,
+    "J0K22": IdempotencyKeyReused,
 }
 
 

@@ -11,7 +11,7 @@ from psycopg import IsolationLevel
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
-from janus.admission import Decision, JobRequest, Mode, Source
+from janus.admission import Decision, IdempotencyKey, JobRequest, Mode, Source
 from janus.db import queries
 from janus.db.transactions import fetch_in_transaction
 
@@ -35,8 +35,13 @@ def admit_jobs(
     jobs: Sequence[JobRequest],
     mode: Mode,
     retries: int,
+    idempotency_key: IdempotencyKey | None = None,
 ) -> list[Decision]:
-    """Decide `jobs` for `user_id` and store them; the decisions come back in request order."""
+    """Decide `jobs` for `user_id` and store them; the decisions come back in request order.
+
+    With an idempotency key, a repeat of an accepted request returns the first decisions,
+    marked `replayed`, and takes nothing.
+    """
     atomic = mode is Mode.ATOMIC
     params = {
         "user_id": user_id,
@@ -44,6 +49,8 @@ def admit_jobs(
         "batch_name": batch_name,
         "jobs": json.dumps([_job_document(job) for job in jobs], ensure_ascii=False),
         "atomic": atomic,
+        "idempotency_key": idempotency_key.key if idempotency_key else None,
+        "request_hash": idempotency_key.request_hash if idempotency_key else None,
     }
     return fetch_in_transaction(
         pool,
@@ -72,6 +79,7 @@ class AdmissionStore:
         batch_name: str,
         jobs: Sequence[JobRequest],
         mode: Mode,
+        idempotency_key: IdempotencyKey | None = None,
     ) -> list[Decision]:
         """Decide and store `jobs`; see `admit_jobs`."""
         return admit_jobs(
@@ -82,4 +90,5 @@ class AdmissionStore:
             jobs=jobs,
             mode=mode,
             retries=self._retries,
+            idempotency_key=idempotency_key,
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-# The whole decision in one statement: see alembic/versions/0002_admit_jobs.py. Run in READ
-# COMMITTED for single jobs and partial batches (bucket row locks serialise them) and in
-# SERIALIZABLE for atomic batches, as the contract asks.
+# The whole decision in one statement: see alembic/versions/0002_admit_jobs.py, and 0004 for
+# the idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
+# (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
 ADMIT_JOBS = """
-SELECT job_id, status, reason, retry_after
-  FROM admit_jobs(%(user_id)s, %(source)s, %(batch_name)s, %(jobs)s::json, %(atomic)s)
+SELECT job_id, status, reason, retry_after, replayed
+  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(jobs)s::json, %(atomic)s,
+                       %(idempotency_key)s, %(request_hash)s)
 """
 
 HEALTH_CHECK = "SELECT 1"
@@ -71,4 +72,11 @@ SELECT dependency, capacity, refill_per_second, tokens_now
   FROM token_buckets_now
  WHERE user_id = %(user_id)s
  ORDER BY dependency
+"""
+
+# Maintenance
+
+# Expired keys are already ignored by admit_jobs_once(); this only reclaims their space.
+PRUNE_IDEMPOTENCY_KEYS = """
+DELETE FROM idempotency_keys WHERE expires_at <= now()
 """

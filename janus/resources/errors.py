@@ -8,7 +8,14 @@ from typing import Any
 
 import falcon
 
-from janus.admission import DatabaseUnavailable, NoActiveConfig, ServicePaused, UnknownUser
+from janus.admission import (
+    DatabaseUnavailable,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    NoActiveConfig,
+    ServicePaused,
+    UnknownUser,
+)
 
 log = logging.getLogger("janus")
 
@@ -51,6 +58,22 @@ def _no_active_config(
     raise falcon.HTTPForbidden(description="no active config")
 
 
+def _idempotency_key_in_use(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    raise falcon.HTTPConflict(
+        description="a request with this Idempotency-Key is still being decided; retry shortly"
+    )
+
+
+def _idempotency_key_reused(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
+) -> None:
+    raise falcon.HTTPUnprocessableEntity(
+        description="this Idempotency-Key was already used for a different request"
+    )
+
+
 def _database_unavailable(
     req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
 ) -> None:
@@ -77,4 +100,6 @@ def add_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None
     app.add_error_handler(UnknownUser, _unknown_user)
     app.add_error_handler(ServicePaused, _service_paused)
     app.add_error_handler(NoActiveConfig, _no_active_config)
+    app.add_error_handler(IdempotencyKeyInUse, _idempotency_key_in_use)
+    app.add_error_handler(IdempotencyKeyReused, _idempotency_key_reused)
     app.add_error_handler(DatabaseUnavailable, _database_unavailable)

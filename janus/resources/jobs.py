@@ -9,7 +9,7 @@ import falcon
 
 from janus.admission import Decision, JobRequest, Mode, Source
 from janus.db.jobs import AdmissionStore
-from janus.resources.requests import authenticated_user, load_body
+from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.schemas import BatchSchema, SingleJobSchema
 
 
@@ -44,7 +44,9 @@ class SingleJobResource:
             batch_name=body["batch_name"],
             jobs=[_job_request(body)],
             mode=Mode.SINGLE,
+            idempotency_key=idempotency_key(req, body),
         )
+        _mark_replay(resp, [decision])
         resp.media = _decision_body(decision)
         if decision.accepted:
             resp.status = falcon.HTTP_202
@@ -73,7 +75,9 @@ class BatchResource:
             batch_name=body["batch_name"],
             jobs=[_job_request(job) for job in body["jobs"]],
             mode=self._mode,
+            idempotency_key=idempotency_key(req, body),
         )
+        _mark_replay(resp, decisions)
         if self._mode is Mode.ATOMIC:
             all_accepted = all(decision.accepted for decision in decisions)
             resp.status = falcon.HTTP_202 if all_accepted else falcon.HTTP_207
@@ -81,6 +85,11 @@ class BatchResource:
         else:
             resp.status = falcon.HTTP_200
             resp.media = _batch_summary(decisions)
+
+
+def _mark_replay(resp: falcon.Response, decisions: Sequence[Decision]) -> None:
+    if any(decision.replayed for decision in decisions):
+        resp.set_header("Idempotent-Replayed", "true")
 
 
 def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -11,6 +12,7 @@ from uuid import UUID
 import falcon
 from marshmallow import Schema, ValidationError
 
+from janus.admission import IdempotencyKey
 from janus.resources.errors import InvalidBody
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -77,6 +79,23 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidBody("the body must be a JSON object")
     return body
+
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def idempotency_key(req: falcon.Request, body: dict[str, Any]) -> IdempotencyKey | None:
+    """The request's Idempotency-Key with a fingerprint of route and body; 400 if malformed."""
+    key = req.get_header("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise InvalidBody(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"
+        )
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    fingerprint = hashlib.sha256(f"{req.path}\n{canonical}".encode())
+    return IdempotencyKey(key=key, request_hash=fingerprint.digest())
 
 
 def load_body(req: falcon.Request, schema: Schema) -> dict[str, Any]:

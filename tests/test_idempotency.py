@@ -1,0 +1,242 @@
+"""Idempotency-Key: a repeat of an accepted request is answered from memory and takes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+import falcon.testing
+import psycopg
+import pytest
+import requests
+
+from janus.cli import main as janus_cli
+from janus.settings import Settings
+from tests.app_client import batch, job, post_json, serve_app, single
+from tests.factories import activate_config, bucket_tokens, user_with_config
+
+SINGLE = "/system/jobs"
+PARTIAL = "/system/jobs/batch"
+ATOMIC = "/system/jobs/batch/atomic"
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[falcon.testing.TestClient]:
+    with serve_app(Settings(database_url=database_url)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def user(db: psycopg.Connection) -> UUID:
+    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
+
+
+def post(
+    client: falcon.testing.TestClient, path: str, user: UUID, body: Any, key: str | None
+) -> falcon.testing.Result:
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return post_json(client, path, user, body, headers)
+
+
+def stored_jobs(db: psycopg.Connection, user: UUID) -> int:
+    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (SINGLE, single(dependencies={"openai": 3}), 202),
+        (PARTIAL, batch(job(dependencies={"openai": 3}), job(dependencies={"openai": 9})), 200),
+        (ATOMIC, batch(job(dependencies={"openai": 3}), job(dependencies={"openai": 4})), 202),
+    ],
+)
+def test_a_repeated_accepted_request_returns_the_first_answer_and_takes_nothing(
+    client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    user: UUID,
+    path: str,
+    body: dict[str, Any],
+    status: int,
+) -> None:
+    first = post(client, path, user, body, "key-1")
+    assert first.status_code == status
+    assert "Idempotent-Replayed" not in first.headers
+    tokens, jobs = bucket_tokens(db, user, "openai"), stored_jobs(db, user)
+
+    again = post(client, path, user, body, "key-1")
+
+    assert again.status_code == status
+    assert again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert bucket_tokens(db, user, "openai") == tokens
+    assert stored_jobs(db, user) == jobs
+
+
+def test_the_same_key_with_a_different_body_or_route_is_422(
+    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    body = single(dependencies={"openai": 1})
+    assert post(client, SINGLE, user, body, "key-1").status_code == 202
+    tokens = bucket_tokens(db, user, "openai")
+
+    different_body = post(client, SINGLE, user, {**body, "priority": 6}, "key-1")
+    different_route = post(client, "/dashboard/jobs", user, body, "key-1")
+
+    for response in (different_body, different_route):
+        assert response.status_code == 422
+        assert response.json["description"] == (
+            "this Idempotency-Key was already used for a different request"
+        )
+    assert bucket_tokens(db, user, "openai") == tokens
+
+
+def test_keys_are_scoped_to_their_user(
+    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
+    body = single(dependencies={"openai": 1})
+
+    mine = post(client, SINGLE, user, body, "shared-key")
+    theirs = post(client, SINGLE, other, body, "shared-key")
+
+    assert mine.status_code == theirs.status_code == 202
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert mine.json["job_id"] != theirs.json["job_id"]
+
+
+def test_a_rejection_is_not_remembered(
+    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    body = single(dependencies={"openai": 10})
+    assert post(client, SINGLE, user, single(dependencies={"openai": 5}), None).status_code == 202
+    rejected = post(client, SINGLE, user, body, "retry-me")
+    assert rejected.status_code == 429
+    # The operator raises the budget; the retry with the same key is decided anew.
+    activate_config(db, user, {"openai": {"capacity": 20, "refill_per_second": 0}})
+    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [user])
+
+    retried = post(client, SINGLE, user, body, "retry-me")
+
+    assert retried.status_code == 202
+    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.json["job_id"] != rejected.json["job_id"]
+
+
+def test_a_rejected_atomic_batch_is_not_remembered(
+    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    body = batch(job(dependencies={"openai": 6}), job(dependencies={"openai": 6}))
+    assert post(client, ATOMIC, user, body, "atomic-key").status_code == 207
+    activate_config(db, user, {"openai": {"capacity": 12, "refill_per_second": 0}})
+    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [user])
+
+    assert post(client, ATOMIC, user, body, "atomic-key").status_code == 202
+
+
+def test_a_duplicate_while_the_first_is_being_decided_is_409(
+    client: falcon.testing.TestClient, database_url: str, db: psycopg.Connection, user: UUID
+) -> None:
+    # Another session holds the key's lock, as the first request does while it is decided.
+    with psycopg.connect(database_url) as first_request:
+        first_request.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s || '/' || %s, 0))",
+            [str(user), "busy-key"],
+        )
+        duplicate = post(client, SINGLE, user, single(dependencies={"openai": 1}), "busy-key")
+        assert duplicate.status_code == 409
+        assert "still being decided" in duplicate.json["description"]
+    assert stored_jobs(db, user) == 0
+    # Once the first is done, the key is free again.
+    assert (
+        post(client, SINGLE, user, single(dependencies={"openai": 1}), "busy-key").status_code
+        == 202
+    )
+
+
+def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
+    database_url: str, db: psycopg.Connection, user: UUID
+) -> None:
+    """A writer whose snapshot predates the remembered key fails with 40001, then replays."""
+    call = "SELECT job_id, replayed FROM admit_jobs_once(%s, 'system', 'b', %s::json, true, %s, %s)"
+    jobs = json.dumps([{"tenant_id": "t", "priority": 5, "dependencies": {"openai": 1}}])
+    request_hash = hashlib.sha256(b"same request").digest()
+    args = [user, jobs, "raced-key", request_hash]
+    with psycopg.connect(database_url) as late:
+        late.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        late.execute("SELECT 1")  # its snapshot is taken now, before the first commits
+        first = db.execute(call, args).fetchone()
+        assert first is not None
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            late.execute(call, args)
+    replay = db.execute(call, args).fetchone()
+    assert replay == (first[0], True)
+    assert stored_jobs(db, user) == 1
+
+
+def test_expired_keys_are_decided_anew_and_pruned(
+    client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    user: UUID,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = single(dependencies={"openai": 1})
+    first = post(client, SINGLE, user, body, "old-key")
+    post(client, SINGLE, user, body, "fresh-key")
+    db.execute(
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+        " WHERE idempotency_key = 'old-key'"
+    )
+
+    again = post(client, SINGLE, user, body, "old-key")
+    assert again.status_code == 202
+    assert again.json["job_id"] != first.json["job_id"]
+    assert "Idempotent-Replayed" not in again.headers
+
+    db.execute(
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+        " WHERE idempotency_key = 'old-key'"
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert janus_cli(["prune"]) == 0
+    assert capsys.readouterr().out == "pruned 1 expired idempotency keys\n"
+    keys = db.execute("SELECT idempotency_key FROM idempotency_keys").fetchall()
+    assert keys == [("fresh-key",)]
+
+
+@pytest.mark.parametrize("key", ["x" * 256, "tab\there"])
+def test_a_malformed_key_is_400(
+    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID, key: str
+) -> None:
+    response = post(client, SINGLE, user, single(dependencies={"openai": 1}), key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json["description"]
+    assert stored_jobs(db, user) == 0
+
+
+@pytest.mark.concurrency
+def test_concurrent_duplicates_make_one_decision(
+    gunicorn_server: Any, db: psycopg.Connection, user: UUID
+) -> None:
+    body = single(dependencies={"openai": 1})
+    headers = {"X-User-ID": str(user), "Idempotency-Key": "storm"}
+
+    def send(_: int) -> requests.Response:
+        return requests.post(f"{gunicorn_server.url}{SINGLE}", json=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(send, range(48)))
+
+    statuses = {response.status_code for response in responses}
+    assert statuses <= {202, 409}
+    accepted_ids = {response.json()["job_id"] for response in responses if response.ok}
+    assert len(accepted_ids) == 1
+    assert stored_jobs(db, user) == 1
+    assert bucket_tokens(db, user, "openai") == 9
