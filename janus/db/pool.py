@@ -6,6 +6,8 @@ from psycopg_pool import ConnectionPool
 
 from janus.settings import Settings
 
+RECONNECT_TIMEOUT_S = 2.0
+
 
 def make_pool(settings: Settings) -> ConnectionPool:
     """A closed pool for `settings`; the caller opens it in the process that will use it."""
@@ -35,4 +37,10 @@ def make_pool(settings: Settings) -> ConnectionPool:
             "keepalives_count": 3,
         },
         name="janus",
+        # While the database is down the pool retries connecting with a doubling delay (1 s,
+        # 2 s, 4 s, ...) for reconnect_timeout, 5 minutes by default: after an outage of T
+        # seconds its next try could come up to T seconds after the database is back, and
+        # every request until then is a 503. Giving up after a few seconds bounds that gap:
+        # the next request that finds the pool empty starts a fresh attempt at once.
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
     )
