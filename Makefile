@@ -62,3 +62,13 @@ clean: db-stop ## Remove .venv and caches (keeps the database in .janus/, stops 
 
 clean-data: db-stop ## Stop the embedded Postgres and delete its data in .janus/
 	rm -rf .janus
+
+.PHONY: bench
+bench: venv ## Load-test the service next to its ceilings; JSON in bench/results/ (SOAK=1, BENCH_ARGS=)
+	@if ! command -v wrk >/dev/null; then
+		echo "wrk is missing: installing Debian's package"
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo)
+		$$sudo apt-get update -qq
+		$$sudo apt-get install -y -qq wrk >/dev/null
+	fi
+	$(BIN)/python -m bench.run $(if $(SOAK),--soak) $(BENCH_ARGS)

@@ -1,0 +1,168 @@
+"""What `make bench` measures: the scenarios, the ceilings they are read against, the targets.
+
+A scenario is one line of SCENARIOS: it names a route (or, for the ceilings, the SQL alone
+under pgbench), how many jobs a request carries, how many users share the load and what
+config they have. bench/run.py provisions its users, runs it in table order and prints it
+as one row; a target is one line of TARGETS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["health", "single", "partial", "atomic"]
+Driver = Literal["wrk", "pgbench"]
+
+# The seed API's single job: two dependencies and a small payload.
+JOB: dict[str, Any] = {
+    "tenant_id": "tenant-bench",
+    "priority": 8,
+    "dependencies": {"openai": 2, "stripe": 1},
+    "payload": {"custom_key": "custom_value"},
+}
+BATCH_NAME = "bench"
+
+
+def bucket_config(capacity: int, refill_per_second: float) -> dict[str, Any]:
+    """A config (as `janus config set` reads it) with one such bucket per dependency of JOB."""
+    limit = {"capacity": capacity, "refill_per_second": refill_per_second}
+    return {"dependencies": {name: limit for name in JOB["dependencies"]}}
+
+
+# So large that no run can empty it: every job is accepted.
+UNLIMITED = bucket_config(10**12, 10**9)
+# Emptied before the run (drain=True) and never refilled: every job is rejected with
+# "rate limit exceeded", the overload path.
+EMPTY = bucket_config(100, 0)
+
+HEALTH = "health"
+SQL_SINGLE = "pgbench-single"
+SQL_BATCH = "pgbench-100"
+# Batch scenarios are also read as a multiple of this one's jobs/s.
+SINGLE_BASELINE = "single-hot"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: what each request is, who sends it, and what every answer should be."""
+
+    name: str
+    kind: Kind
+    description: str
+    jobs: int = 1
+    users: int = 1
+    config: dict[str, Any] | None = None
+    # Empty every bucket (one job taking each whole capacity) before the run.
+    drain: bool = False
+    # The HTTP status every response should have; anything else is reported.
+    expect: int = 202
+    driver: Driver = "wrk"
+    # The pgbench scenario (same SQL, no HTTP) whose jobs/s this one is divided by.
+    sql_ceiling: str | None = None
+
+    @property
+    def method(self) -> str:
+        """The HTTP method of each request."""
+        return "GET" if self.kind == "health" else "POST"
+
+    @property
+    def path(self) -> str:
+        """The route each request goes to."""
+        return {
+            "health": "/health",
+            "single": "/dashboard/jobs",
+            "partial": "/dashboard/jobs/batch",
+            "atomic": "/dashboard/jobs/batch/atomic",
+        }[self.kind]
+
+    @property
+    def body(self) -> dict[str, Any] | None:
+        """The JSON body of each request, as a producer would send it."""
+        if self.kind == "health":
+            return None
+        if self.kind == "single":
+            return {"batch_name": BATCH_NAME, **JOB}
+        return {"batch_name": BATCH_NAME, "jobs": [JOB] * self.jobs}
+
+    @property
+    def expected_outcome(self) -> str:
+        """What every request should get: its HTTP status, or a committed transaction."""
+        return "committed" if self.driver == "pgbench" else str(self.expect)
+
+    @property
+    def expected_job_status(self) -> str:
+        """What every stored job of this scenario should say."""
+        return "Rejected" if self.drain else "Accepted"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    # Ceilings: the HTTP stack alone, and Postgres alone running the very SQL Janus sends.
+    Scenario(HEALTH, "health", "GET /health: gunicorn + falcon, no database", expect=200),
+    Scenario(
+        SQL_SINGLE, "single", "pgbench: admit_jobs_once, 1 job, hot bucket",
+        config=UNLIMITED, driver="pgbench",
+    ),
+    Scenario(
+        SQL_BATCH, "partial", "pgbench: admit_jobs_once, partial batch of 100",
+        jobs=100, config=UNLIMITED, driver="pgbench",
+    ),
+    # The service.
+    Scenario(
+        SINGLE_BASELINE, "single", "1 job accepted, one hot bucket",
+        config=UNLIMITED, sql_ceiling=SQL_SINGLE,
+    ),
+    Scenario(
+        "single-spread", "single", "1 job accepted, 100 users",
+        users=100, config=UNLIMITED, sql_ceiling=SQL_SINGLE,
+    ),
+    Scenario(
+        "single-rejected", "single", "1 job rejected, empty bucket, refill 0",
+        config=EMPTY, drain=True, expect=429, sql_ceiling=SQL_SINGLE,
+    ),
+    Scenario(
+        "partial-100", "partial", "partial batch of 100 accepted",
+        jobs=100, config=UNLIMITED, expect=200, sql_ceiling=SQL_BATCH,
+    ),
+    Scenario(
+        "partial-1000", "partial", "partial batch of 1000 accepted",
+        jobs=1000, config=UNLIMITED, expect=200, sql_ceiling=SQL_BATCH,
+    ),
+    Scenario(
+        "atomic-100", "atomic", "atomic batch of 100 accepted",
+        jobs=100, config=UNLIMITED, sql_ceiling=SQL_BATCH,
+    ),
+)  # fmt: skip
+
+
+Measure = Literal["requests_per_s", "jobs_per_s"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """`scenario`'s `measure` must be at least `minimum` times `baseline`'s."""
+
+    scenario: str
+    baseline: str
+    measure: Measure
+    minimum: float
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(SINGLE_BASELINE, SQL_SINGLE, "requests_per_s", 0.60),
+    Target(SINGLE_BASELINE, HEALTH, "requests_per_s", 0.25),
+    Target("single-rejected", SINGLE_BASELINE, "requests_per_s", 1.0),
+    Target("partial-100", SINGLE_BASELINE, "jobs_per_s", 20),
+    Target("partial-1000", SINGLE_BASELINE, "jobs_per_s", 30),
+    Target("atomic-100", "partial-100", "jobs_per_s", 0.70),
+)
+# In every single-job scenario of the service.
+MAX_P99_OVER_P50 = 4.0
+# Each gunicorn worker, after the run.
+MAX_WORKER_RSS_MB = 80.0
+
+# The soak (--soak): this scenario for SOAK_MINUTES, one measurement a minute; the last
+# minute must keep SOAK_MIN_KEPT of the first minute's jobs/s.
+SOAK_SCENARIO = "partial-100"
+SOAK_MINUTES = 5
+SOAK_MIN_KEPT = 0.80
