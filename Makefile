@@ -72,3 +72,7 @@ bench: venv ## Load-test the service next to its ceilings; JSON in bench/results
 		$$sudo apt-get install -y -qq wrk >/dev/null
 	fi
 	$(BIN)/python -m bench.run $(if $(SOAK),--soak) $(BENCH_ARGS)
+
+.PHONY: reliability
+reliability: venv ## Run the fault scenarios (tests/faults) and print what each did; SCENARIOS=...
+	$(BIN)/python -m tests.faults.report $(SCENARIOS)
