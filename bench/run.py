@@ -63,6 +63,8 @@ SOAK_MINUTE_S = 60
 # Above this (in % of one core) before the bench starts, other work shares the machine and
 # every number will be low: say so.
 BUSY_MACHINE_PERCENT = 25.0
+# Above this (in % of one core) during a scenario, its numbers are not to be trusted.
+NOISY_OTHER_PERCENT = 30.0
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -522,12 +524,13 @@ def _git_revision() -> str:
 
 
 def _tool_version(command: Sequence[str]) -> str:
+    """The tool's name and version, as the first two words it prints for `command`."""
     try:
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError:
         return "not found"
-    first_line = (completed.stdout or completed.stderr).strip().splitlines()
-    return first_line[0] if first_line else "unknown"
+    words = (completed.stdout or completed.stderr).split()
+    return " ".join(words[:2]) if words else "unknown"
 
 
 def _redacted(database_url: str) -> str:
@@ -538,24 +541,25 @@ def _redacted(database_url: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the bench; the process's exit status."""
-    args = _arguments(argv)
-    chosen = [s for s in SCENARIOS if args.only is None or s.name in args.only]
-    by_name = {s.name: s for s in SCENARIOS}
-    provisioned = list(chosen)
-    if args.soak and by_name[SOAK_SCENARIO] not in provisioned:
-        provisioned.append(by_name[SOAK_SCENARIO])
+@dataclass
+class Run:
+    """What one bench run measured, gathered while the database and the service were up."""
 
-    started_at = datetime.now(UTC)
-    run_dir = RESULTS_DIR / started_at.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    busy_before = procstat.machine_busy_percent()
-    if busy_before > BUSY_MACHINE_PERCENT:
-        _say(
-            f"bench: warning: the machine is already busy ({busy_before:.0f}% of a core before "
-            "starting); the numbers will be low, see the 'other' CPU column"
-        )
+    results: dict[str, report.ScenarioResult]
+    soak: list[report.SoakMinute]
+    workers: list[procstat.WorkerMemory]
+    workers_after_soak: list[procstat.WorkerMemory]
+    server: dict[str, str]
+    database_origin: str
+    worker_count: int
+
+
+def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) -> Run:
+    """Set everything up, run the scenarios (and the soak), tear everything down."""
+    soak_scenario = next(s for s in SCENARIOS if s.name == SOAK_SCENARIO)
+    provisioned = list(chosen)
+    if args.soak and soak_scenario not in provisioned:
+        provisioned.append(soak_scenario)
     workdir = Path(tempfile.mkdtemp(prefix="janus-bench-"))
     try:
         with _database(workdir) as (database_url, database_origin):
@@ -567,15 +571,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 psycopg.connect(database_url, autocommit=True) as conn,
                 _service(database_url, args.workers, run_dir / "gunicorn.log") as service,
             ):
-                server = _server_facts(conn)
                 cpu_roots = {"app": service.master_pid}
                 postmaster = _postmaster_pid(conn)
                 if postmaster is not None:
                     cpu_roots["postgres"] = postmaster
                 bench = Bench(args, database_url, conn, service, users, workdir, run_dir, cpu_roots)
-                workers = len(procstat.children(service.master_pid))
+                worker_count = len(procstat.children(service.master_pid))
                 _say(
-                    f"gunicorn up with {workers} workers; {len(chosen)} scenarios of "
+                    f"gunicorn up with {worker_count} workers; {len(chosen)} scenarios of "
                     f"{args.duration:g}s (+{args.warmup:g}s warm-up) at {args.connections} "
                     "connections"
                 )
@@ -588,27 +591,105 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"p99 {result.load.latency_ms['p99']:.1f} ms  "
                         + " ".join(f"{k}:{v}" for k, v in result.load.outcomes.items())
                     )
-                memory = procstat.worker_memory(service.master_pid)
-                soak = _soak(bench, by_name[SOAK_SCENARIO], args.soak_minutes) if args.soak else []
-                memory_after_soak = procstat.worker_memory(service.master_pid) if soak else []
+                workers = procstat.worker_memory(service.master_pid)
+                soak = _soak(bench, soak_scenario, args.soak_minutes) if args.soak else []
+                workers_after_soak = procstat.worker_memory(service.master_pid) if soak else []
                 # Only now, with no request in flight, are the stored jobs final.
                 time.sleep(0.5)
                 for result in results.values():
                     bench.count_stored_jobs(result)
+                return Run(
+                    results=results,
+                    soak=soak,
+                    workers=workers,
+                    workers_after_soak=workers_after_soak,
+                    server=_server_facts(conn),
+                    database_origin=database_origin,
+                    worker_count=worker_count,
+                )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _noisy(results: Mapping[str, report.ScenarioResult]) -> list[str]:
+    """The scenarios during which other processes took more than NOISY_OTHER_PERCENT."""
+    return [
+        f"{name} ({result.cpu.get('other', 0):.0f}%)"
+        for name, result in results.items()
+        if result.cpu.get("other", 0) > NOISY_OTHER_PERCENT
+    ]
+
+
+def _render(
+    run: Run,
+    args: argparse.Namespace,
+    facts: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    checks: Sequence[report.Check],
+    unexpected: Sequence[str],
+) -> str:
+    """The printed report: the machine, the table, the soak, the targets, what went wrong."""
+    server = run.server
+    lines = [
+        f"Janus bench, {settings['started_at']}, revision {settings['revision']}",
+        f"machine: {facts['cores']} cores, {facts['cpu_model']}, {facts['memory_gb']} GB, "
+        f"Linux {facts['kernel']}, Python {facts['python']}",
+        f"postgres: {server['server_version']} ({run.database_origin}), fsync {server['fsync']}, "
+        f"synchronous_commit {server['synchronous_commit']}, "
+        f"shared_buffers {server['shared_buffers']}",
+        f"load: {facts['wrk']} and {facts['pgbench']}, {args.connections} connections on "
+        f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s "
+        f"warm-up; gunicorn {run.worker_count} sync workers",
+        "",
+        *report.scenario_table(run.results),
+        "",
+        "vs pgbench: jobs/s over its pgbench ceiling (the same admit_jobs_once call without "
+        "HTTP); vs /health: req/s over GET /health's;",
+        "x single: jobs/s as a multiple of single-hot's; CPU%: of one core, gunicorn / "
+        "postgres / wrk or pgbench / everything else (high: a noisy run); !: unexpected.",
+    ]
+    noisy = _noisy(run.results)
+    if noisy:
+        lines.append(
+            "NOISY: other processes took more than "
+            f"{NOISY_OTHER_PERCENT:.0f}% of a core during {', '.join(noisy)}: "
+            "their numbers are low and the ratios that use them unreliable; run again."
+        )
+    if run.soak:
+        lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(run.soak)]
+    lines += ["", *report.check_table(checks)]
+    if unexpected:
+        lines += ["", "UNEXPECTED ANSWERS:", *(f"  {line}" for line in unexpected)]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bench; the process's exit status."""
+    args = _arguments(argv)
+    chosen = [s for s in SCENARIOS if args.only is None or s.name in args.only]
+    started_at = datetime.now(UTC)
+    run_dir = RESULTS_DIR / started_at.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    busy_before = procstat.machine_busy_percent()
+    if busy_before > BUSY_MACHINE_PERCENT:
+        _say(
+            f"bench: warning: the machine is already busy ({busy_before:.0f}% of a core before "
+            "starting); the numbers will be low, see the 'other' CPU column"
+        )
+    try:
+        run = _run(args, chosen, run_dir)
     except (BenchError, LoadError, localdb.LocalDbError, SettingsError) as error:
         _say(f"bench: error: {error}")
         return 1
     except KeyboardInterrupt:
         _say("bench: interrupted")
         return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
     facts = {
         **procstat.machine(),
-        "postgres": server["server_version"],
-        "postgres_origin": database_origin,
-        "postgres_settings": server,
+        "postgres": run.server["server_version"],
+        "postgres_origin": run.database_origin,
+        "postgres_settings": run.server,
         "wrk": _tool_version(["wrk", "--version"]),
         "pgbench": _tool_version([str(_pgbench_binary()), "--version"]),
     }
@@ -617,66 +698,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup_s": args.warmup,
         "connections": args.connections,
         "threads": args.threads,
-        "gunicorn_workers": workers,
+        "gunicorn_workers": run.worker_count,
         "janus_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("JANUS_")},
         "revision": _git_revision(),
         "machine_busy_before_percent": round(busy_before, 1),
         "started_at": started_at.isoformat(timespec="seconds"),
     }
-    checks = report.evaluate(results, memory)
-    if soak:
-        checks.append(report.soak_check(soak))
-    unexpected = [line for result in results.values() for line in result.unexpected()]
-    for minute in soak:
-        unexpected += [
-            f"soak minute {minute.minute}: {count} x {outcome}"
-            for outcome, count in minute.load.outcomes.items()
-            if outcome != str(by_name[SOAK_SCENARIO].expect)
-        ]
-
-    lines = [
-        f"Janus bench, {settings['started_at']}, revision {settings['revision']}",
-        f"machine: {facts['cores']} cores, {facts['cpu_model']}, {facts['memory_gb']} GB, "
-        f"Linux {facts['kernel']}, Python {facts['python']}",
-        f"postgres: {server['server_version']} ({database_origin}), fsync {server['fsync']}, "
-        f"synchronous_commit {server['synchronous_commit']}, "
-        f"shared_buffers {server['shared_buffers']}",
-        f"load: {facts['wrk']} / {facts['pgbench']}; {args.connections} connections, "
-        f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s warm-up; "
-        f"gunicorn {workers} sync workers",
-        "",
-        *report.scenario_table(results),
-        "",
-        "vs pgbench: jobs/s over its pgbench ceiling (the same admit_jobs_once call without "
-        "HTTP); vs /health: req/s over GET /health's;",
-        "x single: jobs/s as a multiple of single-hot's; CPU%: of one core, gunicorn / "
-        "postgres / wrk or pgbench / everything else (high: a noisy run); !: unexpected.",
+    checks = report.evaluate(run.results, run.workers)
+    if run.soak:
+        checks.append(report.soak_check(run.soak))
+    unexpected = [line for result in run.results.values() for line in result.unexpected()]
+    soak_expects = next(s for s in SCENARIOS if s.name == SOAK_SCENARIO).expected_outcome
+    unexpected += [
+        f"soak minute {minute.minute}: {count} x {outcome}"
+        for minute in run.soak
+        for outcome, count in minute.load.outcomes.items()
+        if outcome != soak_expects
     ]
-    if soak:
-        lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(soak)]
-    lines += ["", *report.check_table(checks)]
-    if unexpected:
-        lines += ["", "UNEXPECTED ANSWERS:", *(f"  {line}" for line in unexpected)]
-    table = "\n".join(lines)
+    table = _render(run, args, facts, settings, checks, unexpected)
     print(table)
 
     document = {
         "machine": facts,
         "settings": settings,
         "scenarios": {
-            name: report.result_document(result, results) for name, result in results.items()
+            name: report.result_document(result, run.results)
+            for name, result in run.results.items()
         },
         "checks": [check.__dict__ for check in checks],
-        "workers": [worker.__dict__ for worker in memory],
-        "soak": [report.soak_document(minute) for minute in soak],
-        "workers_after_soak": [worker.__dict__ for worker in memory_after_soak],
+        "workers": [worker.__dict__ for worker in run.workers],
+        "soak": [report.soak_document(minute) for minute in run.soak],
+        "workers_after_soak": [worker.__dict__ for worker in run.workers_after_soak],
+        "noisy": _noisy(run.results),
         "unexpected": unexpected,
-        "outputs": {name: result.load.output for name, result in results.items()},
+        "outputs": {name: result.load.output for name, result in run.results.items()},
     }
     (run_dir / "results.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     (run_dir / "table.txt").write_text(table + "\n")
-    print(f"\nwritten: {(run_dir / 'results.json').relative_to(REPO_ROOT)} (and table.txt, "
-          "gunicorn.log, the pgbench scripts)")  # fmt: skip
+    print(
+        f"\nwritten: {(run_dir / 'results.json').relative_to(REPO_ROOT)} "
+        "(and table.txt, gunicorn.log, the pgbench scripts)"
+    )
     failed = unexpected or any(check.passed is False for check in checks)
     return 1 if args.strict and failed else 0
 
