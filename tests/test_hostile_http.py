@@ -1,0 +1,519 @@
+"""Hostile input through real gunicorn: the bytes on the wire, framing and header handling.
+
+tests/test_hostile.py covers bodies and headers in depth in-process; this module sends what only
+a real server sees: invalid UTF-8, Content-Length that lies, chunked framing, header names with
+underscores (gunicorn.conf.py drops them), repeated and oversized headers, 1 MiB + 1 bodies.
+Requests go out over raw sockets, so nothing between the test and gunicorn tidies them up.
+Errors gunicorn answers itself (a malformed request line or header) are its own HTML 4xx; every
+error the app answers is the JSON error shape. A 5xx is never acceptable, nor is a traceback
+in gunicorn's log.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.app_client import JOB_ROUTES, SINGLE_ROUTES
+from tests.conftest import GunicornServer, StartGunicorn
+from tests.factories import activate_config, user_with_config
+from tests.test_hostile import (
+    CONFIGURED,
+    JSON,
+    MIB,
+    Answer,
+    assert_clear_error,
+    assert_decisions,
+    body_with,
+    examples,
+    hostile_json,
+    storable_text,
+    to_json,
+    valid_body_for,
+    valid_jobs,
+)
+
+SOCKET_TIMEOUT_S = 15
+
+
+# --- Raw HTTP -------------------------------------------------------------------------------
+
+
+def request_bytes(
+    path: str,
+    headers: Sequence[bytes | str],
+    body: bytes = b"",
+    *,
+    method: str = "POST",
+) -> bytes:
+    """An HTTP/1.1 request, byte for byte: exactly these headers (and Host, Connection: close)."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: janus", b"Connection: close"]
+    lines += [header.encode("latin-1") if isinstance(header, str) else header for header in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def length(body: bytes) -> str:
+    """The Content-Length header of `body`."""
+    return f"Content-Length: {len(body)}"
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    """`body` in chunked transfer coding."""
+    chunks = [body[start : start + size] for start in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+
+
+def parse_response(received: bytes) -> Answer:
+    """The final response in `received`, skipping any 100 Continue."""
+    while True:
+        head, separator, rest = received.partition(b"\r\n\r\n")
+        assert separator, received[:2000]
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split(" ", 2)[1])
+        if 100 <= status < 200:
+            received = rest
+            continue
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        size = int(headers.get("content-length", len(rest)))
+        return Answer(status, headers, rest[:size])
+
+
+def exchange(server: GunicornServer, request: bytes) -> Answer:
+    """Send `request`, end our side of the connection, and read the answer until gunicorn closes."""
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    with socket.create_connection((address.hostname, address.port), SOCKET_TIMEOUT_S) as conn:
+        conn.sendall(request)
+        conn.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    return parse_response(received)
+
+
+def assert_refused(answer: Answer, *statuses: int) -> None:
+    """A 4xx: the app's JSON error shape, or gunicorn's own page for a malformed request."""
+    assert 400 <= answer.status < 500, (answer.status, answer.text[:2000])
+    if statuses:
+        assert answer.status in statuses, (answer.status, answer.text[:2000])
+    assert b"Traceback" not in answer.content
+    if answer.headers.get("content-type", "").startswith(JSON):
+        assert_clear_error(answer)
+
+
+def assert_no_traceback(server: GunicornServer) -> None:
+    """Nothing gunicorn or the app logged was an unhandled error."""
+    log = server.log()
+    assert "Traceback" not in log, log[-5000:]
+
+
+def jobs_of(db: psycopg.Connection, user_id: UUID) -> int:
+    """How many jobs are stored for `user_id`."""
+    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+# --- Fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(start_gunicorn: StartGunicorn) -> GunicornServer:
+    """The service under gunicorn with two workers, on this test's database."""
+    return start_gunicorn(workers=2)
+
+
+@pytest.fixture
+def shared_server(start_gunicorn: StartGunicorn) -> GunicornServer:
+    """The service as production runs it, four workers, on this test's database."""
+    return start_gunicorn()
+
+
+@pytest.fixture
+def small_buckets_user(db: psycopg.Connection) -> UUID:
+    """A user whose buckets run out: many jobs are turned away, some for priority or names."""
+    return user_with_config(
+        db,
+        {
+            "openai": {"capacity": 50, "refill_per_second": 1},
+            "search": {"capacity": 1_000_000, "refill_per_second": 1000},
+            "stripe": {"capacity": 5, "refill_per_second": 0},
+        },
+        min_priority=2,
+        priority_reserve=0.2,
+    )
+
+
+@pytest.fixture
+def user(db: psycopg.Connection) -> UUID:
+    """A user whose config admits any valid job: huge buckets, unknown dependencies allowed."""
+    return user_with_config(
+        db,
+        {name: {"capacity": 10**12, "refill_per_second": 0} for name in CONFIGURED},
+        unknown_dependencies="allow",
+    )
+
+
+def single_body() -> bytes:
+    """A valid single-job body."""
+    return json.dumps(body_with(SINGLE_ROUTES[0])).encode()
+
+
+# --- Bodies ----------------------------------------------------------------------------------
+
+INVALID_UTF8 = {
+    "0xff in a value": b'{"batch_name": "\xff", "tenant_id": "t", "priority": 5}',
+    "0xff in a key": b'{"batch_name\xff": "b", "tenant_id": "t", "priority": 5}',
+    "overlong /": b'{"batch_name": "\xc0\xaf", "tenant_id": "t", "priority": 5}',
+    "encoded surrogate": b'{"batch_name": "b", "tenant_id": "\xed\xa0\x80", "priority": 5}',
+    "cut sequence": b'{"batch_name": "b", "tenant_id": "\xe2\x82", "priority": 5}',
+    "latin-1": b'{"batch_name": "caf\xe9", "tenant_id": "t", "priority": 5}',
+    "in the payload": b'{"batch_name": "b", "tenant_id": "t", "priority": 5, '
+    b'"payload": {"k": "\xfe"}}',
+    "CESU-8 pair": b'{"batch_name": "\xed\xa0\xbd\xed\xb8\x80", "tenant_id": "t", "priority": 5}',
+    "a lone byte": b"\x80",
+}
+
+
+def as_batch(body: bytes) -> bytes:
+    """A single-job body of INVALID_UTF8 turned into a batch of that one job."""
+    if not body.startswith(b'{"batch_name'):
+        return body
+    head, _, job = body.partition(b', "tenant_id"')
+    return head + b', "jobs": [{"tenant_id"' + job[:-1] + b"}]}"
+
+
+def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(server, db, user, subtests) -> None:
+    for path in JOB_ROUTES:
+        for name, single in INVALID_UTF8.items():
+            body = single if path in SINGLE_ROUTES else as_batch(single)
+            for framing, headers, framed in (
+                ("length", [length(body)], body),
+                ("chunked", ["Transfer-Encoding: chunked"], chunked(body)),
+            ):
+                with subtests.test(path=path, body=name, framing=framing):
+                    request = request_bytes(path, [f"X-User-ID: {user}", *headers], framed)
+
+                    assert_clear_error(exchange(server, request), 400)
+    assert jobs_of(db, user) == 0
+    assert_no_traceback(server)
+
+
+def test_a_body_cut_short_of_its_content_length_is_a_clear_400(server, db, user, subtests) -> None:
+    # The client promised more bytes than it sent, then closed its side: the request is
+    # incomplete, even when the bytes that did arrive happen to be valid JSON.
+    for path in JOB_ROUTES:
+        body = json.dumps(body_with(path)).encode()
+        with subtests.test(path=path):
+            request = request_bytes(
+                path, [f"X-User-ID: {user}", f"Content-Length: {len(body) + 10}"], body
+            )
+
+            assert_clear_error(exchange(server, request), 400)
+    assert jobs_of(db, user) == 0
+    assert_no_traceback(server)
+
+
+def test_a_content_length_shorter_than_the_body_is_what_is_read(server, db, user) -> None:
+    body = single_body()
+    headers = [f"X-User-ID: {user}"]
+
+    cut_inside = exchange(
+        server,
+        request_bytes("/dashboard/jobs", [*headers, f"Content-Length: {len(body) - 5}"], body),
+    )
+    extra_after = exchange(
+        server,
+        request_bytes("/system/jobs", [*headers, length(body)], body + b'GARBAGE {"priority": 0}'),
+    )
+
+    assert_clear_error(cut_inside, 400)
+    assert_decisions("/system/jobs", extra_after, 1)
+    assert jobs_of(db, user) == 1
+    assert_no_traceback(server)
+
+
+BAD_LENGTHS = {
+    "negative": ["Content-Length: -1"],
+    "not a number": ["Content-Length: twelve"],
+    "hexadecimal": ["Content-Length: 0x10"],
+    "two values": ["Content-Length: 10", "Content-Length: 11"],
+    "a list": ["Content-Length: 10, 11"],
+    "with chunked": ["Content-Length: 10", "Transfer-Encoding: chunked"],
+    "unknown coding": ["Transfer-Encoding: gzip"],
+    "huge": ["Content-Length: 99999999999999999999999"],
+}
+
+
+def test_content_lengths_that_make_no_sense_are_refused(server, db, user, subtests) -> None:
+    body = single_body()
+    for name, headers in BAD_LENGTHS.items():
+        with subtests.test(length=name):
+            answer = exchange(
+                server, request_bytes("/dashboard/jobs", [f"X-User-ID: {user}", *headers], body)
+            )
+
+            assert_refused(answer)
+    assert jobs_of(db, user) == 0
+    assert_no_traceback(server)
+
+
+def test_well_formed_chunked_bodies_are_read(server, db, user, subtests) -> None:
+    body = single_body()
+    variants = {
+        "one byte chunks": chunked(body, size=1),
+        "one chunk": chunked(body, size=len(body)),
+        "extension and trailer": b"%x;name=value\r\n" % len(body)
+        + body
+        + b"\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "upper-case hex": b"%X\r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+    }
+    for name, framed in variants.items():
+        with subtests.test(chunks=name):
+            request = request_bytes(
+                "/dashboard/jobs", [f"X-User-ID: {user}", "Transfer-Encoding: chunked"], framed
+            )
+
+            assert_decisions("/dashboard/jobs", exchange(server, request), 1)
+    assert jobs_of(db, user) == len(variants)
+    assert_no_traceback(server)
+
+
+MALFORMED_CHUNKS = {
+    "size is not hex": b"zz\r\n{}\r\n0\r\n\r\n",
+    "size too large": b"ffffffffffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+    "no terminator after data": b"2\r\n{}XX0\r\n\r\n",
+    "data shorter than size": b"40\r\n{}\r\n0\r\n\r\n",
+    "cut before the last chunk": b'5\r\n{"a":\r\n',
+    "no chunks at all": b"",
+}
+
+
+def test_malformed_chunked_bodies_are_a_clear_400_not_a_500(server, db, user, subtests) -> None:
+    for name, framed in MALFORMED_CHUNKS.items():
+        with subtests.test(chunks=name):
+            request = request_bytes(
+                "/dashboard/jobs", [f"X-User-ID: {user}", "Transfer-Encoding: chunked"], framed
+            )
+
+            assert_refused(exchange(server, request), 400)
+    assert jobs_of(db, user) == 0
+    assert_no_traceback(server)
+
+
+def test_bodies_over_1_mib_are_413_on_every_route(server, user, subtests) -> None:
+    junk = b"\xff[" * (MIB // 2) + b"x"
+    assert len(junk) == MIB + 1
+    headers = {"X-User-ID": str(user), "Content-Type": JSON}
+    for path in JOB_ROUTES:
+        for framing, data in (("length", junk), ("chunked", iter([junk[:MIB], junk[MIB:]]))):
+            with subtests.test(path=path, framing=framing):
+                response = requests.post(
+                    server.url + path, data=data, headers=headers, timeout=SOCKET_TIMEOUT_S
+                )
+
+                assert_clear_error(Answer.of(response), 413)
+    assert_no_traceback(server)
+
+
+# --- Headers ---------------------------------------------------------------------------------
+
+
+def test_x_user_id_values_of_every_shape_are_a_clear_401(server, db, user, subtests) -> None:
+    other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
+    shapes: dict[str, list[bytes | str]] = {
+        "missing": [],
+        "empty": [b"X-User-ID:"],
+        "spaces": [b"X-User-ID:     "],
+        "not a uuid": ["X-User-ID: me"],
+        "0xff bytes": [b"X-User-ID: \xff\xfe"],
+        "utf-8 before the uuid": [b"X-User-ID: \xc3\xa9" + str(user).encode()],
+        "latin-1": [b"X-User-ID: caf\xe9"],
+        "fullwidth digits in utf-8": ["X-User-ID: \uff10".encode() + str(user)[1:].encode()],
+        "8000 characters": ["X-User-ID: " + "a" * 8000],
+        "uuid and more": [f"X-User-ID: {user} {user}"],
+        "unknown uuid": [f"X-User-ID: {uuid4()}"],
+        "repeated": [f"X-User-ID: {user}", f"X-User-ID: {user}"],
+        "two users": [f"X-User-ID: {user}", f"X-User-ID: {other}"],
+        "empty, then a user": ["X-User-ID: ", f"X-User-ID: {user}"],
+    }
+    for name, headers in shapes.items():
+        with subtests.test(shape=name):
+            body = single_body()
+            answer = exchange(
+                server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
+            )
+
+            assert_clear_error(answer, 401)
+    assert (jobs_of(db, user), jobs_of(db, other)) == (0, 0)
+    assert_no_traceback(server)
+
+
+def test_header_values_gunicorn_cannot_accept_are_refused(server, db, user, subtests) -> None:
+    shapes: dict[str, bytes | str] = {
+        "NUL": b"X-User-ID: a\x00b",
+        "control character": b"X-User-ID: \x01",
+        "bare CR": b"X-User-ID: a\rb",
+        "longer than a header may be": "X-User-ID: " + "a" * 9000,
+        "space before the colon": f"X-User-ID : {user}",
+        "folded": f"X-User-ID: x\r\n {user}",
+    }
+    for name, header in shapes.items():
+        with subtests.test(shape=name):
+            body = single_body()
+            answer = exchange(
+                server, request_bytes("/dashboard/jobs", [header, length(body)], body)
+            )
+
+            assert_refused(answer)
+    assert jobs_of(db, user) == 0
+    assert_no_traceback(server)
+
+
+def test_x_user_id_with_spaces_around_it_names_the_user(server, db, user) -> None:
+    # Whitespace around a field value is not part of it (RFC 9110, 5.5).
+    body = single_body()
+    answer = exchange(
+        server, request_bytes("/dashboard/jobs", [f"X-User-ID: \t {user} \t", length(body)], body)
+    )
+
+    assert_decisions("/dashboard/jobs", answer, 1)
+    assert jobs_of(db, user) == 1
+
+
+def test_header_names_with_underscores_are_ignored(server, db, user, subtests) -> None:
+    # X_User_ID and X-User-ID would both reach the app as HTTP_X_USER_ID; gunicorn.conf.py has
+    # gunicorn drop the ambiguous spelling, so only a real X-User-ID names the user.
+    unknown = uuid4()
+    spellings = {
+        "underscores": [f"X_User_ID: {user}"],
+        "upper case underscores": [f"X_USER_ID: {user}"],
+        "one underscore": [f"X-User_ID: {user}"],
+        "underscores beside an unknown user": [f"X_User_ID: {user}", f"X-User-ID: {unknown}"],
+        "unknown user beside underscores": [f"X-User-ID: {unknown}", f"X_User_ID: {user}"],
+        "underscores beside a malformed id": [f"X_User_ID: {user}", "X-User-ID: me"],
+    }
+    for name, headers in spellings.items():
+        with subtests.test(spelling=name):
+            body = single_body()
+            answer = exchange(
+                server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
+            )
+
+            assert_clear_error(answer, 401)
+    assert jobs_of(db, user) == 0
+
+    body = single_body()
+    lower_case = exchange(
+        server, request_bytes("/dashboard/jobs", [f"x-user-id: {user}", length(body)], body)
+    )
+
+    assert_decisions("/dashboard/jobs", lower_case, 1)
+    assert jobs_of(db, user) == 1
+    assert_no_traceback(server)
+
+
+NON_CANONICAL_ON_THE_WIRE = {
+    "braces": b"{00ad64a8-3f87-4d6e-9b4c-1cfa5917fd4b}",
+    "no hyphens": b"00ad64a83f874d6e9b4c1cfa5917fd4b",
+    "plus sign": b"+0ad64a83f874d6e9b4c1cfa5917fd4b",
+    "no-break space byte": b"\xa00ad64a83f874d6e9b4c1cfa5917fd4b",
+}
+
+
+def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(server, db, subtests) -> None:
+    known = UUID("00ad64a8-3f87-4d6e-9b4c-1cfa5917fd4b")
+    db.execute("INSERT INTO users (user_id, name) VALUES (%s, 'zero')", [known])
+    activate_config(db, known, {"openai": {"capacity": 100, "refill_per_second": 0}})
+    for name, spelling in NON_CANONICAL_ON_THE_WIRE.items():
+        with subtests.test(spelling=name):
+            body = single_body()
+            answer = exchange(
+                server,
+                request_bytes("/dashboard/jobs", [b"X-User-ID: " + spelling, length(body)], body),
+            )
+
+            assert_clear_error(answer, 401)
+    assert jobs_of(db, known) == 0
+
+
+# --- Properties over the wire ------------------------------------------------------------------
+
+header_bytes = st.binary(max_size=60).filter(lambda raw: b"\r" not in raw and b"\n" not in raw)
+framings = st.sampled_from(["length", "chunked", "none"])
+
+
+@examples(60)
+@given(
+    path=st.sampled_from([*JOB_ROUTES, "/health", "/health/ready", "/nowhere"]),
+    user_header=st.one_of(st.none(), st.just("known"), header_bytes),
+    content_type=st.one_of(st.none(), st.just(JSON.encode()), header_bytes),
+    body=st.one_of(
+        st.binary(max_size=200), hostile_json.map(lambda value: to_json(value).encode())
+    ),
+    framing=framings,
+)
+def test_hostile_requests_over_http_never_get_a_5xx(
+    server, user, path, user_header, content_type, body, framing
+) -> None:
+    headers: list[bytes | str] = []
+    if user_header == "known":
+        headers.append(f"X-User-ID: {user}")
+    elif user_header is not None:
+        headers.append(b"X-User-ID: " + user_header)
+    if content_type is not None:
+        headers.append(b"Content-Type: " + content_type)
+    if framing == "length":
+        headers.append(length(body))
+    elif framing == "chunked":
+        headers.append("Transfer-Encoding: chunked")
+        body = chunked(body)
+    else:
+        body = b""
+
+    answer = exchange(server, request_bytes(path, headers, body))
+
+    assert answer.status < 500, (answer.status, answer.text[:2000])
+    if answer.status >= 400:
+        assert_refused(answer)
+    else:
+        assert answer.headers["content-type"].startswith(JSON)
+        assert b"Traceback" not in answer.content
+    assert_no_traceback(server)
+
+
+@examples(40)
+@given(
+    path=st.sampled_from(JOB_ROUTES),
+    jobs=st.lists(valid_jobs, min_size=1, max_size=5),
+    batch_name=storable_text(1, 255),
+)
+def test_valid_shaped_random_jobs_over_http_get_only_decisions(
+    shared_server, small_buckets_user, path, jobs, batch_name
+) -> None:
+    if path in SINGLE_ROUTES:
+        jobs = jobs[:1]
+    body = valid_body_for(path, jobs, batch_name)
+
+    response = requests.post(
+        shared_server.url + path,
+        data=json.dumps(body),
+        headers={"X-User-ID": str(small_buckets_user), "Content-Type": JSON},
+        timeout=SOCKET_TIMEOUT_S,
+    )
+
+    assert_decisions(path, Answer.of(response), len(jobs))
+    assert_no_traceback(shared_server)
