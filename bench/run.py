@@ -48,8 +48,9 @@ from bench.scenarios import (
     Scenario,
 )
 from janus import localdb
-from janus.admission import Source
+from janus.admission import JobRequest, Mode, Source
 from janus.db import accounts, queries
+from janus.db.jobs import admit_jobs_params
 from janus.schemas import ConfigSchema
 from janus.settings import SettingsError, normalize_database_url
 
@@ -199,15 +200,19 @@ def _provision(database_url: str, scenarios: Sequence[Scenario]) -> dict[str, li
 
 def _drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any]) -> None:
     """Admit one top-priority job that takes every bucket's whole capacity, and check it did."""
-    drain_job = {
-        "tenant_id": "bench-drain",
-        "priority": 10,
-        "dependencies": {name: limit["capacity"] for name, limit in config["dependencies"].items()},
-    }
-    conn.execute(
-        "SELECT count(*) FROM admit_jobs(%s, %s, 'bench-drain', %s::json, false)",
-        [user_id, Source.SYSTEM.value, json.dumps([drain_job])],
+    drain_job = JobRequest(
+        tenant_id="bench-drain",
+        priority=10,
+        dependencies={name: limit["capacity"] for name, limit in config["dependencies"].items()},
     )
+    params = admit_jobs_params(
+        user_id=user_id,
+        source=Source.SYSTEM,
+        batch_name="bench-drain",
+        jobs=[drain_job],
+        mode=Mode.SINGLE,
+    )
+    conn.execute(queries.ADMIT_JOBS, params)
     row = conn.execute(
         "SELECT max(tokens_now) FROM token_buckets_now WHERE user_id = %s", [user_id]
     ).fetchone()
@@ -218,27 +223,36 @@ def _drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, An
 # --- The SQL alone: what Janus sends for one request, for pgbench ---
 
 
+def _pgbench_value(value: Any) -> str | None:
+    """A parameter as pgbench passes it: text, with arrays in Postgres's array literal form."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        quoted = ('"' + str(item).replace("\\", "\\\\").replace('"', '\\"') + '"' for item in value)
+        return "{" + ",".join(quoted) + "}"
+    return str(value)
+
+
 def _admit_jobs_params(scenario: Scenario, user_id: UUID) -> dict[str, str | None]:
-    """The parameters janus/db/jobs.py's admit_jobs() sends for one request of `scenario`."""
-    documents = [
-        # janus/db/jobs.py _job_document(): these keys, in this order.
-        {
-            "tenant_id": JOB["tenant_id"],
-            "priority": JOB["priority"],
-            "dependencies": JOB["dependencies"],
-            "payload": JOB["payload"],
-        }
-    ] * scenario.jobs
-    return {
-        "user_id": str(user_id),
-        "source": Source.DASHBOARD.value,
-        "batch_name": BATCH_NAME,
-        "jobs": json.dumps(documents, ensure_ascii=False),
-        "atomic": "true" if scenario.kind == "atomic" else "false",
+    """The parameters janus/db/jobs.py sends for one request of `scenario`, built by its code."""
+    job = JobRequest(
+        tenant_id=JOB["tenant_id"],
+        priority=JOB["priority"],
+        dependencies=JOB["dependencies"],
+        payload=JOB["payload"],
+    )
+    params = admit_jobs_params(
+        user_id=user_id,
+        source=Source.DASHBOARD,
+        batch_name=BATCH_NAME,
+        jobs=[job] * scenario.jobs,
+        mode=Mode.ATOMIC if scenario.kind == "atomic" else Mode.PARTIAL,
         # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
-        "idempotency_key": None,
-        "request_hash": None,
-    }
+        idempotency_key=None,
+    )
+    return {name: _pgbench_value(value) for name, value in params.items()}
 
 
 def _pgbench_script(scenario: Scenario, params: Mapping[str, str | None]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -163,10 +162,13 @@ def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
     database_url: str, db: psycopg.Connection, user: UUID
 ) -> None:
     """A writer whose snapshot predates the remembered key fails with 40001, then replays."""
-    call = "SELECT job_id, replayed FROM admit_jobs_once(%s, 'system', 'b', %s::json, true, %s, %s)"
-    jobs = json.dumps([{"tenant_id": "t", "priority": 5, "dependencies": {"openai": 1}}])
+    call = """
+        SELECT job_id, replayed
+          FROM admit_jobs_once(%s, 'system', 'b', %s::text[], %s::smallint[], %s::jsonb[],
+                               %s::json[], true, %s, %s)
+    """
     request_hash = hashlib.sha256(b"same request").digest()
-    args = [user, jobs, "raced-key", request_hash]
+    args = [user, ["t"], [5], ['{"openai": 1}'], ["{}"], "raced-key", request_hash]
     with psycopg.connect(database_url) as late:
         late.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         late.execute("SELECT 1")  # its snapshot is taken now, before the first commits

@@ -28,8 +28,13 @@ CREATE FUNCTION admit_jobs(
     p_user_id    uuid,
     p_source     text,
     p_batch_name text,
-    p_jobs       json,     -- [{"tenant_id", "priority", "dependencies": {name: cost}, "payload"}]
-    p_atomic     boolean   -- true: if any job is rejected, take nothing and store nothing
+    -- One element per job, in request order. Parallel arrays, not one JSON document, so that
+    -- nothing is parsed twice; payloads are json, not jsonb, to be stored exactly as sent.
+    p_tenants      text[],
+    p_priorities   smallint[],
+    p_dependencies jsonb[],   -- {name: cost}
+    p_payloads     json[],
+    p_atomic       boolean    -- true: if any job is rejected, take nothing and store nothing
 )
 RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer)
 LANGUAGE plpgsql
@@ -37,11 +42,10 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     cfg               record;
-    job_count         integer := json_array_length(p_jobs);
+    job_count         integer := cardinality(p_priorities);
     evaluation_order  integer[];
     any_rejected      boolean := false;
     -- Per job, by request position.
-    job_priority      smallint[];
     job_first_dep     integer[];
     job_last_dep      integer[];
     job_ids           uuid[];
@@ -82,12 +86,8 @@ BEGIN
         RAISE EXCEPTION 'service paused' USING ERRCODE = 'J0P01';
     END IF;
 
-    SELECT array_agg((j.job ->> 'priority')::smallint ORDER BY j.ord)
-      INTO job_priority
-      FROM json_array_elements(p_jobs) WITH ORDINALITY AS j(job, ord);
-
     -- Highest priority first, ties in request order.
-    SELECT array_agg(n ORDER BY job_priority[n] DESC, n)
+    SELECT array_agg(n ORDER BY p_priorities[n] DESC, n)
       INTO evaluation_order
       FROM generate_series(1, job_count) AS n;
 
@@ -96,8 +96,8 @@ BEGIN
            coalesce(array_agg(d.cost ORDER BY d.ord, d.name), '{}')
       INTO dep_job, dep_name, dep_cost
       FROM (SELECT j.ord::integer AS ord, e.key COLLATE "C" AS name, e.value::bigint AS cost
-              FROM json_array_elements(p_jobs) WITH ORDINALITY AS j(job, ord)
-             CROSS JOIN LATERAL json_each_text(coalesce(j.job -> 'dependencies', '{}')) AS e
+              FROM unnest(p_dependencies) WITH ORDINALITY AS j(dependencies, ord)
+             CROSS JOIN LATERAL jsonb_each_text(j.dependencies) AS e
            ) d;
 
     -- A job's dependencies are dep_*[first..last]; a job without any gets the empty range 1..0.
@@ -150,7 +150,7 @@ BEGIN
         this_retry := NULL;
         incurable := false;
 
-        IF job_priority[i] < cfg.min_priority THEN
+        IF p_priorities[i] < cfg.min_priority THEN
             this_reason := 'priority too low';
         END IF;
 
@@ -180,14 +180,14 @@ BEGIN
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
                 b := dep_bucket[k];
                 CONTINUE WHEN b IS NULL;
-                shortfall_x9 := bucket_capacity[b] * cfg.priority_reserve * (10 - job_priority[i])
+                shortfall_x9 := bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
                                 - 9 * (bucket_tokens[b] - dep_cost[k]);
                 CONTINUE WHEN shortfall_x9 <= 0;
                 IF this_reason IS NULL THEN
                     this_reason := format('dependency ''%s'' rate limit exceeded', dep_name[k]);
                 END IF;
                 IF bucket_refill[b] = 0
-                   OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - job_priority[i])
+                   OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
                       > 9 * bucket_capacity[b] THEN
                     incurable := true;
                 ELSE
@@ -232,12 +232,9 @@ BEGIN
 
         INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                           dependencies, payload, status, reason)
-        SELECT job_ids[j.ord], p_user_id, p_source, p_batch_name, j.job ->> 'tenant_id',
-               (j.job ->> 'priority')::smallint,
-               coalesce(j.job -> 'dependencies', '{}')::jsonb,
-               coalesce(j.job -> 'payload', '{}'),
-               job_status[j.ord], job_reason[j.ord]
-          FROM json_array_elements(p_jobs) WITH ORDINALITY AS j(job, ord);
+        SELECT job_ids[n], p_user_id, p_source, p_batch_name, p_tenants[n], p_priorities[n],
+               p_dependencies[n], p_payloads[n], job_status[n], job_reason[n]
+          FROM generate_series(1, job_count) AS n;
     END IF;
 
     RETURN QUERY
@@ -251,4 +248,6 @@ $fn$;
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION admit_jobs(uuid, text, text, json, boolean)")
+    op.execute(
+        "DROP FUNCTION admit_jobs(uuid, text, text, text[], smallint[], jsonb[], json[], boolean)"
+    )

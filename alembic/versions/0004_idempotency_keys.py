@@ -42,7 +42,10 @@ CREATE FUNCTION admit_jobs_once(
     p_user_id         uuid,
     p_source          text,
     p_batch_name      text,
-    p_jobs            json,
+    p_tenants         text[],
+    p_priorities      smallint[],
+    p_dependencies    jsonb[],
+    p_payloads        json[],
     p_atomic          boolean,
     p_idempotency_key text,    -- null: no key, decide as admit_jobs() does
     p_request_hash    bytea
@@ -60,7 +63,8 @@ BEGIN
     IF p_idempotency_key IS NULL THEN
         RETURN QUERY
             SELECT d.job_id, d.status, d.reason, d.retry_after, false
-              FROM admit_jobs(p_user_id, p_source, p_batch_name, p_jobs, p_atomic) d;
+              FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
+                              p_payloads, p_atomic) d;
         RETURN;
     END IF;
 
@@ -91,7 +95,8 @@ BEGIN
                      ORDER BY d.n),
            bool_or(d.status = 'Accepted')
       INTO answers, accepted
-      FROM admit_jobs(p_user_id, p_source, p_batch_name, p_jobs, p_atomic)
+      FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
+                              p_payloads, p_atomic)
            WITH ORDINALITY AS d(job_id, status, reason, retry_after, n);
 
     -- Rejections are not remembered: nothing was taken, so a retry is decided anew.
@@ -128,7 +133,8 @@ $fn$;
 def downgrade() -> None:
     op.execute(
         """
-        DROP FUNCTION admit_jobs_once(uuid, text, text, json, boolean, text, bytea);
+        DROP FUNCTION admit_jobs_once(
+            uuid, text, text, text[], smallint[], jsonb[], json[], boolean, text, bytea);
         DROP TABLE idempotency_keys;
         """
     )

@@ -16,14 +16,36 @@ from janus.db import queries
 from janus.db.transactions import fetch_in_transaction
 
 
-def _job_document(job: JobRequest) -> dict[str, Any]:
-    # Not dataclasses.asdict: it deep-copies the payload, recursively.
+def admit_jobs_params(
+    *,
+    user_id: UUID,
+    source: Source,
+    batch_name: str,
+    jobs: Sequence[JobRequest],
+    mode: Mode,
+    idempotency_key: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """The parameters of queries.ADMIT_JOBS for one request (the benchmark sends them too)."""
     return {
-        "tenant_id": job.tenant_id,
-        "priority": job.priority,
-        "dependencies": job.dependencies,
-        "payload": job.payload,
+        "user_id": user_id,
+        "source": source.value,
+        "batch_name": batch_name,
+        "tenants": [job.tenant_id for job in jobs],
+        "priorities": [job.priority for job in jobs],
+        "dependencies": [json.dumps(job.dependencies, ensure_ascii=False) for job in jobs],
+        "payloads": [json.dumps(job.payload, ensure_ascii=False) for job in jobs],
+        "atomic": mode is Mode.ATOMIC,
+        "idempotency_key": idempotency_key.key if idempotency_key else None,
+        "request_hash": idempotency_key.request_hash if idempotency_key else None,
     }
+
+
+def isolation_for(mode: Mode) -> IsolationLevel:
+    """Atomic batches run SERIALIZABLE, as the contract asks; the others READ COMMITTED.
+
+    READ COMMITTED is enough for them because the bucket row locks serialise every decision.
+    """
+    return IsolationLevel.SERIALIZABLE if mode is Mode.ATOMIC else IsolationLevel.READ_COMMITTED
 
 
 def admit_jobs(
@@ -42,24 +64,20 @@ def admit_jobs(
     With an idempotency key, a repeat of an accepted request returns the first decisions,
     marked `replayed`, and takes nothing.
     """
-    atomic = mode is Mode.ATOMIC
-    params = {
-        "user_id": user_id,
-        "source": source.value,
-        "batch_name": batch_name,
-        "jobs": json.dumps([_job_document(job) for job in jobs], ensure_ascii=False),
-        "atomic": atomic,
-        "idempotency_key": idempotency_key.key if idempotency_key else None,
-        "request_hash": idempotency_key.request_hash if idempotency_key else None,
-    }
+    params = admit_jobs_params(
+        user_id=user_id,
+        source=source,
+        batch_name=batch_name,
+        jobs=jobs,
+        mode=mode,
+        idempotency_key=idempotency_key,
+    )
     return fetch_in_transaction(
         pool,
         queries.ADMIT_JOBS,
         params,
         row_factory=class_row(Decision),
-        # Atomic batches run SERIALIZABLE, as the contract asks; the others need no more
-        # than READ COMMITTED, since the bucket row locks serialise every decision.
-        isolation=IsolationLevel.SERIALIZABLE if atomic else IsolationLevel.READ_COMMITTED,
+        isolation=isolation_for(mode),
         retries=retries,
     )
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 # (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
 ADMIT_JOBS = """
 SELECT job_id, status, reason, retry_after, replayed
-  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(jobs)s::json, %(atomic)s,
-                       %(idempotency_key)s, %(request_hash)s)
+  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)s::text[],
+                       %(priorities)s::smallint[], %(dependencies)s::jsonb[],
+                       %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s)
 """
 
 HEALTH_CHECK = "SELECT 1"
