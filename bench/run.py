@@ -625,12 +625,14 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _noisy(results: Mapping[str, report.ScenarioResult]) -> list[str]:
-    """The scenarios during which other processes took more than NOISY_OTHER_PERCENT."""
+def _noisy(run: Run) -> list[str]:
+    """The scenarios (and soak minutes) while other processes took over NOISY_OTHER_PERCENT."""
+    measured = [(name, result.cpu) for name, result in run.results.items()]
+    measured += [(f"soak minute {minute.minute}", minute.cpu) for minute in run.soak]
     return [
-        f"{name} ({result.cpu.get('other', 0):.0f}%)"
-        for name, result in results.items()
-        if result.cpu.get("other", 0) > NOISY_OTHER_PERCENT
+        f"{name} ({cpu.get('other', 0):.0f}%)"
+        for name, cpu in measured
+        if cpu.get("other", 0) > NOISY_OTHER_PERCENT
     ]
 
 
@@ -662,15 +664,16 @@ def _render(
         "x single: jobs/s as a multiple of single-hot's; CPU%: of one core, gunicorn / "
         "postgres / wrk or pgbench / everything else (high: a noisy run); !: unexpected.",
     ]
-    noisy = _noisy(run.results)
-    if noisy:
-        lines.append(
-            "NOISY: other processes took more than "
-            f"{NOISY_OTHER_PERCENT:.0f}% of a core during {', '.join(noisy)}: "
-            "their numbers are low and the ratios that use them unreliable; run again."
-        )
     if run.soak:
         lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(run.soak)]
+    noisy = _noisy(run)
+    if noisy:
+        lines += [
+            "",
+            f"NOISY: other processes took more than {NOISY_OTHER_PERCENT:.0f}% of a core during "
+            f"{', '.join(noisy)}: those numbers are low and the ratios that use them "
+            "unreliable; run again.",
+        ]
     lines += ["", *report.check_table(checks)]
     if unexpected:
         lines += ["", "UNEXPECTED ANSWERS:", *(f"  {line}" for line in unexpected)]
@@ -743,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": [worker.__dict__ for worker in run.workers],
         "soak": [report.soak_document(minute) for minute in run.soak],
         "workers_after_soak": [worker.__dict__ for worker in run.workers_after_soak],
-        "noisy": _noisy(run.results),
+        "noisy": _noisy(run),
         "unexpected": unexpected,
         "outputs": {name: result.load.output for name, result in run.results.items()},
     }
