@@ -6,6 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 
 class SettingsError(Exception):
     """The environment does not describe a runnable Janus; the message says what to fix."""
@@ -20,13 +23,24 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _check_parsable(url: str) -> str:
+    """Refuse, without echoing it, a URL libpq cannot parse: its errors quote the password."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise SettingsError(
+            "DATABASE_URL cannot be parsed (check the percent-encoding of user and password)"
+        ) from None
+    return url
+
+
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     """The normalised DATABASE_URL, or a SettingsError saying it is missing."""
     environ = os.environ if environ is None else environ
     url = environ.get("DATABASE_URL", "").strip()
     if not url:
         raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/janus)")
-    return normalize_database_url(url)
+    return _check_parsable(normalize_database_url(url))
 
 
 def sqlalchemy_url(environ: Mapping[str, str] | None = None) -> str:
@@ -51,9 +65,10 @@ MIN_SERVICE_TOKEN_LENGTH = 16
 
 
 def _service_token(environ: Mapping[str, str]) -> str | None:
-    token = environ.get("JANUS_SERVICE_TOKEN", "").strip()
-    if not token:
+    raw = environ.get("JANUS_SERVICE_TOKEN", "")
+    if raw == "":
         return None
+    token = raw.strip()
     if len(token) < MIN_SERVICE_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
         raise SettingsError(
             f"JANUS_SERVICE_TOKEN must be at least {MIN_SERVICE_TOKEN_LENGTH} printable ASCII "
@@ -72,7 +87,7 @@ class Settings:
     pool_timeout_ms: int = 1500
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 2000
-    conflict_retries: int = 5
+    conflict_retries: int = 10
     # When set, every route but /health also requires `Authorization: Bearer <token>`.
     service_token: str | None = None
 
@@ -89,6 +104,6 @@ class Settings:
                 environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
-            conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 5, 0, 50),
+            conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 10, 0, 50),
             service_token=_service_token(environ),
         )

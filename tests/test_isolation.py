@@ -251,13 +251,23 @@ authorizations = st.one_of(
 )
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive(
+    token_client: falcon.testing.TestClient, open_user: UUID, scheme: str
+) -> None:
+    headers = {"Authorization": f"{scheme} {TOKEN}", "X-User-ID": str(open_user)}
+    assert token_client.simulate_get("/health/ready", headers=headers).status_code == 200
+
+
 @examples(200)
 @given(path=st.sampled_from(GUARDED_ROUTES), authorization=authorizations)
 def test_every_authorization_but_the_exact_token_is_401(
     token_client, open_user, path, authorization
 ) -> None:
     # Falcon's test client trims whitespace around a header value, as servers trim spaces and tabs.
-    if authorization.strip() == bearer():
+    # The scheme is case-insensitive (RFC 9110), so a near miss in "Bearer" alone is no miss.
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials == TOKEN:
         return
     headers = {"Authorization": authorization, "X-User-ID": str(open_user)}
 

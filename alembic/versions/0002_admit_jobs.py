@@ -210,7 +210,8 @@ BEGIN
             job_status[i] := 'Rejected';
             job_reason[i] := this_reason;
             IF this_retry IS NOT NULL AND NOT incurable THEN
-                job_retry[i] := greatest(1, this_retry)::integer;
+                -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
+                job_retry[i] := least(greatest(1, this_retry), 2147483647)::integer;
             END IF;
         END IF;
     END LOOP;

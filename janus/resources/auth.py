@@ -14,15 +14,17 @@ class ServiceTokenMiddleware:
     """Require `Authorization: Bearer <token>` on every route but /health."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Refuse the request with 401 unless it carries the service token."""
         if req.path in OPEN_PATHS:
             return
-        provided = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
-        # Constant time, so the token cannot be guessed byte by byte from response times.
-        if not hmac.compare_digest(provided, self._expected):
+        scheme, _, credentials = (req.get_header("Authorization") or "").partition(" ")
+        provided = credentials.encode("utf-8", "surrogateescape")
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time,
+        # so it cannot be guessed byte by byte from response times.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(provided, self._expected):
             raise falcon.HTTPUnauthorized(
                 description="a valid service token is required (Authorization: Bearer ...)",
                 challenges=["Bearer"],

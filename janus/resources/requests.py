@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from typing import Any
 from uuid import UUID
@@ -18,15 +19,21 @@ from janus.resources.errors import InvalidBody
 MAX_BODY_BYTES = 1024 * 1024
 
 
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE
+)
+
+
 def authenticated_user(req: falcon.Request) -> UUID:
     """The UUID in X-User-ID; 401 when it is missing or malformed."""
     raw = req.get_header("X-User-ID")
     if not raw:
         raise falcon.HTTPUnauthorized(description="the X-User-ID header is required")
-    try:
-        return UUID(raw)
-    except ValueError:
+    # Only the canonical 8-4-4-4-12 spelling: UUID() alone also takes braces, "urn:uuid:",
+    # missing hyphens and non-ASCII digits, so one user would have many names.
+    if not _CANONICAL_UUID.fullmatch(raw):
         raise falcon.HTTPUnauthorized(description="X-User-ID must be a UUID") from None
+    return UUID(raw)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -41,7 +48,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text}")
+        # Not echoed: the number may be part of a payload the client wants kept private.
+        raise ValueError("a number is out of range")
     return value
 
 
@@ -64,16 +72,27 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
     # Without Content-Length (chunked), the server's input stream ends with the body itself.
     stream = req.bounded_stream if req.content_length is not None else req.stream
-    raw = stream.read(MAX_BODY_BYTES + 1)
+    try:
+        raw = stream.read(MAX_BODY_BYTES + 1)
+    except Exception:
+        # Whatever the WSGI server raises while reading the body (gunicorn: NoMoreData, an
+        # OSError; InvalidChunkSize and ChunkMissingTerminator, plain Exceptions) is the
+        # client's malformed or truncated request, never a fault of ours.
+        raise InvalidBody("the body could not be read: malformed or incomplete") from None
     if len(raw) > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
+    if req.content_length is not None and len(raw) < req.content_length:
+        raise InvalidBody("the body is shorter than its Content-Length")
     try:
+        # JSON on the wire is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and 32.
         body = json.loads(
-            raw,
+            raw.decode(),
             object_pairs_hook=_no_duplicate_keys,
             parse_float=_finite_float,
             parse_constant=_no_constant,
         )
+    except UnicodeDecodeError:
+        raise InvalidBody("the body is not valid UTF-8") from None
     except (ValueError, RecursionError) as error:
         raise InvalidBody(f"the body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
