@@ -27,6 +27,9 @@ def make_pool(settings: Settings) -> ConnectionPool:
         # A connection broken by a database restart is found and replaced before use.
         check=ConnectionPool.check_connection,
         kwargs={
+            # Each unit of work sends its own BEGIN and COMMIT, pipelined with its statement
+            # (janus/db/transactions.py): one round trip, with no implicit ones from psycopg.
+            "autocommit": True,
             "application_name": "janus",
             "options": server_options,
             "connect_timeout": 3,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import IsolationLevel
+from psycopg import IsolationLevel, pq
 from psycopg.rows import RowFactory
 from psycopg_pool import ConnectionPool
 
@@ -20,6 +20,11 @@ Row = TypeVar("Row")
 # Both mean the transaction was rolled back whole, so running it again is safe.
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
+_BEGIN = {
+    IsolationLevel.READ_COMMITTED: b"BEGIN ISOLATION LEVEL READ COMMITTED",
+    IsolationLevel.SERIALIZABLE: b"BEGIN ISOLATION LEVEL SERIALIZABLE",
+}
+
 
 def fetch_in_transaction(
     pool: ConnectionPool,
@@ -28,28 +33,52 @@ def fetch_in_transaction(
     *,
     row_factory: RowFactory[Row],
     isolation: IsolationLevel = IsolationLevel.READ_COMMITTED,
-    retries: int = 5,
+    retries: int = 10,
     base_delay: float = 0.005,
+    max_delay: float = 0.1,
 ) -> list[Row]:
     """Run `query` in a transaction of its own and return its rows.
 
-    BEGIN, the statement and COMMIT are pipelined, so they travel to Postgres together: one
-    round trip in the normal case. On 40001/40P01 the whole transaction is retried after a
-    jittered, growing delay; after `retries` more attempts it gives up as unavailable.
+    One round trip in the normal case (see `_in_one_round_trip`). On 40001/40P01 the whole
+    transaction is retried after a jittered delay that doubles up to `max_delay`; after
+    `retries` more attempts it gives up as unavailable.
     """
     for attempt in range(retries + 1):
         try:
             with pool.connection() as conn:
-                conn.isolation_level = isolation
-                with conn.pipeline():
-                    cursor = conn.cursor(row_factory=row_factory)
-                    cursor.execute(query, params, prepare=True)
-                    conn.commit()
-                return cursor.fetchall()
+                return _in_one_round_trip(conn, query, params, row_factory, isolation)
         except RETRYABLE:
             if attempt == retries:
                 break
-            time.sleep(random.uniform(0, base_delay * 2**attempt))
+            time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
         except psycopg.Error as error:
             raise translate(error) from error
     raise DatabaseUnavailable(f"conflict persisted after {retries} retries")
+
+
+def _in_one_round_trip(
+    conn: psycopg.Connection[Any],
+    query: str,
+    params: Mapping[str, Any],
+    row_factory: RowFactory[Row],
+    isolation: IsolationLevel,
+) -> list[Row]:
+    """BEGIN, the statement and COMMIT, pipelined so they travel to Postgres together.
+
+    The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
+    own, and the pipeline's one Sync is the only wait for the server. When a statement fails,
+    the server skips the rest, and the pool rolls the connection back when it is returned.
+    """
+    cursor = conn.cursor(row_factory=row_factory)
+    commit = conn.cursor()
+    try:
+        with conn.pipeline():
+            conn.execute(_BEGIN[isolation])
+            cursor.execute(query, params, prepare=True)
+            commit.execute(b"COMMIT")
+    except psycopg.OperationalError:
+        # The connection broke after COMMIT's answer arrived (before the pipeline's final
+        # message): the transaction is committed, and these rows are the true answer.
+        if commit.pgresult is None or commit.pgresult.status != pq.ExecStatus.COMMAND_OK:
+            raise
+    return cursor.fetchall()
