@@ -38,6 +38,9 @@ def make_pool(settings: Settings) -> ConnectionPool:
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
+            # Drop a connection whose sent data stays unacknowledged this long (a network
+            # partition), instead of waiting for the kernel's retransmission limit.
+            "tcp_user_timeout": 10_000,
         },
         name="janus",
         # While the database is down the pool retries connecting with a doubling delay (1 s,
