@@ -538,13 +538,15 @@ def _git_revision() -> str:
 
 
 def _tool_version(command: Sequence[str]) -> str:
-    """The tool's name and version, as the first two words it prints for `command`."""
+    """The tool's name and version: the first line it prints, before any "[" or copyright."""
     try:
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError:
         return "not found"
-    words = (completed.stdout or completed.stderr).split()
-    return " ".join(words[:2]) if words else "unknown"
+    lines = (completed.stdout or completed.stderr).strip().splitlines()
+    if not lines:
+        return "unknown"
+    return re.split(r" \[| Copyright", lines[0])[0].strip()
 
 
 def _redacted(database_url: str) -> str:
