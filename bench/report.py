@@ -36,6 +36,8 @@ class ScenarioResult:
     stored_jobs: dict[str, int] = field(default_factory=dict)
     # The database clock around the measured run.
     window: tuple[Any, Any] | None = None
+    # Autovacuum and autoanalyze runs during it.
+    autovacuums: int = 0
 
     @property
     def name(self) -> str:
@@ -346,6 +348,7 @@ def result_document(
             for name, value in ratios(results, result).items()
         },
         "cpu_percent": {name: round(value, 1) for name, value in result.cpu.items()},
+        "autovacuums": result.autovacuums,
         "stored_jobs": result.stored_jobs,
         "stored_jobs_per_s": round(stored / window_s, 1) if window_s and stored else None,
         "unexpected": result.unexpected(),
