@@ -429,9 +429,10 @@ class Bench:
 
     def measure(self, scenario: Scenario) -> report.ScenarioResult:
         """Warm up, then one recorded run with the CPU of each party read around it."""
-        # Vacuum what the earlier scenarios wrote, so autovacuum does not pick this run to do
-        # it, and checkpoint now rather than in the middle of the run (durability untouched).
-        for maintenance in ("VACUUM (ANALYZE) jobs, token_buckets", "CHECKPOINT"):
+        # Vacuum and analyze what provisioning and the earlier scenarios wrote, so autovacuum
+        # does not pick this run to do it, and checkpoint now rather than in the middle of the
+        # run (durability untouched).
+        for maintenance in ("VACUUM (ANALYZE)", "CHECKPOINT"):
             with contextlib.suppress(psycopg.Error):
                 self.conn.execute(maintenance)
         if self.args.warmup > 0:
