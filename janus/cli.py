@@ -19,7 +19,6 @@ from uuid import UUID
 
 import psycopg
 from marshmallow import ValidationError, fields, validate
-from psycopg.conninfo import conninfo_to_dict
 
 from janus.admission import DatabaseUnavailable, NoActiveConfig, NoDecision, UnknownUser
 from janus.db import accounts, maintenance
@@ -239,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the process's exit status."""
     try:
         args = build_parser().parse_args(argv)
-        database_url = _checked_database_url()
+        database_url = database_url_from_env()
         run: Callable[[argparse.Namespace, str, TextIO], None] = args.run
         run(args, database_url, sys.stdout)
     except KeyboardInterrupt:
@@ -282,16 +281,6 @@ def _failure(error: Exception) -> tuple[str, int]:
 def _database_message(error: psycopg.Error) -> str:
     """The server's one-line message, without the SQL text str(error) would quote."""
     return _one_line(error.diag.message_primary or str(error))
-
-
-def _checked_database_url() -> str:
-    """DATABASE_URL, normalised and parsable by libpq, or a SettingsError saying why not."""
-    url = database_url_from_env()
-    try:
-        conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
-        raise SettingsError(f"DATABASE_URL is malformed: {_one_line(str(error))}") from None
-    return url
 
 
 def _load_config(file: str) -> dict[str, Any]:

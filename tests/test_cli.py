@@ -477,7 +477,7 @@ def test_a_bad_command_line_is_one_line_too(cli: Cli) -> None:
     [
         ("", 2, ["DATABASE_URL is not set"]),
         ("mysql://localhost/janus", 2, ["postgres://"]),
-        ("postgresql://us er@localhost/janus", 2, ["DATABASE_URL is malformed"]),
+        ("postgresql://us er@localhost/janus", 2, ["DATABASE_URL cannot be parsed"]),
         ("postgresql://postgres@127.0.0.1:1/janus", 1, ["database unavailable", "port 1"]),
     ],
     ids=["missing", "not-postgres", "malformed", "unreachable"],
