@@ -182,8 +182,12 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%" if value < 10 else f"{value:.1f}x"
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _multiple(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
 
 
 def _cpu(cpu: Mapping[str, float]) -> str:
@@ -216,9 +220,9 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
                 _ms(latency["p50"]),
                 _ms(latency["p99"]),
                 f"{result.p99_over_p50:.1f}",
-                _share(found.get("vs_sql")),
-                _share(found.get("vs_health")),
-                _share(found.get("x_single")),
+                _percent(found.get("vs_sql")),
+                _percent(found.get("vs_health")),
+                _multiple(found.get("x_single")),
                 _cpu(result.cpu),
                 _outcomes(result),
             )

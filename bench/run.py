@@ -66,6 +66,8 @@ SOAK_MINUTE_S = 60
 BUSY_MACHINE_PERCENT = 25.0
 # Above this (in % of one core) during a scenario, its numbers are not to be trusted.
 NOISY_OTHER_PERCENT = 30.0
+# How long a scenario waits for the machine to be quiet before it starts anyway.
+QUIET_WAIT_S = 10.0
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,6 +96,13 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=10, help="a request slower than this is an error (10)"
+    )
+    parser.add_argument(
+        "--noisy-retries",
+        type=int,
+        default=1,
+        help="measure a scenario again this often while other processes take over "
+        f"{NOISY_OTHER_PERCENT:g}%% of a core, keep the quietest run (1)",
     )
     parser.add_argument(
         "--soak",
@@ -372,6 +381,17 @@ def _healthy(service: Service) -> bool:
 # --- Running the scenarios ---
 
 
+def _wait_for_quiet() -> None:
+    """Wait, QUIET_WAIT_S at most, until the machine is busy less than BUSY_MACHINE_PERCENT.
+
+    Called while the service and the database are idle, so what it sees is other work.
+    """
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while time.monotonic() < deadline:
+        if procstat.machine_busy_percent(0.5) < BUSY_MACHINE_PERCENT:
+            return
+
+
 class BenchError(Exception):
     """The bench could not run; the message says why."""
 
@@ -437,11 +457,26 @@ class Bench:
                 self.conn.execute(maintenance)
         if self.args.warmup > 0:
             self.drive(scenario, self.args.warmup)
-        started_at, autovacuums = self._now(), self.autovacuums()
-        load, cpu = self.drive_timed(scenario, self.args.duration)
-        result = report.ScenarioResult(scenario, load, cpu, window=(started_at, self._now()))
-        result.autovacuums = self.autovacuums() - autovacuums
-        return result
+        # The machine is shared: a run during which other processes took much of it is
+        # measured again (after waiting a little for quiet), and the quietest run kept.
+        best: report.ScenarioResult | None = None
+        for _ in range(1 + self.args.noisy_retries):
+            if best is not None:
+                _say(
+                    f"  {scenario.name}: other processes took {best.cpu['other']:.0f}% of a "
+                    "core, measuring again"
+                )
+            _wait_for_quiet()
+            started_at, autovacuums = self._now(), self.autovacuums()
+            load, cpu = self.drive_timed(scenario, self.args.duration)
+            result = report.ScenarioResult(scenario, load, cpu, window=(started_at, self._now()))
+            result.autovacuums = self.autovacuums() - autovacuums
+            if best is None or result.cpu["other"] < best.cpu["other"]:
+                best = result
+            if best.cpu["other"] <= NOISY_OTHER_PERCENT:
+                break
+        assert best is not None
+        return best
 
     def autovacuums(self) -> int:
         """Autovacuum and autoanalyze runs on the database's tables so far."""
