@@ -166,7 +166,7 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
 def _times(ratio: float, scale: float) -> str:
     """A ratio as a percentage when its target is below 1, else as a multiple."""
     if scale < 1:
-        return f"{ratio * 100:.0f}%"
+        return f"{ratio * 100:.1f}%"
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
 
 
