@@ -254,7 +254,7 @@ def _admit_jobs_params(scenario: Scenario, user_id: UUID) -> dict[str, str | Non
         tenant_id=JOB["tenant_id"],
         priority=JOB["priority"],
         dependencies=JOB["dependencies"],
-        payload=JOB["payload"],
+        payload=json.dumps(JOB["payload"]),
     )
     params = admit_jobs_params(
         user_id=user_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 Status = Literal["Accepted", "Rejected"]
@@ -37,7 +37,8 @@ class JobRequest:
     tenant_id: str
     priority: int
     dependencies: dict[str, int] = field(default_factory=dict)
-    payload: dict[str, Any] = field(default_factory=dict)
+    # The JSON text exactly as the client sent it: stored and handed to workers as is.
+    payload: str = "{}"
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from janus.json_text import ANY_ITEM, KEEP_TEXT, PathTree, RawJson
 
 MAX_NAME_LENGTH = 255
 MAX_DEPENDENCIES_PER_JOB = 32
@@ -57,24 +58,20 @@ def _storable_text(text: str) -> None:
         raise ValidationError("Text is not valid Unicode.") from None
 
 
-def _check_payload(payload: dict[str, Any]) -> None:
-    """Refuse nesting deeper than MAX_PAYLOAD_DEPTH and text Postgres cannot store.
+def _payload_depth_within_limit(payload: dict[str, Any]) -> bool:
+    """Whether no object or array of `payload` is nested deeper than MAX_PAYLOAD_DEPTH.
 
     Iterative, so a hostile depth costs a clear 400 and never a RecursionError.
     """
     pending: list[tuple[Any, int]] = [(payload, 1)]
     while pending:
         value, depth = pending.pop()
-        if isinstance(value, str):
-            _storable_text(value)
-        elif isinstance(value, dict | list):
+        if isinstance(value, dict | list):
             if depth > MAX_PAYLOAD_DEPTH:
-                raise ValidationError(f"Payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
-            if isinstance(value, dict):
-                for key in value:
-                    _storable_text(key)
-                value = list(value.values())
-            pending.extend((item, depth + 1) for item in value)
+                return False
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return True
 
 
 class Text(fields.String):
@@ -92,10 +89,6 @@ def _name(max_length: int = MAX_NAME_LENGTH) -> Text:
 
 def _dependency_name() -> Text:
     return Text(validate=validate.Length(min=1, max=MAX_DEPENDENCY_NAME_LENGTH))
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 # Dependencies and Payload are single fields rather than a Dict of key and value fields: they
@@ -136,18 +129,24 @@ class Dependencies(fields.Field[dict[str, int]]):
         return value
 
 
-class Payload(fields.Field[dict[str, Any]]):
-    """A JSON object of at most 64 KiB as JSON, 64 levels deep, of text Postgres can store."""
+class Payload(fields.Field[str]):
+    """A JSON object of at most 64 KiB and 64 levels, as the exact JSON text the client sent.
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
+    The body reader hands it over as RawJson (see `kept_as_text` below), so every number and
+    string reaches the database and the workers as written. Text that Postgres cannot hold
+    as `text` (NUL, lone surrogates) is fine here: the `json` column keeps their escapes.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, RawJson):
             raise ValidationError("Not a valid mapping type.")
-        _check_payload(value)
-        if _json_size(value) > MAX_PAYLOAD_BYTES:
-            raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as JSON.")
-        return value
+        if not isinstance(value.value, dict):
+            raise ValidationError("Not a valid mapping type.")
+        if len(value.text.encode()) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as sent.")
+        if not _payload_depth_within_limit(value.value):
+            raise ValidationError(f"Payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+        return value.text
 
 
 class JobSchema(Schema):
@@ -156,17 +155,22 @@ class JobSchema(Schema):
     tenant_id = _name()
     priority = StrictInteger(required=True, validate=validate.Range(min=1, max=10))
     dependencies = Dependencies(load_default=dict)
-    payload = Payload(load_default=dict)
+    payload = Payload(load_default="{}")
 
 
 class SingleJobSchema(JobSchema):
     """The body of POST .../jobs: one job and the batch it belongs to."""
+
+    # What the body reader keeps as the exact text sent: the payload.
+    kept_as_text: ClassVar[PathTree] = {"payload": KEEP_TEXT}
 
     batch_name = _name()
 
 
 class BatchSchema(Schema):
     """The body of POST .../jobs/batch and .../jobs/batch/atomic."""
+
+    kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"payload": KEEP_TEXT}}}
 
     batch_name = _name()
     jobs = fields.Nested(JobSchema, many=True, required=True)

@@ -24,13 +24,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import alembic.command
 import alembic.config
+import falcon.testing
 import psycopg
 import pytest
 import requests
 from psycopg import sql
 
 from janus import localdb
-from janus.settings import normalize_database_url
+from janus.settings import Settings, normalize_database_url
+from tests.app_client import serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4
@@ -142,6 +144,13 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to this test's database, for setting up and checking state."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
+    """The real app, default settings, in-process over a pool on this test's database."""
+    with serve_app(Settings(database_url=database_url)) as client:
+        yield client
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,7 +16,6 @@ import falcon.testing
 import psycopg
 import pytest
 
-from janus.settings import Settings
 from tests.app_client import (
     ATOMIC_ROUTES,
     PARTIAL_ROUTES,
@@ -25,7 +23,6 @@ from tests.app_client import (
     batch,
     job,
     post_json,
-    serve_app,
     single,
 )
 from tests.factories import activate_config, bucket_tokens, create_user, user_with_config
@@ -34,13 +31,6 @@ SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
 RATE_LIMITED = "dependency 'openai' rate limit exceeded"
-
-
-@pytest.fixture
-def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url)) as client:
-        yield client
 
 
 def plain(capacity: int, refill: float = 0) -> dict[str, Any]:

@@ -55,13 +55,6 @@ SEED_BATCH = {
 
 
 @pytest.fixture
-def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app, with default settings, over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url)) as client:
-        yield client
-
-
-@pytest.fixture
 def small_batch_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
     """The real app with batches of at most 3 jobs."""
     with serve_app(Settings(database_url=database_url, max_batch_jobs=3)) as client:
@@ -322,13 +315,19 @@ def test_duplicate_key_inside_the_payload_is_400(app_client, user_id) -> None:
 
 def test_non_finite_numbers_are_400(app_client, subtests, user_id) -> None:
     for constant in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999"):
-        for template in (
-            '{"batch_name": "b", "tenant_id": "t", "priority": %s}',
-            '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"x": %s}}',
-        ):
-            text = template % constant
-            with subtests.test(text=text):
-                assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+        text = '{"batch_name": "b", "tenant_id": "t", "priority": ' + constant + "}"
+        with subtests.test(text=text):
+            assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+
+
+def test_nan_and_infinity_are_400_even_in_a_payload(app_client, subtests, user_id) -> None:
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"x": %s}}'
+        with subtests.test(constant=constant):
+            result = post_raw(app_client, SINGLE_ROUTES[0], user_id, text % constant)
+
+            body = assert_error(result, 400)
+            assert f"{constant} is not valid JSON" in body["description"]
 
 
 # --- 400: field by field ------------------------------------------------------------------------
@@ -517,11 +516,15 @@ def test_payload_that_is_not_an_object_is_400(app_client, subtests, user_id, pat
 
 
 def sized_payload(size: int) -> dict[str, str]:
-    """A payload whose compact JSON is exactly `size` bytes of UTF-8 (two bytes per 'é')."""
-    payload = {"k": "é" * ((size - len('{"k":""}')) // 2)}
-    if (size - len('{"k":""}')) % 2:
+    """A payload of exactly `size` bytes of UTF-8 (two bytes per 'é') as the test client sends it.
+
+    The limit is on the payload's text as sent, spaces included: that text is what is stored.
+    """
+    empty = len('{"k": ""}')
+    payload = {"k": "é" * ((size - empty) // 2)}
+    if (size - empty) % 2:
         payload["k"] += "x"
-    assert len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()) == size
+    assert len(json.dumps(payload, ensure_ascii=False).encode()) == size
     return payload
 
 
@@ -569,8 +572,6 @@ UNSTORABLE = [
     r'{"batch_name": "b\u0000", "tenant_id": "t", "priority": 5}',
     r'{"batch_name": "b", "tenant_id": "t\ud800", "priority": 5}',
     r'{"batch_name": "b", "tenant_id": "t", "priority": 5, "dependencies": {"a\u0000": 1}}',
-    r'{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"k": "\udfff"}}',
-    r'{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"\u0000": 1}}',
     r'{"batch_name": "b", "tenant_id": "t", "priority": 5, "zz\ud800": 1}',
     r'{"batch_name": "b", "tenant_id": "t", "priority": 100000000000000000000000000000}',
     r'{"batch_name": "b", "tenant_id": "t", "priority": 5, "dependencies": {"a": 1e30}}',

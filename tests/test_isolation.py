@@ -478,8 +478,9 @@ def marked_bodies(marker: str) -> dict[str, tuple[bytes, str, int]]:
         "cut short": (body(f'{{"secret": "{marker}"')[:-1], JSON, 400),
         "NaN beside it": (body(f'{{"secret": "{marker}", "n": NaN}}'), JSON, 400),
         "duplicate key": (body(f'{{"secret": "{marker}", "secret": "{marker}"}}'), JSON, 400),
-        "NUL": (body(f'{{"secret": "{marker}\\u0000"}}'), JSON, 400),
-        "lone surrogate": (body(f'{{"secret": "{marker}\\ud800"}}'), JSON, 400),
+        # Raw, not as escapes: escaped, both are valid JSON and a payload keeps them.
+        "raw NUL": (body(f'{{"secret": "{marker}\x00"}}'), JSON, 400),
+        "raw lone surrogate": (body(f'{{"secret": "{marker}\ud800"}}'), JSON, 400),
         "invalid UTF-8": (
             body(f'{{"secret": "{marker}"}}').replace(marker.encode(), marker.encode() + b"\xff"),
             JSON,
@@ -622,7 +623,9 @@ def test_a_database_url_libpq_cannot_parse_never_shows_its_password(database_url
 
 def test_an_error_never_echoes_a_number_from_the_payload(client, open_user) -> None:
     card = "4111111111111111"
-    text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"card": CARDe999}}'
+    text = (
+        '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"card": CARD, "x": NaN}}'
+    )
     text = text.replace("CARD", card)
 
     result = client.simulate_post(

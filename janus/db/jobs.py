@@ -33,7 +33,7 @@ def admit_jobs_params(
         "tenants": [job.tenant_id for job in jobs],
         "priorities": [job.priority for job in jobs],
         "dependencies": [json.dumps(job.dependencies, ensure_ascii=False) for job in jobs],
-        "payloads": [json.dumps(job.payload, ensure_ascii=False) for job in jobs],
+        "payloads": [job.payload for job in jobs],
         "atomic": mode is Mode.ATOMIC,
         "idempotency_key": idempotency_key.key if idempotency_key else None,
         "request_hash": idempotency_key.request_hash if idempotency_key else None,

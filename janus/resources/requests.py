@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-from collections import Counter
 from typing import Any
 from uuid import UUID
 
 import falcon
 from marshmallow import Schema, ValidationError
 
+from janus import json_text
 from janus.admission import IdempotencyKey
+from janus.json_text import PathTree
 from janus.resources.errors import InvalidBody
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -36,27 +36,6 @@ def authenticated_user(req: falcon.Request) -> UUID:
     return UUID(raw)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        counts = Counter(key for key, _ in pairs)
-        duplicate = next(key for key, count in counts.items() if count > 1)
-        raise ValueError(f"duplicate key {duplicate!r}")
-    return result
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # Not echoed: the number may be part of a payload the client wants kept private.
-        raise ValueError("a number is out of range")
-    return value
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _is_json_media_type(content_type: str | None) -> bool:
     if content_type is None:
         return True
@@ -64,8 +43,11 @@ def _is_json_media_type(content_type: str | None) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-def read_json_object(req: falcon.Request) -> dict[str, Any]:
-    """The body as a JSON object of at most 1 MiB; 413, 415 or 400 otherwise."""
+def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> dict[str, Any]:
+    """The body as a JSON object of at most 1 MiB; 413, 415 or 400 otherwise.
+
+    The values `keep_text` points at come back as RawJson, the exact text sent.
+    """
     if not _is_json_media_type(req.content_type):
         raise falcon.HTTPUnsupportedMediaType(description="send the body as application/json")
     if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
@@ -84,13 +66,8 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
     if req.content_length is not None and len(raw) < req.content_length:
         raise InvalidBody("the body is shorter than its Content-Length")
     try:
-        # JSON on the wire is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and 32.
-        body = json.loads(
-            raw.decode(),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_float=_finite_float,
-            parse_constant=_no_constant,
-        )
+        # JSON on the wire is UTF-8 (RFC 8259), and nothing else is guessed.
+        body = json_text.loads(raw.decode(), keep_text)
     except UnicodeDecodeError:
         raise InvalidBody("the body is not valid UTF-8") from None
     except (ValueError, RecursionError) as error:
@@ -112,14 +89,19 @@ def idempotency_key(req: falcon.Request, body: dict[str, Any]) -> IdempotencyKey
         raise InvalidBody(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"
         )
+    # A payload is in `body` as the text it was sent as (see schemas.Payload): the same values
+    # written differently are stored differently, so they make a different request.
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     fingerprint = hashlib.sha256(f"{req.path}\n{canonical}".encode())
     return IdempotencyKey(key=key, request_hash=fingerprint.digest())
 
 
 def load_body(req: falcon.Request, schema: Schema) -> dict[str, Any]:
-    """The body validated by `schema`; 400 with field-level messages when it is not valid."""
-    body = read_json_object(req)
+    """The body validated by `schema`; 400 with field-level messages when it is not valid.
+
+    The values the schema's `kept_as_text` names reach it as the exact text sent.
+    """
+    body = read_json_object(req, getattr(schema, "kept_as_text", None))
     try:
         loaded: dict[str, Any] = schema.load(body)
     except ValidationError as error:
