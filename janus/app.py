@@ -11,6 +11,7 @@ from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.request_ids import RequestIdMiddleware
 from janus.settings import Settings
 
 
@@ -18,7 +19,9 @@ def create_app(
     settings: Settings, pool: ConnectionPool
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The Janus WSGI app, serving every route of the seed API from `pool`."""
-    middleware = [ServiceTokenMiddleware(settings.service_token)] if settings.service_token else []
+    middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
+    if settings.service_token:
+        middleware.append(ServiceTokenMiddleware(settings.service_token))
     app = falcon.App(middleware=middleware)
     add_error_handlers(app)
     store = AdmissionStore(pool, retries=settings.conflict_retries)

@@ -61,6 +61,16 @@ def _int_setting(environ: Mapping[str, str], name: str, default: int, low: int, 
     return value
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    raw = environ.get("JANUS_LOG_LEVEL", "").strip().lower() or "info"
+    if raw not in LOG_LEVELS:
+        raise SettingsError(f"JANUS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw
+
+
 MIN_SERVICE_TOKEN_LENGTH = 16
 
 
@@ -90,6 +100,11 @@ class Settings:
     conflict_retries: int = 10
     # When set, every route but /health also requires `Authorization: Bearer <token>`.
     service_token: str | None = None
+    log_level: str = "info"
+    # A request's head and body must arrive within this many seconds of its first byte.
+    read_timeout_s: int = 10
+    # Threads per gunicorn worker: requests served at once, slow clients included.
+    threads: int = 16
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,4 +121,7 @@ class Settings:
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
             conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 10, 0, 50),
             service_token=_service_token(environ),
+            log_level=_log_level(environ),
+            read_timeout_s=_int_setting(environ, "JANUS_READ_TIMEOUT_S", 10, 1, 600),
+            threads=_int_setting(environ, "JANUS_THREADS", 16, 1, 1000),
         )

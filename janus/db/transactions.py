@@ -71,14 +71,26 @@ def _in_one_round_trip(
     """
     cursor = conn.cursor(row_factory=row_factory)
     commit = conn.cursor()
+    failure: psycopg.Error | None = None
     try:
         with conn.pipeline():
-            conn.execute(_BEGIN[isolation])
-            cursor.execute(query, params, prepare=True)
-            commit.execute(b"COMMIT")
-    except psycopg.OperationalError:
-        # The connection broke after COMMIT's answer arrived (before the pipeline's final
-        # message): the transaction is committed, and these rows are the true answer.
-        if commit.pgresult is None or commit.pgresult.status != pq.ExecStatus.COMMAND_OK:
-            raise
-    return cursor.fetchall()
+            try:
+                conn.execute(_BEGIN[isolation])
+                cursor.execute(query, params, prepare=True)
+                commit.execute(b"COMMIT")
+            except psycopg.Error as error:
+                # psycopg raises a statement's error wherever it happens to read its result.
+                # Kept here, not raised out of the block, so the pipeline's exit does not log
+                # the skipped rest ("error ignored terminating ... pipeline aborted") as if
+                # an expected outcome such as an unknown user were a fault.
+                failure = error
+    except psycopg.Error as error:
+        failure = failure or error
+    if failure is None:
+        return cursor.fetchall()
+    # The connection broke after COMMIT's answer arrived (before the pipeline's final
+    # message): the transaction is committed, and these rows are the true answer.
+    committed = commit.pgresult is not None and commit.pgresult.status == pq.ExecStatus.COMMAND_OK
+    if isinstance(failure, psycopg.OperationalError) and committed:
+        return cursor.fetchall()
+    raise failure

@@ -1,0 +1,68 @@
+"""Log lines that name their request: a request id per request, written on every line.
+
+The id is the client's `X-Request-ID` when it sent a well-formed one (so its own logs and
+Janus's can be joined), a fresh one otherwise; the response echoes it either way. Lines
+written outside a request (start-up, the pool's background threads) show `-`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_NO_REQUEST = "-"
+_WELL_FORMED = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}", re.ASCII)
+
+_current: ContextVar[str] = ContextVar("janus_request_id", default=_NO_REQUEST)
+
+# gunicorn's own error-log layout, with the logger's name and the request added.
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] [%(request_id)s] %(name)s: %(message)s"
+DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's request id when well formed (no spaces or controls), else a new one."""
+    if header is not None and _WELL_FORMED.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def begin_request(request_id: str) -> object:
+    """Make `request_id` the current one; pass the result to `end_request`."""
+    return _current.set(request_id)
+
+
+def end_request(token: object) -> None:
+    """Restore the request id that was current before `begin_request`."""
+    _current.reset(token)  # type: ignore[arg-type]
+
+
+def current_request_id() -> str:
+    """The current request's id, or `-` outside a request."""
+    return _current.get()
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _current.get()
+        return True
+
+
+def configure(level: str) -> None:
+    """Send Janus's and its libraries' log lines to stderr, each naming its request.
+
+    gunicorn's own loggers keep their handlers; this is the root logger's, which the `janus`,
+    `psycopg` and `psycopg.pool` loggers reach.
+    """
+    root = logging.getLogger()
+    if any(isinstance(f, _RequestIdFilter) for h in root.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    handler.addFilter(_RequestIdFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
