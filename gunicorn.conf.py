@@ -7,7 +7,7 @@ from janus.settings import Settings, SettingsError
 
 # Check the settings in the master, so a bad environment fails once, clearly, at start-up.
 try:
-    Settings.from_env()
+    settings = Settings.from_env()
 except SettingsError as error:
     sys.exit(f"janus: {error}")
 
@@ -15,7 +15,10 @@ wsgi_app = "janus.wsgi:app"
 bind = f"{os.environ.get('JANUS_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # Admission waits on Postgres, not on the CPU, so a few workers per core keep both busy.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-worker_class = "sync"
+# gthread with a read deadline per request (janus/worker.py): a slow or stalled client holds
+# one thread for at most JANUS_READ_TIMEOUT_S, never a whole worker.
+worker_class = "janus.worker.JanusWorker"
+threads = settings.threads
 # Each worker imports janus.wsgi after the fork and opens its own connection pool.
 preload_app = False
 # Drop headers whose spelling is ambiguous once mapped to WSGI (X_User_ID and X-User-ID both
@@ -27,7 +30,7 @@ accesslog = None
 # No runtime control socket: nothing uses it, and several servers on one host would share its path.
 control_socket_disable = True
 errorlog = "-"
-loglevel = os.environ.get("JANUS_LOG_LEVEL", "info")
+loglevel = settings.log_level
 
 
 def worker_exit(server, worker):

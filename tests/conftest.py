@@ -9,6 +9,7 @@ each test gets `CREATE DATABASE ... TEMPLATE` of it, a copy in milliseconds, dro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -219,11 +220,25 @@ def _stop_gunicorn(server: GunicornServer) -> None:
         server.process.wait()
 
 
+# A line of gunicorn's log that reports a fault: an error, a traceback, or psycopg's "error
+# ignored" (an expected outcome mistaken for one).
+_FAULT_LINE = re.compile(r"\[(ERROR|CRITICAL)\]|Traceback|error ignored")
+
+
+def fault_lines(log: str) -> list[str]:
+    """The lines of a gunicorn log that report a fault."""
+    return [line for line in log.splitlines() if _FAULT_LINE.search(line)]
+
+
 @pytest.fixture
-def start_gunicorn(database_url: str, tmp_path: Path) -> Iterator[StartGunicorn]:
+def start_gunicorn(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StartGunicorn]:
     """Start the service on this test's database: `start_gunicorn(workers=4, env={...})`.
 
-    Every server started is stopped (SIGTERM, then wait) when the test ends.
+    Every server started is stopped (SIGTERM, then wait) when the test ends, and its log must
+    then hold no error line: an expected outcome (a 401, a 503 while Postgres is down) is not
+    an error. A test that causes real ones is marked `logs_errors`.
     """
     servers: list[GunicornServer] = []
 
@@ -240,6 +255,9 @@ def start_gunicorn(database_url: str, tmp_path: Path) -> Iterator[StartGunicorn]
     finally:
         for server in servers:
             _stop_gunicorn(server)
+    if request.node.get_closest_marker("logs_errors") is None:
+        for server in servers:
+            assert fault_lines(server.log()) == [], server.log()[-5000:]
 
 
 @pytest.fixture

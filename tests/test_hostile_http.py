@@ -4,9 +4,9 @@ tests/test_hostile.py covers bodies and headers in depth in-process; this module
 a real server sees: invalid UTF-8, Content-Length that lies, chunked framing, header names with
 underscores (gunicorn.conf.py drops them), repeated and oversized headers, 1 MiB + 1 bodies.
 Requests go out over raw sockets, so nothing between the test and gunicorn tidies them up.
-Errors gunicorn answers itself (a malformed request line or header) are its own HTML 4xx; every
-error the app answers is the JSON error shape. A 5xx is never acceptable, nor is a traceback
-in gunicorn's log.
+Errors gunicorn answers itself (a malformed request line or header) have the same JSON error
+shape as every error the app answers (janus/worker.py). A 5xx is never acceptable, nor is a
+traceback in gunicorn's log.
 """
 
 from __future__ import annotations
@@ -104,13 +104,13 @@ def exchange(server: GunicornServer, request: bytes) -> Answer:
 
 
 def assert_refused(answer: Answer, *statuses: int) -> None:
-    """A 4xx: the app's JSON error shape, or gunicorn's own page for a malformed request."""
+    """A 4xx with the JSON error shape, whether the app or gunicorn answered it."""
     assert 400 <= answer.status < 500, (answer.status, answer.text[:2000])
     if statuses:
         assert answer.status in statuses, (answer.status, answer.text[:2000])
     assert b"Traceback" not in answer.content
-    if answer.headers.get("content-type", "").startswith(JSON):
-        assert_clear_error(answer)
+    assert answer.headers.get("content-type", "").startswith(JSON), answer.headers
+    assert_clear_error(answer)
 
 
 def assert_no_traceback(server: GunicornServer) -> None:

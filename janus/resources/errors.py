@@ -19,6 +19,10 @@ from janus.admission import (
 
 log = logging.getLogger("janus")
 
+# The WWW-Authenticate challenge every 401 about the user carries (RFC 9110 requires one):
+# the credentials a caller must send are a Janus user's id in the X-User-ID header.
+USER_CHALLENGE = ['X-User-ID realm="janus"']
+
 
 class InvalidBody(falcon.HTTPBadRequest):
     """400 with field-level messages under `errors`."""
@@ -43,7 +47,9 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
 def _unknown_user(
     req: falcon.Request, resp: falcon.Response, error: Exception, params: Any
 ) -> None:
-    raise falcon.HTTPUnauthorized(description="X-User-ID does not name a Janus user")
+    raise falcon.HTTPUnauthorized(
+        description="X-User-ID does not name a Janus user", challenges=USER_CHALLENGE
+    )
 
 
 def _service_paused(

@@ -15,6 +15,9 @@ class HealthResource:
         """Report liveness."""
         resp.media = {"status": "ok"}
 
+    # Load balancers probe with HEAD: the same answer, without its body (falcon drops it).
+    on_head = on_get
+
 
 class ReadinessResource:
     """Answers {"status": "ok"} when the database answers too; 503 with Retry-After if not."""
@@ -26,3 +29,5 @@ class ReadinessResource:
         """Report readiness: a round trip to Postgres through this worker's pool."""
         check_database(self._pool)
         resp.media = {"status": "ok"}
+
+    on_head = on_get

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError
 from janus import json_text
 from janus.admission import IdempotencyKey
 from janus.json_text import PathTree
-from janus.resources.errors import InvalidBody
+from janus.resources.errors import USER_CHALLENGE, InvalidBody
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -28,11 +28,15 @@ def authenticated_user(req: falcon.Request) -> UUID:
     """The UUID in X-User-ID; 401 when it is missing or malformed."""
     raw = req.get_header("X-User-ID")
     if not raw:
-        raise falcon.HTTPUnauthorized(description="the X-User-ID header is required")
+        raise falcon.HTTPUnauthorized(
+            description="the X-User-ID header is required", challenges=USER_CHALLENGE
+        )
     # Only the canonical 8-4-4-4-12 spelling: UUID() alone also takes braces, "urn:uuid:",
     # missing hyphens and non-ASCII digits, so one user would have many names.
     if not _CANONICAL_UUID.fullmatch(raw):
-        raise falcon.HTTPUnauthorized(description="X-User-ID must be a UUID") from None
+        raise falcon.HTTPUnauthorized(
+            description="X-User-ID must be a UUID", challenges=USER_CHALLENGE
+        ) from None
     return UUID(raw)
 
 
@@ -44,7 +48,7 @@ def _is_json_media_type(content_type: str | None) -> bool:
 
 
 def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> dict[str, Any]:
-    """The body as a JSON object of at most 1 MiB; 413, 415 or 400 otherwise.
+    """The body as a JSON object of at most 1 MiB; 408, 413, 415 or 400 otherwise.
 
     The values `keep_text` points at come back as RawJson, the exact text sent.
     """
@@ -56,6 +60,9 @@ def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> 
     stream = req.bounded_stream if req.content_length is not None else req.stream
     try:
         raw = stream.read(MAX_BODY_BYTES + 1)
+    except TimeoutError as error:
+        # The server's read deadline (janus/worker.py) passed: a slow or stalled client.
+        raise falcon.HTTPError(falcon.HTTP_408, description=str(error)) from None
     except Exception:
         # Whatever the WSGI server raises while reading the body (gunicorn: NoMoreData, an
         # OSError; InvalidChunkSize and ChunkMissingTerminator, plain Exceptions) is the

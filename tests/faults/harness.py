@@ -14,8 +14,10 @@ import http.client
 import itertools
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -423,3 +425,53 @@ def crowd(
         yield running
     finally:
         attempts.extend(running.stop())
+
+
+# How a slow client's request ended: answered with a status (as text), or the connection
+# closed without an answer (while it was still sending, or after).
+CLOSED = "closed"
+# A slow client sends one byte per this many seconds.
+TRICKLE_INTERVAL_S = 0.5
+
+
+def trickle(base_url: str, user_id: str, batch_name: str, *, head_too: bool) -> str:
+    """Send a job request one byte at a time, as a slow or hostile client does; how it ended.
+
+    With `head_too` the request line and headers trickle as well; otherwise the head goes at
+    once and only the body trickles. The request is complete and valid, were it ever to arrive.
+    """
+    body = json.dumps(
+        {
+            "batch_name": batch_name,
+            "tenant_id": "tenant-slow",
+            "priority": 5,
+            "dependencies": {"stripe": 1},
+            "payload": {"sent_as": batch_name},
+        }
+    ).encode()
+    head = (
+        f"POST /dashboard/jobs HTTP/1.1\r\nHost: janus\r\nX-User-ID: {user_id}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    address = urlsplit(base_url)
+    with socket.create_connection(
+        (address.hostname, address.port), timeout=CLIENT_TIMEOUT_S
+    ) as sock:
+        if not head_too:
+            sock.sendall(head)
+        trickled = head + body if head_too else body
+        try:
+            for index in range(len(trickled)):
+                sock.sendall(trickled[index : index + 1])
+                # An answer (or a close) may already be waiting: stop sending once it is.
+                if select.select([sock], [], [], TRICKLE_INTERVAL_S)[0]:
+                    break
+            answer = sock.recv(4096)
+        except TimeoutError:
+            return TIMEOUT
+        except OSError:
+            return CLOSED
+    if not answer:
+        return CLOSED
+    status_line = answer.split(b"\r\n", 1)[0].split()
+    return status_line[1].decode() if len(status_line) > 1 else f"garbled {answer[:40]!r}"

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -34,10 +35,13 @@ from uuid import UUID
 
 from tests.factories import user_with_config
 from tests.faults.harness import (
+    CLIENT_TIMEOUT_S,
+    CLOSED,
     DROPPED,
     REFUSED,
     SERVICE_STOP_TIMEOUT_S,
     TIMEOUT,
+    TRICKLE_INTERVAL_S,
     Attempt,
     Clock,
     FaultPostgres,
@@ -45,6 +49,7 @@ from tests.faults.harness import (
     Probe,
     Service,
     crowd,
+    trickle,
 )
 
 WORKERS = 4
@@ -400,11 +405,13 @@ def worker_killed(log_dir: Path) -> ScenarioResult:
             time.sleep(3)
         attempts = run.job_attempts()
         result = run.finish(allowed_failures=[DROPPED])
-        # A sync worker handles one request at a time: only that one may go unanswered.
+        # A killed worker takes down the connections it had accepted (in its threads or
+        # waiting for one): at most one per client per kill. Every other request is answered.
         dropped = [a for a in attempts if a.kind == DROPPED]
         run.check(
-            len(dropped) <= kills,
-            f"{len(dropped)} connections dropped, more than the {kills} requests being handled",
+            len(dropped) <= kills * CLIENTS,
+            f"{len(dropped)} connections dropped, more than the {kills * CLIENTS} the killed "
+            "workers can have held",
         )
         _check_recovery(run, attempts, last_kill, "the last kill")
         run.check(
@@ -617,6 +624,80 @@ def postgres_down(log_dir: Path) -> ScenarioResult:
         return result
 
 
+SLOW_CLIENTS = 32
+# "Normal clients keep getting answers within a second" while the slow ones hold on.
+NORMAL_ANSWER_LIMIT_S = 1.0
+
+
+def _slow_clients(run: Run, threads: int, stopping: threading.Event) -> Iterator[list[str]]:
+    """`threads` clients trickling job requests one byte at a time, one after another."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    user_id = str(run.users[USERS[0]])
+    numbers = itertools.count()
+
+    def client(index: int) -> None:
+        while not stopping.is_set():
+            number = next(numbers)
+            outcome = trickle(run.service.url, user_id, f"slow-{number}", head_too=number % 2 == 0)
+            with lock:
+                outcomes.append(outcome)
+
+    clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
+    for thread in clients:
+        thread.start()
+    try:
+        yield outcomes
+    finally:
+        stopping.set()
+        for thread in clients:
+            thread.join(timeout=CLIENT_TIMEOUT_S + 5)
+
+
+def slow_clients(log_dir: Path) -> ScenarioResult:
+    """32 clients trickle their requests a byte at a time while normal clients are served."""
+    read_timeout_s = 10
+    with _run(
+        "slow-clients",
+        f"{SLOW_CLIENTS} clients trickling requests (head or body) a byte per "
+        f"{TRICKLE_INTERVAL_S:g} s, beside {WORKERS} normal clients and a /health prober",
+        log_dir,
+    ) as run:
+
+        def probe(number: int, thread_index: int) -> Probe:
+            return Probe("/health")
+
+        stopping = threading.Event()
+        with contextlib.contextmanager(_slow_clients)(run, SLOW_CLIENTS, stopping) as outcomes:
+            # Let every slow client take hold of a connection before the others start.
+            time.sleep(1)
+            with run.load(threads=WORKERS), run.load(probe, threads=1):
+                time.sleep(read_timeout_s * 1.5)
+            stopping.set()
+        result = run.finish()
+        kinds = Counter(outcomes)
+        run.note(f"slow requests ended: {dict(kinds)}")
+        run.check(bool(outcomes), "no slow request ended while the scenario ran")
+        run.check(
+            set(kinds) <= {"408", CLOSED},
+            f"slow requests ended otherwise than 408 or a closed connection: {dict(kinds)}",
+        )
+        stored_slow = {name for name in run.stored_batch_names() if name.startswith("slow-")}
+        run.check(not stored_slow, f"{len(stored_slow)} trickled requests were decided")
+        for what, answers in (
+            ("jobs", run.job_attempts()),
+            ("/health", [a for a in run.attempts if isinstance(a.call, Probe)]),
+        ):
+            slowest = max((a.latency for a in answers), default=0.0)
+            run.note(f"{what}: {len(answers)} answered, slowest {slowest:.2f} s")
+            run.check(bool(answers), f"no {what} request was answered")
+            run.check(
+                slowest <= NORMAL_ANSWER_LIMIT_S,
+                f"a {what} request took {slowest:.2f} s (limit {NORMAL_ANSWER_LIMIT_S} s)",
+            )
+        return result
+
+
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-fast-restart": postgres_fast_restart,
     "postgres-kill-9": postgres_crash_restart,
@@ -624,6 +705,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "gunicorn-sigterm": graceful_shutdown,
     "bucket-lock": bucket_locked,
     "postgres-down": postgres_down,
+    "slow-clients": slow_clients,
 }
 
 COLUMNS = (
