@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from uuid import UUID
@@ -20,6 +21,7 @@ from uuid import UUID
 import psycopg
 from marshmallow import ValidationError, fields, validate
 
+from janus import json_text
 from janus.admission import DatabaseUnavailable, NoActiveConfig, NoDecision, UnknownUser
 from janus.db import accounts, maintenance
 from janus.schemas import MAX_NAME_LENGTH, ConfigSchema, Text
@@ -85,6 +87,19 @@ def _user_id(text: str) -> UUID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a user id (a UUID)") from None
 
 
+DEFAULT_REJECTED_RETENTION_DAYS = 7.0
+
+
+def _retention_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 to 36500)")
+    return days
+
+
 _USER_NAME = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
 
 
@@ -106,6 +121,41 @@ def user_create(args: argparse.Namespace, database_url: str, out: TextIO) -> Non
     with accounts.operator_transaction(database_url) as conn:
         user_id = accounts.create_user(conn, args.name)
     print(user_id, file=out)
+
+
+def user_list(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the users (those whose name contains --name, if given) as an aligned table."""
+    with accounts.operator_transaction(database_url) as conn:
+        users = accounts.list_users(conn, args.name)
+    header = ("user_id", "name", "created_at", "config", "paused")
+    rows = [
+        (
+            str(user.user_id),
+            # A name with a line break or other control character is shown escaped, quoted.
+            user.name if user.name.isprintable() else json.dumps(user.name),
+            user.created_at.strftime("%Y-%m-%d %H:%M:%S%z"),
+            "-" if user.config_version is None else str(user.config_version),
+            "-" if user.paused is None else ("yes" if user.paused else "no"),
+        )
+        for user in users
+    ]
+    for line in _aligned_table(header, rows, numeric_columns=(3,)):
+        print(line, file=out)
+
+
+def user_delete(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Delete a user with everything it owns: configs, buckets, jobs and idempotency keys."""
+    with accounts.operator_transaction(database_url) as conn:
+        owned = accounts.user_holdings(conn, args.user_id)
+        if args.yes:
+            accounts.delete_user(conn, args.user_id)
+    what = (
+        f"user {args.user_id} with {owned.jobs} jobs (accepted and rejected, payloads "
+        f"included), {owned.config_versions} config versions and {owned.buckets} buckets"
+    )
+    if not args.yes:
+        raise UsageError(f"this deletes {what} for good; run it again with --yes")
+    print(f"deleted {what}", file=out)
 
 
 def config_set(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
@@ -179,14 +229,17 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys; print how many."""
+    """Delete expired idempotency keys and old rejected jobs; print how many of each."""
     with accounts.operator_transaction(database_url) as conn:
-        deleted = maintenance.prune_idempotency_keys(conn)
-    print(f"pruned {deleted} expired idempotency keys", file=out)
+        keys = maintenance.prune_idempotency_keys(conn)
+    print(f"pruned {keys} expired idempotency keys", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
+    print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: `janus user create`, `config set|show`, `pause`, `resume`, ..."""
+    """The command line: `janus user create|list|delete`, `config set|show`, `pause`, ..."""
     parser = _ArgumentParser(
         prog="janus",
         description="Operate Janus: users, configs and quotas. Reads DATABASE_URL.",
@@ -198,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = user_commands.add_parser("create", help="create a user and print its id")
     create.add_argument("name", metavar="NAME", type=_user_name)
     create.set_defaults(run=user_create)
+    list_ = user_commands.add_parser("list", help="list users, oldest first")
+    list_.add_argument(
+        "--name", metavar="TEXT", help="only users whose name contains TEXT (any case)"
+    )
+    list_.set_defaults(run=user_list)
+    delete = user_commands.add_parser(
+        "delete",
+        help="delete a user and all it owns (configs, buckets, every job and its payload)",
+    )
+    delete.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    delete.add_argument("--yes", action="store_true", help="really delete (nothing is kept)")
+    delete.set_defaults(run=user_delete)
 
     config = commands.add_parser("config", help="set or show a user's config")
     config_commands = config.add_subparsers(metavar="ACTION", required=True)
@@ -228,7 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo_command.set_defaults(run=demo)
 
     prune_command = commands.add_parser(
-        "prune", help="delete idempotency keys older than 24 hours (safe to run any time)"
+        "prune",
+        help="delete idempotency keys older than 24 hours and old rejected jobs "
+        "(safe to run any time, e.g. daily)",
+    )
+    prune_command.add_argument(
+        "--rejected-days",
+        metavar="DAYS",
+        type=_retention_days,
+        default=DEFAULT_REJECTED_RETENTION_DAYS,
+        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept",
     )
     prune_command.set_defaults(run=prune)
     return parser
@@ -291,10 +365,11 @@ def _load_config(file: str) -> dict[str, Any]:
     except OSError as error:
         raise UsageError(f"cannot read {source}: {error.strerror or error}") from None
     try:
-        document = json.loads(raw)
+        # The API's own strict reading: a duplicate key or NaN is refused here as it is there.
+        document = json_text.loads(raw.decode())
     except UnicodeDecodeError:
         raise UsageError(f"{source} is not UTF-8 text") from None
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:
         raise UsageError(f"{source} is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise UsageError(f"{source} must hold a JSON object, the config")
@@ -346,12 +421,17 @@ def _segment(part: str) -> str:
     return part if _PLAIN_SEGMENT.fullmatch(part) else json.dumps(part)
 
 
-def _aligned_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """The first column left-aligned, the others (numbers) right-aligned, two spaces apart."""
+def _aligned_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric_columns: Sequence[int] | None = None,
+) -> list[str]:
+    """Columns two spaces apart: numbers right-aligned (all but the first by default)."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = set(range(1, len(header)) if numeric_columns is None else numeric_columns)
     return [
         "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
+            cell.rjust(width) if i in right else cell.ljust(width)
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in [header, *rows]

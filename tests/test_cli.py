@@ -165,6 +165,88 @@ def test_user_create_refuses_a_name_postgres_would_refuse(
     assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
+# --- user list and user delete ---
+
+
+def test_user_list_shows_every_user_oldest_first_with_its_config(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    acme = user_with_config(db)
+    cli("pause", acme)
+    bare = create_user(db, "Beta\nLabs")
+
+    run = cli("user", "list")
+
+    assert run.status == 0 and run.err == ""
+    lines = run.out.splitlines()
+    assert lines[0].split() == ["user_id", "name", "created_at", "config", "paused"]
+    assert [line.split()[0] for line in lines[1:]] == [str(acme), str(bare)]
+    assert lines[1].split()[1] == "tester" and lines[1].split()[-2:] == ["1", "yes"]
+    # A name that would break the table is shown escaped; no config shows as dashes.
+    assert '"Beta\\nLabs"' in lines[2] and lines[2].split()[-2:] == ["-", "-"]
+
+
+def test_user_list_finds_users_by_any_part_of_their_name_in_any_case(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    acme = create_user(db, "Acme Corp")
+    create_user(db, "Globex")
+    create_user(db, "100% real")
+
+    assert [
+        line.split()[0] for line in cli("user", "list", "--name", "ACME").out.splitlines()[1:]
+    ] == [str(acme)]
+    # The text is matched literally: % and _ are not wildcards.
+    assert len(cli("user", "list", "--name", "%").out.splitlines()) == 2
+    assert cli("user", "list", "--name", "nobody").out.splitlines()[1:] == []
+
+
+def test_user_delete_without_yes_says_what_it_would_delete_and_keeps_it(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db)
+
+    run = cli("user", "delete", user_id)
+
+    assert_one_line_error(run, 2, str(user_id), "0 jobs", "1 config versions", "2 buckets", "--yes")
+    assert db.execute("SELECT count(*) FROM users").fetchone() == (1,)
+
+
+def test_user_delete_removes_the_user_with_its_configs_buckets_jobs_and_keys(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = user_with_config(db)
+    other = user_with_config(db)
+    with serve_app(Settings(database_url=database_url)) as client:
+        for owner in (user_id, other):
+            answer = post_json(
+                client, "/dashboard/jobs", owner, SEED_SINGLE, {"Idempotency-Key": "k"}
+            )
+            assert answer.status_code == 202
+
+    run = cli("user", "delete", user_id, "--yes")
+
+    assert run.status == 0 and run.err == ""
+    assert run.out == (
+        f"deleted user {user_id} with 1 jobs (accepted and rejected, payloads included), "
+        "1 config versions and 2 buckets\n"
+    )
+    for table in (
+        "users",
+        "configs",
+        "config_dependencies",
+        "token_buckets",
+        "jobs",
+        "idempotency_keys",
+    ):
+        owners = {row[0] for row in db.execute(f"SELECT user_id FROM {table}")}
+        assert owners == {other}, table
+
+
+def test_user_delete_of_an_unknown_user_fails_cleanly(cli: Cli) -> None:
+    assert_one_line_error(cli("user", "delete", UNKNOWN_USER, "--yes"), 1, "unknown user")
+
+
 # --- config set ---
 
 
@@ -286,6 +368,33 @@ def test_config_set_names_every_bad_field_in_its_one_line(
     assert_one_line_error(
         run, 2, "paused", "priority_reserve", "dependencies.openai.capacity", '"bad\\nname"'
     )
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        (
+            '{"dependencies": {"openai": {"capacity": 5, "capacity": 6, "refill_per_second": 1}}}',
+            ["not valid JSON", "duplicate key 'capacity'"],
+        ),
+        (
+            '{"min_priority": 2, "min_priority": 3, "dependencies": {}}',
+            ["not valid JSON", "duplicate key 'min_priority'"],
+        ),
+        (
+            '{"dependencies": {"openai": {"capacity": NaN, "refill_per_second": 1}}}',
+            ["not valid JSON", "NaN"],
+        ),
+    ],
+    ids=["duplicate-nested-key", "duplicate-top-key", "nan"],
+)
+def test_config_set_refuses_what_the_api_refuses_in_a_body(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path, document: str, words: list[str]
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(document)
+    assert_one_line_error(cli("config", "set", create_user(db), path), 2, *words)
+    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
 
 
 def test_config_set_refuses_a_missing_file(cli: Cli, db: psycopg.Connection) -> None:

@@ -208,7 +208,7 @@ def test_expired_keys_are_decided_anew_and_pruned(
     )
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert janus_cli(["prune"]) == 0
-    assert capsys.readouterr().out == "pruned 1 expired idempotency keys\n"
+    assert capsys.readouterr().out.splitlines()[0] == "pruned 1 expired idempotency keys"
     keys = db.execute("SELECT idempotency_key FROM idempotency_keys").fetchall()
     assert keys == [("fresh-key",)]
 

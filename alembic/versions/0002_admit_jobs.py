@@ -21,9 +21,9 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    op.execute(
-        r"""
+# Kept as a constant so that a later migration that replaces admit_jobs() can restore this
+# version on downgrade.
+ADMIT_JOBS = r"""
 CREATE FUNCTION admit_jobs(
     p_user_id    uuid,
     p_source     text,
@@ -244,8 +244,11 @@ BEGIN
          ORDER BY n;
 END
 $fn$;
-        """
-    )
+"""
+
+
+def upgrade() -> None:
+    op.execute(ADMIT_JOBS)
 
 
 def downgrade() -> None:

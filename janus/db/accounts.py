@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -50,11 +51,19 @@ def _translated() -> Iterator[None]:
 
 
 @contextmanager
-def operator_transaction(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection of its own for one operator command: committed if the block succeeds."""
+def operator_transaction(
+    database_url: str, *, autocommit: bool = False
+) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of its own for one operator command: committed if the block succeeds.
+
+    With `autocommit`, every statement commits on its own instead.
+    """
     with _translated():
         connection = psycopg.connect(
-            database_url, connect_timeout=CONNECT_TIMEOUT_S, application_name="janus-cli"
+            database_url,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="janus-cli",
+            autocommit=autocommit,
         )
         # Leaving the block commits (or rolls back on an exception) and closes the connection.
         with connection:
@@ -68,6 +77,49 @@ def create_user(conn: psycopg.Connection[Any], name: str) -> UUID:
     assert row is not None
     user_id: UUID = row[0]
     return user_id
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """One user as `janus user list` shows it; no active config: version and paused None."""
+
+    user_id: UUID
+    name: str
+    created_at: datetime
+    config_version: int | None
+    paused: bool | None
+
+
+class UserHoldings(NamedTuple):
+    """What a user owns, all of it deleted with the user."""
+
+    jobs: int
+    config_versions: int
+    buckets: int
+
+
+def list_users(conn: psycopg.Connection[Any], name_contains: str | None) -> list[UserSummary]:
+    """Every user (or those whose name contains `name_contains`, any case), oldest first."""
+    with _translated():
+        cursor = conn.cursor(row_factory=class_row(UserSummary))
+        return cursor.execute(queries.LIST_USERS, {"name_contains": name_contains}).fetchall()
+
+
+def user_holdings(conn: psycopg.Connection[Any], user_id: UUID) -> UserHoldings:
+    """How many jobs, config versions and buckets the user has; UnknownUser if none."""
+    with _translated():
+        row = conn.execute(queries.USER_HOLDINGS, {"user_id": user_id}).fetchone()
+    if row is None:
+        raise UnknownUser("unknown user")
+    return UserHoldings(*row)
+
+
+def delete_user(conn: psycopg.Connection[Any], user_id: UUID) -> None:
+    """Delete the user; its configs, buckets, jobs and idempotency keys go with it (CASCADE)."""
+    with _translated():
+        deleted = conn.execute(queries.DELETE_USER, {"user_id": user_id}).rowcount
+    if deleted == 0:
+        raise UnknownUser("unknown user")
 
 
 def find_user_by_name(conn: psycopg.Connection[Any], name: str) -> UUID | None:

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from janus.db import queries
 
+# Rows deleted per transaction when pruning jobs: short enough never to hold up admissions.
+PRUNE_CHUNK = 5000
+
 
 def prune_idempotency_keys(conn: psycopg.Connection[Any]) -> int:
     """Delete idempotency keys past their 24 hours; return how many were deleted."""
     return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
+
+
+def prune_rejected_jobs(
+    conn: psycopg.Connection[Any], older_than: timedelta, chunk: int = PRUNE_CHUNK
+) -> int:
+    """Delete rejected jobs stored more than `older_than` ago; return how many were deleted.
+
+    `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user is
+    its own transaction, so a large backlog never holds long locks or one huge transaction.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_rejected_jobs needs an autocommit connection")
+    row = conn.execute(queries.PRUNE_CUTOFF, {"retention_s": older_than.total_seconds()}).fetchone()
+    assert row is not None
+    cutoff = row[0]
+    user_ids = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
+    deleted = 0
+    for user_id in user_ids:
+        params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
+        while (count := conn.execute(queries.PRUNE_REJECTED_JOBS, params).rowcount) > 0:
+            deleted += count
+            if count < chunk:
+                break
+    return deleted

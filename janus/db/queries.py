@@ -25,6 +25,30 @@ FIND_USER_BY_NAME = """
 SELECT user_id FROM users WHERE name = %(name)s ORDER BY created_at, user_id LIMIT 1
 """
 
+# Operators' listing: the whole table, by design (not a request's statement).
+LIST_USERS = """
+SELECT u.user_id, u.name, u.created_at, c.version AS config_version, c.paused
+  FROM users u
+  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+ WHERE %(name_contains)s::text IS NULL
+    OR strpos(lower(u.name), lower(%(name_contains)s::text)) > 0
+ ORDER BY u.created_at, u.user_id
+"""
+
+# No row: unknown user.
+USER_HOLDINGS = """
+SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id),
+       (SELECT count(*) FROM configs c WHERE c.user_id = u.user_id),
+       (SELECT count(*) FROM token_buckets b WHERE b.user_id = u.user_id)
+  FROM users u
+ WHERE u.user_id = %(user_id)s
+"""
+
+# Every table holding the user's rows references users ON DELETE CASCADE.
+DELETE_USER = """
+DELETE FROM users WHERE user_id = %(user_id)s
+"""
+
 # Held until the transaction ends, so two concurrent find-or-creates of one name make one user.
 LOCK_USER_NAME = """
 SELECT pg_advisory_xact_lock(hashtextextended('janus users.name ' || %(name)s, 0))
@@ -80,4 +104,26 @@ SELECT dependency, capacity, refill_per_second, tokens_now
 # Expired keys are already ignored by admit_jobs_once(); this only reclaims their space.
 PRUNE_IDEMPOTENCY_KEYS = """
 DELETE FROM idempotency_keys WHERE expires_at <= now()
+"""
+
+# Fixed once per prune, so that the chunks agree on what "older than" means.
+PRUNE_CUTOFF = """
+SELECT now() - make_interval(secs => %(retention_s)s)
+"""
+
+ALL_USER_IDS = """
+SELECT user_id FROM users ORDER BY user_id
+"""
+
+# One user's oldest rejected jobs, at most %(chunk)s of them, through jobs_by_user_and_time:
+# each chunk is a short transaction of its own, touching one user's rows only.
+PRUNE_REJECTED_JOBS = """
+DELETE FROM jobs
+ WHERE user_id = %(user_id)s
+   AND job_id IN (SELECT job_id
+                    FROM jobs
+                   WHERE user_id = %(user_id)s AND status = 'Rejected'
+                     AND created_at < %(cutoff)s
+                   ORDER BY created_at
+                   LIMIT %(chunk)s)
 """

@@ -1,0 +1,190 @@
+"""What a stored job tells an operator: the config version and Retry-After that decided it,
+the index behind "jobs of tenant X today", and `janus prune` for old rejected jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import falcon.testing
+import psycopg
+import pytest
+
+from janus.cli import main as janus_cli
+from janus.db import maintenance
+from tests.app_client import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
+from tests.factories import activate_config, create_user, user_with_config
+
+OPENAI = {"openai": {"capacity": 2, "refill_per_second": 0.5}}
+
+
+def job(cost: int = 1, dependency: str = "openai") -> dict[str, Any]:
+    """A single job's body."""
+    return {
+        "batch_name": "b",
+        "tenant_id": "tenant-a",
+        "priority": 5,
+        "dependencies": {dependency: cost},
+    }
+
+
+def batch(*jobs: dict[str, Any]) -> dict[str, Any]:
+    """A batch body of `jobs` (their batch_name moved up)."""
+    return {
+        "batch_name": "b",
+        "jobs": [{k: v for k, v in j.items() if k != "batch_name"} for j in jobs],
+    }
+
+
+def stored(db: psycopg.Connection, job_id: str) -> tuple[Any, ...]:
+    """(status, config_version, retry_after) of a stored job."""
+    row = db.execute(
+        "SELECT status, config_version, retry_after FROM jobs WHERE job_id = %s", [UUID(job_id)]
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.mark.parametrize("path", SINGLE_ROUTES)
+def test_a_job_records_its_config_version_and_the_retry_after_it_was_given(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user = user_with_config(db, OPENAI)
+    accepted = post_json(app_client, path, user, job(cost=2))
+    rejected = post_json(app_client, path, user, job(cost=1))
+    assert (accepted.status_code, rejected.status_code) == (202, 429)
+
+    assert stored(db, accepted.json["job_id"]) == ("Accepted", 1, None)
+    assert stored(db, rejected.json["job_id"]) == (
+        "Rejected",
+        1,
+        int(rejected.headers["Retry-After"]),
+    )
+
+    # A new bucket starts full; this one never refills.
+    activate_config(db, user, {"stripe": {"capacity": 9, "refill_per_second": 0}})
+    again = post_json(app_client, path, user, job(cost=9, dependency="stripe"))
+    never = post_json(app_client, path, user, job(cost=1, dependency="stripe"))
+    assert stored(db, again.json["job_id"]) == ("Accepted", 2, None)
+    # A bucket that never refills gives no Retry-After, and none is recorded.
+    assert "Retry-After" not in never.headers
+    assert stored(db, never.json["job_id"]) == ("Rejected", 2, None)
+
+
+@pytest.mark.parametrize("path", PARTIAL_ROUTES)
+def test_a_partial_batch_records_each_jobs_retry_after(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user = user_with_config(db, OPENAI)
+    answer = post_json(app_client, path, user, batch(job(cost=2), job(cost=1), job()))
+
+    decisions = answer.json["results"]
+    assert [stored(db, d["job_id"])[0] for d in decisions] == ["Accepted", "Rejected", "Rejected"]
+    assert [stored(db, d["job_id"])[1:] for d in decisions] == [(1, None), (1, 2), (1, 2)]
+
+
+@pytest.mark.parametrize("path", ATOMIC_ROUTES)
+def test_an_accepted_atomic_batch_records_its_config_version(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user = user_with_config(db, OPENAI)
+    answer = post_json(app_client, path, user, batch(job(), job()))
+
+    assert answer.status_code == 202
+    assert {stored(db, d["job_id"]) for d in answer.json} == {("Accepted", 1, None)}
+
+
+def test_jobs_of_one_tenant_in_a_time_range_are_read_through_an_index(
+    db: psycopg.Connection,
+) -> None:
+    # On a small table the planner rightly prefers a scan; told not to, it must find the index.
+    db.execute("SET enable_seqscan = off")
+    forced = "\n".join(
+        row[0]
+        for row in db.execute(
+            """
+            EXPLAIN SELECT * FROM jobs
+             WHERE user_id = gen_random_uuid() AND tenant_id = 'tenant-a'
+               AND created_at >= date_trunc('day', now())
+            """
+        )
+    )
+    assert "jobs_by_tenant_and_time" in forced, forced
+
+
+def age_jobs(db: psycopg.Connection, user: UUID, days: float) -> None:
+    """Make every job of `user` look stored `days` ago."""
+    db.execute(
+        "UPDATE jobs SET created_at = now() - make_interval(secs => %s) WHERE user_id = %s",
+        [days * 86400, user],
+    )
+
+
+def jobs_of(db: psycopg.Connection, user: UUID) -> list[str]:
+    """The statuses of `user`'s stored jobs, sorted."""
+    rows = db.execute("SELECT status FROM jobs WHERE user_id = %s ORDER BY status", [user])
+    return [status for (status,) in rows]
+
+
+def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, recent = user_with_config(db, OPENAI), user_with_config(db, OPENAI)
+    for user in (old, recent):
+        for cost in (2, 1, 1):
+            post_json(app_client, SINGLE_ROUTES[0], user, job(cost=cost))
+    age_jobs(db, old, 8)
+    age_jobs(db, recent, 6)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    assert janus_cli(["prune"]) == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        "pruned 0 expired idempotency keys",
+        "pruned 2 rejected jobs older than 7 days",
+    ]
+    assert jobs_of(db, old) == ["Accepted"]
+    assert jobs_of(db, recent) == ["Accepted", "Rejected", "Rejected"]
+
+    assert janus_cli(["prune", "--rejected-days", "5.5"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "pruned 2 rejected jobs older than 5.5 days"
+    assert jobs_of(db, recent) == ["Accepted"]
+
+
+def test_prune_works_through_a_backlog_in_chunks(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, database_url: str
+) -> None:
+    users = [
+        user_with_config(db, {"openai": {"capacity": 1, "refill_per_second": 0}}) for _ in range(2)
+    ]
+    for user in users:
+        post_json(app_client, PARTIAL_ROUTES[0], user, batch(*[job(cost=2)] * 7))
+        age_jobs(db, user, 30)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deleted = maintenance.prune_rejected_jobs(conn, timedelta(days=7), chunk=3)
+
+    assert deleted == 14
+    assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+
+
+def test_prune_refuses_a_retention_that_is_not_a_number_of_days(
+    capsys: pytest.CaptureFixture[str], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for bad in ("-1", "nan", "a week"):
+        assert janus_cli(["prune", "--rejected-days", bad]) == 2
+        assert "is not a number of days" in capsys.readouterr().err
+
+
+def test_a_user_without_jobs_is_pruned_without_error(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    create_user(db)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert maintenance.prune_rejected_jobs(conn, timedelta(days=7)) == 0
