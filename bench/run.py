@@ -619,6 +619,14 @@ class Run:
     server: dict[str, str]
     database_origin: str
     worker_count: int
+    # As gunicorn named it at start-up ("Using worker: ..."), e.g. janus.worker.JanusWorker.
+    worker_class: str
+
+
+def _worker_class(log_path: Path) -> str:
+    """The worker class gunicorn reported using (its setting may come from the environment)."""
+    found = re.search(r"Using worker: (\S+)", log_path.read_text(errors="replace"))
+    return found.group(1) if found else "unknown"
 
 
 def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) -> Run:
@@ -673,6 +681,7 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                     server=_server_facts(conn),
                     database_origin=database_origin,
                     worker_count=worker_count,
+                    worker_class=_worker_class(run_dir / "gunicorn.log"),
                 )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -708,7 +717,7 @@ def _render(
         f"shared_buffers {server['shared_buffers']}",
         f"load: {facts['wrk']} and {facts['pgbench']}, {args.connections} connections on "
         f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s "
-        f"warm-up; gunicorn {run.worker_count} sync workers",
+        f"warm-up; gunicorn {run.worker_count} workers ({run.worker_class})",
         "",
         *report.scenario_table(run.results),
         "",
@@ -779,6 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "connections": args.connections,
         "threads": args.threads,
         "gunicorn_workers": run.worker_count,
+        "gunicorn_worker_class": run.worker_class,
         "janus_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("JANUS_")},
         "revision": _git_revision(),
         "machine_busy_before_percent": round(busy_before, 1),
