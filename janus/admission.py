@@ -1,6 +1,6 @@
 """The domain of admission: what is asked, what a decision is, and why there may be none.
 
-The decision itself is made in Postgres by `admit_jobs()` (alembic/versions/0002), in one
+The decision itself is made in Postgres by `admit_jobs()` (janus/db/sql/admit_jobs.sql), in one
 round trip and under row locks; this module names its inputs and outputs for the layers
 above and below it, and knows nothing of HTTP or of the database driver.
 """

@@ -14,7 +14,7 @@ from janus.admission import (
     UnknownUser,
 )
 
-# Raised by admit_jobs() and activate_config(); see alembic/versions/0002_admit_jobs.py.
+# Raised by the functions of janus/db/sql/ (admit_jobs, admit_jobs_once, activate_config).
 _BY_SQLSTATE: dict[str, type[NoDecision]] = {
     "J0U01": UnknownUser,
     "J0C01": NoActiveConfig,

@@ -1,0 +1,116 @@
+-- The named statements of Janus, bound to constants of janus/db/queries.py (admit_jobs is
+-- queries.ADMIT_JOBS). Placeholders are %(name)s only.
+--
+-- Layout (procrastinate's):
+--     -- query_name --
+--     -- what it does and why: comment lines right below the name, not sent to Postgres
+--     the statement, up to the next name line
+
+-- admit_jobs --
+-- The whole decision in one statement: see admit_jobs.sql, and admit_jobs_once.sql for the
+-- idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
+-- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
+SELECT job_id, status, reason, retry_after, replayed
+  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)s::text[],
+                       %(priorities)s::smallint[], %(dependencies)s::jsonb[],
+                       %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s)
+
+-- health_check --
+SELECT 1
+
+-- create_user --
+INSERT INTO users (name) VALUES (%(name)s) RETURNING user_id
+
+-- find_user_by_name --
+-- Names are not unique; the oldest user of a name is the one the CLI means (`janus demo`).
+SELECT user_id FROM users WHERE name = %(name)s ORDER BY created_at, user_id LIMIT 1
+
+-- list_users --
+-- Operators' listing: the whole table, by design (not a request's statement).
+SELECT u.user_id, u.name, u.created_at, c.version AS config_version, c.paused
+  FROM users u
+  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+ WHERE %(name_contains)s::text IS NULL
+    OR strpos(lower(u.name), lower(%(name_contains)s::text)) > 0
+ ORDER BY u.created_at, u.user_id
+
+-- user_holdings --
+-- No row: unknown user.
+SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id),
+       (SELECT count(*) FROM configs c WHERE c.user_id = u.user_id),
+       (SELECT count(*) FROM token_buckets b WHERE b.user_id = u.user_id)
+  FROM users u
+ WHERE u.user_id = %(user_id)s
+
+-- delete_user --
+-- Every table holding the user's rows references users ON DELETE CASCADE.
+DELETE FROM users WHERE user_id = %(user_id)s
+
+-- lock_user_name --
+-- Held until the transaction ends, so two concurrent find-or-creates of one name make one user.
+SELECT pg_advisory_xact_lock(hashtextextended('janus users.name ' || %(name)s, 0))
+
+-- activate_config --
+-- See activate_config.sql: new version, activation and buckets in one call.
+SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
+                       %(priority_reserve)s::numeric, %(unknown_dependencies)s,
+                       %(dependencies)s::json)
+
+-- active_config --
+-- One row when the user exists (no row: unknown user); version is NULL without an active
+-- config. The config is built as JSON here so numerics keep the form they were stored in.
+SELECT c.version,
+       json_build_object(
+           'paused', c.paused,
+           'min_priority', c.min_priority,
+           'priority_reserve', c.priority_reserve,
+           'unknown_dependencies', c.unknown_dependencies,
+           'dependencies', coalesce(
+               (SELECT json_object_agg(d.dependency,
+                                       json_build_object('capacity', d.capacity,
+                                                         'refill_per_second', d.refill_per_second)
+                                       ORDER BY d.dependency)
+                  FROM config_dependencies d
+                 WHERE d.user_id = c.user_id AND d.version = c.version),
+               '{}'::json)
+       ) AS config
+  FROM users u
+  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+ WHERE u.user_id = %(user_id)s
+
+-- set_paused --
+-- Pausing edits the active version in place rather than making a new one: it is an operator's
+-- switch, not a change of policy, and it must not touch the buckets.
+UPDATE configs SET paused = %(paused)s
+ WHERE user_id = %(user_id)s AND is_active
+RETURNING version
+
+-- bucket_levels --
+SELECT dependency, capacity, refill_per_second, tokens_now
+  FROM token_buckets_now
+ WHERE user_id = %(user_id)s
+ ORDER BY dependency
+
+-- prune_idempotency_keys --
+-- Maintenance (janus prune). Expired keys are already ignored by admit_jobs_once(); this only
+-- reclaims their space.
+DELETE FROM idempotency_keys WHERE expires_at <= now()
+
+-- prune_cutoff --
+-- Fixed once per prune, so that the chunks agree on what "older than" means.
+SELECT now() - make_interval(secs => %(retention_s)s)
+
+-- all_user_ids --
+SELECT user_id FROM users ORDER BY user_id
+
+-- prune_rejected_jobs --
+-- One user's oldest rejected jobs, at most %(chunk)s of them, through jobs_by_user_and_time:
+-- each chunk is a short transaction of its own, touching one user's rows only.
+DELETE FROM jobs
+ WHERE user_id = %(user_id)s
+   AND job_id IN (SELECT job_id
+                    FROM jobs
+                   WHERE user_id = %(user_id)s AND status = 'Rejected'
+                     AND created_at < %(cutoff)s
+                   ORDER BY created_at
+                   LIMIT %(chunk)s)
