@@ -22,10 +22,15 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url") or sqlalchemy_url()
     engine = create_engine(url)
     with engine.connect() as connection:
-        # Fail fast instead of queueing behind live traffic, and never hang a deploy.
+        # A second deploy waits for the first one's migrations however long they take, so no
+        # timeout (not even a role's or database's default) may cut the wait for the lock.
+        connection.execute(text("SET lock_timeout = 0"))
+        connection.execute(text("SET statement_timeout = 0"))
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        # The migrations themselves fail fast instead of queueing behind live traffic, and
+        # never hang a deploy.
         connection.execute(text("SET lock_timeout = '10s'"))
         connection.execute(text("SET statement_timeout = '5min'"))
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.commit()
         try:
             context.configure(connection=connection, transaction_per_migration=True)
