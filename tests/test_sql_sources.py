@@ -1,0 +1,198 @@
+"""The SQL files are the truth: janus/db/sql/ is what the database at head holds, and migrations
+undo exactly what they do.
+
+See alembic/README for the convention these tests hold the migrations to.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import alembic.command
+import alembic.config
+import psycopg
+import pytest
+
+from janus.db import queries
+from janus.db.sql import SqlFileError, function_sources, load_queries, parse_queries
+from janus.settings import sqlalchemy_url
+from tests.conftest import REPO_ROOT
+
+VERSIONS_DIR = REPO_ROOT / "alembic" / "versions"
+# Oldest first, as `alembic history` lists them newest first.
+REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
+
+# Up to the name of the function the file defines: comment lines, then the statement.
+_CREATE_FUNCTION = re.compile(r"\A(?:--[^\n]*\n|\s)*CREATE OR REPLACE FUNCTION (\w+)\(")
+
+# Janus's functions: those of the public schema that no extension installed.
+_FUNCTIONS = """
+SELECT p.proname, p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+  FROM pg_proc p
+ WHERE p.pronamespace = 'public'::regnamespace
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                      AND d.deptype = 'e')
+ ORDER BY 2
+"""
+
+
+def alembic_config(database_url: str) -> alembic.config.Config:
+    """The project's alembic.ini, pointed at `database_url` (env.py prefers it to DATABASE_URL)."""
+    config = alembic.config.Config(str(REPO_ROOT / "alembic.ini"))
+    url = sqlalchemy_url({"DATABASE_URL": database_url})
+    # configparser interpolation: a percent-encoded password must not be read as %(name)s.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def functions(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:
+    """Janus's functions by signature: (name, pg_get_functiondef)."""
+    return {signature: (name, text) for name, signature, text in conn.execute(_FUNCTIONS)}
+
+
+def schema(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything a migration may create in the public schema, as comparable text."""
+    catalog_queries = {
+        "functions": _FUNCTIONS,
+        "relations": """
+            SELECT c.relname, c.relkind FROM pg_class c
+             WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1""",
+        "columns": """
+            SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                   pg_get_expr(ad.adbin, ad.adrelid), co.collname
+              FROM pg_attribute a
+              JOIN pg_class c ON c.oid = a.attrelid
+              LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+              LEFT JOIN pg_collation co ON co.oid = a.attcollation
+             WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0
+               AND NOT a.attisdropped
+             ORDER BY 1, 2""",
+        "constraints": """
+            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+              FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+        "indexes": """
+            SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1""",
+        "views": """
+            SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1""",
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return {kind: conn.execute(query).fetchall() for kind, query in catalog_queries.items()}
+
+
+# The named queries
+
+
+def test_every_query_of_queries_sql_is_a_constant_of_janus_db_queries() -> None:
+    """Each `-- name --` is bound to the constant NAME, and no constant lacks its query."""
+    constants = {
+        name: value
+        for name, value in vars(queries).items()
+        if name.isupper() and not name.startswith("_")
+    }
+    loaded = load_queries()
+    assert sorted(name.lower() for name in constants) == sorted(loaded)
+    for name, value in constants.items():
+        assert value == loaded[name.lower()]
+
+
+def test_a_query_is_its_statement_without_the_comment_lines_below_its_name() -> None:
+    """The description is for readers; comments inside the statement stay in it."""
+    text = (
+        "-- The file's own header.\n\n"
+        "-- first --\n-- What it does.\n--\n-- Why.\nSELECT 1\n  -- kept\n  FROM t\n\n"
+        "-- second_2 --\nSELECT %(x)s\n"
+    )
+    assert parse_queries(text) == {
+        "first": "SELECT 1\n  -- kept\n  FROM t",
+        "second_2": "SELECT %(x)s",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("SELECT 0\n-- first --\nSELECT 1\n", "SQL before the first"),
+        ("-- first --\nSELECT 1\n-- first --\nSELECT 2\n", "defined twice"),
+        ("-- first --\n-- Only a description.\n\n-- second --\nSELECT 2\n", "has no statement"),
+    ],
+)
+def test_a_malformed_queries_file_fails_at_load(text: str, problem: str) -> None:
+    """A slip in the file fails the import, not the first request that runs the query."""
+    with pytest.raises(SqlFileError, match=problem):
+        parse_queries(text)
+
+
+# The functions
+
+
+def test_each_function_file_is_one_create_or_replace_named_after_it() -> None:
+    """janus/db/sql/<name>.sql, and each frozen copy <revision>_<name>.sql, define <name>()."""
+    sources = function_sources()
+    assert sorted(sources) == ["activate_config", "admit_jobs", "admit_jobs_once"]
+    frozen = {path.name: path.read_text(encoding="utf-8") for path in VERSIONS_DIR.glob("*.sql")}
+    for file_name, text in [
+        *((f"{name}.sql", text) for name, text in sources.items()),
+        *frozen.items(),
+    ]:
+        match = _CREATE_FUNCTION.match(text)
+        assert match is not None, f"{file_name} does not start with CREATE OR REPLACE FUNCTION"
+        function = match.group(1)
+        assert re.fullmatch(rf"(\d{{4}}_)?{function}\.sql", file_name), (file_name, function)
+
+
+def test_the_database_at_head_holds_exactly_the_functions_of_janus_db_sql(
+    db: psycopg.Connection[Any],
+) -> None:
+    """Every Janus function has a file, and re-applying every file changes nothing.
+
+    Applying a file in a rolled-back transaction and comparing pg_get_functiondef before and
+    after is exact (body, arguments, result, attributes) and independent of how the file lays
+    out its signature: a migration that forgot to apply a changed file fails here.
+    """
+    sources = function_sources()
+    at_head = functions(db)
+    assert sorted(name for name, _ in at_head.values()) == sorted(sources), (
+        "each Janus function in the database needs its file in janus/db/sql/, and only one "
+        "function of that name"
+    )
+    with db.transaction(force_rollback=True):
+        for text in sources.values():
+            db.execute(text)
+        reapplied = functions(db)
+    for signature, (name, definition) in reapplied.items():
+        assert signature in at_head, (
+            f"janus/db/sql/{name}.sql defines {signature}, which the migrations do not install"
+        )
+        assert definition == at_head[signature][1], (
+            f"janus/db/sql/{name}.sql differs from {signature} at alembic head: "
+            "does a migration apply a frozen copy of it? (alembic/README)"
+        )
+
+
+def test_downgrading_each_migration_restores_what_the_one_before_left(database_url: str) -> None:
+    """head -> base one step at a time, then base -> head: each level's schema is the same
+    both ways, so every downgrade undoes its upgrade (0005's restores 0002's admit_jobs())."""
+    config = alembic_config(database_url)
+    going_down = {REVISIONS[-1]: schema(database_url)}
+    for revision in [*reversed(REVISIONS[:-1]), "base"]:
+        alembic.command.downgrade(config, revision)
+        going_down[revision] = schema(database_url)
+
+    at_base = going_down["base"]
+    assert [name for name, _ in at_base["relations"]] == ["alembic_version", "alembic_version_pkc"]
+    assert at_base["functions"] == []
+
+    for revision in REVISIONS:
+        alembic.command.upgrade(config, revision)
+        assert schema(database_url) == going_down[revision], f"at revision {revision}"
+
+
+def test_migrations_apply_only_their_frozen_sql_files() -> None:
+    """No migration reads janus/db/sql/: the live files change later, migrations must not."""
+    for path in VERSIONS_DIR.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "janus/db/sql" not in text and "janus.db.sql" not in text, path.name
+        for file_name in re.findall(r'execute_sql_file\("([^"]+)"\)', text):
+            assert (VERSIONS_DIR / file_name).is_file(), (path.name, file_name)
