@@ -47,7 +47,7 @@ from bench.scenarios import (
     SOAK_SCENARIO,
     Scenario,
 )
-from janus import localdb
+from devtools import localdb
 from janus.admission import JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params, isolation_for

@@ -31,7 +31,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from janus import localdb
+from devtools import localdb
 from janus.settings import Settings, normalize_database_url
 from tests.app_client import serve_app
 

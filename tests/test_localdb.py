@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from janus import localdb
+from devtools import localdb
 from tests.conftest import free_port
 
 

@@ -1,6 +1,6 @@
 """The moving parts of a fault scenario: a Postgres it may kill, gunicorn, and a crowd of clients.
 
-Everything is real: an embedded PostgreSQL of the scenario's own (janus.localdb, in a
+Everything is real: an embedded PostgreSQL of the scenario's own (devtools.localdb, in a
 temporary directory, on a free port), so that stopping or killing it touches nothing else;
 the service under gunicorn as the Procfile starts it; and HTTP clients on plain sockets
 (http.client), so that a refused connection, a connection dropped after the request was sent,
@@ -33,7 +33,7 @@ import alembic.command
 import alembic.config
 import psycopg
 
-from janus import localdb
+from devtools import localdb
 from janus.settings import sqlalchemy_url
 from tests.conftest import REPO_ROOT, free_port
 

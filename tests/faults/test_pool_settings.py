@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from janus import localdb
+from devtools import localdb
 from janus.admission import DatabaseUnavailable
 from janus.db.pool import make_pool
 from janus.db.transactions import fetch_in_transaction
