@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from bench.scenarios import (
     Scenario,
 )
 from devtools import localdb
+from devtools.ports import free_port
 from janus.admission import JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params, isolation_for
@@ -127,13 +127,6 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -151,7 +144,7 @@ def _database(workdir: Path) -> Iterator[tuple[str, str]]:
     data_dir = workdir / "pgdata"
     _say("starting a throwaway embedded PostgreSQL ...")
     try:
-        yield localdb.ensure_running(data_dir, _free_port()), "embedded, throwaway"
+        yield localdb.ensure_running(data_dir, free_port()), "embedded, throwaway"
     finally:
         localdb.stop(data_dir)
 
@@ -322,7 +315,7 @@ class Service:
 @contextlib.contextmanager
 def _service(database_url: str, workers: int | None, log_path: Path) -> Iterator[Service]:
     """gunicorn -c gunicorn.conf.py, as the Procfile's web line, on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import requests
 from psycopg import sql
 
 from devtools import localdb
+from devtools.ports import free_port
 from janus.settings import Settings, normalize_database_url
 from tests.app_client import serve_app
 
@@ -40,14 +40,6 @@ DEFAULT_WORKERS = 4
 SERVER_START_TIMEOUT_S = 20
 # Longer than gunicorn.conf.py's graceful_timeout, so workers finish their requests.
 SERVER_STOP_TIMEOUT_S = 40
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def url_for_database(server_url: str, name: str) -> str:

@@ -33,9 +33,10 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.ports import free_port
 from janus.settings import Settings
 from tests.app_client import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
-from tests.conftest import REPO_ROOT, GunicornServer, free_port
+from tests.conftest import REPO_ROOT, GunicornServer
 from tests.factories import bucket_tokens, create_user, user_with_config
 from tests.test_hostile import (
     JSON,

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from devtools import localdb
-from tests.conftest import free_port
+from devtools.ports import free_port
 
 
 def test_each_database_is_a_migrated_copy_of_the_template(db: psycopg.Connection) -> None:

@@ -34,8 +34,9 @@ import alembic.config
 import psycopg
 
 from devtools import localdb
+from devtools.ports import free_port
 from janus.settings import sqlalchemy_url
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT
 
 # After a kill -9 of the postmaster its backends keep the shared memory until they notice
 # and exit, and a new postmaster refuses to start until then: starting is retried this long.
