@@ -16,7 +16,7 @@ VENV_STAMP := $(VENV)/.installed
 LOCAL_PGDATA := .janus/pgdata
 LOCAL_PGPORT := 54329
 # Starts it if needed (idempotent) and prints its URL.
-LOCAL_DB_START := $(BIN)/python -m janus.localdb start $(LOCAL_PGDATA) $(LOCAL_PGPORT)
+LOCAL_DB_START := $(BIN)/python -m devtools.localdb start $(LOCAL_PGDATA) $(LOCAL_PGPORT)
 
 .PHONY: help venv run test check migrate db-stop clean clean-data
 
@@ -46,7 +46,7 @@ test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYT
 check: venv ## Lint, check formatting and type-check, as CI does
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy janus
+	$(BIN)/mypy janus devtools
 
 migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration
 	@DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
@@ -54,7 +54,7 @@ migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest m
 	$(BIN)/alembic upgrade head
 
 db-stop: ## Stop the embedded Postgres that `make run` started
-	if [ -x $(BIN)/python ]; then $(BIN)/python -m janus.localdb stop $(LOCAL_PGDATA); fi
+	if [ -x $(BIN)/python ]; then $(BIN)/python -m devtools.localdb stop $(LOCAL_PGDATA); fi
 
 clean: db-stop ## Remove .venv and caches (keeps the database in .janus/, stops its server)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -2,8 +2,9 @@
 
 A scenario is one line of SCENARIOS: it names a route (or, for the ceilings, the SQL alone
 under pgbench), how many jobs a request carries, how many users share the load and what
-config they have. bench/run.py provisions its users, runs it in table order and prints it
-as one row; a target is one line of TARGETS.
+config they have. bench/database.py provisions its users, bench/run.py runs the scenarios in
+table order (bench/measure.py measures each) and bench/report.py prints each as one row; a
+target is one line of TARGETS.
 """
 
 from __future__ import annotations

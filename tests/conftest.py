@@ -11,15 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,26 +22,16 @@ import alembic.config
 import falcon.testing
 import psycopg
 import pytest
-import requests
 from psycopg import sql
 
-from janus import localdb
+from devtools import localdb
+from devtools.ports import free_port
+from devtools.service import Service, ServiceError
 from janus.settings import Settings, normalize_database_url
 from tests.app_client import serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4
-SERVER_START_TIMEOUT_S = 20
-# Longer than gunicorn.conf.py's graceful_timeout, so workers finish their requests.
-SERVER_STOP_TIMEOUT_S = 40
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def url_for_database(server_url: str, name: str) -> str:
@@ -154,70 +138,20 @@ def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
         yield client
 
 
-@dataclass
-class GunicornServer:
-    """The real service under gunicorn, started as the Procfile's `web` line starts it."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        """Everything gunicorn and its workers wrote so far (stdout and stderr)."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
+# The real service under gunicorn, started as the Procfile's `web` line starts it: its `url`,
+# `process`, `log()`, `worker_pids()` and `stop()`.
+GunicornServer = Service
 StartGunicorn = Callable[..., GunicornServer]
 
 
 def _start_gunicorn(
     database_url: str, log_path: Path, workers: int, env: Mapping[str, str]
 ) -> GunicornServer:
-    port = free_port()
-    process_env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "JANUS_BIND_HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": str(workers),
-        **env,
-    }
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    with log_path.open("wb") as log_file:
-        # A file, not a pipe: nobody reads gunicorn's output while the test runs, and a full
-        # pipe would block its workers.
-        process = subprocess.Popen(
-            [str(gunicorn), "-c", "gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=process_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = GunicornServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    _stop_gunicorn(server)
-    pytest.fail(
-        f"gunicorn did not answer 200 on /health within {SERVER_START_TIMEOUT_S}s "
-        f"(exit status {process.returncode}); its output:\n{server.log()}",
-        pytrace=False,
-    )
-
-
-def _stop_gunicorn(server: GunicornServer) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
+    """Start gunicorn with devtools.service; a server that does not come up fails the test."""
     try:
-        server.process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        return Service.start(database_url, log_path, workers=workers, env=env)
+    except ServiceError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 # A line of gunicorn's log that reports a fault: an error, a traceback, or psycopg's "error
@@ -254,7 +188,7 @@ def start_gunicorn(
         yield start
     finally:
         for server in servers:
-            _stop_gunicorn(server)
+            server.stop()
     if request.node.get_closest_marker("logs_errors") is None:
         for server in servers:
             assert fault_lines(server.log()) == [], server.log()[-5000:]

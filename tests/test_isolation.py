@@ -14,14 +14,11 @@ import json
 import os
 import random
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -33,9 +30,11 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.ports import free_port
+from devtools.service import run_to_exit
 from janus.settings import Settings
 from tests.app_client import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
-from tests.conftest import REPO_ROOT, GunicornServer, free_port
+from tests.conftest import GunicornServer
 from tests.factories import bucket_tokens, create_user, user_with_config
 from tests.test_hostile import (
     JSON,
@@ -170,29 +169,12 @@ def test_a_repeated_authorization_header_is_refused(start_gunicorn, db, open_use
 
 
 def run_gunicorn_to_exit(env: dict[str, str], timeout: float = 30) -> tuple[int | None, str]:
-    """Run gunicorn as the Procfile does: its exit status (None: stopped at `timeout`), output."""
-    process_env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("JANUS_")},
-        "PORT": str(free_port()),
-        "JANUS_BIND_HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": "1",
-        **env,
-    }
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py"],
-        cwd=REPO_ROOT,
-        env=process_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-        return process.returncode, output.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-        return None, output.decode("utf-8", "replace")
+    """Run gunicorn as the Procfile does: its exit status (None: stopped at `timeout`), output.
+
+    One worker; of this process's environment, no JANUS_ variable: only `env`'s settings count.
+    """
+    base_env = {key: value for key, value in os.environ.items() if not key.startswith("JANUS_")}
+    return run_to_exit(env, timeout_s=timeout, workers=1, base_env=base_env)
 
 
 BAD_TOKENS = {

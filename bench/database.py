@@ -1,0 +1,114 @@
+"""The bench's database: a throwaway embedded PostgreSQL (or DATABASE_URL), migrated, with the
+users and configs of every scenario, and what the report says about the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from bench import procstat
+from bench.common import BIN, REPO_ROOT, BenchError, say
+from bench.scenarios import Scenario
+from devtools import localdb
+from devtools.ports import free_port
+from janus.admission import JobRequest, Mode, Source
+from janus.db import accounts, queries
+from janus.db.jobs import admit_jobs_params
+from janus.schemas import ConfigSchema
+from janus.settings import normalize_database_url
+
+
+@contextlib.contextmanager
+def database(workdir: Path) -> Iterator[tuple[str, str]]:
+    """(URL, where): DATABASE_URL when set, else an embedded server in `workdir`, stopped after."""
+    given = os.environ.get("DATABASE_URL", "").strip()
+    if given:
+        yield normalize_database_url(given), "DATABASE_URL"
+        return
+    data_dir = workdir / "pgdata"
+    say("starting a throwaway embedded PostgreSQL ...")
+    try:
+        yield localdb.ensure_running(data_dir, free_port()), "embedded, throwaway"
+    finally:
+        localdb.stop(data_dir)
+
+
+def migrate(database_url: str) -> None:
+    """`alembic upgrade head`, as the Procfile's release line runs it."""
+    completed = subprocess.run(
+        [str(BIN / "alembic"), "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"alembic upgrade head failed:\n{completed.stdout}{completed.stderr}")
+
+
+def server_facts(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Version and the settings that decide what a commit costs."""
+    names = ["server_version", "fsync", "synchronous_commit", "shared_buffers", "max_connections"]
+    rows = conn.execute(
+        "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name", [names]
+    ).fetchall()
+    return {name: value for name, value in rows}
+
+
+def postmaster_pid(conn: psycopg.Connection[Any]) -> int | None:
+    """The server's postmaster, when it runs on this machine (so its CPU can be read)."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+    parent = procstat.parent_pid(backend[0]) if backend else None
+    if parent is None or procstat.command_name(parent) != "postgres":
+        return None
+    return parent
+
+
+def provision(database_url: str, scenarios: Sequence[Scenario]) -> dict[str, list[UUID]]:
+    """Each scenario's users with its config, made as `janus user create` / `config set` do."""
+    users: dict[str, list[UUID]] = {}
+    with accounts.operator_transaction(database_url) as conn:
+        for scenario in scenarios:
+            if scenario.config is None:
+                continue
+            config = ConfigSchema().load(scenario.config)
+            ids = []
+            for number in range(1, scenario.users + 1):
+                user_id = accounts.create_user(conn, f"bench {scenario.name} {number}")
+                accounts.activate_config(conn, user_id, config)
+                if scenario.drain:
+                    drain(conn, user_id, config)
+                ids.append(user_id)
+            users[scenario.name] = ids
+    return users
+
+
+def drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any]) -> None:
+    """Admit one top-priority job that takes every bucket's whole capacity, and check it did."""
+    drain_job = JobRequest(
+        tenant_id="bench-drain",
+        priority=10,
+        dependencies={name: limit["capacity"] for name, limit in config["dependencies"].items()},
+    )
+    params = admit_jobs_params(
+        user_id=user_id,
+        source=Source.SYSTEM,
+        batch_name="bench-drain",
+        jobs=[drain_job],
+        mode=Mode.SINGLE,
+    )
+    conn.execute(queries.ADMIT_JOBS, params)
+    row = conn.execute(
+        "SELECT max(tokens_now) FROM token_buckets_now WHERE user_id = %s", [user_id]
+    ).fetchone()
+    if row is None or row[0] is None or row[0] >= 1:
+        raise BenchError(f"draining the buckets of user {user_id} left {row and row[0]} tokens")

@@ -1,0 +1,234 @@
+"""How each number is made: a scenario driven by wrk or pgbench, the CPU of each party read
+around it, warm-up, quiet and noise, the soak minute by minute, and the jobs stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from bench import procstat, report
+from bench.common import say
+from bench.drivers import HttpLoad, LoadResult, SqlLoad, run_pgbench, run_wrk
+from bench.pgbench_script import pgbench_binary, pgbench_params, pgbench_script
+from bench.scenarios import Scenario
+from devtools.service import Service
+
+SOAK_MINUTE_S = 60
+# Above this (in % of one core) before the bench starts, other work shares the machine and
+# every number will be low: say so.
+BUSY_MACHINE_PERCENT = 25.0
+# Above this (in % of one core) during a scenario, its numbers are not to be trusted.
+NOISY_OTHER_PERCENT = 30.0
+# How long a scenario waits for the machine to be quiet before it starts anyway.
+QUIET_WAIT_S = 10.0
+
+
+def wait_for_quiet() -> None:
+    """Wait, QUIET_WAIT_S at most, until the machine is busy less than BUSY_MACHINE_PERCENT.
+
+    Called while the service and the database are idle, so what it sees is other work.
+    """
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while time.monotonic() < deadline:
+        if procstat.machine_busy_percent(0.5) < BUSY_MACHINE_PERCENT:
+            return
+
+
+@dataclass
+class Bench:
+    """Everything a scenario run needs."""
+
+    args: argparse.Namespace
+    database_url: str
+    conn: psycopg.Connection[Any]
+    service: Service
+    users: Mapping[str, list[UUID]]
+    workdir: Path
+    run_dir: Path
+    cpu_roots: Mapping[str, int]
+
+    def http_load(self, scenario: Scenario) -> HttpLoad:
+        """The wrk request of `scenario`, its body and users written to files for the Lua."""
+        body_file = users_file = None
+        if scenario.body is not None:
+            body_file = self.workdir / f"{scenario.name}.json"
+            body_file.write_text(json.dumps(scenario.body, ensure_ascii=False))
+        if scenario.name in self.users:
+            users_file = self.workdir / f"{scenario.name}.users"
+            users_file.write_text("".join(f"{user}\n" for user in self.users[scenario.name]))
+        return HttpLoad(self.service.url, scenario.method, scenario.path, body_file, users_file)
+
+    def sql_load(self, scenario: Scenario) -> SqlLoad:
+        """The pgbench run of `scenario`: its script, written next to the results."""
+        params = pgbench_params(scenario, self.users[scenario.name][0])
+        script = self.run_dir / f"{scenario.name}.sql"
+        script.write_text(pgbench_script(scenario, params))
+        variables = {name: value for name, value in params.items() if value is not None}
+        return SqlLoad(
+            pgbench_binary(), self.database_url, script, variables, self.workdir / scenario.name
+        )
+
+    def drive(self, scenario: Scenario, duration_s: float) -> LoadResult:
+        """One run of `scenario` for `duration_s`."""
+        if scenario.driver == "pgbench":
+            return run_pgbench(
+                self.sql_load(scenario),
+                duration_s=duration_s,
+                connections=self.args.connections,
+                threads=self.args.threads,
+            )
+        return run_wrk(
+            self.http_load(scenario),
+            duration_s=duration_s,
+            connections=self.args.connections,
+            threads=self.args.threads,
+            timeout_s=self.args.timeout,
+        )
+
+    def measure(self, scenario: Scenario) -> report.ScenarioResult:
+        """Warm up, then one recorded run with the CPU of each party read around it."""
+        # Vacuum and analyze what provisioning and the earlier scenarios wrote, so autovacuum
+        # does not pick this run to do it, and checkpoint now rather than in the middle of the
+        # run (durability untouched).
+        for maintenance in ("VACUUM (ANALYZE)", "CHECKPOINT"):
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute(maintenance)
+        if self.args.warmup > 0:
+            self.drive(scenario, self.args.warmup)
+        # The machine is shared: a run during which other processes took much of it is
+        # measured again (after waiting a little for quiet), and the quietest run kept.
+        best: report.ScenarioResult | None = None
+        for _ in range(1 + self.args.noisy_retries):
+            if best is not None:
+                say(
+                    f"  {scenario.name}: other processes took {best.cpu['other']:.0f}% of a "
+                    "core, measuring again"
+                )
+            wait_for_quiet()
+            started_at, autovacuums = self._now(), self.autovacuums()
+            load, cpu = self.drive_timed(scenario, self.args.duration)
+            result = report.ScenarioResult(scenario, load, cpu, window=(started_at, self._now()))
+            result.autovacuums = self.autovacuums() - autovacuums
+            if best is None or result.cpu["other"] < best.cpu["other"]:
+                best = result
+            if best.cpu["other"] <= NOISY_OTHER_PERCENT:
+                break
+        assert best is not None
+        return best
+
+    def autovacuums(self) -> int:
+        """Autovacuum and autoanalyze runs on the database's tables so far."""
+        row = self.conn.execute(
+            "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def drive_timed(
+        self, scenario: Scenario, duration_s: float
+    ) -> tuple[LoadResult, dict[str, float]]:
+        """One run of `scenario`, and the CPU each party used during it (procstat.cpu_percent)."""
+        before, started = procstat.read_cpu(self.cpu_roots), time.monotonic()
+        load = self.drive(scenario, duration_s)
+        after, wall_s = procstat.read_cpu(self.cpu_roots), time.monotonic() - started
+        return load, procstat.cpu_percent(before, after, wall_s)
+
+    def count_stored_jobs(self, result: report.ScenarioResult) -> None:
+        """Fill in how many jobs the scenario's users got stored during its run, by status."""
+        if result.name not in self.users or result.window is None:
+            return
+        rows = self.conn.execute(
+            "SELECT status, count(*) FROM jobs"
+            " WHERE user_id = ANY(%s) AND created_at >= %s AND created_at < %s"
+            " GROUP BY status ORDER BY status",
+            [self.users[result.name], *result.window],
+        ).fetchall()
+        result.stored_jobs = {status: count for status, count in rows}
+
+    def jobs_table(self) -> tuple[int, float]:
+        """Rows in jobs, and its size with indexes and TOAST in MB."""
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM jobs), pg_total_relation_size('jobs') / 1048576.0"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1])
+
+    def wal_and_checkpoints(self) -> tuple[float, int | None]:
+        """WAL written since the server was created, in MB, and checkpoints done since start."""
+        row = self.conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()
+        wal_mb = float(row[0]) / 1048576 if row else 0.0
+        # The view and its columns changed in PostgreSQL 17 and again in 18.
+        for query in (
+            "SELECT num_done FROM pg_stat_checkpointer",
+            "SELECT num_timed + num_requested FROM pg_stat_checkpointer",
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
+        ):
+            with contextlib.suppress(psycopg.Error):
+                done = self.conn.execute(query).fetchone()
+                return wal_mb, int(done[0]) if done else None
+        return wal_mb, None
+
+    def _now(self) -> datetime:
+        row = self.conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        return now
+
+
+def soak(bench: Bench, scenario: Scenario, minutes: int) -> list[report.SoakMinute]:
+    """`scenario` for `minutes` minutes without a break, measured minute by minute."""
+    say(f"soak: {scenario.name} for {minutes} min, jobs table at {bench.jobs_table()[0]:,} rows")
+    results = []
+    wal_mb, checkpoints = bench.wal_and_checkpoints()
+    for minute in range(1, minutes + 1):
+        load, cpu = bench.drive_timed(scenario, SOAK_MINUTE_S)
+        rows, size_mb = bench.jobs_table()
+        wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
+        result = report.SoakMinute(
+            minute=minute,
+            load=load,
+            jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0)
+            * scenario.jobs
+            / load.wall_s,
+            jobs_rows=rows,
+            jobs_table_mb=size_mb,
+            wal_mb=wal_mb_after - wal_mb,
+            checkpoints=(
+                None
+                if checkpoints is None or checkpoints_after is None
+                else checkpoints_after - checkpoints
+            ),
+            cpu=cpu,
+        )
+        wal_mb, checkpoints = wal_mb_after, checkpoints_after
+        say(
+            f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
+            f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
+        )
+        results.append(result)
+    return results
+
+
+@dataclass
+class Run:
+    """What one bench run measured, gathered while the database and the service were up."""
+
+    results: dict[str, report.ScenarioResult]
+    soak: list[report.SoakMinute]
+    workers: list[procstat.WorkerMemory]
+    workers_after_soak: list[procstat.WorkerMemory]
+    server: dict[str, str]
+    database_origin: str
+    worker_count: int
+    # As gunicorn named it at start-up ("Using worker: ..."), e.g. janus.worker.JanusWorker.
+    worker_class: str
