@@ -33,7 +33,7 @@ from psycopg import sql
 
 from janus import localdb
 from janus.settings import Settings, normalize_database_url
-from tests.app_client import serve_app
+from tests.support.app import serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4

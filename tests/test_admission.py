@@ -16,7 +16,7 @@ import falcon.testing
 import psycopg
 import pytest
 
-from tests.app_client import (
+from tests.support.app import (
     ATOMIC_ROUTES,
     PARTIAL_ROUTES,
     SINGLE_ROUTES,
@@ -25,7 +25,7 @@ from tests.app_client import (
     post_json,
     single,
 )
-from tests.factories import activate_config, bucket_tokens, create_user, user_with_config
+from tests.support.factories import activate_config, bucket_tokens, create_user, user_with_config
 
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]

@@ -21,8 +21,8 @@ from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
 from janus.db import accounts
 from janus.schemas import ConfigSchema
 from janus.settings import Settings
-from tests.app_client import post_json, serve_app
-from tests.factories import create_user
+from tests.support.app import post_json, serve_app
+from tests.support.factories import create_user
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_USER = "2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b"

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from janus.settings import Settings
-from tests.app_client import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
-from tests.factories import activate_config, create_user, user_with_config
+from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.factories import activate_config, create_user, user_with_config
 
 MIB = 1024 * 1024
 JSON = "application/json"

@@ -23,9 +23,9 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.app_client import JOB_ROUTES, SINGLE_ROUTES
 from tests.conftest import GunicornServer, StartGunicorn
-from tests.factories import activate_config, user_with_config
+from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
+from tests.support.factories import activate_config, user_with_config
 from tests.test_hostile import (
     CONFIGURED,
     JSON,

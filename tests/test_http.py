@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from janus.settings import Settings
-from tests.app_client import (
+from tests.support.app import (
     ATOMIC_ROUTES,
     JOB_ROUTES,
     PARTIAL_ROUTES,
@@ -30,7 +30,7 @@ from tests.app_client import (
     serve_app,
     single,
 )
-from tests.factories import user_with_config
+from tests.support.factories import user_with_config
 
 MIB = 1024 * 1024
 JSON = "application/json"

@@ -34,9 +34,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from janus.settings import Settings
-from tests.app_client import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
 from tests.conftest import REPO_ROOT, GunicornServer, free_port
-from tests.factories import bucket_tokens, create_user, user_with_config
+from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.factories import bucket_tokens, create_user, user_with_config
 from tests.test_hostile import (
     JSON,
     MIB,

@@ -12,8 +12,8 @@ from uuid import UUID
 import pytest
 import requests
 
-from tests.app_client import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
-from tests.factories import user_with_config
+from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
+from tests.support.factories import user_with_config
 
 # Every form the JSON grammar gives a number, and values no double holds.
 NUMBERS = [

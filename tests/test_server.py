@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import GunicornServer, StartGunicorn, free_port
-from tests.factories import create_user, user_with_config
+from tests.support.factories import create_user, user_with_config
 from tests.test_hostile import assert_clear_error
 from tests.test_hostile_http import exchange, jobs_of, length, request_bytes, single_body
 

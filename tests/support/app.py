@@ -1,7 +1,7 @@
 """The real Janus app in-process, over a real pool, behind Falcon's test client.
 
-Named `app_client`, not `http`: a module of that name next to the tests would shadow the
-standard library's `http` wherever `tests/` ends up on `sys.path`.
+Named `app`, not `http`: a module of that name would shadow the standard library's `http`
+wherever its directory ends up on `sys.path`.
 """
 
 from __future__ import annotations
