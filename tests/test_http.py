@@ -24,34 +24,17 @@ from tests.support.app import (
     PARTIAL_ROUTES,
     PREFIXES,
     SINGLE_ROUTES,
-    batch,
-    job,
     post_json,
     serve_app,
-    single,
 )
+from tests.support.bodies import batch, job, single
 from tests.support.factories import user_with_config
+from tests.support.seed import SEED_BATCH, SEED_BATCH_NAME, SEED_SINGLE
 
 MIB = 1024 * 1024
 JSON = "application/json"
 ERROR_KEYS = {"title", "description"}
 DECISION_KEYS = ["job_id", "status", "reason"]
-
-# The seed API's request bodies, verbatim.
-SEED_SINGLE = {
-    "batch_name": "my-batch",
-    "tenant_id": "tenant-abc",
-    "priority": 8,
-    "dependencies": {"openai": 2, "stripe": 1},
-    "payload": {"custom_key": "custom_value"},
-}
-SEED_BATCH = {
-    "batch_name": "my-batch",
-    "jobs": [
-        {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
-        {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}},
-    ],
-}
 
 
 @pytest.fixture
@@ -201,13 +184,9 @@ def test_seed_atomic_batch_all_accepted(app_client, db, prefix) -> None:
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_seed_atomic_batch_any_rejected(app_client, db, prefix) -> None:
     user = seed_user(db, min_priority=3)
-    body = {
-        "batch_name": "my-batch",
-        "jobs": [
-            {"tenant_id": "tenant-abc", "priority": 2, "dependencies": {"openai": 1}},
-            {"tenant_id": "tenant-xyz", "priority": 8, "dependencies": {"stripe": 5}},
-        ],
-    }
+    # The seed's batch with its priorities changed: the first job's is under min_priority.
+    first, second = SEED_BATCH["jobs"]
+    body = {**SEED_BATCH, "jobs": [{**first, "priority": 2}, {**second, "priority": 8}]}
 
     result = post_json(app_client, f"{prefix}/batch/atomic", user, body)
 
@@ -291,7 +270,9 @@ def test_body_that_is_not_an_object_is_400(app_client, subtests, user_id, path) 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 def test_duplicate_keys_are_400(app_client, user_id, path) -> None:
     text = json.dumps(body_for(path))
-    duplicated = text.replace('"batch_name": "my-batch"', '"batch_name": "a", "batch_name": "b"')
+    duplicated = text.replace(
+        f'"batch_name": "{SEED_BATCH_NAME}"', '"batch_name": "a", "batch_name": "b"'
+    )
     assert duplicated != text
 
     assert_error(post_raw(app_client, path, user_id, duplicated), 400)

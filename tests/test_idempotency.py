@@ -15,7 +15,8 @@ import requests
 
 from janus.cli import main as janus_cli
 from janus.settings import Settings
-from tests.support.app import batch, job, post_json, serve_app, single
+from tests.support.app import post_json, serve_app
+from tests.support.bodies import batch, job, single
 from tests.support.factories import activate_config, bucket_tokens, user_with_config
 
 SINGLE = "/system/jobs"

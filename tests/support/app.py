@@ -51,31 +51,3 @@ def post_json(
 ) -> falcon.testing.Result:
     """POST `body` as JSON to `path` as `user_id`."""
     return client.simulate_post(path, json=body, headers=headers_for(user_id, **(headers or {})))
-
-
-def job(
-    priority: int = 5,
-    dependencies: dict[str, int] | None = None,
-    tenant_id: str = "tenant-abc",
-    **extra: Any,
-) -> dict[str, Any]:
-    """One job of a batch body."""
-    body: dict[str, Any] = {"tenant_id": tenant_id, "priority": priority, **extra}
-    if dependencies is not None:
-        body["dependencies"] = dependencies
-    return body
-
-
-def single(
-    priority: int = 5,
-    dependencies: dict[str, int] | None = None,
-    batch_name: str = "my-batch",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A single-job body."""
-    return {"batch_name": batch_name, **job(priority, dependencies, **extra)}
-
-
-def batch(*jobs: dict[str, Any], batch_name: str = "my-batch") -> dict[str, Any]:
-    """A batch body."""
-    return {"batch_name": batch_name, "jobs": list(jobs)}
