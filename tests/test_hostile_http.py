@@ -12,9 +12,6 @@ traceback in gunicorn's log.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Sequence
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
@@ -24,108 +21,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import GunicornServer, StartGunicorn
+from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
 from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
-from tests.support.factories import activate_config, user_with_config
-from tests.test_hostile import (
-    CONFIGURED,
-    JSON,
-    MIB,
-    Answer,
-    assert_clear_error,
-    assert_decisions,
-    body_with,
-    examples,
-    hostile_json,
-    storable_text,
-    to_json,
-    valid_body_for,
-    valid_jobs,
+from tests.support.bodies import body_with, valid_body_for
+from tests.support.factories import CONFIGURED, activate_config, jobs_of, user_with_config
+from tests.support.hostile import examples, hostile_json, storable_text, to_json, valid_jobs
+from tests.support.raw_http import (
+    SOCKET_TIMEOUT_S,
+    assert_no_traceback,
+    assert_refused,
+    chunked,
+    exchange,
+    length,
+    request_bytes,
+    single_body,
 )
-
-SOCKET_TIMEOUT_S = 15
-
-
-# --- Raw HTTP -------------------------------------------------------------------------------
-
-
-def request_bytes(
-    path: str,
-    headers: Sequence[bytes | str],
-    body: bytes = b"",
-    *,
-    method: str = "POST",
-) -> bytes:
-    """An HTTP/1.1 request, byte for byte: exactly these headers (and Host, Connection: close)."""
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: janus", b"Connection: close"]
-    lines += [header.encode("latin-1") if isinstance(header, str) else header for header in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def length(body: bytes) -> str:
-    """The Content-Length header of `body`."""
-    return f"Content-Length: {len(body)}"
-
-
-def chunked(body: bytes, size: int = 7) -> bytes:
-    """`body` in chunked transfer coding."""
-    chunks = [body[start : start + size] for start in range(0, len(body), size)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
-
-
-def parse_response(received: bytes) -> Answer:
-    """The final response in `received`, skipping any 100 Continue."""
-    while True:
-        head, separator, rest = received.partition(b"\r\n\r\n")
-        assert separator, received[:2000]
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        if 100 <= status < 200:
-            received = rest
-            continue
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        size = int(headers.get("content-length", len(rest)))
-        return Answer(status, headers, rest[:size])
-
-
-def exchange(server: GunicornServer, request: bytes) -> Answer:
-    """Send `request`, end our side of the connection, and read the answer until gunicorn closes."""
-    address = urlsplit(server.url)
-    assert address.hostname is not None and address.port is not None
-    with socket.create_connection((address.hostname, address.port), SOCKET_TIMEOUT_S) as conn:
-        conn.sendall(request)
-        conn.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := conn.recv(65536):
-            received += chunk
-    return parse_response(received)
-
-
-def assert_refused(answer: Answer, *statuses: int) -> None:
-    """A 4xx with the JSON error shape, whether the app or gunicorn answered it."""
-    assert 400 <= answer.status < 500, (answer.status, answer.text[:2000])
-    if statuses:
-        assert answer.status in statuses, (answer.status, answer.text[:2000])
-    assert b"Traceback" not in answer.content
-    assert answer.headers.get("content-type", "").startswith(JSON), answer.headers
-    assert_clear_error(answer)
-
-
-def assert_no_traceback(server: GunicornServer) -> None:
-    """Nothing gunicorn or the app logged was an unhandled error."""
-    log = server.log()
-    assert "Traceback" not in log, log[-5000:]
-
-
-def jobs_of(db: psycopg.Connection, user_id: UUID) -> int:
-    """How many jobs are stored for `user_id`."""
-    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-    assert row is not None
-    count: int = row[0]
-    return count
-
 
 # --- Fixtures --------------------------------------------------------------------------------
 
@@ -165,11 +75,6 @@ def user(db: psycopg.Connection) -> UUID:
         {name: {"capacity": 10**12, "refill_per_second": 0} for name in CONFIGURED},
         unknown_dependencies="allow",
     )
-
-
-def single_body() -> bytes:
-    """A valid single-job body."""
-    return json.dumps(body_with(SINGLE_ROUTES[0])).encode()
 
 
 # --- Bodies ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from janus.settings import Settings
+from tests.support.answers import DECISION_KEYS, ERROR_KEYS, JSON, MIB
 from tests.support.app import (
     ATOMIC_ROUTES,
     JOB_ROUTES,
@@ -30,11 +31,6 @@ from tests.support.app import (
 from tests.support.bodies import batch, job, single
 from tests.support.factories import user_with_config
 from tests.support.seed import SEED_BATCH, SEED_BATCH_NAME, SEED_SINGLE
-
-MIB = 1024 * 1024
-JSON = "application/json"
-ERROR_KEYS = {"title", "description"}
-DECISION_KEYS = ["job_id", "status", "reason"]
 
 
 @pytest.fixture

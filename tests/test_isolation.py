@@ -35,19 +35,12 @@ from hypothesis import strategies as st
 
 from janus.settings import Settings
 from tests.conftest import REPO_ROOT, GunicornServer, free_port
+from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
 from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.bodies import body_with
 from tests.support.factories import bucket_tokens, create_user, user_with_config
-from tests.test_hostile import (
-    JSON,
-    MIB,
-    Answer,
-    assert_clear_error,
-    assert_decisions,
-    body_with,
-    examples,
-    valid_jobs,
-)
-from tests.test_hostile_http import exchange, length, request_bytes
+from tests.support.hostile import examples, valid_jobs
+from tests.support.raw_http import exchange, length, request_bytes
 
 HTTP_TIMEOUT_S = 15
 # The shortest token the settings accept, so the boundary is exercised too.

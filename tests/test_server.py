@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from tests.conftest import GunicornServer, StartGunicorn, free_port
-from tests.support.factories import create_user, user_with_config
-from tests.test_hostile import assert_clear_error
-from tests.test_hostile_http import exchange, jobs_of, length, request_bytes, single_body
+from tests.support.answers import assert_clear_error
+from tests.support.factories import create_user, jobs_of, user_with_config
+from tests.support.raw_http import exchange, length, request_bytes, single_body
 
 READ_TIMEOUT_S = 1
 

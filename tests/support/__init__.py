@@ -4,6 +4,9 @@
   bodies.py     request bodies for the job routes, named as the seed's examples name theirs
   app.py        the real app in-process behind Falcon's test client; the job routes
   factories.py  users, configs and bucket levels, set and read through the real SQL
+  answers.py    the one error shape and the contract's decisions, checked on any response
+  hostile.py    hypothesis strategies (hostile and valid input), JSON written token by token
+  raw_http.py   HTTP/1.1 byte for byte on a socket, for what only a real server sees
 
 Test modules import from here; a module's own example tables stay next to its tests.
 """
