@@ -271,3 +271,7 @@ def gunicorn_server(
     """
     options: Mapping[str, object] = getattr(request, "param", {})
     return start_gunicorn(**options)
+
+
+# Fixtures of tests/support any module may use: open_user, openai_user.
+pytest_plugins = ["tests.support.fixtures"]

@@ -11,21 +11,17 @@ otherwise, so that validation, not authentication, answers them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
-import falcon.testing
-import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from janus.settings import Settings
 from tests.support.answers import DECISION_KEYS, JSON, MIB, assert_clear_error, assert_decisions
-from tests.support.app import JOB_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
 from tests.support.bodies import body_with, plain_job, valid_body_for
-from tests.support.factories import CONFIGURED, activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, user_with_config
 from tests.support.hostile import (
     BAD_VALUES,
     CANONICAL_UUID,
@@ -56,33 +52,15 @@ from tests.support.hostile import (
 )
 from tests.support.seed import SEED_BATCH_NAME
 
-# --- Fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app, default settings, over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    """A user whose config admits any valid job: huge buckets, unknown dependencies allowed."""
-    return user_with_config(
-        db,
-        {name: {"capacity": 10**12, "refill_per_second": 0} for name in CONFIGURED},
-        unknown_dependencies="allow",
-    )
-
-
 # --- Bodies that are not job bodies at all ---------------------------------------------------
 
 
 @examples(300)
 @given(path=routes, raw=st.binary(max_size=300), content_type=st.sampled_from([JSON, None]))
-def test_any_bytes_as_the_body_are_a_clear_400(client, user, path, raw, content_type) -> None:
-    result = post(client, path, raw, user, content_type=content_type)
+def test_any_bytes_as_the_body_are_a_clear_400(
+    app_client, open_user, path, raw, content_type
+) -> None:
+    result = post(app_client, path, raw, open_user, content_type=content_type)
 
     assert_clear_error(result, 400)
 
@@ -90,9 +68,9 @@ def test_any_bytes_as_the_body_are_a_clear_400(client, user, path, raw, content_
 @examples(500)
 @given(path=routes, value=hostile_json, escape_everything=st.booleans())
 def test_any_json_that_is_not_a_job_body_is_a_clear_400(
-    client, user, path, value, escape_everything
+    app_client, open_user, path, value, escape_everything
 ) -> None:
-    result = post(client, path, encoded(value, escape_everything), user)
+    result = post(app_client, path, encoded(value, escape_everything), open_user)
 
     assert_clear_error(result, 400)
 
@@ -109,7 +87,7 @@ def test_any_json_that_is_not_a_job_body_is_a_clear_400(
     data=st.data(),
 )
 def test_one_bad_value_in_any_field_is_a_clear_400(
-    client, db, user, path, slot, job_index, escape_everything, data
+    app_client, db, open_user, path, slot, job_index, escape_everything, data
 ) -> None:
     fields = data.draw(BAD_VALUES[slot], label="fields")
     if slot == "jobs" and path not in SINGLE_ROUTES:
@@ -118,7 +96,7 @@ def test_one_bad_value_in_any_field_is_a_clear_400(
         body = body_with(path, job_index, **fields)
     jobs_before = db.execute("SELECT count(*) FROM jobs").fetchone()
 
-    result = post(client, path, encoded(body, escape_everything), user)
+    result = post(app_client, path, encoded(body, escape_everything), open_user)
 
     assert_clear_error(result, 400)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == jobs_before
@@ -133,7 +111,7 @@ def test_one_bad_value_in_any_field_is_a_clear_400(
     escape_everything=st.booleans(),
 )
 def test_nul_or_a_lone_surrogate_in_a_name_is_a_clear_400(
-    client, user, path, slot, bad, around, escape_everything
+    app_client, open_user, path, slot, bad, around, escape_everything
 ) -> None:
     text = around[0] + bad + around[1]
     fields: dict[str, Any] = {
@@ -142,7 +120,9 @@ def test_nul_or_a_lone_surrogate_in_a_name_is_a_clear_400(
         "dependency name": {"dependencies": {text: 1}},
     }[slot]
 
-    result = post(client, path, encoded(body_with(path, **fields), escape_everything), user)
+    result = post(
+        app_client, path, encoded(body_with(path, **fields), escape_everything), open_user
+    )
 
     assert_clear_error(result, 400)
 
@@ -156,13 +136,13 @@ def test_nul_or_a_lone_surrogate_in_a_name_is_a_clear_400(
     escape_everything=st.booleans(),
 )
 def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
-    client, db, user, path, in_key, bad, around, escape_everything
+    app_client, db, open_user, path, in_key, bad, around, escape_everything
 ) -> None:
     text = around[0] + bad + around[1]
     payload = {"outer": [{text: 1}]} if in_key else {"outer": [{"k": text}]}
     body = body_with(path, payload=payload)
 
-    result = post(client, path, encoded(body, escape_everything), user)
+    result = post(app_client, path, encoded(body, escape_everything), open_user)
 
     if not escape_everything and bad != "\x00":
         # Written raw, a lone surrogate has no UTF-8 encoding: the body is not JSON text.
@@ -186,7 +166,7 @@ def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
     same_value=st.booleans(),
 )
 def test_a_duplicate_key_anywhere_is_a_clear_400(
-    client, db, user, path, where, depth, same_value
+    app_client, db, open_user, path, where, depth, same_value
 ) -> None:
     def twice(key: str, value: Any, **others: Any) -> Pairs:
         second = value if same_value else [value]
@@ -211,7 +191,7 @@ def test_a_duplicate_key_anywhere_is_a_clear_400(
         body = Pairs((*items, ("batch_name", "b" if same_value else "c")))
     jobs_before = db.execute("SELECT count(*) FROM jobs").fetchone()
 
-    result = post(client, path, body, user)
+    result = post(app_client, path, body, open_user)
 
     assert_clear_error(result, 400)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == jobs_before
@@ -228,7 +208,7 @@ def test_a_duplicate_key_anywhere_is_a_clear_400(
     objects=st.booleans(),
 )
 def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
-    client, db, user, path, slot, depth, objects
+    app_client, db, open_user, path, slot, depth, objects
 ) -> None:
     deep = nested(depth, objects=objects)
     payload: Any = None
@@ -246,7 +226,7 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
     text = to_json(body)
     assert len(text) <= MIB
 
-    result = post(client, path, text, user)
+    result = post(app_client, path, text, open_user)
 
     if payload is None:
         assert_clear_error(result, 400)
@@ -270,12 +250,12 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
     content_type=st.sampled_from([JSON, None]),
 )
 def test_a_body_over_1_mib_is_413_whatever_it_holds(
-    client, user, path, extra, filler, content_type
+    app_client, open_user, path, extra, filler, content_type
 ) -> None:
     size = MIB + extra
     raw = (filler * (size // len(filler) + 1))[:size]
 
-    result = post(client, path, raw, user, content_type=content_type)
+    result = post(app_client, path, raw, open_user, content_type=content_type)
 
     assert_clear_error(result, 413)
 
@@ -296,7 +276,7 @@ def test_a_body_over_1_mib_is_413_whatever_it_holds(
     ),
 )
 def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
-    client, db, user, path, slot, number
+    app_client, db, open_user, path, slot, number
 ) -> None:
     payload = {"n": number, "deeper": [{"n": number}]}
     if slot == "priority":
@@ -306,7 +286,7 @@ def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
     else:
         body = body_with(path, payload=payload)
 
-    result = post(client, path, body, user)
+    result = post(app_client, path, body, open_user)
 
     in_range = {"priority": range(1, 11), "cost": range(1, 1_000_001)}
     jobs = 1 if path in SINGLE_ROUTES else 3
@@ -339,7 +319,7 @@ def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
     repeat=st.integers(1, 3),
 )
 def test_valid_shaped_random_jobs_get_only_decisions(
-    client, db, path, config, jobs, batch_name, repeat
+    app_client, db, path, config, jobs, batch_name, repeat
 ) -> None:
     owner = create_user(db)
     activate_config(db, owner, **config)
@@ -348,7 +328,7 @@ def test_valid_shaped_random_jobs_get_only_decisions(
     body = valid_body_for(path, jobs, batch_name)
 
     for _ in range(repeat):
-        result = post(client, path, json.dumps(body), owner)
+        result = post(app_client, path, json.dumps(body), owner)
 
         decisions = assert_decisions(path, result, len(jobs))
         if path in SINGLE_ROUTES and decisions[0]["status"] == "Accepted":
@@ -366,14 +346,14 @@ def test_valid_shaped_random_jobs_get_only_decisions(
             )
 
 
-def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(client, db) -> None:
+def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(app_client, db) -> None:
     # A valid config: refill is any number >= 0. Waiting for 100 tokens at 1e-9 per second
     # takes 1e11 seconds, more than a 32-bit integer holds.
     owner = user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 1e-9}})
     body = body_with(SINGLE_ROUTES[0], dependencies={"openai": 100})
-    assert post(client, SINGLE_ROUTES[0], body, owner).status_code == 202
+    assert post(app_client, SINGLE_ROUTES[0], body, owner).status_code == 202
 
-    result = post(client, SINGLE_ROUTES[0], body, owner)
+    result = post(app_client, SINGLE_ROUTES[0], body, owner)
 
     [decision] = assert_decisions(SINGLE_ROUTES[0], result, 1)
     assert decision["reason"] == "dependency 'openai' rate limit exceeded"
@@ -385,8 +365,8 @@ def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(client, db) -> None:
 
 @examples(300)
 @given(path=routes, content_type=media_types)
-def test_a_body_not_labelled_json_is_415(client, user, path, content_type) -> None:
-    result = post(client, path, body_with(path), user, content_type=content_type)
+def test_a_body_not_labelled_json_is_415(app_client, open_user, path, content_type) -> None:
+    result = post(app_client, path, body_with(path), open_user, content_type=content_type)
 
     if is_json_media_type(content_type):
         assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
@@ -395,16 +375,16 @@ def test_a_body_not_labelled_json_is_415(client, user, path, content_type) -> No
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_a_body_without_a_content_type_is_read_as_json(client, user, path) -> None:
-    result = post(client, path, body_with(path), user, content_type=None)
+def test_a_body_without_a_content_type_is_read_as_json(app_client, open_user, path) -> None:
+    result = post(app_client, path, body_with(path), open_user, content_type=None)
 
     assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 @pytest.mark.parametrize("content_type", [JSON, None, "text/plain"])
-def test_an_empty_body_is_a_clear_4xx(client, user, path, content_type) -> None:
-    result = post(client, path, b"", user, content_type=content_type)
+def test_an_empty_body_is_a_clear_4xx(app_client, open_user, path, content_type) -> None:
+    result = post(app_client, path, b"", open_user, content_type=content_type)
 
     assert_clear_error(result, 415 if content_type == "text/plain" else 400)
 
@@ -414,35 +394,39 @@ def test_an_empty_body_is_a_clear_4xx(client, user, path, content_type) -> None:
 
 @examples(400)
 @given(path=routes, header=not_uuids)
-def test_an_x_user_id_that_is_not_a_uuid_is_a_clear_401(client, user, path, header) -> None:
+def test_an_x_user_id_that_is_not_a_uuid_is_a_clear_401(
+    app_client, open_user, path, header
+) -> None:
     if CANONICAL_UUID.fullmatch(header.strip(" \t")):
         return
 
-    result = post(client, path, body_with(path), header)
+    result = post(app_client, path, body_with(path), header)
 
     assert_clear_error(result, 401)
 
 
 @examples(100)
 @given(path=routes, unknown=st.uuids(), upper=st.booleans())
-def test_a_uuid_that_names_no_user_is_a_clear_401(client, user, path, unknown, upper) -> None:
+def test_a_uuid_that_names_no_user_is_a_clear_401(
+    app_client, open_user, path, unknown, upper
+) -> None:
     header = str(unknown).upper() if upper else str(unknown)
 
-    result = post(client, path, body_with(path), header)
+    result = post(app_client, path, body_with(path), header)
 
     assert_clear_error(result, 401)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_a_missing_or_repeated_x_user_id_is_a_clear_401(client, db, user, path) -> None:
+def test_a_missing_or_repeated_x_user_id_is_a_clear_401(app_client, db, open_user, path) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     for headers in (
         [],
-        [("X-User-ID", str(user)), ("X-User-ID", str(user))],
-        [("X-User-ID", str(user)), ("X-User-ID", str(other))],
+        [("X-User-ID", str(open_user)), ("X-User-ID", str(open_user))],
+        [("X-User-ID", str(open_user)), ("X-User-ID", str(other))],
         [("X-User-ID", str(other)), ("X-User-ID", "")],
     ):
-        result = post(client, path, body_with(path), None, headers=headers)
+        result = post(app_client, path, body_with(path), None, headers=headers)
 
         assert_clear_error(result, 401)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
@@ -465,22 +449,22 @@ NON_CANONICAL_SPELLINGS = {
 
 
 @pytest.mark.parametrize("spelling", sorted(NON_CANONICAL_SPELLINGS))
-def test_an_x_user_id_in_a_non_canonical_spelling_is_a_clear_401(client, db, spelling) -> None:
+def test_an_x_user_id_in_a_non_canonical_spelling_is_a_clear_401(app_client, db, spelling) -> None:
     db.execute("INSERT INTO users (user_id, name) VALUES (%s, 'zero')", [KNOWN_ID])
     activate_config(db, KNOWN_ID, {"openai": {"capacity": 100, "refill_per_second": 0}})
     header = NON_CANONICAL_SPELLINGS[spelling]
     assert UUID(header) == KNOWN_ID and not CANONICAL_UUID.fullmatch(header)
 
-    result = post(client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), header)
+    result = post(app_client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), header)
 
     assert_clear_error(result, 401)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
-def test_an_x_user_id_in_upper_case_names_the_user(client, db) -> None:
+def test_an_x_user_id_in_upper_case_names_the_user(app_client, db) -> None:
     owner = user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 0}})
 
-    result = post(client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), str(owner).upper())
+    result = post(app_client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), str(owner).upper())
 
     [decision] = assert_decisions(SINGLE_ROUTES[0], result, 1)
     row = db.execute(
@@ -495,11 +479,11 @@ def test_an_x_user_id_in_upper_case_names_the_user(client, db) -> None:
 @examples(300)
 @given(path=routes, headers=other_headers, user_is_known=st.booleans())
 def test_any_other_headers_get_a_decision_or_a_clear_4xx(
-    client, user, path, headers, user_is_known
+    app_client, open_user, path, headers, user_is_known
 ) -> None:
-    owner = user if user_is_known else uuid4()
+    owner = open_user if user_is_known else uuid4()
 
-    result = post(client, path, body_with(path), owner, headers=headers)
+    result = post(app_client, path, body_with(path), owner, headers=headers)
 
     if result.status_code < 400:
         assert user_is_known
@@ -523,13 +507,13 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     query=st.text(st.characters(max_codepoint=255), max_size=40),
 )
 def test_health_routes_ignore_whatever_is_sent(
-    client, path, method, raw, headers, user_header, query
+    app_client, path, method, raw, headers, user_header, query
 ) -> None:
     all_headers = list(headers)
     if user_header is not None:
         all_headers.append(("X-User-ID", user_header))
 
-    result = client.simulate_request(
+    result = app_client.simulate_request(
         method, path, body=raw, headers=all_headers, query_string=query
     )
 
@@ -552,8 +536,10 @@ def test_health_routes_ignore_whatever_is_sent(
     ),
     method=st.sampled_from(METHODS),
 )
-def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(client, user, path, method) -> None:
-    result = post(client, path, body_with(SINGLE_ROUTES[0]), user, method=method)
+def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(
+    app_client, open_user, path, method
+) -> None:
+    result = post(app_client, path, body_with(SINGLE_ROUTES[0]), open_user, method=method)
 
     if result.status_code >= 400 and method != "HEAD":
         assert_clear_error(result)

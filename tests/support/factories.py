@@ -14,6 +14,8 @@ import psycopg
 # The dependency names the tests' configs give buckets to; the strategies draw the dependencies
 # of their jobs from these and from any name at all.
 CONFIGURED = ["openai", "search", "stripe"]
+# The tokens of each of an open user's buckets (the `open_user` fixture): more than any test takes.
+OPEN_CAPACITY = 10**12
 
 
 def create_user(db: psycopg.Connection, name: str = "tester") -> UUID:
