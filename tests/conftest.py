@@ -28,7 +28,7 @@ from devtools import localdb
 from devtools.ports import free_port
 from devtools.service import Service, ServiceError
 from janus.settings import Settings, normalize_database_url
-from tests.app_client import serve_app
+from tests.support.app import serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4
@@ -205,3 +205,7 @@ def gunicorn_server(
     """
     options: Mapping[str, object] = getattr(request, "param", {})
     return start_gunicorn(**options)
+
+
+# Fixtures of tests/support any module may use: open_user, openai_user.
+pytest_plugins = ["tests.support.fixtures"]

@@ -16,16 +16,9 @@ import falcon.testing
 import psycopg
 import pytest
 
-from tests.app_client import (
-    ATOMIC_ROUTES,
-    PARTIAL_ROUTES,
-    SINGLE_ROUTES,
-    batch,
-    job,
-    post_json,
-    single,
-)
-from tests.factories import activate_config, bucket_tokens, create_user, user_with_config
+from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
+from tests.support.bodies import batch, job, single
+from tests.support.factories import activate_config, bucket_tokens, create_user, user_with_config
 
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]

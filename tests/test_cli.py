@@ -21,27 +21,12 @@ from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
 from janus.db import accounts
 from janus.schemas import ConfigSchema
 from janus.settings import Settings
-from tests.app_client import post_json, serve_app
-from tests.factories import create_user
+from tests.support.app import post_json, serve_app
+from tests.support.factories import create_user
+from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_USER = "2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b"
-
-# The seed API's examples, verbatim.
-SEED_SINGLE = {
-    "batch_name": "my-batch",
-    "tenant_id": "tenant-abc",
-    "priority": 8,
-    "dependencies": {"openai": 2, "stripe": 1},
-    "payload": {"custom_key": "custom_value"},
-}
-SEED_BATCH = {
-    "batch_name": "my-batch",
-    "jobs": [
-        {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
-        {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}},
-    ],
-}
 
 # Refill 0 keeps every level exactly where the test put it.
 TWO_DEPENDENCIES = {

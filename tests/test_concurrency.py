@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.factories import bucket_tokens, user_with_config
+from tests.support.factories import bucket_tokens, user_with_config
 
 pytestmark = pytest.mark.concurrency
 

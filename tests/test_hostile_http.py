@@ -12,9 +12,6 @@ traceback in gunicorn's log.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Sequence
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
@@ -23,123 +20,30 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.app_client import JOB_ROUTES, SINGLE_ROUTES
 from tests.conftest import GunicornServer, StartGunicorn
-from tests.factories import activate_config, user_with_config
-from tests.test_hostile import (
-    CONFIGURED,
-    JSON,
-    MIB,
-    Answer,
-    assert_clear_error,
-    assert_decisions,
-    body_with,
-    examples,
-    hostile_json,
-    storable_text,
-    to_json,
-    valid_body_for,
-    valid_jobs,
+from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
+from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
+from tests.support.bodies import body_with, valid_body_for
+from tests.support.factories import activate_config, jobs_of, user_with_config
+from tests.support.hostile import examples, hostile_json, storable_text, to_json, valid_jobs
+from tests.support.raw_http import (
+    SOCKET_TIMEOUT_S,
+    assert_no_traceback,
+    assert_refused,
+    chunked,
+    exchange,
+    length,
+    request_bytes,
+    single_body,
 )
-
-SOCKET_TIMEOUT_S = 15
-
-
-# --- Raw HTTP -------------------------------------------------------------------------------
-
-
-def request_bytes(
-    path: str,
-    headers: Sequence[bytes | str],
-    body: bytes = b"",
-    *,
-    method: str = "POST",
-) -> bytes:
-    """An HTTP/1.1 request, byte for byte: exactly these headers (and Host, Connection: close)."""
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: janus", b"Connection: close"]
-    lines += [header.encode("latin-1") if isinstance(header, str) else header for header in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def length(body: bytes) -> str:
-    """The Content-Length header of `body`."""
-    return f"Content-Length: {len(body)}"
-
-
-def chunked(body: bytes, size: int = 7) -> bytes:
-    """`body` in chunked transfer coding."""
-    chunks = [body[start : start + size] for start in range(0, len(body), size)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
-
-
-def parse_response(received: bytes) -> Answer:
-    """The final response in `received`, skipping any 100 Continue."""
-    while True:
-        head, separator, rest = received.partition(b"\r\n\r\n")
-        assert separator, received[:2000]
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        if 100 <= status < 200:
-            received = rest
-            continue
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        size = int(headers.get("content-length", len(rest)))
-        return Answer(status, headers, rest[:size])
-
-
-def exchange(server: GunicornServer, request: bytes) -> Answer:
-    """Send `request`, end our side of the connection, and read the answer until gunicorn closes."""
-    address = urlsplit(server.url)
-    assert address.hostname is not None and address.port is not None
-    with socket.create_connection((address.hostname, address.port), SOCKET_TIMEOUT_S) as conn:
-        conn.sendall(request)
-        conn.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := conn.recv(65536):
-            received += chunk
-    return parse_response(received)
-
-
-def assert_refused(answer: Answer, *statuses: int) -> None:
-    """A 4xx with the JSON error shape, whether the app or gunicorn answered it."""
-    assert 400 <= answer.status < 500, (answer.status, answer.text[:2000])
-    if statuses:
-        assert answer.status in statuses, (answer.status, answer.text[:2000])
-    assert b"Traceback" not in answer.content
-    assert answer.headers.get("content-type", "").startswith(JSON), answer.headers
-    assert_clear_error(answer)
-
-
-def assert_no_traceback(server: GunicornServer) -> None:
-    """Nothing gunicorn or the app logged was an unhandled error."""
-    log = server.log()
-    assert "Traceback" not in log, log[-5000:]
-
-
-def jobs_of(db: psycopg.Connection, user_id: UUID) -> int:
-    """How many jobs are stored for `user_id`."""
-    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-    assert row is not None
-    count: int = row[0]
-    return count
-
 
 # --- Fixtures --------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def server(start_gunicorn: StartGunicorn) -> GunicornServer:
+def two_worker_server(start_gunicorn: StartGunicorn) -> GunicornServer:
     """The service under gunicorn with two workers, on this test's database."""
     return start_gunicorn(workers=2)
-
-
-@pytest.fixture
-def shared_server(start_gunicorn: StartGunicorn) -> GunicornServer:
-    """The service as production runs it, four workers, on this test's database."""
-    return start_gunicorn()
 
 
 @pytest.fixture
@@ -155,21 +59,6 @@ def small_buckets_user(db: psycopg.Connection) -> UUID:
         min_priority=2,
         priority_reserve=0.2,
     )
-
-
-@pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    """A user whose config admits any valid job: huge buckets, unknown dependencies allowed."""
-    return user_with_config(
-        db,
-        {name: {"capacity": 10**12, "refill_per_second": 0} for name in CONFIGURED},
-        unknown_dependencies="allow",
-    )
-
-
-def single_body() -> bytes:
-    """A valid single-job body."""
-    return json.dumps(body_with(SINGLE_ROUTES[0])).encode()
 
 
 # --- Bodies ----------------------------------------------------------------------------------
@@ -196,7 +85,9 @@ def as_batch(body: bytes) -> bytes:
     return head + b', "jobs": [{"tenant_id"' + job[:-1] + b"}]}"
 
 
-def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(server, db, user, subtests) -> None:
+def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(
+    two_worker_server, db, open_user, subtests
+) -> None:
     for path in JOB_ROUTES:
         for name, single in INVALID_UTF8.items():
             body = single if path in SINGLE_ROUTES else as_batch(single)
@@ -205,45 +96,49 @@ def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(server, db, user, su
                 ("chunked", ["Transfer-Encoding: chunked"], chunked(body)),
             ):
                 with subtests.test(path=path, body=name, framing=framing):
-                    request = request_bytes(path, [f"X-User-ID: {user}", *headers], framed)
+                    request = request_bytes(path, [f"X-User-ID: {open_user}", *headers], framed)
 
-                    assert_clear_error(exchange(server, request), 400)
-    assert jobs_of(db, user) == 0
-    assert_no_traceback(server)
+                    assert_clear_error(exchange(two_worker_server, request), 400)
+    assert jobs_of(db, open_user) == 0
+    assert_no_traceback(two_worker_server)
 
 
-def test_a_body_cut_short_of_its_content_length_is_a_clear_400(server, db, user, subtests) -> None:
+def test_a_body_cut_short_of_its_content_length_is_a_clear_400(
+    two_worker_server, db, open_user, subtests
+) -> None:
     # The client promised more bytes than it sent, then closed its side: the request is
     # incomplete, even when the bytes that did arrive happen to be valid JSON.
     for path in JOB_ROUTES:
         body = json.dumps(body_with(path)).encode()
         with subtests.test(path=path):
             request = request_bytes(
-                path, [f"X-User-ID: {user}", f"Content-Length: {len(body) + 10}"], body
+                path, [f"X-User-ID: {open_user}", f"Content-Length: {len(body) + 10}"], body
             )
 
-            assert_clear_error(exchange(server, request), 400)
-    assert jobs_of(db, user) == 0
-    assert_no_traceback(server)
+            assert_clear_error(exchange(two_worker_server, request), 400)
+    assert jobs_of(db, open_user) == 0
+    assert_no_traceback(two_worker_server)
 
 
-def test_a_content_length_shorter_than_the_body_is_what_is_read(server, db, user) -> None:
+def test_a_content_length_shorter_than_the_body_is_what_is_read(
+    two_worker_server, db, open_user
+) -> None:
     body = single_body()
-    headers = [f"X-User-ID: {user}"]
+    headers = [f"X-User-ID: {open_user}"]
 
     cut_inside = exchange(
-        server,
+        two_worker_server,
         request_bytes("/dashboard/jobs", [*headers, f"Content-Length: {len(body) - 5}"], body),
     )
     extra_after = exchange(
-        server,
+        two_worker_server,
         request_bytes("/system/jobs", [*headers, length(body)], body + b'GARBAGE {"priority": 0}'),
     )
 
     assert_clear_error(cut_inside, 400)
     assert_decisions("/system/jobs", extra_after, 1)
-    assert jobs_of(db, user) == 1
-    assert_no_traceback(server)
+    assert jobs_of(db, open_user) == 1
+    assert_no_traceback(two_worker_server)
 
 
 BAD_LENGTHS = {
@@ -258,20 +153,23 @@ BAD_LENGTHS = {
 }
 
 
-def test_content_lengths_that_make_no_sense_are_refused(server, db, user, subtests) -> None:
+def test_content_lengths_that_make_no_sense_are_refused(
+    two_worker_server, db, open_user, subtests
+) -> None:
     body = single_body()
     for name, headers in BAD_LENGTHS.items():
         with subtests.test(length=name):
             answer = exchange(
-                server, request_bytes("/dashboard/jobs", [f"X-User-ID: {user}", *headers], body)
+                two_worker_server,
+                request_bytes("/dashboard/jobs", [f"X-User-ID: {open_user}", *headers], body),
             )
 
             assert_refused(answer)
-    assert jobs_of(db, user) == 0
-    assert_no_traceback(server)
+    assert jobs_of(db, open_user) == 0
+    assert_no_traceback(two_worker_server)
 
 
-def test_well_formed_chunked_bodies_are_read(server, db, user, subtests) -> None:
+def test_well_formed_chunked_bodies_are_read(two_worker_server, db, open_user, subtests) -> None:
     body = single_body()
     variants = {
         "one byte chunks": chunked(body, size=1),
@@ -284,12 +182,12 @@ def test_well_formed_chunked_bodies_are_read(server, db, user, subtests) -> None
     for name, framed in variants.items():
         with subtests.test(chunks=name):
             request = request_bytes(
-                "/dashboard/jobs", [f"X-User-ID: {user}", "Transfer-Encoding: chunked"], framed
+                "/dashboard/jobs", [f"X-User-ID: {open_user}", "Transfer-Encoding: chunked"], framed
             )
 
-            assert_decisions("/dashboard/jobs", exchange(server, request), 1)
-    assert jobs_of(db, user) == len(variants)
-    assert_no_traceback(server)
+            assert_decisions("/dashboard/jobs", exchange(two_worker_server, request), 1)
+    assert jobs_of(db, open_user) == len(variants)
+    assert_no_traceback(two_worker_server)
 
 
 MALFORMED_CHUNKS = {
@@ -302,37 +200,44 @@ MALFORMED_CHUNKS = {
 }
 
 
-def test_malformed_chunked_bodies_are_a_clear_400_not_a_500(server, db, user, subtests) -> None:
+def test_malformed_chunked_bodies_are_a_clear_400_not_a_500(
+    two_worker_server, db, open_user, subtests
+) -> None:
     for name, framed in MALFORMED_CHUNKS.items():
         with subtests.test(chunks=name):
             request = request_bytes(
-                "/dashboard/jobs", [f"X-User-ID: {user}", "Transfer-Encoding: chunked"], framed
+                "/dashboard/jobs", [f"X-User-ID: {open_user}", "Transfer-Encoding: chunked"], framed
             )
 
-            assert_refused(exchange(server, request), 400)
-    assert jobs_of(db, user) == 0
-    assert_no_traceback(server)
+            assert_refused(exchange(two_worker_server, request), 400)
+    assert jobs_of(db, open_user) == 0
+    assert_no_traceback(two_worker_server)
 
 
-def test_bodies_over_1_mib_are_413_on_every_route(server, user, subtests) -> None:
+def test_bodies_over_1_mib_are_413_on_every_route(two_worker_server, open_user, subtests) -> None:
     junk = b"\xff[" * (MIB // 2) + b"x"
     assert len(junk) == MIB + 1
-    headers = {"X-User-ID": str(user), "Content-Type": JSON}
+    headers = {"X-User-ID": str(open_user), "Content-Type": JSON}
     for path in JOB_ROUTES:
         for framing, data in (("length", junk), ("chunked", iter([junk[:MIB], junk[MIB:]]))):
             with subtests.test(path=path, framing=framing):
                 response = requests.post(
-                    server.url + path, data=data, headers=headers, timeout=SOCKET_TIMEOUT_S
+                    two_worker_server.url + path,
+                    data=data,
+                    headers=headers,
+                    timeout=SOCKET_TIMEOUT_S,
                 )
 
                 assert_clear_error(Answer.of(response), 413)
-    assert_no_traceback(server)
+    assert_no_traceback(two_worker_server)
 
 
 # --- Headers ---------------------------------------------------------------------------------
 
 
-def test_x_user_id_values_of_every_shape_are_a_clear_401(server, db, user, subtests) -> None:
+def test_x_user_id_values_of_every_shape_are_a_clear_401(
+    two_worker_server, db, open_user, subtests
+) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     shapes: dict[str, list[bytes | str]] = {
         "missing": [],
@@ -340,90 +245,96 @@ def test_x_user_id_values_of_every_shape_are_a_clear_401(server, db, user, subte
         "spaces": [b"X-User-ID:     "],
         "not a uuid": ["X-User-ID: me"],
         "0xff bytes": [b"X-User-ID: \xff\xfe"],
-        "utf-8 before the uuid": [b"X-User-ID: \xc3\xa9" + str(user).encode()],
+        "utf-8 before the uuid": [b"X-User-ID: \xc3\xa9" + str(open_user).encode()],
         "latin-1": [b"X-User-ID: caf\xe9"],
-        "fullwidth digits in utf-8": ["X-User-ID: \uff10".encode() + str(user)[1:].encode()],
+        "fullwidth digits in utf-8": ["X-User-ID: \uff10".encode() + str(open_user)[1:].encode()],
         "8000 characters": ["X-User-ID: " + "a" * 8000],
-        "uuid and more": [f"X-User-ID: {user} {user}"],
+        "uuid and more": [f"X-User-ID: {open_user} {open_user}"],
         "unknown uuid": [f"X-User-ID: {uuid4()}"],
-        "repeated": [f"X-User-ID: {user}", f"X-User-ID: {user}"],
-        "two users": [f"X-User-ID: {user}", f"X-User-ID: {other}"],
-        "empty, then a user": ["X-User-ID: ", f"X-User-ID: {user}"],
+        "repeated": [f"X-User-ID: {open_user}", f"X-User-ID: {open_user}"],
+        "two users": [f"X-User-ID: {open_user}", f"X-User-ID: {other}"],
+        "empty, then a user": ["X-User-ID: ", f"X-User-ID: {open_user}"],
     }
     for name, headers in shapes.items():
         with subtests.test(shape=name):
             body = single_body()
             answer = exchange(
-                server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
+                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
             )
 
             assert_clear_error(answer, 401)
-    assert (jobs_of(db, user), jobs_of(db, other)) == (0, 0)
-    assert_no_traceback(server)
+    assert (jobs_of(db, open_user), jobs_of(db, other)) == (0, 0)
+    assert_no_traceback(two_worker_server)
 
 
-def test_header_values_gunicorn_cannot_accept_are_refused(server, db, user, subtests) -> None:
+def test_header_values_gunicorn_cannot_accept_are_refused(
+    two_worker_server, db, open_user, subtests
+) -> None:
     shapes: dict[str, bytes | str] = {
         "NUL": b"X-User-ID: a\x00b",
         "control character": b"X-User-ID: \x01",
         "bare CR": b"X-User-ID: a\rb",
         "longer than a header may be": "X-User-ID: " + "a" * 9000,
-        "space before the colon": f"X-User-ID : {user}",
-        "folded": f"X-User-ID: x\r\n {user}",
+        "space before the colon": f"X-User-ID : {open_user}",
+        "folded": f"X-User-ID: x\r\n {open_user}",
     }
     for name, header in shapes.items():
         with subtests.test(shape=name):
             body = single_body()
             answer = exchange(
-                server, request_bytes("/dashboard/jobs", [header, length(body)], body)
+                two_worker_server, request_bytes("/dashboard/jobs", [header, length(body)], body)
             )
 
             assert_refused(answer)
-    assert jobs_of(db, user) == 0
-    assert_no_traceback(server)
+    assert jobs_of(db, open_user) == 0
+    assert_no_traceback(two_worker_server)
 
 
-def test_x_user_id_with_spaces_around_it_names_the_user(server, db, user) -> None:
+def test_x_user_id_with_spaces_around_it_names_the_user(two_worker_server, db, open_user) -> None:
     # Whitespace around a field value is not part of it (RFC 9110, 5.5).
     body = single_body()
     answer = exchange(
-        server, request_bytes("/dashboard/jobs", [f"X-User-ID: \t {user} \t", length(body)], body)
+        two_worker_server,
+        request_bytes("/dashboard/jobs", [f"X-User-ID: \t {open_user} \t", length(body)], body),
     )
 
     assert_decisions("/dashboard/jobs", answer, 1)
-    assert jobs_of(db, user) == 1
+    assert jobs_of(db, open_user) == 1
 
 
-def test_header_names_with_underscores_are_ignored(server, db, user, subtests) -> None:
+def test_header_names_with_underscores_are_ignored(
+    two_worker_server, db, open_user, subtests
+) -> None:
     # X_User_ID and X-User-ID would both reach the app as HTTP_X_USER_ID; gunicorn.conf.py has
     # gunicorn drop the ambiguous spelling, so only a real X-User-ID names the user.
     unknown = uuid4()
     spellings = {
-        "underscores": [f"X_User_ID: {user}"],
-        "upper case underscores": [f"X_USER_ID: {user}"],
-        "one underscore": [f"X-User_ID: {user}"],
-        "underscores beside an unknown user": [f"X_User_ID: {user}", f"X-User-ID: {unknown}"],
-        "unknown user beside underscores": [f"X-User-ID: {unknown}", f"X_User_ID: {user}"],
-        "underscores beside a malformed id": [f"X_User_ID: {user}", "X-User-ID: me"],
+        "underscores": [f"X_User_ID: {open_user}"],
+        "upper case underscores": [f"X_USER_ID: {open_user}"],
+        "one underscore": [f"X-User_ID: {open_user}"],
+        "underscores beside an unknown user": [f"X_User_ID: {open_user}", f"X-User-ID: {unknown}"],
+        "unknown user beside underscores": [f"X-User-ID: {unknown}", f"X_User_ID: {open_user}"],
+        "underscores beside a malformed id": [f"X_User_ID: {open_user}", "X-User-ID: me"],
     }
     for name, headers in spellings.items():
         with subtests.test(spelling=name):
             body = single_body()
             answer = exchange(
-                server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
+                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
             )
 
             assert_clear_error(answer, 401)
-    assert jobs_of(db, user) == 0
+    assert jobs_of(db, open_user) == 0
 
     body = single_body()
     lower_case = exchange(
-        server, request_bytes("/dashboard/jobs", [f"x-user-id: {user}", length(body)], body)
+        two_worker_server,
+        request_bytes("/dashboard/jobs", [f"x-user-id: {open_user}", length(body)], body),
     )
 
     assert_decisions("/dashboard/jobs", lower_case, 1)
-    assert jobs_of(db, user) == 1
-    assert_no_traceback(server)
+    assert jobs_of(db, open_user) == 1
+    assert_no_traceback(two_worker_server)
 
 
 NON_CANONICAL_ON_THE_WIRE = {
@@ -434,7 +345,9 @@ NON_CANONICAL_ON_THE_WIRE = {
 }
 
 
-def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(server, db, subtests) -> None:
+def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(
+    two_worker_server, db, subtests
+) -> None:
     known = UUID("00ad64a8-3f87-4d6e-9b4c-1cfa5917fd4b")
     db.execute("INSERT INTO users (user_id, name) VALUES (%s, 'zero')", [known])
     activate_config(db, known, {"openai": {"capacity": 100, "refill_per_second": 0}})
@@ -442,7 +355,7 @@ def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(server, db, su
         with subtests.test(spelling=name):
             body = single_body()
             answer = exchange(
-                server,
+                two_worker_server,
                 request_bytes("/dashboard/jobs", [b"X-User-ID: " + spelling, length(body)], body),
             )
 
@@ -467,11 +380,11 @@ framings = st.sampled_from(["length", "chunked", "none"])
     framing=framings,
 )
 def test_hostile_requests_over_http_never_get_a_5xx(
-    server, user, path, user_header, content_type, body, framing
+    two_worker_server, open_user, path, user_header, content_type, body, framing
 ) -> None:
     headers: list[bytes | str] = []
     if user_header == "known":
-        headers.append(f"X-User-ID: {user}")
+        headers.append(f"X-User-ID: {open_user}")
     elif user_header is not None:
         headers.append(b"X-User-ID: " + user_header)
     if content_type is not None:
@@ -484,7 +397,7 @@ def test_hostile_requests_over_http_never_get_a_5xx(
     else:
         body = b""
 
-    answer = exchange(server, request_bytes(path, headers, body))
+    answer = exchange(two_worker_server, request_bytes(path, headers, body))
 
     assert answer.status < 500, (answer.status, answer.text[:2000])
     if answer.status >= 400:
@@ -492,7 +405,7 @@ def test_hostile_requests_over_http_never_get_a_5xx(
     else:
         assert answer.headers["content-type"].startswith(JSON)
         assert b"Traceback" not in answer.content
-    assert_no_traceback(server)
+    assert_no_traceback(two_worker_server)
 
 
 @examples(40)
@@ -502,18 +415,18 @@ def test_hostile_requests_over_http_never_get_a_5xx(
     batch_name=storable_text(1, 255),
 )
 def test_valid_shaped_random_jobs_over_http_get_only_decisions(
-    shared_server, small_buckets_user, path, jobs, batch_name
+    gunicorn_server, small_buckets_user, path, jobs, batch_name
 ) -> None:
     if path in SINGLE_ROUTES:
         jobs = jobs[:1]
     body = valid_body_for(path, jobs, batch_name)
 
     response = requests.post(
-        shared_server.url + path,
+        gunicorn_server.url + path,
         data=json.dumps(body),
         headers={"X-User-ID": str(small_buckets_user), "Content-Type": JSON},
         timeout=SOCKET_TIMEOUT_S,
     )
 
     assert_decisions(path, Answer.of(response), len(jobs))
-    assert_no_traceback(shared_server)
+    assert_no_traceback(gunicorn_server)

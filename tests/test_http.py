@@ -18,40 +18,19 @@ import pytest
 import requests
 
 from janus.settings import Settings
-from tests.app_client import (
+from tests.support.answers import DECISION_KEYS, ERROR_KEYS, JSON, MIB
+from tests.support.app import (
     ATOMIC_ROUTES,
     JOB_ROUTES,
     PARTIAL_ROUTES,
     PREFIXES,
     SINGLE_ROUTES,
-    batch,
-    job,
     post_json,
     serve_app,
-    single,
 )
-from tests.factories import user_with_config
-
-MIB = 1024 * 1024
-JSON = "application/json"
-ERROR_KEYS = {"title", "description"}
-DECISION_KEYS = ["job_id", "status", "reason"]
-
-# The seed API's request bodies, verbatim.
-SEED_SINGLE = {
-    "batch_name": "my-batch",
-    "tenant_id": "tenant-abc",
-    "priority": 8,
-    "dependencies": {"openai": 2, "stripe": 1},
-    "payload": {"custom_key": "custom_value"},
-}
-SEED_BATCH = {
-    "batch_name": "my-batch",
-    "jobs": [
-        {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
-        {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}},
-    ],
-}
+from tests.support.bodies import batch, job, single
+from tests.support.factories import user_with_config
+from tests.support.seed import SEED_BATCH, SEED_BATCH_NAME, SEED_SINGLE
 
 
 @pytest.fixture
@@ -59,14 +38,6 @@ def small_batch_client(database_url: str) -> Iterator[falcon.testing.TestClient]
     """The real app with batches of at most 3 jobs."""
     with serve_app(Settings(database_url=database_url, max_batch_jobs=3)) as client:
         yield client
-
-
-@pytest.fixture
-def user_id(db: psycopg.Connection) -> UUID:
-    """A user whose config admits anything valid: huge buckets, unknown dependencies allowed."""
-    return user_with_config(
-        db, {"openai": {"capacity": 10**9, "refill_per_second": 0}}, unknown_dependencies="allow"
-    )
 
 
 def seed_user(db: psycopg.Connection, **config: Any) -> UUID:
@@ -201,13 +172,9 @@ def test_seed_atomic_batch_all_accepted(app_client, db, prefix) -> None:
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_seed_atomic_batch_any_rejected(app_client, db, prefix) -> None:
     user = seed_user(db, min_priority=3)
-    body = {
-        "batch_name": "my-batch",
-        "jobs": [
-            {"tenant_id": "tenant-abc", "priority": 2, "dependencies": {"openai": 1}},
-            {"tenant_id": "tenant-xyz", "priority": 8, "dependencies": {"stripe": 5}},
-        ],
-    }
+    # The seed's batch with its priorities changed: the first job's is under min_priority.
+    first, second = SEED_BATCH["jobs"]
+    body = {**SEED_BATCH, "jobs": [{**first, "priority": 2}, {**second, "priority": 8}]}
 
     result = post_json(app_client, f"{prefix}/batch/atomic", user, body)
 
@@ -242,7 +209,7 @@ def test_malformed_user_header_is_401(app_client, subtests, path) -> None:
             assert_error(result, 401)
 
 
-def test_unknown_user_is_401(app_client, user_id) -> None:
+def test_unknown_user_is_401(app_client, open_user) -> None:
     result = post_json(
         app_client, SINGLE_ROUTES[0], "2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b", single()
     )
@@ -275,56 +242,58 @@ NOT_OBJECTS = [b"[]", b"[{}]", b'"batch"', b"1", b"null", b"true"]
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_invalid_json_is_400(app_client, subtests, user_id, path) -> None:
+def test_invalid_json_is_400(app_client, subtests, open_user, path) -> None:
     for text in INVALID_JSON:
         with subtests.test(text=text):
-            assert_error(post_raw(app_client, path, user_id, text), 400)
+            assert_error(post_raw(app_client, path, open_user, text), 400)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_that_is_not_an_object_is_400(app_client, subtests, user_id, path) -> None:
+def test_body_that_is_not_an_object_is_400(app_client, subtests, open_user, path) -> None:
     for text in NOT_OBJECTS:
         with subtests.test(text=text):
-            assert_error(post_raw(app_client, path, user_id, text), 400)
+            assert_error(post_raw(app_client, path, open_user, text), 400)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_duplicate_keys_are_400(app_client, user_id, path) -> None:
+def test_duplicate_keys_are_400(app_client, open_user, path) -> None:
     text = json.dumps(body_for(path))
-    duplicated = text.replace('"batch_name": "my-batch"', '"batch_name": "a", "batch_name": "b"')
+    duplicated = text.replace(
+        f'"batch_name": "{SEED_BATCH_NAME}"', '"batch_name": "a", "batch_name": "b"'
+    )
     assert duplicated != text
 
-    assert_error(post_raw(app_client, path, user_id, duplicated), 400)
+    assert_error(post_raw(app_client, path, open_user, duplicated), 400)
 
 
-def test_duplicate_dependency_is_400_not_last_one_wins(app_client, db, user_id) -> None:
+def test_duplicate_dependency_is_400_not_last_one_wins(app_client, db, open_user) -> None:
     text = (
         '{"batch_name": "b", "tenant_id": "t", "priority": 5,'
         ' "dependencies": {"openai": 1, "openai": 1000000}}'
     )
 
-    assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+    assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
-def test_duplicate_key_inside_the_payload_is_400(app_client, user_id) -> None:
+def test_duplicate_key_inside_the_payload_is_400(app_client, open_user) -> None:
     text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"k": 1, "k": 2}}'
 
-    assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+    assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
 
 
-def test_non_finite_numbers_are_400(app_client, subtests, user_id) -> None:
+def test_non_finite_numbers_are_400(app_client, subtests, open_user) -> None:
     for constant in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999"):
         text = '{"batch_name": "b", "tenant_id": "t", "priority": ' + constant + "}"
         with subtests.test(text=text):
-            assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+            assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
 
 
-def test_nan_and_infinity_are_400_even_in_a_payload(app_client, subtests, user_id) -> None:
+def test_nan_and_infinity_are_400_even_in_a_payload(app_client, subtests, open_user) -> None:
     for constant in ("NaN", "Infinity", "-Infinity"):
         text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"x": %s}}'
         with subtests.test(constant=constant):
-            result = post_raw(app_client, SINGLE_ROUTES[0], user_id, text % constant)
+            result = post_raw(app_client, SINGLE_ROUTES[0], open_user, text % constant)
 
             body = assert_error(result, 400)
             assert f"{constant} is not valid JSON" in body["description"]
@@ -339,51 +308,51 @@ def field_path(path: str, field: str) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("field", ["batch_name", "tenant_id", "priority"])
-def test_single_job_missing_required_field_is_400(app_client, user_id, field) -> None:
+def test_single_job_missing_required_field_is_400(app_client, open_user, field) -> None:
     body = single()
     del body[field]
 
-    assert_error(post_json(app_client, SINGLE_ROUTES[0], user_id, body), 400, field)
+    assert_error(post_json(app_client, SINGLE_ROUTES[0], open_user, body), 400, field)
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_missing_required_field_is_400(app_client, subtests, user_id, path) -> None:
+def test_batch_missing_required_field_is_400(app_client, subtests, open_user, path) -> None:
     for field in ("batch_name", "jobs"):
         with subtests.test(field=field):
             body = batch(job())
             del body[field]
 
-            assert_error(post_json(app_client, path, user_id, body), 400, field)
+            assert_error(post_json(app_client, path, open_user, body), 400, field)
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_job_missing_required_field_is_400(app_client, subtests, db, user_id, path) -> None:
+def test_batch_job_missing_required_field_is_400(app_client, subtests, db, open_user, path) -> None:
     for field in ("tenant_id", "priority"):
         with subtests.test(field=field):
             broken = job()
             del broken[field]
 
-            result = post_json(app_client, path, user_id, batch(job(), broken))
+            result = post_json(app_client, path, open_user, batch(job(), broken))
 
             assert_error(result, 400, "jobs", "1", field)
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_unknown_top_level_field_is_400(app_client, user_id, path) -> None:
+def test_unknown_top_level_field_is_400(app_client, open_user, path) -> None:
     body = {**body_for(path), "colour": "blue"}
 
-    assert_error(post_json(app_client, path, user_id, body), 400, "colour")
+    assert_error(post_json(app_client, path, open_user, body), 400, "colour")
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_unknown_field_in_a_batch_job_is_400(app_client, subtests, user_id, path) -> None:
+def test_unknown_field_in_a_batch_job_is_400(app_client, subtests, open_user, path) -> None:
     # A job inherits batch_name from its batch; it may not name its own.
     for field in ("colour", "batch_name", "jobs"):
         with subtests.test(field=field):
             body = batch(job(), {**job(), field: "x"})
 
-            assert_error(post_json(app_client, path, user_id, body), 400, "jobs", "1", field)
+            assert_error(post_json(app_client, path, open_user, body), 400, "jobs", "1", field)
 
 
 BAD_PRIORITIES = ["8", 8.0, 8.5, True, False, None, 0, 11, -1, [8], {"p": 8}]
@@ -391,18 +360,18 @@ BAD_PRIORITIES = ["8", 8.0, 8.5, True, False, None, 0, 11, -1, [8], {"p": 8}]
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 def test_priority_that_is_not_an_integer_from_1_to_10_is_400(
-    app_client, subtests, user_id, path
+    app_client, subtests, open_user, path
 ) -> None:
     for priority in BAD_PRIORITIES:
         with subtests.test(priority=priority):
-            result = post_json(app_client, path, user_id, body_for(path, priority=priority))
+            result = post_json(app_client, path, open_user, body_for(path, priority=priority))
 
             assert_error(result, 400, *field_path(path, "priority"))
 
 
-def test_priority_bounds_are_accepted(app_client, user_id) -> None:
+def test_priority_bounds_are_accepted(app_client, open_user) -> None:
     for priority in (1, 10):
-        result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(priority))
+        result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(priority))
 
         assert result.status_code == 202, result.text
 
@@ -412,30 +381,30 @@ BAD_COSTS = [0, -1, 1_000_001, "1", 1.0, 1.5, True, None, [1], {"c": 1}]
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 def test_cost_that_is_not_an_integer_from_1_to_a_million_is_400(
-    app_client, subtests, user_id, path
+    app_client, subtests, open_user, path
 ) -> None:
     for cost in BAD_COSTS:
         with subtests.test(cost=cost):
             body = body_for(path, dependencies={"openai": cost})
 
-            result = post_json(app_client, path, user_id, body)
+            result = post_json(app_client, path, open_user, body)
 
             assert_error(result, 400, *field_path(path, "dependencies"))
 
 
-def test_cost_bounds_are_accepted(app_client, user_id) -> None:
+def test_cost_bounds_are_accepted(app_client, open_user) -> None:
     for cost in (1, 1_000_000):
-        result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {"search": cost}))
+        result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, {"search": cost}))
 
         assert result.status_code == 202, result.text
 
 
-def test_dependencies_that_are_not_an_object_are_400(app_client, subtests, user_id) -> None:
+def test_dependencies_that_are_not_an_object_are_400(app_client, subtests, open_user) -> None:
     for dependencies in ([], ["openai"], "openai", 1, None, True):
         with subtests.test(dependencies=dependencies):
             body = {**single(), "dependencies": dependencies}
 
-            result = post_json(app_client, SINGLE_ROUTES[0], user_id, body)
+            result = post_json(app_client, SINGLE_ROUTES[0], open_user, body)
 
             assert_error(result, 400, "dependencies")
 
@@ -446,7 +415,7 @@ BAD_NAMES = ["", "x" * 256, 123, None, ["t"], {"t": 1}, True]
 @pytest.mark.parametrize("path", JOB_ROUTES)
 @pytest.mark.parametrize("field", ["tenant_id", "batch_name"])
 def test_names_that_are_not_1_to_255_character_strings_are_400(
-    app_client, subtests, user_id, path, field
+    app_client, subtests, open_user, path, field
 ) -> None:
     for value in BAD_NAMES:
         with subtests.test(value=value):
@@ -457,14 +426,14 @@ def test_names_that_are_not_1_to_255_character_strings_are_400(
                 body = body_for(path, tenant_id=value)
                 expected_path = field_path(path, "tenant_id")
 
-            assert_error(post_json(app_client, path, user_id, body), 400, *expected_path)
+            assert_error(post_json(app_client, path, open_user, body), 400, *expected_path)
 
 
-def test_names_of_1_and_255_characters_are_accepted(app_client, db, user_id) -> None:
+def test_names_of_1_and_255_characters_are_accepted(app_client, db, open_user) -> None:
     for length in (1, 255):
         body = single(batch_name="b" * length, tenant_id="t" * length)
 
-        result = post_json(app_client, SINGLE_ROUTES[0], user_id, body)
+        result = post_json(app_client, SINGLE_ROUTES[0], open_user, body)
 
         assert result.status_code == 202
         row = db.execute(
@@ -474,43 +443,43 @@ def test_names_of_1_and_255_characters_are_accepted(app_client, db, user_id) -> 
         assert row == ("b" * length, "t" * length)
 
 
-def test_more_than_32_dependencies_is_400(app_client, user_id) -> None:
+def test_more_than_32_dependencies_is_400(app_client, open_user) -> None:
     dependencies = {f"dep-{n:02}": 1 for n in range(33)}
 
-    result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, dependencies))
+    result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, dependencies))
 
     assert_error(result, 400, "dependencies")
 
 
-def test_32_dependencies_are_accepted(app_client, user_id) -> None:
+def test_32_dependencies_are_accepted(app_client, open_user) -> None:
     dependencies = {f"dep-{n:02}": 1 for n in range(32)}
 
-    result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, dependencies))
+    result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, dependencies))
 
     assert result.status_code == 202
 
 
 def test_dependency_name_that_is_not_1_to_100_characters_is_400(
-    app_client, subtests, user_id
+    app_client, subtests, open_user
 ) -> None:
     for name in ("", "d" * 101):
         with subtests.test(length=len(name)):
-            result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {name: 1}))
+            result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, {name: 1}))
 
             assert_error(result, 400, "dependencies")
 
 
-def test_dependency_name_of_100_characters_is_accepted(app_client, user_id) -> None:
-    result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {"d" * 100: 1}))
+def test_dependency_name_of_100_characters_is_accepted(app_client, open_user) -> None:
+    result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, {"d" * 100: 1}))
 
     assert result.status_code == 202
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_payload_that_is_not_an_object_is_400(app_client, subtests, user_id, path) -> None:
+def test_payload_that_is_not_an_object_is_400(app_client, subtests, open_user, path) -> None:
     for payload in ([], [{"k": "v"}], "payload", 1, None, True):
         with subtests.test(payload=payload):
-            result = post_json(app_client, path, user_id, body_for(path, payload=payload))
+            result = post_json(app_client, path, open_user, body_for(path, payload=payload))
 
             assert_error(result, 400, *field_path(path, "payload"))
 
@@ -528,24 +497,26 @@ def sized_payload(size: int) -> dict[str, str]:
     return payload
 
 
-def test_payload_over_64_kib_is_400(app_client, user_id) -> None:
-    result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(payload=sized_payload(65537)))
+def test_payload_over_64_kib_is_400(app_client, open_user) -> None:
+    result = post_json(
+        app_client, SINGLE_ROUTES[0], open_user, single(payload=sized_payload(65537))
+    )
 
     assert_error(result, 400, "payload")
 
 
-def test_payload_over_64_kib_in_a_batch_job_is_400(app_client, user_id) -> None:
+def test_payload_over_64_kib_in_a_batch_job_is_400(app_client, open_user) -> None:
     body = batch(job(), job(payload=sized_payload(65537)))
 
-    result = post_json(app_client, PARTIAL_ROUTES[0], user_id, body)
+    result = post_json(app_client, PARTIAL_ROUTES[0], open_user, body)
 
     assert_error(result, 400, "jobs", "1", "payload")
 
 
-def test_payload_of_64_kib_is_accepted_and_stored_whole(app_client, db, user_id) -> None:
+def test_payload_of_64_kib_is_accepted_and_stored_whole(app_client, db, open_user) -> None:
     payload = sized_payload(65536)
 
-    result = post_json(app_client, SINGLE_ROUTES[0], user_id, single(payload=payload))
+    result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(payload=payload))
 
     assert result.status_code == 202
     row = db.execute(
@@ -554,14 +525,14 @@ def test_payload_of_64_kib_is_accepted_and_stored_whole(app_client, db, user_id)
     assert row == (payload,)
 
 
-def test_deeply_nested_payload_is_not_a_server_error(app_client, subtests, user_id) -> None:
+def test_deeply_nested_payload_is_not_a_server_error(app_client, subtests, open_user) -> None:
     for depth in (300, 500, 900):
         with subtests.test(depth=depth):
             payload = '{"a": ' * depth + "1" + "}" * depth
             text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": ' + payload
             text += "}"
 
-            result = post_raw(app_client, SINGLE_ROUTES[0], user_id, text)
+            result = post_raw(app_client, SINGLE_ROUTES[0], open_user, text)
 
             # Well under 64 KiB: storing it is best, a clear 400 is acceptable, a 500 is not.
             if result.status_code != 202:
@@ -578,42 +549,42 @@ UNSTORABLE = [
 ]
 
 
-def test_text_and_numbers_postgres_cannot_store_are_400(app_client, subtests, user_id) -> None:
+def test_text_and_numbers_postgres_cannot_store_are_400(app_client, subtests, open_user) -> None:
     for text in UNSTORABLE:
         with subtests.test(text=text):
-            assert_error(post_raw(app_client, SINGLE_ROUTES[0], user_id, text), 400)
+            assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
 
 
 # --- 400: batch sizes ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_jobs_that_are_not_a_list_of_objects_are_400(app_client, subtests, user_id, path) -> None:
+def test_jobs_that_are_not_a_list_of_objects_are_400(app_client, subtests, open_user, path) -> None:
     for jobs in ([], {"0": {}}, "jobs", None, [1], [[]], [None]):
         with subtests.test(jobs=jobs):
-            result = post_json(app_client, path, user_id, {"batch_name": "b", "jobs": jobs})
+            result = post_json(app_client, path, open_user, {"batch_name": "b", "jobs": jobs})
 
             assert_error(result, 400, "jobs")
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_size_is_bounded_by_the_setting(small_batch_client, db, user_id, path) -> None:
-    too_many = post_json(small_batch_client, path, user_id, batch(*[job()] * 4))
+def test_batch_size_is_bounded_by_the_setting(small_batch_client, db, open_user, path) -> None:
+    too_many = post_json(small_batch_client, path, open_user, batch(*[job()] * 4))
     assert_error(too_many, 400, "jobs")
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
-    most = post_json(small_batch_client, path, user_id, batch(*[job()] * 3))
+    most = post_json(small_batch_client, path, open_user, batch(*[job()] * 3))
 
     assert most.status_code in (200, 202)
     answers = most.json["results"] if path in PARTIAL_ROUTES else most.json
     assert [answer["status"] for answer in answers] == ["Accepted"] * 3
 
 
-def test_default_batch_maximum_is_1000(app_client, db, user_id) -> None:
+def test_default_batch_maximum_is_1000(app_client, db, open_user) -> None:
     tiny = {"tenant_id": "t", "priority": 5}
 
-    too_many = post_json(app_client, PARTIAL_ROUTES[0], user_id, batch(*[tiny] * 1001))
-    most = post_json(app_client, PARTIAL_ROUTES[0], user_id, batch(*[tiny] * 1000))
+    too_many = post_json(app_client, PARTIAL_ROUTES[0], open_user, batch(*[tiny] * 1001))
+    most = post_json(app_client, PARTIAL_ROUTES[0], open_user, batch(*[tiny] * 1000))
 
     assert_error(too_many, 400, "jobs")
     assert most.status_code == 200
@@ -625,14 +596,14 @@ def test_default_batch_maximum_is_1000(app_client, db, user_id) -> None:
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_over_1_mib_is_413(app_client, user_id, path) -> None:
-    result = post_raw(app_client, path, user_id, padded_body(MIB + 1))
+def test_body_over_1_mib_is_413(app_client, open_user, path) -> None:
+    result = post_raw(app_client, path, open_user, padded_body(MIB + 1))
 
     assert_error(result, 413)
 
 
-def test_body_of_exactly_1_mib_is_read(app_client, user_id) -> None:
-    result = post_raw(app_client, SINGLE_ROUTES[0], user_id, padded_body(MIB))
+def test_body_of_exactly_1_mib_is_read(app_client, open_user) -> None:
+    result = post_raw(app_client, SINGLE_ROUTES[0], open_user, padded_body(MIB))
 
     assert result.status_code == 202
 
@@ -641,11 +612,11 @@ NOT_JSON_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_that_is_not_sent_as_json_is_415(app_client, subtests, user_id, path) -> None:
+def test_body_that_is_not_sent_as_json_is_415(app_client, subtests, open_user, path) -> None:
     text = json.dumps(body_for(path))
     for content_type in NOT_JSON_TYPES:
         with subtests.test(content_type=content_type):
-            assert_error(post_raw(app_client, path, user_id, text, content_type), 415)
+            assert_error(post_raw(app_client, path, open_user, text, content_type), 415)
 
 
 # --- Routes and methods -------------------------------------------------------------------------
@@ -659,22 +630,22 @@ WRONG_METHODS = [("GET", route) for route in JOB_ROUTES] + [
 ]
 
 
-def test_unknown_route_is_404_json(app_client, subtests, user_id) -> None:
+def test_unknown_route_is_404_json(app_client, subtests, open_user) -> None:
     for path in UNKNOWN_ROUTES:
         for method in ("GET", "POST"):
             with subtests.test(method=method, path=path):
                 result = app_client.simulate_request(
-                    method, path, json=single(), headers={"X-User-ID": str(user_id)}
+                    method, path, json=single(), headers={"X-User-ID": str(open_user)}
                 )
 
                 assert_error(result, 404)
 
 
-def test_wrong_method_is_405_json(app_client, subtests, user_id) -> None:
+def test_wrong_method_is_405_json(app_client, subtests, open_user) -> None:
     for method, path in WRONG_METHODS:
         with subtests.test(method=method, path=path):
             result = app_client.simulate_request(
-                method, path, json=single(), headers={"X-User-ID": str(user_id)}
+                method, path, json=single(), headers={"X-User-ID": str(open_user)}
             )
 
             assert_error(result, 405)
@@ -723,11 +694,11 @@ def test_over_http_401(server_url, db) -> None:
         assert_error(response, 401)
 
 
-def test_over_http_413_with_a_content_length(server_url, user_id) -> None:
+def test_over_http_413_with_a_content_length(server_url, open_user) -> None:
     response = requests.post(
         f"{server_url}/dashboard/jobs/batch",
         data=padded_body(MIB + 1),
-        headers={"X-User-ID": str(user_id), "Content-Type": JSON},
+        headers={"X-User-ID": str(open_user), "Content-Type": JSON},
         timeout=10,
     )
 
@@ -739,22 +710,22 @@ def chunked(body: bytes, size: int = 65536) -> Iterator[bytes]:
     return (body[start : start + size] for start in range(0, len(body), size))
 
 
-def test_over_http_413_when_chunked(server_url, user_id) -> None:
+def test_over_http_413_when_chunked(server_url, open_user) -> None:
     response = requests.post(
         f"{server_url}/system/jobs",
         data=chunked(padded_body(MIB + 1)),
-        headers={"X-User-ID": str(user_id), "Content-Type": JSON},
+        headers={"X-User-ID": str(open_user), "Content-Type": JSON},
         timeout=10,
     )
 
     assert_error(response, 413)
 
 
-def test_over_http_a_small_chunked_body_is_read(server_url, user_id) -> None:
+def test_over_http_a_small_chunked_body_is_read(server_url, open_user) -> None:
     response = requests.post(
         f"{server_url}/dashboard/jobs",
         data=chunked(json.dumps(single(5, {"openai": 1})).encode(), size=16),
-        headers={"X-User-ID": str(user_id), "Content-Type": JSON},
+        headers={"X-User-ID": str(open_user), "Content-Type": JSON},
         timeout=10,
     )
 
@@ -762,8 +733,8 @@ def test_over_http_a_small_chunked_body_is_read(server_url, user_id) -> None:
     assert_decision(response.json(), "Accepted", "")
 
 
-def test_over_http_400_404_405_415_are_json(server_url, user_id) -> None:
-    headers = {"X-User-ID": str(user_id), "Content-Type": JSON}
+def test_over_http_400_404_405_415_are_json(server_url, open_user) -> None:
+    headers = {"X-User-ID": str(open_user), "Content-Type": JSON}
 
     invalid = requests.post(f"{server_url}/dashboard/jobs", data=b"{", headers=headers, timeout=10)
     missing_route = requests.get(f"{server_url}/nowhere", timeout=10)
@@ -771,7 +742,7 @@ def test_over_http_400_404_405_415_are_json(server_url, user_id) -> None:
     plain_text = requests.post(
         f"{server_url}/dashboard/jobs",
         data=json.dumps(single()),
-        headers={"X-User-ID": str(user_id), "Content-Type": "text/plain"},
+        headers={"X-User-ID": str(open_user), "Content-Type": "text/plain"},
         timeout=10,
     )
 
@@ -781,14 +752,14 @@ def test_over_http_400_404_405_415_are_json(server_url, user_id) -> None:
     assert_error(wrong_method, 405)
 
 
-def test_over_http_deeply_nested_payload_is_not_a_server_error(server_url, user_id) -> None:
+def test_over_http_deeply_nested_payload_is_not_a_server_error(server_url, open_user) -> None:
     payload = '{"a": ' * 500 + "1" + "}" * 500
     text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": ' + payload + "}"
 
     response = requests.post(
         f"{server_url}/dashboard/jobs",
         data=text.encode(),
-        headers={"X-User-ID": str(user_id), "Content-Type": JSON},
+        headers={"X-User-ID": str(open_user), "Content-Type": JSON},
         timeout=10,
     )
 
@@ -796,12 +767,12 @@ def test_over_http_deeply_nested_payload_is_not_a_server_error(server_url, user_
         assert_error(response, 400, "payload")
 
 
-def test_over_http_a_post_without_body_or_length_is_400_not_a_hang(server_url, user_id) -> None:
+def test_over_http_a_post_without_body_or_length_is_400_not_a_hang(server_url, open_user) -> None:
     host, port = server_url.removeprefix("http://").split(":")
     request = (
         "POST /dashboard/jobs HTTP/1.1\r\n"
         f"Host: {host}\r\n"
-        f"X-User-ID: {user_id}\r\n"
+        f"X-User-ID: {open_user}\r\n"
         "Content-Type: application/json\r\n"
         "Connection: close\r\n\r\n"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
@@ -14,9 +13,9 @@ import pytest
 import requests
 
 from janus.cli import main as janus_cli
-from janus.settings import Settings
-from tests.app_client import batch, job, post_json, serve_app, single
-from tests.factories import activate_config, bucket_tokens, user_with_config
+from tests.support.app import post_json
+from tests.support.bodies import batch, job, single
+from tests.support.factories import activate_config, bucket_tokens, user_with_config
 
 SINGLE = "/system/jobs"
 PARTIAL = "/system/jobs/batch"
@@ -24,13 +23,8 @@ ATOMIC = "/system/jobs/batch/atomic"
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    with serve_app(Settings(database_url=database_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
+def ten_token_user(db: psycopg.Connection) -> UUID:
+    """A user with one bucket, openai, of 10 tokens that never refills."""
     return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
 
 
@@ -56,53 +50,53 @@ def stored_jobs(db: psycopg.Connection, user: UUID) -> int:
     ],
 )
 def test_a_repeated_accepted_request_returns_the_first_answer_and_takes_nothing(
-    client: falcon.testing.TestClient,
+    app_client: falcon.testing.TestClient,
     db: psycopg.Connection,
-    user: UUID,
+    ten_token_user: UUID,
     path: str,
     body: dict[str, Any],
     status: int,
 ) -> None:
-    first = post(client, path, user, body, "key-1")
+    first = post(app_client, path, ten_token_user, body, "key-1")
     assert first.status_code == status
     assert "Idempotent-Replayed" not in first.headers
-    tokens, jobs = bucket_tokens(db, user, "openai"), stored_jobs(db, user)
+    tokens, jobs = bucket_tokens(db, ten_token_user, "openai"), stored_jobs(db, ten_token_user)
 
-    again = post(client, path, user, body, "key-1")
+    again = post(app_client, path, ten_token_user, body, "key-1")
 
     assert again.status_code == status
     assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert bucket_tokens(db, user, "openai") == tokens
-    assert stored_jobs(db, user) == jobs
+    assert bucket_tokens(db, ten_token_user, "openai") == tokens
+    assert stored_jobs(db, ten_token_user) == jobs
 
 
 def test_the_same_key_with_a_different_body_or_route_is_422(
-    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     body = single(dependencies={"openai": 1})
-    assert post(client, SINGLE, user, body, "key-1").status_code == 202
-    tokens = bucket_tokens(db, user, "openai")
+    assert post(app_client, SINGLE, ten_token_user, body, "key-1").status_code == 202
+    tokens = bucket_tokens(db, ten_token_user, "openai")
 
-    different_body = post(client, SINGLE, user, {**body, "priority": 6}, "key-1")
-    different_route = post(client, "/dashboard/jobs", user, body, "key-1")
+    different_body = post(app_client, SINGLE, ten_token_user, {**body, "priority": 6}, "key-1")
+    different_route = post(app_client, "/dashboard/jobs", ten_token_user, body, "key-1")
 
     for response in (different_body, different_route):
         assert response.status_code == 422
         assert response.json["description"] == (
             "this Idempotency-Key was already used for a different request"
         )
-    assert bucket_tokens(db, user, "openai") == tokens
+    assert bucket_tokens(db, ten_token_user, "openai") == tokens
 
 
 def test_keys_are_scoped_to_their_user(
-    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     body = single(dependencies={"openai": 1})
 
-    mine = post(client, SINGLE, user, body, "shared-key")
-    theirs = post(client, SINGLE, other, body, "shared-key")
+    mine = post(app_client, SINGLE, ten_token_user, body, "shared-key")
+    theirs = post(app_client, SINGLE, other, body, "shared-key")
 
     assert mine.status_code == theirs.status_code == 202
     assert "Idempotent-Replayed" not in theirs.headers
@@ -110,17 +104,22 @@ def test_keys_are_scoped_to_their_user(
 
 
 def test_a_rejection_is_not_remembered(
-    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     body = single(dependencies={"openai": 10})
-    assert post(client, SINGLE, user, single(dependencies={"openai": 5}), None).status_code == 202
-    rejected = post(client, SINGLE, user, body, "retry-me")
+    assert (
+        post(
+            app_client, SINGLE, ten_token_user, single(dependencies={"openai": 5}), None
+        ).status_code
+        == 202
+    )
+    rejected = post(app_client, SINGLE, ten_token_user, body, "retry-me")
     assert rejected.status_code == 429
     # The operator raises the budget; the retry with the same key is decided anew.
-    activate_config(db, user, {"openai": {"capacity": 20, "refill_per_second": 0}})
-    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [user])
+    activate_config(db, ten_token_user, {"openai": {"capacity": 20, "refill_per_second": 0}})
+    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [ten_token_user])
 
-    retried = post(client, SINGLE, user, body, "retry-me")
+    retried = post(app_client, SINGLE, ten_token_user, body, "retry-me")
 
     assert retried.status_code == 202
     assert "Idempotent-Replayed" not in retried.headers
@@ -128,38 +127,45 @@ def test_a_rejection_is_not_remembered(
 
 
 def test_a_rejected_atomic_batch_is_not_remembered(
-    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     body = batch(job(dependencies={"openai": 6}), job(dependencies={"openai": 6}))
-    assert post(client, ATOMIC, user, body, "atomic-key").status_code == 207
-    activate_config(db, user, {"openai": {"capacity": 12, "refill_per_second": 0}})
-    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [user])
+    assert post(app_client, ATOMIC, ten_token_user, body, "atomic-key").status_code == 207
+    activate_config(db, ten_token_user, {"openai": {"capacity": 12, "refill_per_second": 0}})
+    db.execute("UPDATE token_buckets SET tokens = capacity WHERE user_id = %s", [ten_token_user])
 
-    assert post(client, ATOMIC, user, body, "atomic-key").status_code == 202
+    assert post(app_client, ATOMIC, ten_token_user, body, "atomic-key").status_code == 202
 
 
 def test_a_duplicate_while_the_first_is_being_decided_is_409(
-    client: falcon.testing.TestClient, database_url: str, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient,
+    database_url: str,
+    db: psycopg.Connection,
+    ten_token_user: UUID,
 ) -> None:
     # Another session holds the key's lock, as the first request does while it is decided.
     with psycopg.connect(database_url) as first_request:
         first_request.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s || '/' || %s, 0))",
-            [str(user), "busy-key"],
+            [str(ten_token_user), "busy-key"],
         )
-        duplicate = post(client, SINGLE, user, single(dependencies={"openai": 1}), "busy-key")
+        duplicate = post(
+            app_client, SINGLE, ten_token_user, single(dependencies={"openai": 1}), "busy-key"
+        )
         assert duplicate.status_code == 409
         assert "still being decided" in duplicate.json["description"]
-    assert stored_jobs(db, user) == 0
+    assert stored_jobs(db, ten_token_user) == 0
     # Once the first is done, the key is free again.
     assert (
-        post(client, SINGLE, user, single(dependencies={"openai": 1}), "busy-key").status_code
+        post(
+            app_client, SINGLE, ten_token_user, single(dependencies={"openai": 1}), "busy-key"
+        ).status_code
         == 202
     )
 
 
 def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
-    database_url: str, db: psycopg.Connection, user: UUID
+    database_url: str, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     """A writer whose snapshot predates the remembered key fails with 40001, then replays."""
     call = """
@@ -168,7 +174,7 @@ def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
                                %s::json[], true, %s, %s)
     """
     request_hash = hashlib.sha256(b"same request").digest()
-    args = [user, ["t"], [5], ['{"openai": 1}'], ["{}"], "raced-key", request_hash]
+    args = [ten_token_user, ["t"], [5], ['{"openai": 1}'], ["{}"], "raced-key", request_hash]
     with psycopg.connect(database_url) as late:
         late.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         late.execute("SELECT 1")  # its snapshot is taken now, before the first commits
@@ -178,26 +184,26 @@ def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
             late.execute(call, args)
     replay = db.execute(call, args).fetchone()
     assert replay == (first[0], True)
-    assert stored_jobs(db, user) == 1
+    assert stored_jobs(db, ten_token_user) == 1
 
 
 def test_expired_keys_are_decided_anew_and_pruned(
-    client: falcon.testing.TestClient,
+    app_client: falcon.testing.TestClient,
     db: psycopg.Connection,
-    user: UUID,
+    ten_token_user: UUID,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     body = single(dependencies={"openai": 1})
-    first = post(client, SINGLE, user, body, "old-key")
-    post(client, SINGLE, user, body, "fresh-key")
+    first = post(app_client, SINGLE, ten_token_user, body, "old-key")
+    post(app_client, SINGLE, ten_token_user, body, "fresh-key")
     db.execute(
         "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
         " WHERE idempotency_key = 'old-key'"
     )
 
-    again = post(client, SINGLE, user, body, "old-key")
+    again = post(app_client, SINGLE, ten_token_user, body, "old-key")
     assert again.status_code == 202
     assert again.json["job_id"] != first.json["job_id"]
     assert "Idempotent-Replayed" not in again.headers
@@ -215,20 +221,20 @@ def test_expired_keys_are_decided_anew_and_pruned(
 
 @pytest.mark.parametrize("key", ["x" * 256, "tab\there"])
 def test_a_malformed_key_is_400(
-    client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID, key: str
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID, key: str
 ) -> None:
-    response = post(client, SINGLE, user, single(dependencies={"openai": 1}), key)
+    response = post(app_client, SINGLE, ten_token_user, single(dependencies={"openai": 1}), key)
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json["description"]
-    assert stored_jobs(db, user) == 0
+    assert stored_jobs(db, ten_token_user) == 0
 
 
 @pytest.mark.concurrency
 def test_concurrent_duplicates_make_one_decision(
-    gunicorn_server: Any, db: psycopg.Connection, user: UUID
+    gunicorn_server: Any, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     body = single(dependencies={"openai": 1})
-    headers = {"X-User-ID": str(user), "Idempotency-Key": "storm"}
+    headers = {"X-User-ID": str(ten_token_user), "Idempotency-Key": "storm"}
 
     def send(_: int) -> requests.Response:
         return requests.post(f"{gunicorn_server.url}{SINGLE}", json=body, headers=headers)
@@ -240,5 +246,5 @@ def test_concurrent_duplicates_make_one_decision(
     assert statuses <= {202, 409}
     accepted_ids = {response.json()["job_id"] for response in responses if response.ok}
     assert len(accepted_ids) == 1
-    assert stored_jobs(db, user) == 1
-    assert bucket_tokens(db, user, "openai") == 9
+    assert stored_jobs(db, ten_token_user) == 1
+    assert bucket_tokens(db, ten_token_user, "openai") == 9

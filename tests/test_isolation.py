@@ -33,20 +33,13 @@ from hypothesis import strategies as st
 from devtools.ports import free_port
 from devtools.service import run_to_exit
 from janus.settings import Settings
-from tests.app_client import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
 from tests.conftest import GunicornServer
-from tests.factories import bucket_tokens, create_user, user_with_config
-from tests.test_hostile import (
-    JSON,
-    MIB,
-    Answer,
-    assert_clear_error,
-    assert_decisions,
-    body_with,
-    examples,
-    valid_jobs,
-)
-from tests.test_hostile_http import exchange, length, request_bytes
+from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
+from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.bodies import body_with
+from tests.support.factories import OPEN_CAPACITY, bucket_tokens, create_user, user_with_config
+from tests.support.hostile import examples, valid_jobs
+from tests.support.raw_http import exchange, length, request_bytes
 
 HTTP_TIMEOUT_S = 15
 # The shortest token the settings accept, so the boundary is exercised too.
@@ -106,14 +99,6 @@ def http(
     return Answer.of(response)
 
 
-@pytest.fixture
-def open_user(db: psycopg.Connection) -> UUID:
-    """A user whose config admits any valid job."""
-    return user_with_config(
-        db, {"openai": {"capacity": 10**9, "refill_per_second": 0}}, unknown_dependencies="allow"
-    )
-
-
 def test_the_service_token_guards_every_route_but_health(
     start_gunicorn, db, open_user, subtests
 ) -> None:
@@ -127,7 +112,7 @@ def test_the_service_token_guards_every_route_but_health(
 
                 assert_challenge(http(server, method, path, body=body, headers=headers))
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
-    assert bucket_tokens(db, open_user, "openai") == 10**9
+    assert bucket_tokens(db, open_user, "openai") == OPEN_CAPACITY
 
     for authorization in [bearer(), None, "Basic x", bearer(TOKEN.swapcase())]:
         health = http(server, "GET", "/health", headers={"Authorization": authorization})
@@ -286,13 +271,6 @@ class Footprint:
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app, default settings, over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def two_users(db: psycopg.Connection) -> tuple[UUID, UUID]:
     """Two users with the same config: the same dependency names, the same buckets."""
     return user_with_config(db, SHARED_CONFIG), user_with_config(db, SHARED_CONFIG)
@@ -314,7 +292,7 @@ IMPERSONATIONS = ["none", "body user_id", "body X-User-ID", "X-User", "X-Forward
     impersonation=st.sampled_from(IMPERSONATIONS),
 )
 def test_one_users_requests_never_touch_another_users_buckets_or_jobs(
-    client, db, two_users, actor, path, jobs, dependencies, impersonation
+    app_client, db, two_users, actor, path, jobs, dependencies, impersonation
 ) -> None:
     me, other = two_users[actor], two_users[1 - actor]
     if path in SINGLE_ROUTES:
@@ -334,7 +312,7 @@ def test_one_users_requests_never_touch_another_users_buckets_or_jobs(
         headers[impersonation] = str(other)
     before = Footprint.of(db, other)
 
-    result = client.simulate_post(path, json=body, headers=headers)
+    result = app_client.simulate_post(path, json=body, headers=headers)
 
     assert Footprint.of(db, other) == before
     if impersonation.startswith("body"):
@@ -603,14 +581,14 @@ def test_a_database_url_libpq_cannot_parse_never_shows_its_password(database_url
         assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
 
 
-def test_an_error_never_echoes_a_number_from_the_payload(client, open_user) -> None:
+def test_an_error_never_echoes_a_number_from_the_payload(app_client, open_user) -> None:
     card = "4111111111111111"
     text = (
         '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"card": CARD, "x": NaN}}'
     )
     text = text.replace("CARD", card)
 
-    result = client.simulate_post(
+    result = app_client.simulate_post(
         SINGLE_ROUTES[0],
         body=text.encode(),
         headers={"X-User-ID": str(open_user), "Content-Type": JSON},

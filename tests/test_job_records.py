@@ -13,8 +13,8 @@ import pytest
 
 from janus.cli import main as janus_cli
 from janus.db import maintenance
-from tests.app_client import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
-from tests.factories import activate_config, create_user, user_with_config
+from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
+from tests.support.factories import activate_config, create_user, user_with_config
 
 OPENAI = {"openai": {"capacity": 2, "refill_per_second": 0.5}}
 

@@ -12,8 +12,7 @@ from uuid import UUID
 import pytest
 import requests
 
-from tests.app_client import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
-from tests.factories import user_with_config
+from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
 
 # Every form the JSON grammar gives a number, and values no double holds.
 NUMBERS = [
@@ -103,12 +102,6 @@ def stored_payload(db, job_id: str) -> str:
     return text
 
 
-@pytest.fixture
-def owner(db) -> UUID:
-    """A user with room for every job of these tests."""
-    return user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
-
-
 def test_the_payload_covers_what_it_claims() -> None:
     parsed = exact(PAYLOAD)
     assert parsed["numbers"] == NUMBERS
@@ -118,11 +111,11 @@ def test_the_payload_covers_what_it_claims() -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_every_number_and_string_is_stored_as_sent(app_client, db, owner, path) -> None:
+def test_every_number_and_string_is_stored_as_sent(app_client, db, openai_user, path) -> None:
     result = app_client.simulate_post(
         path,
         body=body_text(path, PAYLOAD).encode(),
-        headers={"X-User-ID": str(owner), "Content-Type": "application/json"},
+        headers={"X-User-ID": str(openai_user), "Content-Type": "application/json"},
     )
 
     assert result.status_code in (200, 202), result.text
@@ -135,13 +128,13 @@ def test_every_number_and_string_is_stored_as_sent(app_client, db, owner, path) 
         assert stored_payload(db, decisions[1]["job_id"]) == "{}"
 
 
-def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, owner) -> None:
+def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, openai_user) -> None:
     body = '{"batch_name": "b", "tenant_id": "t", "priority": 5}'
 
     result = app_client.simulate_post(
         SINGLE_ROUTES[0],
         body=body.encode(),
-        headers={"X-User-ID": str(owner), "Content-Type": "application/json"},
+        headers={"X-User-ID": str(openai_user), "Content-Type": "application/json"},
     )
 
     assert result.status_code == 202, result.text
@@ -150,14 +143,14 @@ def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, owner) -
 
 @pytest.mark.concurrency
 def test_every_number_and_string_is_stored_as_sent_through_gunicorn(
-    gunicorn_server, db, owner
+    gunicorn_server, db, openai_user
 ) -> None:
     path = ATOMIC_ROUTES[1]
 
     response = requests.post(
         gunicorn_server.url + path,
         data=body_text(path, PAYLOAD).encode(),
-        headers={"X-User-ID": str(owner), "Content-Type": "application/json"},
+        headers={"X-User-ID": str(openai_user), "Content-Type": "application/json"},
         timeout=10,
     )
 

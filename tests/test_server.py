@@ -21,17 +21,11 @@ import requests
 
 from devtools.ports import free_port
 from tests.conftest import GunicornServer, StartGunicorn
-from tests.factories import create_user, user_with_config
-from tests.test_hostile import assert_clear_error
-from tests.test_hostile_http import exchange, jobs_of, length, request_bytes, single_body
+from tests.support.answers import assert_clear_error
+from tests.support.factories import create_user, jobs_of
+from tests.support.raw_http import exchange, length, request_bytes, single_body
 
 READ_TIMEOUT_S = 1
-
-
-@pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    """A user whose config admits the test's jobs."""
-    return user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
 
 
 @pytest.fixture
@@ -66,10 +60,10 @@ def status_and_body(received: bytes) -> tuple[int, dict[str, object]]:
 
 @pytest.mark.parametrize("stalls_in", ["head", "body"])
 def test_a_request_that_stalls_is_answered_408_and_never_decided(
-    impatient_server: GunicornServer, db: psycopg.Connection, user: UUID, stalls_in: str
+    impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID, stalls_in: str
 ) -> None:
     body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {user}", length(body)], body)
+    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
     cut = request.index(b"\r\n\r\n") - 5 if stalls_in == "head" else len(request) - 5
     with connect(impatient_server) as conn:
         started = time.monotonic()
@@ -86,15 +80,15 @@ def test_a_request_that_stalls_is_answered_408_and_never_decided(
     assert f"within {READ_TIMEOUT_S} s" in str(answer["description"])
     assert b"Connection: close" in received
     assert READ_TIMEOUT_S <= waited < READ_TIMEOUT_S + 3
-    assert jobs_of(db, user) == 0
+    assert jobs_of(db, openai_user) == 0
 
 
 def test_a_trickling_request_cannot_outlast_the_deadline(
-    impatient_server: GunicornServer, db: psycopg.Connection, user: UUID
+    impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     # One byte every 0.2 s keeps the connection busy; the deadline counts from the start.
     body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {user}", length(body)], body)
+    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
     with connect(impatient_server) as conn:
         started = time.monotonic()
         received = b""
@@ -110,15 +104,15 @@ def test_a_trickling_request_cannot_outlast_the_deadline(
 
     assert status_and_body(received)[0] == 408
     assert waited < READ_TIMEOUT_S + 3
-    assert jobs_of(db, user) == 0
+    assert jobs_of(db, openai_user) == 0
 
 
 def test_slow_clients_do_not_hold_up_the_others(
-    impatient_server: GunicornServer, db: psycopg.Connection, user: UUID
+    impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     # More stalled connections than the one worker has threads (16).
     body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {user}", length(body)], body)
+    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
     stalled = [connect(impatient_server) for _ in range(40)]
     try:
         for conn in stalled:
@@ -128,7 +122,7 @@ def test_slow_clients_do_not_hold_up_the_others(
         job = requests.post(
             f"{impatient_server.url}/dashboard/jobs",
             data=body,
-            headers={"X-User-ID": str(user), "Content-Type": "application/json"},
+            headers={"X-User-ID": str(openai_user), "Content-Type": "application/json"},
             timeout=5,
         )
         answered_in = time.monotonic() - started
@@ -138,7 +132,7 @@ def test_slow_clients_do_not_hold_up_the_others(
     finally:
         for conn in stalled:
             conn.close()
-    assert jobs_of(db, user) == 1
+    assert jobs_of(db, openai_user) == 1
 
 
 def test_a_connection_that_sends_nothing_is_closed_without_an_answer(

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from tests.factories import user_with_config
 from tests.faults.harness import (
     CLIENT_TIMEOUT_S,
     CLOSED,
@@ -51,6 +50,7 @@ from tests.faults.harness import (
     crowd,
     trickle,
 )
+from tests.support.factories import user_with_config
 
 WORKERS = 4
 CLIENTS = 16

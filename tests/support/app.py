@@ -1,7 +1,7 @@
 """The real Janus app in-process, over a real pool, behind Falcon's test client.
 
-Named `app_client`, not `http`: a module of that name next to the tests would shadow the
-standard library's `http` wherever `tests/` ends up on `sys.path`.
+Named `app`, not `http`: a module of that name would shadow the standard library's `http`
+wherever its directory ends up on `sys.path`.
 """
 
 from __future__ import annotations
@@ -51,31 +51,3 @@ def post_json(
 ) -> falcon.testing.Result:
     """POST `body` as JSON to `path` as `user_id`."""
     return client.simulate_post(path, json=body, headers=headers_for(user_id, **(headers or {})))
-
-
-def job(
-    priority: int = 5,
-    dependencies: dict[str, int] | None = None,
-    tenant_id: str = "tenant-abc",
-    **extra: Any,
-) -> dict[str, Any]:
-    """One job of a batch body."""
-    body: dict[str, Any] = {"tenant_id": tenant_id, "priority": priority, **extra}
-    if dependencies is not None:
-        body["dependencies"] = dependencies
-    return body
-
-
-def single(
-    priority: int = 5,
-    dependencies: dict[str, int] | None = None,
-    batch_name: str = "my-batch",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A single-job body."""
-    return {"batch_name": batch_name, **job(priority, dependencies, **extra)}
-
-
-def batch(*jobs: dict[str, Any], batch_name: str = "my-batch") -> dict[str, Any]:
-    """A batch body."""
-    return {"batch_name": batch_name, "jobs": list(jobs)}

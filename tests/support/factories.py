@@ -1,4 +1,7 @@
-"""Test data made through the real SQL functions, so tests set state the way operators do."""
+"""Test data made through the real SQL functions, so tests set state the way operators do.
+
+Also what tests read back from the database: bucket levels and job counts.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+
+# The dependency names the tests' configs give buckets to; the strategies draw the dependencies
+# of their jobs from these and from any name at all.
+CONFIGURED = ["openai", "search", "stripe"]
+# The tokens of each of an open user's buckets (the `open_user` fixture): more than any test takes.
+OPEN_CAPACITY = 10**12
 
 
 def create_user(db: psycopg.Connection, name: str = "tester") -> UUID:
@@ -65,3 +74,11 @@ def bucket_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> flo
     ).fetchone()
     assert row is not None
     return float(row[0])
+
+
+def jobs_of(db: psycopg.Connection, user_id: UUID) -> int:
+    """How many jobs are stored for `user_id`."""
+    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
