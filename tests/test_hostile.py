@@ -504,7 +504,11 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     raw=st.binary(max_size=100),
     headers=other_headers,
     user_header=st.one_of(st.none(), header_values),
-    query=st.text(st.characters(max_codepoint=255), max_size=40),
+    # Falcon's test client takes the query without its "?" and refuses one that starts with
+    # another; on the wire "/health??x" is just the query "?x", which the others cover.
+    query=st.text(st.characters(max_codepoint=255), max_size=40).filter(
+        lambda text: not text.startswith("?")
+    ),
 )
 def test_health_routes_ignore_whatever_is_sent(
     app_client, path, method, raw, headers, user_header, query
@@ -521,7 +525,9 @@ def test_health_routes_ignore_whatever_is_sent(
         assert result.status_code == 200, result.text
         assert result.json == {"status": "ok"}
     elif method == "HEAD":
-        assert result.status_code in (200, 405), result.text
+        # Load balancers probe with HEAD: GET's answer without its body.
+        assert result.status_code == 200, result.text
+        assert result.content == b"", result.content
     else:
         assert_clear_error(result, 405)
 
