@@ -48,7 +48,7 @@ from bench.scenarios import (
     Scenario,
 )
 from janus import localdb
-from janus.admission import JobRequest, Mode, Source
+from janus.admission import AdmissionRequest, JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params, isolation_for
 from janus.schemas import ConfigSchema
@@ -215,11 +215,13 @@ def _drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, An
         dependencies={name: limit["capacity"] for name, limit in config["dependencies"].items()},
     )
     params = admit_jobs_params(
-        user_id=user_id,
-        source=Source.SYSTEM,
-        batch_name="bench-drain",
-        jobs=[drain_job],
-        mode=Mode.SINGLE,
+        AdmissionRequest(
+            user_id=user_id,
+            source=Source.SYSTEM,
+            batch_name="bench-drain",
+            jobs=(drain_job,),
+            mode=Mode.SINGLE,
+        )
     )
     conn.execute(queries.ADMIT_JOBS, params)
     row = conn.execute(
@@ -257,13 +259,15 @@ def _admit_jobs_params(scenario: Scenario, user_id: UUID) -> dict[str, str | Non
         payload=json.dumps(JOB["payload"]),
     )
     params = admit_jobs_params(
-        user_id=user_id,
-        source=Source.DASHBOARD,
-        batch_name=BATCH_NAME,
-        jobs=[job] * scenario.jobs,
-        mode=MODES[scenario.kind],
-        # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
-        idempotency_key=None,
+        AdmissionRequest(
+            user_id=user_id,
+            source=Source.DASHBOARD,
+            batch_name=BATCH_NAME,
+            jobs=(job,) * scenario.jobs,
+            mode=MODES[scenario.kind],
+            # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
+            idempotency_key=None,
+        )
     )
     return {name: _pgbench_value(value) for name, value in params.items()}
 

@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from janus.admission import NoActiveConfig, UnknownUser
+from janus.admission import NoActiveConfig, UnknownDependencies, UnknownUser
 from janus.db import queries
 from janus.db.errors import translate
 
@@ -142,7 +142,8 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         "paused": config["paused"],
         "min_priority": config["min_priority"],
         "priority_reserve": config["priority_reserve"],
-        "unknown_dependencies": config["unknown_dependencies"],
+        # By value: psycopg would send an Enum member's name.
+        "unknown_dependencies": UnknownDependencies(config["unknown_dependencies"]).value,
         "dependencies": json.dumps(config["dependencies"]),
     }
     with _translated():
