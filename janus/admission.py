@@ -143,8 +143,22 @@ class IdempotencyKeyReused(NoDecision):
 
 
 class DatabaseUnavailable(NoDecision):
-    """Postgres could not be reached, or a conflict persisted after retries; try again later."""
+    """Postgres could not be reached, or a conflict persisted after retries; try again later.
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
+    `detail` is the driver's own account (refused, timed out, bad password): an operator's
+    clue, never a client's.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1, detail: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.detail = detail
+
+
+class DatabaseRefused(NoDecision):
+    """Postgres refused a statement for no reason of the domain: a bug, or a schema that is not
+    the one Janus expects. The message is the server's own, without the SQL."""
+
+
+class SchemaMissing(DatabaseRefused):
+    """A table or function Janus needs does not exist: the migrations have not been run."""

@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from uuid import UUID
 
-import psycopg
 from marshmallow import ValidationError, fields, validate
 
 from janus import json_text
-from janus.admission import DatabaseUnavailable, NoActiveConfig, NoDecision, UnknownUser
+from janus.admission import (
+    DatabaseRefused,
+    DatabaseUnavailable,
+    NoActiveConfig,
+    NoDecision,
+    SchemaMissing,
+    UnknownUser,
+)
 from janus.db import accounts, maintenance
 from janus.schemas import MAX_NAME_LENGTH, ConfigSchema, Text
 from janus.settings import SettingsError, database_url_from_env
@@ -321,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (`| head`) left; point stdout at /dev/null so the final flush is quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
-    except (CommandError, SettingsError, NoDecision, psycopg.Error) as error:
+    except (CommandError, SettingsError, NoDecision) as error:
         message, exit_status = _failure(error)
         print(f"janus: error: {message}", file=sys.stderr)
         return exit_status
@@ -341,20 +347,15 @@ def _failure(error: Exception) -> tuple[str, int]:
             return "the user has no active config (set one with 'janus config set')", EXIT_FAILED
         case DatabaseUnavailable():
             # The driver's own words (refused, timed out, bad password) say what to fix.
-            detail = _one_line(str(error.__cause__ or error))
+            detail = _one_line(error.detail or str(error))
             return f"database unavailable: {detail}", EXIT_FAILED
-        case psycopg.errors.UndefinedTable() | psycopg.errors.UndefinedFunction():
-            detail = _database_message(error)
+        case SchemaMissing():
+            detail = _one_line(str(error))
             return f"database error: {detail} (has 'alembic upgrade head' run?)", EXIT_FAILED
-        case psycopg.Error():
-            return f"database error: {_database_message(error)}", EXIT_FAILED
+        case DatabaseRefused():
+            return f"database error: {_one_line(str(error))}", EXIT_FAILED
         case _:
             return _one_line(str(error)), EXIT_FAILED
-
-
-def _database_message(error: psycopg.Error) -> str:
-    """The server's one-line message, without the SQL text str(error) would quote."""
-    return _one_line(error.diag.message_primary or str(error))
 
 
 def _load_config(file: str) -> dict[str, Any]:
