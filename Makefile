@@ -43,10 +43,11 @@ run: venv ## Serve on 127.0.0.1:8000 (embedded Postgres in .janus/ unless DATABA
 test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-check: venv ## Lint, check formatting and type-check, as CI does
+check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy janus devtools
+	$(BIN)/lint-imports
 
 migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration
 	@DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
@@ -57,7 +58,7 @@ db-stop: ## Stop the embedded Postgres that `make run` started
 	if [ -x $(BIN)/python ]; then $(BIN)/python -m devtools.localdb stop $(LOCAL_PGDATA); fi
 
 clean: db-stop ## Remove .venv and caches (keeps the database in .janus/, stops its server)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info
 	find . -name __pycache__ -type d -not -path './.janus/*' -prune -exec rm -rf {} +
 
 clean-data: db-stop ## Stop the embedded Postgres and delete its data in .janus/

@@ -19,7 +19,7 @@ from bench.common import BIN, REPO_ROOT, BenchError, say
 from bench.scenarios import Scenario
 from devtools import localdb
 from devtools.ports import free_port
-from janus.admission import JobRequest, Mode, Source
+from janus.admission import AdmissionRequest, JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params
 from janus.schemas import ConfigSchema
@@ -100,11 +100,13 @@ def drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any
         dependencies={name: limit["capacity"] for name, limit in config["dependencies"].items()},
     )
     params = admit_jobs_params(
-        user_id=user_id,
-        source=Source.SYSTEM,
-        batch_name="bench-drain",
-        jobs=[drain_job],
-        mode=Mode.SINGLE,
+        AdmissionRequest(
+            user_id=user_id,
+            source=Source.SYSTEM,
+            batch_name="bench-drain",
+            jobs=(drain_job,),
+            mode=Mode.SINGLE,
+        )
     )
     conn.execute(queries.ADMIT_JOBS, params)
     row = conn.execute(

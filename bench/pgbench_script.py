@@ -17,7 +17,7 @@ from uuid import UUID
 
 from bench.common import BenchError
 from bench.scenarios import BATCH_NAME, JOB, Scenario
-from janus.admission import JobRequest, Mode, Source
+from janus.admission import AdmissionRequest, JobRequest, Mode, Source
 from janus.db import queries
 from janus.db.jobs import admit_jobs_params, isolation_for
 
@@ -47,13 +47,15 @@ def pgbench_params(scenario: Scenario, user_id: UUID) -> dict[str, str | None]:
         payload=json.dumps(JOB["payload"]),
     )
     params = admit_jobs_params(
-        user_id=user_id,
-        source=Source.DASHBOARD,
-        batch_name=BATCH_NAME,
-        jobs=[job] * scenario.jobs,
-        mode=MODES[scenario.kind],
-        # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
-        idempotency_key=None,
+        AdmissionRequest(
+            user_id=user_id,
+            source=Source.DASHBOARD,
+            batch_name=BATCH_NAME,
+            jobs=(job,) * scenario.jobs,
+            mode=MODES[scenario.kind],
+            # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
+            idempotency_key=None,
+        )
     )
     return {name: pgbench_value(value) for name, value in params.items()}
 

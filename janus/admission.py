@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from typing import Literal, Protocol, assert_never
 from uuid import UUID
 
 Status = Literal["Accepted", "Rejected"]
@@ -29,6 +29,28 @@ class Mode(Enum):
     PARTIAL = "partial"  # each job on its own; every job stored with its decision
     ATOMIC = "atomic"  # all accepted, or none and nothing stored
 
+    @property
+    def all_or_nothing(self) -> bool:
+        """Whether one rejected job rejects the whole request."""
+        match self:
+            case Mode.ATOMIC:
+                return True
+            case Mode.SINGLE | Mode.PARTIAL:
+                return False
+            case _:
+                assert_never(self)
+
+
+# The modes a batch route can have; a single job has its own route.
+BatchMode = Literal[Mode.PARTIAL, Mode.ATOMIC]
+
+
+class UnknownDependencies(str, Enum):
+    """What a config does with a job naming a dependency it sets no budget for."""
+
+    REJECT = "reject"  # the job is rejected: "dependency 'NAME' is not configured"
+    ALLOW = "allow"  # that dependency is ignored: it neither refuses the job nor costs it
+
 
 @dataclass(frozen=True)
 class JobRequest:
@@ -39,6 +61,33 @@ class JobRequest:
     dependencies: dict[str, int] = field(default_factory=dict)
     # The JSON text exactly as the client sent it: stored and handed to workers as is.
     payload: str = "{}"
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """The client's key for a request, and a fingerprint of the request it was first used for."""
+
+    key: str
+    request_hash: bytes
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    """One request to decide, as the resource built it: passed down the layers unchanged."""
+
+    user_id: UUID
+    source: Source
+    batch_name: str
+    jobs: tuple[JobRequest, ...]
+    mode: Mode
+    idempotency_key: IdempotencyKey | None = None
+
+    def __post_init__(self) -> None:
+        # The schemas already guarantee both; a request that breaks them is a bug upstream.
+        if not self.jobs:
+            raise ValueError("an admission request needs at least one job")
+        if self.mode is Mode.SINGLE and len(self.jobs) != 1:
+            raise ValueError(f"a single-job request has one job, not {len(self.jobs)}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +104,18 @@ class Decision:
     def accepted(self) -> bool:
         """Whether the job was admitted."""
         return self.status == "Accepted"
+
+
+class Admitter(Protocol):
+    """Whatever decides and stores requests: what the job resources are given."""
+
+    def admit(self, request: AdmissionRequest) -> list[Decision]:
+        """The decisions for `request`'s jobs, in request order; a NoDecision if there are none.
+
+        With an idempotency key, a repeat of an accepted request returns the first decisions,
+        marked `replayed`, and takes nothing.
+        """
+        ...
 
 
 class NoDecision(Exception):
@@ -81,17 +142,23 @@ class IdempotencyKeyReused(NoDecision):
     """This idempotency key was used for a different request."""
 
 
-@dataclass(frozen=True)
-class IdempotencyKey:
-    """The client's key for a request, and a fingerprint of the request it was first used for."""
-
-    key: str
-    request_hash: bytes
-
-
 class DatabaseUnavailable(NoDecision):
-    """Postgres could not be reached, or a conflict persisted after retries; try again later."""
+    """Postgres could not be reached, or a conflict persisted after retries; try again later.
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
+    `detail` is the driver's own account (refused, timed out, bad password): an operator's
+    clue, never a client's.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1, detail: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.detail = detail
+
+
+class DatabaseRefused(NoDecision):
+    """Postgres refused a statement for no reason of the domain: a bug, or a schema that is not
+    the one Janus expects. The message is the server's own, without the SQL."""
+
+
+class SchemaMissing(DatabaseRefused):
+    """A table or function Janus needs does not exist: the migrations have not been run."""

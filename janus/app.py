@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import falcon
-from psycopg_pool import ConnectionPool
 
 from janus.admission import Mode, Source
+from janus.db.health import check_database
 from janus.db.jobs import AdmissionStore
+from janus.db.pool import Pool
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
@@ -15,10 +18,12 @@ from janus.resources.request_ids import RequestIdMiddleware
 from janus.settings import Settings
 
 
-def create_app(
-    settings: Settings, pool: ConnectionPool
-) -> falcon.App[falcon.Request, falcon.Response]:
-    """The Janus WSGI app, serving every route of the seed API from `pool`."""
+def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, falcon.Response]:
+    """The Janus WSGI app, serving every route of the seed API from `pool`.
+
+    The composition root: the only place that hands janus.db's implementations to the
+    resources, which know them only as janus.admission's Admitter and a readiness check.
+    """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
         middleware.append(ServiceTokenMiddleware(settings.service_token))
@@ -26,7 +31,7 @@ def create_app(
     add_error_handlers(app)
     store = AdmissionStore(pool, retries=settings.conflict_retries)
     app.add_route("/health", HealthResource())
-    app.add_route("/health/ready", ReadinessResource(pool))
+    app.add_route("/health/ready", ReadinessResource(partial(check_database, pool)))
     for source in Source:
         prefix = f"/{source.value}/jobs"
         app.add_route(prefix, SingleJobResource(store, source))

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from janus.admission import UnknownDependencies
 from janus.json_text import ANY_ITEM, KEEP_TEXT, PathTree, RawJson
 
 MAX_NAME_LENGTH = 255
@@ -203,7 +204,10 @@ class ConfigSchema(Schema):
     priority_reserve = StrictNumber(
         load_default=0.2, validate=validate.Range(min=0, max=1, max_inclusive=False)
     )
-    unknown_dependencies = Text(load_default="reject", validate=validate.OneOf(["reject", "allow"]))
+    # Read by value through Text: the same messages as any other text field of a config.
+    unknown_dependencies = fields.Enum(
+        UnknownDependencies, by_value=Text, load_default=UnknownDependencies.REJECT
+    )
     dependencies = fields.Dict(
         keys=_dependency_name(),
         values=fields.Nested(DependencyLimitSchema),

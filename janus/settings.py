@@ -6,8 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from janus.db.urls import libpq_can_parse
 
 
 class SettingsError(Exception):
@@ -25,12 +24,10 @@ def normalize_database_url(url: str) -> str:
 
 def _check_parsable(url: str) -> str:
     """Refuse, without echoing it, a URL libpq cannot parse: its errors quote the password."""
-    try:
-        conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+    if not libpq_can_parse(url):
         raise SettingsError(
             "DATABASE_URL cannot be parsed (check the percent-encoding of user and password)"
-        ) from None
+        )
     return url
 
 

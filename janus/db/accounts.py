@@ -14,9 +14,9 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from janus.admission import NoActiveConfig, UnknownUser
+from janus.admission import NoActiveConfig, UnknownDependencies, UnknownUser
 from janus.db import queries
-from janus.db.errors import translate
+from janus.db.errors import translated
 
 CONNECT_TIMEOUT_S = 5
 
@@ -39,18 +39,6 @@ class BucketLevel:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
-    """Raise driver errors as the domain errors `translate` maps them to."""
-    try:
-        yield
-    except psycopg.Error as error:
-        domain_error = translate(error)
-        if domain_error is error:
-            raise
-        raise domain_error from error
-
-
-@contextmanager
 def operator_transaction(
     database_url: str, *, autocommit: bool = False
 ) -> Iterator[psycopg.Connection[Any]]:
@@ -58,7 +46,7 @@ def operator_transaction(
 
     With `autocommit`, every statement commits on its own instead.
     """
-    with _translated():
+    with translated():
         connection = psycopg.connect(
             database_url,
             connect_timeout=CONNECT_TIMEOUT_S,
@@ -72,7 +60,7 @@ def operator_transaction(
 
 def create_user(conn: psycopg.Connection[Any], name: str) -> UUID:
     """Create a user called `name` and return its new id."""
-    with _translated():
+    with translated():
         row = conn.execute(queries.CREATE_USER, {"name": name}).fetchone()
     assert row is not None
     user_id: UUID = row[0]
@@ -100,14 +88,14 @@ class UserHoldings(NamedTuple):
 
 def list_users(conn: psycopg.Connection[Any], name_contains: str | None) -> list[UserSummary]:
     """Every user (or those whose name contains `name_contains`, any case), oldest first."""
-    with _translated():
+    with translated():
         cursor = conn.cursor(row_factory=class_row(UserSummary))
         return cursor.execute(queries.LIST_USERS, {"name_contains": name_contains}).fetchall()
 
 
 def user_holdings(conn: psycopg.Connection[Any], user_id: UUID) -> UserHoldings:
     """How many jobs, config versions and buckets the user has; UnknownUser if none."""
-    with _translated():
+    with translated():
         row = conn.execute(queries.USER_HOLDINGS, {"user_id": user_id}).fetchone()
     if row is None:
         raise UnknownUser("unknown user")
@@ -116,7 +104,7 @@ def user_holdings(conn: psycopg.Connection[Any], user_id: UUID) -> UserHoldings:
 
 def delete_user(conn: psycopg.Connection[Any], user_id: UUID) -> None:
     """Delete the user; its configs, buckets, jobs and idempotency keys go with it (CASCADE)."""
-    with _translated():
+    with translated():
         deleted = conn.execute(queries.DELETE_USER, {"user_id": user_id}).rowcount
     if deleted == 0:
         raise UnknownUser("unknown user")
@@ -124,14 +112,14 @@ def delete_user(conn: psycopg.Connection[Any], user_id: UUID) -> None:
 
 def find_user_by_name(conn: psycopg.Connection[Any], name: str) -> UUID | None:
     """The id of the oldest user called `name`, if there is one."""
-    with _translated():
+    with translated():
         row = conn.execute(queries.FIND_USER_BY_NAME, {"name": name}).fetchone()
     return None if row is None else row[0]
 
 
 def lock_user_name(conn: psycopg.Connection[Any], name: str) -> None:
     """Serialise, until this transaction ends, every find-or-create of users called `name`."""
-    with _translated():
+    with translated():
         conn.execute(queries.LOCK_USER_NAME, {"name": name})
 
 
@@ -142,10 +130,11 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         "paused": config["paused"],
         "min_priority": config["min_priority"],
         "priority_reserve": config["priority_reserve"],
-        "unknown_dependencies": config["unknown_dependencies"],
+        # By value: psycopg would send an Enum member's name.
+        "unknown_dependencies": UnknownDependencies(config["unknown_dependencies"]).value,
         "dependencies": json.dumps(config["dependencies"]),
     }
-    with _translated():
+    with translated():
         row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()
     assert row is not None
     version: int = row[0]
@@ -154,7 +143,7 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
 
 def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> ActiveConfig | None:
     """The user's active config, or None when it has none; UnknownUser if there is no user."""
-    with _translated():
+    with translated():
         row = conn.execute(queries.ACTIVE_CONFIG, {"user_id": user_id}).fetchone()
     if row is None:
         raise UnknownUser("unknown user")
@@ -164,7 +153,7 @@ def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> ActiveConfig 
 
 def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> int:
     """Pause or resume the user's active config in place; the number of that version."""
-    with _translated():
+    with translated():
         row = conn.execute(queries.SET_PAUSED, {"user_id": user_id, "paused": paused}).fetchone()
     if row is None:
         active_config(conn, user_id)  # raises UnknownUser when there is no such user
@@ -175,7 +164,7 @@ def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> in
 
 def bucket_levels(conn: psycopg.Connection[Any], user_id: UUID) -> list[BucketLevel]:
     """The user's token buckets as of now, by dependency name."""
-    with _translated():
+    with translated():
         cursor = conn.cursor(row_factory=class_row(BucketLevel))
         levels = cursor.execute(queries.BUCKET_LEVELS, {"user_id": user_id}).fetchall()
     # Every active config has its buckets; none can mean a config without dependencies.

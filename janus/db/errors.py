@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 
 from janus.admission import (
+    DatabaseRefused,
     DatabaseUnavailable,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     NoActiveConfig,
     NoDecision,
+    SchemaMissing,
     ServicePaused,
     UnknownUser,
 )
@@ -24,12 +29,28 @@ _BY_SQLSTATE: dict[str, type[NoDecision]] = {
 }
 
 
-def translate(error: psycopg.Error) -> Exception:
-    """The domain error for `error`, or `error` itself when it is a bug, not a condition."""
-    domain_error = _BY_SQLSTATE.get(error.sqlstate or "")
-    if domain_error is not None:
-        return domain_error(str(error.diag.message_primary or error))
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raise every driver error that leaves the block as the domain error it means.
+
+    Every function of janus.db that reaches Postgres runs inside one, so no caller outside
+    janus.db ever sees a psycopg exception.
+    """
+    try:
+        yield
+    except psycopg.Error as error:
+        raise domain_error(error) from error
+
+
+def domain_error(error: psycopg.Error) -> NoDecision:
+    """The domain error `error` means."""
+    message = str(error.diag.message_primary or error)
+    condition = _BY_SQLSTATE.get(error.sqlstate or "")
+    if condition is not None:
+        return condition(message)
     # Connection failures, pool timeouts, statement and lock timeouts: all transient.
     if isinstance(error, psycopg.OperationalError):
-        return DatabaseUnavailable(type(error).__name__)
-    return error
+        return DatabaseUnavailable(type(error).__name__, detail=str(error))
+    if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+        return SchemaMissing(message)
+    return DatabaseRefused(message)

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from janus.db import queries
+from janus.db.errors import translated
 
 # Rows deleted per transaction when pruning jobs: short enough never to hold up admissions.
 PRUNE_CHUNK = 5000
@@ -15,7 +16,8 @@ PRUNE_CHUNK = 5000
 
 def prune_idempotency_keys(conn: psycopg.Connection[Any]) -> int:
     """Delete idempotency keys past their 24 hours; return how many were deleted."""
-    return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
+    with translated():
+        return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
 
 
 def prune_rejected_jobs(
@@ -28,15 +30,17 @@ def prune_rejected_jobs(
     """
     if not conn.autocommit:
         raise ValueError("prune_rejected_jobs needs an autocommit connection")
-    row = conn.execute(queries.PRUNE_CUTOFF, {"retention_s": older_than.total_seconds()}).fetchone()
-    assert row is not None
-    cutoff = row[0]
-    user_ids = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
-    deleted = 0
-    for user_id in user_ids:
-        params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
-        while (count := conn.execute(queries.PRUNE_REJECTED_JOBS, params).rowcount) > 0:
-            deleted += count
-            if count < chunk:
-                break
+    retention = {"retention_s": older_than.total_seconds()}
+    with translated():
+        row = conn.execute(queries.PRUNE_CUTOFF, retention).fetchone()
+        assert row is not None
+        cutoff = row[0]
+        user_ids = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
+        deleted = 0
+        for user_id in user_ids:
+            params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
+            while (count := conn.execute(queries.PRUNE_REJECTED_JOBS, params).rowcount) > 0:
+                deleted += count
+                if count < chunk:
+                    break
     return deleted

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from psycopg_pool import ConnectionPool
 
 from janus.settings import Settings
 
+# The name the rest of Janus gives the pool, so that only janus.db imports the driver.
+Pool: TypeAlias = ConnectionPool
+
 RECONNECT_TIMEOUT_S = 2.0
 
 
-def make_pool(settings: Settings) -> ConnectionPool:
+def make_pool(settings: Settings) -> Pool:
     """A closed pool for `settings`; the caller opens it in the process that will use it."""
     server_options = " ".join(
         [

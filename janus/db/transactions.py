@@ -13,7 +13,7 @@ from psycopg.rows import RowFactory
 from psycopg_pool import ConnectionPool
 
 from janus.admission import DatabaseUnavailable
-from janus.db.errors import translate
+from janus.db.errors import translated
 
 Row = TypeVar("Row")
 
@@ -43,16 +43,15 @@ def fetch_in_transaction(
     transaction is retried after a jittered delay that doubles up to `max_delay`; after
     `retries` more attempts it gives up as unavailable.
     """
-    for attempt in range(retries + 1):
-        try:
-            with pool.connection() as conn:
-                return _in_one_round_trip(conn, query, params, row_factory, isolation)
-        except RETRYABLE:
-            if attempt == retries:
-                break
-            time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
-        except psycopg.Error as error:
-            raise translate(error) from error
+    with translated():
+        for attempt in range(retries + 1):
+            try:
+                with pool.connection() as conn:
+                    return _in_one_round_trip(conn, query, params, row_factory, isolation)
+            except RETRYABLE:
+                if attempt == retries:
+                    break
+                time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
     raise DatabaseUnavailable(f"conflict persisted after {retries} retries")
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import falcon
-from psycopg_pool import ConnectionPool
+from collections.abc import Callable
 
-from janus.db.health import check_database
+import falcon
 
 
 class HealthResource:
@@ -22,12 +21,13 @@ class HealthResource:
 class ReadinessResource:
     """Answers {"status": "ok"} when the database answers too; 503 with Retry-After if not."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, check_database: Callable[[], None]) -> None:
+        # Returns when the database answers, raises DatabaseUnavailable when it does not.
+        self._check_database = check_database
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Report readiness: a round trip to Postgres through this worker's pool."""
-        check_database(self._pool)
+        self._check_database()
         resp.media = {"status": "ok"}
 
     on_head = on_get

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import falcon
 
-from janus.admission import Decision, JobRequest, Mode, Source
-from janus.db.jobs import AdmissionStore
+from janus.admission import (
+    AdmissionRequest,
+    Admitter,
+    BatchMode,
+    Decision,
+    JobRequest,
+    Mode,
+    Source,
+)
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.schemas import BatchSchema, SingleJobSchema
 
@@ -29,8 +36,8 @@ def _decision_body(decision: Decision) -> dict[str, str]:
 class SingleJobResource:
     """One job: 202 when accepted, 429 (with Retry-After when waiting helps) when rejected."""
 
-    def __init__(self, store: AdmissionStore, source: Source) -> None:
-        self._store = store
+    def __init__(self, admitter: Admitter, source: Source) -> None:
+        self._admitter = admitter
         self._source = source
         self._schema = SingleJobSchema()
 
@@ -38,14 +45,15 @@ class SingleJobResource:
         """Decide one job."""
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
-        [decision] = self._store.admit(
+        request = AdmissionRequest(
             user_id=user_id,
             source=self._source,
             batch_name=body["batch_name"],
-            jobs=[_job_request(body)],
+            jobs=(_job_request(body),),
             mode=Mode.SINGLE,
             idempotency_key=idempotency_key(req, body),
         )
+        [decision] = self._admitter.admit(request)
         _mark_replay(resp, [decision])
         resp.media = _decision_body(decision)
         if decision.accepted:
@@ -59,32 +67,38 @@ class SingleJobResource:
 class BatchResource:
     """A batch, decided job by job (partial) or all-or-nothing (atomic)."""
 
-    def __init__(self, store: AdmissionStore, source: Source, mode: Mode, *, max_jobs: int) -> None:
-        self._store = store
+    def __init__(
+        self, admitter: Admitter, source: Source, mode: BatchMode, *, max_jobs: int
+    ) -> None:
+        self._admitter = admitter
         self._source = source
-        self._mode = mode
+        self._mode: BatchMode = mode
         self._schema = BatchSchema(max_jobs=max_jobs)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Decide every job of the batch; answer in request order."""
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
-        decisions = self._store.admit(
+        request = AdmissionRequest(
             user_id=user_id,
             source=self._source,
             batch_name=body["batch_name"],
-            jobs=[_job_request(job) for job in body["jobs"]],
+            jobs=tuple(_job_request(job) for job in body["jobs"]),
             mode=self._mode,
             idempotency_key=idempotency_key(req, body),
         )
+        decisions = self._admitter.admit(request)
         _mark_replay(resp, decisions)
-        if self._mode is Mode.ATOMIC:
-            all_accepted = all(decision.accepted for decision in decisions)
-            resp.status = falcon.HTTP_202 if all_accepted else falcon.HTTP_207
-            resp.media = [_decision_body(decision) for decision in decisions]
-        else:
-            resp.status = falcon.HTTP_200
-            resp.media = _batch_summary(decisions)
+        match self._mode:
+            case Mode.ATOMIC:
+                all_accepted = all(decision.accepted for decision in decisions)
+                resp.status = falcon.HTTP_202 if all_accepted else falcon.HTTP_207
+                resp.media = [_decision_body(decision) for decision in decisions]
+            case Mode.PARTIAL:
+                resp.status = falcon.HTTP_200
+                resp.media = _batch_summary(decisions)
+            case _:
+                assert_never(self._mode)
 
 
 def _mark_replay(resp: falcon.Response, decisions: Sequence[Decision]) -> None:

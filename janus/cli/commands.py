@@ -1,0 +1,192 @@
+"""The commands: each takes the parsed arguments, a database URL and where to print.
+
+Every command opens its own connection to DATABASE_URL and runs in one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from marshmallow import ValidationError
+
+from janus import json_text
+from janus.admission import NoActiveConfig
+from janus.cli.failures import UsageError
+from janus.cli.text import aligned_table, one_line
+from janus.db import accounts, maintenance
+from janus.schemas import ConfigSchema
+
+DEMO_USER_NAME = "demo"
+
+# Small on purpose, so the seed API's examples show their documented outcomes by hand: the
+# seed's single job (openai 2, stripe 1, priority 8) is accepted twice and the third, sent at
+# once, is rejected with "dependency 'openai' rate limit exceeded"; the seed's partial batch
+# gives 1 accepted and 1 rejected (stripe cost 5 exceeds capacity 4).
+DEMO_CONFIG: dict[str, Any] = {
+    "min_priority": 2,
+    "priority_reserve": 0.2,
+    "unknown_dependencies": "reject",
+    "dependencies": {
+        "openai": {"capacity": 6, "refill_per_second": 0.5},
+        "stripe": {"capacity": 4, "refill_per_second": 1},
+    },
+}
+
+# The seed API's single-job example, as `janus demo` prints it in a curl line.
+DEMO_JOB: dict[str, Any] = {
+    "batch_name": "my-batch",
+    "tenant_id": "tenant-abc",
+    "priority": 8,
+    "dependencies": {"openai": 2, "stripe": 1},
+    "payload": {"custom_key": "custom_value"},
+}
+
+
+def user_create(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Create a user and print only its id, so scripts can capture it."""
+    with accounts.operator_transaction(database_url) as conn:
+        user_id = accounts.create_user(conn, args.name)
+    print(user_id, file=out)
+
+
+def user_list(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the users (those whose name contains --name, if given) as an aligned table."""
+    with accounts.operator_transaction(database_url) as conn:
+        users = accounts.list_users(conn, args.name)
+    header = ("user_id", "name", "created_at", "config", "paused")
+    rows = [
+        (
+            str(user.user_id),
+            # A name with a line break or other control character is shown escaped, quoted.
+            user.name if user.name.isprintable() else json.dumps(user.name),
+            user.created_at.strftime("%Y-%m-%d %H:%M:%S%z"),
+            "-" if user.config_version is None else str(user.config_version),
+            "-" if user.paused is None else ("yes" if user.paused else "no"),
+        )
+        for user in users
+    ]
+    for line in aligned_table(header, rows, numeric_columns=(3,)):
+        print(line, file=out)
+
+
+def user_delete(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Delete a user with everything it owns: configs, buckets, jobs and idempotency keys."""
+    with accounts.operator_transaction(database_url) as conn:
+        owned = accounts.user_holdings(conn, args.user_id)
+        if args.yes:
+            accounts.delete_user(conn, args.user_id)
+    what = (
+        f"user {args.user_id} with {owned.jobs} jobs (accepted and rejected, payloads "
+        f"included), {owned.config_versions} config versions and {owned.buckets} buckets"
+    )
+    if not args.yes:
+        raise UsageError(f"this deletes {what} for good; run it again with --yes")
+    print(f"deleted {what}", file=out)
+
+
+def config_set(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Validate a config file and activate it as the user's next version; print its number."""
+    config = load_config(args.file)
+    with accounts.operator_transaction(database_url) as conn:
+        version = accounts.activate_config(conn, args.user_id, config)
+    print(version, file=out)
+
+
+def config_show(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the user's active config as JSON in the contract's shape, with its version."""
+    with accounts.operator_transaction(database_url) as conn:
+        active = accounts.active_config(conn, args.user_id)
+    if active is None:
+        raise NoActiveConfig("no active config")
+    print(json.dumps({"version": active.version, **active.config}, indent=2), file=out)
+
+
+def pause(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Pause the user: every job is refused with 403 until `janus resume`."""
+    with accounts.operator_transaction(database_url) as conn:
+        version = accounts.set_paused(conn, args.user_id, True)
+    print(f"paused (config version {version})", file=out)
+
+
+def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Resume a paused user."""
+    with accounts.operator_transaction(database_url) as conn:
+        version = accounts.set_paused(conn, args.user_id, False)
+    print(f"resumed (config version {version})", file=out)
+
+
+def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the user's token buckets as of now, as an aligned table."""
+    with accounts.operator_transaction(database_url) as conn:
+        levels = accounts.bucket_levels(conn, args.user_id)
+    header = ("dependency", "capacity", "refill/s", "tokens now")
+    rows = [
+        (
+            level.dependency,
+            str(level.capacity),
+            str(level.refill_per_second),
+            f"{level.tokens_now:.2f}",
+        )
+        for level in levels
+    ]
+    for line in aligned_table(header, rows):
+        print(line, file=out)
+
+
+def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Make sure the demo user exists with a config; print its id and a curl line to try it."""
+    config = ConfigSchema().load(DEMO_CONFIG)
+    with accounts.operator_transaction(database_url) as conn:
+        accounts.lock_user_name(conn, DEMO_USER_NAME)
+        user_id = accounts.find_user_by_name(conn, DEMO_USER_NAME)
+        if user_id is None:
+            user_id = accounts.create_user(conn, DEMO_USER_NAME)
+        # An existing demo config, maybe changed by hand since, is left as it is.
+        if accounts.active_config(conn, user_id) is None:
+            accounts.activate_config(conn, user_id, config)
+    print(f"X-User-ID: {user_id}", file=out)
+    print(
+        'curl -i -X POST "http://127.0.0.1:${PORT:-8000}/dashboard/jobs"'
+        " -H 'Content-Type: application/json'"
+        f" -H 'X-User-ID: {user_id}'"
+        f" -d '{json.dumps(DEMO_JOB)}'",
+        file=out,
+    )
+
+
+def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Delete expired idempotency keys and old rejected jobs; print how many of each."""
+    with accounts.operator_transaction(database_url) as conn:
+        keys = maintenance.prune_idempotency_keys(conn)
+    print(f"pruned {keys} expired idempotency keys", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
+    print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
+
+
+def load_config(file: str) -> dict[str, Any]:
+    """The config in `file` (- for stdin), parsed and validated; UsageError saying what is wrong."""
+    source = "stdin" if file == "-" else file
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {source}: {error.strerror or error}") from None
+    try:
+        # The API's own strict reading: a duplicate key or NaN is refused here as it is there.
+        document = json_text.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise UsageError(f"{source} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as error:
+        raise UsageError(f"{source} is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"{source} must hold a JSON object, the config")
+    try:
+        config: dict[str, Any] = ConfigSchema().load(document)
+    except ValidationError as error:
+        raise UsageError(f"invalid config in {source}: {one_line(error.messages)}") from None
+    return config

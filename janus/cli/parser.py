@@ -1,0 +1,134 @@
+"""The command line: `janus user create|list|delete`, `config set|show`, `pause`, ..."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+from uuid import UUID
+
+from marshmallow import ValidationError, validate
+
+from janus.cli.commands import (
+    config_set,
+    config_show,
+    demo,
+    pause,
+    prune,
+    quotas,
+    resume,
+    user_create,
+    user_delete,
+    user_list,
+)
+from janus.cli.failures import UsageError
+from janus.cli.text import one_line
+from janus.schemas import MAX_NAME_LENGTH, Text
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line through `main`, not usage text and a bare exit."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad command line as a UsageError."""
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _user_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a user id (a UUID)") from None
+
+
+DEFAULT_REJECTED_RETENTION_DAYS = 7.0
+
+
+def _retention_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 to 36500)")
+    return days
+
+
+_USER_NAME = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+
+
+def _user_name(text: str) -> str:
+    try:
+        name: str = _USER_NAME.deserialize(text)
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"invalid user name: {one_line(error.messages)}") from None
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: `janus user create|list|delete`, `config set|show`, `pause`, ..."""
+    parser = _ArgumentParser(
+        prog="janus",
+        description="Operate Janus: users, configs and quotas. Reads DATABASE_URL.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    user = commands.add_parser("user", help="manage users")
+    user_commands = user.add_subparsers(metavar="ACTION", required=True)
+    create = user_commands.add_parser("create", help="create a user and print its id")
+    create.add_argument("name", metavar="NAME", type=_user_name)
+    create.set_defaults(run=user_create)
+    list_ = user_commands.add_parser("list", help="list users, oldest first")
+    list_.add_argument(
+        "--name", metavar="TEXT", help="only users whose name contains TEXT (any case)"
+    )
+    list_.set_defaults(run=user_list)
+    delete = user_commands.add_parser(
+        "delete",
+        help="delete a user and all it owns (configs, buckets, every job and its payload)",
+    )
+    delete.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    delete.add_argument("--yes", action="store_true", help="really delete (nothing is kept)")
+    delete.set_defaults(run=user_delete)
+
+    config = commands.add_parser("config", help="set or show a user's config")
+    config_commands = config.add_subparsers(metavar="ACTION", required=True)
+    set_ = config_commands.add_parser(
+        "set", help="store and activate a new config version; print its number"
+    )
+    set_.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    set_.add_argument("file", metavar="FILE", help="the config as JSON, or - for stdin")
+    set_.set_defaults(run=config_set)
+    show = config_commands.add_parser("show", help="print the active config as JSON")
+    show.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    show.set_defaults(run=config_show)
+
+    for name, run, help_text in [
+        ("pause", pause, "refuse every job of a user (403 service paused)"),
+        ("resume", resume, "admit a paused user's jobs again"),
+        ("quotas", quotas, "show a user's token buckets as of now"),
+    ]:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(
+            "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+        )
+        command.set_defaults(run=run)
+
+    demo_command = commands.add_parser(
+        "demo", help="create the demo user and config if missing; print a curl line to try"
+    )
+    demo_command.set_defaults(run=demo)
+
+    prune_command = commands.add_parser(
+        "prune",
+        help="delete idempotency keys older than 24 hours and old rejected jobs "
+        "(safe to run any time, e.g. daily)",
+    )
+    prune_command.add_argument(
+        "--rejected-days",
+        metavar="DAYS",
+        type=_retention_days,
+        default=DEFAULT_REJECTED_RETENTION_DAYS,
+        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept",
+    )
+    prune_command.set_defaults(run=prune)
+    return parser
