@@ -210,7 +210,9 @@ def test_a_duplicate_key_anywhere_is_a_clear_400(
 def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
     app_client, db, open_user, path, slot, depth, objects
 ) -> None:
-    deep = nested(depth, objects=objects)
+    # A string at the bottom: with 1 at depth 1, {"a": 1} is a valid `dependencies` value
+    # (dependency "a", cost 1), which open_user admits.
+    deep = nested(depth, '"x"', objects=objects)
     payload: Any = None
     if slot == "body":
         body: Any = deep
