@@ -18,6 +18,15 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 # Deep enough for any real document; far below where recursive JSON code would fail.
 MAX_PAYLOAD_DEPTH = 64
 MAX_CAPACITY = 1_000_000_000_000
+# The queue's limits (the configs table's CHECKs say the same).
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 100
+DEFAULT_RETENTION_DAYS = 7
+MAX_RETENTION_DAYS = 3650
+MAX_CLAIM_LIMIT = 100
+DEFAULT_LEASE_SECONDS = 60
+MAX_LEASE_SECONDS = 3600
+MAX_ERROR_LENGTH = 10_000
 
 
 class StrictInteger(fields.Integer):
@@ -212,4 +221,12 @@ class ConfigSchema(Schema):
         keys=_dependency_name(),
         values=fields.Nested(DependencyLimitSchema),
         required=True,
+    )
+    # Claims a job gets: a failure or an expired lease after the last one fails it for good.
+    max_attempts = StrictInteger(
+        load_default=DEFAULT_MAX_ATTEMPTS, validate=validate.Range(min=1, max=MAX_ATTEMPTS)
+    )
+    # Days a completed or failed job is kept before `janus prune` deletes it.
+    retention_days = StrictInteger(
+        load_default=DEFAULT_RETENTION_DAYS, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS)
     )
