@@ -12,8 +12,9 @@ CREATE OR REPLACE FUNCTION activate_config(
     p_priority_reserve     numeric,
     p_unknown_dependencies text,
     p_dependencies         json,  -- {name: {"capacity": int, "refill_per_second": number}}
-    p_max_attempts         integer,  -- claims a job gets before it is failed
-    p_retention_days       integer   -- days finished jobs are kept (janus prune)
+    -- Defaults as the config schema's, so a caller that predates them keeps working.
+    p_max_attempts         integer DEFAULT 3,  -- claims a job gets before it is failed
+    p_retention_days       integer DEFAULT 7   -- days finished jobs are kept (janus prune)
 )
 RETURNS integer
 LANGUAGE plpgsql
