@@ -160,13 +160,19 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys and old rejected jobs; print how many of each."""
+    """Delete expired idempotency keys, old rejected jobs and finished jobs past retention."""
     with accounts.operator_transaction(database_url) as conn:
         keys = maintenance.prune_idempotency_keys(conn)
     print(f"pruned {keys} expired idempotency keys", file=out)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
     print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        finished = maintenance.prune_finished_jobs(conn)
+    print(
+        f"pruned {finished} completed or failed jobs past their config's retention_days",
+        file=out,
+    )
 
 
 def load_config(file: str) -> dict[str, Any]:

@@ -120,15 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune_command = commands.add_parser(
         "prune",
-        help="delete idempotency keys older than 24 hours and old rejected jobs "
-        "(safe to run any time, e.g. daily)",
+        help="delete idempotency keys older than 24 hours, old rejected jobs, and completed "
+        "or failed jobs past their config's retention_days (safe to run any time, e.g. daily)",
     )
     prune_command.add_argument(
         "--rejected-days",
         metavar="DAYS",
         type=_retention_days,
         default=DEFAULT_REJECTED_RETENTION_DAYS,
-        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept",
+        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept "
+        "until they finish and their config's retention_days pass",
     )
     prune_command.set_defaults(run=prune)
     return parser
