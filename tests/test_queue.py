@@ -451,3 +451,41 @@ def test_a_config_sets_max_attempts_and_retention_days(
         [user],
     ).fetchone()
     assert row == (3, 7)
+
+
+# --- janus jobs ---
+
+
+def test_janus_jobs_lists_a_users_jobs_with_state_and_attempts(
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    worker_user: UUID,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    queued = submit(app_client, worker_user, queued_job(tenant_id="tenant\nb"))
+    rejected = post_json(app_client, "/system/jobs", worker_user, queued_job({"openai": 5000}))
+    running = submit(app_client, worker_user, queued_job(priority=9))
+    [job] = claim(app_client, worker_user)
+    assert job["job_id"] == running
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    capsys.readouterr()
+
+    assert janus_cli(["jobs", str(worker_user)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "job_id", "created_at", "tenant", "batch", "priority", "state", "attempts", "until"
+    ]  # fmt: skip
+    by_id = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(by_id) == {queued, rejected.json["job_id"], running}
+    # created_at and until are two words each (date, time).
+    assert by_id[running][5:8] == ["9", "running", "1"] and len(by_id[running]) == 10
+    assert by_id[rejected.json["job_id"]][6:9] == ["rejected", "0", "-"]
+    assert '"tenant\\nb"' in next(line for line in lines if line.startswith(queued))
+
+    assert janus_cli(["jobs", str(worker_user), "--state", "queued"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [queued]
+    assert janus_cli(["jobs", str(uuid4())]) == 1
+    assert "unknown user" in capsys.readouterr().err
+    assert janus_cli(["jobs", str(worker_user), "--state", "done"]) == 2

@@ -18,6 +18,7 @@ HEALTH_CHECK = _QUERIES["health_check"]
 CLAIM_JOBS = _QUERIES["claim_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
+LIST_JOBS = _QUERIES["list_jobs"]
 
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]

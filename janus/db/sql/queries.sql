@@ -37,6 +37,17 @@ SELECT job_id, outcome, state, attempt
                    %(retry)s::boolean[], %(actual_costs)s::jsonb[],
                    %(upstream_throttled)s::jsonb[])
 
+-- list_jobs --
+-- Operators' listing (janus jobs): a user's newest jobs first, through jobs_by_user_and_time,
+-- optionally of one state; rejected jobs have none (NULL).
+SELECT job_id, created_at, tenant_id, batch_name, priority, status, state, attempts,
+       lease_expires_at, finished_at
+  FROM jobs
+ WHERE user_id = %(user_id)s
+   AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ ORDER BY created_at DESC, job_id
+ LIMIT %(limit)s
+
 -- health_check --
 SELECT 1
 
