@@ -10,10 +10,17 @@ from janus.admission import Mode, Source
 from janus.db.health import check_database
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
+from janus.db.queue import QueueStore
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.queue import (
+    ClaimResource,
+    CompleteManyResource,
+    FinishResource,
+    HeartbeatResource,
+)
 from janus.resources.request_ids import RequestIdMiddleware
 from janus.settings import Settings
 
@@ -22,7 +29,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     """The Janus WSGI app, serving every route of the seed API from `pool`.
 
     The composition root: the only place that hands janus.db's implementations to the
-    resources, which know them only as janus.admission's Admitter and a readiness check.
+    resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue and
+    a readiness check.
     """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
@@ -43,4 +51,14 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
             f"{prefix}/batch/atomic",
             BatchResource(store, source, Mode.ATOMIC, max_jobs=settings.max_batch_jobs),
         )
+    # The queue is for workers, so only the system family has it. A malformed job_id in the
+    # path matches no route: 404.
+    queue = QueueStore(pool, retries=settings.conflict_retries)
+    app.add_route("/system/jobs/claim", ClaimResource(queue))
+    app.add_route(
+        "/system/jobs/complete", CompleteManyResource(queue, max_jobs=settings.max_batch_jobs)
+    )
+    app.add_route("/system/jobs/{job_id:uuid}/heartbeat", HeartbeatResource(queue))
+    app.add_route("/system/jobs/{job_id:uuid}/complete", FinishResource(queue, failed=False))
+    app.add_route("/system/jobs/{job_id:uuid}/fail", FinishResource(queue, failed=True))
     return app

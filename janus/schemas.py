@@ -18,6 +18,15 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 # Deep enough for any real document; far below where recursive JSON code would fail.
 MAX_PAYLOAD_DEPTH = 64
 MAX_CAPACITY = 1_000_000_000_000
+# The queue's limits (the configs table's CHECKs say the same).
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 100
+DEFAULT_RETENTION_DAYS = 7
+MAX_RETENTION_DAYS = 3650
+MAX_CLAIM_LIMIT = 100
+DEFAULT_LEASE_SECONDS = 60
+MAX_LEASE_SECONDS = 3600
+MAX_ERROR_LENGTH = 10_000
 
 
 class StrictInteger(fields.Integer):
@@ -98,7 +107,16 @@ def _dependency_name() -> Text:
 
 
 class Dependencies(fields.Field[dict[str, int]]):
-    """{name: cost}: at most 32 names of 1 to 100 characters, costs integers 1 to 1,000,000."""
+    """{name: cost}: at most 32 names of 1 to 100 characters, costs integers 1 to 1,000,000.
+
+    `minimum` and `maximum` bound the values otherwise (a real cost reported by a worker may
+    be 0).
+    """
+
+    def __init__(self, *, minimum: int = 1, maximum: int = MAX_COST, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.minimum = minimum
+        self.maximum = maximum
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -119,9 +137,10 @@ class Dependencies(fields.Field[dict[str, int]]):
                     problems["key"] = error.messages  # type: ignore[assignment]
             if isinstance(cost, bool) or not isinstance(cost, int):
                 problems["value"] = ["Not a valid integer."]
-            elif not 1 <= cost <= MAX_COST:
+            elif not self.minimum <= cost <= self.maximum:
                 problems["value"] = [
-                    f"Must be greater than or equal to 1 and less than or equal to {MAX_COST}."
+                    f"Must be greater than or equal to {self.minimum} and less than or equal"
+                    f" to {self.maximum}."
                 ]
             if problems:
                 errors[name] = problems
@@ -136,7 +155,12 @@ class Payload(fields.Field[str]):
     The body reader hands it over as RawJson (see `kept_as_text` below), so every number and
     string reaches the database and the workers as written. Text that Postgres cannot hold
     as `text` (NUL, lone surrogates) is fine here: the `json` column keeps their escapes.
+    A worker's `result` is the same kind of value (`what` names it in the messages).
     """
+
+    def __init__(self, *, what: str = "Payload", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.what = what
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, RawJson):
@@ -144,9 +168,9 @@ class Payload(fields.Field[str]):
         if not isinstance(value.value, dict):
             raise ValidationError("Not a valid mapping type.")
         if len(value.text.encode()) > MAX_PAYLOAD_BYTES:
-            raise ValidationError(f"Payload is larger than {MAX_PAYLOAD_BYTES} bytes as sent.")
+            raise ValidationError(f"{self.what} is larger than {MAX_PAYLOAD_BYTES} bytes as sent.")
         if not _payload_depth_within_limit(value.value):
-            raise ValidationError(f"Payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+            raise ValidationError(f"{self.what} is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
         return value.text
 
 
@@ -189,6 +213,86 @@ class BatchSchema(Schema):
         return data
 
 
+# The queue's bodies: POST /system/jobs/claim and the lease calls.
+
+
+def _dependency_names() -> fields.List:
+    return fields.List(_dependency_name(), validate=validate.Length(max=MAX_DEPENDENCIES_PER_JOB))
+
+
+def _lease_seconds(**kwargs: Any) -> StrictInteger:
+    return StrictInteger(validate=validate.Range(min=1, max=MAX_LEASE_SECONDS), **kwargs)
+
+
+class ClaimSchema(Schema):
+    """The body of POST /system/jobs/claim: how many jobs, for how long, and which."""
+
+    limit = StrictInteger(load_default=1, validate=validate.Range(min=1, max=MAX_CLAIM_LIMIT))
+    lease_seconds = _lease_seconds(load_default=DEFAULT_LEASE_SECONDS)
+    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    batch_name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    # Only jobs that call none but these (a worker that holds keys for these only).
+    dependencies = _dependency_names()
+
+
+class HeartbeatSchema(Schema):
+    """The body of POST /system/jobs/{job_id}/heartbeat."""
+
+    lease_token = fields.UUID(required=True)
+    lease_seconds = _lease_seconds(load_default=DEFAULT_LEASE_SECONDS)
+
+
+class _SettlementSchema(Schema):
+    """What complete and fail may report: the job's real cost, and who throttled it."""
+
+    lease_token = fields.UUID(required=True)
+    # {dependency: tokens really spent}: 0 and up.
+    actual_costs = Dependencies(minimum=0, maximum=MAX_CAPACITY)
+    upstream_throttled = _dependency_names()
+
+
+class CompleteSchema(_SettlementSchema):
+    """The body of POST /system/jobs/{job_id}/complete."""
+
+    kept_as_text: ClassVar[PathTree] = {"result": KEEP_TEXT}
+
+    result = Payload(what="Result")
+
+
+class FailSchema(_SettlementSchema):
+    """The body of POST /system/jobs/{job_id}/fail."""
+
+    error = Text(required=True, validate=validate.Length(min=1, max=MAX_ERROR_LENGTH))
+    # false: the job is failed now, whatever attempts it has left.
+    retry = StrictBoolean(load_default=True)
+
+
+class CompleteItemSchema(CompleteSchema):
+    """One job of POST /system/jobs/complete: a complete body with its job_id."""
+
+    job_id = fields.UUID(required=True)
+
+
+class CompleteManySchema(Schema):
+    """The body of POST /system/jobs/complete: many completions, acknowledged at once."""
+
+    kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"result": KEEP_TEXT}}}
+
+    jobs = fields.Nested(CompleteItemSchema, many=True, required=True)
+
+    def __init__(self, *, max_jobs: int = 1000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_jobs = max_jobs
+
+    @pre_load
+    def _jobs_count(self, data: Any, **_: Any) -> Any:
+        # Counted before any item is validated, as a batch of jobs is.
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if isinstance(jobs, list) and not 1 <= len(jobs) <= self.max_jobs:
+            raise ValidationError(f"A batch holds 1 to {self.max_jobs} jobs.", "jobs")
+        return data
+
+
 class DependencyLimitSchema(Schema):
     """The budget of one external dependency: bucket size and refill rate."""
 
@@ -212,4 +316,12 @@ class ConfigSchema(Schema):
         keys=_dependency_name(),
         values=fields.Nested(DependencyLimitSchema),
         required=True,
+    )
+    # Claims a job gets: a failure or an expired lease after the last one fails it for good.
+    max_attempts = StrictInteger(
+        load_default=DEFAULT_MAX_ATTEMPTS, validate=validate.Range(min=1, max=MAX_ATTEMPTS)
+    )
+    # Days a completed or failed job is kept before `janus prune` deletes it.
+    retention_days = StrictInteger(
+        load_default=DEFAULT_RETENTION_DAYS, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS)
     )

@@ -406,6 +406,8 @@ def test_config_show_prints_the_active_config_with_its_version(
         "priority_reserve": 0.25,
         "unknown_dependencies": "allow",
         "dependencies": {"openai": {"capacity": 100, "refill_per_second": 0.5}},
+        "max_attempts": 5,
+        "retention_days": 30,
     }
     cli("config", "set", user_id, write_config(tmp_path, config))
 
@@ -510,7 +512,14 @@ def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> No
     assert first.out.splitlines()[0] == f"X-User-ID: {user_id}"
     assert paused_flags(db, user_id) == [(1, True, False)]
     shown = json.loads(cli("config", "show", user_id).out)
-    assert shown == {"version": 1, "paused": False, **DEMO_CONFIG}
+    # The queue's fields, left out of the demo config, show their defaults.
+    assert shown == {
+        "version": 1,
+        "paused": False,
+        **DEMO_CONFIG,
+        "max_attempts": 3,
+        "retention_days": 7,
+    }
 
 
 def test_demo_prints_a_curl_line_with_the_seed_job(cli: Cli, db: psycopg.Connection) -> None:

@@ -21,7 +21,7 @@ from tests.conftest import REPO_ROOT
 
 VERSIONS_DIR = REPO_ROOT / "alembic" / "versions"
 # Oldest first, as `alembic history` lists them newest first.
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
 
 # Up to the name of the function the file defines: comment lines, then the statement.
 _CREATE_FUNCTION = re.compile(r"\A(?:--[^\n]*\n|\s)*CREATE OR REPLACE FUNCTION (\w+)\(")
@@ -197,3 +197,39 @@ def test_migrations_apply_only_their_frozen_sql_files() -> None:
         assert "janus/db/sql" not in text and "janus.db.sql" not in text, path.name
         for file_name in re.findall(r'execute_sql_file\("([^"]+)"\)', text):
             assert (VERSIONS_DIR / file_name).is_file(), (path.name, file_name)
+
+
+def test_migration_0006_puts_the_accepted_jobs_it_finds_in_the_queue(database_url: str) -> None:
+    """Jobs stored before the queue existed: accepted ones become queued (and claimable),
+    rejected ones get no state, and the new primary key holds them all."""
+    config = alembic_config(database_url)
+    alembic.command.downgrade(config, "0005")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO users (name) VALUES ('old') RETURNING user_id").fetchone()
+        assert row is not None
+        user_id = row[0]
+        conn.execute(
+            "SELECT activate_config(%s, false, 1::smallint, 0::numeric, 'reject',"
+            ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json)',
+            [user_id],
+        )
+        decided = conn.execute(
+            "SELECT job_id, status FROM admit_jobs(%s, 'system', 'b', %s::text[],"
+            " %s::smallint[], %s::jsonb[], %s::json[], false)",
+            [user_id, ["t", "t"], [5, 5], ['{"openai": 2}', '{"openai": 2}'], ["{}", "{}"]],
+        ).fetchall()
+    assert [status for _, status in decided] == ["Accepted", "Rejected"]
+
+    alembic.command.upgrade(config, "head")
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        states = dict(conn.execute("SELECT job_id, state FROM jobs").fetchall())
+        assert states == {decided[0][0]: "queued", decided[1][0]: None}
+        claimed = conn.execute(
+            "SELECT job_id, attempt FROM claim_jobs(%s, 10, 60, NULL, NULL, NULL)", [user_id]
+        ).fetchall()
+        assert claimed == [(decided[0][0], 1)]
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'jobs_pkey'"
+        ).fetchone()
+        assert key == ("PRIMARY KEY (user_id, job_id)",)

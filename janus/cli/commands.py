@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,6 +19,7 @@ from janus.admission import NoActiveConfig
 from janus.cli.failures import UsageError
 from janus.cli.text import aligned_table, one_line
 from janus.db import accounts, maintenance
+from janus.db.queue import list_jobs
 from janus.schemas import ConfigSchema
 
 DEMO_USER_NAME = "demo"
@@ -138,6 +139,40 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         print(line, file=out)
 
 
+def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the user's newest jobs (of --state, if given) with state and attempts, as a table."""
+    with accounts.operator_transaction(database_url) as conn:
+        accounts.active_config(conn, args.user_id)  # raises UnknownUser for an unknown user
+        found = list_jobs(conn, args.user_id, args.state, args.limit)
+    header = ("job_id", "created_at", "tenant", "batch", "priority", "state", "attempts", "until")
+    rows = [
+        (
+            str(job.job_id),
+            job.created_at.strftime("%Y-%m-%d %H:%M:%S%z"),
+            _printable(job.tenant_id),
+            _printable(job.batch_name),
+            str(job.priority),
+            # A rejected job has no state: its status says why it never ran.
+            job.state or "rejected",
+            str(job.attempts),
+            # A running job's lease end, a finished job's end; nothing for the rest.
+            _moment(job.lease_expires_at or job.finished_at),
+        )
+        for job in found
+    ]
+    for line in aligned_table(header, rows, numeric_columns=(4, 6)):
+        print(line, file=out)
+
+
+def _printable(text: str) -> str:
+    # A name with a line break or other control character is shown escaped, quoted.
+    return text if text.isprintable() else json.dumps(text)
+
+
+def _moment(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S%z")
+
+
 def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Make sure the demo user exists with a config; print its id and a curl line to try it."""
     config = ConfigSchema().load(DEMO_CONFIG)
@@ -160,13 +195,19 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys and old rejected jobs; print how many of each."""
+    """Delete expired idempotency keys, old rejected jobs and finished jobs past retention."""
     with accounts.operator_transaction(database_url) as conn:
         keys = maintenance.prune_idempotency_keys(conn)
     print(f"pruned {keys} expired idempotency keys", file=out)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
     print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        finished = maintenance.prune_finished_jobs(conn)
+    print(
+        f"pruned {finished} completed or failed jobs past their config's retention_days",
+        file=out,
+    )
 
 
 def load_config(file: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from janus.cli.commands import (
     config_set,
     config_show,
     demo,
+    jobs,
     pause,
     prune,
     quotas,
@@ -51,6 +52,23 @@ def _retention_days(text: str) -> float:
     if not 0 <= days <= 36_500:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 to 36500)")
     return days
+
+
+JOB_STATES = ("queued", "running", "completed", "failed")
+DEFAULT_JOBS_SHOWN = 50
+MAX_JOBS_SHOWN = 10_000
+
+
+def _job_limit(text: str) -> int:
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_JOBS_SHOWN:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of jobs (1 to {MAX_JOBS_SHOWN})"
+        )
+    return limit
 
 
 _USER_NAME = Text(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
@@ -113,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(run=run)
 
+    jobs_command = commands.add_parser(
+        "jobs", help="list a user's newest jobs with their state and attempts"
+    )
+    jobs_command.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    jobs_command.add_argument(
+        "--state",
+        choices=JOB_STATES,
+        help="only jobs in this state (rejected jobs have none)",
+    )
+    jobs_command.add_argument(
+        "--limit",
+        metavar="N",
+        type=_job_limit,
+        default=DEFAULT_JOBS_SHOWN,
+        help="show at most N jobs, newest first (default %(default)s)",
+    )
+    jobs_command.set_defaults(run=jobs)
+
     demo_command = commands.add_parser(
         "demo", help="create the demo user and config if missing; print a curl line to try"
     )
@@ -120,15 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune_command = commands.add_parser(
         "prune",
-        help="delete idempotency keys older than 24 hours and old rejected jobs "
-        "(safe to run any time, e.g. daily)",
+        help="delete idempotency keys older than 24 hours, old rejected jobs, and completed "
+        "or failed jobs past their config's retention_days (safe to run any time, e.g. daily)",
     )
     prune_command.add_argument(
         "--rejected-days",
         metavar="DAYS",
         type=_retention_days,
         default=DEFAULT_REJECTED_RETENTION_DAYS,
-        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept",
+        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept "
+        "until they finish and their config's retention_days pass",
     )
     prune_command.set_defaults(run=prune)
     return parser

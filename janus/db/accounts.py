@@ -133,6 +133,8 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         # By value: psycopg would send an Enum member's name.
         "unknown_dependencies": UnknownDependencies(config["unknown_dependencies"]).value,
         "dependencies": json.dumps(config["dependencies"]),
+        "max_attempts": config["max_attempts"],
+        "retention_days": config["retention_days"],
     }
     with translated():
         row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()

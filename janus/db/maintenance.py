@@ -44,3 +44,25 @@ def prune_rejected_jobs(
                 if count < chunk:
                     break
     return deleted
+
+
+def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
+    """Delete completed and failed jobs past their user's retention_days; return how many.
+
+    Each user's cutoff comes from its active config (7 days without one). As for rejected
+    jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user
+    is its own short transaction, and queued or running jobs are never touched, so a prune
+    never holds up claims.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_finished_jobs needs an autocommit connection")
+    with translated():
+        cutoffs = conn.execute(queries.FINISHED_JOB_CUTOFFS).fetchall()
+        deleted = 0
+        for user_id, cutoff in cutoffs:
+            params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
+            while (count := conn.execute(queries.PRUNE_FINISHED_JOBS, params).rowcount) > 0:
+                deleted += count
+                if count < chunk:
+                    break
+    return deleted

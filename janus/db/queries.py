@@ -14,6 +14,12 @@ _QUERIES = load_queries()
 ADMIT_JOBS = _QUERIES["admit_jobs"]
 HEALTH_CHECK = _QUERIES["health_check"]
 
+# The queue: claims, leases, completions and failures
+CLAIM_JOBS = _QUERIES["claim_jobs"]
+HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
+FINISH_JOBS = _QUERIES["finish_jobs"]
+LIST_JOBS = _QUERIES["list_jobs"]
+
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]
 FIND_USER_BY_NAME = _QUERIES["find_user_by_name"]
@@ -31,3 +37,5 @@ PRUNE_IDEMPOTENCY_KEYS = _QUERIES["prune_idempotency_keys"]
 PRUNE_CUTOFF = _QUERIES["prune_cutoff"]
 ALL_USER_IDS = _QUERIES["all_user_ids"]
 PRUNE_REJECTED_JOBS = _QUERIES["prune_rejected_jobs"]
+FINISHED_JOB_CUTOFFS = _QUERIES["finished_job_cutoffs"]
+PRUNE_FINISHED_JOBS = _QUERIES["prune_finished_jobs"]

@@ -11,7 +11,10 @@ CREATE OR REPLACE FUNCTION activate_config(
     p_min_priority         smallint,
     p_priority_reserve     numeric,
     p_unknown_dependencies text,
-    p_dependencies         json   -- {name: {"capacity": int, "refill_per_second": number}}
+    p_dependencies         json,  -- {name: {"capacity": int, "refill_per_second": number}}
+    -- Defaults as the config schema's, so a caller that predates them keeps working.
+    p_max_attempts         integer DEFAULT 3,  -- claims a job gets before it is failed
+    p_retention_days       integer DEFAULT 7   -- days finished jobs are kept (janus prune)
 )
 RETURNS integer
 LANGUAGE plpgsql
@@ -30,9 +33,9 @@ BEGIN
 
     UPDATE configs SET is_active = false WHERE user_id = p_user_id AND is_active;
     INSERT INTO configs (user_id, version, is_active, paused, min_priority, priority_reserve,
-                         unknown_dependencies, activated_at)
+                         unknown_dependencies, max_attempts, retention_days, activated_at)
     VALUES (p_user_id, new_version, true, p_paused, p_min_priority, p_priority_reserve,
-            p_unknown_dependencies, now());
+            p_unknown_dependencies, p_max_attempts, p_retention_days, now());
     INSERT INTO config_dependencies (user_id, version, dependency, capacity, refill_per_second)
     SELECT p_user_id, new_version, d.key, (d.value ->> 'capacity')::bigint,
            (d.value ->> 'refill_per_second')::numeric

@@ -218,11 +218,13 @@ BEGIN
           FROM unnest(bucket_name, bucket_tokens, bucket_debited) AS u(dependency, tokens, debited)
          WHERE tb.user_id = p_user_id AND tb.dependency = u.dependency AND u.debited;
 
+        -- An accepted job enters the queue (state queued); a rejected one has no state.
         INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
-                          dependencies, payload, status, reason, retry_after, config_version)
+                          dependencies, payload, status, reason, retry_after, config_version,
+                          state)
         SELECT job_ids[n], p_user_id, p_source, p_batch_name, p_tenants[n], p_priorities[n],
                p_dependencies[n], p_payloads[n], job_status[n], job_reason[n], job_retry[n],
-               cfg.version
+               cfg.version, CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END
           FROM generate_series(1, job_count) AS n;
     END IF;
 

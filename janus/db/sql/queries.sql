@@ -15,6 +15,39 @@ SELECT job_id, status, reason, retry_after, replayed
                        %(priorities)s::smallint[], %(dependencies)s::jsonb[],
                        %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s)
 
+-- claim_jobs --
+-- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the
+-- resource writes it into the answer without parsing it again.
+SELECT job_id, batch_name, tenant_id, priority, dependencies, payload::text AS payload,
+       attempt, lease_token, lease_expires_at
+  FROM claim_jobs(%(user_id)s, %(limit)s, %(lease_seconds)s, %(tenant_id)s::text,
+                  %(batch_name)s::text, %(dependencies)s::text[])
+
+-- heartbeat_job --
+-- See heartbeat_job.sql: the lease is extended only under its current token.
+SELECT outcome, lease_expires_at
+  FROM heartbeat_job(%(user_id)s, %(job_id)s, %(lease_token)s, %(lease_seconds)s)
+
+-- finish_jobs --
+-- See finish_jobs.sql: complete or fail one or many jobs, settling their real costs, in one
+-- transaction; one row per item, in request order.
+SELECT job_id, outcome, state, attempt
+  FROM finish_jobs(%(user_id)s, %(job_ids)s::uuid[], %(lease_tokens)s::uuid[],
+                   %(failed)s::boolean[], %(results)s::json[], %(errors)s::text[],
+                   %(retry)s::boolean[], %(actual_costs)s::jsonb[],
+                   %(upstream_throttled)s::jsonb[])
+
+-- list_jobs --
+-- Operators' listing (janus jobs): a user's newest jobs first, through jobs_by_user_and_time,
+-- optionally of one state; rejected jobs have none (NULL).
+SELECT job_id, created_at, tenant_id, batch_name, priority, status, state, attempts,
+       lease_expires_at, finished_at
+  FROM jobs
+ WHERE user_id = %(user_id)s
+   AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ ORDER BY created_at DESC, job_id
+ LIMIT %(limit)s
+
 -- health_check --
 SELECT 1
 
@@ -54,7 +87,7 @@ SELECT pg_advisory_xact_lock(hashtextextended('janus users.name ' || %(name)s, 0
 -- See activate_config.sql: new version, activation and buckets in one call.
 SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
                        %(priority_reserve)s::numeric, %(unknown_dependencies)s,
-                       %(dependencies)s::json)
+                       %(dependencies)s::json, %(max_attempts)s, %(retention_days)s)
 
 -- active_config --
 -- One row when the user exists (no row: unknown user); version is NULL without an active
@@ -65,6 +98,8 @@ SELECT c.version,
            'min_priority', c.min_priority,
            'priority_reserve', c.priority_reserve,
            'unknown_dependencies', c.unknown_dependencies,
+           'max_attempts', c.max_attempts,
+           'retention_days', c.retention_days,
            'dependencies', coalesce(
                (SELECT json_object_agg(d.dependency,
                                        json_build_object('capacity', d.capacity,
@@ -113,4 +148,26 @@ DELETE FROM jobs
                    WHERE user_id = %(user_id)s AND status = 'Rejected'
                      AND created_at < %(cutoff)s
                    ORDER BY created_at
+                   LIMIT %(chunk)s)
+
+-- finished_job_cutoffs --
+-- Maintenance (janus prune): per user, the moment before which its finished jobs are past
+-- its active config's retention_days (7 without a config). Fixed once per prune, so that
+-- the chunks agree on what "older than" means.
+SELECT u.user_id, now() - make_interval(days => coalesce(c.retention_days, 7))
+  FROM users u
+  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+ ORDER BY u.user_id
+
+-- prune_finished_jobs --
+-- One user's oldest completed or failed jobs, at most %(chunk)s of them, through the partial
+-- index jobs_finished: each chunk is a short transaction of its own, and the queued and
+-- running jobs a claim reads are never touched.
+DELETE FROM jobs
+ WHERE user_id = %(user_id)s
+   AND job_id IN (SELECT job_id
+                    FROM jobs
+                   WHERE user_id = %(user_id)s AND state IN ('completed', 'failed')
+                     AND finished_at < %(cutoff)s
+                   ORDER BY finished_at
                    LIMIT %(chunk)s)

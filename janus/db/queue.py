@@ -1,0 +1,140 @@
+"""The queue as the database sees it: one call of claim_jobs(), heartbeat_job() or
+finish_jobs() per request, each in a transaction of its own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row, tuple_row
+from psycopg_pool import ConnectionPool
+
+from janus.db import queries
+from janus.db.errors import translated
+from janus.db.transactions import fetch_in_transaction
+from janus.queue import (
+    ClaimedJob,
+    ClaimRequest,
+    Finish,
+    Finished,
+    Heartbeat,
+    JobState,
+    LeaseOutcome,
+)
+
+
+def finish_params(user_id: UUID, items: Sequence[Finish]) -> dict[str, Any]:
+    """The parameters of queries.FINISH_JOBS: one array element per item, in order."""
+
+    def costs(item: Finish) -> str | None:
+        return None if item.actual_costs is None else json.dumps(item.actual_costs)
+
+    def throttled(item: Finish) -> str | None:
+        names = item.upstream_throttled
+        return None if names is None else json.dumps(list(names))
+
+    return {
+        "user_id": user_id,
+        "job_ids": [item.job_id for item in items],
+        "lease_tokens": [item.lease_token for item in items],
+        "failed": [item.failed for item in items],
+        "results": [item.result for item in items],
+        "errors": [item.error for item in items],
+        "retry": [item.retry for item in items],
+        "actual_costs": [costs(item) for item in items],
+        "upstream_throttled": [throttled(item) for item in items],
+    }
+
+
+class QueueStore:
+    """The JobQueue the queue resources use: claim_jobs() and friends bound to a pool.
+
+    READ COMMITTED is enough: every function locks the rows it changes (SKIP LOCKED for the
+    claim), and a deadlock, which the lock order rules out, would still be retried.
+    """
+
+    def __init__(self, pool: ConnectionPool, *, retries: int) -> None:
+        self._pool = pool
+        self._retries = retries
+
+    def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Lease up to `request.limit` queued jobs; see claim_jobs.sql."""
+        params = {
+            "user_id": request.user_id,
+            "limit": request.limit,
+            "lease_seconds": request.lease_seconds,
+            "tenant_id": request.tenant_id,
+            "batch_name": request.batch_name,
+            "dependencies": None if request.dependencies is None else list(request.dependencies),
+        }
+        return fetch_in_transaction(
+            self._pool,
+            queries.CLAIM_JOBS,
+            params,
+            row_factory=class_row(ClaimedJob),
+            retries=self._retries,
+        )
+
+    def heartbeat(
+        self, user_id: UUID, job_id: UUID, lease_token: UUID, lease_seconds: int
+    ) -> Heartbeat:
+        """Extend a lease under its token; see heartbeat_job.sql."""
+        params = {
+            "user_id": user_id,
+            "job_id": job_id,
+            "lease_token": lease_token,
+            "lease_seconds": lease_seconds,
+        }
+        [(outcome, expires)] = fetch_in_transaction(
+            self._pool,
+            queries.HEARTBEAT_JOB,
+            params,
+            row_factory=tuple_row,
+            retries=self._retries,
+        )
+        return Heartbeat(LeaseOutcome(outcome), expires)
+
+    def finish(self, user_id: UUID, items: Sequence[Finish]) -> list[Finished]:
+        """Complete or fail every item in one transaction; see finish_jobs.sql."""
+        rows = fetch_in_transaction(
+            self._pool,
+            queries.FINISH_JOBS,
+            finish_params(user_id, items),
+            row_factory=tuple_row,
+            retries=self._retries,
+        )
+        return [
+            Finished(job_id, LeaseOutcome(outcome), cast(JobState | None, state), attempt)
+            for job_id, outcome, state, attempt in rows
+        ]
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job as `janus jobs` shows it; a rejected job has no state."""
+
+    job_id: UUID
+    created_at: datetime
+    tenant_id: str
+    batch_name: str
+    priority: int
+    status: str
+    state: JobState | None
+    attempts: int
+    lease_expires_at: datetime | None
+    finished_at: datetime | None
+
+
+def list_jobs(
+    conn: psycopg.Connection[Any], user_id: UUID, state: JobState | None, limit: int
+) -> list[JobSummary]:
+    """The user's newest `limit` jobs (of `state`, when given), newest first."""
+    params = {"user_id": user_id, "state": state, "limit": limit}
+    with translated():
+        cursor = conn.cursor(row_factory=class_row(JobSummary))
+        return cursor.execute(queries.LIST_JOBS, params).fetchall()

@@ -1,0 +1,120 @@
+"""The domain of the queue: what a worker asks for, what it is leased, and how a lease ends.
+
+Admitted jobs are handed to workers by `claim_jobs()`, and their leases ended by
+`finish_jobs()` (janus/db/sql/), each in one round trip and under row locks; this module names
+their inputs and outputs for the resources above and janus.db below, and knows nothing of HTTP
+or of the database driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Literal, Protocol
+from uuid import UUID
+
+# queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
+# running -> failed (attempts used, or a failure that must not be retried).
+JobState = Literal["queued", "running", "completed", "failed"]
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What a worker asks for: up to `limit` queued jobs of `user_id`, leased for a while.
+
+    The filters narrow the jobs: of one tenant, of one batch, or (`dependencies`) only jobs
+    that call none but the named dependencies.
+    """
+
+    user_id: UUID
+    limit: int = 1
+    lease_seconds: int = 60
+    tenant_id: str | None = None
+    batch_name: str | None = None
+    dependencies: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job leased to a worker until `lease_expires_at`; every lease call names the token."""
+
+    job_id: UUID
+    batch_name: str
+    tenant_id: str
+    priority: int
+    dependencies: dict[str, int]
+    # The JSON text exactly as the producer sent it, handed on unparsed.
+    payload: str
+    attempt: int
+    lease_token: UUID
+    lease_expires_at: datetime
+
+
+class LeaseOutcome(str, Enum):
+    """How a lease call went for one job."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"  # the user has no such job
+    # The token is not the job's current lease: wrong, expired, superseded by a later claim,
+    # or the lease already ended. Nothing was changed.
+    STALE_LEASE = "stale_lease"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The answer to a heartbeat: the new expiry when `outcome` is OK."""
+
+    outcome: LeaseOutcome
+    lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """One lease to end: complete the job, or fail it (requeued while `retry` and attempts last).
+
+    `actual_costs` ({dependency: tokens}) is what the job really spent: the difference from
+    what admission charged is settled against its buckets. `upstream_throttled` names the
+    dependencies that throttled the worker (reported to the adaptive refill).
+    """
+
+    job_id: UUID
+    lease_token: UUID
+    failed: bool = False
+    result: str | None = None  # complete: the JSON text as sent
+    error: str | None = None  # fail: what went wrong
+    retry: bool = True  # fail: whether another attempt may follow
+    actual_costs: dict[str, int] | None = None
+    upstream_throttled: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How one Finish went: with OK, the job's state now and the attempt that ended."""
+
+    job_id: UUID
+    outcome: LeaseOutcome
+    state: JobState | None = None
+    attempt: int | None = None
+
+
+class JobQueue(Protocol):
+    """Whatever leases admitted jobs to workers: what the queue resources are given."""
+
+    def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Lease up to `request.limit` queued jobs, highest priority then oldest first.
+
+        An empty queue answers at once with an empty list.
+        """
+        ...
+
+    def heartbeat(
+        self, user_id: UUID, job_id: UUID, lease_token: UUID, lease_seconds: int
+    ) -> Heartbeat:
+        """Extend the job's lease to `lease_seconds` from now, if `lease_token` is current."""
+        ...
+
+    def finish(self, user_id: UUID, items: Sequence[Finish]) -> list[Finished]:
+        """End the leases of `items` in one transaction; one Finished each, in order."""
+        ...

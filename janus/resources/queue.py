@@ -1,0 +1,160 @@
+"""The queue's routes: POST /system/jobs/claim, the lease calls on /system/jobs/{job_id}/...,
+and POST /system/jobs/complete for many completions at once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import falcon
+
+from janus.queue import ClaimedJob, ClaimRequest, Finish, Finished, JobQueue, LeaseOutcome
+from janus.resources.requests import authenticated_user, load_body
+from janus.schemas import (
+    ClaimSchema,
+    CompleteManySchema,
+    CompleteSchema,
+    FailSchema,
+    HeartbeatSchema,
+)
+
+NO_SUCH_JOB = "no job with this id"
+STALE_LEASE = (
+    "this lease_token is not the job's current lease (expired, taken over by a later claim, "
+    "or already ended); nothing was changed"
+)
+
+
+def _claimed_job_text(job: ClaimedJob) -> str:
+    """One claimed job as JSON text, its payload written in as the exact text stored."""
+    fields = {
+        "job_id": str(job.job_id),
+        "batch_name": job.batch_name,
+        "tenant_id": job.tenant_id,
+        "priority": job.priority,
+        "dependencies": job.dependencies,
+        "attempt": job.attempt,
+        "lease_token": str(job.lease_token),
+        "lease_expires_at": job.lease_expires_at.isoformat(),
+    }
+    # Re-parsing the payload would lose what Python's numbers cannot hold (1.10, 1e400, a
+    # 40-digit integer): it goes out as the producer wrote it, spliced in before the brace.
+    head = json.dumps(fields)
+    return f'{head[:-1]}, "payload": {job.payload}}}'
+
+
+def _raise_for(outcome: LeaseOutcome) -> None:
+    """404 or 409 for a lease call that changed nothing."""
+    if outcome is LeaseOutcome.NOT_FOUND:
+        raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
+    if outcome is LeaseOutcome.STALE_LEASE:
+        raise falcon.HTTPConflict(description=STALE_LEASE)
+
+
+def _finish_item(job_id: UUID, body: dict[str, Any], *, failed: bool) -> Finish:
+    throttled = body.get("upstream_throttled")
+    return Finish(
+        job_id=job_id,
+        lease_token=body["lease_token"],
+        failed=failed,
+        result=body.get("result"),
+        error=body.get("error"),
+        retry=body.get("retry", True),
+        actual_costs=body.get("actual_costs"),
+        upstream_throttled=None if throttled is None else tuple(throttled),
+    )
+
+
+def _finished_body(finished: Finished) -> dict[str, Any]:
+    return {"job_id": str(finished.job_id), "state": finished.state, "attempt": finished.attempt}
+
+
+class ClaimResource:
+    """POST /system/jobs/claim: lease queued jobs to the calling worker; 200 even when none."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self._schema = ClaimSchema()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Claim up to `limit` jobs."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        dependencies = body.get("dependencies")
+        jobs = self._queue.claim(
+            ClaimRequest(
+                user_id=user_id,
+                limit=body["limit"],
+                lease_seconds=body["lease_seconds"],
+                tenant_id=body.get("tenant_id"),
+                batch_name=body.get("batch_name"),
+                dependencies=None if dependencies is None else tuple(dependencies),
+            )
+        )
+        resp.status = falcon.HTTP_200
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = '{"jobs": [' + ", ".join(_claimed_job_text(job) for job in jobs) + "]}"
+
+
+class HeartbeatResource:
+    """POST /system/jobs/{job_id}/heartbeat: extend the lease."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self._schema = HeartbeatSchema()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """Extend the lease by `lease_seconds` from now; 404 or 409 otherwise."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        beat = self._queue.heartbeat(user_id, job_id, body["lease_token"], body["lease_seconds"])
+        _raise_for(beat.outcome)
+        assert beat.lease_expires_at is not None
+        resp.media = {"job_id": str(job_id), "lease_expires_at": beat.lease_expires_at.isoformat()}
+
+
+class FinishResource:
+    """POST /system/jobs/{job_id}/complete or .../fail: end the lease."""
+
+    def __init__(self, queue: JobQueue, *, failed: bool) -> None:
+        self._queue = queue
+        self._failed = failed
+        self._schema = FailSchema() if failed else CompleteSchema()
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """Complete or fail the job, settling its real cost; 404 or 409 otherwise."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        [finished] = self._queue.finish(user_id, [_finish_item(job_id, body, failed=self._failed)])
+        _raise_for(finished.outcome)
+        resp.media = _finished_body(finished)
+
+
+# The batch answer's outcome for an item, by how its lease call went.
+_BATCH_OUTCOMES = {
+    LeaseOutcome.OK: "completed",
+    LeaseOutcome.NOT_FOUND: "not_found",
+    LeaseOutcome.STALE_LEASE: "stale_lease",
+}
+
+
+class CompleteManyResource:
+    """POST /system/jobs/complete: many completions in one transaction, one outcome each."""
+
+    def __init__(self, queue: JobQueue, *, max_jobs: int) -> None:
+        self._queue = queue
+        self._schema = CompleteManySchema(max_jobs=max_jobs)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Complete every item; 200 with each item's outcome, in request order."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        items = [_finish_item(item["job_id"], item, failed=False) for item in body["jobs"]]
+        finished = self._queue.finish(user_id, items)
+        resp.media = {
+            "results": [
+                {"job_id": str(one.job_id), "outcome": _BATCH_OUTCOMES[one.outcome]}
+                for one in finished
+            ]
+        }

@@ -1,0 +1,77 @@
+"""A claim stays flat as the table grows: it reads the partial index of queued jobs, so a
+million finished jobs beside the queue cost it nothing.
+
+Marked `scale` (it builds 1,100,000 rows): `make test` runs it; `-m "not scale"` leaves it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from tests.support.factories import create_user
+
+pytestmark = pytest.mark.scale
+
+FINISHED = 1_000_000
+QUEUED = 100_000
+# pgqueuer measured 85 buffers per claim once its index was right; "a few hundred at most".
+# A claim of 10 jobs touches about 220 here, 20 or so per job leased (measured on PG 18).
+MAX_BUFFERS = 300
+
+_INSERT = """
+INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
+                  payload, status, state, attempts, created_at, finished_at)
+SELECT gen_random_uuid(), %(user_id)s, 'system', 'scale', 'tenant-' || (n %% 50),
+       1 + n %% 10, '{"openai": 1}', '{"n": 1}', 'Accepted', %(state)s,
+       CASE WHEN %(state)s = 'queued' THEN 0 ELSE 1 END,
+       now() - make_interval(secs => n),
+       CASE WHEN %(state)s = 'queued' THEN NULL ELSE now() - make_interval(secs => n) END
+  FROM generate_series(1, %(count)s) AS n
+"""
+
+
+def claim_buffers(db: psycopg.Connection, user_id: UUID, limit: int) -> tuple[int, int]:
+    """(shared buffers a claim of `limit` touched, jobs it claimed), from EXPLAIN ANALYZE.
+
+    The function's own statements run inside the plan's Function Scan node, so their buffer
+    use is counted in it.
+    """
+    row = db.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+        " SELECT * FROM claim_jobs(%s, %s, 60, NULL, NULL, NULL)",
+        [user_id, limit],
+    ).fetchone()
+    assert row is not None
+    plan: dict[str, Any] = row[0][0]["Plan"]
+    touched = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+    return touched, plan["Actual Rows"]
+
+
+def test_a_claim_touches_a_few_hundred_buffers_beside_a_million_finished_jobs(
+    db: psycopg.Connection,
+) -> None:
+    big = create_user(db)
+    small = create_user(db, "neighbour")
+    db.execute(_INSERT, {"user_id": big, "state": "completed", "count": FINISHED})
+    db.execute(_INSERT, {"user_id": big, "state": "queued", "count": QUEUED})
+    db.execute(_INSERT, {"user_id": small, "state": "queued", "count": 1000})
+    # What autovacuum does for a table this size (the migration's settings trigger it soon).
+    db.execute("VACUUM ANALYZE jobs")
+
+    # The first call in a session also plans the function's statements; measure the next.
+    claim_buffers(db, big, 10)
+    claim_buffers(db, small, 10)
+    for limit in (1, 10, 100):
+        touched, claimed = claim_buffers(db, big, limit)
+        assert claimed == limit
+        # Flat: no more than a claim of the same size by a user with 1,000 jobs in all. What
+        # a claim costs is the jobs it leases (each row updated, its index entries added),
+        # never the rows it passes over.
+        beside_small, _ = claim_buffers(db, small, limit)
+        assert touched <= 1.25 * beside_small + 10, (limit, touched, beside_small)
+        if limit <= 10:  # the workers' claim in docs/workers.md and the bench
+            assert touched <= MAX_BUFFERS, (limit, touched)
