@@ -46,10 +46,12 @@ from tests.faults.harness import (
     FaultPostgres,
     JobCall,
     Probe,
+    Reply,
     Service,
     crowd,
     trickle,
 )
+from tests.faults.workers import CLAIM_LIMIT, LEASE_S, WorkerLog, WorkerPool
 from tests.support.factories import user_with_config
 
 WORKERS = 4
@@ -286,8 +288,9 @@ def _run(
         run.close()
 
 
-def _retry_after_ok(attempt: Attempt) -> bool:
-    value = {k.lower(): v for k, v in attempt.reply.headers.items()}.get("retry-after", "")
+def _retry_after_ok(answer: Attempt | Reply) -> bool:
+    reply = answer.reply if isinstance(answer, Attempt) else answer
+    value = {k.lower(): v for k, v in reply.headers.items()}.get("retry-after", "")
     return value.isdigit() and int(value) >= 1
 
 
@@ -354,7 +357,7 @@ def postgres_fast_restart(log_dir: Path) -> ScenarioResult:
             run.postgres.start()
             back = run.clock.now()
             time.sleep(4)
-        _check_recovery(run, run.job_attempts(), back, "Postgres was back")
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
 
         def restart() -> None:
             run.postgres.stop()
@@ -379,7 +382,7 @@ def postgres_crash_restart(log_dir: Path) -> ScenarioResult:
             back = run.clock.now()
             run.note(f"Postgres was back {back - killed:.2f} s after the kill")
             time.sleep(4)
-        _check_recovery(run, run.job_attempts(), back, "Postgres was back")
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
 
         def restart() -> None:
             run.postgres.kill()
@@ -698,6 +701,153 @@ def slow_clients(log_dir: Path) -> ScenarioResult:
         return result
 
 
+QUEUE_WORKERS = 4
+# More than one restart, so that more claims and completions meet one mid-flight.
+QUEUE_RESTARTS = 3
+# After the producers stop, the workers get this long to empty the queue, the jobs whose
+# completion was lost in the restart included (their lease, LEASE_S, must expire first).
+DRAIN_LIMIT_S = 12
+
+
+def workers_during_restart(log_dir: Path) -> ScenarioResult:
+    """Workers claim and complete jobs, producers admit more, while Postgres restarts.
+
+    Afterwards every accepted job is completed exactly once, by the worker it was
+    acknowledged to and under a lease a claim handed out, or is still queued or running
+    (claimable once its lease expires); none is failed or gone.
+    """
+    producers = CLIENTS // 2
+    with _run(
+        "workers-during-restart",
+        f"pg_ctl stop -m fast + start, {QUEUE_RESTARTS} times 1.5 s apart, while "
+        f"{QUEUE_WORKERS} workers claim {CLAIM_LIMIT} jobs "
+        f"at a time (lease {LEASE_S} s) and complete them, half in batches, and {producers} "
+        "producers admit more; then the queue is drained",
+        log_dir,
+    ) as run:
+        pool = WorkerPool(
+            run.service.url, [str(run.users[name]) for name in USERS], run.clock, QUEUE_WORKERS
+        ).start()
+        try:
+            with run.load(threads=producers):
+                for _ in range(QUEUE_RESTARTS):
+                    time.sleep(1.5)
+                    run.postgres.stop()
+                    run.postgres.start()
+                    back = run.clock.now()
+                time.sleep(4)
+            producers_stopped = run.clock.now()
+            drained = _wait_for_drain(run, DRAIN_LIMIT_S)
+        finally:
+            log = pool.stop()
+        result = run.finish()
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
+        _check_worker_answers(run, log)
+        _audit_queue(run, log)
+        if drained is None:
+            run.note(f"the queue was not empty {DRAIN_LIMIT_S} s after the producers stopped")
+        else:
+            run.note(f"queue empty {drained - producers_stopped:.2f} s after the producers stopped")
+        acked_after = [
+            a for a in log.answers if a.route != "claim" and a.sent_at > back and a.reply.ok
+        ]
+        run.check(bool(acked_after), "no worker completed a job after Postgres was back")
+        if acked_after:
+            first = min(a.answered_at for a in acked_after)
+            run.note(f"workers completing again {first - back:.2f} s after Postgres was back")
+        return result
+
+
+def _wait_for_drain(run: Run, limit_s: float) -> float | None:
+    """Wait until no accepted job is queued or running; when that was (None: not within)."""
+    deadline = time.monotonic() + limit_s
+    with run.postgres.connect() as db:
+        while time.monotonic() < deadline:
+            row = db.execute(
+                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return run.clock.now()
+            time.sleep(0.2)
+    return None
+
+
+def _check_worker_answers(run: Run, log: WorkerLog) -> None:
+    """The shared invariants on the workers' answers: no 5xx but 503, Retry-After, no hang."""
+    run.note(f"workers' answers: {log.summary()}; completions given up: {log.given_up}")
+    statuses = [a.reply.status for a in log.answers]
+    server_errors = Counter(str(s) for s in statuses if s is not None and s >= 500 and s != 503)
+    run.check(not server_errors, f"workers got server errors other than 503: {server_errors}")
+    bare = [a for a in log.answers if a.kind == "503" and not _retry_after_ok(a.reply)]
+    run.check(not bare, f"{len(bare)} answers 503 to workers lack Retry-After >= 1")
+    failures = Counter(a.kind for a in log.answers if a.reply.status is None)
+    run.check(not failures, f"workers' connection failures: {dict(failures)}")
+    conflicts = Counter(a.kind for a in log.answers if a.route == "complete" and a.kind == "409")
+    if conflicts:
+        # A retried completion whose first try committed: the lease had ended.
+        run.note(
+            f"single completions answered 409 (a retry of one that had committed): {conflicts}"
+        )
+
+
+def _audit_queue(run: Run, log: WorkerLog) -> None:
+    """Every accepted job completed exactly once, by the worker told so, or still claimable."""
+    with run.postgres.connect() as db:
+        jobs = {
+            str(job_id): (state, attempts, result)
+            for job_id, state, attempts, result in db.execute(
+                "SELECT job_id, state, attempts, result FROM jobs WHERE status = 'Accepted'"
+            )
+        }
+    leases = {(lease.job_id, lease.attempt): lease for lease in log.leases}
+    run.check(
+        len(leases) == len(log.leases),
+        f"{len(log.leases) - len(leases)} claims handed a job at an attempt already leased",
+    )
+    tokens = {lease.lease_token for lease in log.leases}
+    run.check(len(tokens) == len(log.leases), "a lease token was handed out twice")
+
+    acked = Counter(job_id for job_id, _ in log.acknowledged)
+    twice = [job_id for job_id, count in acked.items() if count > 1]
+    run.check(not twice, f"{len(twice)} jobs acknowledged completed twice, e.g. {twice[:3]}")
+    acked_by = dict(log.acknowledged)
+    states = Counter(state for state, _, _ in jobs.values())
+    run.note(f"accepted jobs by state: {dict(states)}")
+    run.check(
+        not set(states) - {"completed", "queued", "running"},
+        f"accepted jobs neither completed nor claimable: {dict(states)}",
+    )
+
+    wrong, unacked, retaken = [], 0, 0
+    for job_id, worker in acked_by.items():
+        state, _, result = jobs.get(job_id, (None, None, None))
+        if state != "completed" or not isinstance(result, dict) or result["worker"] != worker:
+            wrong.append(f"{job_id} acknowledged to worker {worker}: {state} {result}")
+    for job_id, (state, attempts, result) in jobs.items():
+        if state != "completed":
+            continue
+        # The result names the lease it was completed under: a claim must have handed out
+        # exactly that lease, and it must be the job's last attempt.
+        lease = leases.get((job_id, result["attempt"])) if isinstance(result, dict) else None
+        if (
+            lease is None
+            or lease.lease_token != result["lease_token"]
+            or lease.worker != result["worker"]
+            or lease.attempt != attempts
+        ):
+            wrong.append(
+                f"{job_id} (attempt {attempts}) completed under a lease no claim gave: {result}"
+            )
+            continue
+        unacked += job_id not in acked_by
+        retaken += result["attempt"] > 1
+    run.check(not wrong, f"{len(wrong)} completions do not match their lease: {wrong[:3]}")
+    run.note(
+        f"{len(acked_by)} completions acknowledged to workers; {unacked} committed whose "
+        f"answer was lost; {retaken} completed on a later attempt (their lease had expired)"
+    )
+
+
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-fast-restart": postgres_fast_restart,
     "postgres-kill-9": postgres_crash_restart,
@@ -706,6 +856,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "bucket-lock": bucket_locked,
     "postgres-down": postgres_down,
     "slow-clients": slow_clients,
+    "workers-during-restart": workers_during_restart,
 }
 
 COLUMNS = (
