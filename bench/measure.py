@@ -90,10 +90,9 @@ class Bench:
             [scenario.method, scenario.path, str(body_file or "-"), str(users_file or "-")],
         )
 
-    def fill_queue(self, scenario: Scenario) -> None:
-        """Queue enough jobs for the warm-up and every measured run of a claim scenario."""
+    def fill_queue(self, scenario: Scenario, seconds: float) -> None:
+        """Queue enough jobs for `seconds` of a claim scenario at QUEUE_FILL_JOBS_PER_S."""
         users = self.users[scenario.name]
-        seconds = self.args.warmup + self.args.duration * (1 + self.args.noisy_retries)
         wanted = math.ceil(seconds * QUEUE_FILL_JOBS_PER_S) * len(users)
         missing = wanted - queued_jobs(self.conn, users)
         if missing <= 0:
@@ -103,7 +102,7 @@ class Bench:
         for user_id in users:
             fill_queue(self.conn, user_id, per_user)
         say(
-            f"  {scenario.name}: queued {per_user * len(users):,} jobs in "
+            f"  {scenario.name}: queued {per_user * len(users):,} more jobs in "
             f"{time.monotonic() - started:.1f}s"
         )
 
@@ -137,7 +136,8 @@ class Bench:
     def measure(self, scenario: Scenario) -> report.ScenarioResult:
         """Warm up, then one recorded run with the CPU of each party read around it."""
         if scenario.kind == "claim":
-            self.fill_queue(scenario)
+            # Before the vacuum, so that it covers the jobs queued for the warm-up and the run.
+            self.fill_queue(scenario, self.args.warmup + self.args.duration)
         # Vacuum and analyze what provisioning and the earlier scenarios wrote, so autovacuum
         # does not pick this run to do it, and checkpoint now rather than in the middle of the
         # run (durability untouched).
@@ -155,6 +155,8 @@ class Bench:
                     f"  {scenario.name}: other processes took {best.cpu['other']:.0f}% of a "
                     "core, measuring again"
                 )
+            if scenario.kind == "claim":
+                self.fill_queue(scenario, self.args.duration)
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
             load, cpu = self.drive_timed(scenario, self.args.duration)

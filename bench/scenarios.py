@@ -47,10 +47,11 @@ SINGLE_BASELINE = "single-hot"
 # Workers: the route that acknowledges every job of a claim at once.
 COMPLETE_PATH = "/system/jobs/complete"
 CLAIM_LEASE_S = 60
-# Before a claim scenario, its user's queue is filled (through admit_jobs_once, 1,000 jobs a
-# call) with enough jobs for its warm-up and every measured run at this many jobs/s, so it
-# cannot run dry; a claim that still finds it empty is reported as unexpected.
-QUEUE_FILL_JOBS_PER_S = 3000
+# Before a claim scenario's warm-up and before each of its measured runs, its user's queue is
+# topped up (through admit_jobs_once, 1,000 jobs a call) with enough jobs for the run at this
+# many jobs/s, so that it cannot run dry; a claim that still finds it empty or short, or a
+# queue empty after the run, is reported as unexpected.
+QUEUE_FILL_JOBS_PER_S = 5000
 QUEUE_FILL_BATCH = 1000
 
 
