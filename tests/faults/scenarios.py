@@ -357,7 +357,7 @@ def postgres_fast_restart(log_dir: Path) -> ScenarioResult:
             run.postgres.start()
             back = run.clock.now()
             time.sleep(4)
-        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back")
 
         def restart() -> None:
             run.postgres.stop()
@@ -382,7 +382,7 @@ def postgres_crash_restart(log_dir: Path) -> ScenarioResult:
             back = run.clock.now()
             run.note(f"Postgres was back {back - killed:.2f} s after the kill")
             time.sleep(4)
-        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back")
 
         def restart() -> None:
             run.postgres.kill()

@@ -97,7 +97,9 @@ class Worker(threading.Thread):
         self._clock = clock
         self._log = log
         self._stopping = stopping
-        self.batch = number % 2 == 0
+        # Workers take users in turn (WorkerPool): 0 and 1 send batches, 2 and 3 single
+        # completions, and so on, so each user has workers of both kinds.
+        self.batch = (number // 2) % 2 == 0
 
     def _post(self, route: str, path: str, body: Any) -> Reply:
         sent_at = self._clock.now()
