@@ -5,6 +5,7 @@ users and configs of every scenario, and what the report says about the server.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ import psycopg
 
 from bench import procstat
 from bench.common import BIN, REPO_ROOT, BenchError, say
-from bench.scenarios import Scenario
+from bench.scenarios import BATCH_NAME, JOB, QUEUE_FILL_BATCH, Scenario
 from devtools import localdb
 from devtools.ports import free_port
 from janus.admission import AdmissionRequest, JobRequest, Mode, Source
@@ -114,3 +115,42 @@ def drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any
     ).fetchone()
     if row is None or row[0] is None or row[0] >= 1:
         raise BenchError(f"draining the buckets of user {user_id} left {row and row[0]} tokens")
+
+
+def queued_jobs(conn: psycopg.Connection[Any], user_ids: Sequence[UUID]) -> int:
+    """Jobs of these users waiting in the queue (state queued)."""
+    row = conn.execute(
+        "SELECT count(*) FROM jobs WHERE user_id = ANY(%s) AND state = 'queued'", [list(user_ids)]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fill_queue(conn: psycopg.Connection[Any], user_id: UUID, jobs: int) -> None:
+    """Admit `jobs` more of the bench's JOB for `user_id`, QUEUE_FILL_BATCH a call of
+    admit_jobs_once (a partial batch, as POST /system/jobs/batch sends it), each committed.
+    """
+    job = JobRequest(
+        tenant_id=JOB["tenant_id"],
+        priority=JOB["priority"],
+        dependencies=JOB["dependencies"],
+        payload=json.dumps(JOB["payload"]),
+    )
+    before = queued_jobs(conn, [user_id])
+    left = jobs
+    while left > 0:
+        count = min(left, QUEUE_FILL_BATCH)
+        params = admit_jobs_params(
+            AdmissionRequest(
+                user_id=user_id,
+                source=Source.SYSTEM,
+                batch_name=BATCH_NAME,
+                jobs=(job,) * count,
+                mode=Mode.PARTIAL,
+            )
+        )
+        with conn.transaction():
+            conn.execute(queries.ADMIT_JOBS, params)
+        left -= count
+    after = queued_jobs(conn, [user_id])
+    if after - before < jobs:
+        raise BenchError(f"filling the queue of user {user_id} queued {after - before} of {jobs}")

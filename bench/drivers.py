@@ -15,7 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LUA_SCRIPT = Path(__file__).resolve().parent / "lua" / "janus.lua"
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+# One request shape per scenario (janus.lua), or workers claiming and completing (queue.lua).
+LUA_SCRIPT = LUA_DIR / "janus.lua"
+QUEUE_LUA_SCRIPT = LUA_DIR / "queue.lua"
 WRK_RESULT_PREFIX = "JANUS_WRK "
 
 
@@ -35,6 +38,9 @@ class LoadResult:
     latency_ms: dict[str, float]
     # What the generator printed, kept with the results.
     output: str = field(repr=False)
+    # What the script counted beside the statuses (queue.lua: jobs claimed and completed,
+    # empty claims, ...).
+    counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests_per_s(self) -> float:
@@ -44,13 +50,11 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class HttpLoad:
-    """What wrk sends: one method and path, one body, a user picked per request."""
+    """What wrk runs: a Lua script of bench/lua/ and the arguments it reads (see its header)."""
 
     base_url: str
-    method: str
-    path: str
-    body_file: Path | None
-    users_file: Path | None
+    script: Path
+    script_args: Sequence[str]
 
 
 def run_wrk(
@@ -63,13 +67,10 @@ def run_wrk(
         f"--connections={connections}",
         f"--duration={max(1, round(duration_s))}s",
         f"--timeout={max(1, round(timeout_s))}s",
-        f"--script={LUA_SCRIPT}",
+        f"--script={load.script}",
         load.base_url,
         "--",
-        load.method,
-        load.path,
-        str(load.body_file or "-"),
-        str(load.users_file or "-"),
+        *load.script_args,
     ]
     output = _run(command, timeout_s=duration_s + timeout_s + 30)
     result_lines = [line for line in output.splitlines() if line.startswith(WRK_RESULT_PREFIX)]
@@ -87,6 +88,7 @@ def run_wrk(
         outcomes=outcomes,
         latency_ms={name: latency[name] / 1000 for name in ("mean", "p50", "p90", "p99", "max")},
         output=output,
+        counters={str(name): int(count) for name, count in summary.get("counters", {}).items()},
     )
 
 

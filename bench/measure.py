@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,9 +20,18 @@ import psycopg
 
 from bench import procstat, report
 from bench.common import say
-from bench.drivers import HttpLoad, LoadResult, SqlLoad, run_pgbench, run_wrk
+from bench.database import fill_queue, queued_jobs
+from bench.drivers import (
+    LUA_SCRIPT,
+    QUEUE_LUA_SCRIPT,
+    HttpLoad,
+    LoadResult,
+    SqlLoad,
+    run_pgbench,
+    run_wrk,
+)
 from bench.pgbench_script import pgbench_binary, pgbench_params, pgbench_script
-from bench.scenarios import Scenario
+from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
 from devtools.service import Service
 
 SOAK_MINUTE_S = 60
@@ -59,7 +69,7 @@ class Bench:
     cpu_roots: Mapping[str, int]
 
     def http_load(self, scenario: Scenario) -> HttpLoad:
-        """The wrk request of `scenario`, its body and users written to files for the Lua."""
+        """The wrk run of `scenario`, its body and users written to files for the Lua."""
         body_file = users_file = None
         if scenario.body is not None:
             body_file = self.workdir / f"{scenario.name}.json"
@@ -67,7 +77,34 @@ class Bench:
         if scenario.name in self.users:
             users_file = self.workdir / f"{scenario.name}.users"
             users_file.write_text("".join(f"{user}\n" for user in self.users[scenario.name]))
-        return HttpLoad(self.service.url, scenario.method, scenario.path, body_file, users_file)
+        if scenario.kind == "claim":
+            assert body_file is not None and users_file is not None
+            return HttpLoad(
+                self.service.url,
+                QUEUE_LUA_SCRIPT,
+                [scenario.path, COMPLETE_PATH, str(body_file), str(users_file)],
+            )
+        return HttpLoad(
+            self.service.url,
+            LUA_SCRIPT,
+            [scenario.method, scenario.path, str(body_file or "-"), str(users_file or "-")],
+        )
+
+    def fill_queue(self, scenario: Scenario, seconds: float) -> None:
+        """Queue enough jobs for `seconds` of a claim scenario at QUEUE_FILL_JOBS_PER_S."""
+        users = self.users[scenario.name]
+        wanted = math.ceil(seconds * QUEUE_FILL_JOBS_PER_S) * len(users)
+        missing = wanted - queued_jobs(self.conn, users)
+        if missing <= 0:
+            return
+        started = time.monotonic()
+        per_user = math.ceil(missing / len(users))
+        for user_id in users:
+            fill_queue(self.conn, user_id, per_user)
+        say(
+            f"  {scenario.name}: queued {per_user * len(users):,} more jobs in "
+            f"{time.monotonic() - started:.1f}s"
+        )
 
     def sql_load(self, scenario: Scenario) -> SqlLoad:
         """The pgbench run of `scenario`: its script, written next to the results."""
@@ -98,6 +135,9 @@ class Bench:
 
     def measure(self, scenario: Scenario) -> report.ScenarioResult:
         """Warm up, then one recorded run with the CPU of each party read around it."""
+        if scenario.kind == "claim":
+            # Before the vacuum, so that it covers the jobs queued for the warm-up and the run.
+            self.fill_queue(scenario, self.args.warmup + self.args.duration)
         # Vacuum and analyze what provisioning and the earlier scenarios wrote, so autovacuum
         # does not pick this run to do it, and checkpoint now rather than in the middle of the
         # run (durability untouched).
@@ -115,11 +155,15 @@ class Bench:
                     f"  {scenario.name}: other processes took {best.cpu['other']:.0f}% of a "
                     "core, measuring again"
                 )
+            if scenario.kind == "claim":
+                self.fill_queue(scenario, self.args.duration)
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
             load, cpu = self.drive_timed(scenario, self.args.duration)
             result = report.ScenarioResult(scenario, load, cpu, window=(started_at, self._now()))
             result.autovacuums = self.autovacuums() - autovacuums
+            if scenario.kind == "claim":
+                result.queue_left = queued_jobs(self.conn, self.users[scenario.name])
             if best is None or result.cpu["other"] < best.cpu["other"]:
                 best = result
             if best.cpu["other"] <= NOISY_OTHER_PERCENT:
@@ -144,8 +188,20 @@ class Bench:
         return load, procstat.cpu_percent(before, after, wall_s)
 
     def count_stored_jobs(self, result: report.ScenarioResult) -> None:
-        """Fill in how many jobs the scenario's users got stored during its run, by status."""
+        """Fill in how many jobs the scenario's users got stored during its run, by status.
+
+        For a claim scenario: how many of its user's jobs finished during the run, by state.
+        """
         if result.name not in self.users or result.window is None:
+            return
+        if result.scenario.kind == "claim":
+            rows = self.conn.execute(
+                "SELECT state, count(*) FROM jobs"
+                " WHERE user_id = ANY(%s) AND finished_at >= %s AND finished_at < %s"
+                " GROUP BY state ORDER BY state",
+                [self.users[result.name], *result.window],
+            ).fetchall()
+            result.stored_jobs = {state: count for state, count in rows}
             return
         rows = self.conn.execute(
             "SELECT status, count(*) FROM jobs"

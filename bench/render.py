@@ -95,6 +95,8 @@ def render(
         "HTTP); vs /health: req/s over GET /health's;",
         "x single: jobs/s as a multiple of single-hot's; CPU%: of one core, gunicorn / "
         "postgres / wrk or pgbench / everything else (high: a noisy run); !: unexpected.",
+        "claim-complete: jobs/s counts only jobs a batch complete answered completed; "
+        "req/s, p50 and p99 mix its claims and completes.",
     ]
     if run.soak:
         lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(run.soak)]

@@ -38,6 +38,8 @@ class ScenarioResult:
     window: tuple[Any, Any] | None = None
     # Autovacuum and autoanalyze runs during it.
     autovacuums: int = 0
+    # A claim scenario: jobs still queued after the run (0: the queue may have run dry).
+    queue_left: int | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +61,9 @@ class ScenarioResult:
         """Jobs decided per second (None for /health, which decides none)."""
         if self.scenario.kind == "health":
             return None
+        if self.scenario.kind == "claim":
+            # Only jobs a batch complete answered "completed"; a claim alone counts nothing.
+            return self.load.counters.get("completed", 0) / self.load.wall_s
         return self.decided_requests * self.scenario.jobs / self.load.wall_s
 
     @property
@@ -76,6 +81,30 @@ class ScenarioResult:
         for status, count in self.stored_jobs.items():
             if status != self.scenario.expected_job_status:
                 lines.append(f"{self.name}: {count} jobs stored as {status}")
+        if self.scenario.kind == "claim":
+            lines += self._queue_unexpected()
+        return lines
+
+    def _queue_unexpected(self) -> list[str]:
+        counters = self.load.counters
+        lines = [
+            f"{self.name}: {counters[name]} {what}"
+            for name, what in (
+                ("empty_claims", "claims found the queue empty"),
+                ("short_claims", f"claims leased fewer than {self.scenario.jobs} jobs"),
+                ("not_completed", "jobs of a batch complete not answered completed"),
+            )
+            if counters.get(name)
+        ]
+        if self.queue_left == 0:
+            lines.append(f"{self.name}: the queue was empty after the run")
+        # wrk's count must be backed by the database: jobs finished within the run's window.
+        finished = self.stored_jobs.get("completed")
+        if finished is not None and finished < counters.get("completed", 0):
+            lines.append(
+                f"{self.name}: wrk counted {counters.get('completed', 0)} completed jobs, "
+                f"the database {finished} finished in the run"
+            )
         return lines
 
     def measure(self, name: str) -> float | None:
@@ -196,10 +225,17 @@ def _cpu(cpu: Mapping[str, float]) -> str:
 
 def _outcomes(result: ScenarioResult) -> str:
     expected = result.scenario.expected_outcome
-    return " ".join(
+    shown = " ".join(
         f"{outcome}:{count}" + ("" if outcome == expected else "!")
         for outcome, count in result.load.outcomes.items()
     )
+    if result.scenario.kind == "claim":
+        counters = result.load.counters
+        shown += f" completed:{counters.get('completed', 0)}"
+        for name in ("empty_claims", "short_claims", "not_completed"):
+            if counters.get(name):
+                shown += f" {name}:{counters[name]}!"
+    return shown
 
 
 def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
@@ -354,6 +390,8 @@ def result_document(
         "cpu_percent": {name: round(value, 1) for name, value in result.cpu.items()},
         "autovacuums": result.autovacuums,
         "stored_jobs": result.stored_jobs,
+        "counters": result.load.counters,
+        "queue_left": result.queue_left,
         "stored_jobs_per_s": round(stored / window_s, 1) if window_s and stored else None,
         "unexpected": result.unexpected(),
     }

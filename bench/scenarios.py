@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["health", "single", "partial", "atomic"]
+# "claim": workers draining a queue, each claim acknowledged by one batch complete.
+Kind = Literal["health", "single", "partial", "atomic", "claim"]
 Driver = Literal["wrk", "pgbench"]
 
 # The seed API's single job: two dependencies and a small payload.
@@ -42,6 +43,16 @@ SQL_SINGLE = "pgbench-single"
 SQL_BATCH = "pgbench-100"
 # Batch scenarios are also read as a multiple of this one's jobs/s.
 SINGLE_BASELINE = "single-hot"
+
+# Workers: the route that acknowledges every job of a claim at once.
+COMPLETE_PATH = "/system/jobs/complete"
+CLAIM_LEASE_S = 60
+# Before a claim scenario's warm-up and before each of its measured runs, its user's queue is
+# topped up (through admit_jobs_once, 1,000 jobs a call) with enough jobs for the run at this
+# many jobs/s, so that it cannot run dry; a claim that still finds it empty or short, or a
+# queue empty after the run, is reported as unexpected.
+QUEUE_FILL_JOBS_PER_S = 5000
+QUEUE_FILL_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Scenario:
             "single": "/dashboard/jobs",
             "partial": "/dashboard/jobs/batch",
             "atomic": "/dashboard/jobs/batch/atomic",
+            "claim": "/system/jobs/claim",
         }[self.kind]
 
     @property
@@ -84,6 +96,8 @@ class Scenario:
             return None
         if self.kind == "single":
             return {"batch_name": BATCH_NAME, **JOB}
+        if self.kind == "claim":
+            return {"limit": self.jobs, "lease_seconds": CLAIM_LEASE_S}
         return {"batch_name": BATCH_NAME, "jobs": [JOB] * self.jobs}
 
     @property
@@ -93,7 +107,9 @@ class Scenario:
 
     @property
     def expected_job_status(self) -> str:
-        """What every stored job of this scenario should say."""
+        """What every stored job of this scenario should say (a claim's: its state)."""
+        if self.kind == "claim":
+            return "completed"
         return "Rejected" if self.drain else "Accepted"
 
 
@@ -133,6 +149,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "atomic-100", "atomic", "atomic batch of 100 accepted",
         jobs=100, config=UNLIMITED, sql_ceiling=SQL_BATCH,
     ),
+    # The workers' side: draining what was admitted.
+    Scenario(
+        "claim-complete", "claim", "claim 10 jobs, then 1 batch complete of the 10",
+        jobs=10, config=UNLIMITED, expect=200,
+    ),
 )  # fmt: skip
 
 
@@ -156,6 +177,8 @@ TARGETS: tuple[Target, ...] = (
     Target("partial-100", SINGLE_BASELINE, "jobs_per_s", 20),
     Target("partial-1000", SINGLE_BASELINE, "jobs_per_s", 30),
     Target("atomic-100", "partial-100", "jobs_per_s", 0.70),
+    # Workers must drain jobs at least as fast as producers admit them one at a time.
+    Target("claim-complete", SINGLE_BASELINE, "jobs_per_s", 1.0),
 )
 # In every single-job scenario of the service.
 MAX_P99_OVER_P50 = 4.0

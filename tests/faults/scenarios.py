@@ -49,9 +49,9 @@ from tests.faults.harness import (
     Reply,
     Service,
     crowd,
-    send,
     trickle,
 )
+from tests.faults.workers import CLAIM_LIMIT, LEASE_S, WorkerLog, WorkerPool
 from tests.support.factories import user_with_config
 
 WORKERS = 4
@@ -288,8 +288,9 @@ def _run(
         run.close()
 
 
-def _retry_after_ok(attempt: Attempt) -> bool:
-    value = {k.lower(): v for k, v in attempt.reply.headers.items()}.get("retry-after", "")
+def _retry_after_ok(answer: Attempt | Reply) -> bool:
+    reply = answer.reply if isinstance(answer, Attempt) else answer
+    value = {k.lower(): v for k, v in reply.headers.items()}.get("retry-after", "")
     return value.isdigit() and int(value) >= 1
 
 
@@ -700,132 +701,151 @@ def slow_clients(log_dir: Path) -> ScenarioResult:
         return result
 
 
-QUEUE_WORKERS = 6
-# Short, so a claim whose answer was lost in the outage comes back to the queue quickly.
-QUEUE_LEASE_S = 2
-DRAIN_LIMIT_S = 30.0
+QUEUE_WORKERS = 4
+# More than one restart, so that more claims and completions meet one mid-flight.
+QUEUE_RESTARTS = 3
+# After the producers stop, the workers get this long to empty the queue, the jobs whose
+# completion was lost in the restart included (their lease, LEASE_S, must expire first).
+DRAIN_LIMIT_S = 12
 
 
-def _queue_worker(
-    run: Run, user_id: str, stopping: threading.Event, replies: list[tuple[str, Reply]]
-) -> None:
-    """Claim 5 jobs at a time and complete them in one request until `stopping` is set;
-    every answer is recorded (what it was for, the reply). 503s and dropped connections are
-    what an outage gives: the worker pauses briefly and goes on, as a real one would."""
-    headers = {"X-User-ID": user_id}
-    while not stopping.is_set():
-        claim = send(
-            run.service.url,
-            "POST",
-            "/system/jobs/claim",
-            body={"limit": 5, "lease_seconds": QUEUE_LEASE_S},
-            headers=headers,
-        )
-        replies.append(("claim", claim))
-        jobs = claim.body.get("jobs", []) if claim.ok and isinstance(claim.body, dict) else []
-        if not jobs:
-            time.sleep(0.05)
-            continue
-        items = [{"job_id": job["job_id"], "lease_token": job["lease_token"]} for job in jobs]
-        done = send(
-            run.service.url, "POST", "/system/jobs/complete", body={"jobs": items}, headers=headers
-        )
-        replies.append(("complete", done))
+def workers_during_restart(log_dir: Path) -> ScenarioResult:
+    """Workers claim and complete jobs, producers admit more, while Postgres restarts.
 
-
-def queue_postgres_restart(log_dir: Path) -> ScenarioResult:
-    """Workers claim and complete alice's jobs while Postgres restarts under admission load."""
+    Afterwards every accepted job is completed exactly once, by the worker it was
+    acknowledged to and under a lease a claim handed out, or is still queued or running
+    (claimable once its lease expires); none is failed or gone.
+    """
+    producers = CLIENTS // 2
     with _run(
-        "queue-pg-restart",
-        "6 workers claim and complete while pg_ctl stop -m fast + start, under 16 clients",
+        "workers-during-restart",
+        f"pg_ctl stop -m fast + start, {QUEUE_RESTARTS} times 1.5 s apart, while "
+        f"{QUEUE_WORKERS} workers claim {CLAIM_LIMIT} jobs "
+        f"at a time (lease {LEASE_S} s) and complete them, half in batches, and {producers} "
+        "producers admit more; then the queue is drained",
         log_dir,
     ) as run:
-        user_id = str(run.users["alice"])
-        stopping = threading.Event()
-        replies: list[tuple[str, Reply]] = []
-        workers = [
-            threading.Thread(target=_queue_worker, args=(run, user_id, stopping, replies))
-            for _ in range(QUEUE_WORKERS)
-        ]
-        for worker in workers:
-            worker.start()
+        pool = WorkerPool(
+            run.service.url, [str(run.users[name]) for name in USERS], run.clock, QUEUE_WORKERS
+        ).start()
         try:
-            with run.load():
-                time.sleep(2)
-                run.postgres.stop()
-                run.postgres.start()
-                time.sleep(3)
-            # Admission has stopped: the workers drain what is left, lost claims included
-            # once their leases expire.
-            deadline = time.monotonic() + DRAIN_LIMIT_S
-            while time.monotonic() < deadline:
-                with run.postgres.connect() as db:
-                    row = db.execute(
-                        "SELECT count(*) FROM jobs WHERE user_id = %s"
-                        " AND state IN ('queued', 'running')",
-                        [run.users["alice"]],
-                    ).fetchone()
-                if row == (0,):
-                    break
-                time.sleep(0.5)
+            with run.load(threads=producers):
+                for _ in range(QUEUE_RESTARTS):
+                    time.sleep(1.5)
+                    run.postgres.stop()
+                    run.postgres.start()
+                    back = run.clock.now()
+                time.sleep(4)
+            producers_stopped = run.clock.now()
+            drained = _wait_for_drain(run, DRAIN_LIMIT_S)
         finally:
-            stopping.set()
-            for worker in workers:
-                worker.join()
+            log = pool.stop()
+        result = run.finish()
+        _check_recovery(run, run.job_attempts(), back, "Postgres was back the last time")
+        _check_worker_answers(run, log)
+        _audit_queue(run, log)
+        if drained is None:
+            run.note(f"the queue was not empty {DRAIN_LIMIT_S} s after the producers stopped")
+        else:
+            run.note(f"queue empty {drained - producers_stopped:.2f} s after the producers stopped")
+        acked_after = [
+            a for a in log.answers if a.route != "claim" and a.sent_at > back and a.reply.ok
+        ]
+        run.check(bool(acked_after), "no worker completed a job after Postgres was back")
+        if acked_after:
+            first = min(a.answered_at for a in acked_after)
+            run.note(f"workers completing again {first - back:.2f} s after Postgres was back")
+        return result
 
-        statuses = Counter(f"{what} {reply.kind}" for what, reply in replies)
-        run.note(f"queue calls: {dict(sorted(statuses.items()))}")
-        server_errors = {
-            kind: n
-            for kind, n in statuses.items()
-            if kind.split()[1].isdigit() and int(kind.split()[1]) >= 500 and "503" not in kind
-        }
-        run.check(not server_errors, f"queue calls answered with server errors: {server_errors}")
-        run.check(
-            all(_retry_after_ok_reply(reply) for _, reply in replies if reply.status == 503),
-            "a queue call's 503 lacks Retry-After",
+
+def _wait_for_drain(run: Run, limit_s: float) -> float | None:
+    """Wait until no accepted job is queued or running; when that was (None: not within)."""
+    deadline = time.monotonic() + limit_s
+    with run.postgres.connect() as db:
+        while time.monotonic() < deadline:
+            row = db.execute(
+                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return run.clock.now()
+            time.sleep(0.2)
+    return None
+
+
+def _check_worker_answers(run: Run, log: WorkerLog) -> None:
+    """The shared invariants on the workers' answers: no 5xx but 503, Retry-After, no hang."""
+    run.note(f"workers' answers: {log.summary()}; completions given up: {log.given_up}")
+    statuses = [a.reply.status for a in log.answers]
+    server_errors = Counter(str(s) for s in statuses if s is not None and s >= 500 and s != 503)
+    run.check(not server_errors, f"workers got server errors other than 503: {server_errors}")
+    bare = [a for a in log.answers if a.kind == "503" and not _retry_after_ok(a.reply)]
+    run.check(not bare, f"{len(bare)} answers 503 to workers lack Retry-After >= 1")
+    failures = Counter(a.kind for a in log.answers if a.reply.status is None)
+    run.check(not failures, f"workers' connection failures: {dict(failures)}")
+    conflicts = Counter(a.kind for a in log.answers if a.route == "complete" and a.kind == "409")
+    if conflicts:
+        # A retried completion whose first try committed: the lease had ended.
+        run.note(
+            f"single completions answered 409 (a retry of one that had committed): {conflicts}"
         )
-        completed = Counter(
-            result["job_id"]
-            for what, reply in replies
-            if what == "complete" and reply.ok
-            for result in reply.body["results"]
-            if result["outcome"] == "completed"
-        )
-        run.check(
-            all(count == 1 for count in completed.values()),
-            "a job was answered completed twice",
-        )
-        with run.postgres.connect() as db:
-            states = dict(
-                db.execute(
-                    "SELECT coalesce(state, 'rejected'), count(*) FROM jobs WHERE user_id = %s"
-                    " GROUP BY 1",
-                    [run.users["alice"]],
-                ).fetchall()
+
+
+def _audit_queue(run: Run, log: WorkerLog) -> None:
+    """Every accepted job completed exactly once, by the worker told so, or still claimable."""
+    with run.postgres.connect() as db:
+        jobs = {
+            str(job_id): (state, attempts, result)
+            for job_id, state, attempts, result in db.execute(
+                "SELECT job_id, state, attempts, result FROM jobs WHERE status = 'Accepted'"
             )
-            answered_but_not_completed = [
-                job_id
-                for (job_id,) in db.execute(
-                    "SELECT job_id::text FROM jobs WHERE user_id = %s AND state <> 'completed'",
-                    [run.users["alice"]],
-                )
-                if job_id in completed
-            ]
-        run.note(f"alice's jobs by state after draining: {states}")
-        # Every accepted job completed: none lost, none stuck running, none failed (a claim
-        # answer lost in the outage costs its job an attempt, never all three).
-        run.check(
-            set(states) <= {"completed", "rejected"},
-            f"jobs not completed after draining for {DRAIN_LIMIT_S:.0f} s: {states}",
-        )
-        run.check(not answered_but_not_completed, "a job answered completed is not completed")
-        return run.finish()
+        }
+    leases = {(lease.job_id, lease.attempt): lease for lease in log.leases}
+    run.check(
+        len(leases) == len(log.leases),
+        f"{len(log.leases) - len(leases)} claims handed a job at an attempt already leased",
+    )
+    tokens = {lease.lease_token for lease in log.leases}
+    run.check(len(tokens) == len(log.leases), "a lease token was handed out twice")
 
+    acked = Counter(job_id for job_id, _ in log.acknowledged)
+    twice = [job_id for job_id, count in acked.items() if count > 1]
+    run.check(not twice, f"{len(twice)} jobs acknowledged completed twice, e.g. {twice[:3]}")
+    acked_by = dict(log.acknowledged)
+    states = Counter(state for state, _, _ in jobs.values())
+    run.note(f"accepted jobs by state: {dict(states)}")
+    run.check(
+        not set(states) - {"completed", "queued", "running"},
+        f"accepted jobs neither completed nor claimable: {dict(states)}",
+    )
 
-def _retry_after_ok_reply(reply: Reply) -> bool:
-    value = {k.lower(): v for k, v in reply.headers.items()}.get("retry-after", "")
-    return value.isdigit() and int(value) >= 1
+    wrong, unacked, retaken = [], 0, 0
+    for job_id, worker in acked_by.items():
+        state, _, result = jobs.get(job_id, (None, None, None))
+        if state != "completed" or not isinstance(result, dict) or result["worker"] != worker:
+            wrong.append(f"{job_id} acknowledged to worker {worker}: {state} {result}")
+    for job_id, (state, attempts, result) in jobs.items():
+        if state != "completed":
+            continue
+        # The result names the lease it was completed under: a claim must have handed out
+        # exactly that lease, and it must be the job's last attempt.
+        lease = leases.get((job_id, result["attempt"])) if isinstance(result, dict) else None
+        if (
+            lease is None
+            or lease.lease_token != result["lease_token"]
+            or lease.worker != result["worker"]
+            or lease.attempt != attempts
+        ):
+            wrong.append(
+                f"{job_id} (attempt {attempts}) completed under a lease no claim gave: {result}"
+            )
+            continue
+        unacked += job_id not in acked_by
+        retaken += result["attempt"] > 1
+    run.check(not wrong, f"{len(wrong)} completions do not match their lease: {wrong[:3]}")
+    run.note(
+        f"{len(acked_by)} completions acknowledged to workers; {unacked} committed whose "
+        f"answer was lost; {retaken} completed on a later attempt (their lease had expired)"
+    )
 
 
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
@@ -836,7 +856,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "bucket-lock": bucket_locked,
     "postgres-down": postgres_down,
     "slow-clients": slow_clients,
-    "queue-pg-restart": queue_postgres_restart,
+    "workers-during-restart": workers_during_restart,
 }
 
 COLUMNS = (
