@@ -21,7 +21,7 @@ from tests.conftest import REPO_ROOT
 
 VERSIONS_DIR = REPO_ROOT / "alembic" / "versions"
 # Oldest first, as `alembic history` lists them newest first.
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
 
 # Up to the name of the function the file defines: comment lines, then the statement.
 _CREATE_FUNCTION = re.compile(r"\A(?:--[^\n]*\n|\s)*CREATE OR REPLACE FUNCTION (\w+)\(")
