@@ -51,14 +51,15 @@ BEGIN
                               tb.refill_per_second, tb.effective_refill_per_second,
                               tb.adaptive_recovery_per_second,
                               greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))),
+           -- least(refill, ...): rounding up cannot lift a tiny refill's cut above it.
            effective_refill_per_second = greatest(
                tb.adaptive_floor_per_second,
-               trim_scale(round(
+               least(tb.refill_per_second, trim_scale(round(
                    refill_rate(tb.refill_per_second, tb.effective_refill_per_second,
                                tb.adaptive_recovery_per_second,
                                greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))
                    * tb.adaptive_decrease,
-                   24))),
+                   24)))),
            refilled_at = greatest(tb.refilled_at, reported_at),
            throttled_at = reported_at
      WHERE tb.user_id = p_user_id AND tb.dependency = ANY (p_dependencies)

@@ -23,6 +23,9 @@ def report_upstream_throttled(
     it shares with admission). Names that are not adaptive buckets of the user are ignored.
     Returns each bucket slowed down with its effective refill (tokens/s) after the cut.
     """
+    if isinstance(dependencies, str):
+        # A str is a collection of its characters: "openai" would report o, p, e, n, a, i.
+        raise TypeError("dependencies must be a collection of names, not one str")
     with translated():
         rows = conn.execute(
             queries.REPORT_UPSTREAM_THROTTLED,
