@@ -14,15 +14,18 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import NamedTuple
 from uuid import UUID
 
 import psycopg
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from janus.db.buckets import report_upstream_throttled
 from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.hostile import examples
 
 # refill 60 tokens/s, floor 0.25 (15/s), decrease 0.5, recovery 0.05 x 60 = 3 tokens/s per
 # minute: 0.05 tokens/s per second, so that every expected value below is a finite decimal.
@@ -468,3 +471,81 @@ def test_the_operators_view_shows_the_effective_refill_beside_the_configured_one
     assert (openai, refill, adaptive) == ("openai", 60, True)
     assert 20 <= effective < 21  # 15 + 0.05 x 100 s and a little
     assert stripe == ("stripe", 2, 2, False)
+
+
+# --- any sequence of waits, reports and admissions, against an exact model ---
+
+# recovery 0.5 x 60 / 60 = 0.5 tokens/s per second: 2a = 1, so even the integral's division is
+# exact and the model below can be compared with the database digit for digit.
+MODEL_REFILL = Decimal(60)
+MODEL_RECOVERY = Decimal("0.5")
+MODEL_CAPACITY = 1000
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("wait"), st.integers(0, 300_000_000)),  # microseconds
+        st.tuples(st.just("report"), st.just(0)),
+        st.tuples(st.just("admit"), st.integers(1, 400)),  # tokens
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _model_refill(row: Bucket, elapsed: Decimal) -> tuple[Decimal, Decimal]:
+    """(tokens, effective) of `row` brought `elapsed` seconds forward, as the SQL must."""
+    tokens = min(
+        Decimal(MODEL_CAPACITY),
+        row.tokens + gained(MODEL_REFILL, row.effective, MODEL_RECOVERY, elapsed),
+    )
+    return tokens, rate_after(MODEL_REFILL, row.effective, MODEL_RECOVERY, elapsed)
+
+
+@examples(40)
+@given(
+    decrease=st.sampled_from(["0.5", "0.75", "0.9", "0.123"]),
+    floor=st.sampled_from(["0.1", "0.25", "1"]),
+    actions=steps,
+)
+def test_any_sequence_of_reports_and_admissions_matches_the_exact_model(
+    db: psycopg.Connection, decrease: str, floor: str, actions: list[tuple[str, int]]
+) -> None:
+    adaptive = {"decrease": float(decrease), "floor": float(floor), "recovery_per_minute": 0.5}
+    user_id = user_with_config(
+        db,
+        {"openai": {"capacity": MODEL_CAPACITY, "refill_per_second": 60, "adaptive": adaptive}},
+    )
+    floor_rate = Decimal(floor) * MODEL_REFILL
+    row = set_bucket(db, user_id, "openai", tokens=0, effective=floor_rate)
+    for action, amount in actions:
+        if action == "wait":
+            # Moving refilled_at back is the same as that much time passing.
+            db.execute(
+                "UPDATE token_buckets SET refilled_at = refilled_at - %s::interval"
+                " WHERE user_id = %s",
+                [f"{amount} microseconds", user_id],
+            )
+            moved = bucket(db, user_id, "openai")
+            assert seconds(row.refilled_at, moved.refilled_at) == Decimal(amount) / 1_000_000
+            row = moved
+            continue
+        if action == "report":
+            report(db, user_id, "openai")
+            after = bucket(db, user_id, "openai")
+            tokens, rate = _model_refill(row, seconds(after.refilled_at, row.refilled_at))
+            cut = (rate * Decimal(decrease)).quantize(Decimal("1e-24"), rounding=ROUND_HALF_UP)
+            assert (after.tokens, after.effective) == (tokens, max(floor_rate, min(rate, cut)))
+        else:
+            status, _, retry_after = admit(db, user_id, 10, {"openai": amount})
+            event(f"admission {status}")
+            after = bucket(db, user_id, "openai")
+            if status == "Accepted":
+                tokens, rate = _model_refill(row, seconds(after.refilled_at, row.refilled_at))
+                assert tokens >= amount
+                assert (after.tokens, after.effective) == (tokens - amount, rate)
+            else:
+                assert after == row  # a rejection writes nothing
+                assert retry_after is None if amount > MODEL_CAPACITY else retry_after >= 1
+        assert 0 <= after.tokens <= MODEL_CAPACITY
+        assert floor_rate <= after.effective <= MODEL_REFILL
+        row = after
