@@ -2,7 +2,8 @@
 --
 -- Called by admit_jobs_once(). It refills the buckets (at their effective rate, which an
 -- adaptive bucket lowers on upstream throttling and recovers over time: refill_tokens(),
--- refill_rate(), report_upstream_throttled()), runs the checks of the contract in their order, debits the buckets of accepted jobs and stores the jobs with the config version
+-- refill_rate(), report_upstream_throttled()), runs the checks of the contract in their
+-- order, debits the buckets of accepted jobs and stores the jobs with the config version
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
 -- exact text of the contract.
 --
@@ -188,9 +189,9 @@ BEGIN
                     this_reason := format('dependency ''%s'' rate limit exceeded', dep_name[k]);
                 END IF;
                 -- Retry-After uses the effective rate as of now, though an adaptive bucket's
-                -- rate may recover while the client waits: unless upstream throttling is reported
-                -- again, the wait told is never too short.
-                -- The effective rate is 0 only when the configured one is (floor > 0).
+                -- rate may recover while the client waits: unless upstream throttling is
+                -- reported again, the wait told is never too short. The effective rate is 0
+                -- only when the configured one is (the floor is a share above 0).
                 IF bucket_effective[b] = 0
                    OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
                       > 9 * bucket_capacity[b] THEN
