@@ -368,19 +368,17 @@ def test_concurrent_reports_on_one_bucket_are_all_applied(
 ) -> None:
     """12 workers report at once: 4,096 x 0.5^12 = 1 exactly, no update lost.
 
-    The recovery is switched off so that the rate moves only by the decreases; admissions
-    run between the reports and must not disturb them either.
+    Each worker, as a job's completion will, admits and reports in one transaction, naming
+    the buckets in the reverse of their lock order: the report locks them in name order, so
+    no worker deadlocks with another. The recovery is switched off so that the rate moves
+    only by the decreases.
     """
-    user_id = user_with_config(
-        db,
-        {
-            "openai": {
-                "capacity": 10**9,
-                "refill_per_second": 4096,
-                "adaptive": {"decrease": 0.5, "floor": 0.0001, "recovery_per_minute": 1},
-            }
-        },
-    )
+    adaptive = {
+        "capacity": 10**9,
+        "refill_per_second": 4096,
+        "adaptive": {"decrease": 0.5, "floor": 0.0001, "recovery_per_minute": 1},
+    }
+    user_id = user_with_config(db, {"openai": adaptive, "search": adaptive})
     db.execute(
         "UPDATE token_buckets SET adaptive_recovery_per_second = 0 WHERE user_id = %s", [user_id]
     )
@@ -392,9 +390,8 @@ def test_concurrent_reports_on_one_bucket_are_all_applied(
         try:
             with psycopg.connect(database_url) as conn:
                 start.wait(timeout=30)
-                admit(conn, user_id, 10, {"openai": 1})
-                conn.commit()
-                report_upstream_throttled(conn, user_id, ["openai"])
+                admit(conn, user_id, 10, {"openai": 1, "search": 1})
+                report_upstream_throttled(conn, user_id, ["search", "openai"])
                 conn.commit()
         except BaseException as error:  # reported below, in the test's thread
             failures.append(error)
@@ -406,6 +403,7 @@ def test_concurrent_reports_on_one_bucket_are_all_applied(
         thread.join(timeout=60)
     assert failures == []
     assert bucket(db, user_id, "openai").effective == 1
+    assert bucket(db, user_id, "search").effective == 1
     accepted = db.execute(
         "SELECT count(*) FROM jobs WHERE user_id = %s AND status = 'Accepted'", [user_id]
     ).fetchone()
