@@ -27,6 +27,7 @@ MAX_CLAIM_LIMIT = 100
 DEFAULT_LEASE_SECONDS = 60
 MAX_LEASE_SECONDS = 3600
 MAX_ERROR_LENGTH = 10_000
+MAX_RECOVERY_PER_MINUTE = 60
 
 
 class StrictInteger(fields.Integer):
@@ -293,11 +294,35 @@ class CompleteManySchema(Schema):
         return data
 
 
+class AdaptiveSchema(Schema):
+    """How a bucket's effective refill follows reports of upstream throttling (AIMD).
+
+    Each report multiplies the effective refill by `decrease`, never below `floor` x the
+    configured refill; while none comes it regains `recovery_per_minute` x the configured
+    refill per minute, up to the configured refill. All three are shares of it, all required.
+    """
+
+    # 1 would never slow down, 0 would stop the bucket for good.
+    decrease = StrictNumber(
+        required=True,
+        validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
+    )
+    # Above 0, so that a throttled bucket still refills and Retry-After stays finite.
+    floor = StrictNumber(required=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
+    # Above 0, or a cut would last for ever; at most 60: all of the refill back within a second.
+    recovery_per_minute = StrictNumber(
+        required=True,
+        validate=validate.Range(min=0, max=MAX_RECOVERY_PER_MINUTE, min_inclusive=False),
+    )
+
+
 class DependencyLimitSchema(Schema):
-    """The budget of one external dependency: bucket size and refill rate."""
+    """The budget of one external dependency: bucket size, refill rate, and maybe adaptive."""
 
     capacity = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_CAPACITY))
     refill_per_second = StrictNumber(required=True, validate=validate.Range(min=0))
+    # Absent: the bucket refills at refill_per_second whatever workers report.
+    adaptive = fields.Nested(AdaptiveSchema)
 
 
 class ConfigSchema(Schema):

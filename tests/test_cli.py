@@ -392,6 +392,77 @@ def test_config_set_for_an_unknown_user_fails_cleanly(cli: Cli, tmp_path: Path) 
     assert_one_line_error(run, 1, "unknown user")
 
 
+ADAPTIVE = {"decrease": 0.5, "floor": 0.1, "recovery_per_minute": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("adaptive", "words"),
+    [
+        ({**ADAPTIVE, "decrease": 1}, ["dependencies.openai.adaptive.decrease", "less than 1"]),
+        ({**ADAPTIVE, "decrease": 0}, ["dependencies.openai.adaptive.decrease", "greater than 0"]),
+        ({**ADAPTIVE, "floor": 0}, ["dependencies.openai.adaptive.floor", "greater than 0"]),
+        ({**ADAPTIVE, "floor": 1.5}, ["dependencies.openai.adaptive.floor", "or equal to 1"]),
+        (
+            {**ADAPTIVE, "recovery_per_minute": 0},
+            ["dependencies.openai.adaptive.recovery_per_minute", "greater than 0"],
+        ),
+        (
+            {**ADAPTIVE, "recovery_per_minute": 61},
+            ["dependencies.openai.adaptive.recovery_per_minute", "or equal to 60"],
+        ),
+        ({"decrease": 0.5}, ["adaptive.floor", "adaptive.recovery_per_minute", "Missing data"]),
+        ({**ADAPTIVE, "decrease": "0.5"}, ["adaptive.decrease", "Not a valid number"]),
+        ({**ADAPTIVE, "increase": 2}, ["adaptive.increase", "Unknown field"]),
+        (True, ["dependencies.openai.adaptive", "Invalid input type"]),
+    ],
+    ids=[
+        "decrease-1",
+        "decrease-0",
+        "floor-0",
+        "floor-over-1",
+        "recovery-0",
+        "recovery-61",
+        "missing-fields",
+        "string",
+        "unknown-field",
+        "not-an-object",
+    ],
+)
+def test_config_set_refuses_a_bad_adaptive_setting_in_one_line(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path, adaptive: Any, words: list[str]
+) -> None:
+    config = {
+        "dependencies": {"openai": {"capacity": 5, "refill_per_second": 1, "adaptive": adaptive}}
+    }
+    assert_one_line_error(
+        cli("config", "set", create_user(db), write_config(tmp_path, config)), 2, *words
+    )
+    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
+
+
+def test_config_set_stores_adaptive_and_config_show_prints_it(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """`adaptive` is shown only for the dependencies that have it, as it was written."""
+    user_id = create_user(db)
+    config = {
+        "paused": False,
+        "min_priority": 1,
+        "priority_reserve": 0.2,
+        "unknown_dependencies": "reject",
+        "max_attempts": 3,
+        "retention_days": 7,
+        "dependencies": {
+            "openai": {"capacity": 100, "refill_per_second": 10, "adaptive": ADAPTIVE},
+            "stripe": {"capacity": 20, "refill_per_second": 1},
+        },
+    }
+    assert cli("config", "set", user_id, write_config(tmp_path, config)).out == "1\n"
+    run = cli("config", "show", user_id)
+    assert run.status == 0 and run.err == ""
+    assert json.loads(run.out) == {"version": 1, **config}
+
+
 # --- config show ---
 
 
@@ -488,6 +559,38 @@ def test_quotas_of_a_config_without_dependencies_is_just_the_header(
     activate_config(db, user_id, {})
     run = cli("quotas", user_id)
     assert (run.status, run.out.splitlines()) == (0, ["dependency  capacity  refill/s  tokens now"])
+
+
+def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {
+            "openai": {
+                "capacity": 100,
+                "refill_per_second": 60,
+                "adaptive": {"decrease": 0.5, "floor": 0.25, "recovery_per_minute": 0.05},
+            },
+            "stripe": {"capacity": 4, "refill_per_second": 0.25},
+        },
+    )
+    # Cut to the floor, with the recovery off and the bucket full, so the table is exact.
+    db.execute(
+        "UPDATE token_buckets SET effective_refill_per_second = 15,"
+        "       adaptive_recovery_per_second = 0"
+        " WHERE user_id = %s AND dependency = 'openai'",
+        [user_id],
+    )
+    run = cli("quotas", user_id)
+    assert run.status == 0 and run.err == ""
+    assert run.out.splitlines() == [
+        "dependency  capacity  refill/s  effective/s  tokens now",
+        "openai           100        60           15      100.00",
+        "stripe             4      0.25         0.25        4.00",
+    ]
 
 
 def test_quotas_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -304,17 +305,47 @@ def test_many_completions_in_one_request_each_get_their_own_outcome(
     assert job_row(db, jobs[2]["job_id"])["actual_costs"] == {"openai": 1}
 
 
-def test_upstream_throttled_is_accepted_by_complete_and_fail(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, worker_user: UUID
+def test_upstream_throttled_reported_by_complete_and_fail_slows_an_adaptive_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    """The adaptive refill acts on it (report_upstream_throttled()); here it is only taken."""
+    adaptive = {"decrease": 0.5, "floor": 0.1, "recovery_per_minute": 0.01}
+    user = user_with_config(
+        db,
+        {
+            "openai": {"capacity": 1000, "refill_per_second": 10, "adaptive": adaptive},
+            "stripe": {"capacity": 1000, "refill_per_second": 10},
+        },
+    )
+
+    def effective(dependency: str) -> Decimal:
+        row = db.execute(
+            "SELECT effective_refill_per_second FROM token_buckets"
+            " WHERE user_id = %s AND dependency = %s",
+            [user, dependency],
+        ).fetchone()
+        assert row is not None
+        return Decimal(row[0])
+
+    rates = []
     for call, extra in [("complete", {}), ("fail", {"error": "429 from openai"})]:
-        submit(app_client, worker_user, queued_job({"openai": 1}))
-        [job] = claim(app_client, worker_user)
+        submit(app_client, user, queued_job({"openai": 1, "stripe": 1}))
+        [job] = claim(app_client, user)
         answer = lease_call(
-            app_client, worker_user, job, call, upstream_throttled=["openai", "unknown"], **extra
+            app_client,
+            user,
+            job,
+            call,
+            upstream_throttled=["openai", "stripe", "unknown"],
+            **extra,
         )
         assert answer.status_code == 200, answer.text
+        rates.append(effective("openai"))
+
+    # Halved at each report; between the two it recovers 0.01 x 10 tokens/s per minute.
+    assert rates[0] == Decimal(5)
+    assert Decimal("2.5") < rates[1] < Decimal("2.51")
+    # Not adaptive, and not a bucket: unchanged, ignored.
+    assert effective("stripe") == Decimal(10)
 
 
 # --- bad input ---

@@ -13,6 +13,7 @@ import alembic.command
 import alembic.config
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 
 from janus.db import queries
 from janus.db.sql import SqlFileError, function_sources, load_queries, parse_queries
@@ -20,8 +21,16 @@ from janus.settings import sqlalchemy_url
 from tests.conftest import REPO_ROOT
 
 VERSIONS_DIR = REPO_ROOT / "alembic" / "versions"
-# Oldest first, as `alembic history` lists them newest first.
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
+
+
+def _revisions() -> list[str]:
+    """Every revision oldest first (`alembic history` lists them newest first)."""
+    script = ScriptDirectory.from_config(alembic.config.Config(str(REPO_ROOT / "alembic.ini")))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+# Read from alembic/versions, so that a new migration (or a renumbered one) needs no edit here.
+REVISIONS = _revisions()
 
 # Up to the name of the function the file defines: comment lines, then the statement.
 _CREATE_FUNCTION = re.compile(r"\A(?:--[^\n]*\n|\s)*CREATE OR REPLACE FUNCTION (\w+)\(")

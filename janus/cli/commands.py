@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -122,20 +123,26 @@ def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's token buckets as of now, as an aligned table."""
+    """Print the user's token buckets as of now, as an aligned table.
+
+    When any bucket is adaptive, an `effective/s` column shows the rate each refills at now
+    beside its configured `refill/s`; without adaptive buckets the table is as it always was.
+    """
     with accounts.operator_transaction(database_url) as conn:
         levels = accounts.bucket_levels(conn, args.user_id)
-    header = ("dependency", "capacity", "refill/s", "tokens now")
+    adaptive = any(level.adaptive for level in levels)
+    header = ("dependency", "capacity", "refill/s", *(["effective/s"] if adaptive else []))
     rows = [
         (
             level.dependency,
             str(level.capacity),
             str(level.refill_per_second),
+            *([effective_text(level)] if adaptive else []),
             f"{level.tokens_now:.2f}",
         )
         for level in levels
     ]
-    for line in aligned_table(header, rows):
+    for line in aligned_table((*header, "tokens now"), rows):
         print(line, file=out)
 
 
@@ -171,6 +178,25 @@ def _printable(text: str) -> str:
 
 def _moment(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S%z")
+
+
+def effective_text(level: accounts.BucketLevel) -> str:
+    """The effective refill as the table shows it: as configured when it is the configured one."""
+    if level.effective_refill_per_second == level.refill_per_second:
+        return str(level.refill_per_second)
+    return rate_text(level.effective_refill_per_second)
+
+
+def rate_text(rate: Decimal) -> str:
+    """A refill rate for a table: 6 significant digits, no trailing zeros (`2.5`, `0.00833333`).
+
+    A recovering rate carries many decimals (it gains a share of the refill per microsecond);
+    a person reading the table needs the first few, and a tiny rate must not show as 0.
+    """
+    with localcontext() as context:
+        context.prec = 6
+        text = f"{+rate:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:

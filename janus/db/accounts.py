@@ -35,7 +35,10 @@ class BucketLevel:
     dependency: str
     capacity: int
     refill_per_second: Decimal
+    # The rate it refills at now: the configured one unless it is adaptive and throttled.
+    effective_refill_per_second: Decimal
     tokens_now: Decimal
+    adaptive: bool
 
 
 @contextmanager

@@ -32,6 +32,9 @@ ACTIVE_CONFIG = _QUERIES["active_config"]
 SET_PAUSED = _QUERIES["set_paused"]
 BUCKET_LEVELS = _QUERIES["bucket_levels"]
 
+# Adaptive refill (workers' reports of upstream throttling)
+REPORT_UPSTREAM_THROTTLED = _QUERIES["report_upstream_throttled"]
+
 # Maintenance
 PRUNE_IDEMPOTENCY_KEYS = _QUERIES["prune_idempotency_keys"]
 PRUNE_CUTOFF = _QUERIES["prune_cutoff"]

@@ -1,7 +1,9 @@
 -- admit_jobs(): the whole admission decision for a job or a batch, in one call.
 --
--- Called by admit_jobs_once(). It refills the buckets, runs the checks of the contract in
--- their order, debits the buckets of accepted jobs and stores the jobs with the config version
+-- Called by admit_jobs_once(). It refills the buckets (at their effective rate, which an
+-- adaptive bucket lowers on upstream throttling and recovers over time: refill_tokens(),
+-- refill_rate(), report_upstream_throttled()), runs the checks of the contract in their
+-- order, debits the buckets of accepted jobs and stores the jobs with the config version
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
 -- exact text of the contract.
 --
@@ -48,10 +50,13 @@ DECLARE
     bucket_name       text[];
     bucket_capacity   bigint[];
     bucket_refill     numeric[];
+    bucket_effective  numeric[];   -- the effective refill, tokens/s, as of decided_at
+    bucket_recovery   numeric[];   -- NULL: not adaptive
     bucket_tokens     numeric[];
     bucket_refilled   timestamptz[];
     bucket_debited    boolean[];
     decided_at        timestamptz;
+    elapsed           numeric;
     i                 integer;
     k                 integer;
     b                 integer;
@@ -101,10 +106,15 @@ BEGIN
     SELECT coalesce(array_agg(l.dependency ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.capacity ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.refill_per_second ORDER BY l.dependency), '{}'),
+           coalesce(array_agg(l.effective_refill_per_second ORDER BY l.dependency), '{}'),
+           coalesce(array_agg(l.adaptive_recovery_per_second ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.tokens ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.refilled_at ORDER BY l.dependency), '{}')
-      INTO bucket_name, bucket_capacity, bucket_refill, bucket_tokens, bucket_refilled
-      FROM (SELECT tb.dependency, tb.capacity, tb.refill_per_second, tb.tokens, tb.refilled_at
+      INTO bucket_name, bucket_capacity, bucket_refill, bucket_effective, bucket_recovery,
+           bucket_tokens, bucket_refilled
+      FROM (SELECT tb.dependency, tb.capacity, tb.refill_per_second,
+                   tb.effective_refill_per_second, tb.adaptive_recovery_per_second, tb.tokens,
+                   tb.refilled_at
               FROM token_buckets tb
              WHERE tb.user_id = p_user_id AND tb.dependency = ANY (dep_name)
              ORDER BY tb.dependency
@@ -114,11 +124,16 @@ BEGIN
     -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
     decided_at := clock_timestamp();
     bucket_debited := array_fill(false, ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
+    -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at.
+    -- A non-adaptive bucket's effective rate is its configured one, so it gains refill * elapsed.
     FOR b IN 1 .. coalesce(array_length(bucket_name, 1), 0) LOOP
+        elapsed := greatest(0, extract(epoch FROM decided_at - bucket_refilled[b]));
         bucket_tokens[b] := least(
             bucket_capacity[b],
-            bucket_tokens[b] + bucket_refill[b]
-                               * greatest(0, extract(epoch FROM decided_at - bucket_refilled[b])));
+            bucket_tokens[b] + refill_tokens(bucket_refill[b], bucket_effective[b],
+                                             bucket_recovery[b], elapsed));
+        bucket_effective[b] := refill_rate(bucket_refill[b], bucket_effective[b],
+                                           bucket_recovery[b], elapsed);
     END LOOP;
 
     dep_bucket := array_fill(NULL::integer, ARRAY[coalesce(array_length(dep_name, 1), 0)]);
@@ -173,12 +188,17 @@ BEGIN
                 IF this_reason IS NULL THEN
                     this_reason := format('dependency ''%s'' rate limit exceeded', dep_name[k]);
                 END IF;
-                IF bucket_refill[b] = 0
+                -- Retry-After uses the effective rate as of now, though an adaptive bucket's
+                -- rate may recover while the client waits: unless upstream throttling is
+                -- reported again, the wait told is never too short. The effective rate is 0
+                -- only when the configured one is (the floor is a share above 0).
+                IF bucket_effective[b] = 0
                    OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
                       > 9 * bucket_capacity[b] THEN
                     incurable := true;
                 ELSE
-                    this_retry := greatest(this_retry, ceil(shortfall_x9 / (9 * bucket_refill[b])));
+                    this_retry := greatest(this_retry,
+                                           ceil(shortfall_x9 / (9 * bucket_effective[b])));
                 END IF;
             END LOOP;
         END IF;
@@ -214,8 +234,10 @@ BEGIN
     ELSE
         UPDATE token_buckets tb
            SET tokens = u.tokens,
+               effective_refill_per_second = u.effective,
                refilled_at = greatest(tb.refilled_at, decided_at)
-          FROM unnest(bucket_name, bucket_tokens, bucket_debited) AS u(dependency, tokens, debited)
+          FROM unnest(bucket_name, bucket_tokens, bucket_effective, bucket_debited)
+               AS u(dependency, tokens, effective, debited)
          WHERE tb.user_id = p_user_id AND tb.dependency = u.dependency AND u.debited;
 
         -- An accepted job enters the queue (state queued); a rejected one has no state.

@@ -101,10 +101,22 @@ SELECT c.version,
            'max_attempts', c.max_attempts,
            'retention_days', c.retention_days,
            'dependencies', coalesce(
-               (SELECT json_object_agg(d.dependency,
-                                       json_build_object('capacity', d.capacity,
-                                                         'refill_per_second', d.refill_per_second)
-                                       ORDER BY d.dependency)
+               (SELECT json_object_agg(
+                           d.dependency,
+                           -- "adaptive" only when set, so a config without it shows as before.
+                           CASE WHEN d.adaptive_decrease IS NULL
+                                THEN json_build_object('capacity', d.capacity,
+                                                       'refill_per_second', d.refill_per_second)
+                                ELSE json_build_object(
+                                         'capacity', d.capacity,
+                                         'refill_per_second', d.refill_per_second,
+                                         'adaptive', json_build_object(
+                                             'decrease', d.adaptive_decrease,
+                                             'floor', d.adaptive_floor,
+                                             'recovery_per_minute',
+                                             d.adaptive_recovery_per_minute))
+                           END
+                           ORDER BY d.dependency)
                   FROM config_dependencies d
                  WHERE d.user_id = c.user_id AND d.version = c.version),
                '{}'::json)
@@ -121,10 +133,16 @@ UPDATE configs SET paused = %(paused)s
 RETURNING version
 
 -- bucket_levels --
-SELECT dependency, capacity, refill_per_second, tokens_now
+SELECT dependency, capacity, refill_per_second, effective_refill_per_second, tokens_now, adaptive
   FROM token_buckets_now
  WHERE user_id = %(user_id)s
  ORDER BY dependency
+
+-- report_upstream_throttled --
+-- Workers saw these upstream APIs answer 429: see report_upstream_throttled.sql. Returns the
+-- adaptive buckets it slowed down, with their new effective refill.
+SELECT dependency, effective_refill_per_second
+  FROM report_upstream_throttled(%(user_id)s, %(dependencies)s::text[])
 
 -- prune_idempotency_keys --
 -- Maintenance (janus prune). Expired keys are already ignored by admit_jobs_once(); this only

@@ -1,13 +1,22 @@
--- report_upstream_throttled(): a worker said these dependencies throttled it (HTTP 429 and
--- the like) while it ran a job; called by finish_jobs() for each complete or fail that reports
--- `upstream_throttled`, in the same transaction.
+-- report_upstream_throttled(): workers saw the upstream API answer 429; slow those buckets down.
 --
--- A stub for now: it does nothing. The adaptive refill of issue 9 (item 5) fills it in: cut
--- the effective refill of each named bucket multiplicatively (AIMD). When it is called, the
--- caller already holds the row locks of the user's buckets named in p_dependencies (taken in
--- dependency-name order, with those of the costs being settled), and p_at is the database
--- clock read once those locks were held, as admit_jobs() reads it. Names without a bucket are
--- to be ignored. p_dependencies is sorted by name, without duplicates.
+-- For each named bucket of the user that is adaptive (its dependency has "adaptive" in the
+-- active config), under its row lock: tokens and the effective refill are first brought up to
+-- the database clock (refill_tokens(), refill_rate(): the rate recovered since the last
+-- write), then the effective refill is multiplied by the bucket's decrease factor, never below
+-- its floor (multiplicative decrease; the additive increase is refill_rate()). Names that are
+-- not the user's adaptive buckets, an unknown user included, are ignored: a worker may report
+-- any name its upstream used. A name listed twice is one report.
+--
+-- Meant to be called in the transaction that completes or fails the job, so the report and the
+-- job's outcome commit together. Rows are locked in dependency-name order, as admit_jobs() and
+-- activate_config() lock them, so it cannot deadlock with them; a caller that locks other
+-- buckets of the user in the same transaction must lock them in that order too.
+--
+-- A decrease is rounded to 24 decimal places (1e-24 tokens/s): reports that arrive faster
+-- than the rate recovers would otherwise grow numeric's scale by the factor's with each one.
+--
+-- Returns each bucket it slowed down, with its effective refill after the decrease.
 --
 -- The live definition is janus/db/sql/report_upstream_throttled.sql; a migration that changes
 -- it applies a frozen copy of that file (alembic/README).
@@ -15,13 +24,49 @@
 CREATE OR REPLACE FUNCTION report_upstream_throttled(
     p_user_id      uuid,
     p_dependencies text[],
-    p_at           timestamptz
+    -- The decision clock of a caller that already holds these buckets' locks (finish_jobs()
+    -- settles costs at it too); NULL: read the clock here, once the locks are held.
+    p_at           timestamptz DEFAULT NULL
 )
-RETURNS void
+RETURNS TABLE (dependency text, effective_refill_per_second numeric)
 LANGUAGE plpgsql
 AS $fn$
+#variable_conflict use_column
+DECLARE
+    reported_at timestamptz;
 BEGIN
-    -- Nothing yet: see the comment above (issue 9, item 5, adaptive refill).
-    RETURN;
+    -- Non-adaptive buckets are not locked: a report changes nothing there, and admissions on
+    -- them need not wait for it.
+    PERFORM 1
+       FROM token_buckets tb
+      WHERE tb.user_id = p_user_id AND tb.dependency = ANY (p_dependencies)
+        AND tb.adaptive_decrease IS NOT NULL
+      ORDER BY tb.dependency
+        FOR UPDATE;
+    -- Read once the locks are held, as admit_jobs() does: no later writer can have refilled
+    -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
+    reported_at := coalesce(p_at, clock_timestamp());
+
+    RETURN QUERY
+    UPDATE token_buckets tb
+       SET tokens = least(tb.capacity,
+                          tb.tokens + refill_tokens(
+                              tb.refill_per_second, tb.effective_refill_per_second,
+                              tb.adaptive_recovery_per_second,
+                              greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))),
+           -- least(refill, ...): rounding up cannot lift a tiny refill's cut above it.
+           effective_refill_per_second = greatest(
+               tb.adaptive_floor_per_second,
+               least(tb.refill_per_second, trim_scale(round(
+                   refill_rate(tb.refill_per_second, tb.effective_refill_per_second,
+                               tb.adaptive_recovery_per_second,
+                               greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))
+                   * tb.adaptive_decrease,
+                   24)))),
+           refilled_at = greatest(tb.refilled_at, reported_at),
+           throttled_at = reported_at
+     WHERE tb.user_id = p_user_id AND tb.dependency = ANY (p_dependencies)
+       AND tb.adaptive_decrease IS NOT NULL
+    RETURNING tb.dependency::text, tb.effective_refill_per_second;
 END
 $fn$;

@@ -41,13 +41,20 @@ BEGIN
             delta := coalesce((p_charged ->> reported.name)::bigint, 0) - reported.tokens;
         END IF;
         CONTINUE WHEN delta = 0;
-        -- Refilled to p_at first, exactly as admit_jobs() does, then moved and clamped.
+        -- Refilled to p_at first, exactly as admit_jobs() does (at the effective rate, which
+        -- is brought to p_at with the tokens), then moved and clamped.
         UPDATE token_buckets tb
            SET tokens = greatest(0, least(tb.capacity,
                    least(tb.capacity,
-                         tb.tokens + tb.refill_per_second
-                                     * greatest(0, extract(epoch FROM p_at - tb.refilled_at)))
+                         tb.tokens + refill_tokens(
+                             tb.refill_per_second, tb.effective_refill_per_second,
+                             tb.adaptive_recovery_per_second,
+                             greatest(0, extract(epoch FROM p_at - tb.refilled_at))))
                    + delta)),
+               effective_refill_per_second = refill_rate(
+                   tb.refill_per_second, tb.effective_refill_per_second,
+                   tb.adaptive_recovery_per_second,
+                   greatest(0, extract(epoch FROM p_at - tb.refilled_at))),
                refilled_at = greatest(tb.refilled_at, p_at)
          WHERE tb.user_id = p_user_id AND tb.dependency = reported.name;
     END LOOP;
