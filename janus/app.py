@@ -7,11 +7,17 @@ from functools import partial
 import falcon
 
 from janus.admission import Mode, Source
+from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
 from janus.resources.auth import ServiceTokenMiddleware
+from janus.resources.configs import (
+    ConfigActivateResource,
+    ConfigResource,
+    ConfigVersionsResource,
+)
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.jobs import BatchResource, SingleJobResource
@@ -29,8 +35,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     """The Janus WSGI app, serving every route of the seed API from `pool`.
 
     The composition root: the only place that hands janus.db's implementations to the
-    resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue and
-    a readiness check.
+    resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
+    janus.configs' ConfigStore and a readiness check.
     """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
@@ -61,4 +67,12 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/system/jobs/{job_id:uuid}/heartbeat", HeartbeatResource(queue))
     app.add_route("/system/jobs/{job_id:uuid}/complete", FinishResource(queue, failed=False))
     app.add_route("/system/jobs/{job_id:uuid}/fail", FinishResource(queue, failed=True))
+    # The dashboard: the user's own config versions (janus.configs' ConfigStore).
+    configs = ConfigVersionStore(pool)
+    app.add_route("/dashboard/config", ConfigResource(configs))
+    app.add_route("/dashboard/config/versions", ConfigVersionsResource(configs))
+    app.add_route(
+        "/dashboard/config/versions/{version:int(min=1)}/activate",
+        ConfigActivateResource(configs),
+    )
     return app

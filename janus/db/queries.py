@@ -32,6 +32,10 @@ ACTIVE_CONFIG = _QUERIES["active_config"]
 SET_PAUSED = _QUERIES["set_paused"]
 BUCKET_LEVELS = _QUERIES["bucket_levels"]
 
+# Config versions over HTTP (the dashboard)
+LOCK_CONFIG_OWNER = _QUERIES["lock_config_owner"]
+CONFIG_VERSIONS = _QUERIES["config_versions"]
+
 # Adaptive refill (workers' reports of upstream throttling)
 REPORT_UPSTREAM_THROTTLED = _QUERIES["report_upstream_throttled"]
 

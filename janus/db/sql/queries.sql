@@ -189,3 +189,53 @@ DELETE FROM jobs
                      AND finished_at < %(cutoff)s
                    ORDER BY finished_at
                    LIMIT %(chunk)s)
+
+-- lock_config_owner --
+-- The dashboard's config calls: the user's row lock, the one activate_config() takes, held
+-- first so that a version check and the activation after it see no activation in between
+-- (two PUTs with the same If-Match: the second waits, then sees the first's version). No row:
+-- unknown user.
+SELECT 1 FROM users WHERE user_id = %(user_id)s FOR UPDATE
+
+-- config_versions --
+-- A user's config versions newest first, as the dashboard shows them: only the active one
+-- (active_only), only one (version), or a keyset page (below `before`, up to `limit`), by the
+-- primary key (user_id, version). The config is built as active_config builds it.
+SELECT c.version,
+       c.created_at,
+       c.activated_at,
+       c.is_active,
+       json_build_object(
+           'paused', c.paused,
+           'min_priority', c.min_priority,
+           'priority_reserve', c.priority_reserve,
+           'unknown_dependencies', c.unknown_dependencies,
+           'max_attempts', c.max_attempts,
+           'retention_days', c.retention_days,
+           'dependencies', coalesce(
+               (SELECT json_object_agg(
+                           d.dependency,
+                           CASE WHEN d.adaptive_decrease IS NULL
+                                THEN json_build_object('capacity', d.capacity,
+                                                       'refill_per_second', d.refill_per_second)
+                                ELSE json_build_object(
+                                         'capacity', d.capacity,
+                                         'refill_per_second', d.refill_per_second,
+                                         'adaptive', json_build_object(
+                                             'decrease', d.adaptive_decrease,
+                                             'floor', d.adaptive_floor,
+                                             'recovery_per_minute',
+                                             d.adaptive_recovery_per_minute))
+                           END
+                           ORDER BY d.dependency)
+                  FROM config_dependencies d
+                 WHERE d.user_id = c.user_id AND d.version = c.version),
+               '{}'::json)
+       ) AS config
+  FROM configs c
+ WHERE c.user_id = %(user_id)s
+   AND (NOT %(active_only)s OR c.is_active)
+   AND (%(version)s::integer IS NULL OR c.version = %(version)s::integer)
+   AND (%(before)s::integer IS NULL OR c.version < %(before)s::integer)
+ ORDER BY c.version DESC
+ LIMIT %(limit)s
