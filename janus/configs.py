@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+# `if_match` that any active version satisfies (HTTP's If-Match: *); versions start at 1.
+ANY_VERSION = 0
+
 
 class VersionMismatch(Exception):
     """The caller's If-Match names a version that is not the active one: nothing was stored."""
@@ -50,7 +53,8 @@ class ConfigStore(Protocol):
     ) -> ConfigVersion:
         """Store `config` (as ConfigSchema loads it) as the next version and activate it.
 
-        With `if_match`, only when that is the active version (VersionMismatch otherwise):
+        With `if_match`, only when that is the active version (VersionMismatch otherwise),
+        or with ANY_VERSION (0, If-Match: *) only when there is an active version at all:
         the check and the activation are one transaction under the user's lock.
         """
         ...

@@ -10,8 +10,9 @@ from uuid import UUID, uuid4
 import falcon.testing
 import psycopg
 
+from janus.settings import Settings
 from tests.support.answers import assert_clear_error
-from tests.support.app import headers_for
+from tests.support.app import headers_for, serve_app
 from tests.support.factories import bucket_tokens, create_user, user_with_config
 
 CONFIG = "/dashboard/config"
@@ -107,7 +108,11 @@ def test_a_stale_if_match_is_412_and_stores_nothing(
     # With no config at all, any If-Match is stale.
     fresh = create_user(db)
     assert_clear_error(_put(app_client, fresh, _config(), **{"If-Match": "1"}), 412)
+    assert_clear_error(_put(app_client, fresh, _config(), **{"If-Match": "*"}), 412)
     assert _versions(db, fresh) == []
+    # "*" matches whatever version is active.
+    assert _put(app_client, user_id, _config(), **{"If-Match": "*"}).status_code == 200
+    assert _versions(db, user_id) == [1, 2, 3]
 
 
 def test_two_concurrent_puts_with_the_same_if_match_one_wins(
@@ -245,3 +250,16 @@ def test_activating_an_unknown_version_is_404(
     result = app_client.simulate_post(f"{VERSIONS}/2/activate", headers=headers_for(user_id))
     assert_clear_error(result, 404)
     assert _versions(db, user_id) == [1]
+
+
+def test_the_service_token_guards_the_config_routes(
+    database_url: str, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
+    settings = Settings(database_url=database_url, service_token="s3cret-token")
+    with serve_app(settings) as client:
+        for path, method in ((CONFIG, "GET"), (CONFIG, "PUT"), (VERSIONS, "GET")):
+            result = client.simulate_request(method, path, headers=headers_for(user_id))
+            assert_clear_error(result, 401)
+        authorized = headers_for(user_id, Authorization="Bearer s3cret-token")
+        assert client.simulate_get(CONFIG, headers=authorized).status_code == 200

@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from janus.admission import UnknownUser
-from janus.configs import ConfigVersion, UnknownVersion, VersionMismatch
+from janus.configs import ANY_VERSION, ConfigVersion, UnknownVersion, VersionMismatch
 from janus.db import accounts, queries
 from janus.db.errors import translated
 
@@ -78,7 +78,7 @@ class ConfigVersionStore:
             if if_match is not None:
                 active = _select(conn, user_id, active_only=True)
                 active_version = active[0].version if active else None
-                if active_version != if_match:
+                if active_version is None or if_match not in (ANY_VERSION, active_version):
                     raise VersionMismatch(active_version)
             return _activate(conn, user_id, config)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import falcon
 
-from janus.configs import ConfigStore, ConfigVersion, UnknownVersion, VersionMismatch
+from janus.configs import ANY_VERSION, ConfigStore, ConfigVersion, UnknownVersion, VersionMismatch
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, load_body
 from janus.schemas import ConfigSchema
@@ -16,7 +16,7 @@ NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
-# An entity tag as sent back: "7", or 7 without the quotes.
+# An entity tag as sent back: "7", or 7 without the quotes; "*" is any active version.
 _IF_MATCH = re.compile(r'"?([1-9][0-9]{0,9})"?', re.ASCII)
 
 
@@ -39,6 +39,8 @@ def _if_match(req: falcon.Request) -> int | None:
     raw = req.get_header("If-Match")
     if raw is None:
         return None
+    if raw.strip() == "*":
+        return ANY_VERSION
     match = _IF_MATCH.fullmatch(raw.strip())
     if match is None:
         raise InvalidBody('If-Match must be a config version\'s ETag, such as "3"')
