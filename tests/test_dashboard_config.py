@@ -116,21 +116,21 @@ def test_a_stale_if_match_is_412_and_stores_nothing(
 
 
 def test_two_concurrent_puts_with_the_same_if_match_one_wins(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, database_url: str
+    db: psycopg.Connection, database_url: str
 ) -> None:
     user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
     results: list[int] = []
 
-    def put(capacity: int) -> None:
-        results.append(
-            _put(app_client, user_id, _config(capacity), **{"If-Match": '"1"'}).status_code
-        )
+    def put(client: falcon.testing.TestClient, capacity: int) -> None:
+        results.append(_put(client, user_id, _config(capacity), **{"If-Match": '"1"'}).status_code)
 
+    # A lock_timeout longer than the test's wait, so a slow machine cannot turn a wait into 503.
+    settings = Settings(database_url=database_url, lock_timeout_ms=30_000)
     # Hold the user's row lock so that both PUTs are inside their transactions, waiting on it,
     # before either may go on: both read If-Match "1" against the same state.
-    with psycopg.connect(database_url) as blocker:
+    with serve_app(settings) as app_client, psycopg.connect(database_url) as blocker:
         blocker.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", [user_id])
-        threads = [threading.Thread(target=put, args=(c,)) for c in (20, 30)]
+        threads = [threading.Thread(target=put, args=(app_client, c)) for c in (20, 30)]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
@@ -146,8 +146,8 @@ def test_two_concurrent_puts_with_the_same_if_match_one_wins(
         else:
             raise AssertionError("the two PUTs never both waited on the user's lock")
         blocker.rollback()
-    for thread in threads:
-        thread.join(10)
+        for thread in threads:
+            thread.join(10)
     assert sorted(results) == [200, 412]
     assert _versions(db, user_id) == [1, 2]
 
