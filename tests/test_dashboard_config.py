@@ -263,3 +263,16 @@ def test_the_service_token_guards_the_config_routes(
             assert_clear_error(result, 401)
         authorized = headers_for(user_id, Authorization="Bearer s3cret-token")
         assert client.simulate_get(CONFIG, headers=authorized).status_code == 200
+
+
+def test_other_statuses_of_the_config_routes(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
+    as_text = headers_for(user_id, **{"Content-Type": "text/plain"})
+    assert_clear_error(app_client.simulate_put(CONFIG, body="{}", headers=as_text), 415)
+    assert_clear_error(app_client.simulate_delete(CONFIG, headers=headers_for(user_id)), 405)
+    assert_clear_error(app_client.simulate_get(VERSIONS, headers=headers_for(uuid4())), 401)
+    path = f"{VERSIONS}/1/activate"
+    assert_clear_error(app_client.simulate_post(path, headers=headers_for(uuid4())), 401)
+    assert _versions(db, user_id) == [1]
