@@ -93,7 +93,8 @@ def test_an_invalid_config_is_400_naming_the_field_and_stores_nothing(
     nan = '{"dependencies": {"openai": {"capacity": 1, "refill_per_second": NaN}}}'
     result = app_client.simulate_put(CONFIG, body=nan, headers=headers_for(user_id))
     assert_clear_error(result, 400)
-    assert_clear_error(_put(app_client, user_id, _config(), **{"If-Match": "W/x"}), 400)
+    for bad in ("W/x", '"1', "0", '"1", "2"'):
+        assert_clear_error(_put(app_client, user_id, _config(), **{"If-Match": bad}), 400)
     assert _versions(db, user_id) == [1]
 
 

@@ -17,7 +17,7 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
 # An entity tag as sent back: "7", or 7 without the quotes; "*" is any active version.
-_IF_MATCH = re.compile(r'"?([1-9][0-9]{0,9})"?', re.ASCII)
+_IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"|([1-9][0-9]{0,9})', re.ASCII)
 
 
 def etag(version: int) -> str:
@@ -44,7 +44,7 @@ def _if_match(req: falcon.Request) -> int | None:
     match = _IF_MATCH.fullmatch(raw.strip())
     if match is None:
         raise InvalidBody('If-Match must be a config version\'s ETag, such as "3"')
-    return int(match.group(1))
+    return int(match.group(1) or match.group(2))
 
 
 def _mismatch(error: VersionMismatch) -> falcon.HTTPError:
