@@ -193,13 +193,8 @@ class SingleJobSchema(JobSchema):
     batch_name = _name()
 
 
-class BatchSchema(Schema):
-    """The body of POST .../jobs/batch and .../jobs/batch/atomic."""
-
-    kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"payload": KEEP_TEXT}}}
-
-    batch_name = _name()
-    jobs = fields.Nested(JobSchema, many=True, required=True)
+class _JobList(Schema):
+    """A body whose `jobs` list holds 1 to `max_jobs` items (a batch, a batch complete)."""
 
     def __init__(self, *, max_jobs: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -207,11 +202,20 @@ class BatchSchema(Schema):
 
     @pre_load
     def _jobs_count(self, data: Any, **_: Any) -> Any:
-        # Counted before any job is validated, so a body of a million tiny jobs costs nothing.
+        # Counted before any item is validated, so a body of a million tiny items costs nothing.
         jobs = data.get("jobs") if isinstance(data, dict) else None
         if isinstance(jobs, list) and not 1 <= len(jobs) <= self.max_jobs:
             raise ValidationError(f"A batch holds 1 to {self.max_jobs} jobs.", "jobs")
         return data
+
+
+class BatchSchema(_JobList):
+    """The body of POST .../jobs/batch and .../jobs/batch/atomic."""
+
+    kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"payload": KEEP_TEXT}}}
+
+    batch_name = _name()
+    jobs = fields.Nested(JobSchema, many=True, required=True)
 
 
 # The queue's bodies: POST /system/jobs/claim and the lease calls.
@@ -274,24 +278,12 @@ class CompleteItemSchema(CompleteSchema):
     job_id = fields.UUID(required=True)
 
 
-class CompleteManySchema(Schema):
+class CompleteManySchema(_JobList):
     """The body of POST /system/jobs/complete: many completions, acknowledged at once."""
 
     kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"result": KEEP_TEXT}}}
 
     jobs = fields.Nested(CompleteItemSchema, many=True, required=True)
-
-    def __init__(self, *, max_jobs: int = 1000, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_jobs = max_jobs
-
-    @pre_load
-    def _jobs_count(self, data: Any, **_: Any) -> Any:
-        # Counted before any item is validated, as a batch of jobs is.
-        jobs = data.get("jobs") if isinstance(data, dict) else None
-        if isinstance(jobs, list) and not 1 <= len(jobs) <= self.max_jobs:
-            raise ValidationError(f"A batch holds 1 to {self.max_jobs} jobs.", "jobs")
-        return data
 
 
 class AdaptiveSchema(Schema):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, LiteralString
+from uuid import UUID
 
 import psycopg
 
@@ -35,15 +37,8 @@ def prune_rejected_jobs(
         row = conn.execute(queries.PRUNE_CUTOFF, retention).fetchone()
         assert row is not None
         cutoff = row[0]
-        user_ids = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
-        deleted = 0
-        for user_id in user_ids:
-            params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
-            while (count := conn.execute(queries.PRUNE_REJECTED_JOBS, params).rowcount) > 0:
-                deleted += count
-                if count < chunk:
-                    break
-    return deleted
+        cutoffs = [(user_id, cutoff) for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
+        return _delete_in_chunks(conn, queries.PRUNE_REJECTED_JOBS, cutoffs, chunk)
 
 
 def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
@@ -58,11 +53,24 @@ def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK)
         raise ValueError("prune_finished_jobs needs an autocommit connection")
     with translated():
         cutoffs = conn.execute(queries.FINISHED_JOB_CUTOFFS).fetchall()
-        deleted = 0
-        for user_id, cutoff in cutoffs:
-            params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
-            while (count := conn.execute(queries.PRUNE_FINISHED_JOBS, params).rowcount) > 0:
-                deleted += count
-                if count < chunk:
-                    break
+        return _delete_in_chunks(conn, queries.PRUNE_FINISHED_JOBS, cutoffs, chunk)
+
+
+def _delete_in_chunks(
+    conn: psycopg.Connection[Any],
+    query: LiteralString,
+    cutoffs: Sequence[tuple[UUID, datetime]],
+    chunk: int,
+) -> int:
+    """Run `query` for each (user, cutoff) until it deletes fewer than `chunk` rows; the total.
+
+    Each run is its own transaction on the autocommit connection, one user's rows only.
+    """
+    deleted = 0
+    for user_id, cutoff in cutoffs:
+        params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
+        while (count := conn.execute(query, params).rowcount) > 0:
+            deleted += count
+            if count < chunk:
+                break
     return deleted
