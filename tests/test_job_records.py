@@ -110,7 +110,7 @@ def test_jobs_of_one_tenant_in_a_time_range_are_read_through_an_index(
             """
         )
     )
-    assert "jobs_by_tenant_and_time" in forced, forced
+    assert "jobs_of_tenant_newest_first" in forced, forced
 
 
 def age_jobs(db: psycopg.Connection, user: UUID, days: float) -> None:
