@@ -1,4 +1,5 @@
-"""Strict JSON input, for request bodies and config files alike, keeping chosen values as text.
+"""Strict JSON input, for request bodies and config files alike, keeping chosen values as text;
+and JSON output that writes stored JSON text and exact decimals back as they are.
 
 The standard library's parser with three changes. A duplicate key is an error: parsers read
 `{"a": 1, "a": 2}` differently, so a client and Janus could disagree about what was sent.
@@ -19,6 +20,7 @@ import sys
 from _json import scanstring  # the C string reader json.decoder uses
 from collections import Counter
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from json.decoder import JSONDecodeError
 from json.scanner import make_scanner
 from typing import Any, NamedTuple
@@ -190,3 +192,29 @@ def _array(text: str, index: int, item_tree: PathTree | _KeepText | None) -> tup
         if delimiter != ",":
             raise JSONDecodeError("Expecting ',' delimiter", text, index)
         index = _skip(text, index + 1)
+
+
+class JsonText(str):
+    """JSON text to be written into a document as it is: a payload or result as stored."""
+
+
+def dumps(value: Any) -> str:
+    """`value` as JSON text, as json.dumps writes it, but for two kinds of values.
+
+    A JsonText is written as the JSON it holds, unparsed, so a stored payload comes back with
+    every number and string exactly as sent; a Decimal is written as the exact decimal number
+    it is (`0.000001`, never `1e-06` or a float's approximation). Both must be valid: they are
+    not checked.
+    """
+    if isinstance(value, JsonText):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return f"{value:f}"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(key))}: {dumps(item)}" for key, item in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(dumps(item) for item in value) + "]"
+    return json.dumps(value, allow_nan=False)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from janus.admission import UnknownDependencies
-from janus.json_text import ANY_ITEM, KEEP_TEXT, PathTree, RawJson
+from janus.history import SOURCES, STATES, STATUSES, JobRecord, JobSummary
+from janus.json_text import ANY_ITEM, KEEP_TEXT, JsonText, PathTree, RawJson
+from janus.quotas import BucketQuota
 
 MAX_NAME_LENGTH = 255
 MAX_DEPENDENCIES_PER_JOB = 32
@@ -342,3 +344,92 @@ class ConfigSchema(Schema):
     retention_days = StrictInteger(
         load_default=DEFAULT_RETENTION_DAYS, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS)
     )
+
+
+# The dashboard's reads: the query of GET /dashboard/jobs, and the answers of the job history
+# and the quotas, which `janus jobs --json` and `janus quotas --json` print too.
+
+_MOMENT_MESSAGE = (
+    "Not an ISO 8601 date and time with a timezone, such as 2025-01-31T09:00:00Z or "
+    "2025-01-31T09:00:00+01:00 (in a URL, write + as %2B)."
+)
+
+
+def _moment() -> fields.AwareDateTime:
+    return fields.AwareDateTime(
+        error_messages={"invalid": _MOMENT_MESSAGE, "invalid_awareness": _MOMENT_MESSAGE}
+    )
+
+
+class JobHistoryQuerySchema(Schema):
+    """The filters of GET /dashboard/jobs (its query, but for `limit` and `cursor`)."""
+
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    state = fields.String(validate=validate.OneOf(STATES))
+    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    batch_name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    source = fields.String(validate=validate.OneOf(SOURCES))
+    # since <= created_at < until: consecutive windows neither overlap nor leave a gap.
+    since = _moment()
+    until = _moment()
+
+    @validates_schema
+    def _since_before_until(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ValidationError("until must be later than since.", "until")
+
+
+def _moment_text(moment: Any) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def job_item(job: JobSummary) -> dict[str, Any]:
+    """One job of the history, as GET /dashboard/jobs and `janus jobs --json` show it."""
+    return {
+        "job_id": str(job.job_id),
+        "created_at": job.created_at.isoformat(),
+        "source": job.source,
+        "batch_name": job.batch_name,
+        "tenant_id": job.tenant_id,
+        "priority": job.priority,
+        "status": job.status,
+        "reason": job.reason,
+        "retry_after": job.retry_after,
+        "state": job.state,
+        "attempts": job.attempts,
+    }
+
+
+def job_detail(job: JobRecord) -> dict[str, Any]:
+    """One job with everything stored about it, as GET /dashboard/jobs/{job_id} shows it.
+
+    Write it with json_text.dumps: the payload, result, dependencies and actual costs are the
+    JSON text stored, written in as it is.
+    """
+    return {
+        **job_item(job),
+        "dependencies": JsonText(job.dependencies),
+        "payload": JsonText(job.payload),
+        "lease_expires_at": _moment_text(job.lease_expires_at),
+        "finished_at": _moment_text(job.finished_at),
+        "actual_costs": None if job.actual_costs is None else JsonText(job.actual_costs),
+        "result": None if job.result is None else JsonText(job.result),
+        "error": job.error,
+        "config_version": job.config_version,
+    }
+
+
+def quota_item(quota: BucketQuota) -> dict[str, Any]:
+    """One bucket as GET /dashboard/quotas and `janus quotas --json` show it.
+
+    Its numbers are Decimals: write it with json_text.dumps, which keeps them exact.
+    """
+    return {
+        "dependency": quota.dependency,
+        "capacity": quota.capacity,
+        "refill_per_second": quota.refill_per_second,
+        "effective_refill_per_second": quota.effective_refill_per_second,
+        "adaptive": quota.adaptive,
+        "tokens": quota.tokens,
+        "full_in_seconds": quota.full_in_seconds,
+    }

@@ -20,8 +20,10 @@ from janus.admission import NoActiveConfig
 from janus.cli.failures import UsageError
 from janus.cli.text import aligned_table, one_line
 from janus.db import accounts, maintenance
-from janus.db.queue import list_jobs
-from janus.schemas import ConfigSchema
+from janus.db.history import bucket_quotas, job_page
+from janus.history import JobFilter
+from janus.quotas import BucketQuota
+from janus.schemas import ConfigSchema, JobHistoryQuerySchema, job_item, quota_item
 
 DEMO_USER_NAME = "demo"
 
@@ -123,13 +125,20 @@ def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's token buckets as of now, as an aligned table.
+    """Print the user's token buckets as of now, as an aligned table or (--json) as JSON.
 
     When any bucket is adaptive, an `effective/s` column shows the rate each refills at now
     beside its configured `refill/s`; without adaptive buckets the table is as it always was.
+    The JSON is GET /dashboard/quotas's answer.
     """
     with accounts.operator_transaction(database_url) as conn:
-        levels = accounts.bucket_levels(conn, args.user_id)
+        levels = bucket_quotas(conn, args.user_id)
+        # Every active config has its buckets; none can mean a config without dependencies.
+        if not levels and accounts.active_config(conn, args.user_id) is None:
+            raise NoActiveConfig("no active config")
+    if args.json:
+        print(json_text.dumps({"quotas": [quota_item(level) for level in levels]}), file=out)
+        return
     adaptive = any(level.adaptive for level in levels)
     header = ("dependency", "capacity", "refill/s", *(["effective/s"] if adaptive else []))
     rows = [
@@ -138,7 +147,7 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
             str(level.capacity),
             str(level.refill_per_second),
             *([effective_text(level)] if adaptive else []),
-            f"{level.tokens_now:.2f}",
+            f"{level.tokens:.2f}",
         )
         for level in levels
     ]
@@ -146,11 +155,41 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         print(line, file=out)
 
 
+def job_filter(args: argparse.Namespace) -> JobFilter:
+    """The filters of `janus jobs`, read as GET /dashboard/jobs reads its query."""
+    given = {
+        "status": args.status,
+        "state": args.state,
+        "tenant_id": args.tenant,
+        "batch_name": args.batch,
+        "source": args.source,
+        "since": args.since,
+        "until": args.until,
+    }
+    try:
+        loaded = JobHistoryQuerySchema().load(
+            {name: value for name, value in given.items() if value is not None}
+        )
+    except ValidationError as error:
+        options = {"tenant_id": "tenant", "batch_name": "batch"}
+        messages = {
+            f"--{options.get(name, name)}": text for name, text in error.messages_dict.items()
+        }
+        raise UsageError(f"invalid filter: {one_line(messages)}") from None
+    return JobFilter(**loaded)
+
+
 def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's newest jobs (of --state, if given) with state and attempts, as a table."""
+    """Print the user's newest jobs matching the filters, as a table or (--json) as JSON.
+
+    The JSON's items are GET /dashboard/jobs's.
+    """
+    filters = job_filter(args)
     with accounts.operator_transaction(database_url) as conn:
-        accounts.active_config(conn, args.user_id)  # raises UnknownUser for an unknown user
-        found = list_jobs(conn, args.user_id, args.state, args.limit)
+        found = job_page(conn, args.user_id, filters, args.limit)
+    if args.json:
+        print(json_text.dumps({"jobs": [job_item(job) for job in found]}), file=out)
+        return
     header = ("job_id", "created_at", "tenant", "batch", "priority", "state", "attempts", "until")
     rows = [
         (
@@ -180,7 +219,7 @@ def _moment(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S%z")
 
 
-def effective_text(level: accounts.BucketLevel) -> str:
+def effective_text(level: BucketQuota) -> str:
     """The effective refill as the table shows it: as configured when it is the configured one."""
     if level.effective_refill_per_second == level.refill_per_second:
         return str(level.refill_per_second)

@@ -23,6 +23,7 @@ from janus.cli.commands import (
 )
 from janus.cli.failures import UsageError
 from janus.cli.text import one_line
+from janus.history import SOURCES, STATES, STATUSES
 from janus.schemas import MAX_NAME_LENGTH, Text
 
 
@@ -54,7 +55,6 @@ def _retention_days(text: str) -> float:
     return days
 
 
-JOB_STATES = ("queued", "running", "completed", "failed")
 DEFAULT_JOBS_SHOWN = 50
 MAX_JOBS_SHOWN = 10_000
 
@@ -123,7 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, run, help_text in [
         ("pause", pause, "refuse every job of a user (403 service paused)"),
         ("resume", resume, "admit a paused user's jobs again"),
-        ("quotas", quotas, "show a user's token buckets as of now"),
     ]:
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
@@ -131,16 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(run=run)
 
+    quotas_command = commands.add_parser("quotas", help="show a user's token buckets as of now")
+    quotas_command.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    quotas_command.add_argument(
+        "--json", action="store_true", help="print GET /dashboard/quotas's JSON instead"
+    )
+    quotas_command.set_defaults(run=quotas)
+
     jobs_command = commands.add_parser(
         "jobs", help="list a user's newest jobs with their state and attempts"
     )
     jobs_command.add_argument(
         "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
     )
+    jobs_command.add_argument("--status", choices=STATUSES, help="only accepted or rejected jobs")
     jobs_command.add_argument(
-        "--state",
-        choices=JOB_STATES,
-        help="only jobs in this state (rejected jobs have none)",
+        "--state", choices=STATES, help="only jobs in this state (rejected jobs have none)"
+    )
+    jobs_command.add_argument("--tenant", metavar="TENANT_ID", help="only this tenant's jobs")
+    jobs_command.add_argument("--batch", metavar="BATCH_NAME", help="only this batch's jobs")
+    jobs_command.add_argument(
+        "--source", choices=SOURCES, help="only jobs submitted through this family of routes"
+    )
+    jobs_command.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only jobs created at or after TIME (ISO 8601 with a timezone: 2025-01-31T09:00Z)",
+    )
+    jobs_command.add_argument(
+        "--until", metavar="TIME", help="only jobs created before TIME (not at it)"
     )
     jobs_command.add_argument(
         "--limit",
@@ -148,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_job_limit,
         default=DEFAULT_JOBS_SHOWN,
         help="show at most N jobs, newest first (default %(default)s)",
+    )
+    jobs_command.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document, {"jobs": [...]}, its items as GET /dashboard/jobs\'s',
     )
     jobs_command.set_defaults(run=jobs)
 

@@ -1,4 +1,4 @@
-"""Users, config versions and bucket levels: what the operator CLI reads and changes."""
+"""Users and config versions: what the operator CLI reads and changes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -26,19 +25,6 @@ class ActiveConfig(NamedTuple):
 
     version: int
     config: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BucketLevel:
-    """One token bucket of a user as of now, from the view token_buckets_now."""
-
-    dependency: str
-    capacity: int
-    refill_per_second: Decimal
-    # The rate it refills at now: the configured one unless it is adaptive and throttled.
-    effective_refill_per_second: Decimal
-    tokens_now: Decimal
-    adaptive: bool
 
 
 @contextmanager
@@ -165,14 +151,3 @@ def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> in
         raise NoActiveConfig("no active config")
     version: int = row[0]
     return version
-
-
-def bucket_levels(conn: psycopg.Connection[Any], user_id: UUID) -> list[BucketLevel]:
-    """The user's token buckets as of now, by dependency name."""
-    with translated():
-        cursor = conn.cursor(row_factory=class_row(BucketLevel))
-        levels = cursor.execute(queries.BUCKET_LEVELS, {"user_id": user_id}).fetchall()
-    # Every active config has its buckets; none can mean a config without dependencies.
-    if not levels and active_config(conn, user_id) is None:
-        raise NoActiveConfig("no active config")
-    return levels

@@ -18,7 +18,6 @@ HEALTH_CHECK = _QUERIES["health_check"]
 CLAIM_JOBS = _QUERIES["claim_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
-LIST_JOBS = _QUERIES["list_jobs"]
 
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]
@@ -30,7 +29,11 @@ LOCK_USER_NAME = _QUERIES["lock_user_name"]
 ACTIVATE_CONFIG = _QUERIES["activate_config"]
 ACTIVE_CONFIG = _QUERIES["active_config"]
 SET_PAUSED = _QUERIES["set_paused"]
-BUCKET_LEVELS = _QUERIES["bucket_levels"]
+
+# The dashboard's and the CLI's reads: job history, one job, bucket quotas
+JOB_HISTORY = _QUERIES["job_history"]
+JOB_RECORD = _QUERIES["job_record"]
+BUCKET_QUOTAS = _QUERIES["bucket_quotas"]
 
 # Config versions over HTTP (the dashboard)
 LOCK_CONFIG_OWNER = _QUERIES["lock_config_owner"]

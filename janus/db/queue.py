@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from janus.db import queries
-from janus.db.errors import translated
 from janus.db.transactions import fetch_in_transaction
 from janus.queue import (
     ClaimedJob,
@@ -112,29 +108,3 @@ class QueueStore:
             Finished(job_id, LeaseOutcome(outcome), cast(JobState | None, state), attempt)
             for job_id, outcome, state, attempt in rows
         ]
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """One job as `janus jobs` shows it; a rejected job has no state."""
-
-    job_id: UUID
-    created_at: datetime
-    tenant_id: str
-    batch_name: str
-    priority: int
-    status: str
-    state: JobState | None
-    attempts: int
-    lease_expires_at: datetime | None
-    finished_at: datetime | None
-
-
-def list_jobs(
-    conn: psycopg.Connection[Any], user_id: UUID, state: JobState | None, limit: int
-) -> list[JobSummary]:
-    """The user's newest `limit` jobs (of `state`, when given), newest first."""
-    params = {"user_id": user_id, "state": state, "limit": limit}
-    with translated():
-        cursor = conn.cursor(row_factory=class_row(JobSummary))
-        return cursor.execute(queries.LIST_JOBS, params).fetchall()

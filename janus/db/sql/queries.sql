@@ -37,16 +37,41 @@ SELECT job_id, outcome, state, attempt
                    %(retry)s::boolean[], %(actual_costs)s::jsonb[],
                    %(upstream_throttled)s::jsonb[])
 
--- list_jobs --
--- Operators' listing (janus jobs): a user's newest jobs first, through jobs_by_user_and_time,
--- optionally of one state; rejected jobs have none (NULL).
-SELECT job_id, created_at, tenant_id, batch_name, priority, status, state, attempts,
-       lease_expires_at, finished_at
+-- job_history --
+-- A page of a user's jobs, newest first: the dashboard's GET /dashboard/jobs and `janus jobs`.
+-- Each filter is NULL for "any"; `since` is inclusive, `until` exclusive; the page starts
+-- strictly below (before_created_at, before_job_id), the last job of the previous page
+-- (keyset pagination: jobs stored meanwhile neither repeat nor hide older ones). Sent
+-- unprepared (janus/db/history.py), so every execution is planned for its own values: the
+-- filters left NULL fold away, and the plan reads the index migration 0008 built for the
+-- filter given (jobs_newest_first without one; jobs_of_tenant_newest_first,
+-- jobs_of_batch_newest_first, jobs_in_state_newest_first, jobs_rejected_newest_first), in
+-- this very order, up to LIMIT. A generic plan could not choose by filter.
+SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
+       retry_after, state, attempts, lease_expires_at, finished_at
   FROM jobs
  WHERE user_id = %(user_id)s
+   AND (%(status)s::text IS NULL OR status = %(status)s::text)
    AND (%(state)s::text IS NULL OR state = %(state)s::text)
- ORDER BY created_at DESC, job_id
+   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+   AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+   AND (%(source)s::text IS NULL OR source = %(source)s::text)
+   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+   AND (%(before_created_at)s::timestamptz IS NULL
+        OR (created_at, job_id) < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
+ ORDER BY created_at DESC, job_id DESC
  LIMIT %(limit)s
+
+-- job_record --
+-- One job with everything stored about it, by the primary key (user_id, job_id): another
+-- user's job is not found. The JSON columns are read as their text, exactly as stored.
+SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
+       retry_after, state, attempts, lease_expires_at, finished_at,
+       dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
+       error, actual_costs::text AS actual_costs, config_version
+  FROM jobs
+ WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
 -- health_check --
 SELECT 1
@@ -132,8 +157,25 @@ UPDATE configs SET paused = %(paused)s
  WHERE user_id = %(user_id)s AND is_active
 RETURNING version
 
--- bucket_levels --
-SELECT dependency, capacity, refill_per_second, effective_refill_per_second, tokens_now, adaptive
+-- bucket_quotas --
+-- A user's buckets as of now, from the view token_buckets_now (GET /dashboard/quotas, `janus
+-- quotas`), at the precision of janus/quotas.py: tokens cut to 6 decimals (never shown
+-- higher than they are), rates rounded to 9, full_in_seconds rounded up to milliseconds
+-- (never shown sooner), each without trailing zeros. full_in_seconds is computed from the
+-- view's own row, so it agrees with its tokens_now; at the effective rate of now, as
+-- Retry-After is, so an adaptive bucket recovering its rate may be full sooner. NULL: it
+-- never refills.
+SELECT dependency,
+       capacity,
+       refill_per_second,
+       trim_scale(round(effective_refill_per_second, 9)) AS effective_refill_per_second,
+       trim_scale(trunc(tokens_now, 6)) AS tokens,
+       CASE WHEN tokens_now >= capacity THEN 0
+            WHEN effective_refill_per_second = 0 THEN NULL
+            ELSE trim_scale(ceil((capacity - tokens_now) * 1000 / effective_refill_per_second)
+                            / 1000)
+       END AS full_in_seconds,
+       adaptive
   FROM token_buckets_now
  WHERE user_id = %(user_id)s
  ORDER BY dependency
@@ -157,8 +199,9 @@ SELECT now() - make_interval(secs => %(retention_s)s)
 SELECT user_id FROM users ORDER BY user_id
 
 -- prune_rejected_jobs --
--- One user's oldest rejected jobs, at most %(chunk)s of them, through jobs_by_user_and_time:
--- each chunk is a short transaction of its own, touching one user's rows only.
+-- One user's oldest rejected jobs, at most %(chunk)s of them, through the partial index
+-- jobs_rejected_newest_first (read backwards): each chunk is a short transaction of its own,
+-- touching one user's rows only.
 DELETE FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id IN (SELECT job_id

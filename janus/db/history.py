@@ -1,0 +1,110 @@
+"""janus.history's JobHistory and janus.quotas' QuotaReader over the pool, and the same reads
+on an operator's connection for the CLI: one named query each (queries.sql's job_history,
+job_record, bucket_quotas)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import ConnectionPool
+
+from janus.db import accounts, queries
+from janus.db.errors import translated
+from janus.history import JobFilter, JobPosition, JobRecord, JobSummary
+from janus.quotas import BucketQuota
+
+
+def job_history_params(
+    user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
+) -> dict[str, Any]:
+    """The parameters of queries.JOB_HISTORY."""
+    return {
+        "user_id": user_id,
+        "status": filters.status,
+        "state": filters.state,
+        "tenant_id": filters.tenant_id,
+        "batch_name": filters.batch_name,
+        "source": filters.source,
+        "since": filters.since,
+        "until": filters.until,
+        "before_created_at": None if after is None else after.created_at,
+        "before_job_id": None if after is None else after.job_id,
+        "limit": limit,
+    }
+
+
+def job_page(
+    conn: psycopg.Connection[Any],
+    user_id: UUID,
+    filters: JobFilter,
+    limit: int,
+    after: JobPosition | None = None,
+) -> list[JobSummary]:
+    """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`.
+
+    UnknownUser when the page is empty because there is no such user.
+    """
+    with translated():
+        cursor = conn.cursor(row_factory=class_row(JobSummary))
+        # Unprepared: planned for these values each time, so the filters given pick the index
+        # (see job_history in queries.sql).
+        page = cursor.execute(
+            queries.JOB_HISTORY, job_history_params(user_id, filters, limit, after), prepare=False
+        ).fetchall()
+        if not page:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+    return page
+
+
+def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> JobRecord | None:
+    """The user's job `job_id`, or None; UnknownUser when there is no such user."""
+    with translated():
+        cursor = conn.cursor(row_factory=class_row(JobRecord))
+        found = cursor.execute(
+            queries.JOB_RECORD, {"user_id": user_id, "job_id": job_id}
+        ).fetchone()
+        if found is None:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+    return found
+
+
+def bucket_quotas(conn: psycopg.Connection[Any], user_id: UUID) -> list[BucketQuota]:
+    """The user's buckets as of now, by dependency; none without an active config.
+
+    UnknownUser when there is no such user.
+    """
+    with translated():
+        cursor = conn.cursor(row_factory=class_row(BucketQuota))
+        found = cursor.execute(queries.BUCKET_QUOTAS, {"user_id": user_id}).fetchall()
+        if not found:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+    return found
+
+
+class HistoryStore:
+    """The JobHistory and QuotaReader the dashboard's resources are given: each call is one
+    read on a pooled connection (and, when it finds nothing, one more to tell an unknown
+    user from one without jobs or buckets)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def jobs(
+        self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
+    ) -> list[JobSummary]:
+        """A page of the user's jobs, newest first; see job_page."""
+        with translated(), self._pool.connection() as conn:
+            return job_page(conn, user_id, filters, limit, after)
+
+    def job(self, user_id: UUID, job_id: UUID) -> JobRecord | None:
+        """One job of the user, or None; see job_record."""
+        with translated(), self._pool.connection() as conn:
+            return job_record(conn, user_id, job_id)
+
+    def quotas(self, user_id: UUID) -> list[BucketQuota]:
+        """The user's buckets as of now; see bucket_quotas."""
+        with translated(), self._pool.connection() as conn:
+            return bucket_quotas(conn, user_id)

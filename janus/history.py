@@ -1,0 +1,111 @@
+"""The domain of a user's job history: what GET /dashboard/jobs and `janus jobs` read.
+
+Every job a user submitted, through either source, accepted or rejected, is listed newest
+first, ordered by (created_at, job_id), a page at a time: a page ends at a `JobPosition`, and
+the next one starts strictly below it (keyset pagination), so jobs stored meanwhile neither
+repeat nor push older ones out of reach. janus.db implements `JobHistory` (each filter read
+through an index of its own), and janus.app wires it. This module knows nothing of HTTP or of
+the database driver, and nothing else of Janus either: the closed sets below restate the
+jobs table's CHECKs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, get_args
+from uuid import UUID
+
+JobStatus = Literal["Accepted", "Rejected"]
+JobSource = Literal["dashboard", "system"]
+# An accepted job's place in the queue; a rejected job has none.
+JobState = Literal["queued", "running", "completed", "failed"]
+
+STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+SOURCES: tuple[JobSource, ...] = get_args(JobSource)
+STATES: tuple[JobState, ...] = get_args(JobState)
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs to list; None means any. `since` is inclusive, `until` exclusive."""
+
+    status: JobStatus | None = None
+    state: JobState | None = None
+    tenant_id: str | None = None
+    batch_name: str | None = None
+    source: JobSource | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobPosition:
+    """A place in the newest-first order: the last job of a page; the next starts below it."""
+
+    created_at: datetime
+    job_id: UUID
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job as the listing shows it. A rejected job has no state and 0 attempts."""
+
+    job_id: UUID
+    created_at: datetime
+    source: JobSource
+    batch_name: str
+    tenant_id: str
+    priority: int
+    status: JobStatus
+    # '' when accepted.
+    reason: str
+    # The Retry-After a rejection was answered with; None when none was given.
+    retry_after: int | None
+    state: JobState | None
+    attempts: int
+    # While running: when its lease ends. Once completed or failed: when it did.
+    lease_expires_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def position(self) -> JobPosition:
+        """Where a page that ends with this job ends."""
+        return JobPosition(self.created_at, self.job_id)
+
+
+@dataclass(frozen=True)
+class JobRecord(JobSummary):
+    """One job with everything stored about it. The JSON values are their stored text."""
+
+    # {dependency: cost}, as JSON text.
+    dependencies: str
+    # The payload exactly as the producer sent it, and the worker's result as it sent it.
+    payload: str
+    result: str | None
+    error: str | None
+    # {dependency: tokens} the workers reported, as JSON text; None before any report.
+    actual_costs: str | None
+    # The config version that decided it (None for jobs stored before versions were kept).
+    config_version: int | None
+
+
+class JobHistory(Protocol):
+    """Whatever reads users' stored jobs."""
+
+    def jobs(
+        self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
+    ) -> list[JobSummary]:
+        """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`.
+
+        Raises UnknownUser (janus.admission) when there is no such user.
+        """
+        ...
+
+    def job(self, user_id: UUID, job_id: UUID) -> JobRecord | None:
+        """The user's job `job_id`, or None: another user's job is no more found than a
+        job that does not exist. Raises UnknownUser when there is no such user."""
+        ...

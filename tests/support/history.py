@@ -1,0 +1,64 @@
+"""Jobs written straight into the jobs table, with the times and states a test needs: a
+history is built in one statement, where submitting each job would take seconds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+HISTORY = "/dashboard/jobs"
+QUOTAS = "/dashboard/quotas"
+
+# One row per job; n counts from 0, and job n is n x spacing_s seconds older than `newest`.
+_INSERT = """
+INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
+                  payload, status, reason, retry_after, state, attempts, created_at,
+                  finished_at)
+SELECT gen_random_uuid(), %(user_id)s, %(source)s, %(batch_name)s, %(tenant_id)s, 5,
+       '{"openai": 1}', '{"n": 1}', %(status)s,
+       CASE WHEN %(status)s = 'Rejected' THEN 'dependency ''openai'' rate limit exceeded'
+            ELSE '' END,
+       CASE WHEN %(status)s = 'Rejected' THEN 3 END,
+       %(state)s, CASE WHEN %(state)s = 'completed' THEN 1 ELSE 0 END,
+       %(newest)s - make_interval(secs => n * %(spacing_s)s),
+       CASE WHEN %(state)s IN ('completed', 'failed') THEN %(newest)s END
+  FROM generate_series(0, %(count)s - 1) AS n
+RETURNING job_id
+"""
+
+
+def insert_jobs(
+    db: psycopg.Connection,
+    user_id: UUID,
+    count: int,
+    *,
+    newest: datetime | None = None,
+    spacing_s: float = 1.0,
+    source: str = "dashboard",
+    batch_name: str = "batch-a",
+    tenant_id: str = "tenant-a",
+    status: str = "Accepted",
+    state: str | None = "completed",
+) -> list[UUID]:
+    """Store `count` jobs of `user_id`, `spacing_s` apart, the newest at `newest` (now by
+    default); their ids, newest first when spacing_s > 0. Rejected jobs have no state (pass
+    state=None), and this helper makes no running ones (they need a lease)."""
+    params: dict[str, Any] = {
+        "user_id": user_id,
+        "count": count,
+        "newest": newest,
+        "spacing_s": spacing_s,
+        "source": source,
+        "batch_name": batch_name,
+        "tenant_id": tenant_id,
+        "status": status,
+        "state": state,
+    }
+    if newest is None:
+        row = db.execute("SELECT now()").fetchone()
+        assert row is not None
+        params["newest"] = row[0]
+    return [row[0] for row in db.execute(_INSERT, params)]

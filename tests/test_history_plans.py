@@ -1,0 +1,159 @@
+"""GET /dashboard/jobs and /dashboard/jobs/{job_id} read jobs through indexes: the plans of
+their exact statements, on a table large enough that Postgres would rather scan it whole
+than use a poor index, name the index migration 0008 built for each filter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from janus.db import queries
+from janus.db.history import job_history_params
+from janus.history import JobFilter, JobPosition
+from tests.conftest import unique_name, url_for_database
+from tests.support.factories import create_user
+
+JOBS_PER_USER = 20_000
+
+# Every user's jobs: one a second back from now, mostly completed (as a history is), some
+# rejected, queued, running and failed; 50 tenants, 200 batches, both sources.
+_INSERT = """
+INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
+                  payload, status, reason, state, attempts, lease_token, lease_expires_at,
+                  created_at, finished_at)
+SELECT gen_random_uuid(), %(user_id)s, CASE WHEN n %% 2 = 0 THEN 'dashboard' ELSE 'system' END,
+       'batch-' || (n %% 200), 'tenant-' || (n %% 50), 5, '{"openai": 1}', '{}',
+       CASE WHEN kind = 'rejected' THEN 'Rejected' ELSE 'Accepted' END,
+       CASE WHEN kind = 'rejected' THEN 'priority too low' ELSE '' END,
+       CASE WHEN kind = 'rejected' THEN NULL ELSE kind END,
+       CASE WHEN kind IN ('rejected', 'queued') THEN 0 ELSE 1 END,
+       CASE WHEN kind = 'running' THEN gen_random_uuid() END,
+       CASE WHEN kind = 'running' THEN now() + interval '1 minute' END,
+       now() - make_interval(secs => n),
+       CASE WHEN kind IN ('completed', 'failed') THEN now() - make_interval(secs => n) END
+  FROM generate_series(1, %(count)s) AS n
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN n %% 100 < 70 THEN 'completed' WHEN n %% 100 < 85 THEN 'rejected'
+                   WHEN n %% 100 < 95 THEN 'queued' WHEN n %% 100 < 98 THEN 'failed'
+                   ELSE 'running' END AS kind) k
+"""
+
+NEWEST = "jobs_newest_first"
+IN_STATE = "jobs_in_state_newest_first"
+# Each filter and the indexes that may serve it, in the listing's order. A state that holds
+# most of the user's jobs (completed, here 70%) may as well be found by walking
+# jobs_newest_first: a page then reads about 1/0.7 entries per job shown, and Postgres picks
+# either, by a hair of estimated cost.
+FILTERS: list[tuple[JobFilter, set[str]]] = [
+    (JobFilter(), {NEWEST}),
+    (JobFilter(status="Accepted"), {NEWEST}),
+    (JobFilter(source="system"), {NEWEST}),
+    (JobFilter(status="Rejected"), {"jobs_rejected_newest_first"}),
+    (JobFilter(state="queued"), {IN_STATE}),
+    (JobFilter(state="running"), {IN_STATE}),
+    (JobFilter(state="completed"), {IN_STATE, NEWEST}),
+    (JobFilter(state="failed"), {IN_STATE}),
+    (JobFilter(tenant_id="tenant-7"), {"jobs_of_tenant_newest_first"}),
+    (JobFilter(batch_name="batch-7"), {"jobs_of_batch_newest_first"}),
+    (JobFilter(tenant_id="tenant-7", status="Rejected"), {"jobs_of_tenant_newest_first"}),
+]
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _plan(db: psycopg.Connection, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    # Unprepared, as janus.db.history sends it: planned for these very values.
+    row = db.execute(f"EXPLAIN (FORMAT JSON) {query}", params, prepare=False).fetchone()
+    assert row is not None
+    return list(_nodes(row[0][0]["Plan"]))
+
+
+def _indexes_read(nodes: list[dict[str, Any]]) -> set[str]:
+    return {node["Index Name"] for node in nodes if "Index Name" in node}
+
+
+def _scans_jobs_whole(nodes: list[dict[str, Any]]) -> bool:
+    return any(
+        node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "jobs" for node in nodes
+    )
+
+
+@pytest.fixture(scope="module")
+def history(postgres_server_url: str, template_database: str) -> Iterator[tuple[Any, UUID]]:
+    """(a connection, the big user): JOBS_PER_USER jobs of it beside two users with as many.
+
+    Built once for the module, in a database of its own: the tests only read it.
+    """
+    name = unique_name("history_plans")
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_database)
+            )
+        )
+    try:
+        with psycopg.connect(url_for_database(postgres_server_url, name), autocommit=True) as db:
+            users = [create_user(db, who) for who in ("big", "neighbour", "other")]
+            for user_id in users:
+                db.execute(_INSERT, {"user_id": user_id, "count": JOBS_PER_USER})
+            db.execute("VACUUM ANALYZE jobs")
+            yield db, users[0]
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_each_filter_of_the_history_reads_its_own_index(history: tuple[Any, UUID]) -> None:
+    db, big_user = history
+    since = datetime.now(UTC) - timedelta(hours=2)
+    row = db.execute(
+        "SELECT created_at, job_id FROM jobs WHERE user_id = %s"
+        " ORDER BY created_at DESC, job_id DESC OFFSET 500 LIMIT 1",
+        [big_user],
+    ).fetchone()
+    assert row is not None
+    middle = JobPosition(*row)
+    for filters, indexes in [
+        *FILTERS,
+        (JobFilter(since=since), {NEWEST}),
+        (JobFilter(until=since), {NEWEST}),
+        (JobFilter(since=since - timedelta(hours=1), until=since), {NEWEST}),
+    ]:
+        # The first page, and a later one (below a cursor), as GET /dashboard/jobs asks.
+        for after in (None, middle):
+            params = job_history_params(big_user, filters, 21, after)
+            nodes = _plan(db, queries.JOB_HISTORY, params)
+            assert len(_indexes_read(nodes) & indexes) == 1, (filters, after, nodes)
+            assert not _scans_jobs_whole(nodes), (filters, after, nodes)
+            # Read in the index's order: no sort of the user's jobs.
+            assert not any("Sort" in node["Node Type"] for node in nodes), (filters, nodes)
+
+
+def test_without_its_index_the_listing_would_scan_the_table(history: tuple[Any, UUID]) -> None:
+    db, big_user = history
+    params = job_history_params(big_user, JobFilter(), 21, None)
+    with db.transaction(force_rollback=True):
+        db.execute("DROP INDEX jobs_newest_first")
+        nodes = _plan(db, queries.JOB_HISTORY, params)
+    assert "jobs_newest_first" not in _indexes_read(nodes)
+    assert _scans_jobs_whole(nodes), nodes
+
+
+def test_one_job_is_read_by_the_primary_key(history: tuple[Any, UUID]) -> None:
+    db, big_user = history
+    row = db.execute("SELECT job_id FROM jobs WHERE user_id = %s LIMIT 1", [big_user]).fetchone()
+    assert row is not None
+    nodes = _plan(db, queries.JOB_RECORD, {"user_id": big_user, "job_id": row[0]})
+    assert _indexes_read(nodes) == {"jobs_pkey"} and not _scans_jobs_whole(nodes)
