@@ -9,6 +9,7 @@ import falcon
 from janus.admission import Mode, Source
 from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
+from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
@@ -20,6 +21,7 @@ from janus.resources.configs import (
 )
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
+from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
 from janus.resources.jobs import BatchResource, SingleJobResource
 from janus.resources.queue import (
     ClaimResource,
@@ -28,6 +30,7 @@ from janus.resources.queue import (
     HeartbeatResource,
 )
 from janus.resources.request_ids import RequestIdMiddleware
+from janus.resources.routes import SharedRoute
 from janus.settings import Settings
 
 
@@ -36,7 +39,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
 
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
-    janus.configs' ConfigStore and a readiness check.
+    janus.configs' ConfigStore, janus.history's JobHistory, janus.quotas' QuotaReader and a
+    readiness check.
     """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
@@ -46,9 +50,16 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     store = AdmissionStore(pool, retries=settings.conflict_retries)
     app.add_route("/health", HealthResource())
     app.add_route("/health/ready", ReadinessResource(partial(check_database, pool)))
+    history = HistoryStore(pool)
     for source in Source:
         prefix = f"/{source.value}/jobs"
-        app.add_route(prefix, SingleJobResource(store, source))
+        submit = SingleJobResource(store, source)
+        if source is Source.DASHBOARD:
+            # The dashboard reads the user's jobs (both sources) where it submits them.
+            app.add_route(prefix, SharedRoute(submit, JobListResource(history)))
+            app.add_route(f"{prefix}/{{job_id:uuid}}", JobRecordResource(history))
+        else:
+            app.add_route(prefix, submit)
         app.add_route(
             f"{prefix}/batch",
             BatchResource(store, source, Mode.PARTIAL, max_jobs=settings.max_batch_jobs),
@@ -75,4 +86,5 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         "/dashboard/config/versions/{version:int(min=1)}/activate",
         ConfigActivateResource(configs),
     )
+    app.add_route("/dashboard/quotas", QuotaResource(history))
     return app

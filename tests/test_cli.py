@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from janus.schemas import ConfigSchema
 from janus.settings import Settings
 from tests.support.app import post_json, serve_app
 from tests.support.factories import create_user
+from tests.support.history import insert_jobs
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -595,6 +597,116 @@ def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
 
 def test_quotas_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
     assert_one_line_error(cli("quotas", create_user(db)), 1, "no active config")
+
+
+def test_quotas_json_is_the_dashboards_answer(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {
+            "openai": {"capacity": 100, "refill_per_second": 0},
+            "stripe": {"capacity": 4, "refill_per_second": 0.25},
+        },
+    )
+    db.execute(
+        "UPDATE token_buckets SET tokens = 37.4567891 WHERE user_id = %s AND dependency = 'openai'",
+        [user_id],
+    )
+    run = cli("quotas", user_id, "--json")
+    assert run.status == 0 and run.err == ""
+    assert run.out.count("\n") == 1
+    document = json.loads(run.out, parse_float=Decimal)
+    assert document == {
+        "quotas": [
+            {
+                "dependency": "openai",
+                "capacity": 100,
+                "refill_per_second": 0,
+                "effective_refill_per_second": 0,
+                "adaptive": False,
+                "tokens": Decimal("37.456789"),
+                "full_in_seconds": None,
+            },
+            {
+                "dependency": "stripe",
+                "capacity": 4,
+                "refill_per_second": Decimal("0.25"),
+                "effective_refill_per_second": Decimal("0.25"),
+                "adaptive": False,
+                "tokens": 4,
+                "full_in_seconds": 0,
+            },
+        ]
+    }
+    with serve_app(Settings(database_url=database_url)) as client:
+        answer = client.simulate_get("/dashboard/quotas", headers={"X-User-ID": str(user_id)})
+    assert json.loads(answer.text, parse_float=Decimal) == document
+
+
+# --- jobs ---
+
+
+def test_jobs_filters_are_the_dashboards(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = user_with_config(db)
+    old = insert_jobs(db, user_id, 2, newest=datetime(2025, 1, 1, 12, tzinfo=UTC))
+    rejected = insert_jobs(db, user_id, 2, status="Rejected", state=None, source="system")
+    queued = insert_jobs(db, user_id, 2, state="queued", tenant_id="tenant-b", batch_name="b")
+
+    def shown(*options: str) -> list[str]:
+        run = cli("jobs", user_id, *options)
+        assert run.status == 0 and run.err == "", run
+        return [line.split()[0] for line in run.out.splitlines()[1:]]
+
+    # Jobs stored at one moment are listed by id, newest (highest) first.
+    assert set(shown()) == {str(j) for j in queued + rejected + old}
+    assert shown()[-2:] == [str(j) for j in old]
+    assert set(shown("--status", "Rejected")) == {str(j) for j in rejected}
+    assert set(shown("--source", "system")) == {str(j) for j in rejected}
+    assert set(shown("--tenant", "tenant-b")) == {str(j) for j in queued}
+    assert set(shown("--batch", "b", "--state", "queued")) == {str(j) for j in queued}
+    assert shown("--until", "2025-01-01T12:00:00Z") == [str(old[1])]
+    assert shown("--since", "2025-01-01T12:00:00Z", "--until", "2025-01-02T00:00:00+01:00") == [
+        str(old[0])
+    ]
+    assert len(shown("--limit", "3")) == 3
+
+
+def test_jobs_json_is_the_dashboards_items(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = user_with_config(db)
+    insert_jobs(db, user_id, 3)
+    insert_jobs(db, user_id, 1, status="Rejected", state=None)
+    run = cli("jobs", user_id, "--json", "--limit", "10")
+    assert run.status == 0 and run.err == ""
+    document = json.loads(run.out)
+    assert list(document) == ["jobs"] and len(document["jobs"]) == 4
+    with serve_app(Settings(database_url=database_url)) as client:
+        answer = client.simulate_get("/dashboard/jobs", headers={"X-User-ID": str(user_id)})
+    assert document["jobs"] == answer.json["jobs"]
+    run = cli("jobs", user_id, "--json", "--status", "Rejected")
+    assert [job["status"] for job in json.loads(run.out)["jobs"]] == ["Rejected"]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--status", "accepted"], ["--status", "invalid choice"]),
+        (["--source", "web"], ["--source", "invalid choice"]),
+        (["--since", "yesterday"], ["--since", "ISO 8601"]),
+        (["--until", "2025-01-01T00:00:00"], ["--until", "timezone"]),
+        (["--since", "2025-01-02T00:00:00Z", "--until", "2025-01-01T00:00:00Z"], ["--until"]),
+        (["--tenant", ""], ["--tenant"]),
+        (["--limit", "0"], ["--limit"]),
+    ],
+)
+def test_jobs_with_a_bad_filter_fails_cleanly(
+    cli: Cli, db: psycopg.Connection, options: list[str], words: list[str]
+) -> None:
+    assert_one_line_error(cli("jobs", user_with_config(db), *options), 2, *words)
 
 
 # --- demo ---

@@ -9,7 +9,7 @@ import falcon
 
 from janus.configs import ANY_VERSION, ConfigStore, ConfigVersion, UnknownVersion, VersionMismatch
 from janus.resources.errors import InvalidBody
-from janus.resources.requests import authenticated_user, load_body
+from janus.resources.requests import authenticated_user, load_body, page_param
 from janus.schemas import ConfigSchema
 
 NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
@@ -82,15 +82,6 @@ class ConfigResource:
         _answer(resp, stored)
 
 
-def _page_param(req: falcon.Request, name: str, default: int | None, top: int) -> int | None:
-    raw = req.get_param(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not 1 <= int(raw) <= top:
-        raise InvalidBody(f"{name} must be an integer from 1 to {top}", {name: ["invalid"]})
-    return int(raw)
-
-
 class ConfigVersionsResource:
     """GET /dashboard/config/versions: every version newest first, a page at a time."""
 
@@ -105,8 +96,8 @@ class ConfigVersionsResource:
             raise InvalidBody(
                 "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
             )
-        limit = _page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
-        before = _page_param(req, "cursor", None, 2**31 - 1)
+        limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
+        before = page_param(req, "cursor", None, 2**31 - 1)
         assert limit is not None
         # One more than asked: whether there is a next page, without a second query.
         page = self._store.versions(user_id, limit + 1, before)

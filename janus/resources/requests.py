@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +39,35 @@ def authenticated_user(req: falcon.Request) -> UUID:
             description="X-User-ID must be a UUID", challenges=USER_CHALLENGE
         ) from None
     return UUID(raw)
+
+
+def page_param(req: falcon.Request, name: str, default: int | None, top: int) -> int | None:
+    """The query parameter `name` as an integer from 1 to `top`, or `default` when absent.
+
+    400 naming the parameter for anything else: a sign, a space, a fraction, a number out of
+    range.
+    """
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not 1 <= int(raw) <= top:
+        raise InvalidBody(f"{name} must be an integer from 1 to {top}", {name: ["invalid"]})
+    return int(raw)
+
+
+def only_params(req: falcon.Request, allowed: Collection[str]) -> None:
+    """400 naming every query parameter not in `allowed`, and every one given twice."""
+    unknown = set(req.params) - set(allowed)
+    if unknown:
+        raise InvalidBody(
+            "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
+        )
+    repeated = sorted(name for name, value in req.params.items() if isinstance(value, list))
+    if repeated:
+        raise InvalidBody(
+            "query parameters given more than once",
+            {name: ["Given more than once."] for name in repeated},
+        )
 
 
 def _is_json_media_type(content_type: str | None) -> bool:

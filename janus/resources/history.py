@@ -1,0 +1,126 @@
+"""The dashboard's reads: GET /dashboard/jobs (a page of the job history), GET
+/dashboard/jobs/{job_id} (one job), GET /dashboard/quotas (each bucket as of now)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import falcon
+from marshmallow import ValidationError
+
+from janus import json_text
+from janus.history import DEFAULT_PAGE, MAX_PAGE, JobFilter, JobHistory, JobPosition
+from janus.quotas import QuotaReader
+from janus.resources.errors import InvalidBody
+from janus.resources.requests import authenticated_user, only_params, page_param
+from janus.schemas import JobHistoryQuerySchema, job_detail, job_item, quota_item
+
+NO_SUCH_JOB = "this user has no job with this id"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# What a cursor holds, before base64url: the last job's created_at in microseconds since the
+# Unix epoch (exact: Postgres keeps microseconds), and its id.
+_POSITION = re.compile(
+    r"(-?[0-9]{1,19}),([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", re.ASCII
+)
+_BAD_CURSOR = "cursor must be the `next` of an earlier answer, unchanged"
+
+
+def encode_cursor(position: JobPosition) -> str:
+    """The opaque cursor of a page that ends at `position`: base64url, unpadded."""
+    micros = (position.created_at - _EPOCH) // _MICROSECOND
+    raw = f"{micros},{position.job_id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> JobPosition:
+    """The position a cursor of encode_cursor names; 400 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        match = _POSITION.fullmatch(raw)
+        if match is None:
+            raise ValueError(cursor)
+        position = JobPosition(_EPOCH + int(match.group(1)) * _MICROSECOND, UUID(match.group(2)))
+    except (ValueError, binascii.Error, OverflowError):
+        raise InvalidBody(_BAD_CURSOR, {"cursor": ["invalid"]}) from None
+    # One spelling per position: a cursor changed anywhere is refused, not read differently.
+    if encode_cursor(position) != cursor:
+        raise InvalidBody(_BAD_CURSOR, {"cursor": ["invalid"]})
+    return position
+
+
+def _filters(req: falcon.Request) -> JobFilter:
+    given = {name: value for name, value in req.params.items() if name not in ("limit", "cursor")}
+    try:
+        loaded: dict[str, Any] = JobHistoryQuerySchema().load(given)
+    except ValidationError as error:
+        raise InvalidBody("the query parameters are not valid", error.messages) from None
+    return JobFilter(**loaded)
+
+
+def _answer_json(resp: falcon.Response, document: Any) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json_text.dumps(document)
+
+
+class JobListResource:
+    """GET /dashboard/jobs: the user's jobs newest first, filtered, a page at a time."""
+
+    PARAMS = ("limit", "cursor", *JobHistoryQuerySchema().fields)
+
+    def __init__(self, history: JobHistory) -> None:
+        self._history = history
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of `limit` jobs below `cursor`, and the `next` cursor (null at the end)."""
+        user_id = authenticated_user(req)
+        only_params(req, self.PARAMS)
+        filters = _filters(req)
+        limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
+        assert limit is not None
+        cursor = req.get_param("cursor")
+        after = None if cursor is None else decode_cursor(cursor)
+        # One more than asked: whether there is a next page, without a second query.
+        page = self._history.jobs(user_id, filters, limit + 1, after)
+        more = len(page) > limit
+        page = page[:limit]
+        resp.media = {
+            "jobs": [job_item(job) for job in page],
+            "next": encode_cursor(page[-1].position) if more else None,
+        }
+
+
+class JobRecordResource:
+    """GET /dashboard/jobs/{job_id}: one job of the user with everything stored about it."""
+
+    def __init__(self, history: JobHistory) -> None:
+        self._history = history
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """The job; 404 alike for an unknown id and another user's job."""
+        user_id = authenticated_user(req)
+        only_params(req, ())
+        job = self._history.job(user_id, job_id)
+        if job is None:
+            raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
+        _answer_json(resp, job_detail(job))
+
+
+class QuotaResource:
+    """GET /dashboard/quotas: each of the user's token buckets as of now."""
+
+    def __init__(self, reader: QuotaReader) -> None:
+        self._reader = reader
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The buckets by dependency name; an empty list without an active config."""
+        user_id = authenticated_user(req)
+        only_params(req, ())
+        quotas = self._reader.quotas(user_id)
+        _answer_json(resp, {"quotas": [quota_item(quota) for quota in quotas]})
