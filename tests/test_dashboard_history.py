@@ -212,6 +212,15 @@ def test_bad_query_parameters_are_400_naming_the_field(
     assert list(body["errors"]) == [field], body
 
 
+def test_every_bad_parameter_is_named_in_one_answer(
+    app_client: falcon.testing.TestClient, user: UUID
+) -> None:
+    answer = _get(app_client, HISTORY, user, limit="0", status="done", cursor="x", since="now")
+    body = assert_clear_error(answer, 400)
+    assert sorted(body["errors"]) == ["cursor", "limit", "since", "status"]
+    assert body["errors"]["limit"] == ["Must be an integer from 1 to 100."]
+
+
 def test_a_cursor_of_an_earlier_answer_still_works_after_its_job_is_deleted(
     app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
 ) -> None:

@@ -29,7 +29,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _POSITION = re.compile(
     r"(-?[0-9]{1,19}),([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", re.ASCII
 )
-_BAD_CURSOR = "cursor must be the `next` of an earlier answer, unchanged"
+_BAD_CURSOR = "Not a cursor: pass the `next` of an earlier answer, unchanged."
 
 
 def encode_cursor(position: JobPosition) -> str:
@@ -48,10 +48,10 @@ def decode_cursor(cursor: str) -> JobPosition:
             raise ValueError(cursor)
         position = JobPosition(_EPOCH + int(match.group(1)) * _MICROSECOND, UUID(match.group(2)))
     except (ValueError, binascii.Error, OverflowError):
-        raise InvalidBody(_BAD_CURSOR, {"cursor": ["invalid"]}) from None
+        raise InvalidBody(_BAD_CURSOR, {"cursor": [_BAD_CURSOR]}) from None
     # One spelling per position: a cursor changed anywhere is refused, not read differently.
     if encode_cursor(position) != cursor:
-        raise InvalidBody(_BAD_CURSOR, {"cursor": ["invalid"]})
+        raise InvalidBody(_BAD_CURSOR, {"cursor": [_BAD_CURSOR]})
     return position
 
 
@@ -81,11 +81,24 @@ class JobListResource:
         """A page of `limit` jobs below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
         only_params(req, self.PARAMS)
-        filters = _filters(req)
-        limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
-        assert limit is not None
+        # Every bad parameter is named in one answer, not one per attempt.
+        errors: dict[str, Any] = {}
+        try:
+            filters = _filters(req)
+        except InvalidBody as error:
+            errors.update(error.errors)
+        try:
+            limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
+        except InvalidBody as error:
+            errors.update(error.errors)
         cursor = req.get_param("cursor")
-        after = None if cursor is None else decode_cursor(cursor)
+        try:
+            after = None if cursor is None else decode_cursor(cursor)
+        except InvalidBody as error:
+            errors.update(error.errors)
+        if errors:
+            raise InvalidBody("the query parameters are not valid", errors)
+        assert limit is not None
         # One more than asked: whether there is a next page, without a second query.
         page = self._history.jobs(user_id, filters, limit + 1, after)
         more = len(page) > limit

@@ -51,7 +51,10 @@ def page_param(req: falcon.Request, name: str, default: int | None, top: int) ->
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not 1 <= int(raw) <= top:
-        raise InvalidBody(f"{name} must be an integer from 1 to {top}", {name: ["invalid"]})
+        raise InvalidBody(
+            f"{name} must be an integer from 1 to {top}",
+            {name: [f"Must be an integer from 1 to {top}."]},
+        )
     return int(raw)
 
 
