@@ -193,7 +193,7 @@ def test_bad_page_parameters_are_400(
     assert empty.status_code == 200 and empty.json == {"versions": [], "next": None}
 
 
-def test_rollback_activates_a_copy_and_buckets_follow_the_contract(
+def test_rollback_activates_the_old_version_itself_and_buckets_follow_the_contract(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
@@ -211,10 +211,20 @@ def test_rollback_activates_a_copy_and_buckets_follow_the_contract(
     path = f"{VERSIONS}/1/activate"
     result = app_client.simulate_post(path, headers=headers_for(user_id))
     assert result.status_code == 200, result.text
-    assert result.json["version"] == 4 and result.headers["etag"] == '"4"'
+    assert result.json["version"] == 1 and result.headers["etag"] == '"1"'
     assert result.json["dependencies"] == v1["dependencies"]
     got = app_client.simulate_get(CONFIG, headers=headers_for(user_id))
+    assert got.json["version"] == 1 and got.headers["etag"] == '"1"'
     assert got.json["dependencies"] == v1["dependencies"]
+    assert got.json["activated_at"] == result.json["activated_at"]
+    # No version was added, and the history says which one is active.
+    assert _versions(db, user_id) == [1, 2, 3]
+    listed = app_client.simulate_get(VERSIONS, headers=headers_for(user_id)).json["versions"]
+    assert [(one["version"], one["is_active"]) for one in listed] == [
+        (3, False),
+        (2, False),
+        (1, True),
+    ]
     # openai was dropped by v3, so it comes back new and full; search is dropped.
     assert bucket_tokens(db, user_id, "openai") == 100
     row = db.execute(

@@ -30,6 +30,8 @@ LOCK_USER_NAME = _QUERIES["lock_user_name"]
 ACTIVATE_CONFIG = _QUERIES["activate_config"]
 ACTIVE_CONFIG = _QUERIES["active_config"]
 SET_PAUSED = _QUERIES["set_paused"]
+ACTIVATE_VERSION = _QUERIES["activate_version"]
+PAUSE_CHANGES = _QUERIES["pause_changes"]
 BUCKET_LEVELS = _QUERIES["bucket_levels"]
 
 # Config versions over HTTP (the dashboard)
