@@ -18,6 +18,8 @@ from janus.resources.configs import (
     ConfigActivateResource,
     ConfigResource,
     ConfigVersionsResource,
+    PauseHistoryResource,
+    PauseResource,
 )
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
@@ -78,7 +80,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/system/jobs/{job_id:uuid}/heartbeat", HeartbeatResource(queue))
     app.add_route("/system/jobs/{job_id:uuid}/complete", FinishResource(queue, failed=False))
     app.add_route("/system/jobs/{job_id:uuid}/fail", FinishResource(queue, failed=True))
-    # The dashboard: the user's own config versions (janus.configs' ConfigStore).
+    # The dashboard: the user's own rules, config versions and pause (janus.configs' ConfigStore).
     configs = ConfigVersionStore(pool)
     app.add_route("/dashboard/config", ConfigResource(configs))
     app.add_route("/dashboard/config/versions", ConfigVersionsResource(configs))
@@ -86,5 +88,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         "/dashboard/config/versions/{version:int(min=1)}/activate",
         ConfigActivateResource(configs),
     )
+    app.add_route("/dashboard/pause", PauseResource(configs, paused=True))
+    app.add_route("/dashboard/resume", PauseResource(configs, paused=False))
+    app.add_route("/dashboard/pause/history", PauseHistoryResource(configs))
     app.add_route("/dashboard/quotas", QuotaResource(history))
     return app

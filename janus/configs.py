@@ -1,7 +1,9 @@
-"""The domain of config versions over HTTP: what the /dashboard/config resources are given.
+"""The domain of a user's rules over HTTP: what the /dashboard config and pause resources use.
 
-A user's admission policy is a list of numbered versions, at most one of them active. This
-module names what the resources read and ask for; janus.db implements `ConfigStore` (one
+A user's admission policy is a list of numbered versions, at most one of them active, and a
+pause state that belongs to the user and outlives versions: a version that leaves `paused`
+out keeps it, one that sets it sets it, and a rollback leaves it alone. This module names
+what the resources read and ask for; janus.db implements `ConfigStore` (one
 transaction per call, under the user's row lock), and janus.app wires it. It knows nothing of
 HTTP or of the database driver.
 """
@@ -32,13 +34,36 @@ class UnknownVersion(Exception):
 
 @dataclass(frozen=True)
 class ConfigVersion:
-    """One stored version of a user's config, in the contract's JSON shape."""
+    """One stored version of a user's config, in the contract's JSON shape.
+
+    `config` is the version as it was written: it has `paused` only when the version set it.
+    `user_paused` is the user's pause state now, which is what is in force.
+    """
 
     version: int
     config: dict[str, Any]
     created_at: datetime
     activated_at: datetime | None
     is_active: bool
+    user_paused: bool
+
+
+@dataclass(frozen=True)
+class PauseState:
+    """Whether the user is paused now, and since when (None: never paused)."""
+
+    paused: bool
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class PauseChange:
+    """One change of a user's pause state; config_version None: by pause or resume."""
+
+    change_id: int
+    paused: bool
+    changed_at: datetime
+    config_version: int | None
 
 
 class ConfigStore(Protocol):
@@ -64,5 +89,56 @@ class ConfigStore(Protocol):
         ...
 
     def reactivate(self, user_id: UUID, version: int) -> ConfigVersion:
-        """Activate a copy of `version` as the next version; UnknownVersion if there is none."""
+        """Make `version` the active one again (a rollback); UnknownVersion if there is none."""
         ...
+
+    def set_paused(self, user_id: UUID, paused: bool) -> PauseState:
+        """Pause or resume the user (nothing changes when it already is); the state after."""
+        ...
+
+    def pause_changes(self, user_id: UUID, limit: int, before: int | None) -> list[PauseChange]:
+        """Up to `limit` pause changes newest first, those below change_id `before` if given."""
+        ...
+
+
+def _moment(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def in_force(stored: ConfigVersion) -> dict[str, Any]:
+    """The config in force as GET /dashboard/config and `janus config show` answer it.
+
+    `paused` is the user's state now, whatever the version said when it was written.
+    """
+    rules = {name: value for name, value in stored.config.items() if name != "paused"}
+    return {
+        "version": stored.version,
+        "activated_at": _moment(stored.activated_at),
+        "paused": stored.user_paused,
+        **rules,
+    }
+
+
+def version_item(stored: ConfigVersion) -> dict[str, Any]:
+    """One version as the versions listing shows it: the config as it was written."""
+    return {
+        "version": stored.version,
+        "activated_at": _moment(stored.activated_at),
+        "created_at": stored.created_at.isoformat(),
+        "is_active": stored.is_active,
+        "config": stored.config,
+    }
+
+
+def pause_item(change: PauseChange) -> dict[str, Any]:
+    """One pause change as the pause history shows it."""
+    return {
+        "paused": change.paused,
+        "changed_at": change.changed_at.isoformat(),
+        "config_version": change.config_version,
+    }
+
+
+def pause_state(state: PauseState) -> dict[str, Any]:
+    """The pause state as pause and resume answer it."""
+    return {"paused": state.paused, "since": _moment(state.since)}

@@ -322,7 +322,8 @@ class DependencyLimitSchema(Schema):
 class ConfigSchema(Schema):
     """A user's admission policy, as `janus config set` reads it."""
 
-    paused = StrictBoolean(load_default=False)
+    # Left out: the user's pause state stays as it is (false for a new user).
+    paused = StrictBoolean()
     min_priority = StrictInteger(load_default=1, validate=validate.Range(min=1, max=10))
     priority_reserve = StrictNumber(
         load_default=0.2, validate=validate.Range(min=0, max=1, max_inclusive=False)

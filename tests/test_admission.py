@@ -756,7 +756,7 @@ def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
 
     activate_config(db, user_id, {"openai": plain(10)}, paused=True)
     paused = submit(app_client, user_id, dependencies={"openai": 1})
-    activate_config(db, user_id, {"openai": plain(10)})
+    activate_config(db, user_id, {"openai": plain(10)}, paused=False)
     resumed = submit(app_client, user_id, dependencies={"openai": 6})
 
     assert paused.status_code == 403

@@ -124,8 +124,8 @@ def buckets(db: psycopg.Connection, user_id: UUID) -> dict[str, tuple[int, Decim
     return {name: (capacity, refill, tokens) for name, capacity, refill, tokens in rows}
 
 
-def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool, bool]]:
-    """(version, is_active, paused) of every config of the user."""
+def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool, bool | None]]:
+    """(version, is_active, paused) of every config of the user; paused None: left out."""
     return db.execute(
         "SELECT version, is_active, paused FROM configs WHERE user_id = %s ORDER BY version",
         [user_id],
@@ -169,8 +169,8 @@ def test_user_list_shows_every_user_oldest_first_with_its_config(
     assert lines[0].split() == ["user_id", "name", "created_at", "config", "paused"]
     assert [line.split()[0] for line in lines[1:]] == [str(acme), str(bare)]
     assert lines[1].split()[1] == "tester" and lines[1].split()[-2:] == ["1", "yes"]
-    # A name that would break the table is shown escaped; no config shows as dashes.
-    assert '"Beta\\nLabs"' in lines[2] and lines[2].split()[-2:] == ["-", "-"]
+    # A name that would break the table is shown escaped; no config shows as a dash.
+    assert '"Beta\\nLabs"' in lines[2] and lines[2].split()[-2:] == ["-", "no"]
 
 
 def test_user_list_finds_users_by_any_part_of_their_name_in_any_case(
@@ -279,7 +279,8 @@ def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
         "anthropic": (5, 0, 2),
         "github": (7, 2, 7),
     }
-    assert paused_flags(db, user_id) == [(1, False, False), (2, True, True)]
+    # Version 1 left `paused` out (None); version 2 set it.
+    assert paused_flags(db, user_id) == [(1, False, None), (2, True, True)]
     row = db.execute(
         "SELECT min_priority, priority_reserve, unknown_dependencies FROM configs"
         " WHERE user_id = %s AND version = 2",
@@ -297,11 +298,13 @@ def test_config_set_reads_stdin_and_fills_in_the_defaults(
     run = cli("config", "set", user_id, "-")
     assert (run.status, run.out) == (0, "1\n")
     row = db.execute(
-        "SELECT paused, min_priority, priority_reserve, unknown_dependencies FROM configs"
+        "SELECT c.paused, u.paused, min_priority, priority_reserve, unknown_dependencies"
+        "  FROM configs c JOIN users u USING (user_id)"
         " WHERE user_id = %s AND is_active",
         [user_id],
     ).fetchone()
-    assert row == (False, 1, Decimal("0.2"), "reject")
+    # `paused` left out: the version says nothing, and the user is not paused.
+    assert row == (None, False, 1, Decimal("0.2"), "reject")
 
 
 @pytest.mark.parametrize(
@@ -462,7 +465,9 @@ def test_config_set_stores_adaptive_and_config_show_prints_it(
     assert cli("config", "set", user_id, write_config(tmp_path, config)).out == "1\n"
     run = cli("config", "show", user_id)
     assert run.status == 0 and run.err == ""
-    assert json.loads(run.out) == {"version": 1, **config}
+    shown = json.loads(run.out)
+    assert shown.pop("activated_at")  # as GET /dashboard/config answers it
+    assert shown == {"version": 1, **config}
 
 
 # --- config show ---
@@ -486,7 +491,9 @@ def test_config_show_prints_the_active_config_with_its_version(
 
     run = cli("config", "show", user_id)
     assert run.status == 0 and run.err == ""
-    assert json.loads(run.out) == {"version": 2, **config}
+    shown = json.loads(run.out)
+    assert shown.pop("activated_at")  # as GET /dashboard/config answers it
+    assert shown == {"version": 2, **config}
     assert run.out.startswith('{\n  "version": 2,\n')  # pretty, version first
 
 
@@ -497,20 +504,31 @@ def test_config_show_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connec
 # --- pause and resume ---
 
 
-def test_pause_and_resume_flip_the_active_configs_paused_flag(
+def test_pause_and_resume_set_the_users_state_whatever_the_version(
     cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db)
     activate_config(db, user_id, {})
-    assert paused_flags(db, user_id) == [(1, False, False), (2, True, False)]
+    assert paused_flags(db, user_id) == [(1, False, None), (2, True, None)]
 
     run = cli("pause", user_id)
-    assert run.status == 0 and run.err == "" and "2" in run.out
-    assert paused_flags(db, user_id) == [(1, False, False), (2, True, True)]
+    assert run.status == 0 and run.err == "" and run.out.startswith("paused since 20")
     assert json.loads(cli("config", "show", user_id).out)["paused"] is True
+    # The versions keep what they said; the state is the user's.
+    assert paused_flags(db, user_id) == [(1, False, None), (2, True, None)]
+    assert cli("pause", user_id).out == run.out  # already paused: nothing changes
 
-    assert cli("resume", user_id).status == 0
-    assert paused_flags(db, user_id) == [(1, False, False), (2, True, False)]
+    assert cli("resume", user_id).out.startswith("resumed since 20")
+    assert json.loads(cli("config", "show", user_id).out)["paused"] is False
+
+
+def test_a_config_set_without_paused_keeps_the_pause(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    user_id = user_with_config(db)
+    cli("pause", user_id)
+    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
+    assert json.loads(cli("config", "show", user_id).out)["paused"] is True
 
 
 def test_pause_leaves_the_buckets_alone(cli: Cli, db: psycopg.Connection) -> None:
@@ -522,10 +540,62 @@ def test_pause_leaves_the_buckets_alone(cli: Cli, db: psycopg.Connection) -> Non
     assert buckets(db, user_id) == before
 
 
-def test_pausing_a_user_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
+def test_a_user_without_a_config_can_be_paused(cli: Cli, db: psycopg.Connection) -> None:
     user_id = create_user(db)
-    assert_one_line_error(cli("pause", user_id), 1, "no active config")
-    assert_one_line_error(cli("resume", user_id), 1, "no active config")
+    assert cli("pause", user_id).out.startswith("paused since")
+    assert cli("resume", user_id).out.startswith("resumed since")
+    assert cli("resume", create_user(db)).out == "not paused\n"
+
+
+# --- config versions and config activate ---
+
+
+def test_config_versions_lists_newest_first_and_marks_the_active_one(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    user_id = create_user(db)
+    cli("config", "set", user_id, write_config(tmp_path, {"paused": False, **TWO_DEPENDENCIES}))
+    cli("config", "set", user_id, write_config(tmp_path, {"dependencies": {}}))
+    run = cli("config", "versions", user_id)
+    assert run.status == 0 and run.err == ""
+    lines = run.out.splitlines()
+    assert lines[0].split() == [
+        "version",
+        "created_at",
+        "activated_at",
+        "active",
+        "paused",
+        "dependencies",
+    ]
+    assert lines[1].split()[0] == "2" and lines[1].split()[-3:] == ["yes", "-", "-"]
+    assert lines[2].split()[0] == "1" and lines[2].split()[-3:] == ["no", "openai,", "stripe"]
+
+    as_json = json.loads(cli("config", "versions", user_id, "--json", "--limit", "1").out)
+    [only] = as_json["versions"]
+    assert only["version"] == 2 and only["is_active"] is True
+    assert only["config"]["dependencies"] == {}
+
+
+def test_config_activate_rolls_back_to_the_version_itself(
+    cli: Cli, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    user_id = create_user(db)
+    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
+    cli("config", "set", user_id, write_config(tmp_path, {"dependencies": {}}))
+    run = cli("config", "activate", user_id, "1")
+    assert (run.status, run.out, run.err) == (0, "config version 1 is active\n", "")
+    shown = json.loads(cli("config", "show", user_id).out)
+    assert shown["version"] == 1 and set(shown["dependencies"]) == {"openai", "stripe"}
+    assert paused_flags(db, user_id)[0][:2] == (1, True)
+    assert len(buckets(db, user_id)) == 2
+
+
+def test_config_activate_refuses_unknown_versions_cleanly(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = user_with_config(db)
+    assert_one_line_error(cli("config", "activate", user_id, "7"), 1, "version")
+    assert_one_line_error(cli("config", "activate", user_id, "0"), 2, "'0'")
+    assert_one_line_error(cli("config", "activate", user_id, "x"), 2, "'x'")
+    assert_one_line_error(cli("config", "activate", UNKNOWN_USER, "1"), 1, "unknown user")
 
 
 # --- quotas ---
@@ -725,8 +795,9 @@ def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> No
     assert first.out == second.out
     [user_id] = demo_users(db)
     assert first.out.splitlines()[0] == f"X-User-ID: {user_id}"
-    assert paused_flags(db, user_id) == [(1, True, False)]
+    assert paused_flags(db, user_id) == [(1, True, None)]
     shown = json.loads(cli("config", "show", user_id).out)
+    assert shown.pop("activated_at")
     # The queue's fields, left out of the demo config, show their defaults.
     assert shown == {
         "version": 1,
@@ -754,7 +825,7 @@ def test_demo_gives_a_demo_user_without_a_config_the_demo_config(
     user_id = create_user(db, DEMO_USER_NAME)
     assert cli("demo").out.splitlines()[0] == f"X-User-ID: {user_id}"
     assert demo_users(db) == [user_id]
-    assert paused_flags(db, user_id) == [(1, True, False)]
+    assert paused_flags(db, user_id) == [(1, True, None)]
 
 
 def test_demo_config_shows_the_seed_examples_documented_outcomes(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
 import falcon.testing
 import psycopg
+import requests
 
 from janus.settings import Settings
+from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for, serve_app
 from tests.support.factories import bucket_tokens, create_user, user_with_config
@@ -116,22 +119,18 @@ def test_a_stale_if_match_is_412_and_stores_nothing(
     assert _versions(db, user_id) == [1, 2, 3]
 
 
-def test_two_concurrent_puts_with_the_same_if_match_one_wins(
-    db: psycopg.Connection, database_url: str
-) -> None:
-    user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
+def _race_two_puts(
+    db: psycopg.Connection, database_url: str, user_id: UUID, put: Callable[[int], int]
+) -> list[int]:
+    """Run `put(capacity)` twice at once, both waiting on the user's row lock; their statuses.
+
+    The lock is held until both PUTs are inside their transactions, waiting on it, so both
+    read If-Match against the same state before either may go on.
+    """
     results: list[int] = []
-
-    def put(client: falcon.testing.TestClient, capacity: int) -> None:
-        results.append(_put(client, user_id, _config(capacity), **{"If-Match": '"1"'}).status_code)
-
-    # A lock_timeout longer than the test's wait, so a slow machine cannot turn a wait into 503.
-    settings = Settings(database_url=database_url, lock_timeout_ms=30_000)
-    # Hold the user's row lock so that both PUTs are inside their transactions, waiting on it,
-    # before either may go on: both read If-Match "1" against the same state.
-    with serve_app(settings) as app_client, psycopg.connect(database_url) as blocker:
+    with psycopg.connect(database_url) as blocker:
         blocker.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", [user_id])
-        threads = [threading.Thread(target=put, args=(app_client, c)) for c in (20, 30)]
+        threads = [threading.Thread(target=lambda c=c: results.append(put(c))) for c in (20, 30)]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
@@ -149,8 +148,42 @@ def test_two_concurrent_puts_with_the_same_if_match_one_wins(
         blocker.rollback()
         for thread in threads:
             thread.join(10)
-    assert sorted(results) == [200, 412]
+    return sorted(results)
+
+
+def test_two_concurrent_puts_with_the_same_if_match_one_wins(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
+    # A lock_timeout longer than the test's wait, so a slow machine cannot turn a wait into 503.
+    settings = Settings(database_url=database_url, lock_timeout_ms=30_000)
+    with serve_app(settings) as app_client:
+
+        def put(capacity: int) -> int:
+            headers = {"If-Match": '"1"'}
+            return _put(app_client, user_id, _config(capacity), **headers).status_code
+
+        assert _race_two_puts(db, database_url, user_id, put) == [200, 412]
     assert _versions(db, user_id) == [1, 2]
+
+
+def test_two_concurrent_puts_over_real_http_one_wins(
+    db: psycopg.Connection, database_url: str, start_gunicorn: StartGunicorn
+) -> None:
+    user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
+    server = start_gunicorn(env={"JANUS_LOCK_TIMEOUT_MS": "30000"})
+
+    def put(capacity: int) -> int:
+        headers = headers_for(user_id, **{"If-Match": '"1"'})
+        url = f"{server.url}{CONFIG}"
+        return requests.put(url, json=_config(capacity), headers=headers, timeout=30).status_code
+
+    assert _race_two_puts(db, database_url, user_id, put) == [200, 412]
+    assert _versions(db, user_id) == [1, 2]
+    listed = requests.get(f"{server.url}{VERSIONS}", headers=headers_for(user_id), timeout=10)
+    assert [one["version"] for one in listed.json()["versions"]] == [2, 1]
+    bad = requests.get(f"{server.url}{VERSIONS}?limit=-1", headers=headers_for(user_id), timeout=10)
+    assert_clear_error(bad, 400)
 
 
 def test_versions_are_paginated_newest_first(
@@ -193,7 +226,7 @@ def test_bad_page_parameters_are_400(
     assert empty.status_code == 200 and empty.json == {"versions": [], "next": None}
 
 
-def test_rollback_activates_a_copy_and_buckets_follow_the_contract(
+def test_rollback_activates_the_old_version_itself_and_buckets_follow_the_contract(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
@@ -211,10 +244,20 @@ def test_rollback_activates_a_copy_and_buckets_follow_the_contract(
     path = f"{VERSIONS}/1/activate"
     result = app_client.simulate_post(path, headers=headers_for(user_id))
     assert result.status_code == 200, result.text
-    assert result.json["version"] == 4 and result.headers["etag"] == '"4"'
+    assert result.json["version"] == 1 and result.headers["etag"] == '"1"'
     assert result.json["dependencies"] == v1["dependencies"]
     got = app_client.simulate_get(CONFIG, headers=headers_for(user_id))
+    assert got.json["version"] == 1 and got.headers["etag"] == '"1"'
     assert got.json["dependencies"] == v1["dependencies"]
+    assert got.json["activated_at"] == result.json["activated_at"]
+    # No version was added, and the history says which one is active.
+    assert _versions(db, user_id) == [1, 2, 3]
+    listed = app_client.simulate_get(VERSIONS, headers=headers_for(user_id)).json["versions"]
+    assert [(one["version"], one["is_active"]) for one in listed] == [
+        (3, False),
+        (2, False),
+        (1, True),
+    ]
     # openai was dropped by v3, so it comes back new and full; search is dropped.
     assert bucket_tokens(db, user_id, "openai") == 100
     row = db.execute(

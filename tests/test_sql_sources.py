@@ -242,3 +242,44 @@ def test_migration_0006_puts_the_accepted_jobs_it_finds_in_the_queue(database_ur
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'jobs_pkey'"
         ).fetchone()
         assert key == ("PRIMARY KEY (user_id, job_id)",)
+
+
+def test_migration_0009_moves_the_pause_onto_the_user_and_back(database_url: str) -> None:
+    """A user paused by its active version stays paused (recorded as one change), a version
+    that said false keeps saying it; the downgrade puts the state back on the active version."""
+    config = alembic_config(database_url)
+    before = REVISIONS[REVISIONS.index("0009") - 1]
+    alembic.command.downgrade(config, before)
+    activate = (
+        "SELECT activate_config(%s, %s, 1::smallint, 0::numeric, 'reject',"
+        ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json)'
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        users = {}
+        for name, paused in (("paused", True), ("running", False)):
+            row = conn.execute("INSERT INTO users (name) VALUES (%s) RETURNING user_id", [name])
+            users[name] = row.fetchone()[0]  # type: ignore[index]
+            conn.execute(activate, [users[name], paused])
+
+    alembic.command.upgrade(config, "head")
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        flags = dict(conn.execute("SELECT name, paused FROM users").fetchall())
+        assert flags == {"paused": True, "running": False}
+        changes = conn.execute("SELECT user_id, paused, config_version FROM pause_changes")
+        assert changes.fetchall() == [(users["paused"], True, None)]
+        stated = dict(conn.execute("SELECT user_id, paused FROM configs").fetchall())
+        assert stated == {users["paused"]: True, users["running"]: False}
+        # Resume one, and leave `paused` out of a new version of the other.
+        conn.execute("SELECT set_paused(%s, false)", [users["paused"]])
+        conn.execute(activate, [users["running"], None])
+        conn.execute("SELECT set_paused(%s, true)", [users["running"]])
+
+    alembic.command.downgrade(config, before)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        active = conn.execute(
+            "SELECT u.name, c.version, c.paused FROM configs c JOIN users u USING (user_id)"
+            " WHERE c.is_active ORDER BY 1"
+        ).fetchall()
+        assert active == [("paused", 1, False), ("running", 2, True)]

@@ -17,9 +17,10 @@ from marshmallow import ValidationError
 
 from janus import json_text
 from janus.admission import NoActiveConfig
-from janus.cli.failures import UsageError
+from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, one_line
-from janus.db import accounts, maintenance
+from janus.configs import UnknownVersion, in_force, version_item
+from janus.db import accounts, configs, maintenance
 from janus.db.history import bucket_quotas, job_page
 from janus.history import JobFilter
 from janus.quotas import BucketQuota
@@ -102,26 +103,60 @@ def config_set(args: argparse.Namespace, database_url: str, out: TextIO) -> None
 
 
 def config_show(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's active config as JSON in the contract's shape, with its version."""
+    """Print the config in force as JSON, as GET /dashboard/config answers it."""
     with accounts.operator_transaction(database_url) as conn:
-        active = accounts.active_config(conn, args.user_id)
+        active = configs.active_version(conn, args.user_id)
     if active is None:
         raise NoActiveConfig("no active config")
-    print(json.dumps({"version": active.version, **active.config}, indent=2), file=out)
+    print(json.dumps(in_force(active), indent=2), file=out)
+
+
+def config_versions(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the user's config versions newest first, as a table or (--json) as the API does."""
+    with accounts.operator_transaction(database_url) as conn:
+        page = configs.list_versions(conn, args.user_id, args.limit, None)
+    if args.json:
+        print(json.dumps({"versions": [version_item(one) for one in page]}, indent=2), file=out)
+        return
+    header = ("version", "created_at", "activated_at", "active", "paused", "dependencies")
+    rows = [
+        (
+            str(one.version),
+            _moment(one.created_at),
+            _moment(one.activated_at),
+            "yes" if one.is_active else "",
+            # What the version said; "-" when it left the user's pause state as it was.
+            {True: "yes", False: "no", None: "-"}[one.config.get("paused")],
+            ", ".join(_printable(name) for name in one.config["dependencies"]) or "-",
+        )
+        for one in page
+    ]
+    for line in aligned_table(header, rows, numeric_columns=(0,)):
+        print(line, file=out)
+
+
+def config_activate(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Make a stored version the active one again (a rollback), as it is; print it."""
+    try:
+        with accounts.operator_transaction(database_url) as conn:
+            stored = configs.roll_back(conn, args.user_id, args.version)
+    except UnknownVersion:
+        raise CommandError(f"the user has no config version {args.version}") from None
+    print(f"config version {stored.version} is active", file=out)
 
 
 def pause(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Pause the user: every job is refused with 403 until `janus resume`."""
     with accounts.operator_transaction(database_url) as conn:
-        version = accounts.set_paused(conn, args.user_id, True)
-    print(f"paused (config version {version})", file=out)
+        since = accounts.set_paused(conn, args.user_id, True)
+    print(f"paused since {_moment(since)}", file=out)
 
 
 def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Resume a paused user."""
     with accounts.operator_transaction(database_url) as conn:
-        version = accounts.set_paused(conn, args.user_id, False)
-    print(f"resumed (config version {version})", file=out)
+        since = accounts.set_paused(conn, args.user_id, False)
+    print("not paused" if since is None else f"resumed since {_moment(since)}", file=out)
 
 
 def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:

@@ -9,8 +9,10 @@ from uuid import UUID
 from marshmallow import ValidationError, validate
 
 from janus.cli.commands import (
+    config_activate,
     config_set,
     config_show,
+    config_versions,
     demo,
     jobs,
     pause,
@@ -57,6 +59,12 @@ def _retention_days(text: str) -> float:
 
 DEFAULT_JOBS_SHOWN = 50
 MAX_JOBS_SHOWN = 10_000
+
+
+def _version(text: str) -> int:
+    if not text.isascii() or not text.isdecimal() or not 1 <= int(text) <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a config version (a number from 1)")
+    return int(text)
 
 
 def _job_limit(text: str) -> int:
@@ -108,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--yes", action="store_true", help="really delete (nothing is kept)")
     delete.set_defaults(run=user_delete)
 
-    config = commands.add_parser("config", help="set or show a user's config")
+    config = commands.add_parser(
+        "config", help="set, show, list or roll back a user's config versions"
+    )
     config_commands = config.add_subparsers(metavar="ACTION", required=True)
     set_ = config_commands.add_parser(
         "set", help="store and activate a new config version; print its number"
@@ -119,6 +129,29 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the active config as JSON")
     show.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
     show.set_defaults(run=config_show)
+    versions = config_commands.add_parser(
+        "versions", help="list the config versions, newest first (the active one marked)"
+    )
+    versions.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    versions.add_argument(
+        "--limit",
+        metavar="N",
+        type=_job_limit,
+        default=DEFAULT_JOBS_SHOWN,
+        help="show at most N versions, newest first (default %(default)s)",
+    )
+    versions.add_argument("--json", action="store_true", help="print JSON, as the API answers")
+    versions.set_defaults(run=config_versions)
+    activate = config_commands.add_parser(
+        "activate", help="make an earlier version the active one again (roll back)"
+    )
+    activate.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    activate.add_argument("version", metavar="VERSION", type=_version, help="a version number")
+    activate.set_defaults(run=config_activate)
 
     for name, run, help_text in [
         ("pause", pause, "refuse every job of a user (403 service paused)"),

@@ -13,7 +13,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from janus.admission import NoActiveConfig, UnknownDependencies, UnknownUser
+from janus.admission import UnknownDependencies, UnknownUser
 from janus.db import queries
 from janus.db.errors import translated
 
@@ -116,7 +116,8 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
     """Store `config` (as loaded by ConfigSchema) as the user's next version, active; its number."""
     params = {
         "user_id": user_id,
-        "paused": config["paused"],
+        # None (left out): the user's pause state stays as it is.
+        "paused": config.get("paused"),
         "min_priority": config["min_priority"],
         "priority_reserve": config["priority_reserve"],
         # By value: psycopg would send an Enum member's name.
@@ -142,12 +143,16 @@ def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> ActiveConfig 
     return None if version is None else ActiveConfig(version, config)
 
 
-def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> int:
-    """Pause or resume the user's active config in place; the number of that version."""
+def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> datetime | None:
+    """Pause or resume the user (a no-op when already so); when the current state began."""
     with translated():
         row = conn.execute(queries.SET_PAUSED, {"user_id": user_id, "paused": paused}).fetchone()
-    if row is None:
-        active_config(conn, user_id)  # raises UnknownUser when there is no such user
-        raise NoActiveConfig("no active config")
-    version: int = row[0]
-    return version
+    assert row is not None
+    since: datetime | None = row[0]
+    return since
+
+
+def activate_version(conn: psycopg.Connection[Any], user_id: UUID, version: int) -> None:
+    """Make the user's stored `version` the active one again, buckets included (a rollback)."""
+    with translated():
+        conn.execute(queries.ACTIVATE_VERSION, {"user_id": user_id, "version": version})

@@ -12,11 +12,18 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool
 
 from janus.admission import UnknownUser
-from janus.configs import ANY_VERSION, ConfigVersion, UnknownVersion, VersionMismatch
+from janus.configs import (
+    ANY_VERSION,
+    ConfigVersion,
+    PauseChange,
+    PauseState,
+    UnknownVersion,
+    VersionMismatch,
+)
 from janus.db import accounts, queries
 from janus.db.errors import translated
 
@@ -30,7 +37,6 @@ def _select(
     before: int | None = None,
     limit: int = 1,
 ) -> list[ConfigVersion]:
-    cursor = conn.cursor(row_factory=class_row(ConfigVersion))
     params = {
         "user_id": user_id,
         "active_only": active_only,
@@ -38,7 +44,14 @@ def _select(
         "before": before,
         "limit": limit,
     }
-    return cursor.execute(queries.CONFIG_VERSIONS, params).fetchall()
+    rows = conn.cursor(row_factory=dict_row).execute(queries.CONFIG_VERSIONS, params)
+    return [_version(**row) for row in rows]
+
+
+def _version(stated_paused: bool | None, config: dict[str, Any], **columns: Any) -> ConfigVersion:
+    """A row of CONFIG_VERSIONS, with `paused` first in the config when the version set it."""
+    stated = {} if stated_paused is None else {"paused": stated_paused}
+    return ConfigVersion(config={**stated, **config}, **columns)
 
 
 def _lock_owner(conn: psycopg.Connection[Any], user_id: UUID) -> None:
@@ -54,6 +67,57 @@ def _activate(
     return stored
 
 
+def active_version(conn: psycopg.Connection[Any], user_id: UUID) -> ConfigVersion | None:
+    """The user's active version, or None when it has none; UnknownUser if there is no user."""
+    with translated():
+        found = _select(conn, user_id, active_only=True)
+        if not found:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+            return None
+        return found[0]
+
+
+def list_versions(
+    conn: psycopg.Connection[Any], user_id: UUID, limit: int, before: int | None
+) -> list[ConfigVersion]:
+    """Up to `limit` versions newest first, below `before` if given; UnknownUser for no user."""
+    with translated():
+        page = _select(conn, user_id, before=before, limit=limit)
+        if not page:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+        return page
+
+
+def roll_back(conn: psycopg.Connection[Any], user_id: UUID, version: int) -> ConfigVersion:
+    """Make `version` the active one again, in `conn`'s transaction; already active: as is.
+
+    UnknownUser or UnknownVersion when there is no such user or version.
+    """
+    with translated():
+        _lock_owner(conn, user_id)
+        found = _select(conn, user_id, version=version)
+        if not found:
+            raise UnknownVersion(f"no config version {version}")
+        if found[0].is_active:
+            return found[0]
+        accounts.activate_version(conn, user_id, version)
+        [stored] = _select(conn, user_id, version=version)
+        return stored
+
+
+def pause_changes(
+    conn: psycopg.Connection[Any], user_id: UUID, limit: int, before: int | None
+) -> list[PauseChange]:
+    """Up to `limit` pause changes newest first, below change_id `before` if given."""
+    with translated():
+        cursor = conn.cursor(row_factory=class_row(PauseChange))
+        params = {"user_id": user_id, "limit": limit, "before": before}
+        page = cursor.execute(queries.PAUSE_CHANGES, params).fetchall()
+        if not page:
+            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
+        return page
+
+
 class ConfigVersionStore:
     """The ConfigStore the dashboard's config resources are given."""
 
@@ -63,11 +127,7 @@ class ConfigVersionStore:
     def active(self, user_id: UUID) -> ConfigVersion | None:
         """The user's active version, or None; UnknownUser if there is no such user."""
         with translated(), self._pool.connection() as conn:
-            found = _select(conn, user_id, active_only=True)
-            if not found:
-                accounts.active_config(conn, user_id)  # raises UnknownUser for no user
-                return None
-            return found[0]
+            return active_version(conn, user_id)
 
     def replace(
         self, user_id: UUID, config: Mapping[str, Any], if_match: int | None
@@ -85,16 +145,20 @@ class ConfigVersionStore:
     def versions(self, user_id: UUID, limit: int, before: int | None) -> list[ConfigVersion]:
         """A page of versions newest first; UnknownUser if there is no such user."""
         with translated(), self._pool.connection() as conn:
-            page = _select(conn, user_id, before=before, limit=limit)
-            if not page:
-                accounts.active_config(conn, user_id)  # raises UnknownUser for no user
-            return page
+            return list_versions(conn, user_id, limit, before)
 
     def reactivate(self, user_id: UUID, version: int) -> ConfigVersion:
-        """Activate a copy of `version` as the next version (the history only grows)."""
+        """Make `version` the active one again (a rollback); already active: left as it is."""
         with translated(), self._pool.connection() as conn, conn.transaction():
-            _lock_owner(conn, user_id)
-            found = _select(conn, user_id, version=version)
-            if not found:
-                raise UnknownVersion(f"no config version {version}")
-            return _activate(conn, user_id, found[0].config)
+            return roll_back(conn, user_id, version)
+
+    def set_paused(self, user_id: UUID, paused: bool) -> PauseState:
+        """Pause or resume the user; UnknownUser if there is no such user."""
+        with translated(), self._pool.connection() as conn, conn.transaction():
+            since = accounts.set_paused(conn, user_id, paused)
+        return PauseState(paused, since)
+
+    def pause_changes(self, user_id: UUID, limit: int, before: int | None) -> list[PauseChange]:
+        """A page of pause changes newest first; UnknownUser if there is no such user."""
+        with translated(), self._pool.connection() as conn:
+            return pause_changes(conn, user_id, limit, before)

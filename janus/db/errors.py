@@ -18,6 +18,7 @@ from janus.admission import (
     ServicePaused,
     UnknownUser,
 )
+from janus.configs import UnknownVersion
 
 # Raised by the functions of janus/db/sql/ (admit_jobs, admit_jobs_once, activate_config).
 _BY_SQLSTATE: dict[str, type[NoDecision]] = {
@@ -27,6 +28,8 @@ _BY_SQLSTATE: dict[str, type[NoDecision]] = {
     "J0K09": IdempotencyKeyInUse,
     "J0K22": IdempotencyKeyReused,
 }
+# Raised by activate_version(): not about a decision, so not a NoDecision.
+_UNKNOWN_VERSION = "J0V01"
 
 
 @contextmanager
@@ -39,6 +42,8 @@ def translated() -> Iterator[None]:
     try:
         yield
     except psycopg.Error as error:
+        if error.sqlstate == _UNKNOWN_VERSION:
+            raise UnknownVersion(str(error.diag.message_primary)) from error
         raise domain_error(error) from error
 
 

@@ -29,6 +29,8 @@ LOCK_USER_NAME = _QUERIES["lock_user_name"]
 ACTIVATE_CONFIG = _QUERIES["activate_config"]
 ACTIVE_CONFIG = _QUERIES["active_config"]
 SET_PAUSED = _QUERIES["set_paused"]
+ACTIVATE_VERSION = _QUERIES["activate_version"]
+PAUSE_CHANGES = _QUERIES["pause_changes"]
 
 # The dashboard's and the CLI's reads: job history, one job, bucket quotas
 JOB_HISTORY = _QUERIES["job_history"]

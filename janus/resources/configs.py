@@ -1,13 +1,22 @@
-"""The dashboard's config routes: GET/PUT /dashboard/config, its versions, and rollback."""
+"""The dashboard's rules: GET/PUT /dashboard/config, its versions, rollback, pause and resume."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import falcon
 
-from janus.configs import ANY_VERSION, ConfigStore, ConfigVersion, UnknownVersion, VersionMismatch
+from janus.configs import (
+    ANY_VERSION,
+    ConfigStore,
+    ConfigVersion,
+    UnknownVersion,
+    VersionMismatch,
+    in_force,
+    pause_item,
+    pause_state,
+    version_item,
+)
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, load_body, page_param
 from janus.schemas import ConfigSchema
@@ -15,6 +24,8 @@ from janus.schemas import ConfigSchema
 NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# Cursors are version numbers and change ids, both positive.
+MAX_CURSOR = 2**63 - 1
 
 # An entity tag as sent back: "7", or 7 without the quotes; "*" is any active version.
 _IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"|([1-9][0-9]{0,9})', re.ASCII)
@@ -26,12 +37,8 @@ def etag(version: int) -> str:
 
 
 def _answer(resp: falcon.Response, stored: ConfigVersion) -> None:
-    """The config as `janus config show` prints it, with activated_at, and its ETag."""
-    resp.media = {
-        "version": stored.version,
-        "activated_at": None if stored.activated_at is None else stored.activated_at.isoformat(),
-        **stored.config,
-    }
+    """The config in force, with its version and activated_at, and its ETag."""
+    resp.media = in_force(stored)
     resp.set_header("ETag", etag(stored.version))
 
 
@@ -82,6 +89,18 @@ class ConfigResource:
         _answer(resp, stored)
 
 
+def _page(req: falcon.Request) -> tuple[int, int | None]:
+    """`limit` and the `cursor` (the previous page's `next`) of a keyset-paged listing."""
+    unknown = set(req.params) - {"limit", "cursor"}
+    if unknown:
+        raise InvalidBody(
+            "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
+        )
+    limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
+    assert limit is not None
+    return limit, page_param(req, "cursor", None, MAX_CURSOR)
+
+
 class ConfigVersionsResource:
     """GET /dashboard/config/versions: every version newest first, a page at a time."""
 
@@ -91,32 +110,15 @@ class ConfigVersionsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of `limit` versions below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
-        unknown = set(req.params) - {"limit", "cursor"}
-        if unknown:
-            raise InvalidBody(
-                "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
-            )
-        limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
-        before = page_param(req, "cursor", None, 2**31 - 1)
-        assert limit is not None
+        limit, before = _page(req)
         # One more than asked: whether there is a next page, without a second query.
         page = self._store.versions(user_id, limit + 1, before)
         more = len(page) > limit
         page = page[:limit]
         resp.media = {
-            "versions": [_item(one) for one in page],
+            "versions": [version_item(one) for one in page],
             "next": str(page[-1].version) if more else None,
         }
-
-
-def _item(stored: ConfigVersion) -> dict[str, Any]:
-    return {
-        "version": stored.version,
-        "activated_at": None if stored.activated_at is None else stored.activated_at.isoformat(),
-        "created_at": stored.created_at.isoformat(),
-        "is_active": stored.is_active,
-        "config": stored.config,
-    }
 
 
 class ConfigActivateResource:
@@ -126,7 +128,7 @@ class ConfigActivateResource:
         self._store = store
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, version: int) -> None:
-        """Activate a copy of `version` as the next version; 404 for an unknown version."""
+        """Make `version` the active one again, as it is; 404 for an unknown version."""
         user_id = authenticated_user(req)
         try:
             stored = self._store.reactivate(user_id, version)
@@ -135,3 +137,36 @@ class ConfigActivateResource:
                 description=f"this user has no config version {version}"
             ) from None
         _answer(resp, stored)
+
+
+class PauseResource:
+    """POST /dashboard/pause and /dashboard/resume: refuse, or admit again, the user's jobs."""
+
+    def __init__(self, store: ConfigStore, *, paused: bool) -> None:
+        self._store = store
+        self._paused = paused
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Set the state (doing nothing when it already is) and answer it, with since when."""
+        user_id = authenticated_user(req)
+        state = self._store.set_paused(user_id, self._paused)
+        resp.media = pause_state(state)
+
+
+class PauseHistoryResource:
+    """GET /dashboard/pause/history: when the user was paused and resumed, newest first."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of `limit` changes below `cursor`, and the `next` cursor (null at the end)."""
+        user_id = authenticated_user(req)
+        limit, before = _page(req)
+        page = self._store.pause_changes(user_id, limit + 1, before)
+        more = len(page) > limit
+        page = page[:limit]
+        resp.media = {
+            "changes": [pause_item(one) for one in page],
+            "next": str(page[-1].change_id) if more else None,
+        }

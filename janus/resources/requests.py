@@ -50,7 +50,7 @@ def page_param(req: falcon.Request, name: str, default: int | None, top: int) ->
     raw = req.get_param(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not 1 <= int(raw) <= top:
+    if not re.fullmatch(r"[0-9]{1,19}", raw, re.ASCII) or not 1 <= int(raw) <= top:
         raise InvalidBody(
             f"{name} must be an integer from 1 to {top}",
             {name: [f"Must be an integer from 1 to {top}."]},

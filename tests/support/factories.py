@@ -31,7 +31,7 @@ def activate_config(
     user_id: UUID,
     dependencies: dict[str, dict[str, Any]],
     *,
-    paused: bool = False,
+    paused: bool | None = False,  # None: the config leaves `paused` out
     min_priority: int = 1,
     priority_reserve: float = 0.0,
     unknown_dependencies: str = "reject",

@@ -8,7 +8,7 @@
 -- exact text of the contract.
 --
 -- Custom SQLSTATEs (class J0) tell the caller why there was no decision at all:
--- J0U01 unknown user, J0C01 no active config, J0P01 service paused.
+-- J0U01 unknown user, J0C01 no active config, J0P01 service paused (users.paused, set_paused()).
 --
 -- The live definition is janus/db/sql/admit_jobs.sql; a migration that changes it applies a
 -- frozen copy of that file (alembic/README).
@@ -65,7 +65,7 @@ DECLARE
     incurable         boolean;
     shortfall_x9      numeric;
 BEGIN
-    SELECT c.version, c.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies
+    SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies
       INTO cfg
       FROM users u
       LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active

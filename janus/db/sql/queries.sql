@@ -85,7 +85,7 @@ SELECT user_id FROM users WHERE name = %(name)s ORDER BY created_at, user_id LIM
 
 -- list_users --
 -- Operators' listing: the whole table, by design (not a request's statement).
-SELECT u.user_id, u.name, u.created_at, c.version AS config_version, c.paused
+SELECT u.user_id, u.name, u.created_at, c.version AS config_version, u.paused
   FROM users u
   LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
  WHERE %(name_contains)s::text IS NULL
@@ -116,10 +116,11 @@ SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
 
 -- active_config --
 -- One row when the user exists (no row: unknown user); version is NULL without an active
--- config. The config is built as JSON here so numerics keep the form they were stored in.
+-- config. The config is built as JSON here so numerics keep the form they were stored in;
+-- `paused` is the user's state now, whatever the version said (set_paused.sql).
 SELECT c.version,
        json_build_object(
-           'paused', c.paused,
+           'paused', u.paused,
            'min_priority', c.min_priority,
            'priority_reserve', c.priority_reserve,
            'unknown_dependencies', c.unknown_dependencies,
@@ -151,11 +152,23 @@ SELECT c.version,
  WHERE u.user_id = %(user_id)s
 
 -- set_paused --
--- Pausing edits the active version in place rather than making a new one: it is an operator's
--- switch, not a change of policy, and it must not touch the buckets.
-UPDATE configs SET paused = %(paused)s
- WHERE user_id = %(user_id)s AND is_active
-RETURNING version
+-- See set_paused.sql: the state is the user's, kept across config versions; only a change is
+-- recorded. Returns when the current state began (NULL: never paused).
+SELECT set_paused(%(user_id)s, %(paused)s)
+
+-- activate_version --
+-- See activate_version.sql: a stored version becomes the active one again, buckets included.
+SELECT activate_version(%(user_id)s, %(version)s)
+
+-- pause_changes --
+-- A user's pause changes newest first, a keyset page below change_id `before` (the primary
+-- key (user_id, change_id)).
+SELECT change_id, paused, changed_at, config_version
+  FROM pause_changes
+ WHERE user_id = %(user_id)s
+   AND (%(before)s::bigint IS NULL OR change_id < %(before)s::bigint)
+ ORDER BY change_id DESC
+ LIMIT %(limit)s
 
 -- bucket_quotas --
 -- A user's buckets as of now, from the view token_buckets_now (GET /dashboard/quotas, `janus
@@ -243,13 +256,15 @@ SELECT 1 FROM users WHERE user_id = %(user_id)s FOR UPDATE
 -- config_versions --
 -- A user's config versions newest first, as the dashboard shows them: only the active one
 -- (active_only), only one (version), or a keyset page (below `before`, up to `limit`), by the
--- primary key (user_id, version). The config is built as active_config builds it.
+-- primary key (user_id, version). The config is built as active_config builds it, without
+-- `paused`: stated_paused is what the version said (NULL: nothing), user_paused the state now.
 SELECT c.version,
        c.created_at,
        c.activated_at,
        c.is_active,
+       c.paused AS stated_paused,
+       u.paused AS user_paused,
        json_build_object(
-           'paused', c.paused,
            'min_priority', c.min_priority,
            'priority_reserve', c.priority_reserve,
            'unknown_dependencies', c.unknown_dependencies,
@@ -276,9 +291,10 @@ SELECT c.version,
                '{}'::json)
        ) AS config
   FROM configs c
+  JOIN users u ON u.user_id = c.user_id
  WHERE c.user_id = %(user_id)s
    AND (NOT %(active_only)s OR c.is_active)
    AND (%(version)s::integer IS NULL OR c.version = %(version)s::integer)
-   AND (%(before)s::integer IS NULL OR c.version < %(before)s::integer)
+   AND (%(before)s::bigint IS NULL OR c.version < %(before)s::bigint)
  ORDER BY c.version DESC
  LIMIT %(limit)s
