@@ -12,6 +12,7 @@ from janus.db.health import check_database
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
+from janus.openapi.document import build_document
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.configs import (
     ConfigActivateResource,
@@ -21,6 +22,7 @@ from janus.resources.configs import (
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
     ClaimResource,
     CompleteManyResource,
@@ -36,7 +38,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
 
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
-    janus.configs' ConfigStore and a readiness check.
+    janus.configs' ConfigStore and a readiness check. Every route added here has its entry in
+    janus/openapi/operations.py, the table GET /openapi.json is built from (tests/test_openapi.py
+    holds the two together).
     """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
@@ -46,6 +50,10 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     store = AdmissionStore(pool, retries=settings.conflict_retries)
     app.add_route("/health", HealthResource())
     app.add_route("/health/ready", ReadinessResource(partial(check_database, pool)))
+    document = build_document(
+        max_batch_jobs=settings.max_batch_jobs, service_token=settings.service_token is not None
+    )
+    app.add_route("/openapi.json", OpenApiResource(document))
     for source in Source:
         prefix = f"/{source.value}/jobs"
         app.add_route(prefix, SingleJobResource(store, source))
