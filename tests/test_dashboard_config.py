@@ -79,6 +79,19 @@ def test_put_stores_and_activates_a_new_version(
     assert got.json["version"] == 3 and got.headers["etag"] == '"3"'
 
 
+def test_a_priority_reserve_just_below_1_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    # Found by schemathesis: sent to Postgres as a float8, 0.9999999999999999 became 1 and
+    # broke the configs table's CHECK (priority_reserve < 1): a 500 for a valid config.
+    user_id = create_user(db)
+    put = _put(app_client, user_id, _config(priority_reserve=0.9999999999999999))
+    assert put.status_code == 200, put.text
+    assert put.json["priority_reserve"] == 0.9999999999999999
+    row = db.execute("SELECT priority_reserve::text FROM configs WHERE user_id = %s", [user_id])
+    assert row.fetchone() == ("0.9999999999999999",)
+
+
 def test_an_invalid_config_is_400_naming_the_field_and_stores_nothing(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
