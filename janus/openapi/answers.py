@@ -17,6 +17,7 @@ from janus.admission import Status
 from janus.queue import JobState
 from janus.schemas import ConfigSchema, Dependencies, Payload, StrictInteger
 
+
 class ErrorSchema(Schema):
     """Every error body: a title, a description, and field-level messages for a bad body."""
 
