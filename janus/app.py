@@ -7,6 +7,7 @@ from functools import partial
 import falcon
 
 from janus.admission import Mode, Source
+from janus.configs import MAX_VERSION
 from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.jobs import AdmissionStore
@@ -79,8 +80,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     configs = ConfigVersionStore(pool)
     app.add_route("/dashboard/config", ConfigResource(configs))
     app.add_route("/dashboard/config/versions", ConfigVersionsResource(configs))
+    # A version beyond MAX_VERSION matches no route (404), as no user can have one.
     app.add_route(
-        "/dashboard/config/versions/{version:int(min=1)}/activate",
+        f"/dashboard/config/versions/{{version:int(min=1, max={MAX_VERSION})}}/activate",
         ConfigActivateResource(configs),
     )
     return app

@@ -258,6 +258,12 @@ def test_activating_an_unknown_version_is_404(
     assert_clear_error(result, 404)
     result = app_client.simulate_post(f"{VERSIONS}/0/activate", headers=headers_for(user_id))
     assert_clear_error(result, 404)
+    # Found by schemathesis: a version past Postgres's integer (8393374043) was a 500.
+    for version in (2**31, 8393374043, 10**30):
+        result = app_client.simulate_post(
+            f"{VERSIONS}/{version}/activate", headers=headers_for(user_id)
+        )
+        assert_clear_error(result, 404)
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
     assert _put(app_client, other, _config()).status_code == 200
     # Another user's version 2 is not this user's.

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
 from janus.app import create_app
+from janus.configs import MAX_VERSION
 from janus.db.pool import make_pool
 from janus.openapi.document import build_document
 from janus.settings import Settings
@@ -32,7 +33,7 @@ FALCON_FIELD = re.compile(r"\{(\w+)(?::([^}]+))?\}")
 CONVERTER_SCHEMAS: dict[str | None, dict[str, Any]] = {
     None: {"type": "string"},
     "uuid": {"type": "string", "format": "uuid"},
-    "int(min=1)": {"type": "integer", "minimum": 1},
+    f"int(min=1, max={MAX_VERSION})": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
 }
 
 

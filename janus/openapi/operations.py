@@ -19,6 +19,7 @@ from typing import Any
 from marshmallow import Schema
 
 from janus.admission import Source
+from janus.configs import MAX_VERSION
 from janus.openapi.answers import (
     ActiveConfigSchema,
     ClaimAnswerSchema,
@@ -83,11 +84,11 @@ class Operation:
 
 
 # Path parameters by name: the OpenAPI schema of each of falcon's field converters in
-# janus/app.py (`{job_id:uuid}`, `{version:int(min=1)}`). A value the converter refuses
-# matches no route: 404.
+# janus/app.py (`{job_id:uuid}`, `{version:int(min=1, max=...)}`). A value the converter
+# refuses matches no route: 404.
 PATH_PARAMETERS: Mapping[str, dict[str, Any]] = {
     "job_id": {"type": "string", "format": "uuid"},
-    "version": {"type": "integer", "minimum": 1},
+    "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
 }
 
 # What a body can be refused with before anything is decided.

@@ -7,7 +7,14 @@ from typing import Any
 
 import falcon
 
-from janus.configs import ANY_VERSION, ConfigStore, ConfigVersion, UnknownVersion, VersionMismatch
+from janus.configs import (
+    ANY_VERSION,
+    MAX_VERSION,
+    ConfigStore,
+    ConfigVersion,
+    UnknownVersion,
+    VersionMismatch,
+)
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, load_body
 from janus.schemas import ConfigSchema
@@ -106,7 +113,7 @@ class ConfigVersionsResource:
                 "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
             )
         limit = _page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
-        before = _page_param(req, "cursor", None, 2**31 - 1)
+        before = _page_param(req, "cursor", None, MAX_VERSION)
         assert limit is not None
         # One more than asked: whether there is a next page, without a second query.
         page = self._store.versions(user_id, limit + 1, before)
