@@ -38,7 +38,8 @@ job is decided, the queue, configs.
 Every route but /health and /openapi.json needs `X-User-ID`, a Janus user's id; when the \
 service runs with a service token, every route but /health needs it too \
 (`Authorization: Bearer <token>`). Bodies are UTF-8 JSON objects of at most 1 MiB; a repeated \
-key, `NaN` or `Infinity` is refused with 400. Every answer carries `X-Request-ID`, and every \
+key, `NaN` or `Infinity` is refused with 400, and so is an integer written with a fraction \
+or an exponent (`8.0`, `1e3`). Every answer carries `X-Request-ID`, and every \
 error the same body: `{"title", "description"}`, with `errors` by field when a body is \
 refused. A method a route does not have is answered 405 with `Allow`; a path no route \
 matches, 404.
@@ -85,8 +86,9 @@ PARAMETERS: Mapping[str, dict[str, Any]] = {
     },
     "Idempotency-Key": {
         "in": "header",
-        "description": "A repeat of an accepted request within 24 hours gets the original answer"
-        " and takes no token; the same key with a different body or route is 422.",
+        "description": "1 to 255 printable characters, scoped to the user (else 400). A repeat"
+        " of an accepted request within 24 hours gets the original answer and takes no token;"
+        " the same key with a different body or route is 422.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     },
     "If-Match": {
