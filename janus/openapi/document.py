@@ -111,13 +111,17 @@ PARAMETERS: Mapping[str, dict[str, Any]] = {
 
 
 def _error(
-    title: str, description: str, examples: Mapping[str, str], **headers: bool
+    title: str,
+    description: str,
+    examples: Mapping[str, str],
+    headers: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
+    """An error answer; `headers` beside X-Request-ID, each with whether it is always sent."""
     return {
         "title": title,
         "description": description,
         "examples": examples,
-        "headers": {"X-Request-ID": True, **headers},
+        "headers": {"X-Request-ID": True, **(headers or {})},
     }
 
 
@@ -142,7 +146,7 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
             "unknown_user": "X-User-ID does not name a Janus user",
             "no_token": "a valid service token is required (Authorization: Bearer ...)",
         },
-        **{"WWW-Authenticate": True},
+        headers={"WWW-Authenticate": True},
     ),
     403: _error(
         "403 Forbidden",
@@ -160,14 +164,12 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
         },
     ),
     # Answered by the worker itself when the head is late, so X-Request-ID may be missing.
-    408: {
-        **_error(
-            "408 Request Timeout",
-            "The request did not arrive within the read deadline; nothing was decided.",
-            {"late": "the request did not arrive within 10 s"},
-        ),
-        "headers": {"X-Request-ID": False},
-    },
+    408: _error(
+        "408 Request Timeout",
+        "The request did not arrive within the read deadline; nothing was decided.",
+        {"late": "the request did not arrive within 10 s"},
+        headers={"X-Request-ID": False},
+    ),
     409: _error(
         "409 Conflict",
         "A request with the same Idempotency-Key is still being decided; or (a lease call) the"
@@ -207,7 +209,7 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
         "The database is unreachable or busy (pool exhausted, a conflict still failing after"
         " retries).",
         {"busy": "the database is unavailable or busy; retry shortly"},
-        **{"Retry-After": True},
+        headers={"Retry-After": True},
     ),
 }
 
@@ -216,7 +218,9 @@ def _error_component(status: int) -> str:
     return f"Error{status}"
 
 
-def _janus_fields(self: Any, field: fields.Field[Any], ret: dict[str, Any], **_: Any) -> dict:
+def _janus_fields(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
     """What apispec cannot see in Janus's fields: their limits, and exclusive ranges."""
     more: dict[str, Any] = {}
     if isinstance(field, Dependencies):
@@ -254,12 +258,12 @@ def _headers(names: Mapping[str, bool]) -> dict[str, Any]:
     return {name: {**HEADERS[name], "required": always} for name, always in names.items()}
 
 
-def _answer(answer: Answer, content: bool = True) -> dict[str, Any]:
+def _answer(answer: Answer) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": answer.description,
         "headers": _headers({"X-Request-ID": True, **answer.headers}),
     }
-    if answer.schema is not None and content:
+    if answer.schema is not None:
         response["content"] = {
             "application/json": {
                 "schema": answer.schema(many=answer.many),
