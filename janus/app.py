@@ -7,12 +7,14 @@ from functools import partial
 import falcon
 
 from janus.admission import Mode, Source
+from janus.configs import MAX_VERSION
 from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
+from janus.openapi.document import build_document
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.configs import (
     ConfigActivateResource,
@@ -25,6 +27,7 @@ from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
 from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
     ClaimResource,
     CompleteManyResource,
@@ -42,7 +45,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory, janus.quotas' QuotaReader and a
-    readiness check.
+    readiness check. Every route added here has its entry in janus/openapi/operations.py, the
+    table GET /openapi.json is built from (tests/test_openapi.py holds the two together).
     """
     middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
     if settings.service_token:
@@ -52,6 +56,10 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     store = AdmissionStore(pool, retries=settings.conflict_retries)
     app.add_route("/health", HealthResource())
     app.add_route("/health/ready", ReadinessResource(partial(check_database, pool)))
+    document = build_document(
+        max_batch_jobs=settings.max_batch_jobs, service_token=settings.service_token is not None
+    )
+    app.add_route("/openapi.json", OpenApiResource(document))
     history = HistoryStore(pool)
     for source in Source:
         prefix = f"/{source.value}/jobs"
@@ -84,8 +92,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     configs = ConfigVersionStore(pool)
     app.add_route("/dashboard/config", ConfigResource(configs))
     app.add_route("/dashboard/config/versions", ConfigVersionsResource(configs))
+    # A version beyond MAX_VERSION matches no route (404), as no user can have one.
     app.add_route(
-        "/dashboard/config/versions/{version:int(min=1)}/activate",
+        f"/dashboard/config/versions/{{version:int(min=1, max={MAX_VERSION})}}/activate",
         ConfigActivateResource(configs),
     )
     app.add_route("/dashboard/pause", PauseResource(configs, paused=True))

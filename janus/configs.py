@@ -18,6 +18,8 @@ from uuid import UUID
 
 # `if_match` that any active version satisfies (HTTP's If-Match: *); versions start at 1.
 ANY_VERSION = 0
+# Versions are Postgres integers: no user has a larger one.
+MAX_VERSION = 2**31 - 1
 
 
 class VersionMismatch(Exception):

@@ -82,6 +82,19 @@ def test_put_stores_and_activates_a_new_version(
     assert got.json["version"] == 3 and got.headers["etag"] == '"3"'
 
 
+def test_a_priority_reserve_just_below_1_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    # Found by schemathesis: sent to Postgres as a float8, 0.9999999999999999 became 1 and
+    # broke the configs table's CHECK (priority_reserve < 1): a 500 for a valid config.
+    user_id = create_user(db)
+    put = _put(app_client, user_id, _config(priority_reserve=0.9999999999999999))
+    assert put.status_code == 200, put.text
+    assert put.json["priority_reserve"] == 0.9999999999999999
+    row = db.execute("SELECT priority_reserve::text FROM configs WHERE user_id = %s", [user_id])
+    assert row.fetchone() == ("0.9999999999999999",)
+
+
 def test_an_invalid_config_is_400_naming_the_field_and_stores_nothing(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
@@ -288,6 +301,12 @@ def test_activating_an_unknown_version_is_404(
     assert_clear_error(result, 404)
     result = app_client.simulate_post(f"{VERSIONS}/0/activate", headers=headers_for(user_id))
     assert_clear_error(result, 404)
+    # Found by schemathesis: a version past Postgres's integer (8393374043) was a 500.
+    for version in (2**31, 8393374043, 10**30):
+        result = app_client.simulate_post(
+            f"{VERSIONS}/{version}/activate", headers=headers_for(user_id)
+        )
+        assert_clear_error(result, 404)
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
     assert _put(app_client, other, _config()).status_code == 200
     # Another user's version 2 is not this user's.

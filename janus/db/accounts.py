@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -119,7 +120,9 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         # None (left out): the user's pause state stays as it is.
         "paused": config.get("paused"),
         "min_priority": config["min_priority"],
-        "priority_reserve": config["priority_reserve"],
+        # As the decimal the client wrote: a float8 cast to numeric keeps 15 digits, so
+        # 0.9999999999999999 would be stored as 1 (refused by the table's CHECK, a 500).
+        "priority_reserve": Decimal(repr(config["priority_reserve"])),
         # By value: psycopg would send an Enum member's name.
         "unknown_dependencies": UnknownDependencies(config["unknown_dependencies"]).value,
         "dependencies": json.dumps(config["dependencies"]),

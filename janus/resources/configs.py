@@ -8,6 +8,7 @@ import falcon
 
 from janus.configs import (
     ANY_VERSION,
+    MAX_VERSION,
     ConfigStore,
     ConfigVersion,
     UnknownVersion,
@@ -24,8 +25,8 @@ from janus.schemas import ConfigSchema
 NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-# Cursors are version numbers and change ids, both positive.
-MAX_CURSOR = 2**63 - 1
+# The pause history's cursor is a change id, a bigint.
+MAX_CHANGE_ID = 2**63 - 1
 
 # An entity tag as sent back: "7", or 7 without the quotes; "*" is any active version.
 _IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"|([1-9][0-9]{0,9})', re.ASCII)
@@ -89,7 +90,7 @@ class ConfigResource:
         _answer(resp, stored)
 
 
-def _page(req: falcon.Request) -> tuple[int, int | None]:
+def _page(req: falcon.Request, max_cursor: int) -> tuple[int, int | None]:
     """`limit` and the `cursor` (the previous page's `next`) of a keyset-paged listing."""
     unknown = set(req.params) - {"limit", "cursor"}
     if unknown:
@@ -98,7 +99,7 @@ def _page(req: falcon.Request) -> tuple[int, int | None]:
         )
     limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
     assert limit is not None
-    return limit, page_param(req, "cursor", None, MAX_CURSOR)
+    return limit, page_param(req, "cursor", None, max_cursor)
 
 
 class ConfigVersionsResource:
@@ -110,7 +111,7 @@ class ConfigVersionsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of `limit` versions below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
-        limit, before = _page(req)
+        limit, before = _page(req, MAX_VERSION)
         # One more than asked: whether there is a next page, without a second query.
         page = self._store.versions(user_id, limit + 1, before)
         more = len(page) > limit
@@ -162,7 +163,7 @@ class PauseHistoryResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of `limit` changes below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
-        limit, before = _page(req)
+        limit, before = _page(req, MAX_CHANGE_ID)
         page = self._store.pause_changes(user_id, limit + 1, before)
         more = len(page) > limit
         page = page[:limit]

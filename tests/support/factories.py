@@ -18,9 +18,13 @@ CONFIGURED = ["openai", "search", "stripe"]
 OPEN_CAPACITY = 10**12
 
 
-def create_user(db: psycopg.Connection, name: str = "tester") -> UUID:
-    """Insert a user and return its id."""
-    row = db.execute("INSERT INTO users (name) VALUES (%s) RETURNING user_id", [name]).fetchone()
+def create_user(db: psycopg.Connection, name: str = "tester", user_id: UUID | None = None) -> UUID:
+    """Insert a user (with `user_id`, or a new one) and return its id."""
+    row = db.execute(
+        "INSERT INTO users (user_id, name) VALUES (coalesce(%s, gen_random_uuid()), %s)"
+        " RETURNING user_id",
+        [user_id, name],
+    ).fetchone()
     assert row is not None
     user_id: UUID = row[0]
     return user_id

@@ -1,0 +1,674 @@
+"""Every route and method of the API as the OpenAPI document describes it: the one table.
+
+A route added to janus/app.py gets its entry in `operations()` below: method, path, summary,
+what it answers (status, description, schema, examples), which errors it can answer, its
+body and headers. tests/test_openapi.py fails while the app and this table disagree.
+
+What every operation shares is added by janus/openapi/document.py, not repeated here:
+X-Request-ID on every answer, 408 on every operation (a request may arrive too slowly), the
+X-User-ID and service-token requirements with their 401, and the error bodies of
+`ERROR_ANSWERS`. The examples are docs/api.md's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import Schema
+
+from janus.admission import Source
+from janus.configs import MAX_VERSION
+from janus.openapi.answers import (
+    ActiveConfigSchema,
+    ClaimAnswerSchema,
+    CompleteManyAnswerSchema,
+    ConfigVersionsAnswerSchema,
+    DecisionSchema,
+    DocumentSchema,
+    FinishedSchema,
+    HeartbeatAnswerSchema,
+    JobDetailSchema,
+    JobHistoryAnswerSchema,
+    PartialBatchAnswerSchema,
+    PauseHistoryAnswerSchema,
+    PauseStateSchema,
+    QuotasAnswerSchema,
+    StatusSchema,
+)
+from janus.schemas import (
+    BatchSchema,
+    ClaimSchema,
+    CompleteManySchema,
+    CompleteSchema,
+    ConfigSchema,
+    FailSchema,
+    HeartbeatSchema,
+    SingleJobSchema,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One status an operation answers with a body of its own (errors are `ERROR_ANSWERS`)."""
+
+    description: str
+    # The JSON body; None for an answer without one (HEAD).
+    schema: type[Schema] | None = None
+    # Named examples of the body.
+    examples: Mapping[str, Any] = field(default_factory=dict)
+    # Response headers besides X-Request-ID: names of `HEADERS` (document.py), each with
+    # whether the answer always carries it.
+    headers: Mapping[str, bool] = field(default_factory=dict)
+    # A list of this schema rather than one (the atomic batch's answer).
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method of one route."""
+
+    method: str
+    # The OpenAPI path: falcon's `{job_id:uuid}` is `{job_id}` here, its type in PATH_PARAMETERS.
+    path: str
+    summary: str
+    tag: str
+    answers: Mapping[int, Answer]
+    # Statuses answered with the error body (ERROR_ANSWERS); 401 and 408 are added for all.
+    errors: tuple[int, ...] = ()
+    # The JSON body, as the resource loads it, with named examples.
+    body: Schema | None = None
+    body_examples: Mapping[str, Any] = field(default_factory=dict)
+    # Request headers and query parameters: names of `PARAMETERS` (document.py).
+    parameters: tuple[str, ...] = ()
+    # Whether X-User-ID is required (every route but health and this document).
+    user: bool = True
+    # Whether the service token, when the service has one, is required (all but /health).
+    service_token: bool = True
+
+
+# Path parameters by name: the OpenAPI schema of each of falcon's field converters in
+# janus/app.py (`{job_id:uuid}`, `{version:int(min=1, max=...)}`). A value the converter
+# refuses matches no route: 404.
+PATH_PARAMETERS: Mapping[str, dict[str, Any]] = {
+    "job_id": {"type": "string", "format": "uuid"},
+    "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+}
+
+# What a body can be refused with before anything is decided.
+BODY_ERRORS = (400, 413, 415)
+# What reaching the database can end in.
+DATABASE_ERRORS = (503,)
+# The errors of every job route: a body, a decision, an Idempotency-Key.
+ADMISSION_ERRORS = (*BODY_ERRORS, 403, 409, 422, *DATABASE_ERRORS)
+# The errors of a lease call on one job.
+LEASE_ERRORS = (*BODY_ERRORS, 404, 409, *DATABASE_ERRORS)
+
+_JOB_ID = "8c6f5a5e-0c1e-4a53-9d0a-6a8f0f1f4b7e"
+_OTHER_JOB_ID = "0b9e3d0e-3b1f-4c55-8f7e-2f3f3c4d5e6f"
+_CLAIMED_JOB_ID = "5b0c7c2e-8a3b-4f0e-9d2a-2b1f1a6f0c11"
+_LEASE_TOKEN = "0f7d6b0e-5a44-4a43-a0c6-3f3e2f0f9a51"
+_LEASE_EXPIRES_AT = "2026-12-02T02:30:00.123456+00:00"
+_ACTIVATED_AT = "2026-12-02T03:04:05.123456+00:00"
+
+SINGLE_JOB_EXAMPLE = {
+    "batch_name": "my-batch",
+    "tenant_id": "tenant-abc",
+    "priority": 8,
+    "dependencies": {"openai": 2, "stripe": 1},
+    "payload": {"custom_key": "custom_value"},
+}
+BATCH_EXAMPLE = {
+    "batch_name": "my-batch",
+    "jobs": [
+        {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
+        {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}},
+    ],
+}
+_ACCEPTED = {"job_id": _JOB_ID, "status": "Accepted", "reason": ""}
+_RATE_LIMITED = {
+    "job_id": _OTHER_JOB_ID,
+    "status": "Rejected",
+    "reason": "dependency 'openai' rate limit exceeded",
+}
+CONFIG_EXAMPLE = {
+    "paused": False,
+    "min_priority": 1,
+    "priority_reserve": 0.2,
+    "unknown_dependencies": "reject",
+    "max_attempts": 3,
+    "retention_days": 7,
+    "dependencies": {
+        "openai": {
+            "capacity": 100,
+            "refill_per_second": 10,
+            "adaptive": {"decrease": 0.5, "floor": 0.1, "recovery_per_minute": 0.05},
+        },
+        "stripe": {"capacity": 20, "refill_per_second": 1},
+    },
+}
+_STORED_CONFIG = {
+    "paused": False,
+    "min_priority": 1,
+    "priority_reserve": 0.2,
+    "unknown_dependencies": "reject",
+    "max_attempts": 3,
+    "retention_days": 7,
+    "dependencies": {"openai": {"capacity": 1000, "refill_per_second": 10}},
+}
+_ACTIVE_CONFIG = {"version": 3, "activated_at": _ACTIVATED_AT, **_STORED_CONFIG}
+_SETTLEMENT_FIELDS = {"actual_costs": {"openai": 1}, "upstream_throttled": ["openai"]}
+
+_ETAG = {"ETag": True}
+_ADMISSION_HEADERS = {"Idempotent-Replayed": False}
+
+
+def _health(
+    path: str, summary: str, errors: tuple[int, ...], *, service_token: bool
+) -> list[Operation]:
+    """GET and HEAD of a health route: HEAD answers as GET does, without the body."""
+    ok = Answer("OK.", StatusSchema, {"ok": {"status": "ok"}})
+    return [
+        Operation(
+            method,
+            path,
+            summary,
+            tag="Health",
+            answers={200: answer},
+            errors=errors,
+            user=False,
+            service_token=service_token,
+        )
+        for method, answer in (("get", ok), ("head", Answer("OK, without the body.")))
+    ]
+
+
+def _job_routes(source: Source, max_batch_jobs: int) -> list[Operation]:
+    """POST /{source}/jobs, .../batch and .../batch/atomic, as janus/app.py adds them."""
+    prefix = f"/{source.value}/jobs"
+    batch = BatchSchema(max_jobs=max_batch_jobs)
+    idempotency = ("Idempotency-Key",)
+    return [
+        Operation(
+            "post",
+            prefix,
+            "Decide one job",
+            tag="Jobs",
+            body=SingleJobSchema(),
+            body_examples={"seed": SINGLE_JOB_EXAMPLE},
+            parameters=idempotency,
+            answers={
+                202: Answer(
+                    "Accepted: the job is stored and queued for workers.",
+                    DecisionSchema,
+                    {"accepted": _ACCEPTED},
+                    _ADMISSION_HEADERS,
+                ),
+                429: Answer(
+                    "Rejected: the job's reason says why; Retry-After when waiting can help.",
+                    DecisionSchema,
+                    {"rate_limited": _RATE_LIMITED},
+                    {"Retry-After": False},
+                ),
+            },
+            errors=ADMISSION_ERRORS,
+        ),
+        Operation(
+            "post",
+            f"{prefix}/batch",
+            "Decide a batch job by job (partial)",
+            tag="Jobs",
+            body=batch,
+            body_examples={"seed": BATCH_EXAMPLE},
+            parameters=idempotency,
+            answers={
+                200: Answer(
+                    "Decided: one result per job, in request order.",
+                    PartialBatchAnswerSchema,
+                    {
+                        "seed": {
+                            "total": 2,
+                            "accepted": 1,
+                            "rejected": 1,
+                            "results": [
+                                _ACCEPTED,
+                                {
+                                    "job_id": _OTHER_JOB_ID,
+                                    "status": "Rejected",
+                                    "reason": "dependency 'stripe' cost 5 exceeds capacity 4",
+                                },
+                            ],
+                        }
+                    },
+                    _ADMISSION_HEADERS,
+                )
+            },
+            errors=ADMISSION_ERRORS,
+        ),
+        Operation(
+            "post",
+            f"{prefix}/batch/atomic",
+            "Decide a batch all or nothing (atomic)",
+            tag="Jobs",
+            body=batch,
+            body_examples={"seed": BATCH_EXAMPLE},
+            parameters=idempotency,
+            answers={
+                202: Answer(
+                    "All accepted, in request order.",
+                    DecisionSchema,
+                    {"accepted": [_ACCEPTED, {**_ACCEPTED, "job_id": _OTHER_JOB_ID}]},
+                    _ADMISSION_HEADERS,
+                    many=True,
+                ),
+                207: Answer(
+                    "Any rejected: nothing taken, nothing stored; every other job's reason is"
+                    " `batch rejected atomically`.",
+                    DecisionSchema,
+                    {
+                        "rejected": [
+                            {**_ACCEPTED, "status": "Rejected", "reason": "priority too low"},
+                            {
+                                "job_id": _OTHER_JOB_ID,
+                                "status": "Rejected",
+                                "reason": "batch rejected atomically",
+                            },
+                        ]
+                    },
+                    many=True,
+                ),
+            },
+            errors=ADMISSION_ERRORS,
+        ),
+    ]
+
+
+def _queue_routes(max_batch_jobs: int) -> list[Operation]:
+    """The workers' routes, under /system/jobs only."""
+    finished = {"job_id": _CLAIMED_JOB_ID, "attempt": 1}
+    return [
+        Operation(
+            "post",
+            "/system/jobs/claim",
+            "Lease queued jobs, highest priority first",
+            tag="Queue",
+            body=ClaimSchema(),
+            body_examples={"ten": {"limit": 10, "lease_seconds": 60}},
+            answers={
+                200: Answer(
+                    'The jobs leased; `{"jobs": []}` when none is queued.',
+                    ClaimAnswerSchema,
+                    {
+                        "one": {
+                            "jobs": [
+                                {
+                                    "job_id": _CLAIMED_JOB_ID,
+                                    "batch_name": "my-batch",
+                                    "tenant_id": "tenant-abc",
+                                    "priority": 8,
+                                    "dependencies": {"openai": 2, "stripe": 1},
+                                    "attempt": 1,
+                                    "lease_token": _LEASE_TOKEN,
+                                    "lease_expires_at": _LEASE_EXPIRES_AT,
+                                    "payload": {"custom_key": "custom_value"},
+                                }
+                            ]
+                        }
+                    },
+                )
+            },
+            errors=(*BODY_ERRORS, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "post",
+            "/system/jobs/complete",
+            "Complete many leased jobs in one transaction",
+            tag="Queue",
+            body=CompleteManySchema(max_jobs=max_batch_jobs),
+            body_examples={
+                "one": {
+                    "jobs": [{"job_id": _CLAIMED_JOB_ID, "lease_token": _LEASE_TOKEN, "result": {}}]
+                }
+            },
+            answers={
+                200: Answer(
+                    "Each item's outcome, in request order; an item not completed is unchanged.",
+                    CompleteManyAnswerSchema,
+                    {
+                        "three": {
+                            "results": [
+                                {"job_id": _CLAIMED_JOB_ID, "outcome": "completed"},
+                                {
+                                    "job_id": "9e4f1d3a-7c2b-4a8e-b1f0-6d5c4b3a2e10",
+                                    "outcome": "stale_lease",
+                                },
+                                {
+                                    "job_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                                    "outcome": "not_found",
+                                },
+                            ]
+                        }
+                    },
+                )
+            },
+            errors=(*BODY_ERRORS, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "post",
+            "/system/jobs/{job_id}/heartbeat",
+            "Extend a lease",
+            tag="Queue",
+            body=HeartbeatSchema(),
+            body_examples={"minute": {"lease_token": _LEASE_TOKEN, "lease_seconds": 60}},
+            answers={
+                200: Answer(
+                    "The lease now expires `lease_seconds` from now.",
+                    HeartbeatAnswerSchema,
+                    {
+                        "extended": {
+                            "job_id": _CLAIMED_JOB_ID,
+                            "lease_expires_at": _LEASE_EXPIRES_AT,
+                        }
+                    },
+                )
+            },
+            errors=LEASE_ERRORS,
+        ),
+        Operation(
+            "post",
+            "/system/jobs/{job_id}/complete",
+            "Complete a leased job, settling its real cost",
+            tag="Queue",
+            body=CompleteSchema(),
+            body_examples={
+                "done": {
+                    "lease_token": _LEASE_TOKEN,
+                    "result": {"answer": 42},
+                    **_SETTLEMENT_FIELDS,
+                }
+            },
+            answers={
+                200: Answer(
+                    "Completed.",
+                    FinishedSchema,
+                    {"completed": {**finished, "state": "completed"}},
+                )
+            },
+            errors=LEASE_ERRORS,
+        ),
+        Operation(
+            "post",
+            "/system/jobs/{job_id}/fail",
+            "Fail a leased job: back to the queue, or failed for good",
+            tag="Queue",
+            body=FailSchema(),
+            body_examples={
+                "retry": {"lease_token": _LEASE_TOKEN, "error": "upstream timed out", "retry": True}
+            },
+            answers={
+                200: Answer(
+                    "Queued again while `retry` is true and attempts remain, else failed.",
+                    FinishedSchema,
+                    {
+                        "requeued": {**finished, "state": "queued"},
+                        "failed": {**finished, "state": "failed"},
+                    },
+                )
+            },
+            errors=LEASE_ERRORS,
+        ),
+    ]
+
+
+def _config_routes() -> list[Operation]:
+    """The dashboard's config routes."""
+    active = Answer(
+        "The active config, with its version; ETag is the version, quoted.",
+        ActiveConfigSchema,
+        {"active": _ACTIVE_CONFIG},
+        _ETAG,
+    )
+    return [
+        Operation(
+            "get",
+            "/dashboard/config",
+            "Read the active config",
+            tag="Config",
+            answers={200: active},
+            errors=(404, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "put",
+            "/dashboard/config",
+            "Store a new config version and activate it",
+            tag="Config",
+            body=ConfigSchema(),
+            body_examples={"two_dependencies": CONFIG_EXAMPLE},
+            parameters=("If-Match",),
+            answers={200: active},
+            errors=(*BODY_ERRORS, 412, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "get",
+            "/dashboard/config/versions",
+            "List the config versions, newest first",
+            tag="Config",
+            parameters=("limit", "cursor"),
+            answers={
+                200: Answer(
+                    "A page of versions; `next` is the cursor of the next page, null on the last.",
+                    ConfigVersionsAnswerSchema,
+                    {
+                        "page": {
+                            "versions": [
+                                {
+                                    "version": 3,
+                                    "activated_at": _ACTIVATED_AT,
+                                    "created_at": _ACTIVATED_AT,
+                                    "is_active": True,
+                                    "config": _STORED_CONFIG,
+                                }
+                            ],
+                            "next": "3",
+                        }
+                    },
+                )
+            },
+            # 400: a limit or cursor out of range, or another query parameter.
+            errors=(400, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "post",
+            "/dashboard/config/versions/{version}/activate",
+            "Roll back: make an earlier version the active one again",
+            tag="Config",
+            answers={200: active},
+            errors=(404, *DATABASE_ERRORS),
+        ),
+    ]
+
+
+def _pause_routes() -> list[Operation]:
+    """The dashboard's pause switch and its history."""
+    state = Answer(
+        "The pause state now, and since when it holds (null: never paused).",
+        PauseStateSchema,
+        {"paused": {"paused": True, "since": _ACTIVATED_AT}},
+    )
+    return [
+        Operation(
+            "post",
+            "/dashboard/pause",
+            "Pause: refuse every job of the user with 403 service paused",
+            tag="Config",
+            answers={200: state},
+            errors=DATABASE_ERRORS,
+        ),
+        Operation(
+            "post",
+            "/dashboard/resume",
+            "Resume: admit the user's jobs again",
+            tag="Config",
+            answers={200: state},
+            errors=DATABASE_ERRORS,
+        ),
+        Operation(
+            "get",
+            "/dashboard/pause/history",
+            "When the user was paused and resumed, newest first",
+            tag="Config",
+            parameters=("limit", "change_cursor"),
+            answers={
+                200: Answer(
+                    "A page of changes; `next` is the cursor of the next page, null on the last.",
+                    PauseHistoryAnswerSchema,
+                    {
+                        "page": {
+                            "changes": [
+                                {
+                                    "paused": False,
+                                    "changed_at": _ACTIVATED_AT,
+                                    "config_version": None,
+                                },
+                                {
+                                    "paused": True,
+                                    "changed_at": _LEASE_EXPIRES_AT,
+                                    "config_version": 4,
+                                },
+                            ],
+                            "next": None,
+                        }
+                    },
+                )
+            },
+            errors=(400, *DATABASE_ERRORS),
+        ),
+    ]
+
+
+_JOB_SUMMARY = {
+    "job_id": _JOB_ID,
+    "created_at": _ACTIVATED_AT,
+    "source": "dashboard",
+    "batch_name": "my-batch",
+    "tenant_id": "tenant-abc",
+    "priority": 8,
+    "status": "Accepted",
+    "reason": "",
+    "retry_after": None,
+    "state": "queued",
+    "attempts": 0,
+}
+
+
+def _history_routes() -> list[Operation]:
+    """The dashboard's reads: the job history, one job, the buckets now."""
+    return [
+        Operation(
+            "get",
+            "/dashboard/jobs",
+            "The user's jobs, newest first, filtered, a page at a time",
+            tag="History",
+            parameters=(
+                "limit",
+                "job_cursor",
+                "status",
+                "state",
+                "tenant_id",
+                "batch_name",
+                "source",
+                "since",
+                "until",
+            ),
+            answers={
+                200: Answer(
+                    "A page of jobs; `next` is the cursor of the next page, null on the last.",
+                    JobHistoryAnswerSchema,
+                    {"page": {"jobs": [_JOB_SUMMARY], "next": None}},
+                )
+            },
+            errors=(400, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "get",
+            "/dashboard/jobs/{job_id}",
+            "One job with its reason, costs, payload and outcome",
+            tag="History",
+            answers={
+                200: Answer(
+                    "The job; the payload and result exactly as they were sent.",
+                    JobDetailSchema,
+                    {
+                        "queued": {
+                            **_JOB_SUMMARY,
+                            "dependencies": {"openai": 2, "stripe": 1},
+                            "payload": {"custom_key": "custom_value"},
+                            "lease_expires_at": None,
+                            "finished_at": None,
+                            "actual_costs": None,
+                            "result": None,
+                            "error": None,
+                            "config_version": 3,
+                        }
+                    },
+                )
+            },
+            # 400: a query parameter (this route takes none); 404: no such job of this user.
+            errors=(400, 404, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "get",
+            "/dashboard/quotas",
+            "Each token bucket of the user as of now",
+            tag="History",
+            answers={
+                200: Answer(
+                    "The buckets by dependency name; none without an active config.",
+                    QuotasAnswerSchema,
+                    {
+                        "two": {
+                            "quotas": [
+                                {
+                                    "dependency": "openai",
+                                    "capacity": 100,
+                                    "refill_per_second": 10,
+                                    "effective_refill_per_second": 10,
+                                    "adaptive": False,
+                                    "tokens": 42.5,
+                                    "full_in_seconds": 5.75,
+                                }
+                            ]
+                        }
+                    },
+                )
+            },
+            errors=(400, *DATABASE_ERRORS),
+        ),
+    ]
+
+
+def operations(*, max_batch_jobs: int) -> list[Operation]:
+    """Every operation of the API, in the order janus/app.py adds their routes."""
+    return [
+        *_health("/health", "Liveness: the process serves requests", (), service_token=False),
+        *_health(
+            "/health/ready",
+            "Readiness: Postgres answers too",
+            DATABASE_ERRORS,
+            service_token=True,
+        ),
+        Operation(
+            "get",
+            "/openapi.json",
+            "This document",
+            tag="Health",
+            answers={200: Answer("The OpenAPI 3.1 document of this service.", DocumentSchema)},
+            user=False,
+        ),
+        *(operation for source in Source for operation in _job_routes(source, max_batch_jobs)),
+        *_queue_routes(max_batch_jobs),
+        *_config_routes(),
+        *_pause_routes(),
+        *_history_routes(),
+    ]
