@@ -19,7 +19,13 @@ from janus.configs import (
     version_item,
 )
 from janus.resources.errors import InvalidBody
-from janus.resources.requests import authenticated_user, load_body, page_param
+from janus.resources.requests import (
+    authenticated_user,
+    load_body,
+    one_page,
+    only_params,
+    page_param,
+)
 from janus.schemas import ConfigSchema
 
 NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
@@ -92,11 +98,7 @@ class ConfigResource:
 
 def _page(req: falcon.Request, max_cursor: int) -> tuple[int, int | None]:
     """`limit` and the `cursor` (the previous page's `next`) of a keyset-paged listing."""
-    unknown = set(req.params) - {"limit", "cursor"}
-    if unknown:
-        raise InvalidBody(
-            "unknown query parameters", {name: ["Unknown field."] for name in sorted(unknown)}
-        )
+    only_params(req, ("limit", "cursor"))
     limit = page_param(req, "limit", DEFAULT_PAGE, MAX_PAGE)
     assert limit is not None
     return limit, page_param(req, "cursor", None, max_cursor)
@@ -112,10 +114,7 @@ class ConfigVersionsResource:
         """A page of `limit` versions below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
         limit, before = _page(req, MAX_VERSION)
-        # One more than asked: whether there is a next page, without a second query.
-        page = self._store.versions(user_id, limit + 1, before)
-        more = len(page) > limit
-        page = page[:limit]
+        page, more = one_page(self._store.versions(user_id, limit + 1, before), limit)
         resp.media = {
             "versions": [version_item(one) for one in page],
             "next": str(page[-1].version) if more else None,
@@ -164,9 +163,7 @@ class PauseHistoryResource:
         """A page of `limit` changes below `cursor`, and the `next` cursor (null at the end)."""
         user_id = authenticated_user(req)
         limit, before = _page(req, MAX_CHANGE_ID)
-        page = self._store.pause_changes(user_id, limit + 1, before)
-        more = len(page) > limit
-        page = page[:limit]
+        page, more = one_page(self._store.pause_changes(user_id, limit + 1, before), limit)
         resp.media = {
             "changes": [pause_item(one) for one in page],
             "next": str(page[-1].change_id) if more else None,

@@ -17,7 +17,7 @@ from janus import json_text
 from janus.history import DEFAULT_PAGE, MAX_PAGE, JobFilter, JobHistory, JobPosition
 from janus.quotas import QuotaReader
 from janus.resources.errors import InvalidBody
-from janus.resources.requests import authenticated_user, only_params, page_param
+from janus.resources.requests import authenticated_user, one_page, only_params, page_param
 from janus.schemas import JobHistoryQuerySchema, job_detail, job_item, quota_item
 
 NO_SUCH_JOB = "this user has no job with this id"
@@ -99,10 +99,7 @@ class JobListResource:
         if errors:
             raise InvalidBody("the query parameters are not valid", errors)
         assert limit is not None
-        # One more than asked: whether there is a next page, without a second query.
-        page = self._history.jobs(user_id, filters, limit + 1, after)
-        more = len(page) > limit
-        page = page[:limit]
+        page, more = one_page(self._history.jobs(user_id, filters, limit + 1, after), limit)
         resp.media = {
             "jobs": [job_item(job) for job in page],
             "next": encode_cursor(page[-1].position) if more else None,

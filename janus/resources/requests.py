@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 import falcon
@@ -16,6 +16,8 @@ from janus import json_text
 from janus.admission import IdempotencyKey
 from janus.json_text import PathTree
 from janus.resources.errors import USER_CHALLENGE, InvalidBody
+
+Row = TypeVar("Row")
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -56,6 +58,14 @@ def page_param(req: falcon.Request, name: str, default: int | None, top: int) ->
             {name: [f"Must be an integer from 1 to {top}."]},
         )
     return int(raw)
+
+
+def one_page(rows: Sequence[Row], limit: int) -> tuple[Sequence[Row], bool]:
+    """The page of a keyset listing read with LIMIT limit + 1, and whether a next one exists.
+
+    One more row than shown tells whether there is a next page without a second query.
+    """
+    return rows[:limit], len(rows) > limit
 
 
 def only_params(req: falcon.Request, allowed: Collection[str]) -> None:
