@@ -17,6 +17,8 @@ LOCAL_PGDATA := .janus/pgdata
 LOCAL_PGPORT := 54329
 # Starts it if needed (idempotent) and prints its URL.
 LOCAL_DB_START := $(BIN)/python -m devtools.localdb start $(LOCAL_PGDATA) $(LOCAL_PGPORT)
+# Where `make run` serves: `make run PORT=18000`, or PORT from the environment (as Render sets it).
+PORT ?= 8000
 
 .PHONY: help venv run test check migrate db-stop clean clean-data
 
@@ -32,12 +34,13 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-run: venv ## Serve on 127.0.0.1:8000 (embedded Postgres in .janus/ unless DATABASE_URL is set)
+run: venv ## Serve on 127.0.0.1:$PORT, 8000 by default (embedded Postgres unless DATABASE_URL is set)
 	@DATABASE_URL="$${DATABASE_URL:-$$($(LOCAL_DB_START))}"
 	export DATABASE_URL
 	$(BIN)/alembic upgrade head
+	export PORT=$(PORT) JANUS_BIND_HOST=127.0.0.1
 	$(BIN)/python -m janus demo
-	export PORT=8000 JANUS_BIND_HOST=127.0.0.1
+	echo "janus: serving on http://127.0.0.1:$$PORT (Ctrl-C stops it)"
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
 test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...

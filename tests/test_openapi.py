@@ -108,13 +108,14 @@ def test_the_document_is_valid_openapi_3_1(service_token: str | None) -> None:
     validate_openapi(document)
 
 
-def test_the_service_token_is_required_everywhere_but_health_when_set() -> None:
+def test_the_service_token_is_required_everywhere_but_the_health_checks_when_set() -> None:
     document = _document(_settings(TOKEN))
     assert document["components"]["securitySchemes"]["serviceToken"]["scheme"] == "bearer"
     for method, path, operation in _document_operations(document):
         schemes = {name for requirement in operation["security"] for name in requirement}
-        assert ("serviceToken" in schemes) == (path != "/health"), (method, path)
-        assert ("401" in operation["responses"]) == (path != "/health"), (method, path)
+        guarded = path not in ("/health", "/health/ready")
+        assert ("serviceToken" in schemes) == guarded, (method, path)
+        assert ("401" in operation["responses"]) == guarded, (method, path)
 
 
 def test_without_a_service_token_only_x_user_id_is_required() -> None:

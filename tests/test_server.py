@@ -210,7 +210,7 @@ def test_a_401_for_the_service_token_challenges_for_a_bearer_token(
 ) -> None:
     server = start_gunicorn(workers=1, env={"JANUS_SERVICE_TOKEN": "s" * 32})
 
-    answer = requests.get(f"{server.url}/health/ready", timeout=5)
+    answer = requests.get(f"{server.url}/dashboard/quotas", timeout=5)
 
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"] == "Bearer"

@@ -36,7 +36,7 @@ may run now, and queues accepted jobs for workers. docs/api.md is the full refer
 job is decided, the queue, configs.
 
 Every route but /health and /openapi.json needs `X-User-ID`, a Janus user's id; when the \
-service runs with a service token, every route but /health needs it too \
+service runs with a service token, every route but /health and /health/ready needs it too \
 (`Authorization: Bearer <token>`). Bodies are UTF-8 JSON objects of at most 1 MiB; a repeated \
 key, `NaN` or `Infinity` is refused with 400, and so is an integer written with a fraction \
 or an exponent (`8.0`, `1e3`). Every answer carries `X-Request-ID`, and every \

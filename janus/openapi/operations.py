@@ -656,7 +656,7 @@ def operations(*, max_batch_jobs: int) -> list[Operation]:
             "/health/ready",
             "Readiness: Postgres answers too",
             DATABASE_ERRORS,
-            service_token=True,
+            service_token=False,
         ),
         Operation(
             "get",

@@ -6,12 +6,13 @@ import hmac
 
 import falcon
 
-# Liveness stays open, so a platform's health check needs no secret.
-OPEN_PATHS = frozenset({"/health"})
+# Liveness and readiness stay open, so a platform's health check needs no secret (Render's
+# health check, render.yaml's healthCheckPath, sends no header). They tell only "ok" or 503.
+OPEN_PATHS = frozenset({"/health", "/health/ready"})
 
 
 class ServiceTokenMiddleware:
-    """Require `Authorization: Bearer <token>` on every route but /health."""
+    """Require `Authorization: Bearer <token>` on every route but /health and /health/ready."""
 
     def __init__(self, token: str) -> None:
         self._expected = token.encode()
