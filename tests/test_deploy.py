@@ -97,8 +97,9 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> requests
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text(errors="replace")[-3000:]
         try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+            # A connection is accepted before a worker has booted to answer it: wait for one.
+            return requests.get(url, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.2)
     raise AssertionError(f"{url} never answered:\n{log.read_text(errors='replace')[-3000:]}")
 
