@@ -106,11 +106,40 @@ class Decision:
         return self.status == "Accepted"
 
 
+@dataclass(frozen=True)
+class Budget:
+    """One bucket a request named, as its decision left it, in whole numbers.
+
+    Rounded so that a client is never told of more tokens, or of a token sooner, than there
+    will be: what the RateLimit headers of the answer tell.
+    """
+
+    dependency: str
+    quota: int  # the capacity
+    # Seconds a full refill takes at the configured refill; None when it never refills.
+    window: int | None
+    remaining: int  # whole tokens left
+    # Seconds until the next whole token at the effective refill: 0 when full, None when the
+    # bucket is not full and never refills.
+    reset: int | None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What deciding a request gives: its jobs' decisions and the buckets they left."""
+
+    decisions: list[Decision]
+    # In dependency-name order; empty for a replay (it decides nothing) and for a request that
+    # named no bucket.
+    budgets: tuple[Budget, ...] = ()
+
+
 class Admitter(Protocol):
     """Whatever decides and stores requests: what the job resources are given."""
 
-    def admit(self, request: AdmissionRequest) -> list[Decision]:
-        """The decisions for `request`'s jobs, in request order; a NoDecision if there are none.
+    def admit(self, request: AdmissionRequest) -> Admission:
+        """The decisions for `request`'s jobs, in request order, and the budgets they left; a
+        NoDecision if there are none.
 
         With an idempotency key, a repeat of an accepted request returns the first decisions,
         marked `replayed`, and takes nothing.

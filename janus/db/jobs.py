@@ -6,10 +6,10 @@ import json
 from typing import Any, assert_never
 
 from psycopg import IsolationLevel
-from psycopg.rows import class_row
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from janus.admission import AdmissionRequest, Decision, Mode
+from janus.admission import Admission, AdmissionRequest, Budget, Decision, Mode
 from janus.db import queries
 from janus.db.transactions import fetch_in_transaction
 
@@ -46,20 +46,28 @@ def isolation_for(mode: Mode) -> IsolationLevel:
             assert_never(mode)
 
 
-def admit_jobs(pool: ConnectionPool, request: AdmissionRequest, *, retries: int) -> list[Decision]:
-    """Decide `request`'s jobs and store them; the decisions come back in request order.
+def admit_jobs(pool: ConnectionPool, request: AdmissionRequest, *, retries: int) -> Admission:
+    """Decide `request`'s jobs and store them; the decisions come back in request order, with
+    the budgets of the buckets the request named as the decision left them.
 
     With an idempotency key, a repeat of an accepted request returns the first decisions,
-    marked `replayed`, and takes nothing.
+    marked `replayed`, and takes nothing (and tells no budget).
     """
-    return fetch_in_transaction(
+    rows = fetch_in_transaction(
         pool,
         queries.ADMIT_JOBS,
         admit_jobs_params(request),
-        row_factory=class_row(Decision),
+        row_factory=tuple_row,
         isolation=isolation_for(request.mode),
         retries=retries,
     )
+    # Columns as queries.ADMIT_JOBS names them; `budgets` is set on the first row only.
+    decisions = [
+        Decision(job_id, status, reason, retry_after, replayed)
+        for job_id, status, reason, retry_after, replayed, _ in rows
+    ]
+    budgets = rows[0][5] or ()
+    return Admission(decisions, tuple(Budget(**budget) for budget in budgets))
 
 
 class AdmissionStore:
@@ -69,6 +77,6 @@ class AdmissionStore:
         self._pool = pool
         self._retries = retries
 
-    def admit(self, request: AdmissionRequest) -> list[Decision]:
+    def admit(self, request: AdmissionRequest) -> Admission:
         """Decide and store `request`'s jobs; see `admit_jobs`."""
         return admit_jobs(self._pool, request, retries=self._retries)

@@ -52,6 +52,17 @@ _TAGS = [
     {"name": "Config", "description": "The user's own config versions."},
 ]
 
+# An sf-string naming a dependency, then the item's Integer parameters: the draft's
+# structured-field lists (janus/resources/ratelimit.py writes them).
+_SF_NAME = r'"(?:[ !#-\[\]-~]|\\["\\])*"'
+
+
+def _sf_list_pattern(parameters: str) -> str:
+    """One or more `"name";parameters` items, separated by `, ` as RFC 9651 writes lists."""
+    item = _SF_NAME + parameters
+    return f"^{item}(?:, {item})*$"
+
+
 # Response headers by name; an Answer names the ones it carries.
 HEADERS: Mapping[str, dict[str, Any]] = {
     "X-Request-ID": {
@@ -65,6 +76,27 @@ HEADERS: Mapping[str, dict[str, Any]] = {
     "ETag": {
         "description": 'The config version, quoted (`"3"`): send it back in If-Match.',
         "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+    },
+    "RateLimit-Policy": {
+        "description": "One policy per bucket the request named (draft-ietf-httpapi-ratelimit-"
+        "headers): the dependency's name, `q` its capacity, `w` the seconds a full refill"
+        " takes (absent when it never refills). A name that is not printable ASCII is left"
+        " out; not sent when no bucket is left to tell, nor on a replay.",
+        "schema": {
+            "type": "string",
+            "pattern": _sf_list_pattern(";q=[0-9]{1,15}(?:;w=[0-9]{1,15})?"),
+        },
+        "example": '"openai";q=6;w=12, "stripe";q=4;w=4',
+    },
+    "RateLimit": {
+        "description": "Each bucket of RateLimit-Policy as the decision left it: `r` its whole"
+        " tokens, `t` the seconds until its next token (0 when full, absent when it never"
+        " refills).",
+        "schema": {
+            "type": "string",
+            "pattern": _sf_list_pattern(";r=[0-9]{1,15}(?:;t=[0-9]{1,15})?"),
+        },
+        "example": '"openai";r=4;t=2, "stripe";r=3;t=1',
     },
     "Idempotent-Replayed": {
         "description": "The original answer to an earlier request with this Idempotency-Key.",

@@ -161,7 +161,10 @@ _ACTIVE_CONFIG = {"version": 3, "activated_at": _ACTIVATED_AT, **_STORED_CONFIG}
 _SETTLEMENT_FIELDS = {"actual_costs": {"openai": 1}, "upstream_throttled": ["openai"]}
 
 _ETAG = {"ETag": True}
-_ADMISSION_HEADERS = {"Idempotent-Replayed": False}
+# Every job answer tells the buckets its request named, when there is one to tell.
+_BUDGET_HEADERS = {"RateLimit-Policy": False, "RateLimit": False}
+# An accepted answer may also be a replay (it then tells no budget).
+_ADMISSION_HEADERS = {"Idempotent-Replayed": False, **_BUDGET_HEADERS}
 
 
 def _health(
@@ -209,7 +212,7 @@ def _job_routes(source: Source, max_batch_jobs: int) -> list[Operation]:
                     "Rejected: the job's reason says why; Retry-After when waiting can help.",
                     DecisionSchema,
                     {"rate_limited": _RATE_LIMITED},
-                    {"Retry-After": False},
+                    {"Retry-After": False, **_BUDGET_HEADERS},
                 ),
             },
             errors=ADMISSION_ERRORS,
@@ -276,6 +279,7 @@ def _job_routes(source: Source, max_batch_jobs: int) -> list[Operation]:
                             },
                         ]
                     },
+                    _BUDGET_HEADERS,
                     many=True,
                 ),
             },

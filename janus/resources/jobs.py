@@ -8,6 +8,7 @@ from typing import Any, assert_never
 import falcon
 
 from janus.admission import (
+    Admission,
     AdmissionRequest,
     Admitter,
     BatchMode,
@@ -16,6 +17,7 @@ from janus.admission import (
     Mode,
     Source,
 )
+from janus.resources.ratelimit import ratelimit_headers
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.schemas import BatchSchema, SingleJobSchema
 
@@ -34,7 +36,11 @@ def _decision_body(decision: Decision) -> dict[str, str]:
 
 
 class SingleJobResource:
-    """One job: 202 when accepted, 429 (with Retry-After when waiting helps) when rejected."""
+    """One job: 202 when accepted, 429 (with Retry-After when waiting helps) when rejected.
+
+    Every job answer tells the budgets of the buckets its request named (RateLimit-Policy and
+    RateLimit, janus/resources/ratelimit.py), whatever its status.
+    """
 
     def __init__(self, admitter: Admitter, source: Source) -> None:
         self._admitter = admitter
@@ -53,8 +59,9 @@ class SingleJobResource:
             mode=Mode.SINGLE,
             idempotency_key=idempotency_key(req, body),
         )
-        [decision] = self._admitter.admit(request)
-        _mark_replay(resp, [decision])
+        admission = self._admitter.admit(request)
+        _set_admission_headers(resp, admission)
+        [decision] = admission.decisions
         resp.media = _decision_body(decision)
         if decision.accepted:
             resp.status = falcon.HTTP_202
@@ -87,8 +94,9 @@ class BatchResource:
             mode=self._mode,
             idempotency_key=idempotency_key(req, body),
         )
-        decisions = self._admitter.admit(request)
-        _mark_replay(resp, decisions)
+        admission = self._admitter.admit(request)
+        _set_admission_headers(resp, admission)
+        decisions = admission.decisions
         match self._mode:
             case Mode.ATOMIC:
                 all_accepted = all(decision.accepted for decision in decisions)
@@ -101,9 +109,11 @@ class BatchResource:
                 assert_never(self._mode)
 
 
-def _mark_replay(resp: falcon.Response, decisions: Sequence[Decision]) -> None:
-    if any(decision.replayed for decision in decisions):
+def _set_admission_headers(resp: falcon.Response, admission: Admission) -> None:
+    """Idempotent-Replayed on a replay; the RateLimit headers of the buckets it left."""
+    if any(decision.replayed for decision in admission.decisions):
         resp.set_header("Idempotent-Replayed", "true")
+    resp.set_headers(ratelimit_headers(admission.budgets))
 
 
 def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:

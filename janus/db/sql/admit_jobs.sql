@@ -7,6 +7,10 @@
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
 -- exact text of the contract.
 --
+-- The first row also carries `budgets`: every bucket the request named, as the decision left
+-- it, in whole numbers (the resource turns them into the RateLimit headers). They come from
+-- this call, under its locks and on its clock, so they cost no second round trip.
+--
 -- Custom SQLSTATEs (class J0) tell the caller why there was no decision at all:
 -- J0U01 unknown user, J0C01 no active config, J0P01 service paused (users.paused, set_paused()).
 --
@@ -25,7 +29,7 @@ CREATE OR REPLACE FUNCTION admit_jobs(
     p_payloads     json[],
     p_atomic       boolean    -- true: if any job is rejected, take nothing and store nothing
 )
-RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer)
+RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, budgets json)
 LANGUAGE plpgsql
 AS $fn$
 #variable_conflict use_column
@@ -55,6 +59,8 @@ DECLARE
     bucket_tokens     numeric[];
     bucket_refilled   timestamptz[];
     bucket_debited    boolean[];
+    bucket_undebited  numeric[];   -- the tokens refilled to decided_at, before any debit
+    request_budgets   json;
     decided_at        timestamptz;
     elapsed           numeric;
     i                 integer;
@@ -135,6 +141,8 @@ BEGIN
         bucket_effective[b] := refill_rate(bucket_refill[b], bucket_effective[b],
                                            bucket_recovery[b], elapsed);
     END LOOP;
+
+    bucket_undebited := bucket_tokens;
 
     dep_bucket := array_fill(NULL::integer, ARRAY[coalesce(array_length(dep_name, 1), 0)]);
     FOR k IN 1 .. coalesce(array_length(dep_name, 1), 0) LOOP
@@ -231,6 +239,8 @@ BEGIN
             END IF;
             job_retry[i] := NULL;
         END LOOP;
+        -- Nothing is taken: the buckets are left as the refill alone leaves them.
+        bucket_tokens := bucket_undebited;
     ELSE
         UPDATE token_buckets tb
            SET tokens = u.tokens,
@@ -250,8 +260,28 @@ BEGIN
           FROM generate_series(1, job_count) AS n;
     END IF;
 
+    -- Each bucket's budget after the decision, in name order: `quota` its capacity; `window`
+    -- the seconds a full refill takes at the configured refill (NULL: it never refills);
+    -- `remaining` its whole tokens; `reset` the seconds until its next whole token at the
+    -- effective refill of now (0 when full; NULL when it never refills). Rounded so that a
+    -- client is never told of more tokens, or of a token sooner, than there will be.
+    SELECT coalesce(json_agg(json_build_object(
+               'dependency', u.dependency,
+               'quota', u.capacity,
+               'window', CASE WHEN u.refill > 0 THEN ceil(u.capacity / u.refill) END,
+               'remaining', floor(u.tokens),
+               'reset', CASE WHEN u.tokens >= u.capacity THEN 0
+                             WHEN u.effective > 0
+                             THEN ceil((floor(u.tokens) + 1 - u.tokens) / u.effective) END)
+               ORDER BY u.n), '[]')
+      INTO request_budgets
+      FROM unnest(bucket_name, bucket_capacity, bucket_refill, bucket_effective, bucket_tokens)
+           WITH ORDINALITY AS u(dependency, capacity, refill, effective, tokens, n);
+
+    -- The budgets describe the request, not a job: on the first row only.
     RETURN QUERY
-        SELECT job_ids[n], job_status[n], job_reason[n], job_retry[n]
+        SELECT job_ids[n], job_status[n], job_reason[n], job_retry[n],
+               CASE WHEN n = 1 THEN request_budgets END
           FROM generate_series(1, job_count) AS n
          ORDER BY n;
 END

@@ -8,6 +8,10 @@
 -- guarantees one decision per key: a writer that finds the key taken raises 40001, and the
 -- caller's retry loop then finds the remembered answer.
 --
+-- `budgets` is admit_jobs()'s, on the first row. A replay decides nothing and reads no
+-- bucket, so it carries none (as it carries no Retry-After): the remembered answer is the
+-- decisions, not the budgets of a moment long gone.
+--
 -- The live definition is janus/db/sql/admit_jobs_once.sql; a migration that changes it
 -- applies a frozen copy of that file (alembic/README).
 
@@ -23,7 +27,8 @@ CREATE OR REPLACE FUNCTION admit_jobs_once(
     p_idempotency_key text,    -- null: no key, decide as admit_jobs() does
     p_request_hash    bytea
 )
-RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, replayed boolean)
+RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, replayed boolean,
+               budgets json)
 LANGUAGE plpgsql
 AS $fn$
 #variable_conflict use_column
@@ -31,11 +36,12 @@ DECLARE
     remembered record;
     decided    record;
     answers    jsonb;
+    request_budgets json;
     accepted   boolean;
 BEGIN
     IF p_idempotency_key IS NULL THEN
         RETURN QUERY
-            SELECT d.job_id, d.status, d.reason, d.retry_after, false
+            SELECT d.job_id, d.status, d.reason, d.retry_after, false, d.budgets
               FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
                               p_payloads, p_atomic) d;
         RETURN;
@@ -57,7 +63,7 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT (e.value ->> 'job_id')::uuid, e.value ->> 'status', e.value ->> 'reason',
-                   NULL::integer, true
+                   NULL::integer, true, NULL::json
               FROM jsonb_array_elements(remembered.decisions) WITH ORDINALITY AS e(value, n)
              ORDER BY e.n;
         RETURN;
@@ -66,11 +72,12 @@ BEGIN
     SELECT jsonb_agg(jsonb_build_object('job_id', d.job_id, 'status', d.status,
                                         'reason', d.reason, 'retry_after', d.retry_after)
                      ORDER BY d.n),
-           bool_or(d.status = 'Accepted')
-      INTO answers, accepted
+           bool_or(d.status = 'Accepted'),
+           (array_agg(d.budgets) FILTER (WHERE d.n = 1))[1]
+      INTO answers, accepted, request_budgets
       FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
                               p_payloads, p_atomic)
-           WITH ORDINALITY AS d(job_id, status, reason, retry_after, n);
+           WITH ORDINALITY AS d(job_id, status, reason, retry_after, budgets, n);
 
     -- Rejections are not remembered: nothing was taken, so a retry is decided anew.
     IF accepted THEN
@@ -94,7 +101,8 @@ BEGIN
 
     RETURN QUERY
         SELECT (e.value ->> 'job_id')::uuid, e.value ->> 'status', e.value ->> 'reason',
-               (e.value ->> 'retry_after')::integer, false
+               (e.value ->> 'retry_after')::integer, false,
+               CASE WHEN e.n = 1 THEN request_budgets END
           FROM jsonb_array_elements(answers) WITH ORDINALITY AS e(value, n)
          ORDER BY e.n;
 END

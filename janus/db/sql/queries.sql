@@ -10,7 +10,9 @@
 -- The whole decision in one statement: see admit_jobs.sql, and admit_jobs_once.sql for the
 -- idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
 -- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
-SELECT job_id, status, reason, retry_after, replayed
+-- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
+-- row only.
+SELECT job_id, status, reason, retry_after, replayed, budgets
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)s::text[],
                        %(priorities)s::smallint[], %(dependencies)s::jsonb[],
                        %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s)
