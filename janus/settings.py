@@ -95,7 +95,8 @@ class Settings:
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 2000
     conflict_retries: int = 10
-    # When set, every route but /health and /health/ready also requires `Authorization: Bearer <token>`.
+    # When set, every route but /health and /health/ready also requires
+    # `Authorization: Bearer <token>`.
     service_token: str | None = None
     log_level: str = "info"
     # A request's head and body must arrive within this many seconds of its first byte.
