@@ -3,10 +3,15 @@
 The id is the client's `X-Request-ID` when it sent a well-formed one (so its own logs and
 Janus's can be joined), a fresh one otherwise; the response echoes it either way. Lines
 written outside a request (start-up, the pool's background threads) show `-`.
+
+Two streams: diagnostics on stderr beside gunicorn's own error log, in its layout, at
+JANUS_LOG_LEVEL; and the request log on stdout, one JSON object a line per request answered,
+whatever the level (as gunicorn's access log would be).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -53,11 +58,13 @@ class _RequestIdFilter(logging.Filter):
 
 
 def configure(level: str) -> None:
-    """Send Janus's and its libraries' log lines to stderr, each naming its request.
+    """Send Janus's and its libraries' log lines to stderr, each naming its request, and the
+    request log to stdout.
 
     gunicorn's own loggers keep their handlers; this is the root logger's, which the `janus`,
     `psycopg` and `psycopg.pool` loggers reach.
     """
+    _configure_request_log()
     root = logging.getLogger()
     if any(isinstance(f, _RequestIdFilter) for h in root.handlers for f in h.filters):
         return
@@ -66,3 +73,27 @@ def configure(level: str) -> None:
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+# The request log: a logger of its own, on stdout, not passed on to the root logger's stderr.
+_requests = logging.getLogger("janus.requests")
+
+
+def request_log_enabled() -> bool:
+    """Whether `log_request` writes anything (`configure` has run)."""
+    return _requests.isEnabledFor(logging.INFO)
+
+
+def log_request(fields: dict[str, object]) -> None:
+    """Write one request's line: `fields` as one JSON object, ASCII only."""
+    _requests.info("%s", json.dumps(fields, separators=(",", ":")))
+
+
+def _configure_request_log() -> None:
+    if _requests.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    _requests.addHandler(handler)
+    _requests.setLevel(logging.INFO)
+    _requests.propagate = False

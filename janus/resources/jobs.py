@@ -17,6 +17,7 @@ from janus.admission import (
     Source,
 )
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
+from janus.resources.telemetry import note_decisions
 from janus.schemas import BatchSchema, SingleJobSchema
 
 
@@ -54,6 +55,7 @@ class SingleJobResource:
             idempotency_key=idempotency_key(req, body),
         )
         [decision] = self._admitter.admit(request)
+        note_decisions(req, [decision])
         _mark_replay(resp, [decision])
         resp.media = _decision_body(decision)
         if decision.accepted:
@@ -88,6 +90,7 @@ class BatchResource:
             idempotency_key=idempotency_key(req, body),
         )
         decisions = self._admitter.admit(request)
+        note_decisions(req, decisions)
         _mark_replay(resp, decisions)
         match self._mode:
             case Mode.ATOMIC:
