@@ -162,10 +162,9 @@ def count_conflict_retry(conflict: Literal["serialization_failure", "deadlock"])
     CONFLICT_RETRIES.labels(conflict).inc()
 
 
-def observe_pool(wait_seconds: float | None, connections: int, idle: int) -> None:
-    """Record a wait for a connection (None: none was waited for) and the pool's size now."""
-    if wait_seconds is not None:
-        POOL_WAIT.observe(wait_seconds)
+def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
+    """Record a wait for a connection and the pool's size once it ended."""
+    POOL_WAIT.observe(wait_seconds)
     POOL_CONNECTIONS.set(connections)
     POOL_CONNECTIONS_IDLE.set(idle)
 

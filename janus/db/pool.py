@@ -16,9 +16,9 @@ Pool: TypeAlias = ConnectionPool
 
 
 class MeasuredPool(ConnectionPool):
-    """A ConnectionPool that reports how long each connection took to get, and its size.
+    """A ConnectionPool that reports how long each connection took to get, and its size then.
 
-    Every use of the pool (`with pool.connection()`) goes through getconn and putconn.
+    Every use of the pool (`with pool.connection()`) goes through getconn.
     """
 
     def getconn(self, timeout: float | None = None) -> Connection[Any]:
@@ -27,16 +27,9 @@ class MeasuredPool(ConnectionPool):
         try:
             return super().getconn(timeout)
         finally:
-            self._report(time.perf_counter() - started)
-
-    def putconn(self, conn: Connection[Any]) -> None:
-        """Return `conn`, as ConnectionPool does, and record the pool's size."""
-        super().putconn(conn)
-        self._report(None)
-
-    def _report(self, wait_seconds: float | None) -> None:
-        stats = self.get_stats()
-        metrics.observe_pool(wait_seconds, stats["pool_size"], stats["pool_available"])
+            waited = time.perf_counter() - started
+            stats = self.get_stats()
+            metrics.observe_pool(waited, stats["pool_size"], stats["pool_available"])
 
 
 RECONNECT_TIMEOUT_S = 2.0
