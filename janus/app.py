@@ -49,7 +49,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory, janus.quotas' QuotaReader and a
-    readiness check. Every route added here has its entry in janus/openapi/operations.py, the
+    readiness check; the AdmissionStore is wrapped so its decisions are counted
+    (janus.metrics). Every route added here has its entry in janus/openapi/operations.py, the
     table GET /openapi.json is built from (tests/test_openapi.py holds the two together).
     """
     middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
