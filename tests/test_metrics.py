@@ -7,6 +7,7 @@ label mappings and the service token are checked in-process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -21,8 +22,13 @@ import psycopg
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.rows import tuple_row
+from psycopg_pool import PoolTimeout
 
 from janus import metrics
+from janus.admission import DatabaseUnavailable
+from janus.db import transactions
+from janus.db.errors import unavailable_cause
 from janus.settings import Settings
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.app import serve_app
@@ -323,3 +329,44 @@ def test_the_openapi_media_type_of_metrics_is_what_is_served() -> None:
     from janus.openapi.operations import METRICS_MEDIA_TYPE
 
     assert METRICS_MEDIA_TYPE == metrics.CONTENT_TYPE
+
+
+def test_each_transient_driver_error_is_its_own_cause() -> None:
+    assert unavailable_cause(PoolTimeout("no connection")) == "pool_timeout"
+    assert unavailable_cause(psycopg.errors.QueryCanceled("statement")) == "statement_timeout"
+    assert unavailable_cause(psycopg.errors.LockNotAvailable("lock")) == "lock_timeout"
+    assert unavailable_cause(psycopg.errors.AdminShutdown("shutdown")) == "connection"
+    assert unavailable_cause(psycopg.OperationalError("refused")) == "connection"
+
+
+def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conflicts = [psycopg.errors.SerializationFailure("s"), psycopg.errors.DeadlockDetected("d")]
+
+    def conflicting(*args: object) -> list[object]:
+        if conflicts:
+            raise conflicts.pop(0)
+        return []
+
+    class Pool:
+        def connection(self) -> contextlib.nullcontext[None]:
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(transactions, "_in_one_round_trip", conflicting)
+    retried = metrics.CONFLICT_RETRIES.labels
+    before = (retried("serialization_failure")._value.get(), retried("deadlock")._value.get())
+
+    rows = transactions.fetch_in_transaction(
+        Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=2, base_delay=0
+    )
+
+    assert rows == []
+    assert retried("serialization_failure")._value.get() == before[0] + 1
+    assert retried("deadlock")._value.get() == before[1] + 1
+    conflicts.extend([psycopg.errors.SerializationFailure("s")] * 2)
+    with pytest.raises(DatabaseUnavailable) as raised:
+        transactions.fetch_in_transaction(
+            Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
+        )
+    assert raised.value.cause == "conflict"
