@@ -18,10 +18,12 @@ user, tenant, job or dependency name, which belong in SQL (docs/operations-metri
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import Counter as CounterMetric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -54,7 +56,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 _registry = CollectorRegistry(auto_describe=True)
 
-DECISIONS = Counter(
+DECISIONS = CounterMetric(
     "janus_decisions",
     "Jobs decided, by route family, mode, outcome and reason class (idempotent replays are"
     " not decisions).",
@@ -68,19 +70,19 @@ REQUEST_DURATION = Histogram(
     registry=_registry,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-RESPONSES = Counter(
+RESPONSES = CounterMetric(
     "janus_responses",
     "Answers by route template, method and status code.",
     ["route", "method", "status"],
     registry=_registry,
 )
-UNAVAILABLE = Counter(
+UNAVAILABLE = CounterMetric(
     "janus_unavailable",
     "503 answers because the database could not decide, by cause.",
     ["cause"],
     registry=_registry,
 )
-CONFLICT_RETRIES = Counter(
+CONFLICT_RETRIES = CounterMetric(
     "janus_conflict_retries",
     "Transactions run again after a serialization failure or a deadlock.",
     ["conflict"],
@@ -146,10 +148,24 @@ def method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
+# Label children by their values: labels() validates and locks on every call, and these run
+# on every request. Filling them concurrently at worst looks a child up twice.
+_request_children: dict[tuple[str, str], Any] = {}
+_response_children: dict[tuple[str, str, int], Any] = {}
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answer and its latency."""
-    REQUEST_DURATION.labels(route, method).observe(seconds)
-    RESPONSES.labels(route, method, str(status)).inc()
+    duration = _request_children.get((route, method))
+    if duration is None:
+        duration = _request_children[route, method] = REQUEST_DURATION.labels(route, method)
+    duration.observe(seconds)
+    answered = _response_children.get((route, method, status))
+    if answered is None:
+        answered = _response_children[route, method, status] = RESPONSES.labels(
+            route, method, str(status)
+        )
+    answered.inc()
 
 
 def count_unavailable(cause: UnavailableCause) -> None:
@@ -162,20 +178,32 @@ def count_conflict_retry(conflict: Literal["serialization_failure", "deadlock"])
     CONFLICT_RETRIES.labels(conflict).inc()
 
 
+# The pool's size as last written: it seldom changes, and a write costs more than a compare.
+_pool_sizes: tuple[int, int] | None = None
+
+
 def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
     """Record a wait for a connection and the pool's size once it ended."""
+    global _pool_sizes
     POOL_WAIT.observe(wait_seconds)
-    POOL_CONNECTIONS.set(connections)
-    POOL_CONNECTIONS_IDLE.set(idle)
+    if _pool_sizes != (connections, idle):
+        _pool_sizes = (connections, idle)
+        POOL_CONNECTIONS.set(connections)
+        POOL_CONNECTIONS_IDLE.set(idle)
 
 
 def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) -> None:
     """Count `request`'s decisions; replayed ones were counted when first made."""
     source, mode = request.source.value, request.mode.value
-    for decision in decisions:
-        if not decision.replayed:
-            outcome = "accepted" if decision.accepted else "rejected"
-            DECISIONS.labels(source, mode, outcome, reason_class(decision.reason)).inc()
+    # One write per kind of decision, not per job: a batch has up to 1,000.
+    tally = Counter(
+        (decision.accepted, reason_class(decision.reason))
+        for decision in decisions
+        if not decision.replayed
+    )
+    for (accepted, reason), count in tally.items():
+        outcome = "accepted" if accepted else "rejected"
+        DECISIONS.labels(source, mode, outcome, reason).inc(count)
 
 
 class CountingAdmitter:

@@ -20,8 +20,9 @@ VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 def prepare(environ: MutableMapping[str, str]) -> tuple[Path, bool]:
     """The directory to use, emptied of an earlier run's files, and whether it was made here.
 
-    PROMETHEUS_MULTIPROC_DIR when set (created if missing), else a new directory under the
-    system's temporary one; either way `environ` names it afterwards.
+    PROMETHEUS_MULTIPROC_DIR when set (created if missing), else a new directory in memory
+    (/dev/shm) or, without one, under the system's temporary directory; either way `environ`
+    names it afterwards.
     """
     given = environ.get(VARIABLE, "").strip()
     if given:
@@ -32,10 +33,22 @@ def prepare(environ: MutableMapping[str, str]) -> tuple[Path, bool]:
             stale.unlink(missing_ok=True)
         created = False
     else:
-        path = Path(tempfile.mkdtemp(prefix="janus-metrics-"))
+        path = Path(tempfile.mkdtemp(prefix="janus-metrics-", dir=_in_memory_directory()))
         created = True
     environ[VARIABLE] = str(path)
     return path, created
+
+
+def _in_memory_directory() -> str | None:
+    """/dev/shm when this host has a writable one, else None (the system's temporary directory).
+
+    Every metric update writes to a memory-mapped file. On a disk's filesystem the kernel
+    writes those pages back, and the next update of a page being written back can wait for
+    the disk (ext4 beside Postgres's fsyncs) while its worker holds the GIL; in memory it
+    never waits.
+    """
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def mark_worker_dead(pid: int) -> None:
