@@ -17,14 +17,17 @@ user, tenant, job or dependency name, which belong in SQL (docs/operations-metri
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as CounterMetric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from janus.admission import (
@@ -229,5 +232,23 @@ def _scraped_registry() -> CollectorRegistry:
     if not path:
         return _registry
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path)
+    WorkerFilesCollector(registry, path)
     return registry
+
+
+class WorkerFilesCollector(MultiProcessCollector):
+    """prometheus_client's collector, passing over files still 0 bytes long.
+
+    A worker creates each of its files and only then sizes it; a scrape in between fails
+    whole (struct.error), and a worker killed in between leaves the empty file for good
+    (prometheus/client_python#1199, open in 0.26.0). An empty file holds no value yet.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        """Every worker's metrics, added up."""
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return]

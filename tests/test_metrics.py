@@ -21,6 +21,8 @@ import falcon.testing
 import psycopg
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
@@ -370,3 +372,16 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
             Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
         )
     assert raised.value.cause == "conflict"
+
+
+def test_a_worker_file_not_yet_sized_is_passed_over(tmp_path: Path) -> None:
+    # A worker creates its file, then sizes it; one killed in between leaves it empty for good.
+    (tmp_path / "counter_999.db").touch()
+    values = MmapedDict(str(tmp_path / "counter_1000.db"))
+    key = mmap_key("janus_decisions", "janus_decisions_total", ["source"], ["system"], "Jobs.")
+    values.write_value(key, 3.0, 0.0)
+    values.close()
+    registry = CollectorRegistry()
+    metrics.WorkerFilesCollector(registry, str(tmp_path))
+
+    assert registry.get_sample_value("janus_decisions_total", {"source": "system"}) == 3.0
