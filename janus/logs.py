@@ -11,6 +11,7 @@ whatever the level (as gunicorn's access log would be).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -94,7 +95,9 @@ def log_request(fields: dict[str, object]) -> None:
     if stream is None:
         return
     line = json.dumps(fields, separators=(",", ":")) + "\n"
-    with _request_log_lock:
+    # As the logging module does: a line that cannot be written (stdout closed, its reader
+    # gone) is lost, and the request it describes is answered all the same.
+    with _request_log_lock, contextlib.suppress(OSError, ValueError):
         stream.write(line)
         stream.flush()
 
