@@ -3,6 +3,7 @@
 import os
 import sys
 
+from janus import metrics_files
 from janus.settings import Settings, SettingsError
 
 # Check the settings in the master, so a bad environment fails once, clearly, at start-up.
@@ -38,3 +39,19 @@ def worker_exit(server, worker):
     wsgi = sys.modules.get("janus.wsgi")
     if wsgi is not None:
         wsgi.pool.close()
+
+
+def on_starting(server):
+    """Give the workers an empty metrics directory (janus/metrics_files.py) before they start."""
+    server.janus_metrics_dir, server.janus_metrics_dir_made = metrics_files.prepare(os.environ)
+
+
+def child_exit(server, worker):
+    """A worker has gone: its pool no longer counts in the live gauges."""
+    metrics_files.mark_worker_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory if Janus made it (PROMETHEUS_MULTIPROC_DIR was unset)."""
+    if server.janus_metrics_dir_made:
+        metrics_files.remove(server.janus_metrics_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal, Protocol, assert_never
+from typing import Literal, Protocol, assert_never, get_args
 from uuid import UUID
 
 Status = Literal["Accepted", "Rejected"]
@@ -171,6 +171,16 @@ class IdempotencyKeyReused(NoDecision):
     """This idempotency key was used for a different request."""
 
 
+# Why the database could not decide: a closed set, so it can label a metric.
+# pool_timeout: no pooled connection within JANUS_POOL_TIMEOUT_MS (all busy, or none can be
+# opened); connection: the connection failed, broke or was refused; statement_timeout and
+# lock_timeout: the server's own; conflict: a serialization conflict outlived its retries.
+UnavailableCause = Literal[
+    "pool_timeout", "connection", "statement_timeout", "lock_timeout", "conflict"
+]
+UNAVAILABLE_CAUSES: tuple[UnavailableCause, ...] = get_args(UnavailableCause)
+
+
 class DatabaseUnavailable(NoDecision):
     """Postgres could not be reached, or a conflict persisted after retries; try again later.
 
@@ -178,10 +188,17 @@ class DatabaseUnavailable(NoDecision):
     clue, never a client's.
     """
 
-    def __init__(self, message: str, retry_after: int = 1, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retry_after: int = 1,
+        detail: str | None = None,
+        cause: UnavailableCause = "connection",
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.detail = detail
+        self.cause: UnavailableCause = cause
 
 
 class DatabaseRefused(NoDecision):

@@ -6,6 +6,7 @@ from functools import partial
 
 import falcon
 
+from janus import metrics
 from janus.admission import Mode, Source
 from janus.configs import MAX_VERSION
 from janus.db.configs import ConfigVersionStore
@@ -14,6 +15,7 @@ from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
+from janus.metrics import CountingAdmitter
 from janus.openapi.document import build_document
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.configs import (
@@ -27,6 +29,7 @@ from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
 from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.metrics import MetricsResource
 from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
     ClaimResource,
@@ -36,6 +39,7 @@ from janus.resources.queue import (
 )
 from janus.resources.request_ids import RequestIdMiddleware
 from janus.resources.routes import SharedRoute
+from janus.resources.telemetry import RequestTelemetryMiddleware
 from janus.settings import Settings
 
 
@@ -45,21 +49,27 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory, janus.quotas' QuotaReader and a
-    readiness check. Every route added here has its entry in janus/openapi/operations.py, the
+    readiness check; the AdmissionStore is wrapped so its decisions are counted
+    (janus.metrics). Every route added here has its entry in janus/openapi/operations.py, the
     table GET /openapi.json is built from (tests/test_openapi.py holds the two together).
     """
-    middleware: list[RequestIdMiddleware | ServiceTokenMiddleware] = [RequestIdMiddleware()]
+    middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
+        RequestTelemetryMiddleware(),
+        RequestIdMiddleware(),
+    ]
     if settings.service_token:
         middleware.append(ServiceTokenMiddleware(settings.service_token))
     app = falcon.App(middleware=middleware)
     add_error_handlers(app)
-    store = AdmissionStore(pool, retries=settings.conflict_retries)
+    store = CountingAdmitter(AdmissionStore(pool, retries=settings.conflict_retries))
     app.add_route("/health", HealthResource())
     app.add_route("/health/ready", ReadinessResource(partial(check_database, pool)))
     document = build_document(
         max_batch_jobs=settings.max_batch_jobs, service_token=settings.service_token is not None
     )
     app.add_route("/openapi.json", OpenApiResource(document))
+    # Behind the service token when there is one: a scraper sends it as a bearer token.
+    app.add_route("/metrics", MetricsResource(metrics.exposition, metrics.CONTENT_TYPE))
     history = HistoryStore(pool)
     for source in Source:
         prefix = f"/{source.value}/jobs"

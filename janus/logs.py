@@ -3,15 +3,23 @@
 The id is the client's `X-Request-ID` when it sent a well-formed one (so its own logs and
 Janus's can be joined), a fresh one otherwise; the response echoes it either way. Lines
 written outside a request (start-up, the pool's background threads) show `-`.
+
+Two streams: diagnostics on stderr beside gunicorn's own error log, in its layout, at
+JANUS_LOG_LEVEL; and the request log on stdout, one JSON object a line per request answered,
+whatever the level (as gunicorn's access log would be).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 import sys
+import threading
 import uuid
 from contextvars import ContextVar
+from typing import TextIO
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _NO_REQUEST = "-"
@@ -53,11 +61,13 @@ class _RequestIdFilter(logging.Filter):
 
 
 def configure(level: str) -> None:
-    """Send Janus's and its libraries' log lines to stderr, each naming its request.
+    """Send Janus's and its libraries' log lines to stderr, each naming its request, and the
+    request log to stdout.
 
     gunicorn's own loggers keep their handlers; this is the root logger's, which the `janus`,
     `psycopg` and `psycopg.pool` loggers reach.
     """
+    _configure_request_log()
     root = logging.getLogger()
     if any(isinstance(f, _RequestIdFilter) for h in root.handlers for f in h.filters):
         return
@@ -66,3 +76,32 @@ def configure(level: str) -> None:
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+# The request log: its own stream (stdout), written without the logging module's records,
+# handlers and formatters, which would cost more than the rest of the line on every request.
+_request_log: TextIO | None = None
+_request_log_lock = threading.Lock()
+
+
+def request_log_enabled() -> bool:
+    """Whether `log_request` writes anything (`configure` has run)."""
+    return _request_log is not None
+
+
+def log_request(fields: dict[str, object]) -> None:
+    """Write one request's line: `fields` as one JSON object, ASCII only, in one write."""
+    stream = _request_log
+    if stream is None:
+        return
+    line = json.dumps(fields, separators=(",", ":")) + "\n"
+    # As the logging module does: a line that cannot be written (stdout closed, its reader
+    # gone) is lost, and the request it describes is answered all the same.
+    with _request_log_lock, contextlib.suppress(OSError, ValueError):
+        stream.write(line)
+        stream.flush()
+
+
+def _configure_request_log() -> None:
+    global _request_log
+    _request_log = sys.stdout

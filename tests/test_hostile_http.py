@@ -12,6 +12,8 @@ traceback in gunicorn's log.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
@@ -36,8 +38,25 @@ from tests.support.raw_http import (
     request_bytes,
     single_body,
 )
+from tests.support.request_log import request_log_lines
 
 # --- Fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_gunicorn(start_gunicorn: StartGunicorn) -> Iterator[StartGunicorn]:
+    """conftest's start_gunicorn; after the test, every request log line of every server it
+    started must be one well-formed JSON object (tests/support/request_log.py)."""
+    servers: list[GunicornServer] = []
+
+    def start(**options: Any) -> GunicornServer:
+        server = start_gunicorn(**options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        request_log_lines(server.log())
 
 
 @pytest.fixture
@@ -430,3 +449,61 @@ def test_valid_shaped_random_jobs_over_http_get_only_decisions(
 
     assert_decisions(path, Answer.of(response), len(jobs))
     assert_no_traceback(gunicorn_server)
+
+
+# --- The request log -------------------------------------------------------------------------
+
+TOKEN = "token-" + "k" * 26
+SECRET_MARK = "do-not-log-me"
+
+
+def test_the_request_log_holds_neither_payload_nor_token_nor_header_values(
+    start_gunicorn, db, open_user, subtests
+) -> None:
+    server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": TOKEN})
+    payload = {
+        "batch_name": SECRET_MARK,
+        "tenant_id": SECRET_MARK,
+        "priority": 5,
+        "dependencies": {SECRET_MARK: 1},
+        "payload": {SECRET_MARK: SECRET_MARK},
+    }
+    body = json.dumps(payload).encode()
+    marked = [
+        f"X-Anything: {SECRET_MARK}",
+        f"Idempotency-Key: {SECRET_MARK}",
+        f"User-Agent: {SECRET_MARK}",
+        f"Cookie: s={SECRET_MARK}",
+    ]
+    user = f"X-User-ID: {open_user}"
+    bearer = f"Authorization: Bearer {TOKEN}"
+    requests_sent = {
+        "decided": request_bytes("/dashboard/jobs", [user, bearer, *marked, length(body)], body),
+        "wrong token": request_bytes(
+            "/dashboard/jobs", [user, f"Authorization: Bearer {SECRET_MARK}", length(body)], body
+        ),
+        "no user": request_bytes("/system/jobs", [bearer, *marked, length(body)], body),
+        "bad body": request_bytes(
+            "/system/jobs/batch", [user, bearer, length(body[:-1])], body[:-1]
+        ),
+        "marked path": request_bytes(f"/{SECRET_MARK}?{SECRET_MARK}=1", [bearer], method="GET"),
+        "marked request id": request_bytes(
+            "/health", [f"X-Request-ID: {SECRET_MARK} x"], method="GET"
+        ),
+    }
+    # Start-up's own /health checks are logged too.
+    logged_before = len(request_log_lines(server.log()))
+    for name, request in requests_sent.items():
+        with subtests.test(request=name):
+            exchange(server, request)
+
+    lines = [text for text in server.log().splitlines() if text.startswith("{")]
+    assert len(request_log_lines(server.log())) - logged_before == len(requests_sent)
+    for text in lines:
+        assert SECRET_MARK not in text and TOKEN not in text, text
+        assert str(open_user) in text or '"user_id":null' in text
+    decided = [line for line in request_log_lines(server.log()) if "jobs_accepted" in line]
+    assert [(line["route"], line["status"], line["jobs_accepted"]) for line in decided] == [
+        ("/dashboard/jobs", 202, 1)
+    ]
+    assert TOKEN not in server.log()

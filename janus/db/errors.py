@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from janus.admission import (
     DatabaseRefused,
@@ -16,6 +17,7 @@ from janus.admission import (
     NoDecision,
     SchemaMissing,
     ServicePaused,
+    UnavailableCause,
     UnknownUser,
 )
 from janus.configs import UnknownVersion
@@ -47,6 +49,17 @@ def translated() -> Iterator[None]:
         raise domain_error(error) from error
 
 
+def unavailable_cause(error: psycopg.OperationalError) -> UnavailableCause:
+    """Which of the closed set of reasons for a 503 a transient driver error is."""
+    if isinstance(error, PoolTimeout):
+        return "pool_timeout"
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return "statement_timeout"
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        return "lock_timeout"
+    return "connection"
+
+
 def domain_error(error: psycopg.Error) -> NoDecision:
     """The domain error `error` means."""
     message = str(error.diag.message_primary or error)
@@ -55,7 +68,9 @@ def domain_error(error: psycopg.Error) -> NoDecision:
         return condition(message)
     # Connection failures, pool timeouts, statement and lock timeouts: all transient.
     if isinstance(error, psycopg.OperationalError):
-        return DatabaseUnavailable(type(error).__name__, detail=str(error))
+        return DatabaseUnavailable(
+            type(error).__name__, detail=str(error), cause=unavailable_cause(error)
+        )
     if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
         return SchemaMissing(message)
     return DatabaseRefused(message)

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import time
+from typing import Any, TypeAlias
 
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from janus import metrics
 from janus.settings import Settings
 
 # The name the rest of Janus gives the pool, so that only janus.db imports the driver.
 Pool: TypeAlias = ConnectionPool
+
+
+class MeasuredPool(ConnectionPool):
+    """A ConnectionPool that reports how long each connection took to get, and its size then.
+
+    Every use of the pool (`with pool.connection()`) goes through getconn.
+    """
+
+    def getconn(self, timeout: float | None = None) -> Connection[Any]:
+        """A connection, as ConnectionPool gives it; the wait is recorded, timeouts too."""
+        started = time.perf_counter()
+        try:
+            return super().getconn(timeout)
+        finally:
+            waited = time.perf_counter() - started
+            stats = self.get_stats()
+            metrics.observe_pool(waited, stats["pool_size"], stats["pool_available"])
+
 
 RECONNECT_TIMEOUT_S = 2.0
 
@@ -23,7 +44,7 @@ def make_pool(settings: Settings) -> Pool:
             f"-c idle_in_transaction_session_timeout={settings.statement_timeout_ms * 2}",
         ]
     )
-    return ConnectionPool(
+    return MeasuredPool(
         settings.database_url,
         min_size=settings.pool_size,
         max_size=settings.pool_size,

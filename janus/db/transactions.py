@@ -12,6 +12,7 @@ from psycopg import IsolationLevel, pq
 from psycopg.rows import RowFactory
 from psycopg_pool import ConnectionPool
 
+from janus import metrics
 from janus.admission import DatabaseUnavailable
 from janus.db.errors import translated
 
@@ -48,11 +49,16 @@ def fetch_in_transaction(
             try:
                 with pool.connection() as conn:
                     return _in_one_round_trip(conn, query, params, row_factory, isolation)
-            except RETRYABLE:
+            except RETRYABLE as conflict:
                 if attempt == retries:
                     break
+                metrics.count_conflict_retry(
+                    "deadlock"
+                    if isinstance(conflict, psycopg.errors.DeadlockDetected)
+                    else "serialization_failure"
+                )
                 time.sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
-    raise DatabaseUnavailable(f"conflict persisted after {retries} retries")
+    raise DatabaseUnavailable(f"conflict persisted after {retries} retries", cause="conflict")
 
 
 def _in_one_round_trip(

@@ -35,8 +35,9 @@ Janus decides at once whether a background job that calls rate-limited external 
 may run now, and queues accepted jobs for workers. docs/api.md is the full reference: how a \
 job is decided, the queue, configs.
 
-Every route but /health and /openapi.json needs `X-User-ID`, a Janus user's id; when the \
-service runs with a service token, every route but /health and /health/ready needs it too \
+Every route but /health, /health/ready, /openapi.json and /metrics needs `X-User-ID`, a \
+Janus user's id; when the service runs with a service token, every route but /health and \
+/health/ready needs it too \
 (`Authorization: Bearer <token>`). Bodies are UTF-8 JSON objects of at most 1 MiB; a repeated \
 key, `NaN` or `Infinity` is refused with 400, and so is an integer written with a fraction \
 or an exponent (`8.0`, `1e3`). Every answer carries `X-Request-ID`, and every \
@@ -46,7 +47,7 @@ matches, 404.
 """
 
 _TAGS = [
-    {"name": "Health", "description": "Liveness, readiness, and this document."},
+    {"name": "Health", "description": "Liveness, readiness, metrics, and this document."},
     {"name": "Jobs", "description": "Admission: single jobs, partial and atomic batches."},
     {"name": "Queue", "description": "Workers: claim accepted jobs, then end their leases."},
     {"name": "Config", "description": "The user's own config versions."},
@@ -343,6 +344,8 @@ def _answer(answer: Answer) -> dict[str, Any]:
         "description": answer.description,
         "headers": _headers({"X-Request-ID": True, **answer.headers}),
     }
+    if answer.text_media_type is not None:
+        response["content"] = {answer.text_media_type: {"schema": {"type": "string"}}}
     if answer.schema is not None:
         response["content"] = {
             "application/json": {

@@ -63,6 +63,8 @@ class Answer:
     headers: Mapping[str, bool] = field(default_factory=dict)
     # A list of this schema rather than one (the atomic batch's answer).
     many: bool = False
+    # A body that is not JSON: its media type, described as a string (GET /metrics).
+    text_media_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ PATH_PARAMETERS: Mapping[str, dict[str, Any]] = {
     "job_id": {"type": "string", "format": "uuid"},
     "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
 }
+
+# prometheus_client's text format 0.0.4 (janus.metrics.CONTENT_TYPE; this package does
+# not import prometheus_client, and tests/test_openapi.py holds the two together).
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # What a body can be refused with before anything is decided.
 BODY_ERRORS = (400, 413, 415)
@@ -668,6 +674,20 @@ def operations(*, max_batch_jobs: int) -> list[Operation]:
             "This document",
             tag="Health",
             answers={200: Answer("The OpenAPI 3.1 document of this service.", DocumentSchema)},
+            user=False,
+        ),
+        Operation(
+            "get",
+            "/metrics",
+            "Prometheus metrics of every worker",
+            tag="Health",
+            answers={
+                200: Answer(
+                    "Every metric in Prometheus's text format (0.0.4), summed over the"
+                    " service's gunicorn workers; docs/operations.md lists them.",
+                    text_media_type=METRICS_MEDIA_TYPE,
+                )
+            },
             user=False,
         ),
         *(operation for source in Source for operation in _job_routes(source, max_batch_jobs)),

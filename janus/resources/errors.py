@@ -8,6 +8,7 @@ from typing import Any
 
 import falcon
 
+from janus import metrics
 from janus.admission import (
     DatabaseUnavailable,
     IdempotencyKeyInUse,
@@ -85,6 +86,7 @@ def _database_unavailable(
 ) -> None:
     assert isinstance(error, DatabaseUnavailable)
     log.warning("database unavailable: %s", error)
+    metrics.count_unavailable(error.cause)
     raise falcon.HTTPServiceUnavailable(
         description="the database is unavailable or busy; retry shortly",
         retry_after=error.retry_after,

@@ -19,6 +19,7 @@ from janus.admission import (
 )
 from janus.resources.ratelimit import ratelimit_headers
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
+from janus.resources.telemetry import note_decisions
 from janus.schemas import BatchSchema, SingleJobSchema
 
 
@@ -62,6 +63,7 @@ class SingleJobResource:
         admission = self._admitter.admit(request)
         _set_admission_headers(resp, admission)
         [decision] = admission.decisions
+        note_decisions(req, [decision])
         resp.media = _decision_body(decision)
         if decision.accepted:
             resp.status = falcon.HTTP_202
@@ -97,6 +99,7 @@ class BatchResource:
         admission = self._admitter.admit(request)
         _set_admission_headers(resp, admission)
         decisions = admission.decisions
+        note_decisions(req, decisions)
         match self._mode:
             case Mode.ATOMIC:
                 all_accepted = all(decision.accepted for decision in decisions)

@@ -16,6 +16,7 @@ from janus import json_text
 from janus.admission import IdempotencyKey
 from janus.json_text import PathTree
 from janus.resources.errors import USER_CHALLENGE, InvalidBody
+from janus.resources.telemetry import note_user
 
 Row = TypeVar("Row")
 
@@ -40,7 +41,9 @@ def authenticated_user(req: falcon.Request) -> UUID:
         raise falcon.HTTPUnauthorized(
             description="X-User-ID must be a UUID", challenges=USER_CHALLENGE
         ) from None
-    return UUID(raw)
+    user_id = UUID(raw)
+    note_user(req, user_id)
+    return user_id
 
 
 def page_param(req: falcon.Request, name: str, default: int | None, top: int) -> int | None:

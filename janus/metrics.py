@@ -1,0 +1,255 @@
+"""Prometheus metrics: what they are, the closed sets their labels take, and GET /metrics's text.
+
+Under gunicorn every worker is a process of its own, so prometheus_client runs in its
+multiprocess mode: each worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set
+by gunicorn.conf.py before any worker starts), and a scrape, whichever worker serves it,
+adds up the files of all of them. A counter of a worker that died stays in the sum, so totals
+never go backwards; a `livesum` gauge counts only the workers alive (gunicorn.conf.py's
+child_exit marks the dead ones). The variable must be set before prometheus_client is first
+imported, which is why the master never imports this module.
+
+Without PROMETHEUS_MULTIPROC_DIR (the app in-process, as most tests run it) the values live
+in this process's memory and GET /metrics shows them.
+
+Every label value comes from a closed set: a route template, a mode, a reason class; never a
+user, tenant, job or dependency name, which belong in SQL (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, get_args
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from janus.admission import (
+    Admission,
+    AdmissionRequest,
+    Admitter,
+    Decision,
+    UnavailableCause,
+)
+
+# The classic text format: every Janus name is a legal one, and every Prometheus reads it.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+UNMATCHED_ROUTE = "unmatched"
+
+# What `admit_jobs()` (janus/db/sql/admit_jobs.sql) gives as a reason, by class. The priority
+# reserve refuses with the same words as an empty bucket, so both are `rate_limit`.
+ReasonClass = Literal[
+    "none",
+    "min_priority",
+    "unknown_dependency",
+    "over_capacity",
+    "rate_limit",
+    "atomic_batch",
+    "other",
+]
+REASON_CLASSES: tuple[ReasonClass, ...] = get_args(ReasonClass)
+
+# Methods other than these are counted as `other`: a client chooses the method's text.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+_registry = CollectorRegistry(auto_describe=True)
+
+DECISIONS = CounterMetric(
+    "janus_decisions",
+    "Jobs decided, by route family, mode, outcome and reason class (idempotent replays are"
+    " not decisions).",
+    ["source", "mode", "outcome", "reason"],
+    registry=_registry,
+)
+REQUEST_DURATION = Histogram(
+    "janus_request_duration_seconds",
+    "Time from the request reaching the app to its answer, by route template and method.",
+    ["route", "method"],
+    registry=_registry,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+RESPONSES = CounterMetric(
+    "janus_responses",
+    "Answers by route template, method and status code.",
+    ["route", "method", "status"],
+    registry=_registry,
+)
+UNAVAILABLE = CounterMetric(
+    "janus_unavailable",
+    "503 answers because the database could not decide, by cause.",
+    ["cause"],
+    registry=_registry,
+)
+CONFLICT_RETRIES = CounterMetric(
+    "janus_conflict_retries",
+    "Transactions run again after a serialization failure or a deadlock.",
+    ["conflict"],
+    registry=_registry,
+)
+POOL_WAIT = Histogram(
+    "janus_pool_wait_seconds",
+    "Time to get a connection from the pool (its liveness check included), timeouts too.",
+    registry=_registry,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+POOL_CONNECTIONS = Gauge(
+    "janus_pool_connections",
+    "Connections of the live workers' pools, open or being opened, as of each pool's last use.",
+    registry=_registry,
+    multiprocess_mode="livesum",
+)
+POOL_CONNECTIONS_IDLE = Gauge(
+    "janus_pool_connections_idle",
+    "Connections of the live workers' pools waiting in the pool, as of each pool's last use.",
+    registry=_registry,
+    multiprocess_mode="livesum",
+)
+
+# Every series a dashboard may plot exists from the start, at 0, so a first event is an
+# increase, not a new series that rate() would miss.
+for _source in ("dashboard", "system"):
+    for _mode in ("single", "partial", "atomic"):
+        DECISIONS.labels(_source, _mode, "accepted", "none")
+        for _reason in REASON_CLASSES[1:]:
+            DECISIONS.labels(_source, _mode, "rejected", _reason)
+for _cause in get_args(UnavailableCause):
+    UNAVAILABLE.labels(_cause)
+for _conflict in ("serialization_failure", "deadlock"):
+    CONFLICT_RETRIES.labels(_conflict)
+
+
+def reason_class(reason: str) -> ReasonClass:
+    """The class of a decision's reason, as admit_jobs() words it (docs/api.md)."""
+    if reason == "":
+        return "none"
+    if reason == "priority too low":
+        return "min_priority"
+    if reason == "batch rejected atomically":
+        return "atomic_batch"
+    if reason.startswith("dependency '"):
+        if reason.endswith("' is not configured"):
+            return "unknown_dependency"
+        if reason.endswith("' rate limit exceeded"):
+            return "rate_limit"
+        if " exceeds capacity " in reason:
+            return "over_capacity"
+    return "other"
+
+
+def route_label(uri_template: str | None) -> str:
+    """The route's template (`/system/jobs/{job_id:uuid}/fail`), or `unmatched`."""
+    return uri_template or UNMATCHED_ROUTE
+
+
+def method_label(method: str) -> str:
+    """The method, or `other` for one no route of Janus has."""
+    return method if method in _METHODS else "other"
+
+
+# Label children by their values: labels() validates and locks on every call, and these run
+# on every request. Filling them concurrently at worst looks a child up twice.
+_request_children: dict[tuple[str, str], Any] = {}
+_response_children: dict[tuple[str, str, int], Any] = {}
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answer and its latency."""
+    duration = _request_children.get((route, method))
+    if duration is None:
+        duration = _request_children[route, method] = REQUEST_DURATION.labels(route, method)
+    duration.observe(seconds)
+    answered = _response_children.get((route, method, status))
+    if answered is None:
+        answered = _response_children[route, method, status] = RESPONSES.labels(
+            route, method, str(status)
+        )
+    answered.inc()
+
+
+def count_unavailable(cause: UnavailableCause) -> None:
+    """Count one 503 for `cause`."""
+    UNAVAILABLE.labels(cause).inc()
+
+
+def count_conflict_retry(conflict: Literal["serialization_failure", "deadlock"]) -> None:
+    """Count one transaction run again after a conflict."""
+    CONFLICT_RETRIES.labels(conflict).inc()
+
+
+# The pool's size as last written: it seldom changes, and a write costs more than a compare.
+_pool_sizes: tuple[int, int] | None = None
+
+
+def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
+    """Record a wait for a connection and the pool's size once it ended."""
+    global _pool_sizes
+    POOL_WAIT.observe(wait_seconds)
+    if _pool_sizes != (connections, idle):
+        _pool_sizes = (connections, idle)
+        POOL_CONNECTIONS.set(connections)
+        POOL_CONNECTIONS_IDLE.set(idle)
+
+
+def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) -> None:
+    """Count `request`'s decisions; replayed ones were counted when first made."""
+    source, mode = request.source.value, request.mode.value
+    # One write per kind of decision, not per job: a batch has up to 1,000.
+    tally = Counter(
+        (decision.accepted, reason_class(decision.reason))
+        for decision in decisions
+        if not decision.replayed
+    )
+    for (accepted, reason), count in tally.items():
+        outcome = "accepted" if accepted else "rejected"
+        DECISIONS.labels(source, mode, outcome, reason).inc(count)
+
+
+class CountingAdmitter:
+    """An Admitter that counts the decisions of the one it wraps."""
+
+    def __init__(self, admitter: Admitter) -> None:
+        self._admitter = admitter
+
+    def admit(self, request: AdmissionRequest) -> Admission:
+        """Decide `request` with the wrapped Admitter, and count its decisions."""
+        admission = self._admitter.admit(request)
+        count_decisions(request, admission.decisions)
+        return admission
+
+
+def exposition() -> bytes:
+    """Every metric in Prometheus's text format: all workers' when multiprocess, else ours."""
+    return generate_latest(_scraped_registry())
+
+
+def _scraped_registry() -> CollectorRegistry:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return _registry
+    registry = CollectorRegistry()
+    WorkerFilesCollector(registry, path)
+    return registry
+
+
+class WorkerFilesCollector(MultiProcessCollector):
+    """prometheus_client's collector, passing over files still 0 bytes long.
+
+    A worker creates each of its files and only then sizes it; a scrape in between fails
+    whole (struct.error), and a worker killed in between leaves the empty file for good
+    (prometheus/client_python#1199, open in 0.26.0). An empty file holds no value yet.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        """Every worker's metrics, added up."""
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return]

@@ -1,0 +1,64 @@
+"""Every request timed, counted by route, and logged as one JSON line when it is answered."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+
+from janus import logs, metrics
+from janus.admission import Decision
+
+
+def note_decisions(req: falcon.Request, decisions: Sequence[Decision]) -> None:
+    """Tell the request's log line how many of its jobs were accepted and rejected."""
+    accepted = sum(decision.accepted for decision in decisions)
+    req.context.jobs_accepted = accepted
+    req.context.jobs_rejected = len(decisions) - accepted
+
+
+def note_user(req: falcon.Request, user_id: object) -> None:
+    """Tell the request's log line which user (a well-formed X-User-ID) it was sent as."""
+    req.context.user_id = str(user_id)
+
+
+class RequestTelemetryMiddleware:
+    """The outermost middleware: it starts first and sees the final answer last.
+
+    The line names the request by what Janus made of it (route template, status, the user id
+    once checked well formed, decision counts), never by what the client wrote: no path,
+    query, header or body text, so neither a payload nor a token can reach it.
+    """
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Start the request's clock."""
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        """Count the answer, observe its latency, and log its line."""
+        seconds = time.perf_counter() - req.context.started
+        route = metrics.route_label(req.uri_template)
+        method = metrics.method_label(req.method)
+        status = resp.status_code
+        metrics.observe_request(route, method, status, seconds)
+        if not logs.request_log_enabled():
+            return
+        context = req.context
+        line: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": context.get("request_id"),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "user_id": context.get("user_id"),
+        }
+        if "jobs_accepted" in context:
+            line["jobs_accepted"] = context.jobs_accepted
+            line["jobs_rejected"] = context.jobs_rejected
+        logs.log_request(line)
