@@ -21,13 +21,6 @@ from janus.db.errors import translated
 CONNECT_TIMEOUT_S = 5
 
 
-class ActiveConfig(NamedTuple):
-    """A user's active config version and the config in the contract's JSON shape."""
-
-    version: int
-    config: dict[str, Any]
-
-
 @contextmanager
 def operator_transaction(
     database_url: str, *, autocommit: bool = False
@@ -136,14 +129,14 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
     return version
 
 
-def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> ActiveConfig | None:
-    """The user's active config, or None when it has none; UnknownUser if there is no user."""
+def active_config(conn: psycopg.Connection[Any], user_id: UUID) -> int | None:
+    """The user's active config version, or None when it has none; UnknownUser if no user."""
     with translated():
         row = conn.execute(queries.ACTIVE_CONFIG, {"user_id": user_id}).fetchone()
     if row is None:
         raise UnknownUser("unknown user")
-    version, config = row
-    return None if version is None else ActiveConfig(version, config)
+    version: int | None = row[0]
+    return version
 
 
 def set_paused(conn: psycopg.Connection[Any], user_id: UUID, paused: bool) -> datetime | None:

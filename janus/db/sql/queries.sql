@@ -117,38 +117,9 @@ SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
                        %(dependencies)s::json, %(max_attempts)s, %(retention_days)s)
 
 -- active_config --
--- One row when the user exists (no row: unknown user); version is NULL without an active
--- config. The config is built as JSON here so numerics keep the form they were stored in;
--- `paused` is the user's state now, whatever the version said (set_paused.sql).
-SELECT c.version,
-       json_build_object(
-           'paused', u.paused,
-           'min_priority', c.min_priority,
-           'priority_reserve', c.priority_reserve,
-           'unknown_dependencies', c.unknown_dependencies,
-           'max_attempts', c.max_attempts,
-           'retention_days', c.retention_days,
-           'dependencies', coalesce(
-               (SELECT json_object_agg(
-                           d.dependency,
-                           -- "adaptive" only when set, so a config without it shows as before.
-                           CASE WHEN d.adaptive_decrease IS NULL
-                                THEN json_build_object('capacity', d.capacity,
-                                                       'refill_per_second', d.refill_per_second)
-                                ELSE json_build_object(
-                                         'capacity', d.capacity,
-                                         'refill_per_second', d.refill_per_second,
-                                         'adaptive', json_build_object(
-                                             'decrease', d.adaptive_decrease,
-                                             'floor', d.adaptive_floor,
-                                             'recovery_per_minute',
-                                             d.adaptive_recovery_per_minute))
-                           END
-                           ORDER BY d.dependency)
-                  FROM config_dependencies d
-                 WHERE d.user_id = c.user_id AND d.version = c.version),
-               '{}'::json)
-       ) AS config
+-- One row when the user exists (no row: unknown user): its active version, NULL without one.
+-- The config itself is read with config_versions (janus/db/configs.py).
+SELECT c.version
   FROM users u
   LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
  WHERE u.user_id = %(user_id)s
