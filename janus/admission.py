@@ -8,6 +8,7 @@ above and below it, and knows nothing of HTTP or of the database driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol, assert_never, get_args
 from uuid import UUID
@@ -43,6 +44,14 @@ class Mode(Enum):
 
 # The modes a batch route can have; a single job has its own route.
 BatchMode = Literal[Mode.PARTIAL, Mode.ATOMIC]
+
+
+class ConfigMode(str, Enum):
+    """Whether a config refuses what does not fit, or only records it."""
+
+    ENFORCE = "enforce"
+    # Every job is decided, then accepted; what enforcement would have done is stored with it.
+    SHADOW = "shadow"
 
 
 class UnknownDependencies(str, Enum):
@@ -99,6 +108,11 @@ class Decision:
     reason: str
     retry_after: int | None = None
     replayed: bool = False  # answered from an earlier request with the same idempotency key
+    # In shadow mode (every job accepted): what enforcement would have decided, else None.
+    shadow_status: Status | None = None
+    shadow_reason: str | None = None
+    # A quote's only: when a job rejected for tokens would fit if nothing else took any.
+    fits_at: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -144,6 +158,12 @@ class Admitter(Protocol):
         With an idempotency key, a repeat of an accepted request returns the first decisions,
         marked `replayed`, and takes nothing.
         """
+        ...
+
+    def quote(self, request: AdmissionRequest) -> Admission:
+        """What `admit` would answer for `request` now, with no side effect at all: nothing
+        stored, no token taken, no idempotency key remembered, no lock held after the call.
+        Rejected jobs carry `fits_at`."""
         ...
 
 

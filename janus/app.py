@@ -28,7 +28,7 @@ from janus.resources.configs import (
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
-from janus.resources.jobs import BatchResource, SingleJobResource
+from janus.resources.jobs import BatchResource, QuoteResource, SingleJobResource
 from janus.resources.metrics import MetricsResource
 from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
@@ -87,6 +87,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         app.add_route(
             f"{prefix}/batch/atomic",
             BatchResource(store, source, Mode.ATOMIC, max_jobs=settings.max_batch_jobs),
+        )
+        app.add_route(
+            f"{prefix}/quote", QuoteResource(store, source, max_jobs=settings.max_batch_jobs)
         )
     # The queue is for workers, so only the system family has it. A malformed job_id in the
     # path matches no route: 404.

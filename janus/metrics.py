@@ -50,6 +50,7 @@ ReasonClass = Literal[
     "unknown_dependency",
     "over_capacity",
     "rate_limit",
+    "tenant_share",
     "atomic_batch",
     "other",
 ]
@@ -64,6 +65,13 @@ DECISIONS = CounterMetric(
     "janus_decisions",
     "Jobs decided, by route family, mode, outcome and reason class (idempotent replays are"
     " not decisions).",
+    ["source", "mode", "outcome", "reason"],
+    registry=_registry,
+)
+SHADOW_DECISIONS = CounterMetric(
+    "janus_shadow_decisions",
+    "Jobs decided in shadow mode (all of them accepted), by what enforcement would have"
+    " decided: route family, mode, outcome and reason class.",
     ["source", "mode", "outcome", "reason"],
     registry=_registry,
 )
@@ -115,9 +123,10 @@ POOL_CONNECTIONS_IDLE = Gauge(
 # increase, not a new series that rate() would miss.
 for _source in ("dashboard", "system"):
     for _mode in ("single", "partial", "atomic"):
-        DECISIONS.labels(_source, _mode, "accepted", "none")
-        for _reason in REASON_CLASSES[1:]:
-            DECISIONS.labels(_source, _mode, "rejected", _reason)
+        for _counter in (DECISIONS, SHADOW_DECISIONS):
+            _counter.labels(_source, _mode, "accepted", "none")
+            for _reason in REASON_CLASSES[1:]:
+                _counter.labels(_source, _mode, "rejected", _reason)
 for _cause in get_args(UnavailableCause):
     UNAVAILABLE.labels(_cause)
 for _conflict in ("serialization_failure", "deadlock"):
@@ -139,6 +148,8 @@ def reason_class(reason: str) -> ReasonClass:
             return "rate_limit"
         if " exceeds capacity " in reason:
             return "over_capacity"
+    if reason.startswith("tenant '") and "' exceeded its share of dependency '" in reason:
+        return "tenant_share"
     return "other"
 
 
@@ -197,17 +208,24 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
 
 
 def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) -> None:
-    """Count `request`'s decisions; replayed ones were counted when first made."""
+    """Count `request`'s decisions, and in shadow mode what enforcement would have decided;
+    replayed ones were counted when first made."""
     source, mode = request.source.value, request.mode.value
     # One write per kind of decision, not per job: a batch has up to 1,000.
     tally = Counter(
-        (decision.accepted, reason_class(decision.reason))
+        (decision.status, reason_class(decision.reason))
         for decision in decisions
         if not decision.replayed
     )
-    for (accepted, reason), count in tally.items():
-        outcome = "accepted" if accepted else "rejected"
-        DECISIONS.labels(source, mode, outcome, reason).inc(count)
+    for (status, reason), count in tally.items():
+        DECISIONS.labels(source, mode, status.lower(), reason).inc(count)
+    shadow = Counter(
+        (decision.shadow_status, reason_class(decision.shadow_reason or ""))
+        for decision in decisions
+        if decision.shadow_status is not None
+    )
+    for (status, reason), count in shadow.items():
+        SHADOW_DECISIONS.labels(source, mode, status.lower(), reason).inc(count)
 
 
 class CountingAdmitter:
@@ -221,6 +239,10 @@ class CountingAdmitter:
         admission = self._admitter.admit(request)
         count_decisions(request, admission.decisions)
         return admission
+
+    def quote(self, request: AdmissionRequest) -> Admission:
+        """Quote `request` with the wrapped Admitter: a quote decides nothing to count."""
+        return self._admitter.quote(request)
 
 
 def exposition() -> bytes:

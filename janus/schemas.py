@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from janus.admission import UnknownDependencies
+from janus.admission import ConfigMode, UnknownDependencies
 from janus.history import SOURCES, STATES, STATUSES, JobRecord, JobSummary
 from janus.json_text import ANY_ITEM, KEEP_TEXT, JsonText, PathTree, RawJson
 from janus.quotas import BucketQuota
@@ -30,6 +30,7 @@ DEFAULT_LEASE_SECONDS = 60
 MAX_LEASE_SECONDS = 3600
 MAX_ERROR_LENGTH = 10_000
 MAX_RECOVERY_PER_MINUTE = 60
+MAX_TENANT_OVERRIDES = 10_000
 
 
 class StrictInteger(fields.Integer):
@@ -220,6 +221,53 @@ class BatchSchema(_JobList):
     jobs = fields.Nested(JobSchema, many=True, required=True)
 
 
+# A single job's fields, which a quote of a batch leaves to its jobs.
+_SINGLE_JOB_FIELDS = ("tenant_id", "priority", "dependencies", "payload")
+
+
+class QuoteSchema(_JobList):
+    """The body of POST .../jobs/quote: a single job's body, or a batch's with `atomic`.
+
+    Which it is depends on `jobs`: with it, a batch (partial, or atomic when `atomic` is
+    true), whose jobs carry their own fields; without it, one job, as POST .../jobs takes it.
+    """
+
+    kept_as_text: ClassVar[PathTree] = {
+        "payload": KEEP_TEXT,
+        "jobs": {ANY_ITEM: {"payload": KEEP_TEXT}},
+    }
+
+    batch_name = _name()
+    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    priority = StrictInteger(validate=validate.Range(min=1, max=10))
+    dependencies = Dependencies()
+    payload = Payload()
+    jobs = fields.Nested(JobSchema, many=True)
+    atomic = StrictBoolean()
+
+    @validates_schema
+    def _one_shape(self, data: dict[str, Any], **_: Any) -> None:
+        if "jobs" in data:
+            misplaced = [name for name in _SINGLE_JOB_FIELDS if name in data]
+            if misplaced:
+                raise ValidationError(
+                    {
+                        name: ["Not with `jobs`: each job of a batch has its own."]
+                        for name in misplaced
+                    }
+                )
+            return
+        errors = {
+            name: ["Missing data for required field."]
+            for name in ("tenant_id", "priority")
+            if name not in data
+        }
+        if "atomic" in data:
+            errors["atomic"] = ["Only with `jobs`: a single job is not a batch."]
+        if errors:
+            raise ValidationError(errors)
+
+
 # The queue's bodies: POST /system/jobs/claim and the lease calls.
 
 
@@ -319,6 +367,11 @@ class DependencyLimitSchema(Schema):
     adaptive = fields.Nested(AdaptiveSchema)
 
 
+def _share(**kwargs: Any) -> StrictNumber:
+    """A tenant's share of each bucket: above 0, at most 1 (1: not limited apart)."""
+    return StrictNumber(validate=validate.Range(min=0, max=1, min_inclusive=False), **kwargs)
+
+
 class ConfigSchema(Schema):
     """A user's admission policy, as `janus config set` reads it."""
 
@@ -336,6 +389,16 @@ class ConfigSchema(Schema):
         keys=_dependency_name(),
         values=fields.Nested(DependencyLimitSchema),
         required=True,
+    )
+    # enforce: refuse what does not fit; shadow: decide and record, then accept every job.
+    mode = fields.Enum(ConfigMode, by_value=Text, load_default=ConfigMode.ENFORCE)
+    # Each tenant's share of every bucket, and the tenants whose share differs.
+    tenant_share = _share(load_default=1)
+    tenant_overrides = fields.Dict(
+        keys=_name(),
+        values=_share(),
+        load_default=dict,
+        validate=validate.Length(max=MAX_TENANT_OVERRIDES),
     )
     # Claims a job gets: a failure or an expired lease after the last one fails it for good.
     max_attempts = StrictInteger(

@@ -295,7 +295,8 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys, old rejected jobs and finished jobs past retention."""
+    """Delete expired idempotency keys, old rejected jobs, finished jobs past retention and
+    tenant buckets full again."""
     with accounts.operator_transaction(database_url) as conn:
         keys = maintenance.prune_idempotency_keys(conn)
     print(f"pruned {keys} expired idempotency keys", file=out)
@@ -308,6 +309,9 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         f"pruned {finished} completed or failed jobs past their config's retention_days",
         file=out,
     )
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        buckets = maintenance.prune_full_tenant_buckets(conn)
+    print(f"pruned {buckets} tenant buckets full again", file=out)
 
 
 def load_config(file: str) -> dict[str, Any]:

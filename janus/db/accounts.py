@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from janus.admission import UnknownDependencies, UnknownUser
+from janus.admission import ConfigMode, UnknownDependencies, UnknownUser
 from janus.db import queries
 from janus.db.errors import translated
 
@@ -121,6 +121,9 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         "dependencies": json.dumps(config["dependencies"]),
         "max_attempts": config["max_attempts"],
         "retention_days": config["retention_days"],
+        "mode": ConfigMode(config["mode"]).value,
+        "tenant_share": Decimal(repr(config["tenant_share"])),
+        "tenant_overrides": json.dumps(config["tenant_overrides"]),
     }
     with translated():
         row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()

@@ -14,8 +14,9 @@ from janus.db import queries
 from janus.db.transactions import fetch_in_transaction
 
 
-def admit_jobs_params(request: AdmissionRequest) -> dict[str, Any]:
-    """The parameters of queries.ADMIT_JOBS for one request (the benchmark sends them too)."""
+def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict[str, Any]:
+    """The parameters of queries.ADMIT_JOBS for one request (the benchmark sends them too);
+    with `quote`, for deciding it without storing or taking anything."""
     jobs = request.jobs
     key = request.idempotency_key
     return {
@@ -29,6 +30,7 @@ def admit_jobs_params(request: AdmissionRequest) -> dict[str, Any]:
         "atomic": request.mode.all_or_nothing,
         "idempotency_key": key.key if key else None,
         "request_hash": key.request_hash if key else None,
+        "quote": quote,
     }
 
 
@@ -46,25 +48,32 @@ def isolation_for(mode: Mode) -> IsolationLevel:
             assert_never(mode)
 
 
-def admit_jobs(pool: ConnectionPool, request: AdmissionRequest, *, retries: int) -> Admission:
+def admit_jobs(
+    pool: ConnectionPool, request: AdmissionRequest, *, retries: int, quote: bool = False
+) -> Admission:
     """Decide `request`'s jobs and store them; the decisions come back in request order, with
     the budgets of the buckets the request named as the decision left them.
 
     With an idempotency key, a repeat of an accepted request returns the first decisions,
     marked `replayed`, and takes nothing (and tells no budget).
+
+    With `quote`, decide the same way and store nothing: the transaction is rolled back, and
+    admit_jobs() writes nothing in it anyway. A quote writes nothing, so it needs no
+    SERIALIZABLE snapshot, even for an atomic batch.
     """
     rows = fetch_in_transaction(
         pool,
         queries.ADMIT_JOBS,
-        admit_jobs_params(request),
+        admit_jobs_params(request, quote=quote),
         row_factory=tuple_row,
-        isolation=isolation_for(request.mode),
+        isolation=IsolationLevel.READ_COMMITTED if quote else isolation_for(request.mode),
         retries=retries,
+        commit=not quote,
     )
     # Columns as queries.ADMIT_JOBS names them; `budgets` is set on the first row only.
     decisions = [
-        Decision(job_id, status, reason, retry_after, replayed)
-        for job_id, status, reason, retry_after, replayed, _ in rows
+        Decision(job_id, status, reason, retry_after, replayed, *shadow_and_fits_at)
+        for job_id, status, reason, retry_after, replayed, _, *shadow_and_fits_at in rows
     ]
     budgets = rows[0][5] or ()
     return Admission(decisions, tuple(Budget(**budget) for budget in budgets))
@@ -80,3 +89,7 @@ class AdmissionStore:
     def admit(self, request: AdmissionRequest) -> Admission:
         """Decide and store `request`'s jobs; see `admit_jobs`."""
         return admit_jobs(self._pool, request, retries=self._retries)
+
+    def quote(self, request: AdmissionRequest) -> Admission:
+        """Decide `request`'s jobs as `admit` would, and store nothing; see `admit_jobs`."""
+        return admit_jobs(self._pool, request, retries=self._retries, quote=True)

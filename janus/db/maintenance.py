@@ -22,6 +22,21 @@ def prune_idempotency_keys(conn: psycopg.Connection[Any]) -> int:
         return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
 
 
+def prune_full_tenant_buckets(conn: psycopg.Connection[Any]) -> int:
+    """Delete the tenant buckets that are full again (no row means full); how many.
+
+    `conn` must be in autocommit mode: each user's buckets go in a transaction of their own.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_full_tenant_buckets needs an autocommit connection")
+    with translated():
+        users = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
+        return sum(
+            conn.execute(queries.PRUNE_FULL_TENANT_BUCKETS, {"user_id": user_id}).rowcount
+            for user_id in users
+        )
+
+
 def prune_rejected_jobs(
     conn: psycopg.Connection[Any], older_than: timedelta, chunk: int = PRUNE_CHUNK
 ) -> int:

@@ -21,6 +21,7 @@ Row = TypeVar("Row")
 # Both mean the transaction was rolled back whole, so running it again is safe.
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
+_END = {True: b"COMMIT", False: b"ROLLBACK"}
 _BEGIN = {
     IsolationLevel.READ_COMMITTED: b"BEGIN ISOLATION LEVEL READ COMMITTED",
     IsolationLevel.SERIALIZABLE: b"BEGIN ISOLATION LEVEL SERIALIZABLE",
@@ -37,8 +38,10 @@ def fetch_in_transaction(
     retries: int = 10,
     base_delay: float = 0.005,
     max_delay: float = 0.1,
+    commit: bool = True,
 ) -> list[Row]:
-    """Run `query` in a transaction of its own and return its rows.
+    """Run `query` in a transaction of its own and return its rows; without `commit`, the
+    transaction is rolled back (a read that must leave nothing behind, not even a lock).
 
     One round trip in the normal case (see `_in_one_round_trip`). On 40001/40P01 the whole
     transaction is retried after a jittered delay that doubles up to `max_delay`; after
@@ -48,7 +51,9 @@ def fetch_in_transaction(
         for attempt in range(retries + 1):
             try:
                 with pool.connection() as conn:
-                    return _in_one_round_trip(conn, query, params, row_factory, isolation)
+                    return _in_one_round_trip(
+                        conn, query, params, row_factory, isolation, _END[commit]
+                    )
             except RETRYABLE as conflict:
                 if attempt == retries:
                     break
@@ -67,8 +72,10 @@ def _in_one_round_trip(
     params: Mapping[str, Any],
     row_factory: RowFactory[Row],
     isolation: IsolationLevel,
+    end: bytes,
 ) -> list[Row]:
-    """BEGIN, the statement and COMMIT, pipelined so they travel to Postgres together.
+    """BEGIN, the statement and COMMIT (or ROLLBACK), pipelined so they travel to Postgres
+    together.
 
     The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
     own, and the pipeline's one Sync is the only wait for the server. When a statement fails,
@@ -82,7 +89,7 @@ def _in_one_round_trip(
             try:
                 conn.execute(_BEGIN[isolation])
                 cursor.execute(query, params, prepare=True)
-                commit.execute(b"COMMIT")
+                commit.execute(end)
             except psycopg.Error as error:
                 # psycopg raises a statement's error wherever it happens to read its result.
                 # Kept here, not raised out of the block, so the pipeline's exit does not log
@@ -94,7 +101,8 @@ def _in_one_round_trip(
     if failure is None:
         return cursor.fetchall()
     # The connection broke after COMMIT's answer arrived (before the pipeline's final
-    # message): the transaction is committed, and these rows are the true answer.
+    # message): the transaction is committed (or rolled back as asked), and these rows are
+    # the true answer.
     committed = commit.pgresult is not None and commit.pgresult.status == pq.ExecStatus.COMMAND_OK
     if isinstance(failure, psycopg.OperationalError) and committed:
         return cursor.fetchall()

@@ -1,4 +1,4 @@
-"""POST .../jobs, .../jobs/batch and .../jobs/batch/atomic, for both families of routes."""
+"""POST .../jobs, .../jobs/batch, .../jobs/batch/atomic and .../jobs/quote, for both families."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from janus.admission import (
 from janus.resources.ratelimit import ratelimit_headers
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.resources.telemetry import note_decisions
-from janus.schemas import BatchSchema, SingleJobSchema
+from janus.schemas import BatchSchema, QuoteSchema, SingleJobSchema
 
 
 def _job_request(fields: dict[str, Any]) -> JobRequest:
@@ -65,12 +65,9 @@ class SingleJobResource:
         [decision] = admission.decisions
         note_decisions(req, [decision])
         resp.media = _decision_body(decision)
-        if decision.accepted:
-            resp.status = falcon.HTTP_202
-        else:
-            resp.status = falcon.HTTP_429
-            if decision.retry_after is not None:
-                resp.set_header("Retry-After", str(decision.retry_after))
+        resp.status = answer_status(Mode.SINGLE, [decision])
+        if decision.retry_after is not None:
+            resp.set_header("Retry-After", str(decision.retry_after))
 
 
 class BatchResource:
@@ -100,16 +97,90 @@ class BatchResource:
         _set_admission_headers(resp, admission)
         decisions = admission.decisions
         note_decisions(req, decisions)
+        resp.status = answer_status(self._mode, decisions)
         match self._mode:
             case Mode.ATOMIC:
-                all_accepted = all(decision.accepted for decision in decisions)
-                resp.status = falcon.HTTP_202 if all_accepted else falcon.HTTP_207
                 resp.media = [_decision_body(decision) for decision in decisions]
             case Mode.PARTIAL:
-                resp.status = falcon.HTTP_200
                 resp.media = _batch_summary(decisions)
             case _:
                 assert_never(self._mode)
+
+
+class QuoteResource:
+    """What POST .../jobs, .../batch or .../batch/atomic would answer now, with no side effect.
+
+    The body is a single job's, or a batch's with `atomic` (QuoteSchema); the answer is 200
+    with the status the real request would get and each job's decision, and for a job
+    rejected for tokens when it would fit if nothing else took any (`fits_at`). Validation
+    and errors are the real routes' (an unknown user is 401, a paused one 403); an
+    Idempotency-Key is looked up as the real request would, and never remembered.
+    """
+
+    def __init__(self, admitter: Admitter, source: Source, *, max_jobs: int) -> None:
+        self._admitter = admitter
+        self._source = source
+        self._schema = QuoteSchema(max_jobs=max_jobs)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Quote a job or a batch."""
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        quoted_path = req.path.removesuffix("/quote")
+        if "jobs" in body:
+            mode = Mode.ATOMIC if body.pop("atomic", False) else Mode.PARTIAL
+            quoted_path += "/batch/atomic" if mode is Mode.ATOMIC else "/batch"
+            jobs = tuple(_job_request(job) for job in body["jobs"])
+        else:
+            mode = Mode.SINGLE
+            body.setdefault("dependencies", {})
+            body.setdefault("payload", "{}")
+            jobs = (_job_request(body),)
+        request = AdmissionRequest(
+            user_id=user_id,
+            source=self._source,
+            batch_name=body["batch_name"],
+            jobs=jobs,
+            mode=mode,
+            idempotency_key=idempotency_key(req, body, quoted_path),
+        )
+        decisions = self._admitter.quote(request).decisions
+        accepted = sum(decision.accepted for decision in decisions)
+        resp.media = {
+            "kind": mode.value,
+            "status": answer_status(mode, decisions),
+            "replayed": any(decision.replayed for decision in decisions),
+            "total": len(decisions),
+            "accepted": accepted,
+            "rejected": len(decisions) - accepted,
+            "results": [_quoted_decision(decision) for decision in decisions],
+        }
+
+
+def answer_status(mode: Mode, decisions: Sequence[Decision]) -> int:
+    """The status a job request of `mode` is answered with, given its decisions."""
+    all_accepted = all(decision.accepted for decision in decisions)
+    match mode:
+        case Mode.SINGLE:
+            return 202 if all_accepted else 429
+        case Mode.PARTIAL:
+            return 200
+        case Mode.ATOMIC:
+            return 202 if all_accepted else 207
+        case _:
+            assert_never(mode)
+
+
+def _quoted_decision(decision: Decision) -> dict[str, Any]:
+    """One job of a quote: its decision, without a job id (nothing is stored)."""
+    return {
+        "status": decision.status,
+        "reason": decision.reason,
+        "retry_after": decision.retry_after,
+        "fits_at": None if decision.fits_at is None else decision.fits_at.isoformat(),
+        "shadow_status": decision.shadow_status,
+        "shadow_reason": decision.shadow_reason,
+    }
 
 
 def _set_admission_headers(resp: falcon.Response, admission: Admission) -> None:

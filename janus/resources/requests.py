@@ -133,8 +133,13 @@ def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
-def idempotency_key(req: falcon.Request, body: dict[str, Any]) -> IdempotencyKey | None:
-    """The request's Idempotency-Key with a fingerprint of route and body; 400 if malformed."""
+def idempotency_key(
+    req: falcon.Request, body: dict[str, Any], path: str | None = None
+) -> IdempotencyKey | None:
+    """The request's Idempotency-Key with a fingerprint of route and body; 400 if malformed.
+
+    `path` names the route when it is not the request's own (a quote, for the route quoted).
+    """
     key = req.get_header("Idempotency-Key")
     if key is None:
         return None
@@ -145,7 +150,7 @@ def idempotency_key(req: falcon.Request, body: dict[str, Any]) -> IdempotencyKey
     # A payload is in `body` as the text it was sent as (see schemas.Payload): the same values
     # written differently are stored differently, so they make a different request.
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    fingerprint = hashlib.sha256(f"{req.path}\n{canonical}".encode())
+    fingerprint = hashlib.sha256(f"{path or req.path}\n{canonical}".encode())
     return IdempotencyKey(key=key, request_hash=fingerprint.digest())
 
 

@@ -21,7 +21,10 @@ CREATE OR REPLACE FUNCTION activate_config(
     p_dependencies         json,
     -- Defaults as the config schema's, so a caller that predates them keeps working.
     p_max_attempts         integer DEFAULT 3,  -- claims a job gets before it is failed
-    p_retention_days       integer DEFAULT 7   -- days finished jobs are kept (janus prune)
+    p_retention_days       integer DEFAULT 7,  -- days finished jobs are kept (janus prune)
+    p_mode                 text DEFAULT 'enforce',  -- or 'shadow': decide, then accept all
+    p_tenant_share         numeric DEFAULT 1,       -- each tenant's share of every bucket
+    p_tenant_overrides     jsonb DEFAULT '{}'       -- {tenant_id: share}
 )
 RETURNS integer
 LANGUAGE plpgsql
@@ -38,9 +41,11 @@ BEGIN
     SELECT coalesce(max(version), 0) + 1 INTO new_version FROM configs WHERE user_id = p_user_id;
 
     INSERT INTO configs (user_id, version, is_active, paused, min_priority, priority_reserve,
-                         unknown_dependencies, max_attempts, retention_days, activated_at)
+                         unknown_dependencies, max_attempts, retention_days, activated_at,
+                         mode, tenant_share, tenant_overrides)
     VALUES (p_user_id, new_version, false, p_paused, p_min_priority, p_priority_reserve,
-            p_unknown_dependencies, p_max_attempts, p_retention_days, NULL);
+            p_unknown_dependencies, p_max_attempts, p_retention_days, NULL,
+            p_mode, p_tenant_share, p_tenant_overrides);
     INSERT INTO config_dependencies (user_id, version, dependency, capacity, refill_per_second,
                                      adaptive_decrease, adaptive_floor,
                                      adaptive_recovery_per_minute)

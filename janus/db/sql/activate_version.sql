@@ -12,6 +12,11 @@
 -- a kept one included: an activation is the operator's new word on the upstream limit, and a
 -- cut measured against the old limit says nothing about the new one.
 --
+-- Tenant buckets follow as dependency buckets do: those of a removed dependency go with its
+-- bucket (ON DELETE CASCADE), those of a tenant whose share is now 1 are dropped (no limit),
+-- and the others are refilled up to now, then take their share of the new capacity and
+-- refill, their tokens clamped to it. A tenant without a row is full whatever the version.
+--
 -- The live definition is janus/db/sql/activate_version.sql; a migration that changes it
 -- applies a frozen copy of that file (alembic/README).
 
@@ -81,5 +86,23 @@ BEGIN
            adaptive_recovery_per_second = excluded.adaptive_recovery_per_second,
            throttled_at = NULL;
 
+    -- Their dependency buckets are locked above, so these rows have no other writer now.
+    DELETE FROM tenant_buckets t
+     USING configs c
+     WHERE t.user_id = p_user_id AND c.user_id = p_user_id AND c.version = p_version
+       AND tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id) >= 1;
+    UPDATE tenant_buckets t
+       SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
+                          * tb.capacity,
+                          t.tokens + t.refill_per_second
+                                     * greatest(0, extract(epoch FROM activated - t.refilled_at))),
+           capacity = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
+                      * tb.capacity,
+           refill_per_second = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
+                               * tb.refill_per_second,
+           refilled_at = greatest(t.refilled_at, activated)
+      FROM token_buckets tb, configs c
+     WHERE t.user_id = p_user_id AND tb.user_id = p_user_id AND tb.dependency = t.dependency
+       AND c.user_id = p_user_id AND c.version = p_version;
 END
 $fn$;

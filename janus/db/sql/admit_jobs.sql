@@ -7,6 +7,24 @@
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
 -- exact text of the contract.
 --
+-- Tenant shares: under a config with `tenant_share` s < 1 (or a `tenant_overrides` entry
+-- below 1), a tenant also has its own bucket per dependency (tenant_buckets), of capacity
+-- s x C and refill s x R, and a job takes its cost from both buckets or from neither. A
+-- tenant bucket without a row is full: rows are written only when a job debits them, and
+-- `janus prune` deletes the ones that are full again. Every tenant bucket is locked after
+-- its dependency's bucket, so the dependency's lock serialises all writers of its tenant
+-- buckets and the lock order (dependency buckets by name, then tenant buckets by dependency
+-- and tenant) cannot deadlock.
+--
+-- Shadow mode (config `mode` shadow): every job is decided as in enforce mode, the buckets
+-- are debited by the jobs enforcement would accept, and then every job is accepted and
+-- stored, with enforcement's decision in shadow_status and shadow_reason.
+--
+-- A quote (p_quote) decides the same way against the same rows and stores nothing, debits
+-- nothing and remembers nothing; its locks go with its transaction, which the caller rolls
+-- back. fits_at is, for a job rejected for tokens, when it would fit if nothing else took
+-- any (Retry-After rounds the same wait up to whole seconds).
+--
 -- The first row also carries `budgets`: every bucket the request named, as the decision left
 -- it, in whole numbers (the resource turns them into the RateLimit headers). They come from
 -- this call, under its locks and on its clock, so they cost no second round trip.
@@ -27,9 +45,11 @@ CREATE OR REPLACE FUNCTION admit_jobs(
     p_priorities   smallint[],
     p_dependencies jsonb[],   -- {name: cost}
     p_payloads     json[],
-    p_atomic       boolean    -- true: if any job is rejected, take nothing and store nothing
+    p_atomic       boolean,   -- true: if any job is rejected, take nothing and store nothing
+    p_quote        boolean DEFAULT false  -- true: decide only; store and take nothing
 )
-RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, budgets json)
+RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, budgets json,
+               shadow_status text, shadow_reason text, fits_at timestamptz)
 LANGUAGE plpgsql
 AS $fn$
 #variable_conflict use_column
@@ -45,11 +65,16 @@ DECLARE
     job_status        text[];
     job_reason        text[];
     job_retry         integer[];
+    job_fits_at       timestamptz[];
+    job_share         numeric[];     -- the tenant's share; 1: no tenant bucket
+    shadow_statuses   text[];
+    shadow_reasons    text[];
     -- Per (job, dependency), ordered by job then dependency name.
     dep_job           integer[];
     dep_name          text[];
     dep_cost          bigint[];
     dep_bucket        integer[];
+    dep_tenant_bucket integer[];     -- NULL: the job's tenant has no bucket for it
     -- Per bucket, ordered by dependency name: the order their rows are locked in.
     bucket_name       text[];
     bucket_capacity   bigint[];
@@ -60,6 +85,17 @@ DECLARE
     bucket_refilled   timestamptz[];
     bucket_debited    boolean[];
     bucket_undebited  numeric[];   -- the tokens refilled to decided_at, before any debit
+    -- Per tenant bucket, ordered by dependency then tenant: the order their rows are locked in.
+    tenant_dependency text[];
+    tenant_name       text[];
+    tenant_capacity   numeric[];
+    tenant_refill     numeric[];
+    tenant_tokens     numeric[];
+    tenant_refilled   timestamptz[];
+    tenant_debited    boolean[];
+    tenant_undebited  numeric[];
+    shares_on         boolean;
+    store             boolean;
     request_budgets   json;
     decided_at        timestamptz;
     elapsed           numeric;
@@ -67,11 +103,12 @@ DECLARE
     k                 integer;
     b                 integer;
     this_reason       text;
-    this_retry        numeric;
+    this_wait         numeric;     -- seconds until the job fits; NULL: it fits, or never will
     incurable         boolean;
     shortfall_x9      numeric;
 BEGIN
-    SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies
+    SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies,
+           c.mode, c.tenant_share, c.tenant_overrides
       INTO cfg
       FROM users u
       LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
@@ -126,6 +163,57 @@ BEGIN
              ORDER BY tb.dependency
                FOR UPDATE) l;
 
+    dep_bucket := array_fill(NULL::integer, ARRAY[coalesce(array_length(dep_name, 1), 0)]);
+    FOR k IN 1 .. coalesce(array_length(dep_name, 1), 0) LOOP
+        dep_bucket[k] := array_position(bucket_name, dep_name[k]);
+    END LOOP;
+
+    -- Tenant buckets, only under a config that shares: each job's tenant share, then every
+    -- (dependency, tenant) bucket a job of the request needs, locked after the dependency
+    -- buckets. A bucket without a row is full, at its share of its dependency's bucket.
+    shares_on := cfg.tenant_share < 1 OR cfg.tenant_overrides <> '{}'::jsonb;
+    IF shares_on THEN
+        SELECT array_agg(tenant_share_of(cfg.tenant_overrides, cfg.tenant_share, u.tenant)
+                         ORDER BY u.n)
+          INTO job_share
+          FROM unnest(p_tenants) WITH ORDINALITY AS u(tenant, n);
+
+        SELECT coalesce(array_agg(w.dependency ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(w.tenant_id ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(coalesce(l.capacity, w.share * bucket_capacity[w.b])
+                                  ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(coalesce(l.refill_per_second, w.share * bucket_refill[w.b])
+                                  ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(coalesce(l.tokens, w.share * bucket_capacity[w.b])
+                                  ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(l.refilled_at ORDER BY w.dependency, w.tenant_id), '{}')
+          INTO tenant_dependency, tenant_name, tenant_capacity, tenant_refill, tenant_tokens,
+               tenant_refilled
+          FROM (SELECT DISTINCT dep_name[k] COLLATE "C" AS dependency,
+                       p_tenants[dep_job[k]] COLLATE "C" AS tenant_id,
+                       dep_bucket[k] AS b, job_share[dep_job[k]] AS share
+                  FROM generate_subscripts(dep_name, 1) AS k
+                 WHERE dep_bucket[k] IS NOT NULL AND job_share[dep_job[k]] < 1) w
+          LEFT JOIN (SELECT t.dependency, t.tenant_id, t.capacity, t.refill_per_second,
+                            t.tokens, t.refilled_at
+                       FROM tenant_buckets t
+                      WHERE t.user_id = p_user_id AND t.dependency = ANY (bucket_name)
+                        AND t.tenant_id = ANY (p_tenants)
+                      ORDER BY t.dependency, t.tenant_id
+                        FOR UPDATE) l
+            ON l.dependency = w.dependency AND l.tenant_id = w.tenant_id;
+
+        SELECT coalesce(array_agg(x.n ORDER BY k), '{}')
+          INTO dep_tenant_bucket
+          FROM generate_subscripts(dep_name, 1) AS k
+          LEFT JOIN unnest(tenant_dependency, tenant_name) WITH ORDINALITY
+                    AS x(dependency, tenant_id, n)
+            ON x.dependency = dep_name[k] AND x.tenant_id = p_tenants[dep_job[k]];
+    ELSE
+        dep_tenant_bucket := array_fill(NULL::integer,
+                                        ARRAY[coalesce(array_length(dep_name, 1), 0)]);
+    END IF;
+
     -- The database clock, read once the locks are held: no later writer can have refilled
     -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
     decided_at := clock_timestamp();
@@ -141,23 +229,29 @@ BEGIN
         bucket_effective[b] := refill_rate(bucket_refill[b], bucket_effective[b],
                                            bucket_recovery[b], elapsed);
     END LOOP;
-
     bucket_undebited := bucket_tokens;
 
-    dep_bucket := array_fill(NULL::integer, ARRAY[coalesce(array_length(dep_name, 1), 0)]);
-    FOR k IN 1 .. coalesce(array_length(dep_name, 1), 0) LOOP
-        dep_bucket[k] := array_position(bucket_name, dep_name[k]);
+    -- A tenant bucket refills at its share of the configured refill (never adaptive: the
+    -- dependency's bucket carries the upstream's throttling); a new one is full as it is.
+    tenant_debited := array_fill(false, ARRAY[coalesce(array_length(tenant_name, 1), 0)]);
+    FOR b IN 1 .. coalesce(array_length(tenant_name, 1), 0) LOOP
+        CONTINUE WHEN tenant_refilled[b] IS NULL;
+        elapsed := greatest(0, extract(epoch FROM decided_at - tenant_refilled[b]));
+        tenant_tokens[b] := least(tenant_capacity[b],
+                                  tenant_tokens[b] + tenant_refill[b] * elapsed);
     END LOOP;
+    tenant_undebited := tenant_tokens;
 
     job_ids := array_fill(NULL::uuid, ARRAY[job_count]);
     job_status := array_fill(NULL::text, ARRAY[job_count]);
     job_reason := array_fill(NULL::text, ARRAY[job_count]);
     job_retry := array_fill(NULL::integer, ARRAY[job_count]);
+    job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
 
     FOREACH i IN ARRAY evaluation_order LOOP
         job_ids[i] := gen_random_uuid();
         this_reason := NULL;
-        this_retry := NULL;
+        this_wait := NULL;
         incurable := false;
 
         IF p_priorities[i] < cfg.min_priority THEN
@@ -205,8 +299,28 @@ BEGIN
                       > 9 * bucket_capacity[b] THEN
                     incurable := true;
                 ELSE
-                    this_retry := greatest(this_retry,
-                                           ceil(shortfall_x9 / (9 * bucket_effective[b])));
+                    this_wait := greatest(this_wait, shortfall_x9 / (9 * bucket_effective[b]));
+                END IF;
+            END LOOP;
+
+            -- Then the tenant's own share of each dependency, under the same reserve: a job
+            -- refused by it alone names the tenant; the wait covers every bucket short.
+            FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                b := dep_tenant_bucket[k];
+                CONTINUE WHEN b IS NULL;
+                shortfall_x9 := tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
+                                - 9 * (tenant_tokens[b] - dep_cost[k]);
+                CONTINUE WHEN shortfall_x9 <= 0;
+                IF this_reason IS NULL THEN
+                    this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
+                                          p_tenants[i], dep_name[k]);
+                END IF;
+                IF tenant_refill[b] = 0
+                   OR 9 * dep_cost[k] + tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
+                      > 9 * tenant_capacity[b] THEN
+                    incurable := true;
+                ELSE
+                    this_wait := greatest(this_wait, shortfall_x9 / (9 * tenant_refill[b]));
                 END IF;
             END LOOP;
         END IF;
@@ -217,6 +331,10 @@ BEGIN
                 CONTINUE WHEN b IS NULL;
                 bucket_tokens[b] := bucket_tokens[b] - dep_cost[k];
                 bucket_debited[b] := true;
+                b := dep_tenant_bucket[k];
+                CONTINUE WHEN b IS NULL;
+                tenant_tokens[b] := tenant_tokens[b] - dep_cost[k];
+                tenant_debited[b] := true;
             END LOOP;
             job_status[i] := 'Accepted';
             job_reason[i] := '';
@@ -224,9 +342,14 @@ BEGIN
             any_rejected := true;
             job_status[i] := 'Rejected';
             job_reason[i] := this_reason;
-            IF this_retry IS NOT NULL AND NOT incurable THEN
+            IF this_wait IS NOT NULL AND NOT incurable THEN
                 -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
-                job_retry[i] := least(greatest(1, this_retry), 2147483647)::integer;
+                this_wait := least(this_wait, 2147483647);
+                job_retry[i] := greatest(1, ceil(this_wait))::integer;
+                IF p_quote THEN
+                    job_fits_at[i] := decided_at
+                                      + ceil(this_wait * 1000000) * interval '1 microsecond';
+                END IF;
             END IF;
         END IF;
     END LOOP;
@@ -238,10 +361,28 @@ BEGIN
                 job_reason[i] := 'batch rejected atomically';
             END IF;
             job_retry[i] := NULL;
+            job_fits_at[i] := NULL;
         END LOOP;
         -- Nothing is taken: the buckets are left as the refill alone leaves them.
         bucket_tokens := bucket_undebited;
-    ELSE
+        bucket_debited := array_fill(false, ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
+        tenant_tokens := tenant_undebited;
+        tenant_debited := array_fill(false, ARRAY[coalesce(array_length(tenant_name, 1), 0)]);
+    END IF;
+
+    -- Shadow mode: what enforcement decided is kept aside, and every job is accepted.
+    IF cfg.mode = 'shadow' THEN
+        shadow_statuses := job_status;
+        shadow_reasons := job_reason;
+        job_status := array_fill('Accepted'::text, ARRAY[job_count]);
+        job_reason := array_fill(''::text, ARRAY[job_count]);
+        job_retry := array_fill(NULL::integer, ARRAY[job_count]);
+        job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
+    END IF;
+
+    -- An enforced atomic rejection stores nothing; a quote never does.
+    store := NOT p_quote AND NOT (p_atomic AND any_rejected AND cfg.mode = 'enforce');
+    IF store THEN
         UPDATE token_buckets tb
            SET tokens = u.tokens,
                effective_refill_per_second = u.effective,
@@ -250,13 +391,30 @@ BEGIN
                AS u(dependency, tokens, effective, debited)
          WHERE tb.user_id = p_user_id AND tb.dependency = u.dependency AND u.debited;
 
+        -- A tenant bucket gets its row on its first debit (its dependency's lock is held, so
+        -- no one else can be writing it).
+        IF shares_on THEN
+            INSERT INTO tenant_buckets AS t (user_id, dependency, tenant_id, capacity,
+                                             refill_per_second, tokens, refilled_at)
+            SELECT p_user_id, u.dependency, u.tenant_id, u.capacity, u.refill, u.tokens,
+                   decided_at
+              FROM unnest(tenant_dependency, tenant_name, tenant_capacity, tenant_refill,
+                          tenant_tokens, tenant_debited)
+                   AS u(dependency, tenant_id, capacity, refill, tokens, debited)
+             WHERE u.debited
+            ON CONFLICT (user_id, dependency, tenant_id) DO UPDATE
+               SET tokens = excluded.tokens,
+                   refilled_at = greatest(t.refilled_at, excluded.refilled_at);
+        END IF;
+
         -- An accepted job enters the queue (state queued); a rejected one has no state.
         INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                           dependencies, payload, status, reason, retry_after, config_version,
-                          state)
+                          state, shadow_status, shadow_reason)
         SELECT job_ids[n], p_user_id, p_source, p_batch_name, p_tenants[n], p_priorities[n],
                p_dependencies[n], p_payloads[n], job_status[n], job_reason[n], job_retry[n],
-               cfg.version, CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END
+               cfg.version, CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END,
+               shadow_statuses[n], shadow_reasons[n]
           FROM generate_series(1, job_count) AS n;
     END IF;
 
@@ -281,7 +439,8 @@ BEGIN
     -- The budgets describe the request, not a job: on the first row only.
     RETURN QUERY
         SELECT job_ids[n], job_status[n], job_reason[n], job_retry[n],
-               CASE WHEN n = 1 THEN request_budgets END
+               CASE WHEN n = 1 THEN request_budgets END, shadow_statuses[n], shadow_reasons[n],
+               job_fits_at[n]
           FROM generate_series(1, job_count) AS n
          ORDER BY n;
 END

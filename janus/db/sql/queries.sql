@@ -11,11 +11,13 @@
 -- idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
 -- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
 -- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
--- row only.
-SELECT job_id, status, reason, retry_after, replayed, budgets
+-- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
+SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
+       fits_at
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)s::text[],
                        %(priorities)s::smallint[], %(dependencies)s::jsonb[],
-                       %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s)
+                       %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
+                       %(quote)s)
 
 -- claim_jobs --
 -- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the
@@ -114,7 +116,8 @@ SELECT pg_advisory_xact_lock(hashtextextended('janus users.name ' || %(name)s, 0
 -- See activate_config.sql: new version, activation and buckets in one call.
 SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
                        %(priority_reserve)s::numeric, %(unknown_dependencies)s,
-                       %(dependencies)s::json, %(max_attempts)s, %(retention_days)s)
+                       %(dependencies)s::json, %(max_attempts)s, %(retention_days)s,
+                       %(mode)s, %(tenant_share)s::numeric, %(tenant_overrides)s::jsonb)
 
 -- active_config --
 -- One row when the user exists (no row: unknown user): its active version, NULL without one.
@@ -184,6 +187,22 @@ SELECT now() - make_interval(secs => %(retention_s)s)
 -- all_user_ids --
 SELECT user_id FROM users ORDER BY user_id
 
+-- prune_full_tenant_buckets --
+-- One user's tenant buckets that have refilled to full: a tenant bucket without a row is full,
+-- so deleting them changes no decision. Rows a decision holds are skipped (SKIP LOCKED), so a
+-- prune never waits on admission nor deadlocks with it; the rows it locks are its own until
+-- deleted, so none of them can be debited in between.
+DELETE FROM tenant_buckets
+ WHERE user_id = %(user_id)s
+   AND (dependency, tenant_id) IN (
+       SELECT t.dependency, t.tenant_id
+         FROM tenant_buckets t
+        WHERE t.user_id = %(user_id)s
+          AND t.tokens + t.refill_per_second
+                         * greatest(0, extract(epoch FROM clock_timestamp() - t.refilled_at))
+              >= t.capacity
+          FOR UPDATE SKIP LOCKED)
+
 -- prune_rejected_jobs --
 -- One user's oldest rejected jobs, at most %(chunk)s of them, through the partial index
 -- jobs_rejected_newest_first (read backwards): each chunk is a short transaction of its own,
@@ -243,6 +262,9 @@ SELECT c.version,
            'unknown_dependencies', c.unknown_dependencies,
            'max_attempts', c.max_attempts,
            'retention_days', c.retention_days,
+           'mode', c.mode,
+           'tenant_share', c.tenant_share,
+           'tenant_overrides', c.tenant_overrides,
            'dependencies', coalesce(
                (SELECT json_object_agg(
                            d.dependency,
