@@ -94,6 +94,7 @@ BEGIN
     UPDATE tenant_buckets t
        SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                           * tb.capacity,
+                          t.capacity,
                           t.tokens + t.refill_per_second
                                      * greatest(0, extract(epoch FROM activated - t.refilled_at))),
            capacity = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
