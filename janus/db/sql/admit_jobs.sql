@@ -306,6 +306,7 @@ BEGIN
             -- Then the tenant's own share of each dependency, under the same reserve: a job
             -- refused by it alone names the tenant; the wait covers every bucket short.
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                EXIT WHEN NOT shares_on;
                 b := dep_tenant_bucket[k];
                 CONTINUE WHEN b IS NULL;
                 shortfall_x9 := tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
