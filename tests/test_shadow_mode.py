@@ -197,6 +197,16 @@ def test_shadow_mode_accepts_all_and_stores_what_enforcement_decides(app_client,
     assert stored(db, shadow_ids) == [
         ("Accepted", "", "queued", None, status, reason) for status, reason in flat
     ]
+    # The job history shows each would-be decision over HTTP too.
+    for job_id, (status, reason) in zip(shadow_ids, flat, strict=True):
+        detail = app_client.simulate_get(
+            f"/dashboard/jobs/{job_id}", headers={"X-User-ID": str(shadowing)}
+        ).json
+        assert (detail["status"], detail["shadow_status"], detail["shadow_reason"]) == (
+            "Accepted",
+            status,
+            reason,
+        )
     # Enforcement stores what it decided (an atomic rejection not at all), no shadow columns.
     enforce_ids = [
         d["job_id"]

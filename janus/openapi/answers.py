@@ -220,6 +220,11 @@ class JobDetailSchema(JobSummarySchema):
     result = Payload(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     config_version = fields.Integer(required=True, allow_none=True)
+    # Decided under shadow mode: what enforcement would have decided; null under enforce mode.
+    shadow_status = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(get_args(Status))
+    )
+    shadow_reason = fields.String(required=True, allow_none=True)
 
 
 class QuotaSchema(Schema):

@@ -711,7 +711,22 @@ def _history_routes() -> list[Operation]:
                             "result": None,
                             "error": None,
                             "config_version": 3,
-                        }
+                            "shadow_status": None,
+                            "shadow_reason": None,
+                        },
+                        "shadow": {
+                            **_JOB_SUMMARY,
+                            "dependencies": {"openai": 2, "stripe": 1},
+                            "payload": {"custom_key": "custom_value"},
+                            "lease_expires_at": None,
+                            "finished_at": None,
+                            "actual_costs": None,
+                            "result": None,
+                            "error": None,
+                            "config_version": 4,
+                            "shadow_status": "Rejected",
+                            "shadow_reason": "dependency 'openai' rate limit exceeded",
+                        },
                     },
                 )
             },
