@@ -324,11 +324,12 @@ def test_a_quote_is_refused_as_the_real_request_for_user_and_media(app_client, d
 @pytest.mark.parametrize(
     "body",
     [
-        single(5, {"openai": 1}),
-        batch(job(5, {"openai": 1}), job(1, {"search": 1})),
+        single(5, {"openai": 1}, payload={"n": 1, "s": "é"}),
+        single(5),
+        batch(job(5, {"openai": 1}, payload={"n": [1]}), job(1, {"search": 1})),
         {**batch(job(5, {"openai": 1}), job(6, {"search": 1})), "atomic": True},
     ],
-    ids=["single", "partial", "atomic"],
+    ids=["single", "single without dependencies", "partial", "atomic"],
 )
 def test_a_quote_answers_a_remembered_key_as_the_real_request_would(
     app_client, db, prefix, body
@@ -406,6 +407,14 @@ def test_fits_at_is_when_the_retry_after_ends(app_client, db, prefix) -> None:
         wait = timedelta(seconds=result["retry_after"])
         assert start + wait - timedelta(seconds=1) < fits_at <= end + wait, (start, end, result)
 
+    # Through an Idempotency-Key not yet used, the same decisions and the same waits.
+    keyed = quote(app_client, prefix, user_id, body, {"Idempotency-Key": "fresh"})["results"]
+    assert [r["retry_after"] for r in keyed] == [3, None, 5, None, None]
+    assert [r["fits_at"] is None for r in keyed] == [r["fits_at"] is None for r in results]
+    assert datetime.fromisoformat(keyed[0]["fits_at"]) >= datetime.fromisoformat(
+        results[0]["fits_at"]
+    )
+
     # An atomic rejection tells no wait at all.
     atomic = quote(app_client, prefix, user_id, {**body, "atomic": True})
     assert all(r["retry_after"] is r["fits_at"] is None for r in atomic["results"])
@@ -480,3 +489,21 @@ def test_a_quote_over_gunicorn_holds_no_lock_once_answered(
     admitted = requests.post(url, json=body, headers=headers, timeout=10)
     assert admitted.status_code == 202, admitted.text
     assert time.monotonic() - started < 2
+
+
+def test_a_payload_counts_for_the_key_as_written_as_for_the_real_request(app_client, db) -> None:
+    user_id = fresh_user(db)
+    written = '{"batch_name": "b", "jobs": [{"tenant_id": "t", "priority": 5, "payload": %s}]}'
+
+    def send(path: str, payload: str) -> falcon.testing.Result:
+        return app_client.simulate_post(
+            path,
+            body=written % payload,
+            headers={"X-User-ID": str(user_id), "Idempotency-Key": "as-written"},
+        )
+
+    assert send("/system/jobs/batch", '{"n": 1.10}').status_code == 200
+    assert send("/system/jobs/quote", '{"n": 1.10}').json["replayed"] is True
+    # The same value written otherwise is another request, as it is for the real route.
+    assert_clear_error(send("/system/jobs/quote", '{"n": 1.1}'), 422)
+    assert_clear_error(send("/system/jobs/batch", '{"n": 1.1}'), 422)
