@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
 from tests.support.factories import user_with_config
+from tests.support.queue import claim, job_row, lease_call
 
 DEPENDENCIES = {
     "openai": {"capacity": 10, "refill_per_second": 0},
@@ -256,3 +257,33 @@ def test_a_replay_in_shadow_mode_is_not_decided_again(app_client, db) -> None:
         ("Rejected", "tenant 'a' exceeded its share of dependency 'openai'"),
     ]
     assert buckets(db, user_id)[1] == [("openai", "a", 5, 0, 1)]
+
+
+def test_settling_a_job_enforcement_would_refuse_moves_no_token(app_client, db) -> None:
+    """A job only shadow mode let in took no token, so its real cost settles against none:
+    the buckets keep following what enforcement would have done."""
+    dependencies = {"openai": {"capacity": 10, "refill_per_second": 0}}
+    enforcing = user_with_config(db, dependencies)
+    shadowing = user_with_config(db, dependencies, mode="shadow")
+    for user_id in (enforcing, shadowing):
+        taken = single(5, {"openai": 8}, batch_name="taken")
+        assert post_json(app_client, "/system/jobs", user_id, taken).status_code == 202
+        refused = single(5, {"openai": 5}, batch_name="refused")
+        post_json(app_client, "/system/jobs", user_id, refused)
+        post_json(app_client, "/system/jobs", user_id, refused)
+
+    # The two jobs enforcement refused ran anyway: one cost nothing, one more than it said.
+    first, second = claim(app_client, shadowing, batch_name="refused", limit=2)
+    for leased, cost in ((first, 0), (second, 9)):
+        done = lease_call(app_client, shadowing, leased, "complete", actual_costs={"openai": cost})
+        assert done.status_code == 200, done.text
+        assert job_row(db, leased["job_id"])["actual_costs"] == {"openai": cost}
+    assert buckets(db, shadowing) == buckets(db, enforcing)
+
+    # The job both accepted settles alike: 8 charged, 3 spent, 5 given back.
+    for user_id in (enforcing, shadowing):
+        [leased] = claim(app_client, user_id, batch_name="taken")
+        done = lease_call(app_client, user_id, leased, "complete", actual_costs={"openai": 3})
+        assert done.status_code == 200, done.text
+    assert buckets(db, shadowing) == buckets(db, enforcing)
+    assert buckets(db, shadowing)[0] == [("openai", 10, 7)]
