@@ -91,6 +91,10 @@ class JobRecord(JobSummary):
     actual_costs: str | None
     # The config version that decided it (None for jobs stored before versions were kept).
     config_version: int | None
+    # Under a config in shadow mode, what enforcement would have decided (the job itself is
+    # accepted); None under enforce mode.
+    shadow_status: JobStatus | None
+    shadow_reason: str | None
 
 
 class JobHistory(Protocol):

@@ -480,6 +480,8 @@ def job_detail(job: JobRecord) -> dict[str, Any]:
         "result": None if job.result is None else JsonText(job.result),
         "error": job.error,
         "config_version": job.config_version,
+        "shadow_status": job.shadow_status,
+        "shadow_reason": job.shadow_reason,
     }
 
 

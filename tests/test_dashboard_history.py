@@ -27,7 +27,7 @@ ITEM_KEYS = [
 ]  # fmt: skip
 DETAIL_KEYS = [
     *ITEM_KEYS, "dependencies", "payload", "lease_expires_at", "finished_at", "actual_costs",
-    "result", "error", "config_version",
+    "result", "error", "config_version", "shadow_status", "shadow_reason",
 ]  # fmt: skip
 QUOTA_KEYS = [
     "dependency", "capacity", "refill_per_second", "effective_refill_per_second", "adaptive",
@@ -282,6 +282,8 @@ def test_one_job_shows_everything_stored_with_its_payload_as_sent(
     assert job["dependencies"] == {"openai": 2} and job["actual_costs"] == {"openai": 1}
     assert job["finished_at"] and job["lease_expires_at"] is None
     assert job["config_version"] == 1 and job["error"] is None and job["source"] == "system"
+    # Decided under enforce mode: no would-be decision beside the real one.
+    assert job["shadow_status"] is None and job["shadow_reason"] is None
 
 
 def test_another_users_job_is_404_exactly_as_an_unknown_id(

@@ -311,6 +311,10 @@ def test_every_reason_admit_jobs_gives_has_its_class() -> None:
     assert metrics.reason_class("dependency 'a' cost 5 exceeds capacity 4") == "over_capacity"
     assert metrics.reason_class("dependency 'openai' rate limit exceeded") == "rate_limit"
     assert metrics.reason_class("batch rejected atomically") == "atomic_batch"
+    assert (
+        metrics.reason_class("tenant 'acme' exceeded its share of dependency 'openai'")
+        == "tenant_share"
+    )
     assert metrics.reason_class("something new") == "other"
     # A dependency's name is the client's: whatever it holds, the class stays in the set.
     assert metrics.reason_class("dependency 'it' rate limit exceeded' is not configured") in (

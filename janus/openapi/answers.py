@@ -50,6 +50,36 @@ class PartialBatchAnswerSchema(Schema):
     results = fields.List(fields.Nested(DecisionSchema), required=True)
 
 
+class QuotedDecisionSchema(Schema):
+    """One job of a quote: its decision as the real request would get it, without a job id."""
+
+    status = fields.String(required=True, validate=validate.OneOf(get_args(Status)))
+    reason = fields.String(required=True)
+    # The Retry-After the real request would tell; null when waiting would not help.
+    retry_after = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
+    # For a job rejected for tokens: when it would fit if nothing else took any.
+    fits_at = fields.DateTime(required=True, allow_none=True)
+    # In shadow mode, what enforcement would decide; null in enforce mode and on a replay.
+    shadow_status = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(get_args(Status))
+    )
+    shadow_reason = fields.String(required=True, allow_none=True)
+
+
+class QuoteAnswerSchema(Schema):
+    """POST .../jobs/quote: what the real request would be answered now; nothing is done."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["single", "partial", "atomic"]))
+    # The status the real request would be answered with.
+    status = fields.Integer(required=True, validate=validate.OneOf([200, 202, 207, 429]))
+    # Whether the Idempotency-Key is remembered: the decisions are then the remembered ones.
+    replayed = fields.Boolean(required=True)
+    total = fields.Integer(required=True, validate=validate.Range(min=1))
+    accepted = fields.Integer(required=True, validate=validate.Range(min=0))
+    rejected = fields.Integer(required=True, validate=validate.Range(min=0))
+    results = fields.List(fields.Nested(QuotedDecisionSchema), required=True)
+
+
 class ClaimedJobSchema(Schema):
     """A job leased to the calling worker; `payload` is the exact text the producer sent."""
 
@@ -190,6 +220,11 @@ class JobDetailSchema(JobSummarySchema):
     result = Payload(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     config_version = fields.Integer(required=True, allow_none=True)
+    # Decided under shadow mode: what enforcement would have decided; null under enforce mode.
+    shadow_status = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(get_args(Status))
+    )
+    shadow_reason = fields.String(required=True, allow_none=True)
 
 
 class QuotaSchema(Schema):

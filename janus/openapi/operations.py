@@ -35,6 +35,7 @@ from janus.openapi.answers import (
     PauseHistoryAnswerSchema,
     PauseStateSchema,
     QuotasAnswerSchema,
+    QuoteAnswerSchema,
     StatusSchema,
 )
 from janus.schemas import (
@@ -45,6 +46,7 @@ from janus.schemas import (
     ConfigSchema,
     FailSchema,
     HeartbeatSchema,
+    QuoteSchema,
     SingleJobSchema,
 )
 
@@ -145,6 +147,9 @@ CONFIG_EXAMPLE = {
     "unknown_dependencies": "reject",
     "max_attempts": 3,
     "retention_days": 7,
+    "mode": "enforce",
+    "tenant_share": 0.5,
+    "tenant_overrides": {"tenant-abc": 1},
     "dependencies": {
         "openai": {
             "capacity": 100,
@@ -161,6 +166,9 @@ _STORED_CONFIG = {
     "unknown_dependencies": "reject",
     "max_attempts": 3,
     "retention_days": 7,
+    "mode": "enforce",
+    "tenant_share": 1,
+    "tenant_overrides": {},
     "dependencies": {"openai": {"capacity": 1000, "refill_per_second": 10}},
 }
 _ACTIVE_CONFIG = {"version": 3, "activated_at": _ACTIVATED_AT, **_STORED_CONFIG}
@@ -193,8 +201,69 @@ def _health(
     ]
 
 
+def _quoted(
+    status: str,
+    reason: str = "",
+    retry_after: int | None = None,
+    fits_at: str | None = None,
+    shadow: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """One job of a quote's answer."""
+    shadow_status, shadow_reason = shadow or (None, None)
+    return {
+        "status": status,
+        "reason": reason,
+        "retry_after": retry_after,
+        "fits_at": fits_at,
+        "shadow_status": shadow_status,
+        "shadow_reason": shadow_reason,
+    }
+
+
+def _quote(kind: str, status: int, *results: dict[str, Any]) -> dict[str, Any]:
+    """A quote's answer of `results`, never replayed."""
+    accepted = sum(result["status"] == "Accepted" for result in results)
+    return {
+        "kind": kind,
+        "status": status,
+        "replayed": False,
+        "total": len(results),
+        "accepted": accepted,
+        "rejected": len(results) - accepted,
+        "results": list(results),
+    }
+
+
+QUOTE_EXAMPLES = {
+    "single_accepted": _quote("single", 202, _quoted("Accepted")),
+    "single_rate_limited": _quote(
+        "single",
+        429,
+        _quoted(
+            "Rejected",
+            "dependency 'openai' rate limit exceeded",
+            retry_after=3,
+            fits_at="2026-12-02T03:04:07.623456+00:00",
+        ),
+    ),
+    "atomic_rejected": _quote(
+        "atomic",
+        207,
+        _quoted("Rejected", "batch rejected atomically"),
+        _quoted("Rejected", "tenant 'tenant-xyz' exceeded its share of dependency 'stripe'"),
+    ),
+    "partial_shadow": _quote(
+        "partial",
+        200,
+        _quoted("Accepted", shadow=("Accepted", "")),
+        _quoted("Accepted", shadow=("Rejected", "priority too low")),
+    ),
+}
+
+
 def _job_routes(source: Source, max_batch_jobs: int) -> list[Operation]:
-    """POST /{source}/jobs, .../batch and .../batch/atomic, as janus/app.py adds them."""
+    """POST /{source}/jobs, .../batch, .../batch/atomic and .../quote, as janus/app.py adds
+    them."""
     prefix = f"/{source.value}/jobs"
     batch = BatchSchema(max_jobs=max_batch_jobs)
     idempotency = ("Idempotency-Key",)
@@ -288,6 +357,28 @@ def _job_routes(source: Source, max_batch_jobs: int) -> list[Operation]:
                     _BUDGET_HEADERS,
                     many=True,
                 ),
+            },
+            errors=ADMISSION_ERRORS,
+        ),
+        Operation(
+            "post",
+            f"{prefix}/quote",
+            "Quote: what a job or a batch would be answered now, with no side effect",
+            tag="Jobs",
+            body=QuoteSchema(max_jobs=max_batch_jobs),
+            body_examples={
+                "single": SINGLE_JOB_EXAMPLE,
+                "partial": BATCH_EXAMPLE,
+                "atomic": {**BATCH_EXAMPLE, "atomic": True},
+            },
+            parameters=idempotency,
+            answers={
+                200: Answer(
+                    "The decisions the real request would get now, and its status; nothing is"
+                    " stored, no token taken, no Idempotency-Key remembered.",
+                    QuoteAnswerSchema,
+                    QUOTE_EXAMPLES,
+                )
             },
             errors=ADMISSION_ERRORS,
         ),
@@ -620,7 +711,22 @@ def _history_routes() -> list[Operation]:
                             "result": None,
                             "error": None,
                             "config_version": 3,
-                        }
+                            "shadow_status": None,
+                            "shadow_reason": None,
+                        },
+                        "shadow": {
+                            **_JOB_SUMMARY,
+                            "dependencies": {"openai": 2, "stripe": 1},
+                            "payload": {"custom_key": "custom_value"},
+                            "lease_expires_at": None,
+                            "finished_at": None,
+                            "actual_costs": None,
+                            "result": None,
+                            "error": None,
+                            "config_version": 4,
+                            "shadow_status": "Rejected",
+                            "shadow_reason": "dependency 'openai' rate limit exceeded",
+                        },
                     },
                 )
             },

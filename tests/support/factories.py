@@ -39,6 +39,9 @@ def activate_config(
     min_priority: int = 1,
     priority_reserve: float = 0.0,
     unknown_dependencies: str = "reject",
+    mode: str = "enforce",
+    tenant_share: float = 1,
+    tenant_overrides: dict[str, float] | None = None,
 ) -> int:
     """Activate a config as `activate_config()` does for the CLI; returns the version.
 
@@ -46,7 +49,8 @@ def activate_config(
     about the reserve see a plain token bucket.
     """
     row = db.execute(
-        "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json)",
+        "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json,"
+        " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb)",
         [
             user_id,
             paused,
@@ -54,6 +58,9 @@ def activate_config(
             priority_reserve,
             unknown_dependencies,
             json.dumps(dependencies),
+            mode,
+            tenant_share,
+            json.dumps(tenant_overrides or {}),
         ],
     ).fetchone()
     assert row is not None

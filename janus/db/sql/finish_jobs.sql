@@ -14,6 +14,11 @@
 -- so no two of them can deadlock, and a settlement refills a bucket exactly as admission does.
 -- Raises J0U01 for an unknown user.
 --
+-- A job that only shadow mode let in (shadow_status 'Rejected') took no token when it was
+-- admitted, and enforcement would never have run it: its reported costs are recorded but move
+-- no token, so the buckets keep following what enforcement would have done. Its throttling
+-- reports still count: they are the upstream's.
+--
 -- The live definition is janus/db/sql/finish_jobs.sql; a migration that changes it applies a
 -- frozen copy of that file (alembic/README).
 
@@ -73,7 +78,7 @@ BEGIN
 
     FOR i IN 1 .. coalesce(cardinality(p_job_ids), 0) LOOP
         SELECT j.state, j.lease_token, j.lease_expires_at, j.attempts, j.dependencies,
-               j.actual_costs
+               j.actual_costs, j.shadow_status
           INTO job
           FROM jobs j
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
@@ -88,7 +93,16 @@ BEGIN
         END IF;
 
         settled := NULL;
-        IF p_actual_costs[i] IS NOT NULL THEN
+        IF p_actual_costs[i] IS NOT NULL AND job.shadow_status = 'Rejected' THEN
+            -- Nothing was charged, so nothing is settled: the costs are only added up.
+            SELECT jsonb_object_agg(c.name, c.tokens)
+              INTO settled
+              FROM (SELECT e.key AS name, sum(e.value::bigint) AS tokens
+                      FROM (SELECT * FROM jsonb_each_text(coalesce(job.actual_costs, '{}'))
+                            UNION ALL
+                            SELECT * FROM jsonb_each_text(p_actual_costs[i])) AS e
+                     GROUP BY e.key) AS c;
+        ELSIF p_actual_costs[i] IS NOT NULL THEN
             settled := settle_costs(p_user_id, job.dependencies, job.actual_costs,
                                     p_actual_costs[i], v_now);
         END IF;

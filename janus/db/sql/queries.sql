@@ -73,7 +73,7 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, config_version
+       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
