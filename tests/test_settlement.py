@@ -233,3 +233,50 @@ def test_concurrent_settlements_on_shared_buckets_never_lose_an_update(
         # report taken: what is left is START less what the workers reported.
         assert JOBS * charge != reported
         assert bucket_tokens(db, user, name) == START - reported, name
+
+
+def tenant_tokens(db: psycopg.Connection, user: UUID, dependency: str, tenant: str) -> Any:
+    """The tenant bucket's tokens as of now; None when it has no row (it is full)."""
+    row = db.execute(
+        "SELECT tokens_now FROM tenant_buckets_now"
+        " WHERE user_id = %s AND dependency = %s AND tenant_id = %s",
+        [user, dependency, tenant],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.mark.parametrize(
+    ("charged", "actual", "tenant_after"),
+    [
+        (4, 1, 4),  # 5 - 4 = 1, then 3 given back
+        (1, 3, 2),  # 5 - 1 = 4, then 2 more taken
+        (4, 0, 5),  # everything given back: full again, never above its share
+        (1, 9, 0),  # 4 - 8: clamped at zero
+    ],
+)
+def test_the_tenant_bucket_settles_with_its_dependency(
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    charged: int,
+    actual: int,
+    tenant_after: int,
+) -> None:
+    user = user_with_config(db, BUCKETS, tenant_share=0.5)
+    job = run_job(app_client, user, {"openai": charged})
+    assert tenant_tokens(db, user, "openai", "tenant-a") == 5 - charged
+    done = lease_call(app_client, user, job, "complete", actual_costs={"openai": actual})
+    assert done.status_code == 200, done.text
+    assert tenant_tokens(db, user, "openai", "tenant-a") == tenant_after
+    assert bucket_tokens(db, user, "openai") == max(0, min(10, 10 - actual))
+
+
+def test_an_extra_charge_gives_a_full_tenant_bucket_its_row(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    """A tenant bucket without a row is full; charged more than admission took, it gets one."""
+    user = user_with_config(db, BUCKETS, tenant_share=0.5)
+    job = run_job(app_client, user, {"openai": 1})
+    db.execute("DELETE FROM tenant_buckets WHERE user_id = %s", [user])  # as janus prune would
+    done = lease_call(app_client, user, job, "complete", actual_costs={"openai": 3})
+    assert done.status_code == 200, done.text
+    assert tenant_tokens(db, user, "openai", "tenant-a") == 3  # 5 - (3 - 1)

@@ -78,7 +78,7 @@ BEGIN
 
     FOR i IN 1 .. coalesce(cardinality(p_job_ids), 0) LOOP
         SELECT j.state, j.lease_token, j.lease_expires_at, j.attempts, j.dependencies,
-               j.actual_costs, j.shadow_status
+               j.actual_costs, j.shadow_status, j.tenant_id
           INTO job
           FROM jobs j
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
@@ -93,18 +93,10 @@ BEGIN
         END IF;
 
         settled := NULL;
-        IF p_actual_costs[i] IS NOT NULL AND job.shadow_status = 'Rejected' THEN
-            -- Nothing was charged, so nothing is settled: the costs are only added up.
-            SELECT jsonb_object_agg(c.name, c.tokens)
-              INTO settled
-              FROM (SELECT e.key AS name, sum(e.value::bigint) AS tokens
-                      FROM (SELECT * FROM jsonb_each_text(coalesce(job.actual_costs, '{}'))
-                            UNION ALL
-                            SELECT * FROM jsonb_each_text(p_actual_costs[i])) AS e
-                     GROUP BY e.key) AS c;
-        ELSIF p_actual_costs[i] IS NOT NULL THEN
+        IF p_actual_costs[i] IS NOT NULL THEN
             settled := settle_costs(p_user_id, job.dependencies, job.actual_costs,
-                                    p_actual_costs[i], v_now);
+                                    p_actual_costs[i], v_now, job.tenant_id,
+                                    job.shadow_status IS DISTINCT FROM 'Rejected');
         END IF;
         IF p_upstream_throttled[i] IS NOT NULL
            AND jsonb_array_length(p_upstream_throttled[i]) > 0 THEN

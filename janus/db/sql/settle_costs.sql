@@ -13,6 +13,14 @@
 -- A bucket never goes above its capacity nor below zero; a dependency without a bucket (not
 -- configured, or removed since) is recorded but moves no tokens.
 --
+-- The job's tenant bucket of each dependency (tenant shares) moves with the dependency's: it
+-- was debited with it. A tenant bucket without a row is full, so it gains nothing, and one
+-- charged more gets its row, at its share of the bucket under the active config (finish_jobs()
+-- holds the dependency bucket's lock, which every writer of its tenant buckets takes first).
+--
+-- p_taken false: admission took nothing for this job (shadow mode let in a job enforcement
+-- would have refused), so nothing is settled: the costs are only added up.
+--
 -- The live definition is janus/db/sql/settle_costs.sql; a migration that changes it applies a
 -- frozen copy of that file (alembic/README).
 
@@ -21,7 +29,9 @@ CREATE OR REPLACE FUNCTION settle_costs(
     p_charged  jsonb,        -- the job's dependencies, {name: cost}, as admission charged them
     p_settled  jsonb,        -- the job's actual_costs so far (null: never reported)
     p_reported jsonb,        -- {name: tokens}, tokens >= 0
-    p_at       timestamptz
+    p_at       timestamptz,
+    p_tenant   text,         -- the job's tenant
+    p_taken    boolean       -- false: admission took no token for this job
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -33,6 +43,7 @@ BEGIN
     FOR reported IN
         SELECT e.key COLLATE "C" AS name, e.value::bigint AS tokens
           FROM jsonb_each_text(p_reported) AS e
+         WHERE p_taken
          ORDER BY 1
     LOOP
         IF p_settled -> reported.name IS NOT NULL THEN
@@ -57,6 +68,27 @@ BEGIN
                    greatest(0, extract(epoch FROM p_at - tb.refilled_at))),
                refilled_at = greatest(tb.refilled_at, p_at)
          WHERE tb.user_id = p_user_id AND tb.dependency = reported.name;
+        CONTINUE WHEN NOT FOUND;
+
+        UPDATE tenant_buckets t
+           SET tokens = greatest(0, least(t.capacity,
+                   least(t.capacity,
+                         t.tokens + t.refill_per_second
+                                    * greatest(0, extract(epoch FROM p_at - t.refilled_at)))
+                   + delta)),
+               refilled_at = greatest(t.refilled_at, p_at)
+         WHERE t.user_id = p_user_id AND t.dependency = reported.name AND t.tenant_id = p_tenant;
+        IF NOT FOUND AND delta < 0 THEN
+            INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,
+                                        refill_per_second, tokens, refilled_at)
+            SELECT p_user_id, tb.dependency, p_tenant, s.share * tb.capacity,
+                   s.share * tb.refill_per_second, greatest(0, s.share * tb.capacity + delta), p_at
+              FROM token_buckets tb
+              JOIN configs c ON c.user_id = p_user_id AND c.is_active
+             CROSS JOIN LATERAL (SELECT tenant_share_of(c.tenant_overrides, c.tenant_share,
+                                                        p_tenant) AS share) s
+             WHERE tb.user_id = p_user_id AND tb.dependency = reported.name AND s.share < 1;
+        END IF;
     END LOOP;
 
     RETURN (SELECT jsonb_object_agg(s.name, s.tokens)
