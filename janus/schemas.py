@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 from janus.admission import ConfigMode, UnknownDependencies
 from janus.history import SOURCES, STATES, STATUSES, JobRecord, JobSummary
 from janus.json_text import ANY_ITEM, KEEP_TEXT, JsonText, PathTree, RawJson
-from janus.quotas import BucketQuota
+from janus.quotas import BucketQuota, TenantQuota, UserQuotas
 
 MAX_NAME_LENGTH = 255
 MAX_DEPENDENCIES_PER_JOB = 32
@@ -498,4 +498,33 @@ def quota_item(quota: BucketQuota) -> dict[str, Any]:
         "adaptive": quota.adaptive,
         "tokens": quota.tokens,
         "full_in_seconds": quota.full_in_seconds,
+    }
+
+
+def tenant_quota_item(quota: TenantQuota) -> dict[str, Any]:
+    """One tenant bucket as GET /dashboard/quotas and `janus quotas --json` show it.
+
+    Its numbers are Decimals: write it with json_text.dumps, which keeps them exact.
+    """
+    return {
+        "dependency": quota.dependency,
+        "tenant_id": quota.tenant_id,
+        "share": quota.share,
+        "capacity": quota.capacity,
+        "refill_per_second": quota.refill_per_second,
+        "tokens": quota.tokens,
+        "full_in_seconds": quota.full_in_seconds,
+    }
+
+
+def quotas_answer(quotas: UserQuotas) -> dict[str, Any]:
+    """GET /dashboard/quotas's answer, which `janus quotas --json` prints too.
+
+    `quotas` is the answer's older member, unchanged; `mode` and `tenant_quotas` came with
+    tenant shares. Write it with json_text.dumps.
+    """
+    return {
+        "mode": quotas.mode,
+        "quotas": [quota_item(quota) for quota in quotas.buckets],
+        "tenant_quotas": [tenant_quota_item(quota) for quota in quotas.tenants],
     }

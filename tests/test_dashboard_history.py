@@ -17,6 +17,7 @@ import requests
 from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for, post_json
+from tests.support.bodies import single
 from tests.support.factories import activate_config, create_user, user_with_config
 from tests.support.history import HISTORY, QUOTAS, insert_jobs
 from tests.support.queue import claim, queued_job
@@ -32,6 +33,10 @@ DETAIL_KEYS = [
 QUOTA_KEYS = [
     "dependency", "capacity", "refill_per_second", "effective_refill_per_second", "adaptive",
     "tokens", "full_in_seconds",
+]  # fmt: skip
+TENANT_QUOTA_KEYS = [
+    "dependency", "tenant_id", "share", "capacity", "refill_per_second", "tokens",
+    "full_in_seconds",
 ]  # fmt: skip
 
 
@@ -316,7 +321,7 @@ def test_a_rejected_job_shows_its_reason_and_retry_after(
 def _quotas(client: falcon.testing.TestClient, user_id: UUID) -> Any:
     answer = _get(client, QUOTAS, user_id)
     assert answer.status_code == 200, answer.text
-    assert list(answer.json) == ["quotas"]
+    assert list(answer.json) == ["mode", "quotas", "tenant_quotas"]
     return answer
 
 
@@ -393,9 +398,134 @@ def test_quotas_of_a_user_without_a_config_are_empty_and_bad_params_are_400(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    assert _quotas(app_client, user_id).json == {"quotas": []}
+    assert _quotas(app_client, user_id).json == {"mode": None, "quotas": [], "tenant_quotas": []}
     body = assert_clear_error(_get(app_client, QUOTAS, user_id, limit="1"), 400)
     assert list(body["errors"]) == ["limit"]
+
+
+def _tenants(answer: Any) -> list[tuple[str, str]]:
+    return [(quota["dependency"], quota["tenant_id"]) for quota in answer.json["tenant_quotas"]]
+
+
+def test_quotas_show_the_mode_and_the_tenant_buckets_closest_to_their_limit_first(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {
+            "openai": {"capacity": 100, "refill_per_second": 0},
+            "stripe": {"capacity": 10, "refill_per_second": 1},
+        },
+        tenant_share=0.5,
+        tenant_overrides={"small": 0.25},
+    )
+    # Real decisions write the rows: a/openai 20 of 50 left, b/openai 40 of 50, small/openai
+    # 5 of 25, a/stripe 4 of 5 (refilling at 0.5/s). Tenant c takes nothing: it has no row.
+    for tenant, dependencies in [
+        ("a", {"openai": 30}),
+        ("b", {"openai": 10}),
+        ("small", {"openai": 20}),
+        ("a", {"stripe": 1}),
+        ("c", {}),
+    ]:
+        answer = post_json(app_client, HISTORY, user_id, single(5, dependencies, tenant_id=tenant))
+        assert answer.status_code == 202, answer.text
+    refused = post_json(app_client, HISTORY, user_id, single(5, {"openai": 6}, tenant_id="small"))
+    assert refused.status_code == 429
+    assert refused.json["reason"] == "tenant 'small' exceeded its share of dependency 'openai'"
+
+    answer = _quotas(app_client, user_id)
+    assert answer.json["mode"] == "enforce"
+    # The dependency buckets are as before: every job taken from them.
+    assert [(q["dependency"], q["tokens"]) for q in answer.json["quotas"][:1]] == [("openai", 40)]
+    tenants = answer.json["tenant_quotas"]
+    assert all(list(quota) == TENANT_QUOTA_KEYS for quota in tenants)
+    # Closest to the limit first: 5/25, 20/50, 40/50, then a/stripe at 4/5 or more.
+    assert _tenants(answer) == [
+        ("openai", "small"), ("openai", "a"), ("openai", "b"), ("stripe", "a")
+    ]  # fmt: skip
+    assert tenants[:3] == [
+        {"dependency": "openai", "tenant_id": "small", "share": 0.25, "capacity": 25,
+         "refill_per_second": 0, "tokens": 5, "full_in_seconds": None},
+        {"dependency": "openai", "tenant_id": "a", "share": 0.5, "capacity": 50,
+         "refill_per_second": 0, "tokens": 20, "full_in_seconds": None},
+        {"dependency": "openai", "tenant_id": "b", "share": 0.5, "capacity": 50,
+         "refill_per_second": 0, "tokens": 40, "full_in_seconds": None},
+    ]  # fmt: skip
+    stripe = tenants[3]
+    assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 5, 0.5)
+    assert 4 <= stripe["tokens"] <= 5 and 0 <= stripe["full_in_seconds"] <= 2
+    # The same numbers as the view the operators read.
+    view = dict(
+        db.execute(
+            "SELECT tenant_id, tokens_now FROM tenant_buckets_now"
+            " WHERE user_id = %s AND dependency = 'openai'",
+            [user_id],
+        ).fetchall()
+    )
+    assert view == {"a": 20, "b": 40, "small": 5}
+
+
+def test_quotas_show_shadow_mode(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    activate_config(db, user_id, {"openai": {"capacity": 1, "refill_per_second": 0}})
+    assert _quotas(app_client, user_id).json["mode"] == "enforce"
+    activate_config(db, user_id, {"openai": {"capacity": 1, "refill_per_second": 0}}, mode="shadow")
+    answer = _quotas(app_client, user_id).json
+    assert answer["mode"] == "shadow" and answer["tenant_quotas"] == []
+    assert [quota["dependency"] for quota in answer["quotas"]] == ["openai"]
+
+
+def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    dependencies = {
+        "openai": {"capacity": 400, "refill_per_second": 0},
+        "stripe": {"capacity": 4, "refill_per_second": 6},
+    }
+    activate_config(db, user_id, dependencies, tenant_share=0.5)
+    other = create_user(db)
+    activate_config(db, other, dependencies, tenant_share=0.5)
+    insert = (
+        "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
+        " refill_per_second, tokens, refilled_at)"
+        " SELECT %s, %s, %s || lpad(n::text, 3, '0'), %s, %s, %s + n, %s"
+        "   FROM generate_series(0, %s) AS n"
+    )
+    now = datetime.now(UTC)
+    # openai: t000..t099 hold 100..199 of 200; a000 is empty, c000 nearly so.
+    db.execute(insert, [user_id, "openai", "t", 200, 0, 100, now, 99])
+    db.execute(insert, [user_id, "openai", "a", 200, 0, 0, now, 0])
+    db.execute(insert, [user_id, "openai", "c", 200, 0, Decimal("0.12345678"), now, 0])
+    # stripe: b000 and a000 empty, with refilled_at ahead of the clock, so their refill has not
+    # started yet (the view counts none before refilled_at) and their numbers hold still.
+    ahead = now + timedelta(hours=1)
+    db.execute(insert, [user_id, "stripe", "b", 2, 3, 0, ahead, 0])
+    db.execute(insert, [user_id, "stripe", "a", 2, 3, 0, ahead, 0])
+    # Another user's emptier buckets are not this user's.
+    db.execute(insert, [other, "openai", "x", 200, 0, 0, now, 5])
+
+    answer = _quotas(app_client, user_id)
+    listed = _tenants(answer)
+    assert len(listed) == 100
+    # Equally empty: by dependency, then tenant; then the fullest ones are left out.
+    assert listed[:5] == [
+        ("openai", "a000"), ("stripe", "a000"), ("stripe", "b000"), ("openai", "c000"),
+        ("openai", "t000"),
+    ]  # fmt: skip
+    assert listed[-1] == ("openai", "t095") and ("openai", "t096") not in listed
+    assert all(tenant_id[0] != "x" for _, tenant_id in listed)
+    # Tokens cut (not rounded) to 6 places; 2 tokens short at 3/s is 0.666... s, rounded up to
+    # the millisecond.
+    assert '"tokens": 0.123456,' in answer.text
+    stripe = answer.json["tenant_quotas"][1]
+    assert (stripe["tokens"], stripe["full_in_seconds"]) == (0, 0.667)
+    assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 2, 3)
 
 
 # --- through gunicorn ---
@@ -433,3 +563,4 @@ def test_the_three_routes_over_real_http(
     assert quotas.status_code == 200, quotas.text
     [openai] = quotas.json()["quotas"]
     assert openai["dependency"] == "openai" and 7 <= openai["tokens"] <= 10
+    assert quotas.json()["mode"] == "enforce" and quotas.json()["tenant_quotas"] == []

@@ -21,10 +21,10 @@ from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, one_line
 from janus.configs import UnknownVersion, in_force, version_item
 from janus.db import accounts, configs, maintenance
-from janus.db.history import bucket_quotas, job_page
+from janus.db.history import job_page, user_quotas
 from janus.history import JobFilter
-from janus.quotas import BucketQuota
-from janus.schemas import ConfigSchema, JobHistoryQuerySchema, job_item, quota_item
+from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota
+from janus.schemas import ConfigSchema, JobHistoryQuerySchema, job_item, quotas_answer
 
 DEMO_USER_NAME = "demo"
 
@@ -160,20 +160,23 @@ def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 
 
 def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's token buckets as of now, as an aligned table or (--json) as JSON.
+    """Print the active config's mode, the user's token buckets as of now, and the tenant
+    buckets closest to their limit, as aligned tables or (--json) as JSON.
 
     When any bucket is adaptive, an `effective/s` column shows the rate each refills at now
     beside its configured `refill/s`; without adaptive buckets the table is as it always was.
-    The JSON is GET /dashboard/quotas's answer.
+    The tenant table follows only when a tenant bucket has a row (a tenant without one is
+    full). The JSON is GET /dashboard/quotas's answer.
     """
     with accounts.operator_transaction(database_url) as conn:
-        levels = bucket_quotas(conn, args.user_id)
-        # Every active config has its buckets; none can mean a config without dependencies.
-        if not levels and accounts.active_config(conn, args.user_id) is None:
-            raise NoActiveConfig("no active config")
+        found = user_quotas(conn, args.user_id)
+    if found.mode is None:
+        raise NoActiveConfig("no active config")
     if args.json:
-        print(json_text.dumps({"quotas": [quota_item(level) for level in levels]}), file=out)
+        print(json_text.dumps(quotas_answer(found)), file=out)
         return
+    print(f"mode: {found.mode}", file=out)
+    levels = found.buckets
     adaptive = any(level.adaptive for level in levels)
     header = ("dependency", "capacity", "refill/s", *(["effective/s"] if adaptive else []))
     rows = [
@@ -188,6 +191,31 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     ]
     for line in aligned_table((*header, "tokens now"), rows):
         print(line, file=out)
+    if found.tenants:
+        print(file=out)
+        for line in tenant_table(found.tenants):
+            print(line, file=out)
+
+
+def tenant_table(tenants: list[TenantQuota]) -> list[str]:
+    """The tenant buckets as `janus quotas` prints them, closest to their limit first, with a
+    last line saying so when only the first TENANT_QUOTAS_SHOWN are shown."""
+    header = ("tenant", "dependency", "share", "capacity", "refill/s", "tokens now")
+    rows = [
+        (
+            _printable(tenant.tenant_id),
+            _printable(tenant.dependency),
+            str(tenant.share),
+            str(tenant.capacity),
+            rate_text(tenant.refill_per_second),
+            f"{tenant.tokens:.2f}",
+        )
+        for tenant in tenants
+    ]
+    lines = aligned_table(header, rows, numeric_columns=(2, 3, 4, 5))
+    if len(tenants) >= TENANT_QUOTAS_SHOWN:
+        lines.append(f"(the {len(tenants)} closest to their limit; the other tenants are fuller)")
+    return lines
 
 
 def job_filter(args: argparse.Namespace) -> JobFilter:

@@ -1,6 +1,6 @@
 """janus.history's JobHistory and janus.quotas' QuotaReader over the pool, and the same reads
-on an operator's connection for the CLI: one named query each (queries.sql's job_history,
-job_record, bucket_quotas)."""
+on an operator's connection for the CLI: named queries of queries.sql (job_history,
+job_record; quota_mode, bucket_quotas and tenant_quotas in one snapshot)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
+from janus.admission import UnknownUser
 from janus.db import accounts, queries
 from janus.db.errors import translated
 from janus.history import JobFilter, JobPosition, JobRecord, JobSummary
-from janus.quotas import BucketQuota
+from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota, UserQuotas
 
 
 def job_history_params(
@@ -71,23 +72,39 @@ def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> Jo
     return found
 
 
-def bucket_quotas(conn: psycopg.Connection[Any], user_id: UUID) -> list[BucketQuota]:
-    """The user's buckets as of now, by dependency; none without an active config.
+def user_quotas(
+    conn: psycopg.Connection[Any], user_id: UUID, tenant_limit: int = TENANT_QUOTAS_SHOWN
+) -> UserQuotas:
+    """The user's mode, buckets and `tenant_limit` tenant buckets closest to their limit.
 
-    UnknownUser when there is no such user.
+    Must be the first thing its transaction runs: it makes the transaction one read-only
+    snapshot, so that all three reads see the same config version. UnknownUser when there is
+    no such user.
     """
     with translated():
-        cursor = conn.cursor(row_factory=class_row(BucketQuota))
-        found = cursor.execute(queries.BUCKET_QUOTAS, {"user_id": user_id}).fetchall()
-        if not found:
-            accounts.active_config(conn, user_id)  # raises UnknownUser for no user
-    return found
+        conn.execute(queries.QUOTA_SNAPSHOT)
+        row = conn.execute(queries.QUOTA_MODE, {"user_id": user_id}).fetchone()
+        if row is None:
+            raise UnknownUser("unknown user")
+        (mode,) = row
+        if mode is None:
+            # Without an active config there are no buckets, of dependencies or of tenants.
+            return UserQuotas(mode=None, buckets=[], tenants=[])
+        buckets = conn.cursor(row_factory=class_row(BucketQuota))
+        tenants = conn.cursor(row_factory=class_row(TenantQuota))
+        return UserQuotas(
+            mode=mode,
+            buckets=buckets.execute(queries.BUCKET_QUOTAS, {"user_id": user_id}).fetchall(),
+            tenants=tenants.execute(
+                queries.TENANT_QUOTAS, {"user_id": user_id, "limit": tenant_limit}
+            ).fetchall(),
+        )
 
 
 class HistoryStore:
     """The JobHistory and QuotaReader the dashboard's resources are given: each call is one
     read on a pooled connection (and, when it finds nothing, one more to tell an unknown
-    user from one without jobs or buckets)."""
+    user from one without jobs), or for the quotas three in one read-only transaction."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
@@ -104,7 +121,7 @@ class HistoryStore:
         with translated(), self._pool.connection() as conn:
             return job_record(conn, user_id, job_id)
 
-    def quotas(self, user_id: UUID) -> list[BucketQuota]:
-        """The user's buckets as of now; see bucket_quotas."""
-        with translated(), self._pool.connection() as conn:
-            return bucket_quotas(conn, user_id)
+    def quotas(self, user_id: UUID) -> UserQuotas:
+        """The user's mode, buckets and tenant buckets as of now; see user_quotas."""
+        with translated(), self._pool.connection() as conn, conn.transaction():
+            return user_quotas(conn, user_id)

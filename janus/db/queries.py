@@ -32,10 +32,13 @@ SET_PAUSED = _QUERIES["set_paused"]
 ACTIVATE_VERSION = _QUERIES["activate_version"]
 PAUSE_CHANGES = _QUERIES["pause_changes"]
 
-# The dashboard's and the CLI's reads: job history, one job, bucket quotas
+# The dashboard's and the CLI's reads: job history, one job, bucket and tenant quotas
 JOB_HISTORY = _QUERIES["job_history"]
 JOB_RECORD = _QUERIES["job_record"]
 BUCKET_QUOTAS = _QUERIES["bucket_quotas"]
+QUOTA_SNAPSHOT = _QUERIES["quota_snapshot"]
+QUOTA_MODE = _QUERIES["quota_mode"]
+TENANT_QUOTAS = _QUERIES["tenant_quotas"]
 
 # Config versions over HTTP (the dashboard)
 LOCK_CONFIG_OWNER = _QUERIES["lock_config_owner"]

@@ -13,8 +13,9 @@ from typing import get_args
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from janus.admission import Status
+from janus.admission import ConfigMode, Status
 from janus.queue import JobState
+from janus.quotas import TENANT_QUOTAS_SHOWN
 from janus.schemas import ConfigSchema, Dependencies, Payload, StrictInteger
 
 
@@ -240,10 +241,37 @@ class QuotaSchema(Schema):
     full_in_seconds = fields.Float(required=True, allow_none=True, validate=validate.Range(min=0))
 
 
-class QuotasAnswerSchema(Schema):
-    """GET /dashboard/quotas: every bucket of the user, by dependency name."""
+class TenantQuotaSchema(Schema):
+    """One tenant's bucket of a dependency as of now, as the view tenant_buckets_now shows it."""
 
+    dependency = fields.String(required=True)
+    tenant_id = fields.String(required=True)
+    # The tenant's share under the active config; capacity and refill are that share of the
+    # dependency's, so they need not be whole numbers.
+    share = fields.Float(required=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
+    capacity = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    refill_per_second = fields.Float(required=True, validate=validate.Range(min=0))
+    tokens = fields.Float(required=True, validate=validate.Range(min=0))
+    # Null when the bucket never refills and is not full.
+    full_in_seconds = fields.Float(required=True, allow_none=True, validate=validate.Range(min=0))
+
+
+class QuotasAnswerSchema(Schema):
+    """GET /dashboard/quotas: the active config's mode, every bucket of the user by dependency
+    name, and the tenant buckets closest to their limit."""
+
+    # Null without an active config.
+    mode = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf([mode.value for mode in ConfigMode])
+    )
     quotas = fields.List(fields.Nested(QuotaSchema), required=True)
+    # At most TENANT_QUOTAS_SHOWN, closest to their limit first; a tenant not listed is full
+    # or fuller than all of these.
+    tenant_quotas = fields.List(
+        fields.Nested(TenantQuotaSchema),
+        required=True,
+        validate=validate.Length(max=TENANT_QUOTAS_SHOWN),
+    )
 
 
 class DocumentSchema(Schema):

@@ -740,10 +740,13 @@ def _history_routes() -> list[Operation]:
             tag="History",
             answers={
                 200: Answer(
-                    "The buckets by dependency name; none without an active config.",
+                    "The active config's mode, the buckets by dependency name, and the tenant"
+                    " buckets closest to their limit (at most 100; a tenant not listed is fuller,"
+                    " most often full); a null mode and no buckets without an active config.",
                     QuotasAnswerSchema,
                     {
                         "two": {
+                            "mode": "enforce",
                             "quotas": [
                                 {
                                     "dependency": "openai",
@@ -754,8 +757,20 @@ def _history_routes() -> list[Operation]:
                                     "tokens": 42.5,
                                     "full_in_seconds": 5.75,
                                 }
-                            ]
-                        }
+                            ],
+                            "tenant_quotas": [
+                                {
+                                    "dependency": "openai",
+                                    "tenant_id": "tenant-abc",
+                                    "share": 0.25,
+                                    "capacity": 25,
+                                    "refill_per_second": 2.5,
+                                    "tokens": 3,
+                                    "full_in_seconds": 8.8,
+                                }
+                            ],
+                        },
+                        "none": {"mode": None, "quotas": [], "tenant_quotas": []},
                     },
                 )
             },

@@ -18,7 +18,7 @@ from janus.history import DEFAULT_PAGE, MAX_PAGE, JobFilter, JobHistory, JobPosi
 from janus.quotas import QuotaReader
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, one_page, only_params, page_param
-from janus.schemas import JobHistoryQuerySchema, job_detail, job_item, quota_item
+from janus.schemas import JobHistoryQuerySchema, job_detail, job_item, quotas_answer
 
 NO_SUCH_JOB = "this user has no job with this id"
 
@@ -123,14 +123,14 @@ class JobRecordResource:
 
 
 class QuotaResource:
-    """GET /dashboard/quotas: each of the user's token buckets as of now."""
+    """GET /dashboard/quotas: the user's token buckets and tenant buckets as of now."""
 
     def __init__(self, reader: QuotaReader) -> None:
         self._reader = reader
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """The buckets by dependency name; an empty list without an active config."""
+        """The mode, the buckets by dependency name and the tenant buckets closest to their
+        limit; empty lists and a null mode without an active config."""
         user_id = authenticated_user(req)
         only_params(req, ())
-        quotas = self._reader.quotas(user_id)
-        _answer_json(resp, {"quotas": [quota_item(quota) for quota in quotas]})
+        _answer_json(resp, quotas_answer(self._reader.quotas(user_id)))

@@ -169,6 +169,49 @@ SELECT dependency,
  WHERE user_id = %(user_id)s
  ORDER BY dependency
 
+-- quota_snapshot --
+-- The first statement of the transaction of GET /dashboard/quotas and `janus quotas`: their
+-- three reads (quota_mode, bucket_quotas, tenant_quotas) see one snapshot, so the mode, the
+-- buckets and the tenant buckets are those of one config version, even when an activation
+-- commits between them. Read only: it takes no lock and cannot fail to serialise.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
+
+-- quota_mode --
+-- Whether the user exists (no row: unknown user), and the mode of its active config (NULL:
+-- none): the first of the three reads of GET /dashboard/quotas and `janus quotas`.
+SELECT c.mode
+  FROM users u
+  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+ WHERE u.user_id = %(user_id)s
+
+-- tenant_quotas --
+-- A user's tenant buckets as of now, from the view tenant_buckets_now, closest to their limit
+-- first: the smallest part of their capacity left, then by dependency and tenant, at most
+-- %(limit)s (the dashboard shows the tenants near their limit, not every tenant). A tenant
+-- without a row is full, and not listed. The precision is bucket_quotas': tokens cut to 6
+-- decimals, full_in_seconds rounded up to milliseconds, no trailing zeros. A tenant bucket
+-- refills at its share of the configured refill, never adaptively, so full_in_seconds is
+-- exact to the millisecond. capacity and refill_per_second are stored (share x the
+-- dependency's); share is the active config's for the tenant, as admit_jobs() reads it. Every
+-- row of the user is read and sorted (the order is computed, not indexed), through the key
+-- (user_id, dependency, tenant_id): one user's rows only.
+SELECT t.dependency,
+       t.tenant_id,
+       trim_scale(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)) AS share,
+       trim_scale(t.capacity) AS capacity,
+       trim_scale(t.refill_per_second) AS refill_per_second,
+       trim_scale(trunc(t.tokens_now, 6)) AS tokens,
+       CASE WHEN t.tokens_now >= t.capacity THEN 0
+            WHEN t.refill_per_second = 0 THEN NULL
+            ELSE trim_scale(ceil((t.capacity - t.tokens_now) * 1000 / t.refill_per_second)
+                            / 1000)
+       END AS full_in_seconds
+  FROM tenant_buckets_now t
+  JOIN configs c ON c.user_id = t.user_id AND c.is_active
+ WHERE t.user_id = %(user_id)s
+ ORDER BY t.tokens_now / t.capacity, t.dependency, t.tenant_id
+ LIMIT %(limit)s
+
 -- report_upstream_throttled --
 -- Workers saw these upstream APIs answer 429: see report_upstream_throttled.sql. Returns the
 -- adaptive buckets it slowed down, with their new effective refill.
