@@ -457,6 +457,9 @@ def test_config_set_stores_adaptive_and_config_show_prints_it(
         "unknown_dependencies": "reject",
         "max_attempts": 3,
         "retention_days": 7,
+        "mode": "enforce",
+        "tenant_share": 1,
+        "tenant_overrides": {},
         "dependencies": {
             "openai": {"capacity": 100, "refill_per_second": 10, "adaptive": ADAPTIVE},
             "stripe": {"capacity": 20, "refill_per_second": 1},
@@ -486,6 +489,9 @@ def test_config_show_prints_the_active_config_with_its_version(
         "dependencies": {"openai": {"capacity": 100, "refill_per_second": 0.5}},
         "max_attempts": 5,
         "retention_days": 30,
+        "mode": "shadow",
+        "tenant_share": 0.5,
+        "tenant_overrides": {"vip": 1, "small-tenant": 0.125},
     }
     cli("config", "set", user_id, write_config(tmp_path, config))
 
@@ -618,6 +624,7 @@ def test_quotas_prints_an_aligned_table_of_the_buckets(cli: Cli, db: psycopg.Con
     run = cli("quotas", user_id)
     assert run.status == 0 and run.err == ""
     assert run.out.splitlines() == [
+        "mode: enforce",
         "dependency  capacity  refill/s  tokens now",
         "openai           100         0       37.46",
         "stripe             4      0.25        4.00",
@@ -630,7 +637,10 @@ def test_quotas_of_a_config_without_dependencies_is_just_the_header(
     user_id = create_user(db)
     activate_config(db, user_id, {})
     run = cli("quotas", user_id)
-    assert (run.status, run.out.splitlines()) == (0, ["dependency  capacity  refill/s  tokens now"])
+    assert (run.status, run.out.splitlines()) == (
+        0,
+        ["mode: enforce", "dependency  capacity  refill/s  tokens now"],
+    )
 
 
 def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
@@ -659,6 +669,7 @@ def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
     run = cli("quotas", user_id)
     assert run.status == 0 and run.err == ""
     assert run.out.splitlines() == [
+        "mode: enforce",
         "dependency  capacity  refill/s  effective/s  tokens now",
         "openai           100        60           15      100.00",
         "stripe             4      0.25         0.25        4.00",
@@ -690,6 +701,7 @@ def test_quotas_json_is_the_dashboards_answer(
     assert run.out.count("\n") == 1
     document = json.loads(run.out, parse_float=Decimal)
     assert document == {
+        "mode": "enforce",
         "quotas": [
             {
                 "dependency": "openai",
@@ -709,11 +721,86 @@ def test_quotas_json_is_the_dashboards_answer(
                 "tokens": 4,
                 "full_in_seconds": 0,
             },
-        ]
+        ],
+        "tenant_quotas": [],
     }
     with serve_app(Settings(database_url=database_url)) as client:
         answer = client.simulate_get("/dashboard/quotas", headers={"X-User-ID": str(user_id)})
     assert json.loads(answer.text, parse_float=Decimal) == document
+
+
+def test_quotas_prints_the_mode_and_the_tenant_buckets_closest_to_their_limit(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {"openai": {"capacity": 100, "refill_per_second": 0}},
+        priority_reserve=0,
+        mode="shadow",
+        tenant_share=0.5,
+        tenant_overrides={"tiny": 0.125},
+    )
+    with serve_app(Settings(database_url=database_url)) as client:
+        for tenant, dependencies in [
+            ("ok", {"openai": 10}),
+            ("hog", {"openai": 45}),
+            ("tiny", {"openai": 5}),
+            ("full", {}),
+        ]:
+            body = {**SEED_SINGLE, "tenant_id": tenant, "dependencies": dependencies}
+            assert post_json(client, "/dashboard/jobs", user_id, body).status_code == 202
+        dashboard = client.simulate_get("/dashboard/quotas", headers={"X-User-ID": str(user_id)})
+    run = cli("quotas", user_id)
+    assert run.status == 0 and run.err == ""
+    # "full" took nothing: it has no row, and is not listed.
+    assert run.out.splitlines() == [
+        "mode: shadow",
+        "dependency  capacity  refill/s  tokens now",
+        "openai           100         0       40.00",
+        "",
+        "tenant  dependency  share  capacity  refill/s  tokens now",
+        "hog     openai        0.5        50         0        5.00",
+        "tiny    openai      0.125      12.5         0        7.50",
+        "ok      openai        0.5        50         0       40.00",
+    ]
+    as_json = cli("quotas", user_id, "--json").out
+    assert json.loads(as_json, parse_float=Decimal) == json.loads(
+        dashboard.text, parse_float=Decimal
+    )
+    assert json.loads(as_json)["tenant_quotas"][1] == {
+        "dependency": "openai",
+        "tenant_id": "tiny",
+        "share": 0.125,
+        "capacity": 12.5,
+        "refill_per_second": 0,
+        "tokens": 7.5,
+        "full_in_seconds": None,
+    }
+
+
+def test_quotas_says_when_it_shows_only_the_tenants_closest_to_their_limit(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db, user_id, {"openai": {"capacity": 100, "refill_per_second": 0}}, tenant_share=0.5
+    )
+    db.execute(
+        "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
+        " refill_per_second, tokens, refilled_at)"
+        " SELECT %s, 'openai', 't' || lpad(n::text, 3, '0'), 50, 0, n %% 50, now()"
+        "   FROM generate_series(1, 101) AS n",
+        [user_id],
+    )
+    lines = cli("quotas", user_id).out.splitlines()
+    # Empty first (t050, t100), then by tokens and tenant; the last of 49 tokens is left out.
+    assert [line.split()[0] for line in lines[5:7]] == ["t050", "t100"]
+    assert len(lines) == 5 + 100 + 1  # mode, buckets (header, openai), blank, header
+    assert lines[-2].split()[0] == "t049"
+    assert lines[-1] == "(the 100 closest to their limit; the other tenants are fuller)"
+    assert "t099" not in "\n".join(lines)
 
 
 # --- jobs ---
@@ -779,6 +866,45 @@ def test_jobs_with_a_bad_filter_fails_cleanly(
     assert_one_line_error(cli("jobs", user_with_config(db), *options), 2, *words)
 
 
+# --- prune ---
+
+
+def test_prune_deletes_the_tenant_buckets_full_again_and_keeps_the_others(
+    cli: Cli, db: psycopg.Connection, database_url: str
+) -> None:
+    user_id = create_user(db)
+    activate_config(
+        db,
+        user_id,
+        {
+            # A tenant's openai bucket (5 tokens, 500 a second) is full again within 2 ms;
+            # its stripe bucket (5 tokens, no refill) never is.
+            "openai": {"capacity": 10, "refill_per_second": 1000},
+            "stripe": {"capacity": 10, "refill_per_second": 0},
+        },
+        priority_reserve=0,
+        tenant_share=0.5,
+    )
+    with serve_app(Settings(database_url=database_url)) as client:
+        for tenant, dependencies in [("fast", {"openai": 1}), ("slow", {"stripe": 1})]:
+            body = {**SEED_SINGLE, "tenant_id": tenant, "dependencies": dependencies}
+            assert post_json(client, "/dashboard/jobs", user_id, body).status_code == 202
+    rows = "SELECT dependency, tenant_id, tokens FROM tenant_buckets ORDER BY 1, 2"
+    before = db.execute(rows).fetchall()
+    assert [(dependency, tenant) for dependency, tenant, _ in before] == [
+        ("openai", "fast"),
+        ("stripe", "slow"),
+    ]
+    assert before[0][2] < 5  # stored as the debit left it: full only as of now
+
+    run = cli("prune")
+    assert run.status == 0 and run.err == ""
+    assert run.out.splitlines()[-1] == "pruned 1 tenant buckets full again"
+    assert db.execute(rows).fetchall() == [("stripe", "slow", 4)]
+    # Deleting a full row changed nothing: the tenant is shown full, by having no row.
+    assert cli("quotas", user_id, "--json").out.count('"tenant_id"') == 1
+
+
 # --- demo ---
 
 
@@ -805,6 +931,9 @@ def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> No
         **DEMO_CONFIG,
         "max_attempts": 3,
         "retention_days": 7,
+        "mode": "enforce",
+        "tenant_share": 1,
+        "tenant_overrides": {},
     }
 
 
