@@ -756,7 +756,7 @@ def test_quotas_prints_the_mode_and_the_tenant_buckets_closest_to_their_limit(
     assert run.status == 0 and run.err == ""
     # "full" took nothing: it has no row, and is not listed.
     assert run.out.splitlines() == [
-        "mode: shadow",
+        "mode: shadow (every job is accepted; refusals are only recorded)",
         "dependency  capacity  refill/s  tokens now",
         "openai           100         0       40.00",
         "",

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from marshmallow import ValidationError
 
 from janus import json_text
-from janus.admission import NoActiveConfig
+from janus.admission import ConfigMode, NoActiveConfig
 from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, one_line
 from janus.configs import UnknownVersion, in_force, version_item
@@ -175,7 +175,9 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     if args.json:
         print(json_text.dumps(quotas_answer(found)), file=out)
         return
-    print(f"mode: {found.mode}", file=out)
+    # Said at once: in shadow mode the levels below refuse nothing.
+    shadow_note = " (every job is accepted; refusals are only recorded)"
+    print(f"mode: {found.mode}{shadow_note if found.mode == ConfigMode.SHADOW else ''}", file=out)
     levels = found.buckets
     adaptive = any(level.adaptive for level in levels)
     header = ("dependency", "capacity", "refill/s", *(["effective/s"] if adaptive else []))
