@@ -14,6 +14,8 @@ import psycopg
 import pytest
 import requests
 
+from janus.db import queries
+from janus.quotas import TENANT_QUOTAS_SHOWN
 from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for, post_json
@@ -526,6 +528,45 @@ def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
     stripe = answer.json["tenant_quotas"][1]
     assert (stripe["tokens"], stripe["full_in_seconds"]) == (0, 0.667)
     assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 2, 3)
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+def test_tenant_quotas_read_one_users_rows_by_the_primary_key(db: psycopg.Connection) -> None:
+    """Among 40,000 tenant buckets of 20 users, one user's 2,000 are found by the key
+    (user_id, dependency, tenant_id), not by reading the table whole."""
+    users = [
+        user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 1}})
+        for _ in range(20)
+    ]
+    db.execute(
+        "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
+        " refill_per_second, tokens, refilled_at)"
+        " SELECT u, 'openai', 'tenant-' || n, 50, 0.5, n %% 50, now()"
+        "   FROM unnest(%s::uuid[]) AS u CROSS JOIN generate_series(1, 2000) AS n",
+        [users],
+    )
+    db.execute("ANALYZE tenant_buckets")
+    row = db.execute(
+        f"EXPLAIN (FORMAT JSON) {queries.TENANT_QUOTAS}",
+        {"user_id": users[7], "limit": TENANT_QUOTAS_SHOWN},
+        prepare=False,
+    ).fetchone()
+    assert row is not None
+    reads = [
+        node
+        for node in _plan_nodes(row[0][0]["Plan"])
+        if node.get("Relation Name") == "tenant_buckets"
+    ]
+    assert [node["Node Type"] for node in reads] in (["Index Scan"], ["Bitmap Heap Scan"])
+    conditions = [
+        node.get("Index Cond", "")
+        for node in _plan_nodes(row[0][0]["Plan"])
+        if node.get("Index Name") == "tenant_buckets_pkey"
+    ]
+    assert conditions and all("user_id" in condition for condition in conditions), conditions
 
 
 # --- through gunicorn ---
