@@ -163,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(run=run)
 
-    quotas_command = commands.add_parser("quotas", help="show a user's token buckets as of now")
+    quotas_command = commands.add_parser(
+        "quotas",
+        help="show a user's mode, token buckets and tenant buckets closest to their limit now",
+    )
     quotas_command.add_argument(
         "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
     )
