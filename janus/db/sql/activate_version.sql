@@ -14,8 +14,9 @@
 --
 -- Tenant buckets follow as dependency buckets do: those of a removed dependency go with its
 -- bucket (ON DELETE CASCADE), those of a tenant whose share is now 1 are dropped (no limit),
--- and the others are refilled up to now, then take their share of the new capacity and
--- refill, their tokens clamped to it. A tenant without a row is full whatever the version.
+-- those full again are dropped (a tenant without a row is full whatever the version), and the
+-- others are refilled up to now, then take their share of the new capacity and refill, their
+-- tokens clamped to it.
 --
 -- The live definition is janus/db/sql/activate_version.sql; a migration that changes it
 -- applies a frozen copy of that file (alembic/README).
@@ -86,11 +87,16 @@ BEGIN
            adaptive_recovery_per_second = excluded.adaptive_recovery_per_second,
            throttled_at = NULL;
 
-    -- Their dependency buckets are locked above, so these rows have no other writer now.
+    -- Their dependency buckets are locked above, so these rows have no other writer now. A row
+    -- full again goes too, as `janus prune` would delete it: without a row a tenant bucket is
+    -- full at its new capacity, so a tenant full before is full after, pruned or not.
     DELETE FROM tenant_buckets t
      USING configs c
      WHERE t.user_id = p_user_id AND c.user_id = p_user_id AND c.version = p_version
-       AND tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id) >= 1;
+       AND (tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id) >= 1
+            OR t.tokens + t.refill_per_second
+                          * greatest(0, extract(epoch FROM activated - t.refilled_at))
+               >= t.capacity);
     UPDATE tenant_buckets t
        SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                           * tb.capacity,
