@@ -357,6 +357,24 @@ def test_a_new_share_gives_the_tenant_buckets_its_share_of_the_refill(
     assert tenant_bucket(db, user_id, "openai", "a")[:2] == (50, 2)
 
 
+def test_a_grown_share_does_not_refill_a_tenant_bucket_past_its_old_capacity(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    """Refilled up to the activation, a bucket stops at its capacity then, as a dependency's
+    does: a tenant gains no tokens from the time it sat full before its share grew."""
+    user_id = create_user(db)
+    put_config(app_client, user_id, _shared_config(0.25, openai=limits(100, 100)))
+    assert accepted(submit(app_client, user_id, "a", 25))
+    # Empty at 25 tokens/s: full again (25) after 1 s, and 1.5 s pass.
+    time.sleep(1.5)
+
+    put_config(app_client, user_id, _shared_config(0.5, openai=limits(100, 100)))
+
+    capacity, refill, tokens = tenant_bucket(db, user_id, "openai", "a")
+    assert (capacity, refill) == (50, 50)
+    assert tokens == 25
+
+
 def test_a_share_of_one_deletes_the_tenant_buckets(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:

@@ -91,9 +91,12 @@ BEGIN
      USING configs c
      WHERE t.user_id = p_user_id AND c.user_id = p_user_id AND c.version = p_version
        AND tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id) >= 1;
+    -- Refilled up to now at the old rate, a bucket stops at its old capacity (as a kept
+    -- dependency bucket does): a grown share gives no tokens for the time it sat full.
     UPDATE tenant_buckets t
        SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                           * tb.capacity,
+                          t.capacity,
                           t.tokens + t.refill_per_second
                                      * greatest(0, extract(epoch FROM activated - t.refilled_at))),
            capacity = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
