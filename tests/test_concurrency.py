@@ -24,8 +24,8 @@ import pytest
 
 from tests.support.burst import (
     accepted_cost,
-    accepted_cost_by_tenant,
     assert_no_server_error,
+    assert_tenant_shares_kept,
     batch,
     burst,
     database_now,
@@ -35,8 +35,9 @@ from tests.support.burst import (
     single,
     statuses,
     stored_jobs,
+    tenant_left_at_end,
 )
-from tests.support.factories import bucket_tokens, tenant_bucket_rows, user_with_config
+from tests.support.factories import bucket_tokens, user_with_config
 
 pytestmark = pytest.mark.concurrency
 
@@ -67,40 +68,6 @@ def assert_rejected_for_tokens(
     else:
         assert tenant_left is not None, (reason, needs)
         assert needs[over[0]] > tenant_left[over[0]], (reason, needs, tenant_left)
-
-
-def tenant_left_at_end(
-    db: psycopg.Connection, user_id: UUID, capacities: Mapping[str, int], share: float
-) -> Callable[[str], dict[str, float] | None]:
-    """For a tenant: what its buckets hold at the end of a burst; None without shares."""
-    rows = tenant_bucket_rows(db, user_id)
-
-    def left(tenant: str) -> dict[str, float] | None:
-        if share == 1:
-            return None
-        return {name: rows.get((name, tenant), share * c) for name, c in capacities.items()}
-
-    return left
-
-
-def assert_tenant_shares_kept(
-    db: psycopg.Connection, user_id: UUID, capacities: Mapping[str, int], share: float
-) -> dict[tuple[str, str], int]:
-    """No tenant took more than its share, and its buckets show exactly what it took.
-
-    Refill 0. Returns the accepted cost by (dependency, tenant). Without shares there is no
-    tenant bucket at all; with them, a tenant bucket has a row once a job took from it.
-    """
-    taken = accepted_cost_by_tenant(db, user_id)
-    rows = tenant_bucket_rows(db, user_id)
-    if share == 1:
-        assert rows == {}
-        return taken
-    assert set(rows) == set(taken), (rows, taken)
-    for (name, tenant), cost in taken.items():
-        assert cost <= share * capacities[name], (name, tenant, cost)
-        assert rows[name, tenant] == share * capacities[name] - cost, (name, tenant, rows)
-    return taken
 
 
 @pytest.fixture

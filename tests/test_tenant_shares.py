@@ -8,7 +8,10 @@ concurrent HTTP clients. Refill is 0 wherever a count or a token level is assert
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +23,15 @@ from janus.db.maintenance import prune_full_tenant_buckets
 from tests.support.answers import Answer
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, headers_for, post_json
 from tests.support.bodies import batch, job, single
+from tests.support.burst import (
+    Call,
+    assert_no_server_error,
+    assert_tenant_shares_kept,
+    burst,
+    statuses,
+    stored_jobs,
+)
+from tests.support.burst import single as single_call
 from tests.support.factories import (
     bucket_tokens,
     create_user,
@@ -481,3 +493,134 @@ def test_prune_deletes_full_tenant_buckets_only_and_a_pruned_tenant_is_full(
 def test_prune_refuses_a_connection_in_a_transaction(database_url: str) -> None:
     with psycopg.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
         prune_full_tenant_buckets(conn)
+
+
+# --- Done-when: a hog among tenants, over real HTTP -------------------------------------------
+
+# One statement, so one snapshot: each dependency's bucket with every tenant bucket of it.
+_BUCKETS_AT_ONCE = """
+SELECT b.dependency, b.capacity, b.tokens,
+       (SELECT coalesce(json_object_agg(t.tenant_id, t.tokens), '{}')
+          FROM tenant_buckets t
+         WHERE t.user_id = b.user_id AND t.dependency = b.dependency)
+  FROM token_buckets b
+ WHERE b.user_id = %s
+"""
+
+Sample = dict[str, tuple[float, dict[str, float]]]  # dependency -> (tokens, {tenant: tokens})
+
+
+def sample_buckets_during(
+    database_url: str, user_id: UUID, during: Callable[[], Any]
+) -> tuple[Any, list[Sample]]:
+    """Run `during()` while another connection reads every bucket of the user, over and over;
+    returns what `during` returned and the readings, in order."""
+    samples: list[Sample] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while not done.is_set():
+                rows = conn.execute(_BUCKETS_AT_ONCE, [user_id]).fetchall()
+                samples.append(
+                    {
+                        name: (float(tokens), {t: float(v) for t, v in tenants.items()})
+                        for name, _, tokens, tenants in rows
+                    }
+                )
+                time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = during()
+    finally:
+        done.set()
+        sampler.join()
+    return result, samples
+
+
+@pytest.mark.concurrency
+def test_a_hog_tenant_cannot_take_more_than_its_share_while_others_are_admitted(
+    db: psycopg.Connection, database_url: str, start_gunicorn: Callable[..., Any]
+) -> None:
+    """A hog sends 1,000 jobs from many clients at once while three steady tenants send theirs.
+
+    Capacity 100 for openai and for search, refill 0, tenant_share 0.3: 30 per tenant. On
+    openai the hog and two steady tenants can have their whole shares (90 <= 100); on search
+    four tenants ask for 120, so the dependency binds before their shares do.
+    """
+    capacity, share = 100, 0.3
+    user_id = user_with_config(
+        db, {"openai": limits(capacity), "search": limits(capacity)}, tenant_share=share
+    )
+    server = start_gunicorn(workers=4)
+    steady = [("steady-a", "openai"), ("steady-b", "openai")] * 40 + [
+        ("steady-a", "search"),
+        ("steady-b", "search"),
+        ("steady-c", "search"),
+    ] * 40
+    calls: list[Call] = []
+    for n in range(1000):
+        dependency = "openai" if n % 2 == 0 else "search"
+        calls.append(single_call(n, {dependency: 1}, label=("hog", dependency), tenant="hog"))
+        # The steady tenants start once the hog has long spent its share, and keep coming.
+        if n >= 200 and (n - 200) % 4 == 0:
+            tenant, dependency = steady[(n - 200) // 4]
+            call = single_call(1000 + n, {dependency: 1}, label=(tenant, dependency))
+            calls.append(Call(call.path, {**call.body, "tenant_id": tenant}, call.label))
+    assert len(calls) == 1200
+
+    answers, samples = sample_buckets_during(
+        database_url, user_id, lambda: burst(server.url, user_id, calls)
+    )
+
+    assert_no_server_error(answers, server)
+    assert set(statuses(answers)) == {202, 429}
+    admitted = Counter(a.call.label for a in answers if a.status == 202)
+    # openai: every tenant gets its whole share and not a token more.
+    assert admitted["hog", "openai"] == 30
+    assert admitted["steady-a", "openai"] == admitted["steady-b", "openai"] == 30
+    # search: the dependency gives exactly its capacity, no tenant more than its share, and
+    # each steady tenant at least what the hog and the other two leave (100 - 3 x 30).
+    search = {tenant: admitted[tenant, "search"] for tenant in ("hog", "steady-a", "steady-b")}
+    search["steady-c"] = admitted["steady-c", "search"]
+    assert sum(search.values()) == capacity, search
+    assert max(search.values()) <= 30, search
+    assert min(search[t] for t in ("steady-a", "steady-b", "steady-c")) >= 10, search
+    # Every refusal names the bucket that was short, and refill 0 means no Retry-After.
+    for answer in answers:
+        if answer.status == 429:
+            tenant, dependency = answer.call.label
+            allowed = {over_share(tenant, dependency)}
+            if dependency == "search":
+                allowed.add(rate_limited("search"))
+            assert answer.body["reason"] in allowed, answer
+            assert "Retry-After" not in answer.headers, answer
+    assert bucket_tokens(db, user_id, "openai") == capacity - 90
+    assert bucket_tokens(db, user_id, "search") == 0
+    # The stored jobs are the answers, and each tenant bucket shows what its jobs took.
+    stored = stored_jobs(db, user_id)
+    assert len(stored) == len(calls)
+    assert {job_id: job[:2] for job_id, job in stored.items()} == {
+        a.body["job_id"]: (a.body["status"], a.body["reason"]) for a in answers
+    }
+    capacities = {"openai": capacity, "search": capacity}
+    taken = assert_tenant_shares_kept(db, user_id, capacities, share)
+    assert taken == {key: admitted[key[1], key[0]] for key in taken}
+
+    # At every moment of the burst: no bucket below 0, and a dependency's bucket had given out
+    # exactly what its tenants' buckets had, so never more than its capacity.
+    assert len(samples) >= 10, len(samples)
+    for reading in samples:
+        for tokens, tenants in reading.values():
+            assert tokens >= 0 and min(tenants.values(), default=0) >= 0, reading
+            assert capacity - tokens == sum(share * capacity - t for t in tenants.values())
+    # And the steady tenants were still being admitted after the hog had spent its share.
+    hog_spent = [r for r in samples if r["openai"][1].get("hog") == 0]
+    assert hog_spent, "no reading saw the hog's openai share spent"
+    first = hog_spent[0]["openai"][1]
+    steady_then = sum(
+        share * capacity - first.get(t, share * capacity) for t in ("steady-a", "steady-b")
+    )
+    assert steady_then < 60, first

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,8 @@ from uuid import UUID
 
 import psycopg
 import requests
+
+from tests.support.factories import tenant_bucket_rows
 
 CLIENT_THREADS = 24
 # A whole burst must finish well inside this; a deadlock or a stuck worker fails the test.
@@ -229,3 +231,37 @@ def assert_no_server_error(answers: Iterable[Reply], server: Any) -> None:
     server_log = server.log()
     assert "Traceback" not in server_log, server_log
     assert "unhandled error" not in server_log, server_log
+
+
+def tenant_left_at_end(
+    db: psycopg.Connection, user_id: UUID, capacities: Mapping[str, int], share: float
+) -> Callable[[str], dict[str, float] | None]:
+    """For a tenant: what its buckets hold at the end of a burst; None without shares."""
+    rows = tenant_bucket_rows(db, user_id)
+
+    def left(tenant: str) -> dict[str, float] | None:
+        if share == 1:
+            return None
+        return {name: rows.get((name, tenant), share * c) for name, c in capacities.items()}
+
+    return left
+
+
+def assert_tenant_shares_kept(
+    db: psycopg.Connection, user_id: UUID, capacities: Mapping[str, int], share: float
+) -> dict[tuple[str, str], int]:
+    """No tenant took more than its share, and its buckets show exactly what it took.
+
+    Refill 0. Returns the accepted cost by (dependency, tenant). Without shares there is no
+    tenant bucket at all; with them, a tenant bucket has a row once a job took from it.
+    """
+    taken = accepted_cost_by_tenant(db, user_id)
+    rows = tenant_bucket_rows(db, user_id)
+    if share == 1:
+        assert rows == {}
+        return taken
+    assert set(rows) == set(taken), (rows, taken)
+    for (name, tenant), cost in taken.items():
+        assert cost <= share * capacities[name], (name, tenant, cost)
+        assert rows[name, tenant] == share * capacities[name] - cost, (name, tenant, rows)
+    return taken
