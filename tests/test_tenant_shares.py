@@ -240,6 +240,24 @@ def test_the_priority_reserve_applies_within_the_tenant_bucket(
     assert bucket_tokens(db, user_id, "openai") == 50
 
 
+def test_retry_after_counts_the_priority_reserve_within_the_tenant_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    """Capacity 90 refilling 9/s, share 0.5, reserve 0.2: the tenant's 45 refill at 4.5/s, and
+    priority 1 must leave 45 x 0.2 = 9. Emptied, a job of 4 at priority 1 waits for 13
+    tokens (3 s), at priority 10 for 4 (1 s); the dependency keeps 45, past its own reserve."""
+    user_id = user_with_config(
+        db, {"openai": limits(90, 9)}, tenant_share=0.5, priority_reserve=0.2
+    )
+    assert accepted(submit(app_client, user_id, "t", 45, priority=10))
+
+    low = submit(app_client, user_id, "t", 4, priority=1)
+    high = submit(app_client, user_id, "t", 4, priority=10)
+
+    assert decision(low) == (429, over_share("t"), "3")
+    assert decision(high) == (429, over_share("t"), "1")
+
+
 def test_an_atomic_batch_with_a_job_over_its_share_takes_and_stores_nothing(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
