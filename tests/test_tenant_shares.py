@@ -34,6 +34,7 @@ from tests.support.burst import (
 )
 from tests.support.burst import single as single_call
 from tests.support.factories import (
+    activate_config,
     bucket_tokens,
     create_user,
     jobs_of,
@@ -482,6 +483,37 @@ def test_rollback_brings_the_tenant_buckets_to_the_old_version(
     result = app_client.simulate_post(f"{VERSIONS}/{v3}/activate", headers=headers_for(user_id))
     assert result.status_code == 200, result.text
     assert tenant_bucket_rows(db, user_id) == {}
+
+
+def test_a_job_decided_while_a_new_share_is_activated_is_held_to_the_new_share(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, database_url: str
+) -> None:
+    """A job that arrives while an activation is under way waits for the buckets it locks, and
+    is then decided by the version the buckets were brought to, not the one it first read."""
+    user_id = user_with_config(db, {"openai": limits(100)}, tenant_share=0.5)
+    answers: list[Answer] = []
+    with psycopg.connect(database_url) as activation:
+        # Share 0.25, activated in a transaction left open: its bucket locks are held.
+        activate_config(activation, user_id, {"openai": limits(100)}, tenant_share=0.25)
+        deciding = threading.Thread(
+            target=lambda: answers.append(submit(app_client, user_id, "new", 30))
+        )
+        deciding.start()
+        deadline = time.monotonic() + 10
+        while db.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the job never waited for the activation"
+            time.sleep(0.01)
+        activation.commit()
+        deciding.join(timeout=30)
+
+    # A new tenant's bucket under share 0.25 holds 25, so a job of 30 can never fit it.
+    assert [decision(answer) for answer in answers] == [(429, over_share("new"), None)]
+    assert tenant_bucket_rows(db, user_id) == {}
+    row = db.execute("SELECT config_version FROM jobs WHERE user_id = %s", [user_id]).fetchone()
+    assert row == (2,)
 
 
 # --- janus prune --------------------------------------------------------------------------------

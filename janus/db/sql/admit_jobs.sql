@@ -163,6 +163,22 @@ BEGIN
              ORDER BY tb.dependency
                FOR UPDATE) l;
 
+    -- The config again, now that the buckets are locked: an activation holds them until it
+    -- commits (activate_version()), so a request that waited for one is decided by the version
+    -- the buckets and tenant buckets were brought to, not by the one read above (which turns an
+    -- unknown, unconfigured or paused user away before anything is locked).
+    SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies,
+           c.mode, c.tenant_share, c.tenant_overrides
+      INTO cfg
+      FROM users u
+      LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
+     WHERE u.user_id = p_user_id;
+    IF cfg.min_priority IS NULL THEN
+        RAISE EXCEPTION 'no active config' USING ERRCODE = 'J0C01';
+    ELSIF cfg.paused THEN
+        RAISE EXCEPTION 'service paused' USING ERRCODE = 'J0P01';
+    END IF;
+
     dep_bucket := array_fill(NULL::integer, ARRAY[coalesce(array_length(dep_name, 1), 0)]);
     FOR k IN 1 .. coalesce(array_length(dep_name, 1), 0) LOOP
         dep_bucket[k] := array_position(bucket_name, dep_name[k]);
