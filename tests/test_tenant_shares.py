@@ -18,6 +18,7 @@ from uuid import UUID
 import falcon.testing
 import psycopg
 import pytest
+import requests
 
 from janus.cli import main
 from janus.db.maintenance import prune_full_tenant_buckets
@@ -29,6 +30,7 @@ from tests.support.burst import (
     assert_no_server_error,
     assert_tenant_shares_kept,
     burst,
+    deadlocks_detected,
     statuses,
     stored_jobs,
 )
@@ -699,3 +701,64 @@ def test_a_hog_tenant_cannot_take_more_than_its_share_while_others_are_admitted(
         share * capacity - first.get(t, share * capacity) for t in ("steady-a", "steady-b")
     )
     assert steady_then < 60, first
+
+
+@pytest.mark.concurrency
+def test_a_share_cut_during_a_burst_holds_every_job_decided_after_it(
+    db: psycopg.Connection, database_url: str, start_gunicorn: Callable[..., Any]
+) -> None:
+    """400 jobs of 4 tenants at once on 200 tokens while PUT /dashboard/config cuts the share
+    from 0.5 to 0.25. Each job is stored with the version that decided it, so per tenant:
+    version 1 took t1 <= 100, the cut left it min(50, 100 - t1), version 2 took at most that,
+    and its bucket ends holding exactly the difference."""
+    capacity = 200
+    user_id = user_with_config(db, {"openai": limits(capacity)}, tenant_share=0.5)
+    server = start_gunicorn(workers=4)
+    calls = [single_call(n, {"openai": 1}, tenants=4) for n in range(400)]
+    put_status: list[int] = []
+
+    def cut_share_after_80_jobs() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while jobs_of(conn, user_id) < 80 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        response = requests.put(
+            server.url + CONFIG,
+            json=_shared_config(0.25, openai=limits(capacity)),
+            headers=headers_for(user_id),
+            timeout=30,
+        )
+        put_status.append(response.status_code)
+
+    trigger = threading.Thread(target=cut_share_after_80_jobs)
+    trigger.start()
+    answers = burst(server.url, user_id, calls)
+    trigger.join(timeout=30)
+
+    assert put_status == [200]
+    assert deadlocks_detected(db) == 0
+    assert_no_server_error(answers, server)
+    assert set(statuses(answers)) <= {202, 429}
+    rows = db.execute(
+        """
+        SELECT tenant_id, config_version, count(*) FILTER (WHERE status = 'Accepted')
+          FROM jobs WHERE user_id = %s GROUP BY 1, 2
+        """,
+        [user_id],
+    ).fetchall()
+    taken = {(tenant, version): count for tenant, version, count in rows}
+    assert {version for _, version in taken} == {1, 2}, taken
+    buckets = tenant_bucket_rows(db, user_id)
+    for tenant in (f"tenant-{t}" for t in range(4)):
+        t1, t2 = taken.get((tenant, 1), 0), taken.get((tenant, 2), 0)
+        assert t1 <= 100
+        left_after_cut = min(50, 100 - t1)
+        assert t2 <= left_after_cut, (tenant, t1, t2)
+        if t1 + t2:
+            assert buckets["openai", tenant] == left_after_cut - t2, (tenant, t1, t2, buckets)
+        else:
+            assert ("openai", tenant) not in buckets
+    assert bucket_tokens(db, user_id, "openai") == capacity - sum(taken.values())
+    assert {a.body["job_id"] for a in answers if a.status == 202} == {
+        job_id for job_id, job in stored_jobs(db, user_id).items() if job[0] == "Accepted"
+    }

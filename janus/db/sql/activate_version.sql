@@ -31,7 +31,9 @@ DECLARE
     activated timestamptz;
 BEGIN
     -- The user row lock serialises activations of one user (activate_config() holds it too).
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR UPDATE;
+    -- NO KEY UPDATE: storing a job takes a key-share lock on its user, so an admission holding
+    -- the buckets locked below would otherwise wait on this lock while it waits on them.
+    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
     END IF;
