@@ -6,210 +6,68 @@ session, then checks the invariants against the database through a separate conn
 no bucket gives out more than it holds, every answer matches what was stored, atomic batches
 are all-or-nothing, and bucket locks taken by overlapping requests never deadlock.
 Refill is 0 wherever a count is asserted exactly, so the outcome does not depend on timing.
+
+The invariants that matter most run twice, without tenant shares and with `tenant_share` 0.5
+(each tenant its own bucket of half of each dependency's): then no tenant takes more than its
+share either, and each tenant bucket shows exactly what its tenant's accepted jobs took.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
-import requests
 
+from tests.support.burst import (
+    accepted_cost,
+    assert_no_server_error,
+    assert_tenant_shares_kept,
+    batch,
+    burst,
+    database_now,
+    deadlocks_detected,
+    over_share,
+    rate_limited,
+    single,
+    statuses,
+    stored_jobs,
+    tenant_left_at_end,
+)
 from tests.support.factories import bucket_tokens, user_with_config
 
 pytestmark = pytest.mark.concurrency
 
 WORKERS = 4
-CLIENT_THREADS = 24
-# A whole burst must finish well inside this; a deadlock or a stuck worker fails the test.
-BURST_TIMEOUT_S = 30
-SOURCES = ("dashboard", "system")
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request of a burst: route, body, and a label the test uses to find it again."""
-
-    path: str
-    body: dict[str, Any]
-    label: Any = None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the service said to one `Call`."""
-
-    call: Call
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-
-
-def rate_limited(dependency: str) -> str:
-    """The contract's reason for a job turned away for tokens."""
-    return f"dependency '{dependency}' rate limit exceeded"
-
-
-def single(
-    n: int, dependencies: dict[str, int], label: Any = None, *, priority: int | None = None
-) -> Call:
-    """A single-job request, alternating between the two families of routes."""
-    body = {
-        "batch_name": f"single-{n}",
-        "tenant_id": f"tenant-{n % 7}",
-        "priority": 1 + n % 10 if priority is None else priority,
-        "dependencies": dependencies,
-        "payload": {"n": n},
-    }
-    return Call(f"/{SOURCES[n % 2]}/jobs", body, label)
-
-
-def batch(n: int, jobs: Sequence[dict[str, int]], *, atomic: bool, label: Any = None) -> Call:
-    """A batch request whose job k needs `jobs[k]`; its batch_name identifies it in the table."""
-    body = {
-        "batch_name": f"batch-{n}",
-        "jobs": [
-            {
-                "tenant_id": f"tenant-{n}-{k}",
-                "priority": 1 + (n + k) % 10,
-                "dependencies": dependencies,
-                "payload": {"batch": n, "job": k},
-            }
-            for k, dependencies in enumerate(jobs)
-        ],
-    }
-    route = "batch/atomic" if atomic else "batch"
-    return Call(f"/{SOURCES[n % 2]}/jobs/{route}", body, label)
-
-
-def burst(base_url: str, user_id: UUID, calls: Sequence[Call]) -> list[Answer]:
-    """Send every call at once from CLIENT_THREADS threads, each with its own session."""
-    local = threading.local()
-    sessions: list[requests.Session] = []
-    sessions_lock = threading.Lock()
-    # Start every thread and its session first, so thread start-up does not pace the burst.
-    start = threading.Barrier(CLIENT_THREADS)
-
-    def session() -> requests.Session:
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-            local.session.headers["X-User-ID"] = str(user_id)
-            with sessions_lock:
-                sessions.append(local.session)
-        return local.session
-
-    def wait_for_everyone() -> None:
-        session()
-        start.wait(timeout=BURST_TIMEOUT_S)
-
-    def send(call: Call) -> Answer:
-        response = session().post(base_url + call.path, json=call.body, timeout=BURST_TIMEOUT_S)
-        return Answer(call, response.status_code, response.headers, response.json())
-
-    try:
-        with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
-            for ready in [pool.submit(wait_for_everyone) for _ in range(CLIENT_THREADS)]:
-                ready.result(timeout=BURST_TIMEOUT_S)
-            futures = [pool.submit(send, call) for call in calls]
-            return [future.result(timeout=BURST_TIMEOUT_S) for future in futures]
-    finally:
-        for open_session in sessions:
-            open_session.close()
-
-
-def statuses(answers: Iterable[Answer]) -> Counter[int]:
-    """How many answers had each status code."""
-    return Counter(answer.status for answer in answers)
-
-
-def stored_jobs(db: psycopg.Connection, user_id: UUID) -> dict[str, tuple[str, str, Any, str]]:
-    """Every stored job of the user: job_id -> (status, reason, dependencies, batch_name)."""
-    rows = db.execute(
-        "SELECT job_id, status, reason, dependencies, batch_name FROM jobs WHERE user_id = %s",
-        [user_id],
-    ).fetchall()
-    return {str(row[0]): (row[1], row[2], row[3], row[4]) for row in rows}
-
-
-def accepted_cost(db: psycopg.Connection, user_id: UUID, dependency: str) -> int:
-    """The sum of `dependency` costs over the user's stored Accepted jobs."""
-    row = db.execute(
-        """
-        SELECT coalesce(sum((dependencies ->> %(dependency)s)::bigint), 0)
-          FROM jobs
-         WHERE user_id = %(user_id)s AND status = 'Accepted' AND dependencies ? %(dependency)s
-        """,
-        {"user_id": user_id, "dependency": dependency},
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def database_now(db: psycopg.Connection) -> float:
-    """The database clock, the one admission refills buckets by, in epoch seconds."""
-    row = db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
-    assert row is not None
-    return float(row[0])
-
-
-def deadlocks_detected(db: psycopg.Connection) -> int:
-    """How many deadlocks Postgres has detected in the test database, the service's included.
-
-    The service retries a deadlock (40P01) like a serialization failure, so a client never
-    sees one; only the server's counters do. A session reports its counters when it ends, so
-    the service's sessions are ended first (its pools replace them on their next use).
-    """
-    db.execute(
-        """
-        SELECT pg_terminate_backend(pid)
-          FROM pg_stat_activity
-         WHERE datname = current_database() AND application_name = 'janus'
-        """
-    )
-    deadline = time.monotonic() + BURST_TIMEOUT_S
-    while db.execute(
-        """
-        SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND application_name = 'janus'
-        """
-    ).fetchone() != (0,):
-        assert time.monotonic() < deadline, "the service's sessions did not end"
-        time.sleep(0.05)
-    row = db.execute(
-        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+# No tenant shares (1), and each tenant at half of every bucket.
+TENANT_SHARES = pytest.mark.parametrize("tenant_share", [1, 0.5], ids=["no-shares", "share-0.5"])
 
 
 def assert_rejected_for_tokens(
-    reason: str, needs: Mapping[str, int], left_at_end: Mapping[str, float]
+    reason: str,
+    needs: Mapping[str, int],
+    left_at_end: Mapping[str, float],
+    *,
+    tenant: str = "",
+    tenant_left: Mapping[str, float] | None = None,
 ) -> None:
     """The reason names one of the job's buckets, and that bucket really was short.
 
     Tokens only go down when refill is 0, so the bucket the reason names still holds less
-    than the job's cost at the end of the burst.
+    than the job's cost at the end of the burst. With tenant shares (`tenant_left`: what the
+    job's tenant has left of each dependency) the bucket may be the tenant's.
     """
     short = [name for name in needs if reason == rate_limited(name)]
-    assert len(short) == 1, (reason, needs)
-    assert needs[short[0]] > left_at_end[short[0]], (reason, needs, left_at_end)
-
-
-def assert_no_server_error(answers: Iterable[Answer], server: Any) -> None:
-    """No request ended in a 500 (or any 5xx but a 503), and gunicorn logged no traceback."""
-    failures = [(a.status, a.body) for a in answers if a.status >= 500 and a.status != 503]
-    assert failures == []
-    server_log = server.log()
-    assert "Traceback" not in server_log, server_log
-    assert "unhandled error" not in server_log, server_log
+    over = [name for name in needs if reason == over_share(tenant, name)]
+    assert len(short) + len(over) == 1, (reason, needs)
+    if short:
+        assert needs[short[0]] > left_at_end[short[0]], (reason, needs, left_at_end)
+    else:
+        assert tenant_left is not None, (reason, needs)
+        assert needs[over[0]] > tenant_left[over[0]], (reason, needs, tenant_left)
 
 
 @pytest.fixture
@@ -219,11 +77,23 @@ def server(start_gunicorn: Callable[..., Any]) -> Any:
 
 
 def make_user(
-    db: psycopg.Connection, capacities: dict[str, int], *, refill: int = 0, reserve: float = 0
+    db: psycopg.Connection,
+    capacities: dict[str, int],
+    *,
+    refill: int = 0,
+    reserve: float = 0,
+    tenant_share: float = 1,
+    min_priority: int = 1,
 ) -> UUID:
     """A user with one bucket per entry of `capacities`, all with this refill and reserve."""
     buckets = {name: {"capacity": c, "refill_per_second": refill} for name, c in capacities.items()}
-    return user_with_config(db, buckets, priority_reserve=reserve)
+    return user_with_config(
+        db,
+        buckets,
+        priority_reserve=reserve,
+        tenant_share=tenant_share,
+        min_priority=min_priority,
+    )
 
 
 def test_one_bucket_admits_exactly_its_capacity(db: psycopg.Connection, server: Any) -> None:
@@ -333,15 +203,26 @@ def test_overlapping_multi_dependency_jobs_neither_deadlock_nor_overspend(
             assert_rejected_for_tokens(answer.body["reason"], answer.call.label, left_at_end)
 
 
-def test_concurrent_atomic_batches_are_all_or_nothing(db: psycopg.Connection, server: Any) -> None:
-    """20 atomic batches of 5 jobs at once on a bucket of 30: each batch whole or not at all."""
+@TENANT_SHARES
+def test_concurrent_atomic_batches_are_all_or_nothing(
+    db: psycopg.Connection, server: Any, tenant_share: float
+) -> None:
+    """20 atomic batches of 5 jobs at once on a bucket of 30: each batch whole or not at all.
+
+    The jobs' 2 tenants take turns; under a share of 0.5 each may take 15 of the 30, so a
+    batch is also turned away when it asks one tenant for more than that tenant has left.
+    """
     capacity = 30
-    user_id = make_user(db, {"pool": capacity})
+    user_id = make_user(db, {"pool": capacity}, tenant_share=tenant_share)
     # Batch n costs 5 to 10: job k costs 2 when bit k of n is set.
     costs = {n: [1 + (n >> k & 1) for k in range(5)] for n in range(20)}
     calls = [
-        batch(n, [{"pool": cost} for cost in costs[n]], atomic=True, label=n) for n in range(20)
+        batch(n, [{"pool": cost} for cost in costs[n]], atomic=True, label=n, tenants=2)
+        for n in range(20)
     ]
+    own_reasons = {rate_limited("pool")}
+    if tenant_share < 1:
+        own_reasons |= {over_share(f"tenant-{t}", "pool") for t in range(2)}
 
     answers = burst(server.url, user_id, calls)
 
@@ -355,8 +236,8 @@ def test_concurrent_atomic_batches_are_all_or_nothing(db: psycopg.Connection, se
         elif answer.status == 207:
             reasons = [r["reason"] for r in answer.body]
             assert {r["status"] for r in answer.body} == {"Rejected"}
-            assert set(reasons) <= {rate_limited("pool"), "batch rejected atomically"}
-            assert rate_limited("pool") in reasons, reasons
+            assert set(reasons) <= own_reasons | {"batch rejected atomically"}, reasons
+            assert own_reasons & set(reasons), reasons
 
     debit = capacity - bucket_tokens(db, user_id, "pool")
     assert debit == sum(sum(costs[n]) for n in whole)
@@ -367,10 +248,22 @@ def test_concurrent_atomic_batches_are_all_or_nothing(db: psycopg.Connection, se
     }
     assert {job[0] for job in stored.values()} <= {"Accepted"}
     assert Counter(job[3] for job in stored.values()) == {f"batch-{n}": 5 for n in whole}
-    # A batch was only turned away when it did not fit in what the bucket kept to the end.
+    assert_tenant_shares_kept(db, user_id, {"pool": capacity}, tenant_share)
+    # A batch was only turned away when it did not fit in what the bucket kept to the end,
+    # or one of its tenants' costs did not fit in what that tenant's bucket kept.
+    tenant_left = tenant_left_at_end(db, user_id, {"pool": capacity}, tenant_share)
     for answer in answers:
         if answer.status == 207:
-            assert sum(costs[answer.call.label]) > capacity - debit, answer.call.label
+            jobs = answer.call.body["jobs"]
+            by_tenant = Counter[str]()
+            for one in jobs:
+                by_tenant[one["tenant_id"]] += one["dependencies"]["pool"]
+            fits_tenants = all(
+                cost <= (tenant_left(tenant) or {"pool": capacity})["pool"]
+                for tenant, cost in by_tenant.items()
+            )
+            fits_pool = sum(costs[answer.call.label]) <= capacity - debit
+            assert not (fits_pool and fits_tenants), answer.call.label
     # A 503 would be allowed (with Retry-After, taking nothing: checked above), but cannot
     # happen here: only a committed debit makes a waiting SERIALIZABLE batch fail, each such
     # commit fails it at most once, and a bucket of 30 fits at most 5 of these batches, which
@@ -441,27 +334,29 @@ def test_partial_batches_and_single_jobs_mixed_lose_nothing(
             assert_rejected_for_tokens(decision["reason"], needs, left_at_end)
 
 
+@TENANT_SHARES
 def test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact(
-    db: psycopg.Connection, server: Any
+    db: psycopg.Connection, server: Any, tenant_share: float
 ) -> None:
     """All three kinds of request at once on shared buckets: decisions, rows and tokens agree.
 
     Here READ COMMITTED writers keep debiting the buckets an atomic batch waits on, so its
     SERIALIZABLE transaction does conflict and is retried; a 503 after the retries is allowed
-    (with Retry-After, taking nothing) but must stay rare.
+    (with Retry-After, taking nothing) but must stay rare. The jobs have 2 tenants, so under a
+    share of 0.5 their two shares add up to each bucket and bind whenever one asks for more.
     """
     capacities = {"p": 150, "q": 100}
-    user_id = make_user(db, capacities)
+    user_id = make_user(db, capacities, tenant_share=tenant_share)
     job_shapes = [{"p": 1, "q": 1}, {"q": 1}, {"p": 2}, {"q": 2, "p": 1}]
     calls = []
     for n in range(180):
         jobs = [job_shapes[(n + k) % len(job_shapes)] for k in range(3)]
         if n % 3 == 0:
-            calls.append(batch(n, jobs, atomic=True, label=("atomic", jobs)))
+            calls.append(batch(n, jobs, atomic=True, label=("atomic", jobs), tenants=2))
         elif n % 3 == 1:
-            calls.append(batch(n, jobs, atomic=False, label=("partial", jobs)))
+            calls.append(batch(n, jobs, atomic=False, label=("partial", jobs), tenants=2))
         else:
-            calls.append(single(n, jobs[0], label=("single", jobs[:1])))
+            calls.append(single(n, jobs[0], label=("single", jobs[:1]), tenants=2))
 
     answers = burst(server.url, user_id, calls)
 
@@ -472,6 +367,7 @@ def test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact(
     accepted: dict[str, dict[str, int]] = {}
     rejected: dict[str, dict[str, int]] = {}
     reasons: dict[str, str] = {}
+    tenants: dict[str, str] = {}
     for answer in answers:
         kind, jobs = answer.call.label
         if answer.status == 503:
@@ -488,12 +384,14 @@ def test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact(
             results = answer.body
             expected = "Accepted" if answer.status == 202 else "Rejected"
             assert {r["status"] for r in results} == {expected}, answer
-        for result, needs in zip(results, jobs, strict=True):
+        sent = [answer.call.body] if kind == "single" else answer.call.body["jobs"]
+        for result, needs, one in zip(results, jobs, sent, strict=True):
             if result["status"] == "Accepted":
                 accepted[result["job_id"]] = needs
             elif kind != "atomic":
                 rejected[result["job_id"]] = needs
                 reasons[result["job_id"]] = result["reason"]
+                tenants[result["job_id"]] = one["tenant_id"]
 
     stored = stored_jobs(db, user_id)
     assert {job_id: job[2] for job_id, job in stored.items() if job[0] == "Accepted"} == accepted
@@ -509,23 +407,41 @@ def test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact(
         spent = sum(needs.get(name, 0) for needs in accepted.values())
         assert accepted_cost(db, user_id, name) == spent
         assert left_at_end[name] == capacity - spent, (name, spent, left_at_end)
+    assert_tenant_shares_kept(db, user_id, capacities, tenant_share)
+    tenant_left = tenant_left_at_end(db, user_id, capacities, tenant_share)
     for job_id, needs in rejected.items():
-        assert_rejected_for_tokens(reasons[job_id], needs, left_at_end)
+        tenant = tenants[job_id]
+        assert_rejected_for_tokens(
+            reasons[job_id], needs, left_at_end, tenant=tenant, tenant_left=tenant_left(tenant)
+        )
     # 60 atomic batches; a handful of 503s at most (0 or 1 in practice).
     assert counts[503] <= 6, counts
 
 
-def test_priority_reserve_holds_under_concurrency(db: psycopg.Connection, server: Any) -> None:
-    """Priority 1 stops at the reserve, priority 10 empties the bucket, even all at once."""
+@TENANT_SHARES
+def test_priority_reserve_holds_under_concurrency(
+    db: psycopg.Connection, server: Any, tenant_share: float
+) -> None:
+    """Priority 1 stops at the reserve, priority 10 empties the bucket, even all at once.
+
+    Two tenants send both priorities; under a share of 0.5 the reserve holds within each
+    tenant's bucket of 20 too.
+    """
     capacity = 40
-    user_id = make_user(db, {"openai": capacity}, reserve=0.5)
+    user_id = make_user(db, {"openai": capacity}, reserve=0.5, tenant_share=tenant_share)
     priorities = [10 if n % 2 else 1 for n in range(200)]
-    calls = [single(n, {"openai": 1}, label=p, priority=p) for n, p in enumerate(priorities)]
+    calls = [
+        single(n, {"openai": 1}, label=p, priority=p, tenant=f"tenant-{n // 2 % 2}")
+        for n, p in enumerate(priorities)
+    ]
 
     answers = burst(server.url, user_id, calls)
 
     assert_no_server_error(answers, server)
     counts = statuses(answers)
+    # Also under shares: the bucket could only keep a token if every priority 10 job turned
+    # away met an empty tenant bucket (20 taken), which at most one of the 2 tenants can be,
+    # and the other sends 50 of them.
     assert counts == {202: capacity, 429: 200 - capacity}, counts
     admitted = Counter(a.call.label for a in answers if a.status == 202)
     # Priority 1 must leave C x 0.5 x 9 / 9 = 20 tokens behind after taking one.
@@ -535,3 +451,49 @@ def test_priority_reserve_holds_under_concurrency(db: psycopg.Connection, server
     assert {job_id for job_id, job in stored.items() if job[0] == "Accepted"} == {
         a.body["job_id"] for a in answers if a.status == 202
     }
+    assert_tenant_shares_kept(db, user_id, {"openai": capacity}, tenant_share)
+    tenants = {a.call.body["tenant_id"] for a in answers}
+    allowed = {rate_limited("openai")}
+    if tenant_share < 1:
+        allowed |= {over_share(tenant, "openai") for tenant in tenants}
+        # Within its bucket of 20, a tenant's priority 1 jobs must leave 20 x 0.5 = 10.
+        low_by_tenant = Counter(
+            a.call.body["tenant_id"] for a in answers if a.status == 202 and a.call.label == 1
+        )
+        assert max(low_by_tenant.values(), default=0) <= 10, low_by_tenant
+    assert {a.body["reason"] for a in answers if a.status == 429} <= allowed
+
+
+@TENANT_SHARES
+def test_min_priority_holds_under_concurrency(
+    db: psycopg.Connection, server: Any, tenant_share: float
+) -> None:
+    """min_priority 5: every job below it is refused for that, and the rest fill the bucket.
+
+    Two tenants, each with 60 jobs at 5 or above; under a share of 0.5 each may take 20.
+    """
+    capacity = 40
+    user_id = make_user(db, {"openai": capacity}, min_priority=5, tenant_share=tenant_share)
+    calls = [single(n, {"openai": 1}, tenants=2) for n in range(200)]
+
+    answers = burst(server.url, user_id, calls)
+
+    assert_no_server_error(answers, server)
+    low = [a for a in answers if a.call.body["priority"] < 5]
+    assert len(low) == 80
+    assert {(a.status, a.body["reason"]) for a in low} == {(429, "priority too low")}
+    assert [a.headers.get("Retry-After") for a in low] == [None] * len(low)
+    # Under shares too: the bucket could only keep a token if every job at 5 or above turned
+    # away met an empty tenant bucket (20 taken), which at most one of the 2 tenants can be,
+    # and the other sends 60 such jobs.
+    assert statuses(answers)[202] == capacity
+    assert bucket_tokens(db, user_id, "openai") == 0
+    stored = stored_jobs(db, user_id)
+    assert {job_id for job_id, job in stored.items() if job[0] == "Accepted"} == {
+        a.body["job_id"] for a in answers if a.status == 202
+    }
+    assert {job_id for job_id, job in stored.items() if job[1] == "priority too low"} == {
+        a.body["job_id"] for a in low
+    }
+    taken = assert_tenant_shares_kept(db, user_id, {"openai": capacity}, tenant_share)
+    assert sum(taken.values()) == capacity

@@ -32,7 +32,9 @@ DECLARE
     activated timestamptz;
 BEGIN
     -- The user row lock serialises activations of one user (activate_config() holds it too).
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR UPDATE;
+    -- NO KEY UPDATE: storing a job takes a key-share lock on its user, so an admission holding
+    -- the buckets locked below would otherwise wait on this lock while it waits on them.
+    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
     END IF;
@@ -97,10 +99,11 @@ BEGIN
             OR t.tokens + t.refill_per_second
                           * greatest(0, extract(epoch FROM activated - t.refilled_at))
                >= t.capacity);
+    -- What is left was not full at the activation: refilled up to it at the old rate, then
+    -- clamped to the new capacity.
     UPDATE tenant_buckets t
        SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                           * tb.capacity,
-                          t.capacity,
                           t.tokens + t.refill_per_second
                                      * greatest(0, extract(epoch FROM activated - t.refilled_at))),
            capacity = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)

@@ -7,6 +7,7 @@
   answers.py    the one error shape and the contract's decisions, checked on any response
   hostile.py    hypothesis strategies (hostile and valid input), JSON written token by token
   raw_http.py   HTTP/1.1 byte for byte on a socket, for what only a real server sees
+  burst.py      many requests at once against real gunicorn, and the jobs and costs read back
   fixtures.py   users any test module may ask for (a pytest plugin conftest.py registers)
 
 Test modules import from here; a module's own example tables stay next to its tests.

@@ -46,7 +46,8 @@ def activate_config(
     """Activate a config as `activate_config()` does for the CLI; returns the version.
 
     The reserve defaults to 0 here (the contract's default is 0.2) so that tests that are not
-    about the reserve see a plain token bucket.
+    about the reserve see a plain token bucket. A `tenant_share` below 1 (or an override)
+    gives each tenant its own bucket per dependency at that share.
     """
     row = db.execute(
         "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json,"
@@ -59,7 +60,7 @@ def activate_config(
             unknown_dependencies,
             json.dumps(dependencies),
             mode,
-            tenant_share,
+            str(tenant_share),
             json.dumps(tenant_overrides or {}),
         ],
     ).fetchone()
@@ -85,6 +86,27 @@ def bucket_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> flo
     ).fetchone()
     assert row is not None
     return float(row[0])
+
+
+def tenant_tokens(
+    db: psycopg.Connection, user_id: UUID, dependency: str, tenant_id: str
+) -> float | None:
+    """The tenant bucket's tokens as of now; None when it has no row (a full bucket)."""
+    row = db.execute(
+        "SELECT tokens_now FROM tenant_buckets_now"
+        " WHERE user_id = %s AND dependency = %s AND tenant_id = %s",
+        [user_id, dependency, tenant_id],
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+def tenant_bucket_rows(db: psycopg.Connection, user_id: UUID) -> dict[tuple[str, str], float]:
+    """Every stored tenant bucket of the user: (dependency, tenant_id) -> stored tokens."""
+    rows = db.execute(
+        "SELECT dependency, tenant_id, tokens FROM tenant_buckets WHERE user_id = %s",
+        [user_id],
+    ).fetchall()
+    return {(row[0], row[1]): float(row[2]) for row in rows}
 
 
 def jobs_of(db: psycopg.Connection, user_id: UUID) -> int:

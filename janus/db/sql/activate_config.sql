@@ -32,8 +32,10 @@ AS $fn$
 DECLARE
     new_version integer;
 BEGIN
-    -- The user row lock serialises activations of one user, so versions never collide.
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR UPDATE;
+    -- The user row lock serialises activations of one user, so versions never collide. NO KEY
+    -- UPDATE, as set_paused() takes it: a request holding buckets this activation waits for
+    -- takes a key-share lock on the user when it stores its jobs, and must not wait on this.
+    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
     END IF;

@@ -285,8 +285,9 @@ DELETE FROM jobs
 -- The dashboard's config calls: the user's row lock, the one activate_config() takes, held
 -- first so that a version check and the activation after it see no activation in between
 -- (two PUTs with the same If-Match: the second waits, then sees the first's version). No row:
--- unknown user.
-SELECT 1 FROM users WHERE user_id = %(user_id)s FOR UPDATE
+-- unknown user. NO KEY UPDATE, as activate_config() takes it: admissions storing jobs take
+-- key-share locks on the user, and an activation waits for their buckets.
+SELECT 1 FROM users WHERE user_id = %(user_id)s FOR NO KEY UPDATE
 
 -- config_versions --
 -- A user's config versions newest first, as the dashboard shows them: only the active one
