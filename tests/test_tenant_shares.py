@@ -485,11 +485,13 @@ def test_rollback_brings_the_tenant_buckets_to_the_old_version(
     assert tenant_bucket(db, user_id, "openai", "b") == (20, 0, 20)
     assert decision(submit(app_client, user_id, "a", 21)) == (429, over_share("a"), None)
 
-    # Forward again to 0.5: clamped tokens stay clamped; a grown capacity gives nothing back.
+    # Forward again to 0.5: both are full at the activation, so both start full at 50, as a
+    # tenant whose full bucket `janus prune` had deleted would (no row is a full bucket).
     again = app_client.simulate_post(f"{VERSIONS}/{v2}/activate", headers=headers_for(user_id))
     assert again.status_code == 200, again.text
-    assert tenant_bucket(db, user_id, "openai", "a") == (50, 0, 20)
-    assert decision(submit(app_client, user_id, "a", 21)) == (429, over_share("a"), None)
+    assert tenant_bucket_rows(db, user_id) == {}
+    assert accepted(submit(app_client, user_id, "a", 21))
+    assert tenant_bucket(db, user_id, "openai", "a") == (50, 0, 29)
 
     # And back to a version without shares: no tenant bucket is left.
     v3 = put_config(app_client, user_id, _shared_config(1))
