@@ -20,7 +20,6 @@ import psycopg
 import pytest
 import requests
 
-from janus.cli import main
 from janus.db.maintenance import prune_full_tenant_buckets
 from tests.support.answers import Answer
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, headers_for, post_json
@@ -557,29 +556,6 @@ def test_prune_deletes_full_tenant_buckets_only_and_a_pruned_tenant_is_full(
     assert accepted(submit(app_client, user_id, "refilled", 50))
     assert decision(submit(app_client, user_id, "refilled", 1))[1] == over_share("refilled")
     assert prune_full_tenant_buckets(db) == 0
-
-
-def test_janus_prune_deletes_the_full_tenant_buckets_and_says_how_many(
-    app_client: falcon.testing.TestClient,
-    db: psycopg.Connection,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    user_id = user_with_config(db, {"openai": limits(100, 100)}, tenant_share=0.5)
-    for tenant in ("a", "b", "c"):
-        assert accepted(submit(app_client, user_id, tenant, 1))
-    drained = user_with_config(db, {"openai": limits(10)}, tenant_share=0.5)
-    assert accepted(submit(app_client, drained, "a", 1))
-    time.sleep(0.1)  # 1 token at 50/s: full again after 0.02 s
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    capsys.readouterr()
-
-    assert main(["prune"]) == 0
-
-    assert "pruned 3 tenant buckets full again" in capsys.readouterr().out
-    assert tenant_bucket_rows(db, user_id) == {}
-    assert tenant_bucket_rows(db, drained) == {("openai", "a"): 4}
 
 
 def test_prune_refuses_a_connection_in_a_transaction(database_url: str) -> None:

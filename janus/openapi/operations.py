@@ -662,6 +662,21 @@ _JOB_SUMMARY = {
     "attempts": 0,
 }
 
+# One job as GET /dashboard/jobs/{job_id} shows it, queued for workers.
+_QUEUED_JOB = {
+    **_JOB_SUMMARY,
+    "dependencies": {"openai": 2, "stripe": 1},
+    "payload": {"custom_key": "custom_value"},
+    "lease_expires_at": None,
+    "finished_at": None,
+    "actual_costs": None,
+    "result": None,
+    "error": None,
+    "config_version": 3,
+    "shadow_status": None,
+    "shadow_reason": None,
+}
+
 
 def _history_routes() -> list[Operation]:
     """The dashboard's reads: the job history, one job, the buckets now."""
@@ -701,28 +716,9 @@ def _history_routes() -> list[Operation]:
                     "The job; the payload and result exactly as they were sent.",
                     JobDetailSchema,
                     {
-                        "queued": {
-                            **_JOB_SUMMARY,
-                            "dependencies": {"openai": 2, "stripe": 1},
-                            "payload": {"custom_key": "custom_value"},
-                            "lease_expires_at": None,
-                            "finished_at": None,
-                            "actual_costs": None,
-                            "result": None,
-                            "error": None,
-                            "config_version": 3,
-                            "shadow_status": None,
-                            "shadow_reason": None,
-                        },
+                        "queued": _QUEUED_JOB,
                         "shadow": {
-                            **_JOB_SUMMARY,
-                            "dependencies": {"openai": 2, "stripe": 1},
-                            "payload": {"custom_key": "custom_value"},
-                            "lease_expires_at": None,
-                            "finished_at": None,
-                            "actual_costs": None,
-                            "result": None,
-                            "error": None,
+                            **_QUEUED_JOB,
                             "config_version": 4,
                             "shadow_status": "Rejected",
                             "shadow_reason": "dependency 'openai' rate limit exceeded",
