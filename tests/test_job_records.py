@@ -148,6 +148,7 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
         "pruned 0 expired idempotency keys",
         "pruned 2 rejected jobs older than 7 days",
         "pruned 0 completed or failed jobs past their config's retention_days",
+        "pruned 0 tenant buckets full again",
     ]
     assert jobs_of(db, old) == ["Accepted"]
     assert jobs_of(db, recent) == ["Accepted", "Rejected", "Rejected"]
