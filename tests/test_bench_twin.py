@@ -1,6 +1,7 @@
 """The bare twin of `make bench` (bench/twin/): its SQL decides an exact token bucket, its app
-answers a job and a batch, and its gunicorn serves as Janus's does (workers, worker class,
-threads), read from Janus's own gunicorn.conf.py.
+answers a job and a batch, its gunicorn serves as Janus's does (workers, worker class,
+threads), read from Janus's own gunicorn.conf.py, and the report sets its CPU per decision
+next to Janus's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import pytest
 import requests
 from psycopg_pool import ConnectionPool
 
+from bench.drivers import LoadResult
+from bench.report import ScenarioResult, decision_cpu_table
+from bench.scenarios import SCENARIOS
 from bench.twin import database as twin_database
 from bench.twin import server as twin_server
 from bench.twin.app import BUCKET, create_app
@@ -229,3 +233,27 @@ def test_the_twin_serves_under_gunicorn(
     assert stored(twin_db) == {"Accepted": 11}
     assert "Using worker: janus.worker.JanusWorker" in twin.log()
     assert fault_lines(twin.log()) == []
+
+
+# --- The report -------------------------------------------------------------------------------
+
+
+def test_cpu_per_decision_sets_each_pair_apart() -> None:
+    scenarios = {scenario.name: scenario for scenario in SCENARIOS}
+
+    def measured(name: str, answers: int, cpu_s: dict[str, float]) -> ScenarioResult:
+        scenario = scenarios[name]
+        load = LoadResult(10.0, answers, {str(scenario.expect): answers}, {}, output="")
+        return ScenarioResult(scenario, load, {}, cpu_s=cpu_s)
+
+    results = {
+        "single-hot": measured("single-hot", 1000, {"app": 2.0, "postgres": 1.5, "load": 0.1}),
+        "twin-single": measured("twin-single", 2000, {"app": 2.0, "postgres": 1.0}),
+    }
+
+    assert results["single-hot"].cpu_us_per_decision == {"app": 2000.0, "postgres": 1500.0}
+    assert decision_cpu_table(results)[1:] == [
+        "single-hot                  2,000  1,500   3,500",
+        "twin-single                 1,000    500   1,500",
+        "  single-hot / twin-single   2.0x   3.0x    2.3x",
+    ]
