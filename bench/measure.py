@@ -1,5 +1,8 @@
 """How each number is made: a scenario driven by wrk or pgbench, the CPU of each party read
 around it, warm-up, quiet and noise, the soak minute by minute, and the jobs stored.
+
+The twin's scenarios (driver "twin") are sent by wrk to the twin's gunicorn instead of
+Janus's, and for them that gunicorn is the `app` party; the other, idle, counts as `other`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from bench.drivers import (
 )
 from bench.pgbench_script import pgbench_binary, pgbench_params, pgbench_script
 from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
+from bench.twin import database as twin_database
+from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
 
 SOAK_MINUTE_S = 60
@@ -66,7 +71,17 @@ class Bench:
     users: Mapping[str, list[UUID]]
     workdir: Path
     run_dir: Path
+    # The parties whose CPU is read around each run: "app" (Janus's gunicorn), "postgres".
     cpu_roots: Mapping[str, int]
+    # The bare twin's gunicorn, when a twin scenario was chosen.
+    twin: Service | None = None
+
+    def cpu_roots_for(self, scenario: Scenario) -> Mapping[str, int]:
+        """The parties of `scenario`: the twin's gunicorn is the `app` of the twin's runs."""
+        if scenario.driver == "twin":
+            assert self.twin is not None
+            return {**self.cpu_roots, "app": self.twin.master_pid}
+        return self.cpu_roots
 
     def http_load(self, scenario: Scenario) -> HttpLoad:
         """The wrk run of `scenario`, its body and users written to files for the Lua."""
@@ -77,15 +92,19 @@ class Bench:
         if scenario.name in self.users:
             users_file = self.workdir / f"{scenario.name}.users"
             users_file.write_text("".join(f"{user}\n" for user in self.users[scenario.name]))
+        base_url = self.service.url
+        if scenario.driver == "twin":
+            assert self.twin is not None
+            base_url = self.twin.url
         if scenario.kind == "claim":
             assert body_file is not None and users_file is not None
             return HttpLoad(
-                self.service.url,
+                base_url,
                 QUEUE_LUA_SCRIPT,
                 [scenario.path, COMPLETE_PATH, str(body_file), str(users_file)],
             )
         return HttpLoad(
-            self.service.url,
+            base_url,
             LUA_SCRIPT,
             [scenario.method, scenario.path, str(body_file or "-"), str(users_file or "-")],
         )
@@ -159,8 +178,10 @@ class Bench:
                 self.fill_queue(scenario, self.args.duration)
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
-            load, cpu = self.drive_timed(scenario, self.args.duration)
-            result = report.ScenarioResult(scenario, load, cpu, window=(started_at, self._now()))
+            load, cpu, cpu_s = self.drive_timed(scenario, self.args.duration)
+            result = report.ScenarioResult(
+                scenario, load, cpu, cpu_s=cpu_s, window=(started_at, self._now())
+            )
             result.autovacuums = self.autovacuums() - autovacuums
             if scenario.kind == "claim":
                 result.queue_left = queued_jobs(self.conn, self.users[scenario.name])
@@ -180,19 +201,31 @@ class Bench:
 
     def drive_timed(
         self, scenario: Scenario, duration_s: float
-    ) -> tuple[LoadResult, dict[str, float]]:
-        """One run of `scenario`, and the CPU each party used during it (procstat.cpu_percent)."""
-        before, started = procstat.read_cpu(self.cpu_roots), time.monotonic()
+    ) -> tuple[LoadResult, dict[str, float], dict[str, float]]:
+        """One run of `scenario`, and the CPU each party used during it: in % of a core
+        (procstat.cpu_percent) and in seconds (procstat.cpu_seconds)."""
+        roots = self.cpu_roots_for(scenario)
+        before, started = procstat.read_cpu(roots), time.monotonic()
         load = self.drive(scenario, duration_s)
-        after, wall_s = procstat.read_cpu(self.cpu_roots), time.monotonic() - started
-        return load, procstat.cpu_percent(before, after, wall_s)
+        after, wall_s = procstat.read_cpu(roots), time.monotonic() - started
+        return (
+            load,
+            procstat.cpu_percent(before, after, wall_s),
+            procstat.cpu_seconds(before, after),
+        )
 
     def count_stored_jobs(self, result: report.ScenarioResult) -> None:
         """Fill in how many jobs the scenario's users got stored during its run, by status.
 
-        For a claim scenario: how many of its user's jobs finished during the run, by state.
+        For a claim scenario: how many of its user's jobs finished during the run, by state;
+        for the twin's: how many of its bucket's jobs it stored during the run, by status.
         """
-        if result.name not in self.users or result.window is None:
+        if result.window is None:
+            return
+        if result.scenario.driver == "twin":
+            result.stored_jobs = twin_database.stored_jobs(self.conn, TWIN_BUCKET, *result.window)
+            return
+        if result.name not in self.users:
             return
         if result.scenario.kind == "claim":
             rows = self.conn.execute(
@@ -247,7 +280,7 @@ def soak(bench: Bench, scenario: Scenario, minutes: int) -> list[report.SoakMinu
     results = []
     wal_mb, checkpoints = bench.wal_and_checkpoints()
     for minute in range(1, minutes + 1):
-        load, cpu = bench.drive_timed(scenario, SOAK_MINUTE_S)
+        load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
         rows, size_mb = bench.jobs_table()
         wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
         result = report.SoakMinute(
@@ -288,3 +321,6 @@ class Run:
     worker_count: int
     # As gunicorn named it at start-up ("Using worker: ..."), e.g. janus.worker.JanusWorker.
     worker_class: str
+    # The same of the twin's gunicorn; None when no twin scenario ran.
+    twin_worker_count: int | None = None
+    twin_worker_class: str | None = None

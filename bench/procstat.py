@@ -99,16 +99,20 @@ def read_cpu(roots: Mapping[str, int]) -> CpuReading:
     )
 
 
+def cpu_seconds(before: CpuReading, after: CpuReading) -> dict[str, float]:
+    """CPU seconds each group, and the load generator (`load`), used between two readings."""
+    used = {name: after.groups[name] - before.groups[name] for name in after.groups}
+    used["load"] = after.load - before.load
+    return used
+
+
 def cpu_percent(before: CpuReading, after: CpuReading, wall_s: float) -> dict[str, float]:
     """Each group's CPU between two readings, in % of one core (2 cores: up to 200).
 
     `machine` is what the whole machine used, `other` what neither the groups nor the load
     generator did: other engineers' tests, other services. A large `other` is a noisy run.
     """
-    shares = {
-        name: 100 * (after.groups[name] - before.groups[name]) / wall_s for name in after.groups
-    }
-    shares["load"] = 100 * (after.load - before.load) / wall_s
+    shares = {name: 100 * used / wall_s for name, used in cpu_seconds(before, after).items()}
     accounted = sum(shares.values())
     shares["machine"] = 100 * (after.machine_busy - before.machine_busy) / wall_s
     shares["other"] = max(0.0, shares["machine"] - accounted)

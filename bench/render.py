@@ -57,6 +57,15 @@ def redacted(database_url: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
+def _twin_line(run: Run) -> str:
+    """How the twin's gunicorn ran, when it did: "the same" when it matches Janus's."""
+    if run.twin_worker_count is None:
+        return ""
+    if (run.twin_worker_count, run.twin_worker_class) == (run.worker_count, run.worker_class):
+        return ", the twin's the same"
+    return f", the twin's {run.twin_worker_count} workers ({run.twin_worker_class})"
+
+
 def noisy(run: Run) -> list[str]:
     """The scenarios (and soak minutes) while other processes took over NOISY_OTHER_PERCENT."""
     measured = [(name, result.cpu) for name, result in run.results.items()]
@@ -87,17 +96,27 @@ def render(
         f"shared_buffers {server['shared_buffers']}",
         f"load: {facts['wrk']} and {facts['pgbench']}, {args.connections} connections on "
         f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s "
-        f"warm-up; gunicorn {run.worker_count} workers ({run.worker_class})",
+        f"warm-up; gunicorn {run.worker_count} workers ({run.worker_class}){_twin_line(run)}",
         "",
         *report.scenario_table(run.results),
         "",
         "vs pgbench: jobs/s over its pgbench ceiling (the same admit_jobs_once call without "
-        "HTTP); vs /health: req/s over GET /health's;",
-        "x single: jobs/s as a multiple of single-hot's; CPU%: of one core, gunicorn / "
-        "postgres / wrk or pgbench / everything else (high: a noisy run); !: unexpected.",
+        "HTTP); vs twin: jobs/s over the bare twin's",
+        "(bench/twin/: the same requests, one SELECT admit() each); vs /health: req/s over "
+        "GET /health's; x single: jobs/s as a multiple of single-hot's;",
+        "CPU%: of one core, gunicorn (the twin's on its rows) / postgres / wrk or pgbench / "
+        "everything else (high: a noisy run); !: unexpected.",
         "claim-complete: jobs/s counts only jobs a batch complete answered completed; "
         "req/s, p50 and p99 mix its claims and completes.",
     ]
+    decision_cpu = report.decision_cpu_table(run.results)
+    if decision_cpu:
+        lines += [
+            "",
+            *decision_cpu,
+            "CPU seconds of each party during the run over the jobs it decided; app: Janus's "
+            "gunicorn, or the twin's on the twin's rows.",
+        ]
     if run.soak:
         lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(run.soak)]
     vacuumed = [

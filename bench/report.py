@@ -21,6 +21,8 @@ from bench.scenarios import (
 
 # The CPU column: gunicorn, Postgres, the load generator, everything else.
 CPU_GROUPS = ("app", "postgres", "load", "other")
+# The parties whose CPU per decision is reported: gunicorn (Janus's or the twin's), Postgres.
+DECISION_CPU_GROUPS = ("app", "postgres")
 
 
 @dataclass
@@ -40,6 +42,8 @@ class ScenarioResult:
     autovacuums: int = 0
     # A claim scenario: jobs still queued after the run (0: the queue may have run dry).
     queue_left: int | None = None
+    # CPU seconds each party used during the run (the same reading as `cpu`).
+    cpu_s: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -65,6 +69,26 @@ class ScenarioResult:
             # Only jobs a batch complete answered "completed"; a claim alone counts nothing.
             return self.load.counters.get("completed", 0) / self.load.wall_s
         return self.decided_requests * self.scenario.jobs / self.load.wall_s
+
+    @property
+    def decisions(self) -> int | None:
+        """Jobs decided during the run (None for /health); a claim's: jobs completed."""
+        if self.scenario.kind == "health":
+            return None
+        if self.scenario.kind == "claim":
+            return self.load.counters.get("completed", 0)
+        return self.decided_requests * self.scenario.jobs
+
+    @property
+    def cpu_us_per_decision(self) -> dict[str, float]:
+        """CPU microseconds each party (gunicorn, Postgres) spent per job decided in the run."""
+        if not self.decisions:
+            return {}
+        return {
+            name: self.cpu_s[name] / self.decisions * 1e6
+            for name in DECISION_CPU_GROUPS
+            if name in self.cpu_s
+        }
 
     @property
     def p99_over_p50(self) -> float:
@@ -139,8 +163,9 @@ def ratios(
 ) -> dict[str, float | None]:
     """The ratios printed next to a scenario of the service.
 
-    vs_sql: its jobs/s over its pgbench ceiling's; vs_health (single jobs): its requests/s
-    over /health's; x_single (batches): its jobs/s as a multiple of the single hot bucket's.
+    vs_sql: its jobs/s over its pgbench ceiling's; vs_twin: its jobs/s over the bare twin's
+    for the same requests; vs_health (single jobs): its requests/s over /health's; x_single
+    (batches): its jobs/s as a multiple of the single hot bucket's.
     """
     scenario = result.scenario
     if scenario.driver != "wrk" or scenario.kind == "health":
@@ -148,6 +173,8 @@ def ratios(
     found: dict[str, float | None] = {}
     if scenario.sql_ceiling:
         found["vs_sql"] = _ratio(results, scenario.name, scenario.sql_ceiling, "jobs_per_s")
+    if scenario.twin_ceiling:
+        found["vs_twin"] = _ratio(results, scenario.name, scenario.twin_ceiling, "jobs_per_s")
     if scenario.kind == "single":
         found["vs_health"] = _ratio(results, scenario.name, HEALTH, "requests_per_s")
     else:
@@ -242,7 +269,7 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
     """One row per scenario: rates, latency, ratios to the ceilings, CPU, every status."""
     header = (
         "scenario", "req/s", "jobs/s", "p50 ms", "p99 ms", "p99/p50",
-        "vs pgbench", "vs /health", "x single", "CPU% app/pg/load/other", "statuses",
+        "vs pgbench", "vs twin", "vs /health", "x single", "CPU% app/pg/load/other", "statuses",
     )  # fmt: skip
     rows = []
     for result in results.values():
@@ -257,13 +284,57 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
                 _ms(latency["p99"]),
                 f"{result.p99_over_p50:.1f}",
                 _percent(found.get("vs_sql")),
+                _percent(found.get("vs_twin")),
                 _percent(found.get("vs_health")),
                 _multiple(found.get("x_single")),
                 _cpu(result.cpu),
                 _outcomes(result),
             )
         )
-    return aligned(header, rows, left_columns={0, 10})
+    return aligned(header, rows, left_columns={0, 11})
+
+
+def _microseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def decision_cpu_table(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """CPU microseconds per decision, gunicorn and Postgres apart, of each scenario of the
+    service that has a twin and of its twin, with the service's as a multiple of the twin's.
+    """
+    header = ("CPU µs per decision", "app", "pg", "app+pg")
+    rows = []
+    for result in results.values():
+        twin_name = result.scenario.twin_ceiling
+        if twin_name is None or twin_name not in results:
+            continue
+        pair = [result.cpu_us_per_decision, results[twin_name].cpu_us_per_decision]
+        sums = [
+            sum(used.values()) if len(used) == len(DECISION_CPU_GROUPS) else None for used in pair
+        ]
+        for name, used, total in zip((result.name, twin_name), pair, sums, strict=True):
+            rows.append(
+                (
+                    name,
+                    *(_microseconds(used.get(group)) for group in DECISION_CPU_GROUPS),
+                    _microseconds(total),
+                )
+            )
+        multiples = [_over(pair[0].get(group), pair[1].get(group)) for group in DECISION_CPU_GROUPS]
+        rows.append(
+            (
+                f"  {result.name} / {twin_name}",
+                *(_multiple(value) for value in multiples),
+                _multiple(_over(sums[0], sums[1])),
+            )
+        )
+    if not rows:
+        return []
+    return aligned(header, rows, left_columns={0})
+
+
+def _over(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else value / base
 
 
 def check_table(checks: Sequence[Check]) -> list[str]:
@@ -388,6 +459,11 @@ def result_document(
             for name, value in ratios(results, result).items()
         },
         "cpu_percent": {name: round(value, 1) for name, value in result.cpu.items()},
+        "cpu_seconds": {name: round(value, 3) for name, value in result.cpu_s.items()},
+        "decisions": result.decisions,
+        "cpu_us_per_decision": {
+            name: round(value, 1) for name, value in result.cpu_us_per_decision.items()
+        },
         "autovacuums": result.autovacuums,
         "stored_jobs": result.stored_jobs,
         "counters": result.load.counters,

@@ -4,22 +4,25 @@
 
 It starts a throwaway embedded PostgreSQL (or uses DATABASE_URL), migrates it, provisions
 the users and configs of every scenario (bench/scenarios.py), starts the service as the
-Procfile's web line does, and runs each scenario with wrk (the service) or pgbench (the SQL
-alone), a short unrecorded warm-up first. It prints one table, the targets with PASS/FAIL,
-and writes everything as JSON under bench/results/. Exit status: 0 once the bench has run,
-whatever it found (a FAIL or an unexpected status is a finding, printed); with --strict, 1
-when a target FAILs or any answer was unexpected.
+Procfile's web line does, and, when a twin scenario is chosen, the bare twin (bench/twin/)
+next to it with the same gunicorn workers. It runs each scenario with wrk (the service, the
+twin) or pgbench (the SQL alone), a short unrecorded warm-up first. It prints one table, the
+targets with PASS/FAIL, and writes everything as JSON under bench/results/. Exit status: 0
+once the bench has run, whatever it found (a FAIL or an unexpected status is a finding,
+printed); with --strict, 1 when a target FAILs or any answer was unexpected.
 
 The parts, one concern each: arguments.py (the options), database.py (the database, its
 migration and the scenarios' users), scenarios.py (what is measured and the targets),
 measure.py (how: warm-up, wrk or pgbench through drivers.py, CPU from procstat.py, the soak),
 pgbench_script.py (the SQL of the pgbench ceilings), report.py (ratios, checks, tables) and
-render.py (the printed report). The service is gunicorn from devtools.service.
+render.py (the printed report). The service is gunicorn from devtools.service; the twin is
+bench/twin/ (app, schema, gunicorn settings, server.py to start it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -27,9 +30,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -38,7 +42,16 @@ from bench.common import REPO_ROOT, RESULTS_DIR, BenchError, say
 from bench.database import database, migrate, postmaster_pid, provision, server_facts
 from bench.drivers import LoadError
 from bench.pgbench_script import pgbench_binary
-from bench.scenarios import SCENARIOS, SOAK_SCENARIO, Scenario
+from bench.scenarios import (
+    SCENARIOS,
+    SOAK_SCENARIO,
+    TWIN_CAPACITY,
+    TWIN_REFILL_PER_SECOND,
+    Scenario,
+)
+from bench.twin import database as twin_database
+from bench.twin import server as twin_server
+from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools import localdb
 from devtools.service import Service, ServiceError
 from janus.settings import SettingsError
@@ -50,6 +63,31 @@ def _worker_class(log_path: Path) -> str:
     """The worker class gunicorn reported using (its setting may come from the environment)."""
     found = re.search(r"Using worker: (\S+)", log_path.read_text(errors="replace"))
     return found.group(1) if found else "unknown"
+
+
+@contextlib.contextmanager
+def _twin(
+    chosen: Sequence[Scenario],
+    database_url: str,
+    conn: psycopg.Connection[Any],
+    service: Service,
+    run_dir: Path,
+) -> Iterator[Service | None]:
+    """The bare twin, serving with as many workers as `service`, when a twin scenario is
+    chosen (its schema loaded and its bucket full); stopped on leaving."""
+    if not any(scenario.driver == "twin" for scenario in chosen):
+        yield None
+        return
+    say("loading the twin's schema and starting it ...")
+    twin_database.install(conn)
+    twin_database.fill_bucket(conn, TWIN_BUCKET, TWIN_CAPACITY, TWIN_REFILL_PER_SECOND)
+    with twin_server.start(
+        database_url,
+        run_dir / "twin-gunicorn.log",
+        workers=len(procstat.children(service.master_pid)),
+        timeout_s=SERVER_START_TIMEOUT_S,
+    ) as twin:
+        yield twin
 
 
 def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) -> measure.Run:
@@ -75,13 +113,14 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                     new_session=True,
                     timeout_s=SERVER_START_TIMEOUT_S,
                 ) as service,
+                _twin(chosen, database_url, conn, service, run_dir) as twin,
             ):
                 cpu_roots = {"app": service.master_pid}
                 postmaster = postmaster_pid(conn)
                 if postmaster is not None:
                     cpu_roots["postgres"] = postmaster
                 bench = measure.Bench(
-                    args, database_url, conn, service, users, workdir, run_dir, cpu_roots
+                    args, database_url, conn, service, users, workdir, run_dir, cpu_roots, twin
                 )
                 worker_count = len(procstat.children(service.master_pid))
                 say(
@@ -114,6 +153,10 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                     database_origin=database_origin,
                     worker_count=worker_count,
                     worker_class=_worker_class(run_dir / "gunicorn.log"),
+                    twin_worker_count=(
+                        None if twin is None else len(procstat.children(twin.master_pid))
+                    ),
+                    twin_worker_class=None if twin is None else _worker_class(twin.log_path),
                 )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -156,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": args.threads,
         "gunicorn_workers": run.worker_count,
         "gunicorn_worker_class": run.worker_class,
+        "twin_gunicorn_workers": run.twin_worker_count,
+        "twin_gunicorn_worker_class": run.twin_worker_class,
         "janus_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("JANUS_")},
         "revision": render.git_revision(),
         "machine_busy_before_percent": round(busy_before, 1),
@@ -194,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (run_dir / "table.txt").write_text(table + "\n")
     print(
         f"\nwritten: {(run_dir / 'results.json').relative_to(REPO_ROOT)} "
-        "(and table.txt, gunicorn.log, the pgbench scripts)"
+        "(and table.txt, the gunicorn logs, the pgbench scripts)"
     )
     failed = unexpected or any(check.passed is False for check in checks)
     return 1 if args.strict and failed else 0

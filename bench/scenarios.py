@@ -1,10 +1,10 @@
 """What `make bench` measures: the scenarios, the ceilings they are read against, the targets.
 
 A scenario is one line of SCENARIOS: it names a route (or, for the ceilings, the SQL alone
-under pgbench), how many jobs a request carries, how many users share the load and what
-config they have. bench/database.py provisions its users, bench/run.py runs the scenarios in
-table order (bench/measure.py measures each) and bench/report.py prints each as one row; a
-target is one line of TARGETS.
+under pgbench, or the bare twin of bench/twin/), how many jobs a request carries, how many
+users share the load and what config they have. bench/database.py provisions its users,
+bench/run.py runs the scenarios in table order (bench/measure.py measures each) and
+bench/report.py prints each as one row; a target is one line of TARGETS.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 # "claim": workers draining a queue, each claim acknowledged by one batch complete.
 Kind = Literal["health", "single", "partial", "atomic", "claim"]
-Driver = Literal["wrk", "pgbench"]
+# "twin": wrk against the bare twin (bench/twin/), the same requests as the service's.
+Driver = Literal["wrk", "pgbench", "twin"]
 
 # The seed API's single job: two dependencies and a small payload.
 JOB: dict[str, Any] = {
@@ -41,6 +42,11 @@ EMPTY = bucket_config(100, 0)
 HEALTH = "health"
 SQL_SINGLE = "pgbench-single"
 SQL_BATCH = "pgbench-100"
+TWIN_SINGLE = "twin-single"
+TWIN_BATCH = "twin-100"
+# The twin's one bucket: so large that no run can empty it, as UNLIMITED.
+TWIN_CAPACITY = 10**12
+TWIN_REFILL_PER_SECOND = 10**9
 # Batch scenarios are also read as a multiple of this one's jobs/s.
 SINGLE_BASELINE = "single-hot"
 
@@ -72,6 +78,8 @@ class Scenario:
     driver: Driver = "wrk"
     # The pgbench scenario (same SQL, no HTTP) whose jobs/s this one is divided by.
     sql_ceiling: str | None = None
+    # The twin scenario (same requests, the bare app) whose jobs/s this one is divided by.
+    twin_ceiling: str | None = None
 
     @property
     def method(self) -> str:
@@ -81,6 +89,8 @@ class Scenario:
     @property
     def path(self) -> str:
         """The route each request goes to."""
+        if self.driver == "twin":
+            return {"single": "/jobs", "partial": "/jobs/batch"}[self.kind]
         return {
             "health": "/health",
             "single": "/dashboard/jobs",
@@ -127,7 +137,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     # The service.
     Scenario(
         SINGLE_BASELINE, "single", "1 job accepted, one hot bucket",
-        config=UNLIMITED, sql_ceiling=SQL_SINGLE,
+        config=UNLIMITED, sql_ceiling=SQL_SINGLE, twin_ceiling=TWIN_SINGLE,
+    ),
+    # Each twin scenario runs right after its counterpart: same body, same wrk script.
+    Scenario(
+        TWIN_SINGLE, "single", "the bare twin: 1 job accepted, one hot bucket",
+        driver="twin",
     ),
     Scenario(
         "single-spread", "single", "1 job accepted, 100 users",
@@ -139,7 +154,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "partial-100", "partial", "partial batch of 100 accepted",
-        jobs=100, config=UNLIMITED, expect=200, sql_ceiling=SQL_BATCH,
+        jobs=100, config=UNLIMITED, expect=200, sql_ceiling=SQL_BATCH, twin_ceiling=TWIN_BATCH,
+    ),
+    Scenario(
+        TWIN_BATCH, "partial", "the bare twin: partial batch of 100 accepted",
+        jobs=100, expect=200, driver="twin",
     ),
     Scenario(
         "partial-1000", "partial", "partial batch of 1000 accepted",
@@ -173,6 +192,9 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     Target(SINGLE_BASELINE, SQL_SINGLE, "requests_per_s", 0.60),
     Target(SINGLE_BASELINE, HEALTH, "requests_per_s", 0.25),
+    # Janus next to the least a service of its design can do (bench/twin/).
+    Target(SINGLE_BASELINE, TWIN_SINGLE, "jobs_per_s", 0.90),
+    Target("partial-100", TWIN_BATCH, "jobs_per_s", 0.90),
     Target("single-rejected", SINGLE_BASELINE, "requests_per_s", 1.0),
     Target("partial-100", SINGLE_BASELINE, "jobs_per_s", 20),
     Target("partial-1000", SINGLE_BASELINE, "jobs_per_s", 30),
