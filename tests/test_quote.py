@@ -185,7 +185,12 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[Decision]]
     ids=[scenario[0] for scenario in SCENARIOS],
 )
 def test_a_quote_then_the_real_request_decide_alike_and_the_quote_changes_nothing(
-    app_client, db, prefix, first, body, expected
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    prefix: str,
+    first: list[dict[str, Any]],
+    body: dict[str, Any],
+    expected: list[tuple[str, str, int | None]],
 ) -> None:
     user_id = fresh_user(db)
     for setup in first:
@@ -211,7 +216,9 @@ def test_a_quote_then_the_real_request_decide_alike_and_the_quote_changes_nothin
         assert answer["results"][0]["retry_after"] == int(result.headers["Retry-After"])
 
 
-def test_a_series_of_quotes_on_both_families_changes_no_table(app_client, db) -> None:
+def test_a_series_of_quotes_on_both_families_changes_no_table(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     """Every kind of quote, one after another, with and without an unused Idempotency-Key."""
     user_id = fresh_user(db)
     assert (
@@ -254,7 +261,7 @@ BAD_BATCHES = [
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_what_the_real_routes_refuse_with_400_the_quote_refuses_alike(
-    app_client, db, prefix
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
 ) -> None:
     user_id = fresh_user(db)
     before = snapshot(db)
@@ -285,14 +292,21 @@ def test_what_the_real_routes_refuse_with_400_the_quote_refuses_alike(
         ({**batch(job(5)), "atomic": "true"}, {"atomic"}),
     ],
 )
-def test_a_body_of_neither_shape_is_refused_naming_its_fields(app_client, db, body, fields) -> None:
+def test_a_body_of_neither_shape_is_refused_naming_its_fields(
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    body: dict[str, Any],
+    fields: set[str],
+) -> None:
     user_id = fresh_user(db)
     for prefix in PREFIXES:
         refusal = assert_clear_error(post_json(app_client, f"{prefix}/quote", user_id, body), 400)
         assert set(refusal["errors"]) == fields
 
 
-def test_a_quote_is_refused_as_the_real_request_for_user_and_media(app_client, db) -> None:
+def test_a_quote_is_refused_as_the_real_request_for_user_and_media(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     paused = fresh_user(db, paused=True)
     without_config = create_user(db)
     active = fresh_user(db)
@@ -332,7 +346,7 @@ def test_a_quote_is_refused_as_the_real_request_for_user_and_media(app_client, d
     ids=["single", "single without dependencies", "partial", "atomic"],
 )
 def test_a_quote_answers_a_remembered_key_as_the_real_request_would(
-    app_client, db, prefix, body
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str, body: dict[str, Any]
 ) -> None:
     user_id = fresh_user(db)
     key = {"Idempotency-Key": f"remembered-{uuid4()}"}
@@ -361,7 +375,9 @@ def test_a_quote_answers_a_remembered_key_as_the_real_request_would(
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_a_quote_never_remembers_its_key(app_client, db, prefix) -> None:
+def test_a_quote_never_remembers_its_key(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user_id = fresh_user(db)
     key = {"Idempotency-Key": "quoted-only"}
     for _ in range(2):
@@ -383,7 +399,9 @@ def db_now(db: psycopg.Connection) -> datetime:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_fits_at_is_when_the_retry_after_ends(app_client, db, prefix) -> None:
+def test_fits_at_is_when_the_retry_after_ends(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user_id = fresh_user(db)
     assert post_json(app_client, prefix, user_id, single(5, {"openai": 8})).status_code == 202
     body = batch(
@@ -420,7 +438,9 @@ def test_fits_at_is_when_the_retry_after_ends(app_client, db, prefix) -> None:
     assert all(r["retry_after"] is r["fits_at"] is None for r in atomic["results"])
 
 
-def test_a_job_quoted_to_fit_at_fits_at_is_accepted_then(app_client, db) -> None:
+def test_a_job_quoted_to_fit_at_fits_at_is_accepted_then(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = fresh_user(db)
     assert (
         post_json(app_client, "/dashboard/jobs", user_id, single(5, {"openai": 9})).status_code
@@ -438,7 +458,9 @@ def test_a_job_quoted_to_fit_at_fits_at_is_accepted_then(app_client, db) -> None
     )
 
 
-def test_a_quote_in_shadow_mode_accepts_and_tells_enforcements_decision(app_client, db) -> None:
+def test_a_quote_in_shadow_mode_accepts_and_tells_enforcements_decision(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = fresh_user(db, mode="shadow")
     body = batch(job(5, {"openai": 11}), job(2, {"openai": 1}), job(5, {"openai": 10}))
     before = snapshot(db)
@@ -491,7 +513,9 @@ def test_a_quote_over_gunicorn_holds_no_lock_once_answered(
     assert time.monotonic() - started < 2
 
 
-def test_a_payload_counts_for_the_key_as_written_as_for_the_real_request(app_client, db) -> None:
+def test_a_payload_counts_for_the_key_as_written_as_for_the_real_request(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = fresh_user(db)
     written = '{"batch_name": "b", "jobs": [{"tenant_id": "t", "priority": 5, "payload": %s}]}'
 

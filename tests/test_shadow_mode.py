@@ -171,7 +171,9 @@ def expected_shadow_counts() -> Counter[tuple[str, ...]]:
     return counts
 
 
-def test_shadow_mode_accepts_all_and_stores_what_enforcement_decides(app_client, db) -> None:
+def test_shadow_mode_accepts_all_and_stores_what_enforcement_decides(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     enforcing = user_with_config(db, DEPENDENCIES, **CONFIG)
     shadowing = user_with_config(db, DEPENDENCIES, **CONFIG, mode="shadow")
     before = shadow_counts(app_client)
@@ -240,7 +242,9 @@ def test_shadow_mode_accepts_all_and_stores_what_enforcement_decides(app_client,
     assert after - before == expected_shadow_counts()
 
 
-def test_a_replay_in_shadow_mode_is_not_decided_again(app_client, db) -> None:
+def test_a_replay_in_shadow_mode_is_not_decided_again(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, DEPENDENCIES, **CONFIG, mode="shadow")
     body = batch(job(5, {"openai": 4}, tenant_id="a"), job(5, {"openai": 4}, tenant_id="a"))
     key = {"Idempotency-Key": "once"}
@@ -259,7 +263,9 @@ def test_a_replay_in_shadow_mode_is_not_decided_again(app_client, db) -> None:
     assert buckets(db, user_id)[1] == [("openai", "a", 5, 0, 1)]
 
 
-def test_settling_a_job_enforcement_would_refuse_moves_no_token(app_client, db) -> None:
+def test_settling_a_job_enforcement_would_refuse_moves_no_token(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     """A job only shadow mode let in took no token, so its real cost settles against none:
     the buckets keep following what enforcement would have done."""
     dependencies = {"openai": {"capacity": 10, "refill_per_second": 0}}
