@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from janus.admission import ConfigMode, UnknownDependencies
 from janus.history import SOURCES, STATES, STATUSES, JobRecord, JobSummary
@@ -97,8 +105,12 @@ class Text(fields.String):
         return text
 
 
-def _name(max_length: int = MAX_NAME_LENGTH) -> Text:
-    return Text(required=True, validate=validate.Length(min=1, max=max_length))
+def _name(*, required: bool = True) -> Text:
+    return Text(required=required, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+
+
+def _priority(**kwargs: Any) -> StrictInteger:
+    return StrictInteger(validate=validate.Range(min=1, max=10), **kwargs)
 
 
 def _dependency_name() -> Text:
@@ -182,7 +194,7 @@ class JobSchema(Schema):
     """One job of a batch: who it is for, how urgent, and what it will spend."""
 
     tenant_id = _name()
-    priority = StrictInteger(required=True, validate=validate.Range(min=1, max=10))
+    priority = _priority(required=True)
     dependencies = Dependencies(load_default=dict)
     payload = Payload(load_default="{}")
 
@@ -238,8 +250,8 @@ class QuoteSchema(_JobList):
     }
 
     batch_name = _name()
-    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
-    priority = StrictInteger(validate=validate.Range(min=1, max=10))
+    tenant_id = _name(required=False)
+    priority = _priority()
     dependencies = Dependencies()
     payload = Payload()
     jobs = fields.Nested(JobSchema, many=True)
@@ -267,6 +279,15 @@ class QuoteSchema(_JobList):
         if errors:
             raise ValidationError(errors)
 
+    @post_load
+    def _single_job_defaults(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # A single job's body loads as SingleJobSchema loads it, defaults included: the
+        # Idempotency-Key's fingerprint is of that body.
+        if "jobs" not in data:
+            data.setdefault("dependencies", {})
+            data.setdefault("payload", "{}")
+        return data
+
 
 # The queue's bodies: POST /system/jobs/claim and the lease calls.
 
@@ -284,8 +305,8 @@ class ClaimSchema(Schema):
 
     limit = StrictInteger(load_default=1, validate=validate.Range(min=1, max=MAX_CLAIM_LIMIT))
     lease_seconds = _lease_seconds(load_default=DEFAULT_LEASE_SECONDS)
-    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
-    batch_name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    tenant_id = _name(required=False)
+    batch_name = _name(required=False)
     # Only jobs that call none but these (a worker that holds keys for these only).
     dependencies = _dependency_names()
 
@@ -377,7 +398,7 @@ class ConfigSchema(Schema):
 
     # Left out: the user's pause state stays as it is (false for a new user).
     paused = StrictBoolean()
-    min_priority = StrictInteger(load_default=1, validate=validate.Range(min=1, max=10))
+    min_priority = _priority(load_default=1)
     priority_reserve = StrictNumber(
         load_default=0.2, validate=validate.Range(min=0, max=1, max_inclusive=False)
     )
@@ -430,8 +451,8 @@ class JobHistoryQuerySchema(Schema):
 
     status = fields.String(validate=validate.OneOf(STATUSES))
     state = fields.String(validate=validate.OneOf(STATES))
-    tenant_id = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
-    batch_name = Text(validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    tenant_id = _name(required=False)
+    batch_name = _name(required=False)
     source = fields.String(validate=validate.OneOf(SOURCES))
     # since <= created_at < until: consecutive windows neither overlap nor leave a gap.
     since = _moment()
