@@ -133,8 +133,6 @@ class QuoteResource:
             jobs = tuple(_job_request(job) for job in body["jobs"])
         else:
             mode = Mode.SINGLE
-            body.setdefault("dependencies", {})
-            body.setdefault("payload", "{}")
             jobs = (_job_request(body),)
         request = AdmissionRequest(
             user_id=user_id,
@@ -145,14 +143,11 @@ class QuoteResource:
             idempotency_key=idempotency_key(req, body, quoted_path),
         )
         decisions = self._admitter.quote(request).decisions
-        accepted = sum(decision.accepted for decision in decisions)
         resp.media = {
             "kind": mode.value,
             "status": answer_status(mode, decisions),
             "replayed": any(decision.replayed for decision in decisions),
-            "total": len(decisions),
-            "accepted": accepted,
-            "rejected": len(decisions) - accepted,
+            **_counts(decisions),
             "results": [_quoted_decision(decision) for decision in decisions],
         }
 
@@ -190,11 +185,11 @@ def _set_admission_headers(resp: falcon.Response, admission: Admission) -> None:
     resp.set_headers(ratelimit_headers(admission.budgets))
 
 
-def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:
+def _counts(decisions: Sequence[Decision]) -> dict[str, int]:
+    """How many jobs, accepted and rejected: a partial batch's answer tells them, and a quote's."""
     accepted = sum(decision.accepted for decision in decisions)
-    return {
-        "total": len(decisions),
-        "accepted": accepted,
-        "rejected": len(decisions) - accepted,
-        "results": [_decision_body(decision) for decision in decisions],
-    }
+    return {"total": len(decisions), "accepted": accepted, "rejected": len(decisions) - accepted}
+
+
+def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:
+    return {**_counts(decisions), "results": [_decision_body(decision) for decision in decisions]}
