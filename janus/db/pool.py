@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import time
 from typing import Any, TypeAlias
 
-from psycopg import Connection
+from psycopg import Connection, pq
 from psycopg_pool import ConnectionPool
 
 from janus import metrics
@@ -35,6 +36,23 @@ class MeasuredPool(ConnectionPool):
 RECONNECT_TIMEOUT_S = 2.0
 
 
+def check_if_stirred(conn: Connection[Any]) -> None:
+    """ConnectionPool.check_connection's round trip, for a connection that may be broken only.
+
+    A server that ends a session (a restart, a crash, pg_terminate_backend) sends an error
+    and closes the socket, or its kernel closes it: either way the idle connection's socket
+    turns readable. A connection in good standing with nothing to read is taken as it is,
+    with no round trip; anything else is checked, and the pool replaces it if it fails.
+    """
+    pgconn = conn.pgconn
+    if (
+        pgconn.status != pq.ConnStatus.OK
+        or pgconn.transaction_status != pq.TransactionStatus.IDLE
+        or select.select([pgconn.socket], [], [], 0)[0]
+    ):
+        ConnectionPool.check_connection(conn)
+
+
 def make_pool(settings: Settings) -> Pool:
     """A closed pool for `settings`; the caller opens it in the process that will use it."""
     server_options = " ".join(
@@ -42,6 +60,9 @@ def make_pool(settings: Settings) -> Pool:
             f"-c statement_timeout={settings.statement_timeout_ms}",
             f"-c lock_timeout={settings.lock_timeout_ms}",
             f"-c idle_in_transaction_session_timeout={settings.statement_timeout_ms * 2}",
+            # A statement sent without BEGIN is a READ COMMITTED transaction of its own
+            # (janus/db/transactions.py), whatever the server's default.
+            r"-c default_transaction_isolation=read\ committed",
         ]
     )
     return MeasuredPool(
@@ -51,7 +72,7 @@ def make_pool(settings: Settings) -> Pool:
         timeout=settings.pool_timeout_ms / 1000,
         open=False,
         # A connection broken by a database restart is found and replaced before use.
-        check=ConnectionPool.check_connection,
+        check=check_if_stirred,
         kwargs={
             # Each unit of work sends its own BEGIN and COMMIT, pipelined with its statement
             # (janus/db/transactions.py): one round trip, with no implicit ones from psycopg.

@@ -1,4 +1,5 @@
-"""Named SQL, one constant per statement, with %(name)s placeholders only.
+"""Named SQL, one constant per statement, with named placeholders only: %(name)s, or
+%(name)b for a parameter sent in binary.
 
 The statements, each with the comment that explains it, live in janus/db/sql/queries.sql and
 are read once, at import; `ADMIT_JOBS` is the query named `admit_jobs` there. A name missing

@@ -52,7 +52,7 @@ def fetch_in_transaction(
             try:
                 with pool.connection() as conn:
                     return _in_one_round_trip(
-                        conn, query, params, row_factory, isolation, _END[commit]
+                        conn, query, params, row_factory, isolation, _end(isolation, commit)
                     )
             except RETRYABLE as conflict:
                 if attempt == retries:
@@ -66,22 +66,41 @@ def fetch_in_transaction(
     raise DatabaseUnavailable(f"conflict persisted after {retries} retries", cause="conflict")
 
 
+def runs_alone(isolation: IsolationLevel, commit: bool = True) -> bool:
+    """Whether the statement is sent alone, as a transaction of its own, with no BEGIN.
+
+    On the pool's autocommit connections (READ COMMITTED by default, janus/db/pool.py) a
+    statement sent alone is a READ COMMITTED transaction, committed before its answer ends:
+    what BEGIN and COMMIT around it would do, for two statements fewer to send and run.
+    """
+    return isolation is IsolationLevel.READ_COMMITTED and commit
+
+
+def _end(isolation: IsolationLevel, commit: bool) -> bytes | None:
+    return None if runs_alone(isolation, commit) else _END[commit]
+
+
 def _in_one_round_trip(
     conn: psycopg.Connection[Any],
     query: str,
     params: Mapping[str, Any],
     row_factory: RowFactory[Row],
     isolation: IsolationLevel,
-    end: bytes,
+    end: bytes | None,
 ) -> list[Row]:
-    """BEGIN, the statement and COMMIT (or ROLLBACK), pipelined so they travel to Postgres
-    together.
+    """The statement alone (`end` None, see `runs_alone`); or BEGIN, the statement and COMMIT
+    (or ROLLBACK), pipelined so they travel to Postgres together.
 
     The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
     own, and the pipeline's one Sync is the only wait for the server. When a statement fails,
     the server skips the rest, and the pool rolls the connection back when it is returned.
+    Alone, the statement's rows come back only once the server has committed it: psycopg
+    reads its answer up to the ReadyForQuery that follows the commit.
     """
     cursor = conn.cursor(row_factory=row_factory)
+    if end is None:
+        cursor.execute(query, params, prepare=True)
+        return cursor.fetchall()
     commit = conn.cursor()
     failure: psycopg.Error | None = None
     try:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
@@ -50,6 +51,7 @@ def test_every_connection_gets_the_timeouts_and_keepalives(database_url: str) ->
                 "lock_timeout",
                 "idle_in_transaction_session_timeout",
                 "application_name",
+                "default_transaction_isolation",
             )
         }
         parameters = conn.info.get_parameters()
@@ -70,6 +72,7 @@ def test_every_connection_gets_the_timeouts_and_keepalives(database_url: str) ->
         "lock_timeout": ("321ms",),
         "idle_in_transaction_session_timeout": ("8642ms",),
         "application_name": ("janus",),
+        "default_transaction_isolation": ("read committed",),
     }
     assert parameters["connect_timeout"] == "3"
     assert keepalive == {"on": 1, "idle": 30, "interval": 10, "count": 3}
@@ -100,3 +103,40 @@ def test_waiting_for_a_database_that_does_not_answer_is_bounded() -> None:
                 fetch_in_transaction(pool, "SELECT 1", {}, row_factory=tuple_row)
             elapsed = time.monotonic() - started
             assert 0.6 <= elapsed < 1.5, elapsed
+
+
+
+def test_a_connection_whose_session_ended_is_replaced_without_a_failed_request(
+    database_url: str,
+) -> None:
+    """Every pooled session is terminated while idle: the next statements still succeed.
+
+    The pool's check (janus.db.pool.check_if_stirred) sees the closed sockets without a
+    round trip and connects again; a connection that is fine is used with no query of its own.
+    """
+    settings = Settings(database_url=database_url, pool_size=2)
+    with open_pool(settings) as pool, psycopg.connect(database_url, autocommit=True) as admin:
+        with pool.connection() as conn:
+            old = {conn.info.backend_pid}
+        terminated = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'janus'"
+        ).fetchone()
+        assert terminated == (2,)
+        time.sleep(0.2)
+        pids = {
+            fetch_in_transaction(pool, "SELECT pg_backend_pid()", {}, row_factory=tuple_row)[0][0]
+            for _ in range(4)
+        }
+        assert pids and not old & pids
+        assert pool.get_stats()["connections_lost"] == 2
+
+        # A connection in good standing is taken as it is: its session's last statement is
+        # still the one it ran before, not a check.
+        for _ in range(2):
+            fetch_in_transaction(pool, "SELECT 'before'", {}, row_factory=tuple_row)
+        with pool.connection() as conn:
+            last = admin.execute(
+                "SELECT query FROM pg_stat_activity WHERE pid = %s", [conn.info.backend_pid]
+            ).fetchone()
+        assert last == ("SELECT 'before'",)

@@ -12,11 +12,13 @@
 -- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
 -- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
 -- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
+-- The per-job arrays go in binary (%(name)b): psycopg then writes each element as it is,
+-- where the text form escapes and quotes every one (ten times the client's CPU for a batch).
 SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
        fits_at
-  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)s::text[],
-                       %(priorities)s::smallint[], %(dependencies)s::jsonb[],
-                       %(payloads)s::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
+  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)b::text[],
+                       %(priorities)b::smallint[], %(dependencies)b::jsonb[],
+                       %(payloads)b::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
                        %(quote)s)
 
 -- claim_jobs --
