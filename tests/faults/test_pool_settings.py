@@ -105,7 +105,6 @@ def test_waiting_for_a_database_that_does_not_answer_is_bounded() -> None:
             assert 0.6 <= elapsed < 1.5, elapsed
 
 
-
 def test_a_connection_whose_session_ended_is_replaced_without_a_failed_request(
     database_url: str,
 ) -> None:
