@@ -366,11 +366,12 @@ class SoakMinute:
     checkpoints: int | None
     cpu: Mapping[str, float]
     # Autovacuum and autoanalyze runs during the minute, on every table.
-    autovacuums: int = 0
+    autovacuums: int
 
 
 def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
-    """Jobs/s and latency minute by minute, with the jobs table, WAL and checkpoints."""
+    """Jobs/s and latency minute by minute, with the jobs table, WAL, checkpoints and
+    autovacuum runs."""
     header = (
         "minute", "jobs/s", "p50 ms", "p99 ms", "jobs rows", "jobs MB", "WAL MB",
         "checkpoints", "autovacuums", "CPU% app/pg/load/other", "statuses",
