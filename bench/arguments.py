@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 
 from bench.measure import NOISY_OTHER_PERCENT
-from bench.scenarios import SCENARIOS, SOAK_MINUTES, SOAK_SCENARIO
+from bench.scenarios import SCENARIOS, SOAK_MINUTES, SOAK_PREFILL_ROWS, SOAK_SCENARIO
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -50,7 +50,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"then {SOAK_MINUTES} minutes of {SOAK_SCENARIO}, jobs/s reported per minute",
     )
-    parser.add_argument("--soak-minutes", type=int, default=SOAK_MINUTES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--soak-minutes",
+        type=int,
+        default=SOAK_MINUTES,
+        help=f"minutes of the soak ({SOAK_MINUTES})",
+    )
+    parser.add_argument(
+        "--soak-prefill",
+        type=int,
+        default=SOAK_PREFILL_ROWS,
+        metavar="ROWS",
+        help="before the soak, add jobs of its user until the jobs table holds ROWS "
+        f"(default {SOAK_PREFILL_ROWS:,}; 0: none)",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -61,6 +74,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.only or []) - known)
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.soak_prefill < 0:
+        parser.error("--soak-prefill must be 0 or more")
     if args.connections < args.threads or args.threads < 1:
         parser.error("--connections must be at least --threads, and --threads at least 1")
     if args.workers is None and os.environ.get("WEB_CONCURRENCY", "").strip():

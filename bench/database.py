@@ -26,6 +26,9 @@ from janus.db.jobs import admit_jobs_params
 from janus.schemas import ConfigSchema
 from janus.settings import normalize_database_url
 
+# The soak's pre-fill: rows per INSERT (and transaction).
+PREFILL_CHUNK = 250_000
+
 
 @contextlib.contextmanager
 def database(workdir: Path) -> Iterator[tuple[str, str]]:
@@ -125,16 +128,21 @@ def queued_jobs(conn: psycopg.Connection[Any], user_ids: Sequence[UUID]) -> int:
     return int(row[0]) if row else 0
 
 
-def fill_queue(conn: psycopg.Connection[Any], user_id: UUID, jobs: int) -> None:
-    """Admit `jobs` more of the bench's JOB for `user_id`, QUEUE_FILL_BATCH a call of
-    admit_jobs_once (a partial batch, as POST /system/jobs/batch sends it), each committed.
-    """
-    job = JobRequest(
+def bench_job() -> JobRequest:
+    """The bench's JOB as the service reads it from a request body (the payload as its text)."""
+    return JobRequest(
         tenant_id=JOB["tenant_id"],
         priority=JOB["priority"],
         dependencies=JOB["dependencies"],
         payload=json.dumps(JOB["payload"]),
     )
+
+
+def fill_queue(conn: psycopg.Connection[Any], user_id: UUID, jobs: int) -> None:
+    """Admit `jobs` more of the bench's JOB for `user_id`, QUEUE_FILL_BATCH a call of
+    admit_jobs_once (a partial batch, as POST /system/jobs/batch sends it), each committed.
+    """
+    job = bench_job()
     before = queued_jobs(conn, [user_id])
     left = jobs
     while left > 0:
@@ -154,3 +162,68 @@ def fill_queue(conn: psycopg.Connection[Any], user_id: UUID, jobs: int) -> None:
     after = queued_jobs(conn, [user_id])
     if after - before < jobs:
         raise BenchError(f"filling the queue of user {user_id} queued {after - before} of {jobs}")
+
+
+def jobs_rows(conn: psycopg.Connection[Any]) -> int:
+    """Rows in jobs, every user's."""
+    row = conn.execute("SELECT count(*) FROM jobs").fetchone()
+    return int(row[0]) if row else 0
+
+
+# Copies of one admitted job, each with an id of its own from new_job_id() (as admit_jobs()
+# gives) and created_at of this statement's transaction (the column's default, as admission
+# leaves it): every other column as admission stored it, so the copies have its values and
+# their sizes, in the same indexes.
+_COPY_ADMITTED_JOB = """
+INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
+                  payload, status, reason, config_version, retry_after, state, attempts,
+                  lease_token, lease_expires_at, result, error, actual_costs, settled_at,
+                  finished_at, shadow_status, shadow_reason)
+SELECT new_job_id(), user_id, source, batch_name, tenant_id, priority, dependencies,
+       payload, status, reason, config_version, retry_after, state, attempts,
+       lease_token, lease_expires_at, result, error, actual_costs, settled_at,
+       finished_at, shadow_status, shadow_reason
+  FROM jobs CROSS JOIN generate_series(1, %(copies)s)
+ WHERE user_id = %(user_id)s AND job_id = %(job_id)s
+"""
+
+
+def prefill_jobs(
+    conn: psycopg.Connection[Any],
+    user_id: UUID,
+    source: Source,
+    rows: int,
+    *,
+    chunk: int = PREFILL_CHUNK,
+) -> int:
+    """Add jobs of `user_id` until jobs holds `rows` rows; how many were added.
+
+    One of the bench's JOB is admitted through admit_jobs_once as a partial batch from
+    `source` (the soak's route), then copied `chunk` rows per INSERT, each its own
+    transaction: admitting millions of jobs one call at a time would take an hour.
+    """
+    missing = rows - jobs_rows(conn)
+    if missing <= 0:
+        return 0
+    params = admit_jobs_params(
+        AdmissionRequest(
+            user_id=user_id,
+            source=source,
+            batch_name=BATCH_NAME,
+            jobs=(bench_job(),),
+            mode=Mode.PARTIAL,
+        )
+    )
+    with conn.transaction():
+        admitted = conn.execute(queries.ADMIT_JOBS, params).fetchone()
+    if admitted is None or admitted[1] != "Accepted":
+        raise BenchError(f"pre-filling jobs: the job to copy was not accepted: {admitted}")
+    left = missing - 1
+    while left > 0:
+        copies = min(left, chunk)
+        with conn.transaction():
+            conn.execute(
+                _COPY_ADMITTED_JOB, {"copies": copies, "user_id": user_id, "job_id": admitted[0]}
+            )
+        left -= copies
+    return missing

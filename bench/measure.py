@@ -23,7 +23,7 @@ import psycopg
 
 from bench import procstat, report
 from bench.common import say
-from bench.database import fill_queue, queued_jobs
+from bench.database import fill_queue, prefill_jobs, queued_jobs
 from bench.drivers import (
     LUA_SCRIPT,
     QUEUE_LUA_SCRIPT,
@@ -38,6 +38,7 @@ from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
+from janus.admission import Source
 
 SOAK_MINUTE_S = 60
 # Above this (in % of one core) before the bench starts, other work shares the machine and
@@ -274,15 +275,41 @@ class Bench:
         return now
 
 
-def soak(bench: Bench, scenario: Scenario, minutes: int) -> list[report.SoakMinute]:
-    """`scenario` for `minutes` minutes without a break, measured minute by minute."""
-    say(f"soak: {scenario.name} for {minutes} min, jobs table at {bench.jobs_table()[0]:,} rows")
+def prefill(bench: Bench, scenario: Scenario, rows: int) -> None:
+    """Add jobs of `scenario`'s user, as it admits them, until the jobs table holds `rows`;
+    then vacuum, analyze and checkpoint what was written, so that none of it is left to do
+    during the soak."""
+    user_id = bench.users[scenario.name][0]
+    say(f"soak: pre-filling the jobs table to {rows:,} rows, jobs of user {user_id} ...")
+    started = time.monotonic()
+    # The family of routes the scenario's requests go through: what admission stores.
+    added = prefill_jobs(bench.conn, user_id, Source(scenario.path.split("/")[1]), rows)
+    filled_s = time.monotonic() - started
+    bench.conn.execute("VACUUM (ANALYZE) jobs")
+    bench.conn.execute("CHECKPOINT")
+    say(
+        f"  added {added:,} jobs in {filled_s:.0f}s, VACUUM (ANALYZE) and CHECKPOINT in "
+        f"{time.monotonic() - started - filled_s:.0f}s"
+    )
+
+
+def soak(
+    bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0
+) -> list[report.SoakMinute]:
+    """`scenario` for `minutes` minutes without a break, measured minute by minute, after
+    filling the jobs table to `prefill_rows`."""
+    if prefill_rows > 0:
+        prefill(bench, scenario, prefill_rows)
+    rows, size_mb = bench.jobs_table()
+    say(f"soak: {scenario.name} for {minutes} min, jobs table at {rows:,} rows, {size_mb:,.0f} MB")
     results = []
     wal_mb, checkpoints = bench.wal_and_checkpoints()
+    autovacuums = bench.autovacuums()
     for minute in range(1, minutes + 1):
         load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
         rows, size_mb = bench.jobs_table()
         wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
+        autovacuums_after = bench.autovacuums()
         result = report.SoakMinute(
             minute=minute,
             load=load,
@@ -298,13 +325,16 @@ def soak(bench: Bench, scenario: Scenario, minutes: int) -> list[report.SoakMinu
                 else checkpoints_after - checkpoints
             ),
             cpu=cpu,
+            autovacuums=autovacuums_after - autovacuums,
         )
-        wal_mb, checkpoints = wal_mb_after, checkpoints_after
+        wal_mb, checkpoints, autovacuums = wal_mb_after, checkpoints_after, autovacuums_after
         say(
             f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
             f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
         )
         results.append(result)
+    if results:
+        say(f"soak: the jobs table reached {rows:,} rows, {size_mb:,.0f} MB")
     return results
 
 

@@ -118,7 +118,14 @@ def render(
             "gunicorn, or the twin's on the twin's rows.",
         ]
     if run.soak:
-        lines += ["", f"soak: {SOAK_SCENARIO}, minute by minute", *report.soak_table(run.soak)]
+        prefilled = f", the jobs table pre-filled to {args.soak_prefill:,} rows" * bool(
+            args.soak_prefill
+        )
+        lines += [
+            "",
+            f"soak: {SOAK_SCENARIO}, minute by minute{prefilled}",
+            *report.soak_table(run.soak),
+        ]
     vacuumed = [
         f"{name} ({result.autovacuums})"
         for name, result in run.results.items()

@@ -138,7 +138,11 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                         + " ".join(f"{k}:{v}" for k, v in result.load.outcomes.items())
                     )
                 workers = procstat.worker_memory(service.master_pid)
-                soak = measure.soak(bench, soak_scenario, args.soak_minutes) if args.soak else []
+                soak = (
+                    measure.soak(bench, soak_scenario, args.soak_minutes, args.soak_prefill)
+                    if args.soak
+                    else []
+                )
                 workers_after_soak = procstat.worker_memory(service.master_pid) if soak else []
                 # Only now, with no request in flight, are the stored jobs final.
                 time.sleep(0.5)
@@ -197,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup_s": args.warmup,
         "connections": args.connections,
         "threads": args.threads,
+        "soak_minutes": args.soak_minutes if args.soak else None,
+        "soak_prefill_rows": args.soak_prefill if args.soak else None,
         "gunicorn_workers": run.worker_count,
         "gunicorn_worker_class": run.worker_class,
         "twin_gunicorn_workers": run.twin_worker_count,
@@ -208,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     checks = report.evaluate(run.results, run.workers)
     if run.soak:
-        checks.append(report.soak_check(run.soak))
+        checks += report.soak_checks(run.soak)
     unexpected = [line for result in run.results.values() for line in result.unexpected()]
     soak_expects = next(s for s in SCENARIOS if s.name == SOAK_SCENARIO).expected_outcome
     unexpected += [

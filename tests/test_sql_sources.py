@@ -283,3 +283,35 @@ def test_migration_0009_moves_the_pause_onto_the_user_and_back(database_url: str
             " WHERE c.is_active ORDER BY 1"
         ).fetchall()
         assert active == [("paused", 1, False), ("running", 2, True)]
+
+
+def test_migration_0013_gives_new_jobs_time_ordered_ids_and_back(database_url: str) -> None:
+    """Up: admit_jobs() stores version-7 ids from new_job_id(); down: random ones again
+    (version 4), and new_job_id() is gone."""
+    config = alembic_config(database_url)
+    alembic.command.downgrade(config, "0012")
+    admit = (
+        "SELECT job_id FROM admit_jobs(%s, 'system', 'b', %s::text[], %s::smallint[],"
+        " %s::jsonb[], %s::json[], false)"
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO users (name) VALUES ('u') RETURNING user_id").fetchone()
+        assert row is not None
+        user_id = row[0]
+        conn.execute(
+            "SELECT activate_config(%s, false, 1::smallint, 0::numeric, 'reject',"
+            ' \'{"openai": {"capacity": 9, "refill_per_second": 0}}\'::json)',
+            [user_id],
+        )
+
+        def admitted_versions() -> list[int]:
+            jobs = ["t", "t"], [5, 5], ['{"openai": 1}'] * 2, ["{}", "{}"]
+            return [job_id.version for (job_id,) in conn.execute(admit, [user_id, *jobs])]
+
+        assert conn.execute("SELECT to_regproc('new_job_id')").fetchone() == (None,)
+        assert admitted_versions() == [4, 4]
+        alembic.command.upgrade(config, "0013")
+        assert admitted_versions() == [7, 7]
+        alembic.command.downgrade(config, "0012")
+        assert admitted_versions() == [4, 4]
+        assert conn.execute("SELECT to_regproc('new_job_id')").fetchone() == (None,)

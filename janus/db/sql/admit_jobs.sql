@@ -253,7 +253,7 @@ BEGIN
     job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
 
     FOREACH i IN ARRAY evaluation_order LOOP
-        job_ids[i] := gen_random_uuid();
+        job_ids[i] := new_job_id();
         this_reason := NULL;
         this_wait := NULL;
         incurable := false;
