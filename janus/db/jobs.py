@@ -25,7 +25,9 @@ def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict
         "batch_name": request.batch_name,
         "tenants": [job.tenant_id for job in jobs],
         "priorities": [job.priority for job in jobs],
-        "dependencies": [json.dumps(job.dependencies, ensure_ascii=False) for job in jobs],
+        # json.dumps with no option reuses one encoder; with any, it builds one per call. The
+        # escapes of ensure_ascii are read back by jsonb as the same names.
+        "dependencies": [json.dumps(job.dependencies) for job in jobs],
         "payloads": [job.payload for job in jobs],
         "atomic": request.mode.all_or_nothing,
         "idempotency_key": key.key if key else None,
