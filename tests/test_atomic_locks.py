@@ -21,6 +21,7 @@ import pytest
 
 from janus import metrics
 from janus.db import queries
+from janus.db.jobs import MAX_BUCKET_LOCKS
 from janus.settings import Settings
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json, serve_app
 from tests.support.bodies import batch, job, single
@@ -189,6 +190,29 @@ def test_only_atomic_batches_wait_for_the_bucket_locks(
     assert atomic.status_code == 503
     release_all(db)
     assert advisory_locks(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("buckets", "status"), [(MAX_BUCKET_LOCKS, 503), (MAX_BUCKET_LOCKS + 1, 202)]
+)
+def test_a_batch_naming_more_buckets_than_it_may_lock_takes_no_lock(
+    client: falcon.testing.TestClient, db: psycopg.Connection, buckets: int, status: int
+) -> None:
+    """Up to MAX_BUCKET_LOCKS buckets, a batch waits for the lock held on one of them; beyond,
+    it takes none and is decided at once, so that one request cannot fill Postgres's lock
+    table."""
+    names = [f"d{n:03}" for n in range(buckets)]
+    user_id = user_with_config(
+        db, {name: {"capacity": 9, "refill_per_second": 0} for name in names}
+    )
+    hold_bucket_locks(db, user_id, names[0])
+    # A job names 32 dependencies at most: the buckets are spread over jobs of up to 20.
+    jobs = [job(5, dict.fromkeys(names[k : k + 20], 1)) for k in range(0, buckets, 20)]
+
+    answer = post_json(client, ATOMIC, user_id, batch(*jobs))
+
+    assert answer.status_code == status, answer.json
+    assert advisory_locks(db, but_mine=True) == 0
 
 
 def test_an_atomic_batch_takes_its_snapshot_once_it_holds_its_locks(

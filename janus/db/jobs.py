@@ -34,13 +34,24 @@ def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict
     }
 
 
-def bucket_locks(request: AdmissionRequest) -> Statement:
-    """queries.LOCK_BUCKETS_FOR_ATOMIC for `request`: one advisory lock per bucket it names.
+# Postgres sizes its shared lock table for max_locks_per_transaction (64 by default) locks
+# per connection on average, and an advisory lock takes one entry for as long as it is held:
+# a batch naming more buckets than this (up to 1000 jobs x 32 names) takes none, rather
+# than fill that table for every session.
+MAX_BUCKET_LOCKS = 32
+
+
+def bucket_locks(request: AdmissionRequest) -> Statement | None:
+    """queries.LOCK_BUCKETS_FOR_ATOMIC for `request`: one advisory lock per bucket it names;
+    None beyond MAX_BUCKET_LOCKS buckets.
 
     A SERIALIZABLE decision takes them before its transaction begins, so that concurrent ones
-    on a bucket queue instead of failing to serialise (the benchmark sends them too).
+    on a bucket queue instead of failing to serialise (the benchmark sends them too). Without
+    them it may fail to serialise, and is retried.
     """
     names = sorted({name for job in request.jobs for name in job.dependencies})
+    if len(names) > MAX_BUCKET_LOCKS:
+        return None
     return Statement(
         queries.LOCK_BUCKETS_FOR_ATOMIC,
         {"user_id": request.user_id, "dependency_names": names},

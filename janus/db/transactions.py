@@ -90,8 +90,9 @@ def _pipelined(
     together; with `locks`, that statement first, and the release of the locks last.
 
     The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
-    own, and the pipeline's one Sync is the only wait for the server. When a statement fails,
-    the server skips the rest, and the pool rolls the connection back when it is returned.
+    own, and without `locks` the pipeline's one Sync is the only wait for the server. When a
+    statement fails, the server skips the rest, and the pool rolls the connection back when
+    it is returned (or `_release_advisory_locks` does, with `locks`).
 
     `locks` must commit on its own, before BEGIN: in the implicit transaction of one Sync, a
     BEGIN would make it part of the transaction (and Postgres refuses BEGIN ISOLATION LEVEL
