@@ -204,7 +204,8 @@ class ItemList(fields.Nested):
     """
 
     def __init__(self, schema: type[Schema], **kwargs: Any) -> None:
-        if any(schema._hooks.values()) or any(field.data_key for field in schema._declared_fields.values()):
+        declared = schema._declared_fields.values()
+        if any(schema._hooks.values()) or any(field.data_key for field in declared):
             raise TypeError(f"{schema.__name__} has hooks or data keys: use fields.Nested")
         super().__init__(schema, many=True, **kwargs)
 

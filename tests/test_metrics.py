@@ -359,7 +359,7 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
         def connection(self) -> contextlib.nullcontext[None]:
             return contextlib.nullcontext()
 
-    monkeypatch.setattr(transactions, "_in_one_round_trip", conflicting)
+    monkeypatch.setattr(transactions, "_alone", conflicting)
     retried = metrics.CONFLICT_RETRIES.labels
     before = (retried("serialization_failure")._value.get(), retried("deadlock")._value.get())
 

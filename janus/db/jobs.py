@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from janus.admission import Admission, AdmissionRequest, Budget, Decision, Mode
 from janus.db import queries
-from janus.db.transactions import fetch_in_transaction
+from janus.db.transactions import Statement, fetch_in_transaction
 
 
 def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict[str, Any]:
@@ -34,6 +34,30 @@ def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict
         "request_hash": key.request_hash if key else None,
         "quote": quote,
     }
+
+
+# Postgres sizes its shared lock table for max_locks_per_transaction (64 by default) locks
+# per connection on average, and an advisory lock takes one entry for as long as it is held:
+# a batch naming more buckets than this (up to 1000 jobs x 32 names) takes none, rather
+# than fill that table for every session.
+MAX_BUCKET_LOCKS = 32
+
+
+def bucket_locks(request: AdmissionRequest) -> Statement | None:
+    """queries.LOCK_BUCKETS_FOR_ATOMIC for `request`: one advisory lock per bucket it names;
+    None beyond MAX_BUCKET_LOCKS buckets.
+
+    A SERIALIZABLE decision takes them before its transaction begins, so that concurrent ones
+    on a bucket queue instead of failing to serialise (the benchmark sends them too). Without
+    them it may fail to serialise, and is retried.
+    """
+    names = sorted({name for job in request.jobs for name in job.dependencies})
+    if len(names) > MAX_BUCKET_LOCKS:
+        return None
+    return Statement(
+        queries.LOCK_BUCKETS_FOR_ATOMIC,
+        {"user_id": request.user_id, "dependency_names": names},
+    )
 
 
 def isolation_for(mode: Mode) -> IsolationLevel:
@@ -62,15 +86,23 @@ def admit_jobs(
     With `quote`, decide the same way and store nothing: the transaction is rolled back, and
     admit_jobs() writes nothing in it anyway. A quote writes nothing, so it needs no
     SERIALIZABLE snapshot, even for an atomic batch.
+
+    A SERIALIZABLE decision first waits for the advisory locks of `bucket_locks`: its
+    snapshot is then taken after any other atomic batch on its buckets has committed, so
+    concurrent atomic batches queue rather than conflict. Single jobs and partial batches do
+    not take them; one that debits a bucket while an atomic batch is under way can still make
+    it fail to serialise, and it is retried.
     """
+    isolation = IsolationLevel.READ_COMMITTED if quote else isolation_for(request.mode)
     rows = fetch_in_transaction(
         pool,
         queries.ADMIT_JOBS,
         admit_jobs_params(request, quote=quote),
         row_factory=tuple_row,
-        isolation=IsolationLevel.READ_COMMITTED if quote else isolation_for(request.mode),
+        isolation=isolation,
         retries=retries,
         commit=not quote,
+        locks=bucket_locks(request) if isolation is IsolationLevel.SERIALIZABLE else None,
     )
     # Columns as queries.ADMIT_JOBS names them; `budgets` is set on the first row only.
     decisions = [

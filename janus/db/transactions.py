@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel, pq
@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from janus import metrics
 from janus.admission import DatabaseUnavailable
+from janus.db import queries
 from janus.db.errors import translated
 
 Row = TypeVar("Row")
@@ -28,6 +29,13 @@ _BEGIN = {
 }
 
 
+class Statement(NamedTuple):
+    """A query and its parameters."""
+
+    query: str
+    params: Mapping[str, Any]
+
+
 def fetch_in_transaction(
     pool: ConnectionPool,
     query: str,
@@ -39,20 +47,26 @@ def fetch_in_transaction(
     base_delay: float = 0.005,
     max_delay: float = 0.1,
     commit: bool = True,
+    locks: Statement | None = None,
 ) -> list[Row]:
     """Run `query` in a transaction of its own and return its rows; without `commit`, the
     transaction is rolled back (a read that must leave nothing behind, not even a lock).
 
-    One round trip in the normal case (see `_in_one_round_trip`). On 40001/40P01 the whole
-    transaction is retried after a jittered delay that doubles up to `max_delay`; after
-    `retries` more attempts it gives up as unavailable.
+    One round trip in the normal case (see `_alone` and `_pipelined`). `locks` takes
+    session-level advisory locks before the transaction begins, so that its snapshot is taken
+    once they are granted; every advisory lock of the session is released after it, whatever
+    its outcome. On 40001/40P01 the whole transaction, locks included, is retried after a
+    jittered delay that doubles up to `max_delay`; after `retries` more attempts it gives up
+    as unavailable.
     """
     with translated():
         for attempt in range(retries + 1):
             try:
                 with pool.connection() as conn:
-                    return _in_one_round_trip(
-                        conn, query, params, row_factory, isolation, _end(isolation, commit)
+                    if locks is None and runs_alone(isolation, commit):
+                        return _alone(conn, query, params, row_factory)
+                    return _pipelined(
+                        conn, query, params, row_factory, isolation, _END[commit], locks
                     )
             except RETRYABLE as conflict:
                 if attempt == retries:
@@ -76,39 +90,55 @@ def runs_alone(isolation: IsolationLevel, commit: bool = True) -> bool:
     return isolation is IsolationLevel.READ_COMMITTED and commit
 
 
-def _end(isolation: IsolationLevel, commit: bool) -> bytes | None:
-    return None if runs_alone(isolation, commit) else _END[commit]
+def _alone(
+    conn: psycopg.Connection[Any],
+    query: str,
+    params: Mapping[str, Any],
+    row_factory: RowFactory[Row],
+) -> list[Row]:
+    """The statement alone (see `runs_alone`). Its rows come back only once the server has
+    committed it: psycopg reads its answer up to the ReadyForQuery that follows the commit.
+    """
+    return conn.cursor(row_factory=row_factory).execute(query, params, prepare=True).fetchall()
 
 
-def _in_one_round_trip(
+def _pipelined(
     conn: psycopg.Connection[Any],
     query: str,
     params: Mapping[str, Any],
     row_factory: RowFactory[Row],
     isolation: IsolationLevel,
-    end: bytes | None,
+    end: bytes,
+    locks: Statement | None,
 ) -> list[Row]:
-    """The statement alone (`end` None, see `runs_alone`); or BEGIN, the statement and COMMIT
-    (or ROLLBACK), pipelined so they travel to Postgres together.
+    """BEGIN, the statement and COMMIT (or ROLLBACK), pipelined so they travel to Postgres
+    together; with `locks`, that statement first, and the release of the locks last.
 
     The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
-    own, and the pipeline's one Sync is the only wait for the server. When a statement fails,
-    the server skips the rest, and the pool rolls the connection back when it is returned.
-    Alone, the statement's rows come back only once the server has committed it: psycopg
-    reads its answer up to the ReadyForQuery that follows the commit.
+    own, and without `locks` the pipeline's one Sync is the only wait for the server. When a
+    statement fails, the server skips the rest, and the pool rolls the connection back when
+    it is returned (or `_release_advisory_locks` does, with `locks`).
+
+    `locks` must commit on its own, before BEGIN: in the implicit transaction of one Sync, a
+    BEGIN would make it part of the transaction (and Postgres refuses BEGIN ISOLATION LEVEL
+    after a query). Pipeline.sync() ends it, and waits for its answer: a second round trip,
+    needed because the server runs what follows a Sync even when what precedes it failed, so
+    a transaction sent without waiting would commit after a lock_timeout the caller reports.
     """
     cursor = conn.cursor(row_factory=row_factory)
-    if end is None:
-        cursor.execute(query, params, prepare=True)
-        return cursor.fetchall()
     commit = conn.cursor()
     failure: psycopg.Error | None = None
     try:
-        with conn.pipeline():
+        with conn.pipeline() as pipeline:
             try:
+                if locks is not None:
+                    conn.execute(locks.query, locks.params, prepare=True)
+                    pipeline.sync()
                 conn.execute(_BEGIN[isolation])
                 cursor.execute(query, params, prepare=True)
                 commit.execute(end)
+                if locks is not None:
+                    conn.execute(queries.RELEASE_ADVISORY_LOCKS)
             except psycopg.Error as error:
                 # psycopg raises a statement's error wherever it happens to read its result.
                 # Kept here, not raised out of the block, so the pipeline's exit does not log
@@ -119,6 +149,8 @@ def _in_one_round_trip(
         failure = failure or error
     if failure is None:
         return cursor.fetchall()
+    if locks is not None:
+        _release_advisory_locks(conn)
     # The connection broke after COMMIT's answer arrived (before the pipeline's final
     # message): the transaction is committed (or rolled back as asked), and these rows are
     # the true answer.
@@ -126,3 +158,19 @@ def _in_one_round_trip(
     if isinstance(failure, psycopg.OperationalError) and committed:
         return cursor.fetchall()
     raise failure
+
+
+def _release_advisory_locks(conn: psycopg.Connection[Any]) -> None:
+    """Give the pool back a connection without advisory locks after a failure skipped their
+    release: end the failed transaction, if any, then release them all.
+
+    A connection that cannot is closed, so the pool discards it, and the server frees its
+    locks when its session ends.
+    """
+    try:
+        with conn.pipeline():
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute(b"ROLLBACK")
+            conn.execute(queries.RELEASE_ADVISORY_LOCKS)
+    except psycopg.Error:
+        conn.close()

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import psycopg
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.factories import tenant_bucket_rows
 
@@ -222,6 +223,19 @@ def deadlocks_detected(db: psycopg.Connection) -> int:
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def conflict_retries(base_url: str) -> float:
+    """How many transactions the service has run again after a serialization failure or a
+    deadlock (janus_conflict_retries_total, summed over its workers and both conflicts)."""
+    answer = requests.get(f"{base_url}/metrics", timeout=BURST_TIMEOUT_S)
+    assert answer.status_code == 200, answer.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == "janus_conflict_retries_total"
+    )
 
 
 def assert_no_server_error(answers: Iterable[Reply], server: Any) -> None:

@@ -9,7 +9,8 @@
 -- admit_jobs --
 -- The whole decision in one statement: see admit_jobs.sql, and admit_jobs_once.sql for the
 -- idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
--- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks.
+-- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks,
+-- after lock_buckets_for_atomic (so that they queue rather than fail to serialise).
 -- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
 -- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
 -- The per-job arrays go in binary (%(name)b): psycopg then writes each element as it is,
@@ -20,6 +21,30 @@ SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, sh
                        %(priorities)b::smallint[], %(dependencies)b::jsonb[],
                        %(payloads)b::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
                        %(quote)s)
+
+-- lock_buckets_for_atomic --
+-- Sent before an atomic batch's SERIALIZABLE transaction, and committed on its own
+-- (janus/db/jobs.py, janus/db/transactions.py): a session-level advisory lock on each bucket
+-- the batch names, (user, dependency). Concurrent atomic batches on a bucket queue here,
+-- before BEGIN, so each takes its snapshot after the batch before it has committed, and none
+-- fails to serialise against another. Taken in key order (the sort runs below the aggregate,
+-- which calls the function row by row), so two batches cannot deadlock on them. No cycle
+-- with row locks either: nothing that holds a row lock waits for these (single jobs and
+-- partial batches never take them), and a batch takes them holding no row lock. A wait obeys
+-- lock_timeout, as a row lock's does. The prefix keeps these keys apart from Janus's other
+-- advisory locks (an idempotency key's is user || '/' || key). Released by
+-- release_advisory_locks.
+SELECT count(pg_advisory_lock(s.key))
+  FROM (SELECT DISTINCT hashtextextended('janus token_buckets ' || %(user_id)s::text || '/'
+                                         || d.name, 0) AS key
+          FROM unnest(%(dependency_names)s::text[]) AS d(name)
+         ORDER BY key) s
+
+-- release_advisory_locks --
+-- After a transaction that lock_buckets_for_atomic's locks preceded, whatever its outcome: a
+-- session-level advisory lock outlives COMMIT and ROLLBACK, and a pooled connection must not
+-- keep one for its next request.
+SELECT pg_advisory_unlock_all()
 
 -- claim_jobs --
 -- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the
