@@ -33,7 +33,7 @@ from bench.drivers import (
     run_pgbench,
     run_wrk,
 )
-from bench.pgbench_script import pgbench_binary, pgbench_params, pgbench_script
+from bench.pgbench_script import pgbench_binary, pgbench_script, pgbench_statement
 from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -128,9 +128,9 @@ class Bench:
 
     def sql_load(self, scenario: Scenario) -> SqlLoad:
         """The pgbench run of `scenario`: its script, written next to the results."""
-        params = pgbench_params(scenario, self.users[scenario.name][0])
+        query, params = pgbench_statement(scenario, self.users[scenario.name][0])
         script = self.run_dir / f"{scenario.name}.sql"
-        script.write_text(pgbench_script(scenario, params))
+        script.write_text(pgbench_script(scenario, query, params))
         variables = {name: value for name, value in params.items() if value is not None}
         return SqlLoad(
             pgbench_binary(), self.database_url, script, variables, self.workdir / scenario.name

@@ -36,6 +36,28 @@ def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict
     }
 
 
+# admit_jobs_params' per-job arrays, and what queries.ADMIT_JOB names their one element.
+_SCALARS_OF_ONE_JOB = {
+    "tenants": "tenant",
+    "priorities": "priority",
+    "dependencies": "dependencies",
+    "payloads": "payload",
+}
+
+
+def admission_statement(request: AdmissionRequest, *, quote: bool = False) -> Statement:
+    """The statement that decides `request` (the benchmark sends it too): queries.ADMIT_JOB,
+    with the job's values as scalars, for one job; queries.ADMIT_JOBS, with admit_jobs_params,
+    for more.
+    """
+    params = admit_jobs_params(request, quote=quote)
+    if len(request.jobs) != 1:
+        return Statement(queries.ADMIT_JOBS, params)
+    for plural, single in _SCALARS_OF_ONE_JOB.items():
+        [params[single]] = params.pop(plural)
+    return Statement(queries.ADMIT_JOB, params)
+
+
 # Postgres sizes its shared lock table for max_locks_per_transaction (64 by default) locks
 # per connection on average, and an advisory lock takes one entry for as long as it is held:
 # a batch naming more buckets than this (up to 1000 jobs x 32 names) takes none, rather
@@ -94,17 +116,18 @@ def admit_jobs(
     it fail to serialise, and it is retried.
     """
     isolation = IsolationLevel.READ_COMMITTED if quote else isolation_for(request.mode)
+    statement = admission_statement(request, quote=quote)
     rows = fetch_in_transaction(
         pool,
-        queries.ADMIT_JOBS,
-        admit_jobs_params(request, quote=quote),
+        statement.query,
+        statement.params,
         row_factory=tuple_row,
         isolation=isolation,
         retries=retries,
         commit=not quote,
         locks=bucket_locks(request) if isolation is IsolationLevel.SERIALIZABLE else None,
     )
-    # Columns as queries.ADMIT_JOBS names them; `budgets` is set on the first row only.
+    # Columns as queries.ADMIT_JOBS and ADMIT_JOB name them; `budgets` is on the first row only.
     decisions = [
         Decision(job_id, status, reason, retry_after, replayed, *shadow_and_fits_at)
         for job_id, status, reason, retry_after, replayed, _, *shadow_and_fits_at in rows

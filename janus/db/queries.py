@@ -13,6 +13,7 @@ from janus.db.sql import load_queries
 _QUERIES = load_queries()
 
 ADMIT_JOBS = _QUERIES["admit_jobs"]
+ADMIT_JOB = _QUERIES["admit_job"]
 LOCK_BUCKETS_FOR_ATOMIC = _QUERIES["lock_buckets_for_atomic"]
 RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]
 HEALTH_CHECK = _QUERIES["health_check"]
