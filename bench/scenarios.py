@@ -198,7 +198,8 @@ TARGETS: tuple[Target, ...] = (
     Target("single-rejected", SINGLE_BASELINE, "requests_per_s", 1.0),
     Target("partial-100", SINGLE_BASELINE, "jobs_per_s", 20),
     Target("partial-1000", SINGLE_BASELINE, "jobs_per_s", 30),
-    Target("atomic-100", "partial-100", "jobs_per_s", 0.70),
+    # Atomic batches queue on their buckets' locks (no 503 is expected of them).
+    Target("atomic-100", "partial-100", "jobs_per_s", 0.80),
     # Workers must drain jobs at least as fast as producers admit them one at a time.
     Target("claim-complete", SINGLE_BASELINE, "jobs_per_s", 1.0),
 )
