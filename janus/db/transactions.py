@@ -22,7 +22,6 @@ Row = TypeVar("Row")
 # Both mean the transaction was rolled back whole, so running it again is safe.
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
-_END = {True: b"COMMIT", False: b"ROLLBACK"}
 _BEGIN = {
     IsolationLevel.READ_COMMITTED: b"BEGIN ISOLATION LEVEL READ COMMITTED",
     IsolationLevel.SERIALIZABLE: b"BEGIN ISOLATION LEVEL SERIALIZABLE",
@@ -65,9 +64,7 @@ def fetch_in_transaction(
                 with pool.connection() as conn:
                     if locks is None and runs_alone(isolation, commit):
                         return _alone(conn, query, params, row_factory)
-                    return _pipelined(
-                        conn, query, params, row_factory, isolation, _END[commit], locks
-                    )
+                    return _pipelined(conn, query, params, row_factory, isolation, commit, locks)
             except RETRYABLE as conflict:
                 if attempt == retries:
                     break
@@ -108,11 +105,12 @@ def _pipelined(
     params: Mapping[str, Any],
     row_factory: RowFactory[Row],
     isolation: IsolationLevel,
-    end: bytes,
+    commit: bool,
     locks: Statement | None,
 ) -> list[Row]:
-    """BEGIN, the statement and COMMIT (or ROLLBACK), pipelined so they travel to Postgres
-    together; with `locks`, that statement first, and the release of the locks last.
+    """BEGIN, the statement and COMMIT, pipelined so they travel to Postgres together; with
+    `locks`, that statement first, and the release of the locks last. Without `commit`, the
+    transaction is rolled back after the pipeline (see `_roll_back`).
 
     The pool's connections are in autocommit mode, so psycopg adds no BEGIN or COMMIT of its
     own, and without `locks` the pipeline's one Sync is the only wait for the server. When a
@@ -126,7 +124,7 @@ def _pipelined(
     a transaction sent without waiting would commit after a lock_timeout the caller reports.
     """
     cursor = conn.cursor(row_factory=row_factory)
-    commit = conn.cursor()
+    committing = conn.cursor()
     failure: psycopg.Error | None = None
     try:
         with conn.pipeline() as pipeline:
@@ -134,11 +132,15 @@ def _pipelined(
                 if locks is not None:
                     conn.execute(locks.query, locks.params, prepare=True)
                     pipeline.sync()
-                conn.execute(_BEGIN[isolation])
+                # Never prepared, not even after psycopg's fifth use: a statement that the
+                # server skips (after an error in the pipeline) would be taken as prepared
+                # all the same, and its next use fail with "prepared statement does not exist".
+                conn.execute(_BEGIN[isolation], prepare=False)
                 cursor.execute(query, params, prepare=True)
-                commit.execute(end)
+                if commit:
+                    committing.execute(b"COMMIT", prepare=False)
                 if locks is not None:
-                    conn.execute(queries.RELEASE_ADVISORY_LOCKS)
+                    conn.execute(queries.RELEASE_ADVISORY_LOCKS, prepare=False)
             except psycopg.Error as error:
                 # psycopg raises a statement's error wherever it happens to read its result.
                 # Kept here, not raised out of the block, so the pipeline's exit does not log
@@ -147,6 +149,8 @@ def _pipelined(
                 failure = error
     except psycopg.Error as error:
         failure = failure or error
+    if not commit:
+        failure = _roll_back(conn) or failure
     if failure is None:
         return cursor.fetchall()
     if locks is not None:
@@ -154,23 +158,39 @@ def _pipelined(
     # The connection broke after COMMIT's answer arrived (before the pipeline's final
     # message): the transaction is committed (or rolled back as asked), and these rows are
     # the true answer.
-    committed = commit.pgresult is not None and commit.pgresult.status == pq.ExecStatus.COMMAND_OK
+    committed = (
+        committing.pgresult is not None and committing.pgresult.status == pq.ExecStatus.COMMAND_OK
+    )
     if isinstance(failure, psycopg.OperationalError) and committed:
         return cursor.fetchall()
     raise failure
 
 
+def _roll_back(conn: psycopg.Connection[Any]) -> psycopg.Error | None:
+    """Roll back the connection's transaction with conn.rollback(); its error, if any.
+
+    Never with a ROLLBACK in a pipeline: psycopg forgets its prepared statements on a
+    ROLLBACK, and from a pipeline it deallocates them on the server only after the next
+    statement, which it prepares meanwhile, so that statement's next use fails with
+    "prepared statement does not exist". conn.rollback() deallocates them at once.
+    """
+    try:
+        conn.rollback()
+    except psycopg.Error as error:
+        return error
+    return None
+
+
 def _release_advisory_locks(conn: psycopg.Connection[Any]) -> None:
     """Give the pool back a connection without advisory locks after a failure skipped their
-    release: end the failed transaction, if any, then release them all.
+    release: end the failed transaction, if any (`_roll_back`), then release them all.
 
     A connection that cannot is closed, so the pool discards it, and the server frees its
     locks when its session ends.
     """
     try:
-        with conn.pipeline():
-            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                conn.execute(b"ROLLBACK")
-            conn.execute(queries.RELEASE_ADVISORY_LOCKS)
+        if error := _roll_back(conn):
+            raise error
+        conn.execute(queries.RELEASE_ADVISORY_LOCKS, prepare=False)
     except psycopg.Error:
         conn.close()
