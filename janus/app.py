@@ -25,6 +25,7 @@ from janus.resources.configs import (
     PauseHistoryResource,
     PauseResource,
 )
+from janus.resources.dashboard import FILES, DashboardFile
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
@@ -114,4 +115,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/dashboard/resume", PauseResource(configs, paused=False))
     app.add_route("/dashboard/pause/history", PauseHistoryResource(configs))
     app.add_route("/dashboard/quotas", QuotaResource(history))
+    # The dashboard's page itself (janus/dashboard/), which reads the routes above.
+    for path, (name, media_type) in FILES.items():
+        app.add_route(path, DashboardFile(name, media_type))
     return app

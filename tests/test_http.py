@@ -621,7 +621,15 @@ def test_body_that_is_not_sent_as_json_is_415(app_client, subtests, open_user, p
 
 # --- Routes and methods -------------------------------------------------------------------------
 
-UNKNOWN_ROUTES = ["/", "/jobs", "/dashboard", "/admin/jobs", "/dashboard/jobs/x", "/health/x"]
+# GET / is the dashboard's page (tests/test_dashboard_page.py).
+UNKNOWN_ROUTES = [
+    "/index.html",
+    "/jobs",
+    "/dashboard",
+    "/admin/jobs",
+    "/dashboard/jobs/x",
+    "/health/x",
+]
 # GET /dashboard/jobs is the job history (tests/test_dashboard_history.py); /system/jobs has none.
 WRONG_METHODS = [("GET", route) for route in JOB_ROUTES if route != "/dashboard/jobs"] + [
     ("PUT", JOB_ROUTES[0]),

@@ -22,6 +22,7 @@ from janus.app import create_app
 from janus.configs import MAX_VERSION
 from janus.db.pool import make_pool
 from janus.openapi.document import build_document
+from janus.resources.dashboard import FILES as DASHBOARD_FILES
 from janus.settings import Settings
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
@@ -108,12 +109,12 @@ def test_the_document_is_valid_openapi_3_1(service_token: str | None) -> None:
     validate_openapi(document)
 
 
-def test_the_service_token_is_required_everywhere_but_the_health_checks_when_set() -> None:
+def test_the_service_token_is_required_everywhere_but_health_and_the_dashboard_files() -> None:
     document = _document(_settings(TOKEN))
     assert document["components"]["securitySchemes"]["serviceToken"]["scheme"] == "bearer"
     for method, path, operation in _document_operations(document):
         schemes = {name for requirement in operation["security"] for name in requirement}
-        guarded = path not in ("/health", "/health/ready")
+        guarded = path not in ("/health", "/health/ready", *DASHBOARD_FILES)
         assert ("serviceToken" in schemes) == guarded, (method, path)
         assert ("401" in operation["responses"]) == guarded, (method, path)
 
@@ -123,7 +124,9 @@ def test_without_a_service_token_only_x_user_id_is_required() -> None:
     assert "serviceToken" not in document["components"]["securitySchemes"]
     for method, path, operation in _document_operations(document):
         schemes = {name for requirement in operation["security"] for name in requirement}
-        user_routes = not path.startswith(("/health", "/openapi.json", "/metrics"))
+        user_routes = not path.startswith(("/health", "/openapi.json", "/metrics")) and (
+            path not in DASHBOARD_FILES
+        )
         assert schemes == ({"userId"} if user_routes else set()), (method, path)
         assert ("401" in operation["responses"]) == user_routes, (method, path)
 

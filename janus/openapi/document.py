@@ -51,6 +51,7 @@ _TAGS = [
     {"name": "Jobs", "description": "Admission: single jobs, partial and atomic batches."},
     {"name": "Queue", "description": "Workers: claim accepted jobs, then end their leases."},
     {"name": "Config", "description": "The user's own config versions."},
+    {"name": "Dashboard", "description": "The page a person uses in a browser, and its files."},
 ]
 
 # An sf-string naming a dependency, then the item's Integer parameters: the draft's

@@ -812,4 +812,26 @@ def operations(*, max_batch_jobs: int) -> list[Operation]:
         *_config_routes(),
         *_pause_routes(),
         *_history_routes(),
+        *_dashboard_files(),
+    ]
+
+
+def _dashboard_files() -> list[Operation]:
+    """The dashboard's page and its style and script (janus/resources/dashboard.py)."""
+    files = (
+        ("/", "The dashboard: a page that asks for a user id and shows its buckets", "text/html"),
+        ("/dashboard.css", "The dashboard's style sheet", "text/css"),
+        ("/dashboard.js", "The dashboard's script", "text/javascript"),
+    )
+    return [
+        Operation(
+            "get",
+            path,
+            summary,
+            tag="Dashboard",
+            answers={200: Answer("The file.", text_media_type=f"{media_type}; charset=utf-8")},
+            user=False,
+            service_token=False,
+        )
+        for path, summary, media_type in files
     ]

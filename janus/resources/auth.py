@@ -8,11 +8,12 @@ import falcon
 
 # Liveness and readiness stay open, so a platform's health check needs no secret (Render's
 # health check, render.yaml's healthCheckPath, sends no header). They tell only "ok" or 503.
-OPEN_PATHS = frozenset({"/health", "/health/ready"})
+# The dashboard's files are open too: they hold no data, and the page asks for the token.
+OPEN_PATHS = frozenset({"/health", "/health/ready", "/", "/dashboard.css", "/dashboard.js"})
 
 
 class ServiceTokenMiddleware:
-    """Require `Authorization: Bearer <token>` on every route but /health and /health/ready."""
+    """Require `Authorization: Bearer <token>` on every route but OPEN_PATHS."""
 
     def __init__(self, token: str) -> None:
         self._expected = token.encode()

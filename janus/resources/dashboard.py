@@ -1,0 +1,44 @@
+"""GET /, /dashboard.css and /dashboard.js: the dashboard, files of janus/dashboard/.
+
+They hold no one's data (the page asks for a user id and reads the API as that user), so
+they need neither X-User-ID nor the service token.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import falcon
+
+# The page runs only its own script and style and speaks only to this service; no site may
+# frame it. Each file is read once, when the app is made.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+        " img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+# Route: (file of janus/dashboard/, its media type).
+FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+}
+
+
+class DashboardFile:
+    """One file of the dashboard, as it is in the package."""
+
+    def __init__(self, name: str, media_type: str) -> None:
+        self._data = (resources.files("janus.dashboard") / name).read_bytes()
+        self._media_type = media_type
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The file."""
+        resp.content_type = self._media_type
+        resp.data = self._data
+        resp.set_headers(SECURITY_HEADERS)
