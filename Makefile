@@ -44,6 +44,12 @@ run: venv ## Serve on 127.0.0.1:$PORT, 8000 by default (embedded Postgres unless
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
 test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+		echo "Chromium is missing (the dashboard's browser tests): installing Debian's packages"
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo)
+		$$sudo apt-get update -qq
+		$$sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+	fi
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
