@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 from uuid import UUID, uuid4
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from janus.resources.dashboard import FILES as DASHBOARD_FILES
 from tests.support.answers import DECISION_KEYS, JSON, MIB, assert_clear_error, assert_decisions
 from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
 from tests.support.bodies import body_with, plain_job, valid_body_for
@@ -544,6 +546,10 @@ def test_health_routes_ignore_whatever_is_sent(
     ),
     method=st.sampled_from(METHODS),
 )
+# The dashboard's page, by the paths falcon routes to it.
+@example(path="/", method="GET")
+@example(path="//", method="GET")
+@example(path="/%2F", method="GET")
 def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(
     app_client, open_user, path, method
 ) -> None:
@@ -555,10 +561,18 @@ def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(
         assert list(result.json) == DECISION_KEYS, (path, result.text)
     elif result.status_code < 400 and method == "GET" and path == "/dashboard/jobs":
         assert list(result.json) == ["jobs", "next"], (path, result.text)  # the job history
+    elif result.status_code < 400 and method == "GET" and _routed(path) in DASHBOARD_FILES:
+        # The dashboard's page and files (tests/test_dashboard_page.py).
+        assert result.headers["Content-Type"] == DASHBOARD_FILES[_routed(path)][1], path
     elif result.status_code < 400 and method == "GET":
         assert result.json == {"status": "ok"}, (path, result.text)
     else:
         assert method == "HEAD" and result.status_code < 500, (method, path, result.status_code)
+
+
+def _routed(path: str) -> str:
+    """The route falcon matches `path` to: decoded, its leading slashes as one (`//` is `/`)."""
+    return "/" + unquote(path).lstrip("/")
 
 
 def test_the_helpers_write_what_the_tests_mean() -> None:
