@@ -25,6 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import REPO_ROOT, GunicornServer
 from tests.support.factories import user_with_config
+from tests.support.seed import SEED_SINGLE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -179,4 +180,83 @@ def test_changing_user_shows_only_the_new_users_buckets(
 
     assert list(_gauges(browser)) == ["stripe"]
     assert browser.find_element(By.ID, "who-id").text == str(other)
+    assert _script_errors(browser) == []
+
+
+def _jobs(browser: WebDriver) -> list[str]:
+    """The rows of the jobs table as a person reads them, newest first (read in one script)."""
+    rows: list[str] = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#job-table tbody tr'), (tr) => tr.innerText);"
+    )
+    return rows
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_the_seeds_job_appears_with_its_status_and_a_rejection_with_its_reason(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, width: str
+) -> None:
+    # Room for the seed's job once (openai 2, stripe 1), refilling a token a second.
+    user = user_with_config(
+        db,
+        {
+            "openai": {"capacity": 2, "refill_per_second": 1},
+            "stripe": {"capacity": 1, "refill_per_second": 1},
+        },
+    )
+    _open(browser, gunicorn_server, width)
+    _sign_in(browser, str(user))
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: browser.find_element(By.ID, "jobs-empty").is_displayed()
+    )
+
+    answers = [
+        requests.post(
+            f"{gunicorn_server.url}/dashboard/jobs",
+            json=SEED_SINGLE,
+            headers={"X-User-ID": str(user)},
+            timeout=10,
+        )
+        for _ in range(2)
+    ]
+    assert [answer.status_code for answer in answers] == [202, 429]
+    retry_after = answers[1].headers["Retry-After"]
+
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(_jobs(b)) == 2)
+    rejected, accepted = _jobs(browser)
+    assert "Rejected" in rejected and "tenant-abc" in rejected
+    assert f"rate limit exceeded; retry after {retry_after} s" in rejected
+    assert "Accepted" in accepted and "queued" in accepted
+    _screenshot(browser, "jobs", width)
+
+    # The accepted job opens to show its costs and payload.
+    browser.find_elements(By.CSS_SELECTOR, "#job-table tbody tr td button")[1].click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: b.find_element(By.ID, "job-detail").is_displayed()
+    )
+    detail = browser.find_element(By.ID, "job-detail").text
+    assert '"custom_key": "custom_value"' in detail
+    assert '{"openai":2,"stripe":1}' in detail
+    _screenshot(browser, "job-detail", width)
+    assert _script_errors(browser) == []
+
+
+def test_jobs_are_filtered_by_status(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection
+) -> None:
+    user = user_with_config(db, {"openai": {"capacity": 2, "refill_per_second": 0}})
+    for cost in (2, 2):
+        requests.post(
+            f"{gunicorn_server.url}/dashboard/jobs",
+            json={**SEED_SINGLE, "dependencies": {"openai": cost}},
+            headers={"X-User-ID": str(user)},
+            timeout=10,
+        )
+    _open(browser, gunicorn_server, "laptop")
+    _sign_in(browser, str(user))
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(_jobs(b)) == 2)
+
+    browser.find_element(By.CSS_SELECTOR, '#filter-status option[value="Rejected"]').click()
+    browser.find_element(By.CSS_SELECTOR, "#job-filters button").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(_jobs(b)) == 1)
+    assert "Rejected" in _jobs(browser)[0]
     assert _script_errors(browser) == []

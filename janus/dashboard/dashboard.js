@@ -81,6 +81,10 @@ function signOut(message) {
   STORE.removeItem(TOKEN_KEY);
   show("who", false);
   show("buckets", false);
+  show("jobs", false);
+  show("job-detail", false);
+  jobs.cursor = null;
+  jobs.next = null;
   show("sign-in", true);
   say("sign-in-error", message);
   $("user-id").focus();
@@ -95,20 +99,32 @@ function stopRefreshing() {
   timer = null;
 }
 
-async function refreshBuckets() {
+// Every REFRESH_MS: the buckets, and the first page of jobs (a later page stays as it was).
+async function refresh() {
   stopRefreshing();
+  const reads = [refreshBuckets()];
+  if (jobs.cursor === null) reads.push(loadJobs());
+  const answered = await Promise.all(reads);
+  if (answered.every(Boolean)) timer = window.setTimeout(refresh, REFRESH_MS);
+}
+
+// Whether the user is still signed in: a 401 sends them back to the sign-in.
+function signedIn(error) {
+  if (error.status !== 401) return true;
+  signOut(`${error.message}. Enter your user id (and the service token, if Janus asks for one).`);
+  return false;
+}
+
+async function refreshBuckets() {
   try {
     const { body } = await api("/dashboard/quotas");
     say("buckets-error", "");
     renderBuckets(body);
   } catch (error) {
-    if (error.status === 401) {
-      signOut(`${error.message}. Enter your user id (and the service token, if Janus asks for one).`);
-      return;
-    }
+    if (!signedIn(error)) return false;
     say("buckets-error", error.message);
   }
-  timer = window.setTimeout(refreshBuckets, REFRESH_MS);
+  return true;
 }
 
 function number(value, digits = 3) {
@@ -175,6 +191,120 @@ function renderBuckets(body) {
   }));
 }
 
+// Jobs: GET /dashboard/jobs with the filters, a page at a time (the API's cursor).
+
+const jobs = { filters: {}, cursor: null, next: null };
+
+function jobsPath() {
+  const params = new URLSearchParams({ limit: "20" });
+  for (const [name, value] of Object.entries(jobs.filters)) if (value) params.set(name, value);
+  if (jobs.cursor) params.set("cursor", jobs.cursor);
+  return `/dashboard/jobs?${params}`;
+}
+
+async function loadJobs() {
+  try {
+    const { body } = await api(jobsPath());
+    say("jobs-error", "");
+    renderJobs(body);
+  } catch (error) {
+    if (!signedIn(error)) return false;
+    say("jobs-error", error.message);
+  }
+  return true;
+}
+
+function cell(row, content) {
+  const td = document.createElement("td");
+  if (typeof content === "string") td.textContent = content;
+  else td.append(content);
+  row.append(td);
+  return td;
+}
+
+function why(job) {
+  if (job.status !== "Rejected") return "";
+  return job.retry_after === null ? job.reason : `${job.reason}; retry after ${job.retry_after} s`;
+}
+
+function renderJobs(body) {
+  jobs.next = body.next;
+  $("job-table").tBodies[0].replaceChildren(...body.jobs.map((job) => {
+    const row = document.createElement("tr");
+    row.dataset.jobId = job.job_id;
+    const open = document.createElement("button");
+    open.type = "button";
+    // The end of the id: ids are time-ordered, so jobs of one moment share their beginning.
+    open.textContent = `…${job.job_id.slice(-8)}`;
+    open.title = `Show job ${job.job_id}`;
+    open.addEventListener("click", () => showJob(job.job_id));
+    cell(row, open);
+    cell(row, new Date(job.created_at).toLocaleString());
+    cell(row, job.tenant_id);
+    cell(row, job.batch_name);
+    cell(row, String(job.priority));
+    cell(row, job.status).className = job.status === "Rejected" ? "rejected" : "";
+    cell(row, why(job));
+    cell(row, job.state || "");
+    return row;
+  }));
+  show("job-table", body.jobs.length > 0);
+  show("jobs-empty", body.jobs.length === 0);
+  show("jobs-older", Boolean(jobs.next));
+  show("jobs-newest", jobs.cursor !== null);
+}
+
+function filterJobs(event) {
+  event.preventDefault();
+  jobs.filters = {
+    status: $("filter-status").value,
+    tenant_id: $("filter-tenant").value.trim(),
+    batch_name: $("filter-batch").value.trim(),
+  };
+  jobs.cursor = null;
+  loadJobs();
+}
+
+function pageJobs(cursor) {
+  jobs.cursor = cursor;
+  loadJobs();
+}
+
+const DETAIL = [
+  ["Status", (job) => job.status],
+  ["Reason", (job) => job.reason],
+  ["Retry-After", (job) => (job.retry_after === null ? "" : `${job.retry_after} s`)],
+  ["Shadow mode", (job) => (job.shadow_status ? `${job.shadow_status} ${job.shadow_reason}`.trim() : "")],
+  ["State", (job) => job.state || ""],
+  ["Attempts", (job) => String(job.attempts)],
+  ["Costs", (job) => JSON.stringify(job.dependencies)],
+  ["Real costs", (job) => (job.actual_costs ? JSON.stringify(job.actual_costs) : "")],
+  ["Created", (job) => new Date(job.created_at).toLocaleString()],
+  ["Finished", (job) => (job.finished_at ? new Date(job.finished_at).toLocaleString() : "")],
+  ["Error", (job) => job.error || ""],
+  ["Result", (job) => (job.result === null ? "" : JSON.stringify(job.result))],
+  ["Config version", (job) => String(job.config_version)],
+];
+
+async function showJob(jobId) {
+  try {
+    const { body } = await api(`/dashboard/jobs/${encodeURIComponent(jobId)}`);
+    $("job-detail-id").textContent = body.job_id;
+    const facts = $("job-detail-facts");
+    facts.replaceChildren();
+    for (const [name, value] of DETAIL) {
+      const text = value(body);
+      if (text) term(facts, name, text);
+    }
+    $("job-detail-payload").textContent = JSON.stringify(body.payload, null, 2);
+    say("jobs-error", "");
+    show("job-detail", true);
+    $("job-detail-close").focus();
+  } catch (error) {
+    if (signedIn(error)) say("jobs-error", error.message);
+  }
+}
+
 function start() {
   const user = STORE.getItem(USER_KEY);
   if (!user) {
@@ -186,11 +316,16 @@ function start() {
   show("who", true);
   show("sign-in", false);
   show("buckets", true);
-  refreshBuckets();
+  show("jobs", true);
+  refresh();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut(""));
+  $("job-filters").addEventListener("submit", filterJobs);
+  $("jobs-older").addEventListener("click", () => pageJobs(jobs.next));
+  $("jobs-newest").addEventListener("click", () => pageJobs(null));
+  $("job-detail-close").addEventListener("click", () => show("job-detail", false));
   start();
 });
