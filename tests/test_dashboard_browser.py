@@ -260,3 +260,44 @@ def test_jobs_are_filtered_by_status(
     WebDriverWait(browser, WAIT_S).until(lambda b: len(_jobs(b)) == 1)
     assert "Rejected" in _jobs(browser)[0]
     assert _script_errors(browser) == []
+
+
+def _post_seed_job(server: GunicornServer, user: UUID) -> requests.Response:
+    return requests.post(
+        f"{server.url}/dashboard/jobs",
+        json=SEED_SINGLE,
+        headers={"X-User-ID": str(user)},
+        timeout=10,
+    )
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
+    browser: WebDriver, gunicorn_server: GunicornServer, open_user: UUID, width: str
+) -> None:
+    _open(browser, gunicorn_server, width)
+    _sign_in(browser, str(open_user))
+    state = browser.find_element(By.ID, "pause-state")
+    WebDriverWait(browser, WAIT_S).until(lambda b: state.text == "Admitting jobs.")
+    assert "Config version 1 (enforce mode)" in browser.find_element(By.ID, "rules-summary").text
+
+    # Nothing changes until the person confirms.
+    browser.find_element(By.ID, "pause-toggle").click()
+    assert browser.find_element(By.ID, "pause-confirm").is_displayed()
+    _screenshot(browser, "pause-confirm", width)
+    browser.find_element(By.ID, "pause-no").click()
+    assert _post_seed_job(gunicorn_server, open_user).status_code == 202
+
+    browser.find_element(By.ID, "pause-toggle").click()
+    browser.find_element(By.ID, "pause-yes").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: state.text.startswith("Paused since"))
+    refused = _post_seed_job(gunicorn_server, open_user)
+    assert refused.status_code == 403
+    assert refused.json()["description"] == "service paused"
+    _screenshot(browser, "paused", width)
+
+    browser.find_element(By.ID, "pause-toggle").click()
+    browser.find_element(By.ID, "pause-yes").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: state.text == "Admitting jobs.")
+    assert _post_seed_job(gunicorn_server, open_user).status_code == 202
+    assert _script_errors(browser) == []
