@@ -9,6 +9,7 @@ import falcon
 from janus import metrics
 from janus.admission import Mode, Source
 from janus.configs import MAX_VERSION
+from janus.dashboard import FILES as DASHBOARD_FILES
 from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.history import HistoryStore
@@ -25,7 +26,7 @@ from janus.resources.configs import (
     PauseHistoryResource,
     PauseResource,
 )
-from janus.resources.dashboard import FILES, DashboardFile
+from janus.resources.dashboard import DashboardFile
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
 from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
@@ -116,6 +117,6 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/dashboard/pause/history", PauseHistoryResource(configs))
     app.add_route("/dashboard/quotas", QuotaResource(history))
     # The dashboard's page itself (janus/dashboard/), which reads the routes above.
-    for path, (name, media_type) in FILES.items():
+    for path, (name, media_type) in DASHBOARD_FILES.items():
         app.add_route(path, DashboardFile(name, media_type))
     return app

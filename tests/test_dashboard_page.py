@@ -13,7 +13,8 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from janus.resources.dashboard import FILES, SECURITY_HEADERS
+from janus.dashboard import FILES
+from janus.resources.dashboard import SECURITY_HEADERS
 from janus.settings import Settings
 from tests.support.app import serve_app
 

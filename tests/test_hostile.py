@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from janus.resources.dashboard import FILES as DASHBOARD_FILES
+from janus.dashboard import FILES as DASHBOARD_FILES
 from tests.support.answers import DECISION_KEYS, JSON, MIB, assert_clear_error, assert_decisions
 from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
 from tests.support.bodies import body_with, plain_job, valid_body_for

@@ -20,9 +20,9 @@ from openapi_spec_validator import validate as validate_openapi
 
 from janus.app import create_app
 from janus.configs import MAX_VERSION
+from janus.dashboard import FILES as DASHBOARD_FILES
 from janus.db.pool import make_pool
 from janus.openapi.document import build_document
-from janus.resources.dashboard import FILES as DASHBOARD_FILES
 from janus.settings import Settings
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 

@@ -20,6 +20,7 @@ from marshmallow import Schema
 
 from janus.admission import Source
 from janus.configs import MAX_VERSION
+from janus.dashboard import FILES as DASHBOARD_FILES
 from janus.openapi.answers import (
     ActiveConfigSchema,
     ClaimAnswerSchema,
@@ -816,22 +817,24 @@ def operations(*, max_batch_jobs: int) -> list[Operation]:
     ]
 
 
+_DASHBOARD_SUMMARIES = {
+    "/": "The dashboard: a page that asks for a user id and shows its buckets",
+    "/dashboard.css": "The dashboard's style sheet",
+    "/dashboard.js": "The dashboard's script",
+}
+
+
 def _dashboard_files() -> list[Operation]:
-    """The dashboard's page and its style and script (janus/resources/dashboard.py)."""
-    files = (
-        ("/", "The dashboard: a page that asks for a user id and shows its buckets", "text/html"),
-        ("/dashboard.css", "The dashboard's style sheet", "text/css"),
-        ("/dashboard.js", "The dashboard's script", "text/javascript"),
-    )
+    """The dashboard's page and its style and script (janus.dashboard.FILES)."""
     return [
         Operation(
             "get",
             path,
-            summary,
+            _DASHBOARD_SUMMARIES[path],
             tag="Dashboard",
-            answers={200: Answer("The file.", text_media_type=f"{media_type}; charset=utf-8")},
+            answers={200: Answer("The file.", text_media_type=media_type)},
             user=False,
             service_token=False,
         )
-        for path, summary, media_type in files
+        for path, (_, media_type) in DASHBOARD_FILES.items()
     ]

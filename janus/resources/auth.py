@@ -6,10 +6,12 @@ import hmac
 
 import falcon
 
+from janus.dashboard import FILES as DASHBOARD_FILES
+
 # Liveness and readiness stay open, so a platform's health check needs no secret (Render's
 # health check, render.yaml's healthCheckPath, sends no header). They tell only "ok" or 503.
 # The dashboard's files are open too: they hold no data, and the page asks for the token.
-OPEN_PATHS = frozenset({"/health", "/health/ready", "/", "/dashboard.css", "/dashboard.js"})
+OPEN_PATHS = frozenset({"/health", "/health/ready", *DASHBOARD_FILES})
 
 
 class ServiceTokenMiddleware:

@@ -1,4 +1,4 @@
-"""GET /, /dashboard.css and /dashboard.js: the dashboard, files of janus/dashboard/.
+"""GET /, /dashboard.css and /dashboard.js: the dashboard, files of janus/dashboard/ (FILES).
 
 They hold no one's data (the page asks for a user id and reads the API as that user), so
 they need neither X-User-ID nor the service token.
@@ -20,13 +20,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
-}
-
-# Route: (file of janus/dashboard/, its media type).
-FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
-    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
 }
 
 
