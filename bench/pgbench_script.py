@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from psycopg import IsolationLevel
-
 from bench.common import BenchError
 from bench.scenarios import BATCH_NAME, JOB, Scenario
 from janus.admission import AdmissionRequest, JobRequest, Mode, Source
@@ -64,8 +62,7 @@ def pgbench_statement(scenario: Scenario, user_id: UUID) -> tuple[str, dict[str,
     statement = admission_statement(request)
     params = {**statement.params}
     # As janus/db/jobs.py: a SERIALIZABLE decision takes the bucket locks first.
-    isolation = isolation_for(request.mode)
-    locks = bucket_locks(request) if isolation is IsolationLevel.SERIALIZABLE else None
+    locks = bucket_locks(request, isolation_for(request.mode))
     if locks is not None:
         params |= locks.params
     return statement.query, {name: pgbench_value(value) for name, value in params.items()}

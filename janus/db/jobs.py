@@ -65,14 +65,17 @@ def admission_statement(request: AdmissionRequest, *, quote: bool = False) -> St
 MAX_BUCKET_LOCKS = 32
 
 
-def bucket_locks(request: AdmissionRequest) -> Statement | None:
-    """queries.LOCK_BUCKETS_FOR_ATOMIC for `request`: one advisory lock per bucket it names;
-    None beyond MAX_BUCKET_LOCKS buckets.
+def bucket_locks(request: AdmissionRequest, isolation: IsolationLevel) -> Statement | None:
+    """queries.LOCK_BUCKETS_FOR_ATOMIC for `request` decided at `isolation`: one advisory lock
+    per bucket it names; None for any but a SERIALIZABLE decision, and beyond
+    MAX_BUCKET_LOCKS buckets.
 
     A SERIALIZABLE decision takes them before its transaction begins, so that concurrent ones
     on a bucket queue instead of failing to serialise (the benchmark sends them too). Without
     them it may fail to serialise, and is retried.
     """
+    if isolation is not IsolationLevel.SERIALIZABLE:
+        return None
     names = sorted({name for job in request.jobs for name in job.dependencies})
     if len(names) > MAX_BUCKET_LOCKS:
         return None
@@ -125,7 +128,7 @@ def admit_jobs(
         isolation=isolation,
         retries=retries,
         commit=not quote,
-        locks=bucket_locks(request) if isolation is IsolationLevel.SERIALIZABLE else None,
+        locks=bucket_locks(request, isolation),
     )
     # Columns as queries.ADMIT_JOBS and ADMIT_JOB name them; `budgets` is on the first row only.
     decisions = [

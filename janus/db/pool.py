@@ -74,8 +74,9 @@ def make_pool(settings: Settings) -> Pool:
         # A connection broken by a database restart is found and replaced before use.
         check=check_if_stirred,
         kwargs={
-            # Each unit of work sends its own BEGIN and COMMIT, pipelined with its statement
-            # (janus/db/transactions.py): one round trip, with no implicit ones from psycopg.
+            # Each unit of work is one statement sent alone, or its own BEGIN and COMMIT
+            # pipelined with it (janus/db/transactions.py): one round trip, with no implicit
+            # ones from psycopg.
             "autocommit": True,
             "application_name": "janus",
             "options": server_options,
