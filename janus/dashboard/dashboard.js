@@ -184,9 +184,7 @@ function renderBuckets(body) {
     const row = document.createElement("tr");
     for (const text of [quota.dependency, quota.tenant_id,
       `${number(quota.tokens)} / ${number(quota.capacity)}`, fullIn(quota.full_in_seconds)]) {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      row.append(cell);
+      cell(row, text);
     }
     return row;
   }));
