@@ -208,4 +208,4 @@ def gunicorn_server(
 
 
 # Fixtures of tests/support any module may use: open_user, openai_user.
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.browser"]
