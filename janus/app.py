@@ -117,6 +117,6 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/dashboard/pause/history", PauseHistoryResource(configs))
     app.add_route("/dashboard/quotas", QuotaResource(history))
     # The dashboard's page itself (janus/dashboard/), which reads the routes above.
-    for path, (name, media_type) in DASHBOARD_FILES.items():
-        app.add_route(path, DashboardFile(name, media_type))
+    for path, file in DASHBOARD_FILES.items():
+        app.add_route(path, DashboardFile(file.name, file.media_type))
     return app

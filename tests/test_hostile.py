@@ -563,7 +563,7 @@ def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(
         assert list(result.json) == ["jobs", "next"], (path, result.text)  # the job history
     elif result.status_code < 400 and method == "GET" and _routed(path) in DASHBOARD_FILES:
         # The dashboard's page and files (tests/test_dashboard_page.py).
-        assert result.headers["Content-Type"] == DASHBOARD_FILES[_routed(path)][1], path
+        assert result.headers["Content-Type"] == DASHBOARD_FILES[_routed(path)].media_type, path
     elif result.status_code < 400 and method == "GET":
         assert result.json == {"status": "ok"}, (path, result.text)
     else:

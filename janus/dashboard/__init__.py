@@ -1,13 +1,34 @@
-"""The dashboard's files: index.html, dashboard.css and dashboard.js, served as they are.
+"""The dashboard's files: its page, style sheet and scripts, served as they are.
 
 Plain HTML, CSS and JavaScript with no build step and nothing from elsewhere: the page talks
 to this service's own /dashboard routes (docs/api.md#dashboard). janus/resources/dashboard.py
 serves them; the OpenAPI document and the service token's open paths read FILES too.
 """
 
-# Route: (file of this package, its media type).
+from typing import NamedTuple
+
+_SCRIPT = "text/javascript; charset=utf-8"
+
+
+class File(NamedTuple):
+    """A file of this package as the dashboard serves it."""
+
+    name: str
+    media_type: str
+    summary: str
+
+
+# Route: the file served there. The page loads every one of them.
 FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
-    "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/": File(
+        "index.html",
+        "text/html; charset=utf-8",
+        "The dashboard: a page that asks for a user id and shows its buckets",
+    ),
+    "/dashboard.css": File(
+        "dashboard.css", "text/css; charset=utf-8", "The dashboard's style sheet"
+    ),
+    "/dashboard.js": File(
+        "dashboard.js", _SCRIPT, "The dashboard's script: sign-in, buckets and jobs"
+    ),
 }

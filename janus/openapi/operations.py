@@ -817,24 +817,17 @@ def operations(*, max_batch_jobs: int) -> list[Operation]:
     ]
 
 
-_DASHBOARD_SUMMARIES = {
-    "/": "The dashboard: a page that asks for a user id and shows its buckets",
-    "/dashboard.css": "The dashboard's style sheet",
-    "/dashboard.js": "The dashboard's script",
-}
-
-
 def _dashboard_files() -> list[Operation]:
-    """The dashboard's page and its style and script (janus.dashboard.FILES)."""
+    """The dashboard's page, style sheet and scripts (janus.dashboard.FILES)."""
     return [
         Operation(
             "get",
             path,
-            _DASHBOARD_SUMMARIES[path],
+            file.summary,
             tag="Dashboard",
-            answers={200: Answer("The file.", text_media_type=media_type)},
+            answers={200: Answer("The file.", text_media_type=file.media_type)},
             user=False,
             service_token=False,
         )
-        for path, (_, media_type) in DASHBOARD_FILES.items()
+        for path, file in DASHBOARD_FILES.items()
     ]

@@ -1,4 +1,4 @@
-"""GET /, /dashboard.css and /dashboard.js: the dashboard, files of janus/dashboard/ (FILES).
+"""GET /, its style sheet and scripts: the dashboard, files of janus/dashboard/ (FILES).
 
 They hold no one's data (the page asks for a user id and reads the API as that user), so
 they need neither X-User-ID nor the service token.
