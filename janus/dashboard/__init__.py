@@ -31,4 +31,7 @@ FILES = {
     "/dashboard.js": File(
         "dashboard.js", _SCRIPT, "The dashboard's script: sign-in, buckets and jobs"
     ),
+    "/submit.js": File(
+        "submit.js", _SCRIPT, "The dashboard's script to submit and quote jobs and batches"
+    ),
 }

@@ -20,7 +20,9 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, options = {}) {
+// A call to the API as the signed-in user, whatever its status: the response and its body's
+// text. Only a call that got no answer at all throws.
+async function call(path, options = {}) {
   const headers = { "X-User-ID": STORE.getItem(USER_KEY) || "", ...(options.headers || {}) };
   const token = STORE.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -30,7 +32,12 @@ async function api(path, options = {}) {
   } catch (error) {
     throw new ApiError(0, "Janus did not answer: check your connection, then wait for the next refresh.");
   }
-  const text = await response.text();
+  return { response, text: await response.text() };
+}
+
+// A call that succeeded, its body parsed; any other answer throws an ApiError in words.
+async function api(path, options = {}) {
+  const { response, text } = await call(path, options);
   let body = null;
   try {
     body = text ? JSON.parse(text) : null;
@@ -83,6 +90,7 @@ function signOut(message) {
   show("buckets", false);
   show("jobs", false);
   show("rules", false);
+  show("submit", false);
   show("job-detail", false);
   jobs.cursor = null;
   jobs.next = null;
@@ -363,6 +371,7 @@ function start() {
   show("buckets", true);
   show("jobs", true);
   show("rules", true);
+  show("submit", true);
   loadRules();
   refresh();
 }

@@ -65,8 +65,11 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
-def screenshot(browser: WebDriver, screen: str, width: str) -> None:
-    """Write what the browser shows now to screenshots/<screen>-<width>.png."""
+def screenshot(browser: WebDriver, screen: str, width: str, top: str | None = None) -> None:
+    """Write what the browser shows to screenshots/<screen>-<width>.png: the page as it is
+    scrolled now, or from the element with id `top` down."""
+    if top is not None:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()", top)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / f"{screen}-{width}.png"))
 

@@ -1,0 +1,109 @@
+// Submit a job or a batch from the page, or quote it first, and see the exact answer: the
+// status line, every header and the body as Janus sent it. Uses dashboard.js's `call`, `$`,
+// `say` and `show`. The body goes as the person typed it, so a payload keeps its exact text.
+"use strict";
+
+// Each kind of request: its route, and the seed API's example of its body.
+const KINDS = {
+  single: {
+    path: "/dashboard/jobs",
+    example: `{
+  "batch_name": "my-batch",
+  "tenant_id": "tenant-abc",
+  "priority": 8,
+  "dependencies": {"openai": 2, "stripe": 1},
+  "payload": {"custom_key": "custom_value"}
+}`,
+  },
+  partial: {
+    path: "/dashboard/jobs/batch",
+    example: `{
+  "batch_name": "my-batch",
+  "jobs": [
+    {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
+    {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}}
+  ]
+}`,
+  },
+};
+KINDS.atomic = { path: "/dashboard/jobs/batch/atomic", example: KINDS.partial.example };
+
+const QUOTE_PATH = "/dashboard/jobs/quote";
+
+// The body as typed, once it is a JSON object; null (and the reason said) when it is not.
+function typedBody() {
+  const text = $("submit-body").value;
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    say("submit-error", `The body is not JSON: ${error.message}. Nothing was sent.`);
+    return null;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    say("submit-error", "The body must be a JSON object ({ … }). Nothing was sent.");
+    return null;
+  }
+  say("submit-error", "");
+  return { text, parsed };
+}
+
+// A quote of an atomic batch is the batch's body with "atomic": true, added to the text as
+// typed (a reparsed and rewritten body would lose the payload's exact numbers). One that
+// already says "atomic" is sent as it is.
+function quoteText(kind, body) {
+  if (kind !== "atomic" || "atomic" in body.parsed) return body.text;
+  if (Object.keys(body.parsed).length === 0) return '{"atomic": true}';
+  return body.text.replace("{", '{"atomic": true, ');
+}
+
+async function send(quote) {
+  const kind = $("submit-kind").value;
+  const body = typedBody();
+  if (body === null) return;
+  const headers = { "Content-Type": "application/json" };
+  const key = $("submit-key").value.trim();
+  if (key) headers["Idempotency-Key"] = key;
+  const path = quote ? QUOTE_PATH : KINDS[kind].path;
+  try {
+    const { response, text } = await call(path, {
+      method: "POST",
+      headers,
+      body: quote ? quoteText(kind, body) : body.text,
+    });
+    renderAnswer(`POST ${path}`, response, text);
+  } catch (error) {
+    say("submit-error", error.message);
+  }
+}
+
+function renderAnswer(request, response, text) {
+  $("submit-request").textContent = request;
+  $("submit-status").textContent = `${response.status} ${response.statusText}`.trim();
+  $("submit-status").className = response.ok ? "" : "rejected";
+  const lines = [];
+  for (const [name, value] of response.headers) lines.push(`${name}: ${value}`);
+  $("submit-headers").textContent = lines.join("\n");
+  $("submit-answer-body").textContent = text;
+  show("submit-answer", true);
+}
+
+// Choosing another kind puts its example in the box, unless the person has written their own.
+function chooseKind(event) {
+  const box = $("submit-body");
+  const before = KINDS[box.dataset.kind];
+  if (!before || box.value === before.example) box.value = KINDS[event.target.value].example;
+  box.dataset.kind = event.target.value;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const box = $("submit-body");
+  box.value = KINDS.single.example;
+  box.dataset.kind = "single";
+  $("submit-kind").addEventListener("change", chooseKind);
+  $("submit-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(false);
+  });
+  $("submit-quote").addEventListener("click", () => send(true));
+});
