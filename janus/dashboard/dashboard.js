@@ -8,6 +8,8 @@ const STORE = window.sessionStorage;
 const USER_KEY = "janus.user";
 const TOKEN_KEY = "janus.token";
 const REFRESH_MS = 2000;
+// Sent on the document when the user signs out or is sent back to the sign-in.
+const SIGNED_OUT = "janus-signed-out";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const $ = (id) => document.getElementById(id);
@@ -92,6 +94,10 @@ function signOut(message) {
   show("rules", false);
   show("submit", false);
   show("job-detail", false);
+  $("job-detail-facts").replaceChildren();
+  $("job-detail-payload").textContent = "";
+  // What the last user was shown goes with them: each script forgets its part.
+  document.dispatchEvent(new Event(SIGNED_OUT));
   jobs.cursor = null;
   jobs.next = null;
   show("sign-in", true);

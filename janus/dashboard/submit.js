@@ -88,6 +88,14 @@ function renderAnswer(request, response, text) {
   show("submit-answer", true);
 }
 
+function forgetAnswer() {
+  for (const id of ["submit-request", "submit-status", "submit-headers", "submit-answer-body"]) {
+    $(id).textContent = "";
+  }
+  show("submit-answer", false);
+  say("submit-error", "");
+}
+
 // Choosing another kind puts its example in the box, unless the person has written their own.
 function chooseKind(event) {
   const box = $("submit-body");
@@ -106,4 +114,5 @@ document.addEventListener("DOMContentLoaded", () => {
     send(false);
   });
   $("submit-quote").addEventListener("click", () => send(true));
+  document.addEventListener(SIGNED_OUT, forgetAnswer);
 });
