@@ -199,9 +199,17 @@ def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
     assert refused.status_code == 403
     assert refused.json()["description"] == "service paused"
     screenshot(browser, "paused", width)
+    # The page's own form meets the same refusal, and shows it.
+    browser.find_element(By.ID, "submit-send").click()
+    status = browser.find_element(By.ID, "submit-status")
+    WebDriverWait(browser, WAIT_S).until(lambda b: status.text == "403 Forbidden")
+    assert (
+        '"description": "service paused"' in browser.find_element(By.ID, "submit-answer-body").text
+    )
+    screenshot(browser, "paused-submit", width, top="submit-answer")
 
     browser.find_element(By.ID, "pause-toggle").click()
     browser.find_element(By.ID, "pause-yes").click()
     WebDriverWait(browser, WAIT_S).until(lambda b: state.text == "Admitting jobs.")
     assert post_seed_job(gunicorn_server.url, open_user).status_code == 202
-    assert script_errors(browser) == []
+    assert script_errors(browser, 403) == []
