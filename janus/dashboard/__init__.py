@@ -34,4 +34,9 @@ FILES = {
     "/submit.js": File(
         "submit.js", _SCRIPT, "The dashboard's script to submit and quote jobs and batches"
     ),
+    "/rules.js": File(
+        "rules.js",
+        _SCRIPT,
+        "The dashboard's script for the rules: the config, its versions, edits and rollbacks",
+    ),
 }

@@ -318,52 +318,6 @@ async function showJob(jobId) {
   }
 }
 
-// Rules: the active config and the pause, which a person changes only after confirming.
-
-const rules = { paused: null };
-
-function renderPause(paused, since) {
-  rules.paused = paused;
-  $("pause-state").textContent = paused
-    ? `Paused${since ? ` since ${new Date(since).toLocaleString()}` : ""}: every job is refused with 403 service paused.`
-    : "Admitting jobs.";
-  $("pause-toggle").textContent = paused ? "Resume…" : "Pause…";
-  show("pause-confirm", false);
-}
-
-async function loadRules() {
-  try {
-    const { body } = await api("/dashboard/config");
-    const names = Object.keys(body.dependencies).join(", ") || "none";
-    $("rules-summary").textContent =
-      `Config version ${body.version} (${body.mode} mode), buckets: ${names}.`;
-    renderPause(body.paused, null);
-    say("rules-error", "");
-  } catch (error) {
-    if (!signedIn(error)) return;
-    $("rules-summary").textContent = "";
-    say("rules-error", error.message);
-  }
-}
-
-function askPause() {
-  $("pause-question").textContent = rules.paused
-    ? "Resume admitting this user's jobs?"
-    : "Pause this user? Every job will be refused until you resume.";
-  show("pause-confirm", true);
-  $("pause-yes").focus();
-}
-
-async function setPause() {
-  try {
-    const { body } = await api(rules.paused ? "/dashboard/resume" : "/dashboard/pause", { method: "POST" });
-    renderPause(body.paused, body.since);
-    say("rules-error", "");
-  } catch (error) {
-    if (signedIn(error)) say("rules-error", error.message);
-  }
-}
-
 function start() {
   const user = STORE.getItem(USER_KEY);
   if (!user) {
@@ -378,6 +332,7 @@ function start() {
   show("jobs", true);
   show("rules", true);
   show("submit", true);
+  // rules.js: the active config, its versions and the pause.
   loadRules();
   refresh();
 }
@@ -389,8 +344,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("jobs-older").addEventListener("click", () => pageJobs(jobs.next));
   $("jobs-newest").addEventListener("click", () => pageJobs(null));
   $("job-detail-close").addEventListener("click", () => show("job-detail", false));
-  $("pause-toggle").addEventListener("click", askPause);
-  $("pause-yes").addEventListener("click", setPause);
-  $("pause-no").addEventListener("click", () => show("pause-confirm", false));
   start();
 });
