@@ -158,7 +158,10 @@ def test_a_person_rolls_back_to_version_1_after_confirming(
     assert rules["focused"] == "activate-yes"
     screenshot(browser, "rules-confirm", width, top="versions-title")
     _click(browser, "#activate-no")
-    assert _rules(browser)["activateConfirm"] == ""
+    rules = _rules(browser)
+    assert rules["activateConfirm"] == ""
+    # Back to the button that asked, for a keyboard user.
+    assert read(browser, "return document.activeElement.textContent;") == "Activate…"
     assert _get(url, thousand_user).json()["version"] == 2
 
     _click(browser, '#version-list li[data-version="1"] button')
@@ -363,4 +366,22 @@ def test_older_versions_come_a_page_at_a_time(
     # The versions compared stay as chosen; the oldest can now be chosen too.
     assert (rules["from"], rules["to"]) == ("2", "21")
     assert rules["diff"] == ["dependencies.openai.capacity: 1 → 20"]
+    assert script_errors(browser) == []
+
+
+def test_what_one_user_was_shown_is_gone_after_changing_user(
+    browser: WebDriver, gunicorn_server: GunicornServer, thousand_user: UUID, db: psycopg.Connection
+) -> None:
+    _put_capacity(gunicorn_server.url, thousand_user, 5)
+    other = user_with_config(db, {"stripe": {"capacity": 4, "refill_per_second": 1}})
+    _signed_in(browser, gunicorn_server, thousand_user, "laptop")
+    _wait(browser, lambda r: r["summary"].startswith("Config version 2") and r["diff"])
+    _click(browser, "#edit-open")
+
+    browser.find_element(By.ID, "sign-out").click()
+    sign_in(browser, str(other))
+    rules = _wait(browser, lambda r: "stripe" in r["summary"])
+    assert [version for version, _ in rules["versions"]] == [1]
+    assert not rules["editOpen"] and rules["diff"] == []
+    assert "openai" not in read(browser, "return document.getElementById('rules').innerText;")
     assert script_errors(browser) == []

@@ -18,8 +18,10 @@ const rules = {
   // The versions read so far, newest first, and the cursor of the next page.
   versions: [],
   next: null,
-  // The version an open rollback confirmation names.
+  // The version an open rollback confirmation names, and the button that asked (focused again
+  // on Cancel).
   activating: null,
+  asker: null,
 };
 
 function when(moment) {
@@ -130,7 +132,7 @@ function versionItem(stored) {
     activate.type = "button";
     activate.textContent = "Activate…";
     activate.setAttribute("aria-label", `Activate version ${stored.version}…`);
-    activate.addEventListener("click", () => askActivate(stored.version));
+    activate.addEventListener("click", () => askActivate(stored.version, activate));
     item.append(activate);
   }
   return item;
@@ -144,8 +146,9 @@ function renderVersions() {
 
 // Rolling back: POST /dashboard/config/versions/{version}/activate once the person says Yes.
 
-function askActivate(version) {
+function askActivate(version, asker) {
   rules.activating = version;
+  rules.asker = asker;
   $("activate-question").textContent =
     `Make version ${version} the active config again? Jobs are decided by it from now on.`;
   say("versions-done", "");
@@ -153,14 +156,21 @@ function askActivate(version) {
   $("activate-yes").focus();
 }
 
-function cancelActivate() {
+function closeActivate() {
   rules.activating = null;
+  rules.asker = null;
   show("activate-confirm", false);
+}
+
+function cancelActivate() {
+  const asker = rules.asker;
+  closeActivate();
+  if (asker && asker.isConnected) asker.focus();
 }
 
 async function activate() {
   const version = rules.activating;
-  cancelActivate();
+  closeActivate();
   try {
     const { body } = await api(`/dashboard/config/versions/${version}/activate`, { method: "POST" });
     say("versions-error", "");
@@ -394,7 +404,7 @@ function forgetRules() {
   rules.versions = [];
   rules.next = null;
   closeEditor();
-  cancelActivate();
+  closeActivate();
   $("edit-config").value = "";
   for (const id of ["rules-summary", "pause-state", "active-config"]) $(id).textContent = "";
   for (const id of ["rules-error", "versions-error", "versions-done", "edit-done", "diff-empty"]) say(id, "");
@@ -412,7 +422,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("edit-form").addEventListener("submit", askSave);
   $("edit-cancel").addEventListener("click", closeEditor);
   $("edit-yes").addEventListener("click", save);
-  $("edit-no").addEventListener("click", () => show("edit-confirm", false));
+  $("edit-no").addEventListener("click", () => {
+    show("edit-confirm", false);
+    $("edit-save").focus();
+  });
   $("edit-reload").addEventListener("click", reloadAndEdit);
   $("versions-older").addEventListener("click", () => loadVersions(true));
   $("activate-yes").addEventListener("click", activate);
