@@ -29,7 +29,12 @@ from janus.resources.configs import (
 from janus.resources.dashboard import DashboardFile
 from janus.resources.errors import add_error_handlers
 from janus.resources.health import HealthResource, ReadinessResource
-from janus.resources.history import JobListResource, JobRecordResource, QuotaResource
+from janus.resources.history import (
+    ActivityResource,
+    JobListResource,
+    JobRecordResource,
+    QuotaResource,
+)
 from janus.resources.jobs import BatchResource, QuoteResource, SingleJobResource
 from janus.resources.metrics import MetricsResource
 from janus.resources.openapi import OpenApiResource
@@ -50,10 +55,11 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
 
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
-    janus.configs' ConfigStore, janus.history's JobHistory, janus.quotas' QuotaReader and a
-    readiness check; the AdmissionStore is wrapped so its decisions are counted
-    (janus.metrics). Every route added here has its entry in janus/openapi/operations.py, the
-    table GET /openapi.json is built from (tests/test_openapi.py holds the two together).
+    janus.configs' ConfigStore, janus.history's JobHistory and ActivityReader, janus.quotas'
+    QuotaReader and a readiness check; the AdmissionStore is wrapped so its decisions are
+    counted (janus.metrics). Every route added here has its entry in
+    janus/openapi/operations.py, the table GET /openapi.json is built from
+    (tests/test_openapi.py holds the two together).
     """
     middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
         RequestTelemetryMiddleware(),
@@ -115,6 +121,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     app.add_route("/dashboard/pause", PauseResource(configs, paused=True))
     app.add_route("/dashboard/resume", PauseResource(configs, paused=False))
     app.add_route("/dashboard/pause/history", PauseHistoryResource(configs))
+    app.add_route("/dashboard/activity", ActivityResource(history))
     app.add_route("/dashboard/quotas", QuotaResource(history))
     # The dashboard's page itself (janus/dashboard/), which reads the routes above.
     for path, file in DASHBOARD_FILES.items():

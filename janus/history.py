@@ -4,9 +4,10 @@ Every job a user submitted, through either source, accepted or rejected, is list
 first, ordered by (created_at, job_id), a page at a time: a page ends at a `JobPosition`, and
 the next one starts strictly below it (keyset pagination), so jobs stored meanwhile neither
 repeat nor push older ones out of reach. janus.db implements `JobHistory` (each filter read
-through an index of its own), and janus.app wires it. This module knows nothing of HTTP or of
-the database driver, and nothing else of Janus either: the closed sets below restate the
-jobs table's CHECKs.
+through an index of its own), and janus.app wires it. The same jobs, counted per minute
+over the last hour (`Activity`, GET /dashboard/activity), are read by an `ActivityReader`.
+This module knows nothing of HTTP or of the database driver, and nothing else of Janus
+either: the closed sets below restate the jobs table's CHECKs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ STATES: tuple[JobState, ...] = get_args(JobState)
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+
+# GET /dashboard/activity: the minutes it counts (the current one and the 59 before it), and
+# the most jobs one read counts (the newest of the hour), so a refresh costs the same however
+# many jobs a user admits.
+ACTIVITY_MINUTES = 60
+ACTIVITY_MAX_JOBS = 50_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,34 @@ class JobRecord(JobSummary):
     shadow_reason: str | None
 
 
+@dataclass(frozen=True)
+class MinuteActivity:
+    """The jobs decided in one minute (UTC): accepted, and rejected by reason.
+
+    Both None when the minute ended before the count began (see Activity.counted_since).
+    """
+
+    # The minute's first moment.
+    minute: datetime
+    accepted: int | None
+    # {reason: jobs}; only reasons with at least one job.
+    rejected: dict[str, int] | None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A user's jobs per minute over the last ACTIVITY_MINUTES minutes, oldest first.
+
+    Only the newest ACTIVITY_MAX_JOBS jobs of the hour are counted. When the hour held more,
+    `counted_since` is the moment the count starts from: every job from then on is counted,
+    none before. Minutes that ended before it have no counts (None, not 0), and the minute it
+    falls in counts only its jobs from `counted_since` on. None when every job was counted.
+    """
+
+    minutes: list[MinuteActivity]
+    counted_since: datetime | None
+
+
 class JobHistory(Protocol):
     """Whatever reads users' stored jobs."""
 
@@ -112,4 +147,15 @@ class JobHistory(Protocol):
     def job(self, user_id: UUID, job_id: UUID) -> JobRecord | None:
         """The user's job `job_id`, or None: another user's job is no more found than a
         job that does not exist. Raises UnknownUser when there is no such user."""
+        ...
+
+
+class ActivityReader(Protocol):
+    """Whatever counts users' jobs per minute."""
+
+    def activity(self, user_id: UUID) -> Activity:
+        """The user's jobs per minute, accepted and rejected by reason, over the last hour.
+
+        Raises UnknownUser (janus.admission) when there is no such user.
+        """
         ...

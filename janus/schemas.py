@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from marshmallow import (
@@ -19,7 +20,15 @@ from marshmallow import (
 )
 
 from janus.admission import ConfigMode, UnknownDependencies
-from janus.history import SOURCES, STATES, STATUSES, JobRecord, JobSummary
+from janus.history import (
+    SOURCES,
+    STATES,
+    STATUSES,
+    Activity,
+    JobRecord,
+    JobSummary,
+    MinuteActivity,
+)
 from janus.json_text import ANY_ITEM, KEEP_TEXT, JsonText, PathTree, RawJson
 from janus.quotas import BucketQuota, TenantQuota, UserQuotas
 
@@ -599,4 +608,27 @@ def quotas_answer(quotas: UserQuotas) -> dict[str, Any]:
         "mode": quotas.mode,
         "quotas": [quota_item(quota) for quota in quotas.buckets],
         "tenant_quotas": [tenant_quota_item(quota) for quota in quotas.tenants],
+    }
+
+
+def _utc_text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def minute_item(minute: MinuteActivity) -> dict[str, Any]:
+    """One minute of GET /dashboard/activity: rejections by reason, in name order."""
+    rejected = minute.rejected
+    return {
+        "minute": _utc_text(minute.minute),
+        "accepted": minute.accepted,
+        "rejected": None if rejected is None else dict(sorted(rejected.items())),
+    }
+
+
+def activity_answer(activity: Activity) -> dict[str, Any]:
+    """GET /dashboard/activity's answer: each minute, oldest first, as ISO 8601 UTC, with its
+    counts (null for a minute that ended before `counted_since`)."""
+    return {
+        "minutes": [minute_item(minute) for minute in activity.minutes],
+        "counted_since": _utc_text(activity.counted_since),
     }

@@ -189,7 +189,8 @@ def test_an_edit_confirmed_becomes_the_next_active_version(
 ) -> None:
     url = gunicorn_server.url
     _signed_in(browser, gunicorn_server, thousand_user, width)
-    rules = _wait(browser, lambda r: r["summary"].startswith("Config version 1"))
+    # The config and its versions are two reads: wait for both.
+    rules = _wait(browser, lambda r: r["summary"].startswith("Config version 1") and r["diffEmpty"])
     assert rules["diffEmpty"] == "Only one version so far: nothing to compare."
 
     _click(browser, "#edit-open")

@@ -31,6 +31,9 @@ FILES = {
     "/dashboard.js": File(
         "dashboard.js", _SCRIPT, "The dashboard's script: sign-in, buckets and jobs"
     ),
+    "/activity.js": File(
+        "activity.js", _SCRIPT, "The dashboard's script for the chart of jobs per minute"
+    ),
     "/submit.js": File(
         "submit.js", _SCRIPT, "The dashboard's script to submit and quote jobs and batches"
     ),

@@ -89,7 +89,9 @@ function signOut(message) {
   STORE.removeItem(USER_KEY);
   STORE.removeItem(TOKEN_KEY);
   show("who", false);
+  show("sections", false);
   show("buckets", false);
+  show("activity", false);
   show("jobs", false);
   show("rules", false);
   show("submit", false);
@@ -114,10 +116,11 @@ function stopRefreshing() {
   timer = null;
 }
 
-// Every REFRESH_MS: the buckets, and the first page of jobs (a later page stays as it was).
+// Every REFRESH_MS: the buckets, and the first page of jobs (a later page stays as it was);
+// the chart of jobs per minute (activity.js) reads less often.
 async function refresh() {
   stopRefreshing();
-  const reads = [refreshBuckets()];
+  const reads = [refreshBuckets(), refreshActivity()];
   if (jobs.cursor === null) reads.push(loadJobs());
   const answered = await Promise.all(reads);
   if (answered.every(Boolean)) timer = window.setTimeout(refresh, REFRESH_MS);
@@ -327,8 +330,10 @@ function start() {
   say("sign-in-error", "");
   $("who-id").textContent = user;
   show("who", true);
+  show("sections", true);
   show("sign-in", false);
   show("buckets", true);
+  show("activity", true);
   show("jobs", true);
   show("rules", true);
   show("submit", true);

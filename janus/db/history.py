@@ -1,6 +1,7 @@
-"""janus.history's JobHistory and janus.quotas' QuotaReader over the pool, and the same reads
-on an operator's connection for the CLI: named queries of queries.sql (job_history,
-job_record; quota_mode, bucket_quotas and tenant_quotas in one snapshot)."""
+"""janus.history's JobHistory and ActivityReader and janus.quotas' QuotaReader over the pool,
+and the same reads on an operator's connection for the CLI: named queries of queries.sql
+(job_history, job_record, job_activity; quota_mode, bucket_quotas and tenant_quotas in one
+snapshot)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from psycopg_pool import ConnectionPool
 from janus.admission import UnknownUser
 from janus.db import accounts, queries
 from janus.db.errors import translated
-from janus.history import JobFilter, JobPosition, JobRecord, JobSummary
+from janus.history import (
+    ACTIVITY_MAX_JOBS,
+    ACTIVITY_MINUTES,
+    Activity,
+    JobFilter,
+    JobPosition,
+    JobRecord,
+    JobSummary,
+    MinuteActivity,
+)
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota, UserQuotas
 
 
@@ -72,6 +82,26 @@ def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> Jo
     return found
 
 
+def job_activity(
+    conn: psycopg.Connection[Any], user_id: UUID, max_jobs: int = ACTIVITY_MAX_JOBS
+) -> Activity:
+    """The user's jobs per minute over the last ACTIVITY_MINUTES minutes, counting at most
+    the newest `max_jobs` of them; UnknownUser when there is no such user."""
+    with translated():
+        rows = conn.execute(
+            queries.JOB_ACTIVITY,
+            {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": max_jobs},
+        ).fetchall()
+    if not rows:
+        raise UnknownUser("unknown user")
+    return Activity(
+        minutes=[
+            MinuteActivity(minute, accepted, rejected) for minute, accepted, rejected, _ in rows
+        ],
+        counted_since=rows[0][3],
+    )
+
+
 def user_quotas(
     conn: psycopg.Connection[Any], user_id: UUID, tenant_limit: int = TENANT_QUOTAS_SHOWN
 ) -> UserQuotas:
@@ -102,12 +132,14 @@ def user_quotas(
 
 
 class HistoryStore:
-    """The JobHistory and QuotaReader the dashboard's resources are given: each call is one
-    read on a pooled connection (and, when it finds nothing, one more to tell an unknown
-    user from one without jobs), or for the quotas three in one read-only transaction."""
+    """The JobHistory, ActivityReader and QuotaReader the dashboard's resources are given:
+    each call is one read on a pooled connection (and, when it finds nothing, one more to
+    tell an unknown user from one without jobs), or for the quotas three in one read-only
+    transaction. `activity_max_jobs` bounds what one count of jobs per minute reads."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, activity_max_jobs: int = ACTIVITY_MAX_JOBS) -> None:
         self._pool = pool
+        self._activity_max_jobs = activity_max_jobs
 
     def jobs(
         self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
@@ -120,6 +152,11 @@ class HistoryStore:
         """One job of the user, or None; see job_record."""
         with translated(), self._pool.connection() as conn:
             return job_record(conn, user_id, job_id)
+
+    def activity(self, user_id: UUID) -> Activity:
+        """The user's jobs per minute over the last hour; see job_activity."""
+        with translated(), self._pool.connection() as conn:
+            return job_activity(conn, user_id, self._activity_max_jobs)
 
     def quotas(self, user_id: UUID) -> UserQuotas:
         """The user's mode, buckets and tenant buckets as of now; see user_quotas."""

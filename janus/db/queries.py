@@ -36,9 +36,11 @@ SET_PAUSED = _QUERIES["set_paused"]
 ACTIVATE_VERSION = _QUERIES["activate_version"]
 PAUSE_CHANGES = _QUERIES["pause_changes"]
 
-# The dashboard's and the CLI's reads: job history, one job, bucket and tenant quotas
+# The dashboard's and the CLI's reads: job history, one job, jobs per minute, bucket and
+# tenant quotas
 JOB_HISTORY = _QUERIES["job_history"]
 JOB_RECORD = _QUERIES["job_record"]
+JOB_ACTIVITY = _QUERIES["job_activity"]
 BUCKET_QUOTAS = _QUERIES["bucket_quotas"]
 QUOTA_SNAPSHOT = _QUERIES["quota_snapshot"]
 QUOTA_MODE = _QUERIES["quota_mode"]

@@ -14,6 +14,7 @@ from typing import get_args
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from janus.admission import ConfigMode, Status
+from janus.history import ACTIVITY_MINUTES
 from janus.queue import JobState
 from janus.quotas import TENANT_QUOTAS_SHOWN
 from janus.schemas import ConfigSchema, Dependencies, Payload, StrictInteger
@@ -226,6 +227,33 @@ class JobDetailSchema(JobSummarySchema):
         required=True, allow_none=True, validate=validate.OneOf(get_args(Status))
     )
     shadow_reason = fields.String(required=True, allow_none=True)
+
+
+class MinuteActivitySchema(Schema):
+    """One minute of GET /dashboard/activity: its jobs, accepted and rejected by reason."""
+
+    # The minute's first moment, UTC.
+    minute = fields.DateTime(required=True)
+    # Both null when the minute ended before `counted_since`: not counted, not none.
+    accepted = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=0))
+    rejected = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(validate=validate.Range(min=1)),
+        required=True,
+        allow_none=True,
+    )
+
+
+class ActivityAnswerSchema(Schema):
+    """GET /dashboard/activity: the user's jobs per minute over the last hour, oldest first."""
+
+    minutes = fields.List(
+        fields.Nested(MinuteActivitySchema),
+        required=True,
+        validate=validate.Length(equal=ACTIVITY_MINUTES),
+    )
+    # Null when every job of the hour was counted; otherwise the moment the count starts from.
+    counted_since = fields.DateTime(required=True, allow_none=True)
 
 
 class QuotaSchema(Schema):

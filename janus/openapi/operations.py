@@ -21,8 +21,10 @@ from marshmallow import Schema
 from janus.admission import Source
 from janus.configs import MAX_VERSION
 from janus.dashboard import FILES as DASHBOARD_FILES
+from janus.history import ACTIVITY_MAX_JOBS, ACTIVITY_MINUTES
 from janus.openapi.answers import (
     ActiveConfigSchema,
+    ActivityAnswerSchema,
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
     ConfigVersionsAnswerSchema,
@@ -679,6 +681,33 @@ _QUEUED_JOB = {
 }
 
 
+def _activity_example(counted_from: int | None) -> dict[str, Any]:
+    """An answer of GET /dashboard/activity ending at 04:02 UTC, with jobs in its last three
+    minutes; counted only from the minute `counted_from` (an index), when given."""
+    minutes = []
+    for index in range(ACTIVITY_MINUTES):
+        moment = ACTIVITY_MINUTES - 1 - index
+        hour, minute = divmod(4 * 60 + 2 - moment, 60)
+        counted = counted_from is None or index >= counted_from
+        busy = moment < 3 and counted
+        minutes.append(
+            {
+                "minute": f"2026-12-02T{hour:02}:{minute:02}:00+00:00",
+                "accepted": (12 - 4 * moment if busy else 0) if counted else None,
+                "rejected": (
+                    {"dependency 'openai' rate limit exceeded": 3 - moment}
+                    if busy
+                    else ({} if counted else None)
+                ),
+            }
+        )
+    since = None
+    if counted_from is not None:
+        hour, minute = divmod(4 * 60 + 2 - (ACTIVITY_MINUTES - 1 - counted_from), 60)
+        since = f"2026-12-02T{hour:02}:{minute:02}:31.402117+00:00"
+    return {"minutes": minutes, "counted_since": since}
+
+
 def _history_routes() -> list[Operation]:
     """The dashboard's reads: the job history, one job, the buckets now."""
     return [
@@ -729,6 +758,29 @@ def _history_routes() -> list[Operation]:
             },
             # 400: a query parameter (this route takes none); 404: no such job of this user.
             errors=(400, 404, *DATABASE_ERRORS),
+        ),
+        Operation(
+            "get",
+            "/dashboard/activity",
+            "The user's jobs per minute over the last hour, accepted and rejected by reason",
+            tag="History",
+            answers={
+                200: Answer(
+                    f"Each of the last {ACTIVITY_MINUTES} minutes (UTC), oldest first, the"
+                    " current one last. At most the hour's newest"
+                    f" {ACTIVITY_MAX_JOBS:,} jobs are counted: when it held more,"
+                    " `counted_since` is the moment the count starts from, the minutes that"
+                    " ended before it are null (not counted), and the minute it falls in"
+                    " counts its jobs from then on; null when every job was counted.",
+                    ActivityAnswerSchema,
+                    {
+                        "all_counted": _activity_example(None),
+                        "newest_counted": _activity_example(ACTIVITY_MINUTES - 2),
+                    },
+                )
+            },
+            # 400: a query parameter (this route takes none).
+            errors=(400, *DATABASE_ERRORS),
         ),
         Operation(
             "get",

@@ -1,5 +1,6 @@
 """The dashboard's reads: GET /dashboard/jobs (a page of the job history), GET
-/dashboard/jobs/{job_id} (one job), GET /dashboard/quotas (each bucket as of now)."""
+/dashboard/jobs/{job_id} (one job), GET /dashboard/activity (jobs per minute over the last
+hour), GET /dashboard/quotas (each bucket as of now)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,24 @@ import falcon
 from marshmallow import ValidationError
 
 from janus import json_text
-from janus.history import DEFAULT_PAGE, MAX_PAGE, JobFilter, JobHistory, JobPosition
+from janus.history import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    ActivityReader,
+    JobFilter,
+    JobHistory,
+    JobPosition,
+)
 from janus.quotas import QuotaReader
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, one_page, only_params, page_param
-from janus.schemas import JobHistoryQuerySchema, job_detail, job_item, quotas_answer
+from janus.schemas import (
+    JobHistoryQuerySchema,
+    activity_answer,
+    job_detail,
+    job_item,
+    quotas_answer,
+)
 
 NO_SUCH_JOB = "this user has no job with this id"
 
@@ -120,6 +134,19 @@ class JobRecordResource:
         if job is None:
             raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
         _answer_json(resp, job_detail(job))
+
+
+class ActivityResource:
+    """GET /dashboard/activity: the user's jobs per minute, accepted and rejected by reason."""
+
+    def __init__(self, reader: ActivityReader) -> None:
+        self._reader = reader
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Each of the last 60 minutes, oldest first, and since when the jobs were counted."""
+        user_id = authenticated_user(req)
+        only_params(req, ())
+        resp.media = activity_answer(self._reader.activity(user_id))
 
 
 class QuotaResource:

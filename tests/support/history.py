@@ -11,6 +11,10 @@ import psycopg
 
 HISTORY = "/dashboard/jobs"
 QUOTAS = "/dashboard/quotas"
+ACTIVITY = "/dashboard/activity"
+
+# The reason of the rejected jobs insert_jobs stores, unless told another.
+RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 
 # One row per job; n counts from 0, and job n is n x spacing_s seconds older than `newest`.
 _INSERT = """
@@ -19,8 +23,7 @@ INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, depe
                   finished_at)
 SELECT gen_random_uuid(), %(user_id)s, %(source)s, %(batch_name)s, %(tenant_id)s, 5,
        '{"openai": 1}', '{"n": 1}', %(status)s,
-       CASE WHEN %(status)s = 'Rejected' THEN 'dependency ''openai'' rate limit exceeded'
-            ELSE '' END,
+       CASE WHEN %(status)s = 'Rejected' THEN %(reason)s ELSE '' END,
        CASE WHEN %(status)s = 'Rejected' THEN 3 END,
        %(state)s, CASE WHEN %(state)s = 'completed' THEN 1 ELSE 0 END,
        %(newest)s - make_interval(secs => n * %(spacing_s)s),
@@ -42,10 +45,11 @@ def insert_jobs(
     tenant_id: str = "tenant-a",
     status: str = "Accepted",
     state: str | None = "completed",
+    reason: str = RATE_LIMITED,
 ) -> list[UUID]:
     """Store `count` jobs of `user_id`, `spacing_s` apart, the newest at `newest` (now by
     default); their ids, newest first when spacing_s > 0. Rejected jobs have no state (pass
-    state=None), and this helper makes no running ones (they need a lease)."""
+    state=None), with `reason`; this helper makes no running ones (they need a lease)."""
     params: dict[str, Any] = {
         "user_id": user_id,
         "count": count,
@@ -56,6 +60,7 @@ def insert_jobs(
         "tenant_id": tenant_id,
         "status": status,
         "state": state,
+        "reason": reason,
     }
     if newest is None:
         row = db.execute("SELECT now()").fetchone()

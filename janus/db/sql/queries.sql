@@ -115,6 +115,67 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
+-- job_activity --
+-- GET /dashboard/activity: a user's jobs per minute (UTC), from the minute %(minutes)s - 1
+-- before the current one to the current one, oldest first, every minute present: accepted,
+-- and rejected by reason (a job of shadow mode was answered accepted, and is stored so). No
+-- row at all when there is no such user (the key of users: this one user's row).
+--
+-- Bounded work, however many jobs the user admits: `newest` reads at most %(max_jobs)s + 1
+-- of the user's jobs of the window, newest first, a range of the user's key in
+-- jobs_newest_first (user_id, created_at DESC, job_id DESC) stopped by the LIMIT, with one
+-- heap fetch per job for its status and reason (an index holding them would cost every
+-- admission an entry: none is added). MATERIALIZED, so the LIMIT applies to that read,
+-- before anything is counted. When the extra job is read, the window held more jobs than
+-- may be counted: the count then starts a microsecond (the clock's step) after that job
+-- (`counted_since`), since jobs of its very moment may be among those not read, while every
+-- job after it was read. Minutes that ended by then are NULL, not counted rather than a
+-- wrong 0; the minute counted_since falls in counts its jobs from counted_since on.
+-- The minutes are the database clock's, as of this statement's transaction.
+WITH clock AS NOT MATERIALIZED (
+    SELECT date_trunc('minute', now(), 'UTC')
+               - make_interval(mins => %(minutes)s::integer - 1) AS first_minute,
+           date_trunc('minute', now(), 'UTC') AS last_minute
+),
+newest AS MATERIALIZED (
+    SELECT j.created_at, j.status, j.reason
+      FROM jobs j, clock c
+     WHERE j.user_id = %(user_id)s
+       AND j.created_at >= c.first_minute
+       AND j.created_at < c.last_minute + interval '1 minute'
+     ORDER BY j.created_at DESC, j.job_id DESC
+     LIMIT %(max_jobs)s::integer + 1
+),
+cut AS (
+    SELECT CASE WHEN count(*) > %(max_jobs)s::integer
+                THEN min(created_at) + interval '1 microsecond' END AS counted_since
+      FROM newest
+),
+counted AS (
+    SELECT date_trunc('minute', n.created_at, 'UTC') AS minute, n.status, n.reason,
+           count(*) AS jobs
+      FROM newest n, cut
+     WHERE cut.counted_since IS NULL OR n.created_at >= cut.counted_since
+     GROUP BY 1, 2, 3
+)
+SELECT m.minute,
+       CASE WHEN cut.counted_since IS NULL OR m.minute + interval '1 minute' > cut.counted_since
+            THEN coalesce(sum(k.jobs) FILTER (WHERE k.status = 'Accepted'), 0)::bigint
+       END AS accepted,
+       CASE WHEN cut.counted_since IS NULL OR m.minute + interval '1 minute' > cut.counted_since
+            THEN coalesce(jsonb_object_agg(k.reason, k.jobs) FILTER (WHERE k.status = 'Rejected'),
+                          '{}')
+       END AS rejected,
+       cut.counted_since
+  FROM users u
+ CROSS JOIN clock c
+ CROSS JOIN cut
+ CROSS JOIN generate_series(c.first_minute, c.last_minute, interval '1 minute') AS m(minute)
+  LEFT JOIN counted k ON k.minute = m.minute
+ WHERE u.user_id = %(user_id)s
+ GROUP BY m.minute, cut.counted_since
+ ORDER BY m.minute
+
 -- health_check --
 SELECT 1
 
