@@ -14,6 +14,7 @@ from tests.conftest import GunicornServer
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
+    gauges,
     open_page,
     post_seed_job,
     read,
@@ -75,5 +76,9 @@ def test_the_chart_shows_the_seeds_job_accepted_then_rejected_for_its_rate_limit
     # Inside the page at its width: nothing to scroll sideways for.
     assert 0 <= chart["left"] < chart["right"] <= chart["viewport"]
     assert chart["scroll"] <= chart["viewport"]
-    screenshot(browser, "activity", width, top="activity")
+    screenshot(browser, "activity", top="activity")
+    # The top of the page, as docs/dashboard.png shows it in the README.
+    browser.execute_script("window.scrollTo(0, 0)")
+    WebDriverWait(browser, WAIT_S).until(lambda b: "0 / 2" in gauges(b).get("openai", ""))
+    screenshot(browser, "overview")
     assert script_errors(browser) == []

@@ -8,7 +8,9 @@ from uuid import UUID
 import psycopg
 import pytest
 import requests
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -20,6 +22,7 @@ from tests.support.browser import (
     job_rows,
     open_page,
     post_seed_job,
+    read,
     screenshot,
     script_errors,
     sign_in,
@@ -33,7 +36,7 @@ def test_a_person_enters_their_id_and_sees_their_buckets(
     browser: WebDriver, gunicorn_server: GunicornServer, openai_user: UUID, width: str
 ) -> None:
     open_page(browser, gunicorn_server.url, width)
-    screenshot(browser, "sign-in", width)
+    screenshot(browser, "sign-in")
 
     sign_in(browser, str(openai_user))
     WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
@@ -43,7 +46,7 @@ def test_a_person_enters_their_id_and_sees_their_buckets(
     assert browser.find_element(By.ID, "who-id").text == str(openai_user)
     # The id travels in a header, never in the address.
     assert str(openai_user) not in browser.current_url
-    screenshot(browser, "buckets", width)
+    screenshot(browser, "buckets")
     assert script_errors(browser) == []
 
 
@@ -66,7 +69,7 @@ def test_a_job_taken_drops_its_gauge_by_its_cost(
     WebDriverWait(browser, WAIT_S).until(lambda b: "993 / 1,000" in gauges(b)["openai"])
     assert "\nmeter 993" in gauges(browser)["openai"]
     assert "never: it does not refill" in gauges(browser)["openai"]
-    screenshot(browser, "buckets-after-a-job", "laptop")
+    screenshot(browser, "buckets-after-a-job")
     assert script_errors(browser) == []
 
 
@@ -83,7 +86,7 @@ def test_a_malformed_or_unknown_id_gets_a_clear_message(
     WebDriverWait(browser, WAIT_S).until(lambda b: "does not name a Janus user" in error.text)
     assert error.text.startswith("401 Unauthorized")
     assert browser.find_element(By.ID, "sign-in").is_displayed()
-    screenshot(browser, "unknown-user", "phone")
+    screenshot(browser, "unknown-user")
     assert script_errors(browser) == []
 
 
@@ -139,7 +142,7 @@ def test_the_seeds_job_appears_with_its_status_and_a_rejection_with_its_reason(
     assert "Rejected" in rejected and "tenant-abc" in rejected
     assert f"rate limit exceeded; retry after {retry_after} s" in rejected
     assert "Accepted" in accepted and "queued" in accepted
-    screenshot(browser, "jobs", width)
+    screenshot(browser, "jobs")
 
     # The accepted job opens to show its costs and payload.
     browser.find_elements(By.CSS_SELECTOR, "#job-table tbody tr td button")[1].click()
@@ -149,7 +152,7 @@ def test_the_seeds_job_appears_with_its_status_and_a_rejection_with_its_reason(
     detail = browser.find_element(By.ID, "job-detail").text
     assert '"custom_key": "custom_value"' in detail
     assert '{"openai":2,"stripe":1}' in detail
-    screenshot(browser, "job-detail", width)
+    screenshot(browser, "job-detail")
     assert script_errors(browser) == []
 
 
@@ -188,7 +191,7 @@ def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
     # Nothing changes until the person confirms.
     browser.find_element(By.ID, "pause-toggle").click()
     assert browser.find_element(By.ID, "pause-confirm").is_displayed()
-    screenshot(browser, "pause-confirm", width)
+    screenshot(browser, "pause-confirm")
     browser.find_element(By.ID, "pause-no").click()
     assert post_seed_job(gunicorn_server.url, open_user).status_code == 202
 
@@ -198,7 +201,7 @@ def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
     refused = post_seed_job(gunicorn_server.url, open_user)
     assert refused.status_code == 403
     assert refused.json()["description"] == "service paused"
-    screenshot(browser, "paused", width)
+    screenshot(browser, "paused")
     # The page's own form meets the same refusal, and shows it.
     browser.find_element(By.ID, "submit-send").click()
     status = browser.find_element(By.ID, "submit-status")
@@ -206,10 +209,53 @@ def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
     assert (
         '"description": "service paused"' in browser.find_element(By.ID, "submit-answer-body").text
     )
-    screenshot(browser, "paused-submit", width, top="submit-answer")
+    screenshot(browser, "paused-submit", top="submit-answer")
 
     browser.find_element(By.ID, "pause-toggle").click()
     browser.find_element(By.ID, "pause-yes").click()
     WebDriverWait(browser, WAIT_S).until(lambda b: state.text == "Admitting jobs.")
     assert post_seed_job(gunicorn_server.url, open_user).status_code == 202
     assert script_errors(browser, 403) == []
+
+
+def _focused(browser: WebDriver) -> str:
+    focused: str = read(browser, "return document.activeElement.id;")
+    return focused
+
+
+def test_a_person_with_only_a_keyboard_signs_in_sends_a_job_and_pauses(
+    browser: WebDriver, gunicorn_server: GunicornServer, open_user: UUID
+) -> None:
+    open_page(browser, gunicorn_server.url, "laptop")
+    # The page starts with the cursor in the user id box; Enter sends the form.
+    assert _focused(browser) == "user-id"
+    ActionChains(browser).send_keys(str(open_user), Keys.ENTER).perform()
+    WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
+
+    # From the body of the submit form, Tab reaches the key, Quote and Send in that order.
+    browser.find_element(By.ID, "submit-body").click()
+    order = []
+    for _ in range(3):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        order.append(_focused(browser))
+    assert order == ["submit-key", "submit-quote", "submit-send"]
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    status = browser.find_element(By.ID, "submit-status")
+    WebDriverWait(browser, WAIT_S).until(lambda b: status.text == "202 Accepted")
+
+    # Pause: Enter on the button, then the confirmation has the focus on Yes.
+    browser.find_element(By.ID, "pause-toggle").send_keys(Keys.ENTER)
+    assert _focused(browser) == "pause-yes"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    state = browser.find_element(By.ID, "pause-state")
+    WebDriverWait(browser, WAIT_S).until(lambda b: state.text.startswith("Paused since"))
+
+    # Every control a person can reach has a name a screen reader says.
+    unnamed = read(
+        browser,
+        "return Array.from(document.querySelectorAll('button, input, select, textarea, a'))"
+        ".filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')"
+        " && !e.textContent.trim()).map((e) => e.id || e.outerHTML);",
+    )
+    assert unnamed == []
+    assert script_errors(browser) == []

@@ -146,8 +146,8 @@ def test_a_person_rolls_back_to_version_1_after_confirming(
     # By default: the active version against the one before it.
     assert (rules["from"], rules["to"]) == ("1", "2")
     assert rules["diff"] == ["dependencies.openai.capacity: 1000 → 5"]
-    screenshot(browser, "rules-versions", width, top="versions-title")
-    screenshot(browser, "rules-diff", width, top="diff-title")
+    screenshot(browser, "rules-versions", top="versions-title")
+    screenshot(browser, "rules-diff", top="diff-title")
 
     # Cancel changes nothing.
     _click(browser, '#version-list li[data-version="1"] button')
@@ -156,7 +156,7 @@ def test_a_person_rolls_back_to_version_1_after_confirming(
         "Make version 1 the active config again? Jobs are decided by it from now on."
     )
     assert rules["focused"] == "activate-yes"
-    screenshot(browser, "rules-confirm", width, top="versions-title")
+    screenshot(browser, "rules-confirm", top="versions-title")
     _click(browser, "#activate-no")
     rules = _rules(browser)
     assert rules["activateConfirm"] == ""
@@ -198,7 +198,7 @@ def test_an_edit_confirmed_becomes_the_next_active_version(
     # Exactly what a PUT takes: the active config's rules, without version or pause state.
     assert json.loads(typed) == _editable(url, thousand_user)
     assert _rules(browser)["focused"] == "edit-config"
-    screenshot(browser, "rules-edit", width, top="active-title")
+    screenshot(browser, "rules-edit", top="active-title")
 
     config = json.loads(typed)
     config["dependencies"]["openai"]["capacity"] = 750
@@ -282,7 +282,7 @@ def test_an_invalid_config_shows_the_apis_field_error_and_stores_nothing(
     )
     assert rules["editOpen"] and not rules["editConfirm"]
     assert _get(url, thousand_user).json()["version"] == 1
-    screenshot(browser, "rules-edit-refused", "phone", top="edit-title")
+    screenshot(browser, "rules-edit-refused", top="edit-title")
     assert script_errors(browser, 400) == []
 
 
@@ -312,7 +312,7 @@ def test_a_stale_edit_is_refused_412_in_words_and_reload_offers_the_new_version(
     answer = _get(url, thousand_user)
     assert answer.json()["version"] == 2
     assert answer.json()["dependencies"]["openai"]["capacity"] == 300
-    screenshot(browser, "rules-edit-stale", "laptop", top="edit-title")
+    screenshot(browser, "rules-edit-stale", top="edit-title")
 
     _click(browser, "#edit-reload")
     rules = _wait(

@@ -73,7 +73,7 @@ def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
     typed = read(browser, "return document.getElementById('submit-body').value;")
     assert json.loads(typed) == SEED_SINGLE
 
-    screenshot(browser, "submit-form", width, top="submit")
+    screenshot(browser, "submit-form", top="submit")
     browser.find_element(By.ID, "submit-send").click()
     answer = _wait_for_answer(browser, "202 Accepted")
 
@@ -91,7 +91,7 @@ def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
     assert "Accepted" in job_rows(browser)[0] and "queued" in job_rows(browser)[0]
     WebDriverWait(browser, WAIT_S).until(lambda b: "0 / 2" in gauges(b)["openai"])
     assert "0 / 1" in gauges(browser)["stripe"]
-    screenshot(browser, "submit-accepted", width, top="submit-answer")
+    screenshot(browser, "submit-accepted", top="submit-answer")
 
     # Sent again, it is refused: the 429 is shown as the API wrote it, Retry-After absent
     # because these buckets never refill.
@@ -102,7 +102,7 @@ def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
     assert "retry-after:" not in answer["headers"]
     WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 2)
     assert "Rejected" in job_rows(browser)[0]
-    screenshot(browser, "submit-rejected", width, top="submit-answer")
+    screenshot(browser, "submit-rejected", top="submit-answer")
     assert script_errors(browser, 429) == []
 
 
@@ -125,7 +125,7 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
         0,
     )
     assert "2 / 2" in gauges(browser)["openai"]
-    screenshot(browser, "submit-quote", "laptop", top="submit-answer")
+    screenshot(browser, "submit-quote", top="submit-answer")
     assert script_errors(browser) == []
 
 
@@ -147,7 +147,7 @@ def test_an_atomic_batch_is_quoted_and_sent_as_one(
     assert answer["request"] == "POST /dashboard/jobs/batch/atomic"
     assert "batch rejected atomically" in answer["body"]
     assert "2 / 2" in gauges(browser)["openai"]
-    screenshot(browser, "submit-atomic", "phone", top="submit-answer")
+    screenshot(browser, "submit-atomic", top="submit-answer")
     assert script_errors(browser) == []
 
 
@@ -171,7 +171,7 @@ def test_a_body_that_is_not_json_is_never_sent_and_a_bad_one_shows_the_apis_word
     answer = _wait_for_answer(browser, "400 Bad Request")
     assert "priority" in answer["body"]
     assert not error.is_displayed()
-    screenshot(browser, "submit-invalid", "laptop", top="submit")
+    screenshot(browser, "submit-invalid", top="submit")
     assert script_errors(browser, 400) == []
 
 

@@ -32,6 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(os.environ.get("JANUS_SCREENSHOTS", REPO_ROOT / "screenshots"))
 WIDTHS = {"phone": 390, "laptop": 1280}
+HEIGHT = 900
 WAIT_S = 10
 # What Chromium needs to run headless here, as root, and quietly on a closed network.
 CHROMIUM_FLAGS = (
@@ -65,13 +66,18 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
-def screenshot(browser: WebDriver, screen: str, width: str, top: str | None = None) -> None:
-    """Write what the browser shows to screenshots/<screen>-<width>.png: the page as it is
-    scrolled now, or from the element with id `top` down."""
-    if top is not None:
-        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()", top)
+def screenshot(browser: WebDriver, screen: str, top: str | None = None) -> None:
+    """Write what the browser shows to screenshots/<screen>-<width>.png, at a phone's and at a
+    laptop's width: the page as it is scrolled, or from the element with id `top` down. The
+    window gets its size back after."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / f"{screen}-{width}.png"))
+    size = browser.get_window_size()
+    for width, pixels in WIDTHS.items():
+        browser.set_window_size(pixels, HEIGHT)
+        if top is not None:
+            browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()", top)
+        browser.save_screenshot(str(SCREENSHOTS / f"{screen}-{width}.png"))
+    browser.set_window_size(size["width"], size["height"])
 
 
 def script_errors(browser: WebDriver, *expected_statuses: int) -> list[str]:
@@ -87,7 +93,7 @@ def script_errors(browser: WebDriver, *expected_statuses: int) -> list[str]:
 
 def open_page(browser: WebDriver, url: str, width: str) -> None:
     """The dashboard at `url`, in a window as wide as a phone or a laptop, signed out."""
-    browser.set_window_size(WIDTHS[width], 900)
+    browser.set_window_size(WIDTHS[width], HEIGHT)
     browser.get(f"{url}/")
     browser.execute_script("window.sessionStorage.clear()")
     browser.get(f"{url}/")
