@@ -73,11 +73,17 @@ def test_a_job_taken_drops_its_gauge_by_its_cost(
     assert script_errors(browser) == []
 
 
-def test_a_malformed_or_unknown_id_gets_a_clear_message(
+def test_a_missing_malformed_or_unknown_id_gets_a_clear_message(
     browser: WebDriver, gunicorn_server: GunicornServer
 ) -> None:
     open_page(browser, gunicorn_server.url, "phone")
     error = browser.find_element(By.ID, "sign-in-error")
+
+    # None at all: the browser asks for it (a required field) and nothing is read.
+    sign_in(browser, "")
+    assert browser.find_element(By.ID, "user-id").get_property("validationMessage")
+    assert browser.find_element(By.ID, "sign-in").is_displayed()
+    assert not browser.find_element(By.ID, "buckets").is_displayed()
 
     sign_in(browser, "alice")
     assert error.text.startswith("That is not a user id")
