@@ -4,8 +4,8 @@ service under gunicorn and Postgres (tests/support/browser.py)."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-import psycopg
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -22,7 +22,6 @@ from tests.support.browser import (
     script_errors,
     sign_in,
 )
-from tests.support.factories import user_with_config
 
 RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 TOTALS = f"Last hour: 1 accepted, 1 rejected ({RATE_LIMITED} 1)"
@@ -49,16 +48,9 @@ def _chart(browser: WebDriver) -> dict[str, Any]:
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_the_chart_shows_the_seeds_job_accepted_then_rejected_for_its_rate_limit(
-    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, width: str
+    browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID, width: str
 ) -> None:
-    # Room for the seed's job (openai 2, stripe 1) once, and no refill: the second is rejected.
-    user = user_with_config(
-        db,
-        {
-            "openai": {"capacity": 2, "refill_per_second": 0},
-            "stripe": {"capacity": 1, "refill_per_second": 0},
-        },
-    )
+    user = seed_once_user
     answers = [post_seed_job(gunicorn_server.url, user) for _ in range(2)]
     assert [answer.status_code for answer in answers] == [202, 429]
     assert answers[1].json()["reason"] == RATE_LIMITED

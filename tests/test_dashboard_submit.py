@@ -29,18 +29,6 @@ from tests.support.factories import user_with_config
 from tests.support.seed import SEED_SINGLE
 
 
-@pytest.fixture
-def seed_user(db: psycopg.Connection) -> UUID:
-    """Room for the seed's job (openai 2, stripe 1) once; the buckets never refill."""
-    return user_with_config(
-        db,
-        {
-            "openai": {"capacity": 2, "refill_per_second": 0},
-            "stripe": {"capacity": 1, "refill_per_second": 0},
-        },
-    )
-
-
 def _answer(browser: WebDriver) -> dict[str, Any]:
     """The answer panel as a person reads it: request, status, headers and body."""
     answer: dict[str, Any] = read(
@@ -66,9 +54,9 @@ def _signed_in(browser: WebDriver, server: GunicornServer, user: UUID, width: st
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
-    browser: WebDriver, gunicorn_server: GunicornServer, seed_user: UUID, width: str
+    browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID, width: str
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_user, width)
+    _signed_in(browser, gunicorn_server, seed_once_user, width)
     # The form starts with the seed's job, as the API's documentation writes it.
     typed = read(browser, "return document.getElementById('submit-body').value;")
     assert json.loads(typed) == SEED_SINGLE
@@ -109,10 +97,10 @@ def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
 def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
     browser: WebDriver,
     gunicorn_server: GunicornServer,
-    seed_user: UUID,
+    seed_once_user: UUID,
     db: psycopg.Connection,
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_user, "laptop")
+    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
 
     browser.find_element(By.ID, "submit-quote").click()
     answer = _wait_for_answer(browser, "200 OK")
@@ -121,18 +109,18 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
     quote = json.loads(answer["body"])
     assert (quote["kind"], quote["status"], quote["accepted"]) == ("single", 202, 1)
     # Nothing was stored and no token taken.
-    assert db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", (seed_user,)).fetchone() == (
-        0,
-    )
+    assert db.execute(
+        "SELECT count(*) FROM jobs WHERE user_id = %s", (seed_once_user,)
+    ).fetchone() == (0,)
     assert "2 / 2" in gauges(browser)["openai"]
     screenshot(browser, "submit-quote", top="submit-answer")
     assert script_errors(browser) == []
 
 
 def test_an_atomic_batch_is_quoted_and_sent_as_one(
-    browser: WebDriver, gunicorn_server: GunicornServer, seed_user: UUID
+    browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_user, "phone")
+    _signed_in(browser, gunicorn_server, seed_once_user, "phone")
     Select(browser.find_element(By.ID, "submit-kind")).select_by_value("atomic")
     # The seed's batch asks stripe for 5, more than its capacity of 1: all or nothing.
     typed = read(browser, "return document.getElementById('submit-body').value;")
@@ -152,9 +140,9 @@ def test_an_atomic_batch_is_quoted_and_sent_as_one(
 
 
 def test_a_body_that_is_not_json_is_never_sent_and_a_bad_one_shows_the_apis_words(
-    browser: WebDriver, gunicorn_server: GunicornServer, seed_user: UUID
+    browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_user, "laptop")
+    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
     box = browser.find_element(By.ID, "submit-body")
 
     box.clear()
@@ -176,10 +164,13 @@ def test_a_body_that_is_not_json_is_never_sent_and_a_bad_one_shows_the_apis_word
 
 
 def test_the_answer_shown_goes_with_the_user_who_sent_it(
-    browser: WebDriver, gunicorn_server: GunicornServer, seed_user: UUID, db: psycopg.Connection
+    browser: WebDriver,
+    gunicorn_server: GunicornServer,
+    seed_once_user: UUID,
+    db: psycopg.Connection,
 ) -> None:
     other = user_with_config(db, {"openai": {"capacity": 4, "refill_per_second": 0}})
-    _signed_in(browser, gunicorn_server, seed_user, "laptop")
+    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
     browser.find_element(By.ID, "submit-send").click()
     job_id = json.loads(_wait_for_answer(browser, "202 Accepted")["body"])["job_id"]
 

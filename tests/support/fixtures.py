@@ -33,3 +33,16 @@ def open_user(db: psycopg.Connection) -> UUID:
 def openai_user(db: psycopg.Connection) -> UUID:
     """A user with one bucket, openai, of 1,000 tokens that never refills; nothing else."""
     return user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
+
+
+@pytest.fixture
+def seed_once_user(db: psycopg.Connection) -> UUID:
+    """A user with room for the seed's single job (openai 2, stripe 1) exactly once: its
+    buckets never refill, so the same job sent again is rejected, with no Retry-After."""
+    return user_with_config(
+        db,
+        {
+            "openai": {"capacity": 2, "refill_per_second": 0},
+            "stripe": {"capacity": 1, "refill_per_second": 0},
+        },
+    )
