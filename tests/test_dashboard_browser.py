@@ -265,3 +265,36 @@ def test_a_person_with_only_a_keyboard_signs_in_sends_a_job_and_pauses(
     )
     assert unnamed == []
     assert script_errors(browser) == []
+
+
+def test_a_jobs_payload_is_shown_exactly_as_it_was_sent(
+    browser: WebDriver, gunicorn_server: GunicornServer, open_user: UUID
+) -> None:
+    # Numbers a browser's JSON.parse would change: beyond a double, and a zero after a point.
+    payload = (
+        '{"big": 1e400, "n": 1234567890123456789012345678901234567890, "x": 1.10, "s": "a,\\"b}"}'
+    )
+    body = f'{{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {payload}}}'
+    answer = requests.post(
+        f"{gunicorn_server.url}/dashboard/jobs",
+        data=body.encode(),
+        headers={"X-User-ID": str(open_user), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    open_page(browser, gunicorn_server.url, "laptop")
+    sign_in(browser, str(open_user))
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 1)
+
+    browser.find_element(By.CSS_SELECTOR, "#job-table tbody tr td button").click()
+    shown = browser.find_element(By.ID, "job-detail-payload")
+    WebDriverWait(browser, WAIT_S).until(lambda b: shown.text != "")
+    assert shown.text == (
+        "{\n"
+        '  "big": 1e400,\n'
+        '  "n": 1234567890123456789012345678901234567890,\n'
+        '  "x": 1.10,\n'
+        '  "s": "a,\\"b}"\n'
+        "}"
+    )
+    assert script_errors(browser) == []

@@ -47,7 +47,7 @@ async function api(path, options = {}) {
     body = null;
   }
   if (!response.ok) throw new ApiError(response.status, describe(response, body));
-  return { response, body };
+  return { response, body, text };
 }
 
 function describe(response, body) {
@@ -298,21 +298,94 @@ const DETAIL = [
   ["Created", (job) => new Date(job.created_at).toLocaleString()],
   ["Finished", (job) => (job.finished_at ? new Date(job.finished_at).toLocaleString() : "")],
   ["Error", (job) => job.error || ""],
-  ["Result", (job) => (job.result === null ? "" : JSON.stringify(job.result))],
   ["Config version", (job) => String(job.config_version)],
 ];
 
+// A payload or a result is shown as Janus sent it, never through JSON.parse, which would
+// round a number beyond a double (1e400, a 40-digit integer) or drop 1.10's zero. These two
+// read JSON text as text: where a string ends, and where a member's value is.
+
+function stringEnd(text, start) {
+  let at = start + 1;
+  while (text[at] !== '"') at += text[at] === "\\" ? 2 : 1;
+  return at + 1;
+}
+
+// The text of the value of `name`, a member of the object that is the whole of `text`.
+function memberText(text, name) {
+  let depth = 0;
+  for (let at = 0; at < text.length; at += 1) {
+    const c = text[at];
+    if (c === "{" || c === "[") depth += 1;
+    else if (c === "}" || c === "]") depth -= 1;
+    else if (c === '"') {
+      const end = stringEnd(text, at);
+      const colon = text.slice(end).search(/\S/) + end;
+      if (depth === 1 && text[colon] === ":" && JSON.parse(text.slice(at, end)) === name) {
+        return valueText(text, colon + 1);
+      }
+      at = end - 1;
+    }
+  }
+  return null;
+}
+
+// The value that starts at `start`, up to the comma or bracket that ends it.
+function valueText(text, start) {
+  let depth = 0;
+  let at = start;
+  for (; at < text.length; at += 1) {
+    const c = text[at];
+    if (c === '"') at = stringEnd(text, at) - 1;
+    else if (c === "{" || c === "[") depth += 1;
+    else if ((c === "}" || c === "]") && depth-- === 0) break;
+    else if (c === "," && depth === 0) break;
+  }
+  return text.slice(start, at).trim();
+}
+
+// JSON text laid out two spaces an indent, each number and string kept as it is written.
+function indented(text) {
+  let out = "";
+  let depth = 0;
+  const line = () => `\n${"  ".repeat(depth)}`;
+  for (let at = 0; at < text.length; at += 1) {
+    const c = text[at];
+    if (c === '"') {
+      const end = stringEnd(text, at);
+      out += text.slice(at, end);
+      at = end - 1;
+    } else if (c === "{" || c === "[") {
+      const next = text.slice(at + 1).search(/\S/) + at + 1;
+      if (text[next] === (c === "{" ? "}" : "]")) {
+        out += c + text[next];
+        at = next;
+      } else {
+        depth += 1;
+        out += c + line();
+      }
+    } else if (c === "}" || c === "]") {
+      depth -= 1;
+      out += line() + c;
+    } else if (c === ",") out += `,${line()}`;
+    else if (c === ":") out += ": ";
+    else if (!/\s/.test(c)) out += c;
+  }
+  return out;
+}
+
 async function showJob(jobId) {
   try {
-    const { body } = await api(`/dashboard/jobs/${encodeURIComponent(jobId)}`);
+    const { body, text } = await api(`/dashboard/jobs/${encodeURIComponent(jobId)}`);
     $("job-detail-id").textContent = body.job_id;
     const facts = $("job-detail-facts");
     facts.replaceChildren();
     for (const [name, value] of DETAIL) {
-      const text = value(body);
-      if (text) term(facts, name, text);
+      const shown = value(body);
+      if (shown) term(facts, name, shown);
     }
-    $("job-detail-payload").textContent = JSON.stringify(body.payload, null, 2);
+    if (body.result !== null) term(facts, "Result", memberText(text, "result"));
+    $("job-detail-payload").textContent = indented(memberText(text, "payload"));
     say("jobs-error", "");
     show("job-detail", true);
     $("job-detail-close").focus();
