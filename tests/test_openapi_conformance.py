@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 
 from janus.openapi.document import build_document
 from tests.conftest import GunicornServer, StartGunicorn
@@ -141,6 +141,21 @@ def _lease_live_jobs(case: schemathesis.Case, janus: Janus) -> None:
             items[0].update(janus.leased_job())
 
 
+# The routes below /dashboard/jobs/ that are not a job: a job id that spells one of them
+# (`quote`, or `batch/atomic`, which the service decodes from batch%2Fatomic) reaches that
+# route, which answers GET 405 as it should. Such a case tests that route, not the job read.
+_JOB_SIBLINGS = {
+    path
+    for path in build_document(max_batch_jobs=MAX_BATCH_JOBS, service_token=True)["paths"]
+    if path.startswith("/dashboard/jobs/") and "{" not in path
+}
+
+
+def _reaches_another_route(case: schemathesis.Case) -> bool:
+    job_id = (case.path_parameters or {}).get("job_id")
+    return case.operation.path == JOB_RECORD and f"/dashboard/jobs/{job_id}" in _JOB_SIBLINGS
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -150,5 +165,6 @@ def _lease_live_jobs(case: schemathesis.Case, janus: Janus) -> None:
     suppress_health_check=list(HealthCheck),
 )
 def test_the_service_answers_as_its_document_says(case: schemathesis.Case, janus: Janus) -> None:
+    assume(not _reaches_another_route(case))
     _lease_live_jobs(case, janus)
     case.call_and_validate(base_url=janus.server.url, timeout=30)
