@@ -116,9 +116,9 @@ ADMISSION_ERRORS = (*BODY_ERRORS, 403, 409, 422, *DATABASE_ERRORS)
 # The errors of a lease call on one job.
 LEASE_ERRORS = (*BODY_ERRORS, 404, 409, *DATABASE_ERRORS)
 
-_JOB_ID = "8c6f5a5e-0c1e-4a53-9d0a-6a8f0f1f4b7e"
-_OTHER_JOB_ID = "0b9e3d0e-3b1f-4c55-8f7e-2f3f3c4d5e6f"
-_CLAIMED_JOB_ID = "5b0c7c2e-8a3b-4f0e-9d2a-2b1f1a6f0c11"
+_JOB_ID = "01a234ea-c508-7a53-9d0a-6a8f0f1f4b7e"
+_OTHER_JOB_ID = "01a234ea-c50f-7c55-8f7e-2f3f3c4d5e6f"
+_CLAIMED_JOB_ID = "01a23495-c961-7f0e-9d2a-2b1f1a6f0c11"
 _LEASE_TOKEN = "0f7d6b0e-5a44-4a43-a0c6-3f3e2f0f9a51"
 _LEASE_EXPIRES_AT = "2026-12-02T02:30:00.123456+00:00"
 _ACTIVATED_AT = "2026-12-02T03:04:05.123456+00:00"
@@ -444,11 +444,11 @@ def _queue_routes(max_batch_jobs: int) -> list[Operation]:
                             "results": [
                                 {"job_id": _CLAIMED_JOB_ID, "outcome": "completed"},
                                 {
-                                    "job_id": "9e4f1d3a-7c2b-4a8e-b1f0-6d5c4b3a2e10",
+                                    "job_id": "01a23495-c984-7a8e-b1f0-6d5c4b3a2e10",
                                     "outcome": "stale_lease",
                                 },
                                 {
-                                    "job_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                                    "job_id": "01a23495-6a82-7a7b-8c9d-0e1f2a3b4c5d",
                                     "outcome": "not_found",
                                 },
                             ]
