@@ -5,8 +5,8 @@
 "use strict";
 
 // Every 10 s, not every 2 s as the buckets: a bar is a minute wide, so a fresher read changes
-// little, while one read counts up to 50,000 jobs in Postgres (tens of milliseconds for a
-// busy user), where a read of the buckets costs next to nothing.
+// little, while one read counts up to janus.history.ACTIVITY_MAX_JOBS jobs in Postgres (tens
+// of milliseconds for a busy user), where a read of the buckets costs next to nothing.
 const ACTIVITY_REFRESH_MS = 10000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_HEIGHT = 180;
@@ -97,7 +97,7 @@ function drawActivity() {
   const words = `${since ? `Since ${new Date(since).toLocaleTimeString()}` : "Last hour"}: ${describeJobs(sum.accepted, sum.byReason)}`;
   $("activity-summary").textContent = words;
   say("activity-note", since
-    ? `The hour held more jobs than Janus counts in one read (the newest 50,000): they are counted from ${new Date(since).toLocaleString()} on, and the shaded minutes before were not counted.`
+    ? `The hour held more jobs than Janus counts in one read (only the newest are): they are counted from ${new Date(since).toLocaleString()} on, and the shaded minutes before were not counted.`
     : "");
 
   const chart = $("activity-chart");
