@@ -37,15 +37,36 @@ async function call(path, options = {}) {
   return { response, text: await response.text() };
 }
 
+// An answer's body parsed; null when it has none or it is not JSON.
+function parsedAnswer(text) {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (error) {
+    return null;
+  }
+}
+
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+// What a person typed as `what` ("The body"), once it is a JSON object: { parsed }; otherwise
+// { refusal }, the words that tell them why nothing was sent.
+function typedObject(text, what) {
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return { refusal: `${what} is not JSON: ${error.message}. Nothing was sent.` };
+  }
+  if (!isObject(parsed)) return { refusal: `${what} must be a JSON object ({ … }). Nothing was sent.` };
+  return { parsed };
+}
+
 // A call that succeeded, its body parsed; any other answer throws an ApiError in words.
 async function api(path, options = {}) {
   const { response, text } = await call(path, options);
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch (error) {
-    body = null;
-  }
+  const body = parsedAnswer(text);
   if (!response.ok) throw new ApiError(response.status, describe(response, body));
   return { response, body, text };
 }

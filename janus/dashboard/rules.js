@@ -1,7 +1,7 @@
 // The Rules screens: the active config, its versions and what changed between two of them,
 // editing it, rolling back, pausing and resuming. Every change waits for the person to say
-// Yes. Uses dashboard.js's `api`, `call`, `describe`, `ApiError`, `$`, `say`, `show`,
-// `signedIn` and `SIGNED_OUT`.
+// Yes. Uses dashboard.js's `api`, `call`, `parsedAnswer`, `isObject`, `typedObject`,
+// `describe`, `ApiError`, `$`, `say`, `show`, `signedIn` and `SIGNED_OUT`.
 "use strict";
 
 const VERSIONS_PAGE = 20;
@@ -187,10 +187,6 @@ function shown(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-function isObject(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
 // Each difference from `before` to `after`: [kind, text], kind one of added, removed, changed.
 function differences(before, after, path = "") {
   if (!(isObject(before) && isObject(after))) {
@@ -305,15 +301,9 @@ function editError(message, fieldErrors = [], stale = false) {
 // The config typed, once it is a JSON object; null (and the reason said) when it is not.
 function typedConfig() {
   const text = $("edit-config").value;
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    editError(`The config is not JSON: ${error.message}. Nothing was sent.`);
-    return null;
-  }
-  if (!isObject(parsed)) {
-    editError("The config must be a JSON object ({ … }). Nothing was sent.");
+  const { refusal } = typedObject(text, "The config");
+  if (refusal) {
+    editError(refusal);
     return null;
   }
   return text;
@@ -364,12 +354,7 @@ async function save() {
     return;
   }
   const { response } = answer;
-  let body = null;
-  try {
-    body = JSON.parse(answer.text);
-  } catch (error) {
-    body = null;
-  }
+  const body = parsedAnswer(answer.text);
   if (response.ok) {
     closeEditor();
     say("edit-done", `Saved: version ${body.version} is the active config now.`);

@@ -1,6 +1,7 @@
 // Submit a job or a batch from the page, or quote it first, and see the exact answer: the
-// status line, every header and the body as Janus sent it. Uses dashboard.js's `call`, `$`,
-// `say` and `show`. The body goes as the person typed it, so a payload keeps its exact text.
+// status line, every header and the body as Janus sent it. Uses dashboard.js's `call`,
+// `typedObject`, `$`, `say` and `show`. The body goes as the person typed it, so a payload
+// keeps its exact text.
 "use strict";
 
 // Each kind of request: its route, and the seed API's example of its body.
@@ -33,19 +34,9 @@ const QUOTE_PATH = "/dashboard/jobs/quote";
 // The body as typed, once it is a JSON object; null (and the reason said) when it is not.
 function typedBody() {
   const text = $("submit-body").value;
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    say("submit-error", `The body is not JSON: ${error.message}. Nothing was sent.`);
-    return null;
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    say("submit-error", "The body must be a JSON object ({ … }). Nothing was sent.");
-    return null;
-  }
-  say("submit-error", "");
-  return { text, parsed };
+  const { parsed, refusal } = typedObject(text, "The body");
+  say("submit-error", refusal);
+  return refusal ? null : { text, parsed };
 }
 
 // A quote of an atomic batch is the batch's body with "atomic": true, added to the text as
