@@ -63,7 +63,7 @@ def test_the_script_never_puts_the_user_id_in_a_url_or_the_page() -> None:
     fetched = [
         path
         for script in scripts.values()
-        for path in re.findall(r'(?:api|call)\("([^"]+)"', script)
+        for path in re.findall(r'(?:api|call|readInto)\("([^"]+)"', script)
     ]
     assert fetched and all(path.startswith("/dashboard/") and "?" not in path for path in fetched)
 

@@ -1,6 +1,6 @@
 // The chart of jobs per minute over the last hour: GET /dashboard/activity, drawn by hand as
 // inline SVG (stacked bars: accepted, then each rejection reason in a colour of its own).
-// Uses dashboard.js's `api`, `$`, `say`, `show`, `signedIn` and `SIGNED_OUT`; dashboard.js's
+// Uses dashboard.js's `readInto`, `$`, `say` and `SIGNED_OUT`; dashboard.js's
 // refresh() calls refreshActivity().
 "use strict";
 
@@ -24,17 +24,11 @@ const activity = { answer: null, readAt: 0 };
 // the last read. False when the user is no longer signed in, as the page's other reads.
 async function refreshActivity() {
   if (activity.answer !== null && Date.now() - activity.readAt < ACTIVITY_REFRESH_MS) return true;
-  try {
-    const { body } = await api("/dashboard/activity");
+  return readInto("/dashboard/activity", "activity-error", (body) => {
     activity.answer = body;
     activity.readAt = Date.now();
-    say("activity-error", "");
     drawActivity();
-  } catch (error) {
-    if (!signedIn(error)) return false;
-    say("activity-error", error.message);
-  }
-  return true;
+  });
 }
 
 function forgetActivity() {

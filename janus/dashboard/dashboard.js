@@ -154,16 +154,22 @@ function signedIn(error) {
   return false;
 }
 
-async function refreshBuckets() {
+// GET `path` and hand its body to `render`, or say the API's refusal in the line `errorId`.
+// False when the user is no longer signed in (refresh() then stops), true otherwise.
+async function readInto(path, errorId, render) {
   try {
-    const { body } = await api("/dashboard/quotas");
-    say("buckets-error", "");
-    renderBuckets(body);
+    const { body } = await api(path);
+    say(errorId, "");
+    render(body);
   } catch (error) {
     if (!signedIn(error)) return false;
-    say("buckets-error", error.message);
+    say(errorId, error.message);
   }
   return true;
+}
+
+function refreshBuckets() {
+  return readInto("/dashboard/quotas", "buckets-error", renderBuckets);
 }
 
 function number(value, digits = 3) {
@@ -239,16 +245,8 @@ function jobsPath() {
   return `/dashboard/jobs?${params}`;
 }
 
-async function loadJobs() {
-  try {
-    const { body } = await api(jobsPath());
-    say("jobs-error", "");
-    renderJobs(body);
-  } catch (error) {
-    if (!signedIn(error)) return false;
-    say("jobs-error", error.message);
-  }
-  return true;
+function loadJobs() {
+  return readInto(jobsPath(), "jobs-error", renderJobs);
 }
 
 function cell(row, content) {
