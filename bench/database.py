@@ -23,7 +23,7 @@ from devtools.ports import free_port
 from janus.admission import AdmissionRequest, JobRequest, Mode, Source
 from janus.db import accounts, queries
 from janus.db.jobs import admit_jobs_params
-from janus.schemas import ConfigSchema
+from janus.schemas.requests import ConfigSchema
 from janus.settings import normalize_database_url
 
 # The soak's pre-fill: rows per INSERT (and transaction).

@@ -103,44 +103,16 @@ class ConfigStore(Protocol):
         ...
 
 
-def _moment(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def in_force(stored: ConfigVersion) -> dict[str, Any]:
-    """The config in force as GET /dashboard/config and `janus config show` answer it.
+    """The config in force, with its version, as GET /dashboard/config and `janus config show`
+    answer it (janus.schemas.answers.ActiveConfigSchema).
 
     `paused` is the user's state now, whatever the version said when it was written.
     """
     rules = {name: value for name, value in stored.config.items() if name != "paused"}
     return {
         "version": stored.version,
-        "activated_at": _moment(stored.activated_at),
+        "activated_at": stored.activated_at,
         "paused": stored.user_paused,
         **rules,
     }
-
-
-def version_item(stored: ConfigVersion) -> dict[str, Any]:
-    """One version as the versions listing shows it: the config as it was written."""
-    return {
-        "version": stored.version,
-        "activated_at": _moment(stored.activated_at),
-        "created_at": stored.created_at.isoformat(),
-        "is_active": stored.is_active,
-        "config": stored.config,
-    }
-
-
-def pause_item(change: PauseChange) -> dict[str, Any]:
-    """One pause change as the pause history shows it."""
-    return {
-        "paused": change.paused,
-        "changed_at": change.changed_at.isoformat(),
-        "config_version": change.config_version,
-    }
-
-
-def pause_state(state: PauseState) -> dict[str, Any]:
-    """The pause state as pause and resume answer it."""
-    return {"paused": state.paused, "since": _moment(state.since)}

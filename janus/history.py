@@ -114,7 +114,7 @@ class MinuteActivity:
     # The minute's first moment.
     minute: datetime
     accepted: int | None
-    # {reason: jobs}; only reasons with at least one job.
+    # {reason: jobs}, in the reasons' name order; only reasons with at least one job.
     rejected: dict[str, int] | None
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from janus.schemas.answers import ErrorSchema
 from janus.settings import Settings
 
 # A response is small (at most a few hundred KiB for a 1000-job batch); a client that does
@@ -140,9 +141,14 @@ def ready_to_serve(buffered: bytes | bytearray) -> bool:
     return len(buffered) - (head_end + 4) >= length
 
 
+# gunicorn's own errors have Janus's error body too.
+ERROR = ErrorSchema()
+
+
 def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's own error answer (util.write_error), as Janus's JSON error body."""
-    body = json.dumps({"title": f"{status_int} {reason}", "description": mesg or reason}).encode()
+    error = {"title": f"{status_int} {reason}", "description": mesg or reason}
+    body = json.dumps(ERROR.dump(error)).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"

@@ -20,7 +20,7 @@ import pytest
 
 from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
 from janus.db import accounts
-from janus.schemas import ConfigSchema
+from janus.schemas.requests import ConfigSchema
 from janus.settings import Settings
 from tests.support.app import post_json, serve_app
 from tests.support.factories import create_user

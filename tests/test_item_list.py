@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError, fields, pre_load
 
 from janus.json_text import RawJson
-from janus.schemas import CompleteItemSchema, ItemList, JobSchema
+from janus.schemas.fields import ItemList
+from janus.schemas.requests import CompleteItemSchema, JobSchema
 
 _TEXT = st.one_of(st.text(max_size=5), st.text(min_size=250, max_size=260), st.just("a\x00b"))
 _VALUE = st.one_of(st.none(), st.booleans(), st.integers(-3, 12), st.floats(), _TEXT)

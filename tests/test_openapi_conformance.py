@@ -27,7 +27,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, assume, settings
 
-from janus.openapi.document import build_document
+from janus.routes import openapi_document, routes
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.factories import activate_config, create_user
 
@@ -56,9 +56,9 @@ COMPLETE_MANY = "/system/jobs/complete"
 JOB_RECORD = "/dashboard/jobs/{job_id}"
 
 # The document exactly as the service below serves it (tests/test_openapi.py holds GET
-# /openapi.json to build_document), with the seeded user's credentials.
+# /openapi.json to the route table), with the seeded user's credentials.
 schema = schemathesis.openapi.from_dict(
-    build_document(max_batch_jobs=MAX_BATCH_JOBS, service_token=True),
+    openapi_document(routes(MAX_BATCH_JOBS), service_token=True),
     config=schemathesis.Config.from_dict(
         {
             "generation": {"mode": "all", "deterministic": True},
@@ -146,7 +146,7 @@ def _lease_live_jobs(case: schemathesis.Case, janus: Janus) -> None:
 # route, which answers GET 405 as it should. Such a case tests that route, not the job read.
 _JOB_SIBLINGS = {
     path
-    for path in build_document(max_batch_jobs=MAX_BATCH_JOBS, service_token=True)["paths"]
+    for path in openapi_document(routes(MAX_BATCH_JOBS), service_token=True)["paths"]
     if path.startswith("/dashboard/jobs/") and "{" not in path
 }
 

@@ -19,12 +19,19 @@ from janus import json_text
 from janus.admission import ConfigMode, NoActiveConfig
 from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, one_line
-from janus.configs import UnknownVersion, in_force, version_item
+from janus.configs import UnknownVersion, in_force
 from janus.db import accounts, configs, maintenance
 from janus.db.history import job_page, user_quotas
 from janus.history import JobFilter
+from janus.openapi.examples import SEED_JOB
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota
-from janus.schemas import ConfigSchema, JobHistoryQuerySchema, job_item, quotas_answer
+from janus.schemas.answers import (
+    ActiveConfigSchema,
+    ConfigVersionSchema,
+    JobSummarySchema,
+    QuotasAnswerSchema,
+)
+from janus.schemas.requests import ConfigSchema, JobHistoryQuerySchema
 
 DEMO_USER_NAME = "demo"
 
@@ -40,15 +47,6 @@ DEMO_CONFIG: dict[str, Any] = {
         "openai": {"capacity": 6, "refill_per_second": 0.5},
         "stripe": {"capacity": 4, "refill_per_second": 1},
     },
-}
-
-# The seed API's single-job example, as `janus demo` prints it in a curl line.
-DEMO_JOB: dict[str, Any] = {
-    "batch_name": "my-batch",
-    "tenant_id": "tenant-abc",
-    "priority": 8,
-    "dependencies": {"openai": 2, "stripe": 1},
-    "payload": {"custom_key": "custom_value"},
 }
 
 
@@ -108,7 +106,7 @@ def config_show(args: argparse.Namespace, database_url: str, out: TextIO) -> Non
         active = configs.active_version(conn, args.user_id)
     if active is None:
         raise NoActiveConfig("no active config")
-    print(json.dumps(in_force(active), indent=2), file=out)
+    print(json.dumps(ActiveConfigSchema().dump(in_force(active)), indent=2), file=out)
 
 
 def config_versions(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
@@ -116,7 +114,8 @@ def config_versions(args: argparse.Namespace, database_url: str, out: TextIO) ->
     with accounts.operator_transaction(database_url) as conn:
         page = configs.list_versions(conn, args.user_id, args.limit, None)
     if args.json:
-        print(json.dumps({"versions": [version_item(one) for one in page]}, indent=2), file=out)
+        versions = ConfigVersionSchema(many=True).dump(page)
+        print(json.dumps({"versions": versions}, indent=2), file=out)
         return
     header = ("version", "created_at", "activated_at", "active", "paused", "dependencies")
     rows = [
@@ -173,7 +172,7 @@ def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     if found.mode is None:
         raise NoActiveConfig("no active config")
     if args.json:
-        print(json_text.dumps(quotas_answer(found)), file=out)
+        print(json_text.dumps(QuotasAnswerSchema().dump(found)), file=out)
         return
     # Said at once: in shadow mode the levels below refuse nothing.
     shadow_note = " (every job is accepted; refusals are only recorded)"
@@ -253,7 +252,7 @@ def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     with accounts.operator_transaction(database_url) as conn:
         found = job_page(conn, args.user_id, filters, args.limit)
     if args.json:
-        print(json_text.dumps({"jobs": [job_item(job) for job in found]}), file=out)
+        print(json_text.dumps({"jobs": JobSummarySchema(many=True).dump(found)}), file=out)
         return
     header = ("job_id", "created_at", "tenant", "batch", "priority", "state", "attempts", "until")
     rows = [
@@ -319,7 +318,7 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         'curl -i -X POST "http://127.0.0.1:${PORT:-8000}/dashboard/jobs"'
         " -H 'Content-Type: application/json'"
         f" -H 'X-User-ID: {user_id}'"
-        f" -d '{json.dumps(DEMO_JOB)}'",
+        f" -d '{json.dumps(SEED_JOB)}'",
         file=out,
     )
 

@@ -26,7 +26,7 @@ from janus.cli.commands import (
 from janus.cli.failures import UsageError
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
-from janus.schemas import MAX_NAME_LENGTH, Text
+from janus.schemas.fields import MAX_NAME_LENGTH, Text
 
 
 class _ArgumentParser(argparse.ArgumentParser):

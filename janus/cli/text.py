@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import fields
 
-from janus.schemas import ConfigSchema
+from janus.schemas.requests import ConfigSchema
 
 
 def one_line(messages: Any) -> str:

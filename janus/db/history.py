@@ -96,7 +96,11 @@ def job_activity(
         raise UnknownUser("unknown user")
     return Activity(
         minutes=[
-            MinuteActivity(minute, accepted, rejected) for minute, accepted, rejected, _ in rows
+            # jsonb orders keys by length first: the answer lists reasons by name.
+            MinuteActivity(
+                minute, accepted, None if rejected is None else dict(sorted(rejected.items()))
+            )
+            for minute, accepted, rejected, _ in rows
         ],
         counted_since=rows[0][3],
     )

@@ -14,9 +14,6 @@ from janus.configs import (
     UnknownVersion,
     VersionMismatch,
     in_force,
-    pause_item,
-    pause_state,
-    version_item,
 )
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import (
@@ -26,13 +23,24 @@ from janus.resources.requests import (
     only_params,
     page_param,
 )
-from janus.schemas import ConfigSchema
+from janus.schemas.answers import (
+    ActiveConfigSchema,
+    ConfigVersionsAnswerSchema,
+    PauseHistoryAnswerSchema,
+    PauseStateSchema,
+)
+from janus.schemas.requests import ConfigSchema
 
 NO_CONFIG = "this user has no active config; PUT /dashboard/config to set one"
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 # The pause history's cursor is a change id, a bigint.
 MAX_CHANGE_ID = 2**63 - 1
+
+ACTIVE_CONFIG = ActiveConfigSchema()
+VERSIONS = ConfigVersionsAnswerSchema()
+PAUSE_STATE = PauseStateSchema()
+PAUSE_HISTORY = PauseHistoryAnswerSchema()
 
 # An entity tag as sent back: "7", or 7 without the quotes; "*" is any active version.
 _IF_MATCH = re.compile(r'"([1-9][0-9]{0,9})"|([1-9][0-9]{0,9})', re.ASCII)
@@ -45,7 +53,7 @@ def etag(version: int) -> str:
 
 def _answer(resp: falcon.Response, stored: ConfigVersion) -> None:
     """The config in force, with its version and activated_at, and its ETag."""
-    resp.media = in_force(stored)
+    resp.media = ACTIVE_CONFIG.dump(in_force(stored))
     resp.set_header("ETag", etag(stored.version))
 
 
@@ -115,10 +123,9 @@ class ConfigVersionsResource:
         user_id = authenticated_user(req)
         limit, before = _page(req, MAX_VERSION)
         page, more = one_page(self._store.versions(user_id, limit + 1, before), limit)
-        resp.media = {
-            "versions": [version_item(one) for one in page],
-            "next": str(page[-1].version) if more else None,
-        }
+        resp.media = VERSIONS.dump(
+            {"versions": page, "next": str(page[-1].version) if more else None}
+        )
 
 
 class ConfigActivateResource:
@@ -150,7 +157,7 @@ class PauseResource:
         """Set the state (doing nothing when it already is) and answer it, with since when."""
         user_id = authenticated_user(req)
         state = self._store.set_paused(user_id, self._paused)
-        resp.media = pause_state(state)
+        resp.media = PAUSE_STATE.dump(state)
 
 
 class PauseHistoryResource:
@@ -164,7 +171,6 @@ class PauseHistoryResource:
         user_id = authenticated_user(req)
         limit, before = _page(req, MAX_CHANGE_ID)
         page, more = one_page(self._store.pause_changes(user_id, limit + 1, before), limit)
-        resp.media = {
-            "changes": [pause_item(one) for one in page],
-            "next": str(page[-1].change_id) if more else None,
-        }
+        resp.media = PAUSE_HISTORY.dump(
+            {"changes": page, "next": str(page[-1].change_id) if more else None}
+        )

@@ -17,12 +17,15 @@ from janus.admission import (
     ServicePaused,
     UnknownUser,
 )
+from janus.schemas.answers import ErrorSchema
 
 log = logging.getLogger("janus")
 
 # The WWW-Authenticate challenge every 401 about the user carries (RFC 9110 requires one):
 # the credentials a caller must send are a Janus user's id in the X-User-ID header.
 USER_CHALLENGE = ['X-User-ID realm="janus"']
+
+ERROR = ErrorSchema()
 
 
 class InvalidBody(falcon.HTTPBadRequest):
@@ -42,7 +45,7 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
         body["errors"] = error.errors
     resp.content_type = falcon.MEDIA_JSON
     # ASCII escapes: field names echoed from the request may hold text UTF-8 cannot encode.
-    resp.text = json.dumps(body)
+    resp.text = json.dumps(ERROR.dump(body))
 
 
 def _unknown_user(

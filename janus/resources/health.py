@@ -6,13 +6,18 @@ from collections.abc import Callable
 
 import falcon
 
+from janus.schemas.answers import StatusSchema
+
+# The one answer both give, dumped once.
+OK = StatusSchema().dump({"status": "ok"})
+
 
 class HealthResource:
     """Answers {"status": "ok"} while the process can serve requests; no database involved."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Report liveness."""
-        resp.media = {"status": "ok"}
+        resp.media = OK
 
     # Load balancers probe with HEAD: the same answer, without its body (falcon drops it).
     on_head = on_get
@@ -28,6 +33,6 @@ class ReadinessResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Report readiness: a round trip to Postgres through this worker's pool."""
         self._check_database()
-        resp.media = {"status": "ok"}
+        resp.media = OK
 
     on_head = on_get

@@ -26,15 +26,20 @@ from janus.history import (
 from janus.quotas import QuotaReader
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, one_page, only_params, page_param
-from janus.schemas import (
-    JobHistoryQuerySchema,
-    activity_answer,
-    job_detail,
-    job_item,
-    quotas_answer,
+from janus.schemas.answers import (
+    ActivityAnswerSchema,
+    JobDetailSchema,
+    JobHistoryAnswerSchema,
+    QuotasAnswerSchema,
 )
+from janus.schemas.requests import JobHistoryQuerySchema
 
 NO_SUCH_JOB = "this user has no job with this id"
+
+JOB_PAGE = JobHistoryAnswerSchema()
+JOB_DETAIL = JobDetailSchema()
+ACTIVITY = ActivityAnswerSchema()
+QUOTAS = QuotasAnswerSchema()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -79,6 +84,7 @@ def _filters(req: falcon.Request) -> JobFilter:
 
 
 def _answer_json(resp: falcon.Response, document: Any) -> None:
+    """An answer holding stored JSON text or exact decimals, written as they are."""
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json_text.dumps(document)
 
@@ -114,10 +120,9 @@ class JobListResource:
             raise InvalidBody("the query parameters are not valid", errors)
         assert limit is not None
         page, more = one_page(self._history.jobs(user_id, filters, limit + 1, after), limit)
-        resp.media = {
-            "jobs": [job_item(job) for job in page],
-            "next": encode_cursor(page[-1].position) if more else None,
-        }
+        resp.media = JOB_PAGE.dump(
+            {"jobs": page, "next": encode_cursor(page[-1].position) if more else None}
+        )
 
 
 class JobRecordResource:
@@ -133,7 +138,7 @@ class JobRecordResource:
         job = self._history.job(user_id, job_id)
         if job is None:
             raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
-        _answer_json(resp, job_detail(job))
+        _answer_json(resp, JOB_DETAIL.dump(job))
 
 
 class ActivityResource:
@@ -146,7 +151,7 @@ class ActivityResource:
         """Each of the last 60 minutes, oldest first, and since when the jobs were counted."""
         user_id = authenticated_user(req)
         only_params(req, ())
-        resp.media = activity_answer(self._reader.activity(user_id))
+        resp.media = ACTIVITY.dump(self._reader.activity(user_id))
 
 
 class QuotaResource:
@@ -160,4 +165,4 @@ class QuotaResource:
         limit; empty lists and a null mode without an active config."""
         user_id = authenticated_user(req)
         only_params(req, ())
-        _answer_json(resp, quotas_answer(self._reader.quotas(user_id)))
+        _answer_json(resp, QUOTAS.dump(self._reader.quotas(user_id)))

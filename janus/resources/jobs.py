@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, assert_never
+from uuid import UUID
 
 import falcon
 
@@ -20,20 +21,42 @@ from janus.admission import (
 from janus.resources.ratelimit import ratelimit_headers
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.resources.telemetry import note_decisions
-from janus.schemas import BatchSchema, QuoteSchema, SingleJobSchema
+from janus.schemas.answers import DecisionSchema, PartialBatchAnswerSchema, QuoteAnswerSchema
+from janus.schemas.requests import BatchSchema, QuoteSchema, SingleJobSchema
+
+DECISION = DecisionSchema()
+DECISIONS = DecisionSchema(many=True)
+PARTIAL_BATCH = PartialBatchAnswerSchema()
+QUOTE = QuoteAnswerSchema()
 
 
-def _job_request(fields: dict[str, Any]) -> JobRequest:
-    return JobRequest(
-        tenant_id=fields["tenant_id"],
-        priority=fields["priority"],
-        dependencies=fields["dependencies"],
-        payload=fields["payload"],
+def _admission_request(
+    req: falcon.Request,
+    user_id: UUID,
+    source: Source,
+    mode: Mode,
+    body: dict[str, Any],
+    quoted_path: str | None = None,
+) -> AdmissionRequest:
+    """What `body` asks to decide: its one job (Mode.SINGLE) or its batch's jobs, with the
+    request's Idempotency-Key (fingerprinted with `quoted_path` for a quote)."""
+    jobs = [body] if mode is Mode.SINGLE else body["jobs"]
+    return AdmissionRequest(
+        user_id=user_id,
+        source=source,
+        batch_name=body["batch_name"],
+        jobs=tuple(
+            JobRequest(
+                tenant_id=job["tenant_id"],
+                priority=job["priority"],
+                dependencies=job["dependencies"],
+                payload=job["payload"],
+            )
+            for job in jobs
+        ),
+        mode=mode,
+        idempotency_key=idempotency_key(req, body, quoted_path),
     )
-
-
-def _decision_body(decision: Decision) -> dict[str, str]:
-    return {"job_id": str(decision.job_id), "status": decision.status, "reason": decision.reason}
 
 
 class SingleJobResource:
@@ -52,19 +75,12 @@ class SingleJobResource:
         """Decide one job."""
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
-        request = AdmissionRequest(
-            user_id=user_id,
-            source=self._source,
-            batch_name=body["batch_name"],
-            jobs=(_job_request(body),),
-            mode=Mode.SINGLE,
-            idempotency_key=idempotency_key(req, body),
-        )
+        request = _admission_request(req, user_id, self._source, Mode.SINGLE, body)
         admission = self._admitter.admit(request)
         _set_admission_headers(resp, admission)
         [decision] = admission.decisions
         note_decisions(req, [decision])
-        resp.media = _decision_body(decision)
+        resp.media = DECISION.dump(decision)
         resp.status = answer_status(Mode.SINGLE, [decision])
         if decision.retry_after is not None:
             resp.set_header("Retry-After", str(decision.retry_after))
@@ -85,14 +101,7 @@ class BatchResource:
         """Decide every job of the batch; answer in request order."""
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
-        request = AdmissionRequest(
-            user_id=user_id,
-            source=self._source,
-            batch_name=body["batch_name"],
-            jobs=tuple(_job_request(job) for job in body["jobs"]),
-            mode=self._mode,
-            idempotency_key=idempotency_key(req, body),
-        )
+        request = _admission_request(req, user_id, self._source, self._mode, body)
         admission = self._admitter.admit(request)
         _set_admission_headers(resp, admission)
         decisions = admission.decisions
@@ -100,9 +109,9 @@ class BatchResource:
         resp.status = answer_status(self._mode, decisions)
         match self._mode:
             case Mode.ATOMIC:
-                resp.media = [_decision_body(decision) for decision in decisions]
+                resp.media = DECISIONS.dump(decisions)
             case Mode.PARTIAL:
-                resp.media = _batch_summary(decisions)
+                resp.media = PARTIAL_BATCH.dump({**_counts(decisions), "results": decisions})
             case _:
                 assert_never(self._mode)
 
@@ -130,26 +139,19 @@ class QuoteResource:
         if "jobs" in body:
             mode = Mode.ATOMIC if body.pop("atomic", False) else Mode.PARTIAL
             quoted_path += "/batch/atomic" if mode is Mode.ATOMIC else "/batch"
-            jobs = tuple(_job_request(job) for job in body["jobs"])
         else:
             mode = Mode.SINGLE
-            jobs = (_job_request(body),)
-        request = AdmissionRequest(
-            user_id=user_id,
-            source=self._source,
-            batch_name=body["batch_name"],
-            jobs=jobs,
-            mode=mode,
-            idempotency_key=idempotency_key(req, body, quoted_path),
-        )
+        request = _admission_request(req, user_id, self._source, mode, body, quoted_path)
         decisions = self._admitter.quote(request).decisions
-        resp.media = {
-            "kind": mode.value,
-            "status": answer_status(mode, decisions),
-            "replayed": any(decision.replayed for decision in decisions),
-            **_counts(decisions),
-            "results": [_quoted_decision(decision) for decision in decisions],
-        }
+        resp.media = QUOTE.dump(
+            {
+                "kind": mode.value,
+                "status": answer_status(mode, decisions),
+                "replayed": any(decision.replayed for decision in decisions),
+                **_counts(decisions),
+                "results": decisions,
+            }
+        )
 
 
 def answer_status(mode: Mode, decisions: Sequence[Decision]) -> int:
@@ -166,18 +168,6 @@ def answer_status(mode: Mode, decisions: Sequence[Decision]) -> int:
             assert_never(mode)
 
 
-def _quoted_decision(decision: Decision) -> dict[str, Any]:
-    """One job of a quote: its decision, without a job id (nothing is stored)."""
-    return {
-        "status": decision.status,
-        "reason": decision.reason,
-        "retry_after": decision.retry_after,
-        "fits_at": None if decision.fits_at is None else decision.fits_at.isoformat(),
-        "shadow_status": decision.shadow_status,
-        "shadow_reason": decision.shadow_reason,
-    }
-
-
 def _set_admission_headers(resp: falcon.Response, admission: Admission) -> None:
     """Idempotent-Replayed on a replay; the RateLimit headers of the buckets it left."""
     if any(decision.replayed for decision in admission.decisions):
@@ -189,7 +179,3 @@ def _counts(decisions: Sequence[Decision]) -> dict[str, int]:
     """How many jobs, accepted and rejected: a partial batch's answer tells them, and a quote's."""
     accepted = sum(decision.accepted for decision in decisions)
     return {"total": len(decisions), "accepted": accepted, "rejected": len(decisions) - accepted}
-
-
-def _batch_summary(decisions: Sequence[Decision]) -> dict[str, Any]:
-    return {**_counts(decisions), "results": [_decision_body(decision) for decision in decisions]}

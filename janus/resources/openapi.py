@@ -8,12 +8,14 @@ from typing import Any
 
 import falcon
 
+from janus.schemas.answers import DocumentSchema
+
 
 class OpenApiResource:
-    """Serves the document it is given, serialized once."""
+    """Serves the document it is given, dumped and serialized once."""
 
     def __init__(self, document: Mapping[str, Any]) -> None:
-        self._text = json.dumps(document)
+        self._text = json.dumps(DocumentSchema().dump(document))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The document, as JSON."""

@@ -3,15 +3,21 @@ and POST /system/jobs/complete for many completions at once."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
 import falcon
 
-from janus.queue import ClaimedJob, ClaimRequest, Finish, Finished, JobQueue, LeaseOutcome
+from janus import json_text
+from janus.queue import ClaimRequest, Finish, JobQueue, LeaseOutcome
 from janus.resources.requests import authenticated_user, load_body
-from janus.schemas import (
+from janus.schemas.answers import (
+    ClaimAnswerSchema,
+    CompleteManyAnswerSchema,
+    FinishedSchema,
+    HeartbeatAnswerSchema,
+)
+from janus.schemas.requests import (
     ClaimSchema,
     CompleteManySchema,
     CompleteSchema,
@@ -26,22 +32,10 @@ STALE_LEASE = (
 )
 
 
-def _claimed_job_text(job: ClaimedJob) -> str:
-    """One claimed job as JSON text, its payload written in as the exact text stored."""
-    fields = {
-        "job_id": str(job.job_id),
-        "batch_name": job.batch_name,
-        "tenant_id": job.tenant_id,
-        "priority": job.priority,
-        "dependencies": job.dependencies,
-        "attempt": job.attempt,
-        "lease_token": str(job.lease_token),
-        "lease_expires_at": job.lease_expires_at.isoformat(),
-    }
-    # Re-parsing the payload would lose what Python's numbers cannot hold (1.10, 1e400, a
-    # 40-digit integer): it goes out as the producer wrote it, spliced in before the brace.
-    head = json.dumps(fields)
-    return f'{head[:-1]}, "payload": {job.payload}}}'
+CLAIMED = ClaimAnswerSchema()
+HEARTBEAT = HeartbeatAnswerSchema()
+FINISHED = FinishedSchema()
+COMPLETED_MANY = CompleteManyAnswerSchema()
 
 
 def _raise_for(outcome: LeaseOutcome) -> None:
@@ -64,10 +58,6 @@ def _finish_item(job_id: UUID, body: dict[str, Any], *, failed: bool) -> Finish:
         actual_costs=body.get("actual_costs"),
         upstream_throttled=None if throttled is None else tuple(throttled),
     )
-
-
-def _finished_body(finished: Finished) -> dict[str, Any]:
-    return {"job_id": str(finished.job_id), "state": finished.state, "attempt": finished.attempt}
 
 
 class ClaimResource:
@@ -94,7 +84,8 @@ class ClaimResource:
         )
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = '{"jobs": [' + ", ".join(_claimed_job_text(job) for job in jobs) + "]}"
+        # Every payload is written in as the exact text the producer sent.
+        resp.text = json_text.dumps(CLAIMED.dump({"jobs": jobs}))
 
 
 class HeartbeatResource:
@@ -111,7 +102,7 @@ class HeartbeatResource:
         beat = self._queue.heartbeat(user_id, job_id, body["lease_token"], body["lease_seconds"])
         _raise_for(beat.outcome)
         assert beat.lease_expires_at is not None
-        resp.media = {"job_id": str(job_id), "lease_expires_at": beat.lease_expires_at.isoformat()}
+        resp.media = HEARTBEAT.dump({"job_id": job_id, "lease_expires_at": beat.lease_expires_at})
 
 
 class FinishResource:
@@ -128,7 +119,7 @@ class FinishResource:
         body = load_body(req, self._schema)
         [finished] = self._queue.finish(user_id, [_finish_item(job_id, body, failed=self._failed)])
         _raise_for(finished.outcome)
-        resp.media = _finished_body(finished)
+        resp.media = FINISHED.dump(finished)
 
 
 # The batch answer's outcome for an item, by how its lease call went.
@@ -152,9 +143,7 @@ class CompleteManyResource:
         body = load_body(req, self._schema)
         items = [_finish_item(item["job_id"], item, failed=False) for item in body["jobs"]]
         finished = self._queue.finish(user_id, items)
-        resp.media = {
-            "results": [
-                {"job_id": str(one.job_id), "outcome": _BATCH_OUTCOMES[one.outcome]}
-                for one in finished
-            ]
-        }
+        results = [
+            {"job_id": one.job_id, "outcome": _BATCH_OUTCOMES[one.outcome]} for one in finished
+        ]
+        resp.media = COMPLETED_MANY.dump({"results": results})

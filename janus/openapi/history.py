@@ -1,0 +1,91 @@
+"""The operations of the dashboard's reads: the job history, one job, activity, the buckets."""
+
+from __future__ import annotations
+
+from janus.history import ACTIVITY_MAX_JOBS, ACTIVITY_MINUTES
+from janus.openapi import examples
+from janus.openapi.operations import DATABASE_ERRORS, READ_ERRORS, Answer, Operation
+from janus.schemas.answers import (
+    ActivityAnswerSchema,
+    JobDetailSchema,
+    JobHistoryAnswerSchema,
+    QuotasAnswerSchema,
+)
+
+JOBS = Operation(
+    "get",
+    "The user's jobs, newest first, filtered, a page at a time",
+    tag="History",
+    parameters=(
+        "limit",
+        "job_cursor",
+        "status",
+        "state",
+        "tenant_id",
+        "batch_name",
+        "source",
+        "since",
+        "until",
+    ),
+    answers={
+        200: Answer(
+            "A page of jobs; `next` is the cursor of the next page, null on the last.",
+            JobHistoryAnswerSchema,
+            {"page": {"jobs": [examples.JOB_SUMMARY], "next": None}},
+        )
+    },
+    errors=READ_ERRORS,
+)
+
+JOB = Operation(
+    "get",
+    "One job with its reason, costs, payload and outcome",
+    tag="History",
+    answers={
+        200: Answer(
+            "The job; the payload and result exactly as they were sent.",
+            JobDetailSchema,
+            {"queued": examples.QUEUED_JOB, "shadow": examples.SHADOW_JOB},
+        )
+    },
+    # 400: a query parameter (this route takes none); 404: no such job of this user.
+    errors=(400, 404, *DATABASE_ERRORS),
+)
+
+ACTIVITY = Operation(
+    "get",
+    "The user's jobs per minute over the last hour, accepted and rejected by reason",
+    tag="History",
+    answers={
+        200: Answer(
+            f"Each of the last {ACTIVITY_MINUTES} minutes (UTC), oldest first, the current one"
+            f" last. At most the hour's newest {ACTIVITY_MAX_JOBS:,} jobs are counted: when it"
+            " held more, `counted_since` is the moment the count starts from, the minutes that"
+            " ended before it are null (not counted), and the minute it falls in counts its"
+            " jobs from then on; null when every job was counted.",
+            ActivityAnswerSchema,
+            {
+                "all_counted": examples.activity(None),
+                "newest_counted": examples.activity(ACTIVITY_MINUTES - 2),
+            },
+        )
+    },
+    # 400: a query parameter (this route takes none).
+    errors=READ_ERRORS,
+)
+
+QUOTAS = Operation(
+    "get",
+    "Each token bucket of the user as of now",
+    tag="History",
+    answers={
+        200: Answer(
+            "The active config's mode, the buckets by dependency name, and the tenant buckets"
+            " closest to their limit (at most 100; a tenant not listed is fuller, most often"
+            " full); a null mode and no buckets without an active config.",
+            QuotasAnswerSchema,
+            {"two": examples.QUOTAS, "none": examples.NO_QUOTAS},
+        )
+    },
+    errors=READ_ERRORS,
+)

@@ -1,0 +1,2 @@
+"""Marshmallow schemas: requests.py is what a valid body, query or config is, answers.py what
+every answer is (the resources dump their answers with them), fields.py Janus's own fields."""
