@@ -1,6 +1,6 @@
 """docs/operations.md's psql recipes, run as written by psql on a database holding real
-decisions, so what an operator copies from the guide works; and its settings and CLI, held to
-the code they describe."""
+decisions, so what an operator copies from the guide works; and its settings, CLI, metrics and
+quoted latencies, held to the code (and the README's bench table) they describe."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import yaml
 
-from janus import metrics_files
+from janus import metrics, metrics_files
 from janus.cli.parser import build_parser
 from janus.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -401,3 +401,63 @@ def test_the_cli_section_shows_every_command_and_option() -> None:
                 assert option in shown, f"janus {command} {option} is not in the guide"
             if not action.option_strings and "- for stdin" in (action.help or ""):
                 assert re.search(rf"\bjanus {command}( \S+)* -( |$)", shown, re.M), command
+
+
+METRICS_SECTION = "Metrics: `GET /metrics`"
+
+
+def _exposed_metrics() -> dict[str, str]:
+    """Each metric GET /metrics serves, by name, with its type (prometheus_client's
+    in-process `_created` series aside: the multiprocess scrape has none)."""
+    text = metrics.exposition().decode()
+    families = dict(re.findall(r"^# TYPE (\S+) (\w+)$", text, re.M))
+    return {name: kind for name, kind in families.items() if not name.endswith("_created")}
+
+
+def test_the_metric_table_is_every_metric_janus_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    rows = re.findall(r"^\| `(janus_\w+)` \| ([a-z]+)", _section(METRICS_SECTION), re.M)
+
+    assert dict(rows) == _exposed_metrics()
+
+
+def test_the_guide_names_only_real_series_and_its_promql_no_placeholder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    families = _exposed_metrics()
+    series = set()
+    for name, kind in families.items():
+        suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
+        series |= {name + suffix for suffix in suffixes}
+    alerts = _section(METRICS_SECTION).split("### What to alert on", 1)[1]
+    queries = re.findall(r"^\| [^|]+ \| `([^`]+)`", alerts, re.M)
+
+    assert len(queries) >= 8
+    assert set(re.findall(r"\bjanus_\w+", GUIDE.read_text(encoding="utf-8"))) <= {
+        *families,
+        *series,
+    }
+    for query in queries:
+        assert set(re.findall(r"\bjanus_\w+", query)) <= series, query
+        # Label values aside, PromQL has no upper-case words: one is a placeholder.
+        unquoted = re.sub(r'"[^"]*"', '""', query)
+        assert not re.findall(r"\b[A-Z][A-Z_]+\b", unquoted), query
+
+
+def _readme_p99s() -> dict[str, str]:
+    """The README's latest bench table: each scenario's p99 in ms, as printed."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    [table] = re.findall(r"```\n(scenario .*?p99 ms.*?)```", readme, re.S)
+    header, *rows = (re.split(r"\s{2,}", line.strip()) for line in table.splitlines())
+    column = header.index("p99 ms")
+    return {row[0]: row[column] for row in rows}
+
+
+def test_the_latencies_the_guide_quotes_are_the_readmes() -> None:
+    quoted = re.findall(r"([\d.,]+) ms \(`([a-z0-9-]+)`\)", GUIDE.read_text(encoding="utf-8"))
+    measured = _readme_p99s()
+
+    assert quoted
+    for value, scenario in quoted:
+        assert measured[scenario] == value, scenario
