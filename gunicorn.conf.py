@@ -4,11 +4,14 @@ import os
 import sys
 
 from janus import metrics_files
+from janus.db.urls import parsable_database_url
 from janus.settings import Settings, SettingsError
 
-# Check the settings in the master, so a bad environment fails once, clearly, at start-up.
+# Check the settings in the master, so a bad environment fails once, clearly, at start-up
+# (the workers' pools check DATABASE_URL again; libpq's own error would quote the password).
 try:
     settings = Settings.from_env()
+    parsable_database_url(settings.database_url)
 except SettingsError as error:
     sys.exit(f"janus: {error}")
 

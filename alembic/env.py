@@ -7,7 +7,8 @@ import logging.config
 from sqlalchemy import create_engine, text
 
 from alembic import context
-from janus.settings import sqlalchemy_url
+from janus.db.urls import parsable_database_url
+from janus.settings import database_url_from_env, sqlalchemy_url
 
 # Any fixed number; it names the lock that serialises concurrent `alembic upgrade` runs.
 MIGRATION_LOCK_ID = 0x4A414E5553
@@ -17,10 +18,22 @@ if config.config_file_name is not None:
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def _migration_url() -> str:
+    """alembic.ini's sqlalchemy.url when set (the tests set it), else DATABASE_URL.
+
+    DATABASE_URL is checked as libpq will read it first, since libpq's error would quote the
+    password.
+    """
+    configured = config.get_main_option("sqlalchemy.url")
+    if configured:
+        return configured
+    parsable_database_url(database_url_from_env())
+    return sqlalchemy_url()
+
+
 def run_migrations_online() -> None:
     """Migrate with a session-level advisory lock held, one transaction per migration."""
-    url = config.get_main_option("sqlalchemy.url") or sqlalchemy_url()
-    engine = create_engine(url)
+    engine = create_engine(_migration_url())
     with engine.connect() as connection:
         # A second deploy waits for the first one's migrations however long they take, so no
         # timeout (not even a role's or database's default) may cut the wait for the lock.

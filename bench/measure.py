@@ -21,7 +21,7 @@ from uuid import UUID
 
 import psycopg
 
-from bench import procstat, report
+from bench import procstat
 from bench.common import say
 from bench.database import fill_queue, prefill_jobs, queued_jobs
 from bench.drivers import (
@@ -34,6 +34,7 @@ from bench.drivers import (
     run_wrk,
 )
 from bench.pgbench_script import pgbench_binary, pgbench_script, pgbench_statement
+from bench.results import ScenarioResult, SoakMinute
 from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -153,7 +154,7 @@ class Bench:
             timeout_s=self.args.timeout,
         )
 
-    def measure(self, scenario: Scenario) -> report.ScenarioResult:
+    def measure(self, scenario: Scenario) -> ScenarioResult:
         """Warm up, then one recorded run with the CPU of each party read around it."""
         if scenario.kind == "claim":
             # Before the vacuum, so that it covers the jobs queued for the warm-up and the run.
@@ -168,7 +169,7 @@ class Bench:
             self.drive(scenario, self.args.warmup)
         # The machine is shared: a run during which other processes took much of it is
         # measured again (after waiting a little for quiet), and the quietest run kept.
-        best: report.ScenarioResult | None = None
+        best: ScenarioResult | None = None
         for _ in range(1 + self.args.noisy_retries):
             if best is not None:
                 say(
@@ -180,7 +181,7 @@ class Bench:
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
             load, cpu, cpu_s = self.drive_timed(scenario, self.args.duration)
-            result = report.ScenarioResult(
+            result = ScenarioResult(
                 scenario, load, cpu, cpu_s=cpu_s, window=(started_at, self._now())
             )
             result.autovacuums = self.autovacuums() - autovacuums
@@ -215,7 +216,7 @@ class Bench:
             procstat.cpu_seconds(before, after),
         )
 
-    def count_stored_jobs(self, result: report.ScenarioResult) -> None:
+    def count_stored_jobs(self, result: ScenarioResult) -> None:
         """Fill in how many jobs the scenario's users got stored during its run, by status.
 
         For a claim scenario: how many of its user's jobs finished during the run, by state;
@@ -293,9 +294,7 @@ def prefill(bench: Bench, scenario: Scenario, rows: int) -> None:
     )
 
 
-def soak(
-    bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0
-) -> list[report.SoakMinute]:
+def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) -> list[SoakMinute]:
     """`scenario` for `minutes` minutes without a break, measured minute by minute, after
     filling the jobs table to `prefill_rows`."""
     if prefill_rows > 0:
@@ -310,7 +309,7 @@ def soak(
         rows, size_mb = bench.jobs_table()
         wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
         autovacuums_after = bench.autovacuums()
-        result = report.SoakMinute(
+        result = SoakMinute(
             minute=minute,
             load=load,
             jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0)
@@ -342,8 +341,8 @@ def soak(
 class Run:
     """What one bench run measured, gathered while the database and the service were up."""
 
-    results: dict[str, report.ScenarioResult]
-    soak: list[report.SoakMinute]
+    results: dict[str, ScenarioResult]
+    soak: list[SoakMinute]
     workers: list[procstat.WorkerMemory]
     workers_after_soak: list[procstat.WorkerMemory]
     server: dict[str, str]

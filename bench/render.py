@@ -1,4 +1,4 @@
-"""The printed report around report.py's tables, and the facts it states about the run.
+"""The printed report around tables.py's tables, and the facts it states about the run.
 
 The revision, the tools' versions and the database (host, port and name only) go in the
 header; the table, the soak, autovacuum and noise notes, the targets and any unexpected
@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bench import report
+from bench import report, tables
 from bench.common import REPO_ROOT
 from bench.measure import NOISY_OTHER_PERCENT, Run
 from bench.scenarios import SOAK_SCENARIO
@@ -98,7 +98,7 @@ def render(
         f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s "
         f"warm-up; gunicorn {run.worker_count} workers ({run.worker_class}){_twin_line(run)}",
         "",
-        *report.scenario_table(run.results),
+        *tables.scenario_table(run.results),
         "",
         "vs pgbench: jobs/s over its pgbench ceiling (the same admit_jobs_once call without "
         "HTTP); vs twin: jobs/s over the bare twin's",
@@ -109,7 +109,7 @@ def render(
         "claim-complete: jobs/s counts only jobs a batch complete answered completed; "
         "req/s, p50 and p99 mix its claims and completes.",
     ]
-    decision_cpu = report.decision_cpu_table(run.results)
+    decision_cpu = tables.decision_cpu_table(run.results)
     if decision_cpu:
         lines += [
             "",
@@ -124,7 +124,7 @@ def render(
         lines += [
             "",
             f"soak: {SOAK_SCENARIO}, minute by minute{prefilled}",
-            *report.soak_table(run.soak),
+            *tables.soak_table(run.soak),
         ]
     vacuumed = [
         f"{name} ({result.autovacuums})"
@@ -144,7 +144,7 @@ def render(
             f"{', '.join(noisy_names)}: those numbers are low and the ratios that use them "
             "unreliable; run again.",
         ]
-    lines += ["", *report.check_table(checks)]
+    lines += ["", *tables.check_table(checks)]
     if unexpected:
         lines += ["", "UNEXPECTED ANSWERS:", *(f"  {line}" for line in unexpected)]
     return "\n".join(lines)

@@ -14,8 +14,9 @@ printed); with --strict, 1 when a target FAILs or any answer was unexpected.
 The parts, one concern each: arguments.py (the options), database.py (the database, its
 migration and the scenarios' users), scenarios.py (what is measured and the targets),
 measure.py (how: warm-up, wrk or pgbench through drivers.py, CPU from procstat.py, the soak),
-pgbench_script.py (the SQL of the pgbench ceilings), report.py (ratios, checks, tables) and
-render.py (the printed report). The service is gunicorn from devtools.service; the twin is
+pgbench_script.py (the SQL of the pgbench ceilings), results.py (what a run measured),
+report.py (ratios, targets, the JSON), tables.py (the tables) and render.py (the printed
+report). The service is gunicorn from devtools.service; the twin is
 bench/twin/ (app, schema, gunicorn settings, server.py to start it).
 """
 
@@ -42,6 +43,7 @@ from bench.common import REPO_ROOT, RESULTS_DIR, BenchError, say
 from bench.database import database, migrate, postmaster_pid, provision, server_facts
 from bench.drivers import LoadError
 from bench.pgbench_script import pgbench_binary
+from bench.results import ScenarioResult
 from bench.scenarios import (
     SCENARIOS,
     SOAK_SCENARIO,
@@ -128,7 +130,7 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                     f"{args.duration:g}s (+{args.warmup:g}s warm-up) at {args.connections} "
                     "connections"
                 )
-                results: dict[str, report.ScenarioResult] = {}
+                results: dict[str, ScenarioResult] = {}
                 for scenario in chosen:
                     result = bench.measure(scenario)
                     results[scenario.name] = result

@@ -4,7 +4,7 @@ A scenario is one line of SCENARIOS: it names a route (or, for the ceilings, the
 under pgbench, or the bare twin of bench/twin/), how many jobs a request carries, how many
 users share the load and what config they have. bench/database.py provisions its users,
 bench/run.py runs the scenarios in table order (bench/measure.py measures each) and
-bench/report.py prints each as one row; a target is one line of TARGETS.
+bench/tables.py prints each as one row; a target is one line of TARGETS.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from janus.db.urls import libpq_can_parse
-
 
 class SettingsError(Exception):
     """The environment does not describe a runnable Janus; the message says what to fix."""
@@ -22,22 +20,17 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _check_parsable(url: str) -> str:
-    """Refuse, without echoing it, a URL libpq cannot parse: its errors quote the password."""
-    if not libpq_can_parse(url):
-        raise SettingsError(
-            "DATABASE_URL cannot be parsed (check the percent-encoding of user and password)"
-        )
-    return url
-
-
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
-    """The normalised DATABASE_URL, or a SettingsError saying it is missing."""
+    """The normalised DATABASE_URL, or a SettingsError saying it is missing.
+
+    Whether libpq can parse it is checked where Janus connects (janus.db.urls), so that
+    settings need no database driver.
+    """
     environ = os.environ if environ is None else environ
     url = environ.get("DATABASE_URL", "").strip()
     if not url:
         raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/janus)")
-    return _check_parsable(normalize_database_url(url))
+    return normalize_database_url(url)
 
 
 def sqlalchemy_url(environ: Mapping[str, str] | None = None) -> str:

@@ -15,7 +15,8 @@ import pytest
 from bench import arguments
 from bench.database import jobs_rows, prefill_jobs, provision
 from bench.drivers import LoadResult
-from bench.report import SoakMinute, soak_checks, soak_document, soak_table
+from bench.report import soak_checks, soak_document
+from bench.results import SoakMinute
 from bench.scenarios import (
     SCENARIOS,
     SOAK_MIN_KEPT,
@@ -24,6 +25,7 @@ from bench.scenarios import (
     SOAK_PREFILL_ROWS,
     SOAK_SCENARIO,
 )
+from bench.tables import soak_table
 from janus.admission import Source
 from tests.support.app import headers_for
 

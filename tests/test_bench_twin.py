@@ -19,8 +19,9 @@ import requests
 from psycopg_pool import ConnectionPool
 
 from bench.drivers import LoadResult
-from bench.report import ScenarioResult, decision_cpu_table
+from bench.results import ScenarioResult
 from bench.scenarios import SCENARIOS
+from bench.tables import decision_cpu_table
 from bench.twin import database as twin_database
 from bench.twin import server as twin_server
 from bench.twin.app import BUCKET, create_app

@@ -1,13 +1,16 @@
 """docs/operations.md's psql recipes, run as written by psql on a database holding real
-decisions, so what an operator copies from the guide works."""
+decisions, so what an operator copies from the guide works; and its settings, CLI, metrics and
+quoted latencies, held to the code (and the README's bench table) they describe."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,7 +18,11 @@ from uuid import UUID
 import falcon.testing
 import psycopg
 import pytest
+import yaml
 
+from janus import metrics, metrics_files
+from janus.cli.parser import build_parser
+from janus.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.support.app import headers_for, post_json
 from tests.support.bodies import batch, job, single
@@ -284,3 +291,173 @@ def test_jobs_per_minute_by_source(database_url: str, decided: dict[str, Any]) -
         totals[source] = (before[0] + int(accepted), before[1] + int(rejected))
     # gamma's 2 accepted and 1 rejected, and delta's 4 accepted (in shadow mode), too.
     assert totals == {"dashboard": (6, 2), "system": (1, 2)}
+
+
+# --- The guide's other claims, held to the code ------------------------------------------------
+
+
+def _section(heading: str) -> str:
+    """The guide's text under `## heading`, up to the next section of that level."""
+    text = GUIDE.read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _documented_settings() -> dict[str, str]:
+    """The Settings table: each variable and its default, as written (backticks dropped)."""
+    rows = re.findall(r"^\| `([A-Z_]+)` \| .* \| (.+) \|$", _section("Settings"), re.M)
+    return {name: default.strip("`") for name, default in rows}
+
+
+class _ReadingEnvironment(dict[str, str]):
+    """An environment that remembers every variable looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The value of `key`, noting that it was read."""
+        self.read.add(key)
+        return super().get(key, default)
+
+
+URL = "postgresql://janus@localhost/janus"
+# gunicorn.conf.py reads its own variables: os.environ.get('NAME', 'default').
+_GUNICORN_READS = re.compile(r"""os\.environ\.get\(\s*['"](\w+)['"]\s*,\s*['"]([^'"]*)['"]\s*\)""")
+
+
+def _gunicorn_settings() -> dict[str, str]:
+    return dict(_GUNICORN_READS.findall((REPO_ROOT / "gunicorn.conf.py").read_text()))
+
+
+def test_every_variable_janus_reads_is_in_the_settings_table_and_no_other() -> None:
+    environment = _ReadingEnvironment({"DATABASE_URL": URL})
+    Settings.from_env(environment)
+    read = environment.read | set(_gunicorn_settings()) | {metrics_files.VARIABLE}
+
+    assert set(_documented_settings()) == read
+
+
+def test_the_settings_tables_defaults_are_the_codes() -> None:
+    documented = _documented_settings()
+    environment = _ReadingEnvironment({"DATABASE_URL": URL})
+    defaults = Settings.from_env(environment)
+    for name in environment.read - {"DATABASE_URL", "JANUS_SERVICE_TOKEN"}:
+        # Setting a variable to its documented default changes nothing.
+        assert Settings.from_env({"DATABASE_URL": URL, name: documented[name]}) == defaults, name
+    assert documented["JANUS_SERVICE_TOKEN"] == "unset" and defaults.service_token is None
+    for name, default in _gunicorn_settings().items():
+        assert documented[name] == default, name
+
+
+def test_the_blueprint_sets_the_documented_defaults() -> None:
+    documented = _documented_settings()
+    [web] = [
+        service
+        for service in yaml.safe_load((REPO_ROOT / "render.yaml").read_text())["services"]
+        if service["type"] == "web"
+    ]
+    values = {var["key"]: str(var["value"]) for var in web["envVars"] if "value" in var}
+    values.pop("PYTHON_VERSION")  # Render's own
+
+    assert values and {name: documented[name] for name in values} == values
+
+
+def _cli_commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every command of the CLI (`config set`), with its own parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield from _cli_commands(command, (*path, name))
+            return
+    yield " ".join(path), parser
+
+
+def _cli_entries() -> list[str]:
+    """The CLI section's examples, one per command line with its comment lines."""
+    [block] = re.findall(r"```sh\n(.*?)```", _section("The CLI"), re.S)
+    entries: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("janus "):
+            entries.append(line)
+        elif entries:
+            entries[-1] += "\n" + line
+    return entries
+
+
+def test_the_cli_section_shows_every_command_and_option() -> None:
+    entries = _cli_entries()
+    for command, parser in _cli_commands(build_parser()):
+        shown = "\n".join(
+            entry for entry in entries if re.search(rf"\bjanus {command}( |$)", entry, re.M)
+        )
+        assert shown, f"janus {command} is not in the guide"
+        for action in parser._actions:
+            for option in set(action.option_strings) - {"-h", "--help"}:
+                assert option in shown, f"janus {command} {option} is not in the guide"
+            if not action.option_strings and "- for stdin" in (action.help or ""):
+                assert re.search(rf"\bjanus {command}( \S+)* -( |$)", shown, re.M), command
+
+
+METRICS_SECTION = "Metrics: `GET /metrics`"
+
+
+def _exposed_metrics() -> dict[str, str]:
+    """Each metric GET /metrics serves, by name, with its type (prometheus_client's
+    in-process `_created` series aside: the multiprocess scrape has none)."""
+    text = metrics.exposition().decode()
+    families = dict(re.findall(r"^# TYPE (\S+) (\w+)$", text, re.M))
+    return {name: kind for name, kind in families.items() if not name.endswith("_created")}
+
+
+def test_the_metric_table_is_every_metric_janus_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    rows = re.findall(r"^\| `(janus_\w+)` \| ([a-z]+)", _section(METRICS_SECTION), re.M)
+
+    assert dict(rows) == _exposed_metrics()
+
+
+def test_the_guide_names_only_real_series_and_its_promql_no_placeholder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    families = _exposed_metrics()
+    series = set()
+    for name, kind in families.items():
+        suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
+        series |= {name + suffix for suffix in suffixes}
+    alerts = _section(METRICS_SECTION).split("### What to alert on", 1)[1]
+    queries = re.findall(r"^\| [^|]+ \| `([^`]+)`", alerts, re.M)
+
+    assert len(queries) >= 8
+    assert set(re.findall(r"\bjanus_\w+", GUIDE.read_text(encoding="utf-8"))) <= {
+        *families,
+        *series,
+    }
+    for query in queries:
+        assert set(re.findall(r"\bjanus_\w+", query)) <= series, query
+        # Label values aside, PromQL has no upper-case words: one is a placeholder.
+        unquoted = re.sub(r'"[^"]*"', '""', query)
+        assert not re.findall(r"\b[A-Z][A-Z_]+\b", unquoted), query
+
+
+def _readme_p99s() -> dict[str, str]:
+    """The README's latest bench table: each scenario's p99 in ms, as printed."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    [table] = re.findall(r"```\n(scenario .*?p99 ms.*?)```", readme, re.S)
+    header, *rows = (re.split(r"\s{2,}", line.strip()) for line in table.splitlines())
+    column = header.index("p99 ms")
+    return {row[0]: row[column] for row in rows}
+
+
+def test_the_latencies_the_guide_quotes_are_the_readmes() -> None:
+    quoted = re.findall(r"([\d.,]+) ms \(`([a-z0-9-]+)`\)", GUIDE.read_text(encoding="utf-8"))
+    measured = _readme_p99s()
+
+    assert quoted
+    for value, scenario in quoted:
+        assert measured[scenario] == value, scenario

@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 from janus.admission import ConfigMode, UnknownDependencies, UnknownUser
 from janus.db import queries
 from janus.db.errors import translated
+from janus.db.urls import parsable_database_url
 
 CONNECT_TIMEOUT_S = 5
 
@@ -29,6 +30,7 @@ def operator_transaction(
 
     With `autocommit`, every statement commits on its own instead.
     """
+    parsable_database_url(database_url)
     with translated():
         connection = psycopg.connect(
             database_url,

@@ -10,6 +10,7 @@ from psycopg import Connection, pq
 from psycopg_pool import ConnectionPool
 
 from janus import metrics
+from janus.db.urls import parsable_database_url
 from janus.settings import Settings
 
 # The name the rest of Janus gives the pool, so that only janus.db imports the driver.
@@ -66,7 +67,7 @@ def make_pool(settings: Settings) -> Pool:
         ]
     )
     return MeasuredPool(
-        settings.database_url,
+        parsable_database_url(settings.database_url),
         min_size=settings.pool_size,
         max_size=settings.pool_size,
         timeout=settings.pool_timeout_ms / 1000,

@@ -1,0 +1,177 @@
+"""The printed tables: one row per scenario, CPU per decision beside the twin's, the targets,
+the soak minute by minute; numbers right-aligned, text left."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from bench.report import Check, ratios
+from bench.results import CPU_GROUPS, DECISION_CPU_GROUPS, ScenarioResult, SoakMinute
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _multiple(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def _cpu(cpu: Mapping[str, float]) -> str:
+    return "/".join(f"{cpu.get(name, 0):.0f}" for name in CPU_GROUPS)
+
+
+def _outcomes(result: ScenarioResult) -> str:
+    expected = result.scenario.expected_outcome
+    shown = " ".join(
+        f"{outcome}:{count}" + ("" if outcome == expected else "!")
+        for outcome, count in result.load.outcomes.items()
+    )
+    if result.scenario.kind == "claim":
+        counters = result.load.counters
+        shown += f" completed:{counters.get('completed', 0)}"
+        for name in ("empty_claims", "short_claims", "not_completed"):
+            if counters.get(name):
+                shown += f" {name}:{counters[name]}!"
+    return shown
+
+
+def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """One row per scenario: rates, latency, ratios to the ceilings, CPU, every status."""
+    header = (
+        "scenario", "req/s", "jobs/s", "p50 ms", "p99 ms", "p99/p50",
+        "vs pgbench", "vs twin", "vs /health", "x single", "CPU% app/pg/load/other", "statuses",
+    )  # fmt: skip
+    rows = []
+    for result in results.values():
+        found = ratios(results, result)
+        latency = result.load.latency_ms
+        rows.append(
+            (
+                result.name,
+                _rate(result.requests_per_s),
+                _rate(result.jobs_per_s),
+                _ms(latency["p50"]),
+                _ms(latency["p99"]),
+                f"{result.p99_over_p50:.1f}",
+                _percent(found.get("vs_sql")),
+                _percent(found.get("vs_twin")),
+                _percent(found.get("vs_health")),
+                _multiple(found.get("x_single")),
+                _cpu(result.cpu),
+                _outcomes(result),
+            )
+        )
+    return aligned(header, rows, left_columns={0, 11})
+
+
+def _microseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def decision_cpu_table(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """CPU microseconds per decision, gunicorn and Postgres apart, of each scenario of the
+    service that has a twin and of its twin, with the service's as a multiple of the twin's.
+    """
+    header = ("CPU µs per decision", "app", "pg", "app+pg")
+    rows = []
+    for result in results.values():
+        twin_name = result.scenario.twin_ceiling
+        if twin_name is None or twin_name not in results:
+            continue
+        pair = [result.cpu_us_per_decision, results[twin_name].cpu_us_per_decision]
+        sums = [
+            sum(used.values()) if len(used) == len(DECISION_CPU_GROUPS) else None for used in pair
+        ]
+        for name, used, total in zip((result.name, twin_name), pair, sums, strict=True):
+            rows.append(
+                (
+                    name,
+                    *(_microseconds(used.get(group)) for group in DECISION_CPU_GROUPS),
+                    _microseconds(total),
+                )
+            )
+        multiples = [_over(pair[0].get(group), pair[1].get(group)) for group in DECISION_CPU_GROUPS]
+        rows.append(
+            (
+                f"  {result.name} / {twin_name}",
+                *(_multiple(value) for value in multiples),
+                _multiple(_over(sums[0], sums[1])),
+            )
+        )
+    if not rows:
+        return []
+    return aligned(header, rows, left_columns={0})
+
+
+def _over(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else value / base
+
+
+def check_table(checks: Sequence[Check]) -> list[str]:
+    """The targets, each with its measured value and PASS or FAIL."""
+    header = ("target", "value", "wanted", "result")
+    rows = [
+        (
+            check.label,
+            check.value,
+            check.target,
+            "-" if check.passed is None else "PASS" if check.passed else "FAIL",
+        )
+        for check in checks
+    ]
+    return aligned(header, rows, left_columns={0, 3})
+
+
+def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
+    """Jobs/s and latency minute by minute, with the jobs table, WAL, checkpoints and
+    autovacuum runs."""
+    header = (
+        "minute", "jobs/s", "p50 ms", "p99 ms", "jobs rows", "jobs MB", "WAL MB",
+        "checkpoints", "autovacuums", "CPU% app/pg/load/other", "statuses",
+    )  # fmt: skip
+    rows = [
+        (
+            str(minute.minute),
+            _rate(minute.jobs_per_s),
+            _ms(minute.load.latency_ms["p50"]),
+            _ms(minute.load.latency_ms["p99"]),
+            f"{minute.jobs_rows:,}",
+            f"{minute.jobs_table_mb:,.0f}",
+            f"{minute.wal_mb:,.0f}",
+            "-" if minute.checkpoints is None else str(minute.checkpoints),
+            str(minute.autovacuums),
+            _cpu(minute.cpu),
+            " ".join(f"{outcome}:{count}" for outcome, count in minute.load.outcomes.items()),
+        )
+        for minute in minutes
+    ]
+    return aligned(header, rows, left_columns={10})
+
+
+def aligned(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, left_columns: set[int]
+) -> list[str]:
+    """Columns two spaces apart: text columns left-aligned, numbers right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            cell.ljust(width) if i in left_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
