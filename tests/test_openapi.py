@@ -85,7 +85,7 @@ def test_the_document_has_every_route_and_method_of_the_app_and_no_other(
     in_app = {(method, path) for method, path, _ in _app_routes(_app(settings))}
     in_document = {(method, path) for method, path, _ in _document_operations(_document(settings))}
     assert sorted(in_app - in_document) == [], "give the route its operations in janus/routes.py"
-    assert sorted(in_document - in_app) == [], "no resource of janus/routes.py answers this route and method"
+    assert sorted(in_document - in_app) == [], "no resource in janus/routes.py answers it"
 
 
 def test_path_parameters_have_the_schema_of_their_falcon_converter() -> None:
