@@ -151,8 +151,25 @@ def test_seed_partial_batch(app_client, db, prefix) -> None:
     assert list(result.json) == ["total", "accepted", "rejected", "results"]
     assert (result.json["total"], result.json["accepted"], result.json["rejected"]) == (2, 1, 1)
     first, second = result.json["results"]
+    # Each result is the seed's decision, and when to try it again: never, for these two.
+    assert first.pop("retry_after") is second.pop("retry_after") is None
     assert_decision(first, "Accepted", "")
     assert_decision(second, "Rejected", "dependency 'stripe' cost 5 exceeds capacity 4")
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_partial_batchs_rate_limited_job_carries_its_retry_after(app_client, db, prefix) -> None:
+    """A result tells the Retry-After its job would get alone; null for an accepted one."""
+    user = seed_user(db)
+    job = {name: value for name, value in SEED_SINGLE.items() if name != "batch_name"}
+
+    result = post_json(app_client, f"{prefix}/batch", user, {"batch_name": "b", "jobs": [job, job]})
+
+    assert result.status_code == 200
+    retries = [(one["status"], one["retry_after"]) for one in result.json["results"]]
+    # openai holds 2 tokens and refills 0.5 a second: the second job's 2 take 4 seconds, as
+    # the seed's single job sent twice is told (test_seed_single_job_rejected).
+    assert retries == [("Accepted", None), ("Rejected", 4)]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

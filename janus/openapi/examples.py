@@ -45,13 +45,21 @@ SEED_PARTIAL_ANSWER = {
     "accepted": 1,
     "rejected": 1,
     "results": [
-        ACCEPTED,
+        {**ACCEPTED, "retry_after": None},
         {
             "job_id": OTHER_JOB_ID,
             "status": "Rejected",
             "reason": "dependency 'stripe' cost 5 exceeds capacity 4",
+            "retry_after": None,
         },
     ],
+}
+# A partial batch's job rejected for tokens: when it could be sent again.
+RATE_LIMITED_PARTIAL_ANSWER = {
+    "total": 2,
+    "accepted": 1,
+    "rejected": 1,
+    "results": [{**ACCEPTED, "retry_after": None}, {**RATE_LIMITED, "retry_after": 4}],
 }
 ATOMIC_ACCEPTED = [ACCEPTED, {**ACCEPTED, "job_id": OTHER_JOB_ID}]
 ATOMIC_REJECTED = [

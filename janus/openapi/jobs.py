@@ -71,9 +71,13 @@ def batch(mode: BatchMode, max_batch_jobs: int) -> Operation:
     answers = {
         Mode.PARTIAL: {
             200: Answer(
-                "Decided: one result per job, in request order.",
+                "Decided: one result per job, in request order, with the Retry-After of a job"
+                " that waiting would let in.",
                 PartialBatchAnswerSchema,
-                {"seed": examples.SEED_PARTIAL_ANSWER},
+                {
+                    "seed": examples.SEED_PARTIAL_ANSWER,
+                    "rate_limited": examples.RATE_LIMITED_PARTIAL_ANSWER,
+                },
                 _ADMISSION_HEADERS,
             )
         },

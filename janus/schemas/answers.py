@@ -99,13 +99,21 @@ class DecisionSchema(AnswerSchema):
     reason = fields.String(required=True)
 
 
+class BatchResultSchema(DecisionSchema):
+    """One job of a partial batch's answer: its decision, and when to try it again."""
+
+    # The Retry-After this job would carry on its own, in seconds: null when it was accepted,
+    # when waiting cannot help, and on a replay.
+    retry_after = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
+
+
 class PartialBatchAnswerSchema(AnswerSchema):
-    """A partial batch's answer: counts, and one decision per job in request order."""
+    """A partial batch's answer: counts, and one result per job in request order."""
 
     total = fields.Integer(required=True)
     accepted = fields.Integer(required=True)
     rejected = fields.Integer(required=True)
-    results = fields.Nested(DecisionSchema, many=True, required=True)
+    results = fields.Nested(BatchResultSchema, many=True, required=True)
 
 
 class QuotedDecisionSchema(AnswerSchema):
