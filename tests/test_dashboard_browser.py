@@ -26,6 +26,7 @@ from tests.support.browser import (
     screenshot,
     script_errors,
     sign_in,
+    wait_for_example,
 )
 from tests.support.factories import user_with_config
 from tests.support.seed import SEED_SINGLE
@@ -237,6 +238,7 @@ def test_a_person_with_only_a_keyboard_signs_in_sends_a_job_and_pauses(
     assert _focused(browser) == "user-id"
     ActionChains(browser).send_keys(str(open_user), Keys.ENTER).perform()
     WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
+    wait_for_example(browser)
 
     # From the body of the submit form, Tab reaches the key, Quote and Send in that order.
     browser.find_element(By.ID, "submit-body").click()

@@ -24,6 +24,7 @@ from tests.support.browser import (
     screenshot,
     script_errors,
     sign_in,
+    wait_for_example,
 )
 from tests.support.factories import user_with_config
 from tests.support.seed import SEED_SINGLE
@@ -50,6 +51,7 @@ def _signed_in(browser: WebDriver, server: GunicornServer, user: UUID, width: st
     open_page(browser, server.url, width)
     sign_in(browser, str(user))
     WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
+    wait_for_example(browser)
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))

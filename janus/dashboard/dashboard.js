@@ -429,8 +429,9 @@ function start() {
   show("jobs", true);
   show("rules", true);
   show("submit", true);
-  // rules.js: the active config, its versions and the pause.
+  // rules.js: the active config, its versions and the pause; submit.js: the example bodies.
   loadRules();
+  loadExamples();
   refresh();
 }
 

@@ -1,33 +1,16 @@
 // Submit a job or a batch from the page, or quote it first, and see the exact answer: the
-// status line, every header and the body as Janus sent it. Uses dashboard.js's `call`,
-// `typedObject`, `$`, `say` and `show`. The body goes as the person typed it, so a payload
-// keeps its exact text.
+// status line, every header and the body as Janus sent it. Uses dashboard.js's `api`, `call`,
+// `typedObject`, `isObject`, `signedIn`, `$`, `say` and `show`. The body goes as the person
+// typed it, so a payload keeps its exact text.
 "use strict";
 
-// Each kind of request: its route, and the seed API's example of its body.
+// Each kind of request: its route, and the route whose example body it starts with: the seed
+// API's, as the OpenAPI document shows it (loadExamples fills `example` in).
 const KINDS = {
-  single: {
-    path: "/dashboard/jobs",
-    example: `{
-  "batch_name": "my-batch",
-  "tenant_id": "tenant-abc",
-  "priority": 8,
-  "dependencies": {"openai": 2, "stripe": 1},
-  "payload": {"custom_key": "custom_value"}
-}`,
-  },
-  partial: {
-    path: "/dashboard/jobs/batch",
-    example: `{
-  "batch_name": "my-batch",
-  "jobs": [
-    {"tenant_id": "tenant-abc", "priority": 8, "dependencies": {"openai": 1}},
-    {"tenant_id": "tenant-xyz", "priority": 3, "dependencies": {"stripe": 5}}
-  ]
-}`,
-  },
+  single: { path: "/dashboard/jobs", exampleOf: "/dashboard/jobs" },
+  partial: { path: "/dashboard/jobs/batch", exampleOf: "/dashboard/jobs/batch" },
+  atomic: { path: "/dashboard/jobs/batch/atomic", exampleOf: "/dashboard/jobs/batch" },
 };
-KINDS.atomic = { path: "/dashboard/jobs/batch/atomic", example: KINDS.partial.example };
 
 const QUOTE_PATH = "/dashboard/jobs/quote";
 
@@ -87,18 +70,55 @@ function forgetAnswer() {
   say("submit-error", "");
 }
 
+// A value as JSON on one line, spaced as the documentation writes it.
+function oneLine(value) {
+  if (Array.isArray(value)) return `[${value.map(oneLine).join(", ")}]`;
+  if (isObject(value)) {
+    const members = Object.entries(value).map(([name, item]) => `${JSON.stringify(name)}: ${oneLine(item)}`);
+    return `{${members.join(", ")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// An example body as the box shows it: a member a line, a list's items a line each.
+function exampleText(body) {
+  const members = Object.entries(body).map(([name, value]) => {
+    const text = Array.isArray(value)
+      ? `[\n${value.map((item) => `    ${oneLine(item)}`).join(",\n")}\n  ]`
+      : oneLine(value);
+    return `  ${JSON.stringify(name)}: ${text}`;
+  });
+  return `{\n${members.join(",\n")}\n}`;
+}
+
+// The example bodies, read once from GET /openapi.json (which needs the service token, so
+// after sign-in); the box gets the chosen kind's unless the person has written their own.
+async function loadExamples() {
+  if (KINDS.single.example) return;
+  try {
+    const { body } = await api("/openapi.json");
+    for (const kind of Object.values(KINDS)) {
+      const content = body.paths[kind.exampleOf].post.requestBody.content["application/json"];
+      kind.example = exampleText(content.examples.seed.value);
+    }
+  } catch (error) {
+    if (signedIn(error)) say("submit-error", `No example body: ${error.message}`);
+    return;
+  }
+  const box = $("submit-body");
+  if (box.value === "") box.value = KINDS[$("submit-kind").value].example;
+  box.dataset.kind = $("submit-kind").value;
+}
+
 // Choosing another kind puts its example in the box, unless the person has written their own.
 function chooseKind(event) {
   const box = $("submit-body");
   const before = KINDS[box.dataset.kind];
-  if (!before || box.value === before.example) box.value = KINDS[event.target.value].example;
+  if (before && box.value === before.example) box.value = KINDS[event.target.value].example || "";
   box.dataset.kind = event.target.value;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  const box = $("submit-body");
-  box.value = KINDS.single.example;
-  box.dataset.kind = "single";
   $("submit-kind").addEventListener("change", chooseKind);
   $("submit-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -90,7 +90,9 @@ def assert_decisions(path: str, result: Any, jobs: int) -> list[dict[str, Any]]:
         decisions = body
     assert len(decisions) == jobs
     for decision in decisions:
-        assert list(decision) == (RESULT_KEYS if path in PARTIAL_ROUTES else DECISION_KEYS), decision
+        assert list(decision) == (RESULT_KEYS if path in PARTIAL_ROUTES else DECISION_KEYS), (
+            decision
+        )
         if path in PARTIAL_ROUTES and decision["retry_after"] is not None:
             assert decision["status"] == "Rejected", decision
             assert isinstance(decision["retry_after"], int) and decision["retry_after"] >= 1

@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.seed import SEED_SINGLE
 
@@ -122,6 +123,15 @@ def gauges(browser: WebDriver) -> dict[str, str]:
         " li.querySelector('meter').value]);",
     )
     return {dependency: text for dependency, text in rows}
+
+
+def wait_for_example(browser: WebDriver) -> str:
+    """The submit form's body once the page has put its example in (it reads it from
+    GET /openapi.json after signing in)."""
+    box = "return document.getElementById('submit-body').value;"
+    WebDriverWait(browser, WAIT_S).until(lambda b: read(b, box) != "")
+    text: str = read(browser, box)
+    return text
 
 
 def job_rows(browser: WebDriver) -> list[str]:
