@@ -30,7 +30,7 @@ TOKEN = "t" * 32
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # falcon's `{name:converter(args)}` in a route's path; OpenAPI writes `{name}`.
 FALCON_FIELD = re.compile(r"\{(\w+)(?::([^}]+))?\}")
-# The path parameter's schema for each converter janus/app.py uses, and for none.
+# The path parameter's schema for each converter janus/routes.py uses, and for none.
 CONVERTER_SCHEMAS: dict[str | None, dict[str, Any]] = {
     None: {"type": "string"},
     "uuid": {"type": "string", "format": "uuid"},

@@ -1,5 +1,7 @@
 """The OpenAPI 3.1 document of the HTTP API, generated from the marshmallow schemas.
 
-operations.py is the table of every route and method; answers.py the shapes of the answers
-the resources build; document.py turns them into the document that GET /openapi.json serves.
+janus/routes.py is the table of every route; it gives each its operations, described in
+operations.py (and jobs.py, config.py, history.py) with the examples of examples.py;
+components.py holds what they share; document.py turns them into the document that
+GET /openapi.json serves.
 """

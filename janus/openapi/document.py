@@ -63,7 +63,7 @@ def _janus_fields(
         # Loaded as the JSON text sent, so its default is text too: documented as the object.
         if isinstance(field.load_default, str):
             more["default"] = json.loads(field.load_default)
-    # A batch counts its items before loading them (janus/schemas.py's _JobList).
+    # A batch counts its items before loading them (janus/schemas/requests.py's _JobList).
     max_jobs = getattr(field.parent, "max_jobs", None)
     if field.name == "jobs" and max_jobs is not None:
         more = {"minItems": 1, "maxItems": max_jobs}
