@@ -25,13 +25,26 @@ _ACTIVE = Answer(
     {"ETag": True},
 )
 
-READ = Operation(
-    "get",
-    "Read the active config",
-    tag="Config",
-    answers={200: _ACTIVE},
-    errors=(404, *DATABASE_ERRORS),
-)
+
+def _config(method: str, summary: str, answer: Answer, errors: tuple[int, ...]) -> Operation:
+    """One of the user's rules' calls: one 200 answer."""
+    return Operation(method, summary, tag="Config", answers={200: answer}, errors=errors)
+
+
+def _page(summary: str, cursor: str, answer: Answer) -> Operation:
+    """A listing newest first, a keyset page at a time: `limit`, and the `cursor` parameter
+    named (400: a limit or cursor out of range, or another query parameter)."""
+    return Operation(
+        "get",
+        summary,
+        tag="Config",
+        parameters=("limit", cursor),
+        answers={200: answer},
+        errors=READ_ERRORS,
+    )
+
+
+READ = _config("get", "Read the active config", _ACTIVE, (404, *DATABASE_ERRORS))
 
 REPLACE = Operation(
     "put",
@@ -44,28 +57,21 @@ REPLACE = Operation(
     errors=(*BODY_ERRORS, 412, *DATABASE_ERRORS),
 )
 
-VERSIONS = Operation(
-    "get",
+VERSIONS = _page(
     "List the config versions, newest first",
-    tag="Config",
-    parameters=("limit", "cursor"),
-    answers={
-        200: Answer(
-            "A page of versions; `next` is the cursor of the next page, null on the last.",
-            ConfigVersionsAnswerSchema,
-            {"page": examples.VERSIONS},
-        )
-    },
-    # 400: a limit or cursor out of range, or another query parameter.
-    errors=READ_ERRORS,
+    "cursor",
+    Answer(
+        "A page of versions; `next` is the cursor of the next page, null on the last.",
+        ConfigVersionsAnswerSchema,
+        {"page": examples.VERSIONS},
+    ),
 )
 
-ACTIVATE = Operation(
+ACTIVATE = _config(
     "post",
     "Roll back: make an earlier version the active one again",
-    tag="Config",
-    answers={200: _ACTIVE},
-    errors=(404, *DATABASE_ERRORS),
+    _ACTIVE,
+    (404, *DATABASE_ERRORS),
 )
 
 _STATE = Answer(
@@ -74,33 +80,17 @@ _STATE = Answer(
     {"paused": {"paused": True, "since": examples.ACTIVATED_AT}},
 )
 
-PAUSE = Operation(
-    "post",
-    "Pause: refuse every job of the user with 403 service paused",
-    tag="Config",
-    answers={200: _STATE},
-    errors=DATABASE_ERRORS,
+PAUSE = _config(
+    "post", "Pause: refuse every job of the user with 403 service paused", _STATE, DATABASE_ERRORS
 )
+RESUME = _config("post", "Resume: admit the user's jobs again", _STATE, DATABASE_ERRORS)
 
-RESUME = Operation(
-    "post",
-    "Resume: admit the user's jobs again",
-    tag="Config",
-    answers={200: _STATE},
-    errors=DATABASE_ERRORS,
-)
-
-PAUSE_HISTORY = Operation(
-    "get",
+PAUSE_HISTORY = _page(
     "When the user was paused and resumed, newest first",
-    tag="Config",
-    parameters=("limit", "change_cursor"),
-    answers={
-        200: Answer(
-            "A page of changes; `next` is the cursor of the next page, null on the last.",
-            PauseHistoryAnswerSchema,
-            {"page": examples.PAUSE_CHANGES},
-        )
-    },
-    errors=READ_ERRORS,
+    "change_cursor",
+    Answer(
+        "A page of changes; `next` is the cursor of the next page, null on the last.",
+        PauseHistoryAnswerSchema,
+        {"page": examples.PAUSE_CHANGES},
+    ),
 )

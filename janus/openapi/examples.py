@@ -150,8 +150,22 @@ COMPLETED_MANY = {
         {"job_id": "01a23495-6a82-7a7b-8c9d-0e1f2a3b4c5d", "outcome": "not_found"},
     ]
 }
-SETTLEMENT = {"actual_costs": {"openai": 1}, "upstream_throttled": ["openai"]}
-FINISHED = {"job_id": CLAIMED_JOB_ID, "attempt": 1}
+# A leased job, as a lease call names it.
+LEASE = {"job_id": CLAIMED_JOB_ID, "lease_token": LEASE_TOKEN}
+HEARTBEAT = {"job_id": CLAIMED_JOB_ID, "lease_expires_at": LEASE_EXPIRES_AT}
+COMPLETION = {
+    "lease_token": LEASE_TOKEN,
+    "result": {"answer": 42},
+    "actual_costs": {"openai": 1},
+    "upstream_throttled": ["openai"],
+}
+FAILURE = {"lease_token": LEASE_TOKEN, "error": "upstream timed out", "retry": True}
+
+
+def finished(state: str) -> dict[str, Any]:
+    """A lease call's answer: the job is `state` after its first attempt."""
+    return {"job_id": CLAIMED_JOB_ID, "state": state, "attempt": 1}
+
 
 # Configs
 CONFIG = {

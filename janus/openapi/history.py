@@ -12,10 +12,27 @@ from janus.schemas.answers import (
     QuotasAnswerSchema,
 )
 
-JOBS = Operation(
-    "get",
+
+def _read(
+    summary: str,
+    answer: Answer,
+    errors: tuple[int, ...] = READ_ERRORS,
+    parameters: tuple[str, ...] = (),
+) -> Operation:
+    """One of the dashboard's reads: a GET with one 200 answer (400: a query parameter it
+    does not take, or one out of range)."""
+    return Operation(
+        "get", summary, tag="History", answers={200: answer}, errors=errors, parameters=parameters
+    )
+
+
+JOBS = _read(
     "The user's jobs, newest first, filtered, a page at a time",
-    tag="History",
+    Answer(
+        "A page of jobs; `next` is the cursor of the next page, null on the last.",
+        JobHistoryAnswerSchema,
+        {"page": {"jobs": [examples.JOB_SUMMARY], "next": None}},
+    ),
     parameters=(
         "limit",
         "job_cursor",
@@ -27,65 +44,42 @@ JOBS = Operation(
         "since",
         "until",
     ),
-    answers={
-        200: Answer(
-            "A page of jobs; `next` is the cursor of the next page, null on the last.",
-            JobHistoryAnswerSchema,
-            {"page": {"jobs": [examples.JOB_SUMMARY], "next": None}},
-        )
-    },
-    errors=READ_ERRORS,
 )
 
-JOB = Operation(
-    "get",
+JOB = _read(
     "One job with its reason, costs, payload and outcome",
-    tag="History",
-    answers={
-        200: Answer(
-            "The job; the payload and result exactly as they were sent.",
-            JobDetailSchema,
-            {"queued": examples.QUEUED_JOB, "shadow": examples.SHADOW_JOB},
-        )
-    },
-    # 400: a query parameter (this route takes none); 404: no such job of this user.
+    Answer(
+        "The job; the payload and result exactly as they were sent.",
+        JobDetailSchema,
+        {"queued": examples.QUEUED_JOB, "shadow": examples.SHADOW_JOB},
+    ),
+    # 404: no such job of this user.
     errors=(400, 404, *DATABASE_ERRORS),
 )
 
-ACTIVITY = Operation(
-    "get",
+ACTIVITY = _read(
     "The user's jobs per minute over the last hour, accepted and rejected by reason",
-    tag="History",
-    answers={
-        200: Answer(
-            f"Each of the last {ACTIVITY_MINUTES} minutes (UTC), oldest first, the current one"
-            f" last. At most the hour's newest {ACTIVITY_MAX_JOBS:,} jobs are counted: when it"
-            " held more, `counted_since` is the moment the count starts from, the minutes that"
-            " ended before it are null (not counted), and the minute it falls in counts its"
-            " jobs from then on; null when every job was counted.",
-            ActivityAnswerSchema,
-            {
-                "all_counted": examples.activity(None),
-                "newest_counted": examples.activity(ACTIVITY_MINUTES - 2),
-            },
-        )
-    },
-    # 400: a query parameter (this route takes none).
-    errors=READ_ERRORS,
+    Answer(
+        f"Each of the last {ACTIVITY_MINUTES} minutes (UTC), oldest first, the current one"
+        f" last. At most the hour's newest {ACTIVITY_MAX_JOBS:,} jobs are counted: when it"
+        " held more, `counted_since` is the moment the count starts from, the minutes that"
+        " ended before it are null (not counted), and the minute it falls in counts its"
+        " jobs from then on; null when every job was counted.",
+        ActivityAnswerSchema,
+        {
+            "all_counted": examples.activity(None),
+            "newest_counted": examples.activity(ACTIVITY_MINUTES - 2),
+        },
+    ),
 )
 
-QUOTAS = Operation(
-    "get",
+QUOTAS = _read(
     "Each token bucket of the user as of now",
-    tag="History",
-    answers={
-        200: Answer(
-            "The active config's mode, the buckets by dependency name, and the tenant buckets"
-            " closest to their limit (at most 100; a tenant not listed is fuller, most often"
-            " full); a null mode and no buckets without an active config.",
-            QuotasAnswerSchema,
-            {"two": examples.QUOTAS, "none": examples.NO_QUOTAS},
-        )
-    },
-    errors=READ_ERRORS,
+    Answer(
+        "The active config's mode, the buckets by dependency name, and the tenant buckets"
+        " closest to their limit (at most 100; a tenant not listed is fuller, most often"
+        " full); a null mode and no buckets without an active config.",
+        QuotasAnswerSchema,
+        {"two": examples.QUOTAS, "none": examples.NO_QUOTAS},
+    ),
 )

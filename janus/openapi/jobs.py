@@ -3,6 +3,10 @@ queue (workers' routes, under /system only)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from marshmallow import Schema
+
 from janus.admission import BatchMode, Mode
 from janus.openapi import examples
 from janus.openapi.operations import BODY_ERRORS, DATABASE_ERRORS, Answer, Operation
@@ -138,116 +142,81 @@ def quote(max_batch_jobs: int) -> Operation:
     )
 
 
-CLAIM = Operation(
-    "post",
+def _queue(
+    summary: str,
+    body: Schema,
+    body_example: dict[str, Any],
+    answer: Answer,
+    errors: tuple[int, ...],
+) -> Operation:
+    """A worker's call: a body, one 200 answer."""
+    return Operation(
+        "post",
+        summary,
+        tag="Queue",
+        body=body,
+        body_examples=body_example,
+        answers={200: answer},
+        errors=errors,
+    )
+
+
+CLAIM = _queue(
     "Lease queued jobs, highest priority first",
-    tag="Queue",
-    body=ClaimSchema(),
-    body_examples={"ten": {"limit": 10, "lease_seconds": 60}},
-    answers={
-        200: Answer(
-            'The jobs leased; `{"jobs": []}` when none is queued.',
-            ClaimAnswerSchema,
-            {"one": examples.CLAIMED},
-        )
-    },
-    errors=QUEUE_ERRORS,
+    ClaimSchema(),
+    {"ten": {"limit": 10, "lease_seconds": 60}},
+    Answer(
+        'The jobs leased; `{"jobs": []}` when none is queued.',
+        ClaimAnswerSchema,
+        {"one": examples.CLAIMED},
+    ),
+    QUEUE_ERRORS,
 )
 
 
 def complete_many(max_batch_jobs: int) -> Operation:
     """POST /system/jobs/complete: many completions at once."""
-    return Operation(
-        "post",
+    return _queue(
         "Complete many leased jobs in one transaction",
-        tag="Queue",
-        body=CompleteManySchema(max_jobs=max_batch_jobs),
-        body_examples={
-            "one": {
-                "jobs": [
-                    {
-                        "job_id": examples.CLAIMED_JOB_ID,
-                        "lease_token": examples.LEASE_TOKEN,
-                        "result": {},
-                    }
-                ]
-            }
-        },
-        answers={
-            200: Answer(
-                "Each item's outcome, in request order; an item not completed is unchanged.",
-                CompleteManyAnswerSchema,
-                {"three": examples.COMPLETED_MANY},
-            )
-        },
-        errors=QUEUE_ERRORS,
+        CompleteManySchema(max_jobs=max_batch_jobs),
+        {"one": {"jobs": [{**examples.LEASE, "result": {}}]}},
+        Answer(
+            "Each item's outcome, in request order; an item not completed is unchanged.",
+            CompleteManyAnswerSchema,
+            {"three": examples.COMPLETED_MANY},
+        ),
+        QUEUE_ERRORS,
     )
 
 
-HEARTBEAT = Operation(
-    "post",
+HEARTBEAT = _queue(
     "Extend a lease",
-    tag="Queue",
-    body=HeartbeatSchema(),
-    body_examples={"minute": {"lease_token": examples.LEASE_TOKEN, "lease_seconds": 60}},
-    answers={
-        200: Answer(
-            "The lease now expires `lease_seconds` from now.",
-            HeartbeatAnswerSchema,
-            {
-                "extended": {
-                    "job_id": examples.CLAIMED_JOB_ID,
-                    "lease_expires_at": examples.LEASE_EXPIRES_AT,
-                }
-            },
-        )
-    },
-    errors=LEASE_ERRORS,
+    HeartbeatSchema(),
+    {"minute": {"lease_token": examples.LEASE_TOKEN, "lease_seconds": 60}},
+    Answer(
+        "The lease now expires `lease_seconds` from now.",
+        HeartbeatAnswerSchema,
+        {"extended": examples.HEARTBEAT},
+    ),
+    LEASE_ERRORS,
 )
 
-COMPLETE = Operation(
-    "post",
+COMPLETE = _queue(
     "Complete a leased job, settling its real cost",
-    tag="Queue",
-    body=CompleteSchema(),
-    body_examples={
-        "done": {
-            "lease_token": examples.LEASE_TOKEN,
-            "result": {"answer": 42},
-            **examples.SETTLEMENT,
-        }
-    },
-    answers={
-        200: Answer(
-            "Completed.",
-            FinishedSchema,
-            {"completed": {**examples.FINISHED, "state": "completed"}},
-        )
-    },
-    errors=LEASE_ERRORS,
+    CompleteSchema(),
+    {"done": examples.COMPLETION},
+    Answer("Completed.", FinishedSchema, {"completed": examples.finished("completed")}),
+    LEASE_ERRORS,
 )
 
-FAIL = Operation(
-    "post",
+FAIL = _queue(
     "Fail a leased job: back to the queue, or failed for good",
-    tag="Queue",
-    body=FailSchema(),
-    body_examples={
-        "retry": {
-            "lease_token": examples.LEASE_TOKEN,
-            "error": "upstream timed out",
-            "retry": True,
-        }
-    },
-    answers={
-        200: Answer(
-            "Queued again while `retry` is true and attempts remain, else failed.",
-            FinishedSchema,
-            {
-                "requeued": {**examples.FINISHED, "state": "queued"},
-                "failed": {**examples.FINISHED, "state": "failed"},
-            },
-        )
-    },
-    errors=LEASE_ERRORS,
+    FailSchema(),
+    {"retry": examples.FAILURE},
+    Answer(
+        "Queued again while `retry` is true and attempts remain, else failed.",
+        FinishedSchema,
+        {"requeued": examples.finished("queued"), "failed": examples.finished("failed")},
+    ),
+    LEASE_ERRORS,
 )

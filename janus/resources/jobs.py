@@ -7,6 +7,7 @@ from typing import Any, assert_never
 from uuid import UUID
 
 import falcon
+from marshmallow import Schema
 
 from janus.admission import (
     Admission,
@@ -59,7 +60,28 @@ def _admission_request(
     )
 
 
-class SingleJobResource:
+class _Admission:
+    """What the single job and the batch routes share: decide the body's jobs, and answer
+    with the headers and status of their decisions."""
+
+    def __init__(self, admitter: Admitter, source: Source, mode: Mode, schema: Schema) -> None:
+        self._admitter = admitter
+        self._source = source
+        self._mode = mode
+        self._schema = schema
+
+    def _decide(self, req: falcon.Request, resp: falcon.Response) -> list[Decision]:
+        user_id = authenticated_user(req)
+        body = load_body(req, self._schema)
+        request = _admission_request(req, user_id, self._source, self._mode, body)
+        admission = self._admitter.admit(request)
+        _set_admission_headers(resp, admission)
+        note_decisions(req, admission.decisions)
+        resp.status = answer_status(self._mode, admission.decisions)
+        return admission.decisions
+
+
+class SingleJobResource(_Admission):
     """One job: 202 when accepted, 429 (with Retry-After when waiting helps) when rejected.
 
     Every job answer tells the budgets of the buckets its request named (RateLimit-Policy and
@@ -67,53 +89,35 @@ class SingleJobResource:
     """
 
     def __init__(self, admitter: Admitter, source: Source) -> None:
-        self._admitter = admitter
-        self._source = source
-        self._schema = SingleJobSchema()
+        super().__init__(admitter, source, Mode.SINGLE, SingleJobSchema())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Decide one job."""
-        user_id = authenticated_user(req)
-        body = load_body(req, self._schema)
-        request = _admission_request(req, user_id, self._source, Mode.SINGLE, body)
-        admission = self._admitter.admit(request)
-        _set_admission_headers(resp, admission)
-        [decision] = admission.decisions
-        note_decisions(req, [decision])
+        [decision] = self._decide(req, resp)
         resp.media = DECISION.dump(decision)
-        resp.status = answer_status(Mode.SINGLE, [decision])
         if decision.retry_after is not None:
             resp.set_header("Retry-After", str(decision.retry_after))
 
 
-class BatchResource:
+class BatchResource(_Admission):
     """A batch, decided job by job (partial) or all-or-nothing (atomic)."""
 
     def __init__(
         self, admitter: Admitter, source: Source, mode: BatchMode, *, max_jobs: int
     ) -> None:
-        self._admitter = admitter
-        self._source = source
-        self._mode: BatchMode = mode
-        self._schema = BatchSchema(max_jobs=max_jobs)
+        super().__init__(admitter, source, mode, BatchSchema(max_jobs=max_jobs))
+        self._batch_mode: BatchMode = mode
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Decide every job of the batch; answer in request order."""
-        user_id = authenticated_user(req)
-        body = load_body(req, self._schema)
-        request = _admission_request(req, user_id, self._source, self._mode, body)
-        admission = self._admitter.admit(request)
-        _set_admission_headers(resp, admission)
-        decisions = admission.decisions
-        note_decisions(req, decisions)
-        resp.status = answer_status(self._mode, decisions)
-        match self._mode:
+        decisions = self._decide(req, resp)
+        match self._batch_mode:
             case Mode.ATOMIC:
                 resp.media = DECISIONS.dump(decisions)
             case Mode.PARTIAL:
                 resp.media = PARTIAL_BATCH.dump({**_counts(decisions), "results": decisions})
             case _:
-                assert_never(self._mode)
+                assert_never(self._batch_mode)
 
 
 class QuoteResource:
