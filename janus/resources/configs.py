@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any
+from uuid import UUID
 
 import falcon
+from marshmallow import Schema
 
 from janus.configs import (
     ANY_VERSION,
@@ -112,20 +117,38 @@ def _page(req: falcon.Request, max_cursor: int) -> tuple[int, int | None]:
     return limit, page_param(req, "cursor", None, max_cursor)
 
 
-class ConfigVersionsResource:
+class _KeysetPage:
+    """A listing of the user's, newest first, a page at a time: `limit` items below `cursor`
+    (the last key of the page before), and the `next` cursor (null at the end)."""
+
+    def __init__(
+        self,
+        read: Callable[[UUID, int, int | None], Sequence[Any]],
+        answer: Schema,
+        member: str,
+        key: Callable[[Any], int],
+        max_cursor: int,
+    ) -> None:
+        self._read = read
+        self._answer = answer
+        self._member = member
+        self._key = key
+        self._max_cursor = max_cursor
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of `limit` items below `cursor`, and the `next` cursor."""
+        user_id = authenticated_user(req)
+        limit, before = _page(req, self._max_cursor)
+        page, more = one_page(self._read(user_id, limit + 1, before), limit)
+        following = str(self._key(page[-1])) if more else None
+        resp.media = self._answer.dump({self._member: page, "next": following})
+
+
+class ConfigVersionsResource(_KeysetPage):
     """GET /dashboard/config/versions: every version newest first, a page at a time."""
 
     def __init__(self, store: ConfigStore) -> None:
-        self._store = store
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of `limit` versions below `cursor`, and the `next` cursor (null at the end)."""
-        user_id = authenticated_user(req)
-        limit, before = _page(req, MAX_VERSION)
-        page, more = one_page(self._store.versions(user_id, limit + 1, before), limit)
-        resp.media = VERSIONS.dump(
-            {"versions": page, "next": str(page[-1].version) if more else None}
-        )
+        super().__init__(store.versions, VERSIONS, "versions", attrgetter("version"), MAX_VERSION)
 
 
 class ConfigActivateResource:
@@ -160,17 +183,10 @@ class PauseResource:
         resp.media = PAUSE_STATE.dump(state)
 
 
-class PauseHistoryResource:
+class PauseHistoryResource(_KeysetPage):
     """GET /dashboard/pause/history: when the user was paused and resumed, newest first."""
 
     def __init__(self, store: ConfigStore) -> None:
-        self._store = store
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A page of `limit` changes below `cursor`, and the `next` cursor (null at the end)."""
-        user_id = authenticated_user(req)
-        limit, before = _page(req, MAX_CHANGE_ID)
-        page, more = one_page(self._store.pause_changes(user_id, limit + 1, before), limit)
-        resp.media = PAUSE_HISTORY.dump(
-            {"changes": page, "next": str(page[-1].change_id) if more else None}
+        super().__init__(
+            store.pause_changes, PAUSE_HISTORY, "changes", attrgetter("change_id"), MAX_CHANGE_ID
         )
