@@ -42,6 +42,7 @@ MAX_PAGE = 100
 # The pause history's cursor is a change id, a bigint.
 MAX_CHANGE_ID = 2**63 - 1
 
+CONFIG = ConfigSchema()
 ACTIVE_CONFIG = ActiveConfigSchema()
 VERSIONS = ConfigVersionsAnswerSchema()
 PAUSE_STATE = PauseStateSchema()
@@ -87,7 +88,6 @@ class ConfigResource:
 
     def __init__(self, store: ConfigStore) -> None:
         self._store = store
-        self._schema = ConfigSchema()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The active config with its version, activated_at and ETag; 404 when none."""
@@ -101,7 +101,7 @@ class ConfigResource:
         """Validate, store as the next version and activate; 412 on a stale If-Match."""
         user_id = authenticated_user(req)
         if_match = _if_match(req)
-        config = load_body(req, self._schema)
+        config = load_body(req, CONFIG)
         try:
             stored = self._store.replace(user_id, config, if_match)
         except VersionMismatch as error:
