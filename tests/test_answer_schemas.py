@@ -25,7 +25,7 @@ from janus.queue import ClaimedJob, Finished
 from janus.quotas import BucketQuota, TenantQuota, UserQuotas
 from janus.routes import openapi_document, routes
 from janus.schemas import answers
-from janus.schemas.answers import AnswerSchema
+from janus.schemas.dumping import AnswerSchema
 
 _MOMENTS = st.datetimes(timezones=st.timezones())
 _PAGE_CURSOR = st.one_of(st.none(), st.text(max_size=8))
