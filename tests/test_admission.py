@@ -18,17 +18,18 @@ import pytest
 
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import activate_config, bucket_tokens, create_user, user_with_config
+from tests.support.factories import (
+    activate_config,
+    bucket_tokens,
+    create_user,
+    limits,
+    user_with_config,
+)
 
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
 RATE_LIMITED = "dependency 'openai' rate limit exceeded"
-
-
-def plain(capacity: int, refill: float = 0) -> dict[str, Any]:
-    """One dependency's limits."""
-    return {"capacity": capacity, "refill_per_second": refill}
 
 
 def stored_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:
@@ -93,7 +94,7 @@ def assert_rejected(result: falcon.testing.Result, reason: str) -> None:
 
 
 def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, min_priority=5)
+    user_id = user_with_config(db, {"openai": limits(10)}, min_priority=5)
 
     result = submit(app_client, user_id, priority=4, dependencies={"openai": 1})
 
@@ -104,7 +105,7 @@ def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
 
 
 def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 1, "stripe": 1})
 
@@ -114,7 +115,7 @@ def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
 
 
 def test_cost_above_capacity_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 5)})
+    user_id = user_with_config(db, {"openai": limits(10, 5)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
 
@@ -124,7 +125,7 @@ def test_cost_above_capacity_is_rejected(app_client, db) -> None:
 
 
 def test_empty_bucket_is_rate_limited(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 8}))
 
     result = submit(app_client, user_id, dependencies={"openai": 3})
@@ -137,7 +138,7 @@ def test_empty_bucket_is_rate_limited(app_client, db) -> None:
 
 
 def test_priority_is_checked_before_everything_else(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, min_priority=6)
+    user_id = user_with_config(db, {"openai": limits(10)}, min_priority=6)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, priority=2, dependencies={"unknown": 1, "openai": 99})
@@ -146,7 +147,7 @@ def test_priority_is_checked_before_everything_else(app_client, db) -> None:
 
 
 def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"aaa": plain(10)})
+    user_id = user_with_config(db, {"aaa": limits(10)})
 
     # 'aaa' (over capacity) sorts before 'zzz' (not configured), yet the configured check
     # runs over every dependency before the capacity check runs over any.
@@ -156,7 +157,7 @@ def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client,
 
 
 def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"aaa": plain(10), "bbb": plain(10)})
+    user_id = user_with_config(db, {"aaa": limits(10), "bbb": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"aaa": 10}))
 
     result = submit(app_client, user_id, dependencies={"aaa": 1, "bbb": 11})
@@ -165,7 +166,7 @@ def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -
 
 
 def test_unconfigured_dependencies_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"zeta": 1, "openai": 1, "alpha": 1})
 
@@ -173,7 +174,7 @@ def test_unconfigured_dependencies_are_reported_in_name_order(app_client, db) ->
 
 
 def test_over_capacity_dependencies_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"stripe": plain(5), "openai": plain(7)})
+    user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(7)})
 
     result = submit(app_client, user_id, dependencies={"stripe": 6, "openai": 8})
 
@@ -181,7 +182,7 @@ def test_over_capacity_dependencies_are_reported_in_name_order(app_client, db) -
 
 
 def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"stripe": plain(5), "openai": plain(5)})
+    user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(5)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 5, "openai": 5}))
 
     result = submit(app_client, user_id, dependencies={"stripe": 1, "openai": 1})
@@ -193,7 +194,7 @@ def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
 
 
 def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)}, unknown_dependencies="allow")
+    user_id = user_with_config(db, {"openai": limits(1)}, unknown_dependencies="allow")
 
     for _ in range(3):
         assert_accepted(submit(app_client, user_id, dependencies={"search": 1_000_000}))
@@ -211,7 +212,7 @@ def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client,
 
 
 def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)})
+    user_id = user_with_config(db, {"openai": limits(1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 1}))
 
     absent = submit(app_client, user_id)
@@ -224,7 +225,7 @@ def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_cl
 
 
 def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)}, min_priority=3)
+    user_id = user_with_config(db, {"openai": limits(1)}, min_priority=3)
 
     assert_rejected(submit(app_client, user_id, priority=2), "priority too low")
 
@@ -233,7 +234,7 @@ def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> No
 
 
 def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     results = [submit(app_client, user_id, dependencies={"openai": 1}) for _ in range(11)]
 
@@ -248,7 +249,7 @@ def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
 
 
 def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 8}))
 
     result = submit(app_client, user_id, dependencies={"openai": 5, "stripe": 5})
@@ -262,7 +263,7 @@ def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
 
 
 def test_bucket_refills_over_time(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 20)})
+    user_id = user_with_config(db, {"openai": limits(10, 20)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
     assert_rejected(submit(app_client, user_id, dependencies={"openai": 8}), RATE_LIMITED)
 
@@ -273,7 +274,7 @@ def test_bucket_refills_over_time(app_client, db) -> None:
 
 
 def test_refill_never_goes_above_capacity(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)})
+    user_id = user_with_config(db, {"openai": limits(10, 1)})
     time.sleep(0.3)  # a full bucket that would hold 10.3 without the cap
 
     assert bucket_tokens(db, user_id, "openai") == 10
@@ -288,7 +289,7 @@ def test_refill_never_goes_above_capacity(app_client, db) -> None:
 
 
 def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)})
+    user_id = user_with_config(db, {"openai": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 3})
@@ -298,7 +299,7 @@ def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
 
 
 def test_retry_after_is_at_least_one_second(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 2)})
+    user_id = user_with_config(db, {"openai": limits(10, 2)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     # One token at 2 per second is half a second away: rounded up to a whole second.
@@ -309,7 +310,7 @@ def test_retry_after_is_at_least_one_second(app_client, db) -> None:
 
 
 def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1), "stripe": plain(10, 1)})
+    user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 2, "stripe": 5})
@@ -319,7 +320,7 @@ def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
 
 
 def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100, 10)}, priority_reserve=0.2)
+    user_id = user_with_config(db, {"openai": limits(100, 10)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 100}))
 
     # Priority 1 must leave 20 behind: 10 + 20 tokens at 10 per second is 3 seconds.
@@ -330,7 +331,7 @@ def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
 
 
 def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 1})
@@ -340,7 +341,7 @@ def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
 
 
 def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1), "stripe": plain(10, 0)})
+    user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 0)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 1, "stripe": 1})
@@ -350,7 +351,7 @@ def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> N
 
 
 def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)}, priority_reserve=0.5)
+    user_id = user_with_config(db, {"openai": limits(10, 1)}, priority_reserve=0.5)
 
     # Priority 1 must leave 5 of 10 behind, so a cost of 6 never fits, however long it waits.
     result = submit(app_client, user_id, priority=1, dependencies={"openai": 6})
@@ -363,7 +364,7 @@ def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db
 
 
 def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0.2)
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
 
     assert_rejected(
         submit(app_client, user_id, priority=1, dependencies={"openai": 81}),
@@ -378,7 +379,7 @@ def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
 
 
 def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0.2)
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 80}))
     assert_rejected(
         submit(app_client, user_id, priority=9, dependencies={"openai": 20}),
@@ -392,7 +393,7 @@ def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
 
 def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> None:
     # C x f x (10 - p) / 9 = 90 x 0.2 x 6 / 9 = 12 tokens kept back from priority 4.
-    user_id = user_with_config(db, {"openai": plain(90)}, priority_reserve=0.2)
+    user_id = user_with_config(db, {"openai": limits(90)}, priority_reserve=0.2)
 
     assert_rejected(
         submit(app_client, user_id, priority=4, dependencies={"openai": 79}),
@@ -414,7 +415,7 @@ def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> No
 
 
 def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0)
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0)
 
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 100}))
 
@@ -427,7 +428,7 @@ def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
 def test_partial_batch_decides_highest_priority_first_and_answers_in_request_order(
     app_client, db
 ) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     body = batch(
         job(2, {"openai": 6}, tenant_id="low-a"),
         job(9, {"openai": 6}, tenant_id="high"),
@@ -463,7 +464,7 @@ def test_partial_batch_decides_highest_priority_first_and_answers_in_request_ord
 
 
 def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(5), "stripe": plain(3)}, min_priority=2)
+    user_id = user_with_config(db, {"openai": limits(5), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(1, {"openai": 1}, tenant_id="t1"),
         job(5, {"search": 1}, tenant_id="t2"),
@@ -506,7 +507,7 @@ def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> N
 
 
 def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = batch(
         job(2, {"openai": 3}, tenant_id="first"),
         job(9, {"stripe": 4}, tenant_id="second"),
@@ -530,7 +531,7 @@ def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
 
 
 def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(3)}, min_priority=2)
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(5, {"openai": 2}),
         job(1, {"openai": 1}),
@@ -557,7 +558,7 @@ def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_clie
 
 
 def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     # Each fits alone; together they do not. The later, higher-priority job goes first.
     result = post_json(
@@ -574,7 +575,7 @@ def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client,
 
 
 def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
         app_client, ATOMIC, user_id, batch(job(2, {"openai": 6}), job(9, {"openai": 4}))
@@ -587,7 +588,7 @@ def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> No
 
 
 def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
         app_client, ATOMIC, user_id, batch(job(4, {"openai": 6}), job(4, {"openai": 5}))
@@ -616,7 +617,7 @@ def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
     ],
 )
 def test_each_job_records_the_route_it_came_through(app_client, db, path, source) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     if path in SINGLE_ROUTES:
         result = post_json(app_client, path, user_id, single(5, {"openai": 1}))
         job_ids = [result.json["job_id"]]
@@ -631,7 +632,7 @@ def test_each_job_records_the_route_it_came_through(app_client, db, path, source
 
 
 def test_rejected_single_job_is_stored_with_its_reason(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
 
@@ -655,7 +656,7 @@ def ordered(text: str) -> Any:
 
 
 def test_payload_is_stored_as_sent(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = (
         '{"batch_name": "b\\u00e4tch", "tenant_id": "tenant-ü", "priority": 7,'
         ' "dependencies": {"stripe": 2, "openai": 3}, "payload": ' + PAYLOAD_TEXT + "}"
@@ -678,7 +679,7 @@ def test_payload_is_stored_as_sent(app_client, db) -> None:
 
 
 def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     body = (
         '{"batch_name": "many", "jobs": ['
         '{"tenant_id": "a", "priority": 3, "payload": ' + PAYLOAD_TEXT + "},"
@@ -713,7 +714,7 @@ def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
 def test_paused_config_is_forbidden(app_client, db, path) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, paused=True)
+    user_id = user_with_config(db, {"openai": limits(10)}, paused=True)
     body = single(5, {"openai": 1}) if path in SINGLE_ROUTES else batch(job(5, {"openai": 1}))
 
     result = post_json(app_client, path, user_id, body)
@@ -738,7 +739,7 @@ def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
 def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
-    user_with_config(db, {"openai": plain(10)})
+    user_with_config(db, {"openai": limits(10)})
     body = single(5) if path in SINGLE_ROUTES else batch(job(5))
 
     result = post_json(app_client, path, uuid4(), body)
@@ -751,12 +752,12 @@ def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
 
 
 def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 4}))
 
-    activate_config(db, user_id, {"openai": plain(10)}, paused=True)
+    activate_config(db, user_id, {"openai": limits(10)}, paused=True)
     paused = submit(app_client, user_id, dependencies={"openai": 1})
-    activate_config(db, user_id, {"openai": plain(10)}, paused=False)
+    activate_config(db, user_id, {"openai": limits(10)}, paused=False)
     resumed = submit(app_client, user_id, dependencies={"openai": 6})
 
     assert paused.status_code == 403
@@ -766,8 +767,8 @@ def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
 
 
 def test_one_user_cannot_spend_another_users_buckets(app_client, db) -> None:
-    alice = user_with_config(db, {"openai": plain(5)})
-    bob = user_with_config(db, {"openai": plain(5), "stripe": plain(5)})
+    alice = user_with_config(db, {"openai": limits(5)})
+    bob = user_with_config(db, {"openai": limits(5), "stripe": limits(5)})
 
     for _ in range(5):
         assert_accepted(submit(app_client, alice, dependencies={"openai": 1}))

@@ -39,6 +39,7 @@ from tests.support.factories import (
     bucket_tokens,
     create_user,
     jobs_of,
+    limits,
     tenant_bucket_rows,
     tenant_tokens,
     user_with_config,
@@ -59,11 +60,6 @@ def over_share(tenant: str, dependency: str = "openai") -> str:
 def rate_limited(dependency: str = "openai") -> str:
     """The contract's reason for a job refused by the dependency's own bucket."""
     return f"dependency '{dependency}' rate limit exceeded"
-
-
-def limits(capacity: int, refill: float = 0) -> dict[str, Any]:
-    """One dependency's limits."""
-    return {"capacity": capacity, "refill_per_second": refill}
 
 
 def submit(

@@ -18,6 +18,11 @@ CONFIGURED = ["openai", "search", "stripe"]
 OPEN_CAPACITY = 10**12
 
 
+def limits(capacity: int, refill: float = 0) -> dict[str, Any]:
+    """One dependency's limits in a config: `capacity` tokens, refilled at `refill` a second."""
+    return {"capacity": capacity, "refill_per_second": refill}
+
+
 def create_user(db: psycopg.Connection, name: str = "tester", user_id: UUID | None = None) -> UUID:
     """Insert a user (with `user_id`, or a new one) and return its id."""
     row = db.execute(
