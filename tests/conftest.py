@@ -207,5 +207,6 @@ def gunicorn_server(
     return start_gunicorn(**options)
 
 
-# Fixtures of tests/support any module may use: open_user, openai_user.
+# Fixtures of tests/support any module may use: the users of fixtures.py (open_user,
+# openai_user, seed_once_user, ten_token_user) and browser.py's headless Chromium (browser).
 pytest_plugins = ["tests.support.fixtures", "tests.support.browser"]

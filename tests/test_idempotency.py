@@ -22,12 +22,6 @@ PARTIAL = "/system/jobs/batch"
 ATOMIC = "/system/jobs/batch/atomic"
 
 
-@pytest.fixture
-def ten_token_user(db: psycopg.Connection) -> UUID:
-    """A user with one bucket, openai, of 10 tokens that never refills."""
-    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
-
-
 def post(
     client: falcon.testing.TestClient, path: str, user: UUID, body: Any, key: str | None
 ) -> falcon.testing.Result:
