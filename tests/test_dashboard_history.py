@@ -22,6 +22,7 @@ from tests.support.app import headers_for, post_json
 from tests.support.bodies import single
 from tests.support.factories import activate_config, create_user, user_with_config
 from tests.support.history import HISTORY, QUOTAS, insert_jobs
+from tests.support.plans import plan_nodes
 from tests.support.queue import claim, queued_job
 
 ITEM_KEYS = [
@@ -535,10 +536,6 @@ def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
     assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 2, 3)
 
 
-def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
-
-
 def test_tenant_quotas_read_one_users_rows_by_the_primary_key(db: psycopg.Connection) -> None:
     """Among 40,000 tenant buckets of 20 users, one user's 2,000 are found by the key
     (user_id, dependency, tenant_id), not by reading the table whole."""
@@ -554,21 +551,14 @@ def test_tenant_quotas_read_one_users_rows_by_the_primary_key(db: psycopg.Connec
         [users],
     )
     db.execute("ANALYZE tenant_buckets")
-    row = db.execute(
-        f"EXPLAIN (FORMAT JSON) {queries.TENANT_QUOTAS}",
-        {"user_id": users[7], "limit": TENANT_QUOTAS_SHOWN},
-        prepare=False,
-    ).fetchone()
-    assert row is not None
-    reads = [
-        node
-        for node in _plan_nodes(row[0][0]["Plan"])
-        if node.get("Relation Name") == "tenant_buckets"
-    ]
+    nodes = plan_nodes(
+        db, queries.TENANT_QUOTAS, {"user_id": users[7], "limit": TENANT_QUOTAS_SHOWN}
+    )
+    reads = [node for node in nodes if node.get("Relation Name") == "tenant_buckets"]
     assert [node["Node Type"] for node in reads] in (["Index Scan"], ["Bitmap Heap Scan"])
     conditions = [
         node.get("Index Cond", "")
-        for node in _plan_nodes(row[0][0]["Plan"])
+        for node in nodes
         if node.get("Index Name") == "tenant_buckets_pkey"
     ]
     assert conditions and all("user_id" in condition for condition in conditions), conditions

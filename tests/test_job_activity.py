@@ -25,6 +25,7 @@ from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for, post_json
 from tests.support.factories import user_with_config
 from tests.support.history import ACTIVITY, RATE_LIMITED, insert_jobs
+from tests.support.plans import plan_nodes
 from tests.support.seed import SEED_SINGLE
 
 MINUTE = timedelta(minutes=1)
@@ -269,20 +270,11 @@ def test_a_user_without_jobs_or_config_gets_sixty_zeros(
 # --- the work of one read ---
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
 def _jobs_read(db: psycopg.Connection, user_id: UUID, cap: int) -> list[dict[str, Any]]:
     """The plan nodes that read the jobs table, as EXPLAIN ANALYZE ran them."""
-    row = db.execute(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) {queries.JOB_ACTIVITY}",
-        {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": cap},
-    ).fetchone()
-    assert row is not None
-    return [node for node in _nodes(row[0][0]["Plan"]) if node.get("Relation Name") == "jobs"]
+    params = {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": cap}
+    nodes = plan_nodes(db, queries.JOB_ACTIVITY, params, analyze=True)
+    return [node for node in nodes if node.get("Relation Name") == "jobs"]
 
 
 def test_one_read_reads_at_most_the_cap_and_one_more_of_one_users_jobs(
