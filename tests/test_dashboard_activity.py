@@ -15,12 +15,11 @@ from tests.support.browser import (
     WAIT_S,
     WIDTHS,
     gauges,
-    open_page,
     post_seed_job,
     read,
     screenshot,
     script_errors,
-    sign_in,
+    signed_in,
 )
 
 RATE_LIMITED = "dependency 'openai' rate limit exceeded"
@@ -55,8 +54,7 @@ def test_the_chart_shows_the_seeds_job_accepted_then_rejected_for_its_rate_limit
     assert [answer.status_code for answer in answers] == [202, 429]
     assert answers[1].json()["reason"] == RATE_LIMITED
 
-    open_page(browser, gunicorn_server.url, width)
-    sign_in(browser, str(user))
+    signed_in(browser, gunicorn_server.url, user, width)
     WebDriverWait(browser, WAIT_S).until(lambda b: _chart(b)["summary"] == TOTALS)
 
     chart = _chart(browser)

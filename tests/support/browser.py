@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.seed import SEED_SINGLE
 
@@ -105,6 +106,17 @@ def sign_in(browser: WebDriver, user_id: str) -> None:
     box.clear()
     box.send_keys(user_id)
     browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+
+
+def signed_in(
+    browser: WebDriver, url: str, user: UUID, width: str, *, gauge: str | None = None
+) -> None:
+    """The dashboard at `url`, as wide as a phone or a laptop, signed in as `user`; with
+    `gauge`, once that dependency's gauge is shown."""
+    open_page(browser, url, width)
+    sign_in(browser, str(user))
+    if gauge is not None:
+        WebDriverWait(browser, WAIT_S).until(lambda b: gauge in gauges(b))
 
 
 def read(browser: WebDriver, script: str) -> Any:
