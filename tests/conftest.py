@@ -28,7 +28,7 @@ from devtools import localdb
 from devtools.ports import free_port
 from devtools.service import Service, ServiceError
 from janus.settings import Settings, normalize_database_url
-from tests.support.app import serve_app
+from tests.support.app import SERVICE_TOKEN, serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4
@@ -135,6 +135,13 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
     """The real app, default settings, in-process over a pool on this test's database."""
     with serve_app(Settings(database_url=database_url)) as client:
+        yield client
+
+
+@pytest.fixture
+def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
+    """The real app in-process as app_client, with SERVICE_TOKEN as its service token."""
+    with serve_app(Settings(database_url=database_url, service_token=SERVICE_TOKEN)) as client:
         yield client
 
 

@@ -10,10 +10,9 @@ import falcon.testing
 import psycopg
 import requests
 
-from janus.settings import Settings
 from tests.conftest import GunicornServer
 from tests.support.answers import assert_clear_error
-from tests.support.app import JOB_ROUTES, headers_for, post_json, serve_app
+from tests.support.app import JOB_ROUTES, SERVICE_TOKEN, headers_for, post_json
 from tests.support.bodies import batch, job, single
 from tests.support.factories import activate_config, create_user, user_with_config
 
@@ -165,14 +164,12 @@ def test_bad_history_parameters_and_unknown_users_get_clear_4xx(
 
 
 def test_the_service_token_guards_pause_and_resume(
-    database_url: str, db: psycopg.Connection
+    token_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db, OPENAI)
-    settings = Settings(database_url=database_url, service_token="s3cret-token")
-    with serve_app(settings) as client:
-        assert_clear_error(_post(client, PAUSE, user_id), 401)
-        authorized = headers_for(user_id, Authorization="Bearer s3cret-token")
-        assert client.simulate_post(PAUSE, headers=authorized).json["paused"] is True
+    assert_clear_error(_post(token_client, PAUSE, user_id), 401)
+    authorized = headers_for(user_id, Authorization=f"Bearer {SERVICE_TOKEN}")
+    assert token_client.simulate_post(PAUSE, headers=authorized).json["paused"] is True
 
 
 def test_factories_config_without_paused_keeps_the_pause(db: psycopg.Connection) -> None:

@@ -16,7 +16,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +32,15 @@ from hypothesis import strategies as st
 
 from devtools.ports import free_port
 from devtools.service import run_to_exit
-from janus.settings import Settings
 from tests.conftest import GunicornServer
 from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
-from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.app import (
+    ATOMIC_ROUTES,
+    JOB_ROUTES,
+    PARTIAL_ROUTES,
+    SERVICE_TOKEN,
+    SINGLE_ROUTES,
+)
 from tests.support.bodies import body_with
 from tests.support.factories import OPEN_CAPACITY, bucket_tokens, create_user, user_with_config
 from tests.support.hostile import examples, valid_jobs
@@ -43,14 +48,13 @@ from tests.support.raw_http import exchange, length, request_bytes
 
 HTTP_TIMEOUT_S = 15
 # The shortest token the settings accept, so the boundary is exercised too.
-TOKEN = "Janus-" + secrets.token_hex(5)
-assert len(TOKEN) == 16
+assert len(SERVICE_TOKEN) == 16
 # The job routes, and a route read with GET.
 READ_ROUTE = "/dashboard/quotas"
 GUARDED_ROUTES = [*JOB_ROUTES, READ_ROUTE]
 
 
-def bearer(token: str = TOKEN) -> str:
+def bearer(token: str = SERVICE_TOKEN) -> str:
     """The Authorization header value for `token`."""
     return f"Bearer {token}"
 
@@ -104,8 +108,8 @@ def http(
 def test_the_service_token_guards_every_route_but_the_health_checks(
     start_gunicorn, db, open_user, subtests
 ) -> None:
-    server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": TOKEN})
-    for name, authorization in wrong_authorizations(TOKEN).items():
+    server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": SERVICE_TOKEN})
+    for name, authorization in wrong_authorizations(SERVICE_TOKEN).items():
         for path in GUARDED_ROUTES:
             with subtests.test(authorization=name, path=path):
                 method = "GET" if path == READ_ROUTE else "POST"
@@ -118,7 +122,7 @@ def test_the_service_token_guards_every_route_but_the_health_checks(
 
     # A platform's health checks send no secret: liveness and readiness are open.
     for path in ("/health", "/health/ready"):
-        for authorization in [bearer(), None, "Basic x", bearer(TOKEN.swapcase())]:
+        for authorization in [bearer(), None, "Basic x", bearer(SERVICE_TOKEN.swapcase())]:
             health = http(server, "GET", path, headers={"Authorization": authorization})
             assert (health.status, health.json()) == (200, {"status": "ok"}), path
 
@@ -145,7 +149,7 @@ def test_the_service_token_guards_every_route_but_the_health_checks(
 
 
 def test_a_repeated_authorization_header_is_refused(start_gunicorn, db, open_user) -> None:
-    server = start_gunicorn(workers=1, env={"JANUS_SERVICE_TOKEN": TOKEN})
+    server = start_gunicorn(workers=1, env={"JANUS_SERVICE_TOKEN": SERVICE_TOKEN})
     body = json.dumps(body_with(SINGLE_ROUTES[0])).encode()
     headers = [f"Authorization: {bearer()}"] * 2 + [f"X-User-ID: {open_user}", length(body)]
 
@@ -191,13 +195,6 @@ def test_gunicorn_refuses_to_start_with_a_bad_service_token(name) -> None:
 # --- The service token, in-process -------------------------------------------------------------
 
 
-@pytest.fixture
-def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app with a service token, over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url, service_token=TOKEN)) as client:
-        yield client
-
-
 def _near_misses(correct: str) -> st.SearchStrategy[str]:
     latin1 = st.characters(max_codepoint=255)
     return st.one_of(
@@ -224,7 +221,7 @@ authorizations = st.one_of(
 def test_the_bearer_scheme_is_case_insensitive(
     token_client: falcon.testing.TestClient, open_user: UUID, scheme: str
 ) -> None:
-    headers = {"Authorization": f"{scheme} {TOKEN}", "X-User-ID": str(open_user)}
+    headers = {"Authorization": f"{scheme} {SERVICE_TOKEN}", "X-User-ID": str(open_user)}
     assert token_client.simulate_get(READ_ROUTE, headers=headers).status_code == 200
 
 
@@ -236,7 +233,7 @@ def test_every_authorization_but_the_exact_token_is_401(
     # Falcon's test client trims whitespace around a header value, as servers trim spaces and tabs.
     # The scheme is case-insensitive (RFC 9110), so a near miss in "Bearer" alone is no miss.
     scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer" and credentials == TOKEN:
+    if scheme.lower() == "bearer" and credentials == SERVICE_TOKEN:
         return
     headers = {"Authorization": authorization, "X-User-ID": str(open_user)}
 

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from uuid import UUID
@@ -31,14 +30,11 @@ from janus import metrics
 from janus.admission import DatabaseUnavailable
 from janus.db import transactions
 from janus.db.errors import unavailable_cause
-from janus.settings import Settings
 from tests.conftest import GunicornServer, StartGunicorn
-from tests.support.app import serve_app
+from tests.support.app import SERVICE_TOKEN
 from tests.support.factories import user_with_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-TOKEN = "s" * 32
 
 
 def scrape(server: GunicornServer, headers: dict[str, str] | None = None) -> Samples:
@@ -279,18 +275,13 @@ def test_503s_are_counted_by_cause_lock_timeout_and_pool_timeout(
 # --- In-process: the service token, the closed sets ------------------------------------------
 
 
-@pytest.fixture
-def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The app in-process with a service token."""
-    with serve_app(Settings(database_url=database_url, service_token=TOKEN)) as client:
-        yield client
-
-
 def test_metrics_need_the_service_token_when_there_is_one_and_no_user(
     token_client: falcon.testing.TestClient,
 ) -> None:
     refused = token_client.simulate_get("/metrics")
-    answer = token_client.simulate_get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    answer = token_client.simulate_get(
+        "/metrics", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    )
 
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"] == "Bearer"

@@ -6,6 +6,7 @@ wherever its directory ends up on `sys.path`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,9 @@ SINGLE_ROUTES = PREFIXES
 PARTIAL_ROUTES = tuple(f"{prefix}/batch" for prefix in PREFIXES)
 ATOMIC_ROUTES = tuple(f"{prefix}/batch/atomic" for prefix in PREFIXES)
 JOB_ROUTES = SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES
+# The service token of conftest.py's token_client: as short as JANUS_SERVICE_TOKEN may be (16
+# characters), so the boundary is exercised too, and new each session.
+SERVICE_TOKEN = "Janus-" + secrets.token_hex(5)
 
 
 @contextmanager
