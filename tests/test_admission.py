@@ -22,7 +22,10 @@ from tests.support.factories import (
     activate_config,
     bucket_tokens,
     create_user,
+    jobs_of,
     limits,
+    stored_job,
+    stored_tokens,
     user_with_config,
 )
 
@@ -32,37 +35,14 @@ ATOMIC = ATOMIC_ROUTES[0]
 RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 
 
-def stored_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:
-    """The tokens column itself, as last written (no refill added)."""
-    row = db.execute(
-        "SELECT tokens FROM token_buckets WHERE user_id = %s AND dependency = %s",
-        [user_id, dependency],
-    ).fetchone()
-    assert row is not None
-    return float(row[0])
-
-
-def stored_job(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
+def stored(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
     """The jobs row of `job_id`, with the payload as the text Postgres holds."""
-    cursor = db.execute(
-        """
-        SELECT user_id, source, batch_name, tenant_id, priority, dependencies,
-               payload::text AS payload_text, status, reason
-          FROM jobs WHERE job_id = %s
-        """,
-        [UUID(job_id)],
+    return stored_job(
+        db,
+        job_id,
+        "user_id, source, batch_name, tenant_id, priority, dependencies,"
+        " payload::text AS payload_text, status, reason",
     )
-    row = cursor.fetchone()
-    assert row is not None, f"job {job_id} is not stored"
-    assert cursor.description is not None
-    return dict(zip([column.name for column in cursor.description], row, strict=True))
-
-
-def job_count(db: psycopg.Connection, user_id: UUID) -> int:
-    """How many jobs of `user_id` are stored."""
-    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def submit(
@@ -220,8 +200,8 @@ def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_cl
 
     assert_accepted(absent)
     assert_accepted(empty)
-    assert stored_job(db, absent.json["job_id"])["dependencies"] == {}
-    assert stored_job(db, empty.json["job_id"])["dependencies"] == {}
+    assert stored(db, absent.json["job_id"])["dependencies"] == {}
+    assert stored(db, empty.json["job_id"])["dependencies"] == {}
 
 
 def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> None:
@@ -452,7 +432,7 @@ def test_partial_batch_decides_highest_priority_first_and_answers_in_request_ord
         ("Accepted", ""),
         ("Rejected", RATE_LIMITED),
     ]
-    rows = [stored_job(db, answer["job_id"]) for answer in answers]
+    rows = [stored(db, answer["job_id"]) for answer in answers]
     assert [row["tenant_id"] for row in rows] == ["low-a", "high", "low-b", "low-c"]
     assert [(row["status"], row["reason"]) for row in rows] == [
         ("Rejected", RATE_LIMITED),
@@ -493,12 +473,12 @@ def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> N
     )
     answers = result.json["results"]
     assert [(answer["status"], answer["reason"]) for answer in answers] == expected
-    rows = [stored_job(db, answer["job_id"]) for answer in answers]
+    rows = [stored(db, answer["job_id"]) for answer in answers]
     assert [(row["status"], row["reason"]) for row in rows] == expected
     assert [row["tenant_id"] for row in rows] == ["t1", "t2", "t3", "t4", "t5", "t6"]
     assert {row["batch_name"] for row in rows} == {"nightly"}
     assert {row["user_id"] for row in rows} == {user_id}
-    assert job_count(db, user_id) == 6
+    assert jobs_of(db, user_id) == 6
     assert bucket_tokens(db, user_id, "openai") == 0
     assert bucket_tokens(db, user_id, "stripe") == 0
 
@@ -522,10 +502,10 @@ def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
         ("Accepted", ""),
         ("Accepted", ""),
     ]
-    rows = [stored_job(db, answer["job_id"]) for answer in result.json]
+    rows = [stored(db, answer["job_id"]) for answer in result.json]
     assert [row["tenant_id"] for row in rows] == ["first", "second", "third"]
     assert {row["status"] for row in rows} == {"Accepted"}
-    assert job_count(db, user_id) == 3
+    assert jobs_of(db, user_id) == 3
     assert bucket_tokens(db, user_id, "openai") == 0
     assert bucket_tokens(db, user_id, "stripe") == 0
 
@@ -554,7 +534,7 @@ def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_clie
     assert "Retry-After" not in result.headers
     assert stored_tokens(db, user_id, "openai") == 10
     assert stored_tokens(db, user_id, "stripe") == 3
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client, db) -> None:
@@ -571,7 +551,7 @@ def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client,
         ("Rejected", "batch rejected atomically"),
     ]
     assert stored_tokens(db, user_id, "openai") == 10
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> None:
@@ -584,7 +564,7 @@ def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> No
     assert result.status_code == 202
     assert [answer["status"] for answer in result.json] == ["Accepted", "Accepted"]
     assert stored_tokens(db, user_id, "openai") == 0
-    assert job_count(db, user_id) == 2
+    assert jobs_of(db, user_id) == 2
 
 
 def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
@@ -627,8 +607,8 @@ def test_each_job_records_the_route_it_came_through(app_client, db, path, source
         job_ids = [answer["job_id"] for answer in answers]
 
     assert result.status_code in (200, 202)
-    assert [stored_job(db, job_id)["source"] for job_id in job_ids] == [source] * len(job_ids)
-    assert job_count(db, user_id) == len(job_ids)
+    assert [stored(db, job_id)["source"] for job_id in job_ids] == [source] * len(job_ids)
+    assert jobs_of(db, user_id) == len(job_ids)
 
 
 def test_rejected_single_job_is_stored_with_its_reason(app_client, db) -> None:
@@ -636,7 +616,7 @@ def test_rejected_single_job_is_stored_with_its_reason(app_client, db) -> None:
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
 
-    row = stored_job(db, result.json["job_id"])
+    row = stored(db, result.json["job_id"])
     assert (row["status"], row["reason"]) == (
         "Rejected",
         "dependency 'openai' cost 11 exceeds capacity 10",
@@ -669,7 +649,7 @@ def test_payload_is_stored_as_sent(app_client, db) -> None:
     )
 
     assert_accepted(result)
-    row = stored_job(db, result.json["job_id"])
+    row = stored(db, result.json["job_id"])
     assert ordered(row["payload_text"]) == ordered(PAYLOAD_TEXT)
     assert row["batch_name"] == "bätch"
     assert row["tenant_id"] == "tenant-ü"
@@ -693,7 +673,7 @@ def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
     )
 
     assert result.status_code == 200
-    first, second = (stored_job(db, answer["job_id"]) for answer in result.json["results"])
+    first, second = (stored(db, answer["job_id"]) for answer in result.json["results"])
     assert ordered(first["payload_text"]) == ordered(PAYLOAD_TEXT)
     assert (first["tenant_id"], first["priority"], first["dependencies"]) == (
         "a",
@@ -722,7 +702,7 @@ def test_paused_config_is_forbidden(app_client, db, path) -> None:
     assert result.status_code == 403
     assert result.json == {"title": "403 Forbidden", "description": "service paused"}
     assert stored_tokens(db, user_id, "openai") == 10
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
@@ -734,7 +714,7 @@ def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
 
     assert result.status_code == 403
     assert result.json == {"title": "403 Forbidden", "description": "no active config"}
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
@@ -783,5 +763,5 @@ def test_one_user_cannot_spend_another_users_buckets(app_client, db) -> None:
     assert bucket_tokens(db, alice, "openai") == 0
     assert bucket_tokens(db, bob, "openai") == 0
     assert bucket_tokens(db, bob, "stripe") == 0
-    assert job_count(db, alice) == 7
-    assert job_count(db, bob) == 1
+    assert jobs_of(db, alice) == 7
+    assert jobs_of(db, bob) == 1

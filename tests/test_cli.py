@@ -23,7 +23,7 @@ from janus.db import accounts
 from janus.schemas import ConfigSchema
 from janus.settings import Settings
 from tests.support.app import post_json, serve_app
-from tests.support.factories import create_user
+from tests.support.factories import create_user, stored_buckets
 from tests.support.history import insert_jobs
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
@@ -112,16 +112,6 @@ def user_with_config(db: psycopg.Connection, **config: Any) -> UUID:
     user_id = create_user(db)
     activate_config(db, user_id, TWO_DEPENDENCIES["dependencies"], **config)
     return user_id
-
-
-def buckets(db: psycopg.Connection, user_id: UUID) -> dict[str, tuple[int, Decimal, Decimal]]:
-    """The user's token_buckets rows: dependency -> (capacity, refill_per_second, tokens)."""
-    rows = db.execute(
-        "SELECT dependency, capacity, refill_per_second, tokens FROM token_buckets"
-        " WHERE user_id = %s",
-        [user_id],
-    ).fetchall()
-    return {name: (capacity, refill, tokens) for name, capacity, refill, tokens in rows}
 
 
 def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool, bool | None]]:
@@ -250,7 +240,7 @@ def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
     }
     run = cli("config", "set", user_id, write_config(tmp_path, first))
     assert (run.status, run.out, run.err) == (0, "1\n", "")
-    assert buckets(db, user_id) == {
+    assert stored_buckets(db, user_id) == {
         "openai": (10, 0, 10),
         "anthropic": (10, 0, 10),
         "stripe": (5, 0, 5),
@@ -274,7 +264,7 @@ def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
     run = cli("config", "set", user_id, write_config(tmp_path, second))
     assert (run.status, run.out, run.err) == (0, "2\n", "")
 
-    assert buckets(db, user_id) == {
+    assert stored_buckets(db, user_id) == {
         "openai": (4, Decimal("1.5"), 4),
         "anthropic": (5, 0, 2),
         "github": (7, 2, 7),
@@ -540,10 +530,10 @@ def test_a_config_set_without_paused_keeps_the_pause(
 def test_pause_leaves_the_buckets_alone(cli: Cli, db: psycopg.Connection) -> None:
     user_id = user_with_config(db)
     db.execute("UPDATE token_buckets SET tokens = 1 WHERE user_id = %s", [user_id])
-    before = buckets(db, user_id)
+    before = stored_buckets(db, user_id)
     cli("pause", user_id)
     cli("resume", user_id)
-    assert buckets(db, user_id) == before
+    assert stored_buckets(db, user_id) == before
 
 
 def test_a_user_without_a_config_can_be_paused(cli: Cli, db: psycopg.Connection) -> None:
@@ -593,7 +583,7 @@ def test_config_activate_rolls_back_to_the_version_itself(
     shown = json.loads(cli("config", "show", user_id).out)
     assert shown["version"] == 1 and set(shown["dependencies"]) == {"openai", "stripe"}
     assert paused_flags(db, user_id)[0][:2] == (1, True)
-    assert len(buckets(db, user_id)) == 2
+    assert len(stored_buckets(db, user_id)) == 2
 
 
 def test_config_activate_refuses_unknown_versions_cleanly(cli: Cli, db: psycopg.Connection) -> None:
@@ -1032,7 +1022,7 @@ def test_python_m_janus_with_a_postgres_url(database_url: str, db: psycopg.Conne
         timeout=60,
     )
     assert (process.returncode, process.stdout, process.stderr) == (0, "1\n", "")
-    assert buckets(db, user_id) == {"openai": (6, 0, 6), "stripe": (4, 0, 4)}
+    assert stored_buckets(db, user_id) == {"openai": (6, 0, 6), "stripe": (4, 0, 4)}
 
 
 def test_python_m_janus_fails_in_one_line_without_a_traceback(database_url: str) -> None:

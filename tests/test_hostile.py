@@ -23,7 +23,7 @@ from janus.dashboard import FILES as DASHBOARD_FILES
 from tests.support.answers import DECISION_KEYS, JSON, MIB, assert_clear_error, assert_decisions
 from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
 from tests.support.bodies import body_with, plain_job, valid_body_for
-from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, stored_job, user_with_config
 from tests.support.hostile import (
     BAD_VALUES,
     CANONICAL_UUID,
@@ -153,9 +153,7 @@ def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
         return
     # As \u escapes they are valid JSON, and the payload's json column keeps them as sent.
     decisions = assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
-    [stored] = db.execute(
-        "SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-    ).fetchone() or [None]
+    stored = stored_job(db, decisions[0]["job_id"], "payload::text AS payload")["payload"]
     assert stored == to_json(payload, ascii_only=escape_everything)
     assert json.loads(stored) == payload
 
@@ -238,9 +236,7 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
         # A payload of any reasonable depth is stored as sent; a very deep one may be refused.
         decisions = assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
         assert {decision["status"] for decision in decisions} == {"Accepted"}
-        [stored] = db.execute(
-            "SELECT payload FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-        ).fetchone() or [None]
+        stored = stored_job(db, decisions[0]["job_id"], "payload")["payload"]
         assert stored == json.loads(to_json(payload))
     else:
         assert_clear_error(result, 400)
@@ -305,9 +301,7 @@ def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
         # Any JSON number, 1e999 and 10,000 digits included, is stored as it was written.
         decisions = assert_decisions(path, result, jobs)
         assert {decision["status"] for decision in decisions} == {"Accepted"}
-        [stored] = db.execute(
-            "SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-        ).fetchone() or [None]
+        stored = stored_job(db, decisions[0]["job_id"], "payload::text AS payload")["payload"]
         assert stored == to_json(payload)
 
 
@@ -471,10 +465,7 @@ def test_an_x_user_id_in_upper_case_names_the_user(app_client, db) -> None:
     result = post(app_client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), str(owner).upper())
 
     [decision] = assert_decisions(SINGLE_ROUTES[0], result, 1)
-    row = db.execute(
-        "SELECT user_id FROM jobs WHERE job_id = %s", [UUID(decision["job_id"])]
-    ).fetchone()
-    assert row == (owner,)
+    assert stored_job(db, decision["job_id"], "user_id") == {"user_id": owner}
 
 
 # --- Every other header, every route -----------------------------------------------------------

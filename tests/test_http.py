@@ -29,7 +29,7 @@ from tests.support.app import (
     serve_app,
 )
 from tests.support.bodies import batch, job, single
-from tests.support.factories import user_with_config
+from tests.support.factories import stored_job, user_with_config
 from tests.support.seed import SEED_BATCH, SEED_BATCH_NAME, SEED_SINGLE
 
 
@@ -436,11 +436,8 @@ def test_names_of_1_and_255_characters_are_accepted(app_client, db, open_user) -
         result = post_json(app_client, SINGLE_ROUTES[0], open_user, body)
 
         assert result.status_code == 202
-        row = db.execute(
-            "SELECT batch_name, tenant_id FROM jobs WHERE job_id = %s",
-            [UUID(result.json["job_id"])],
-        ).fetchone()
-        assert row == ("b" * length, "t" * length)
+        row = stored_job(db, result.json["job_id"], "batch_name, tenant_id")
+        assert row == {"batch_name": "b" * length, "tenant_id": "t" * length}
 
 
 def test_more_than_32_dependencies_is_400(app_client, open_user) -> None:
@@ -519,10 +516,7 @@ def test_payload_of_64_kib_is_accepted_and_stored_whole(app_client, db, open_use
     result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(payload=payload))
 
     assert result.status_code == 202
-    row = db.execute(
-        "SELECT payload FROM jobs WHERE job_id = %s", [UUID(result.json["job_id"])]
-    ).fetchone()
-    assert row == (payload,)
+    assert stored_job(db, result.json["job_id"], "payload") == {"payload": payload}
 
 
 def test_deeply_nested_payload_is_not_a_server_error(app_client, subtests, open_user) -> None:

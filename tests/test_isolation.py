@@ -42,7 +42,13 @@ from tests.support.app import (
     SINGLE_ROUTES,
 )
 from tests.support.bodies import body_with
-from tests.support.factories import OPEN_CAPACITY, bucket_tokens, create_user, user_with_config
+from tests.support.factories import (
+    OPEN_CAPACITY,
+    bucket_tokens,
+    create_user,
+    jobs_of,
+    user_with_config,
+)
 from tests.support.hostile import examples, valid_jobs
 from tests.support.raw_http import exchange, length, request_bytes
 
@@ -264,9 +270,7 @@ class Footprint:
     def of(cls, db: psycopg.Connection, user_id: UUID) -> Footprint:
         """The user's bucket levels and job count now."""
         tokens = tuple(bucket_tokens(db, user_id, name) for name in sorted(SHARED_CONFIG))
-        row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-        assert row is not None
-        return cls(tokens, row[0])
+        return cls(tokens, jobs_of(db, user_id))
 
 
 @pytest.fixture

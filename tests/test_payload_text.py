@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from uuid import UUID
 
+import psycopg
 import pytest
 import requests
 
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
+from tests.support.factories import stored_job
 
 # Every form the JSON grammar gives a number, and values no double holds.
 NUMBERS = [
@@ -94,11 +95,9 @@ def decisions_of(path: str, body: Any) -> list[dict[str, Any]]:
     return list(body)
 
 
-def stored_payload(db, job_id: str) -> str:
+def stored_payload(db: psycopg.Connection, job_id: str) -> str:
     """The payload of job `job_id` as the database holds it."""
-    row = db.execute("SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(job_id)]).fetchone()
-    assert row is not None, job_id
-    text: str = row[0]
+    text: str = stored_job(db, job_id, "payload::text AS payload")["payload"]
     return text
 
 

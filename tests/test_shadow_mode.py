@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import user_with_config
+from tests.support.factories import stored_job, user_with_config
 from tests.support.queue import claim, job_row, lease_call
 
 DEPENDENCIES = {
@@ -133,15 +133,8 @@ def buckets(db: psycopg.Connection, user_id: UUID) -> tuple[list[Any], list[Any]
 
 def stored(db: psycopg.Connection, job_ids: list[str]) -> list[tuple[Any, ...]]:
     """status, reason, state, retry_after, shadow_status and shadow_reason of each job, in order."""
-    rows = {
-        str(row[0]): row[1:]
-        for row in db.execute(
-            "SELECT job_id, status, reason, state, retry_after, shadow_status, shadow_reason"
-            " FROM jobs WHERE job_id = ANY(%s::uuid[])",
-            [job_ids],
-        )
-    }
-    return [rows[job_id] for job_id in job_ids]
+    columns = "status, reason, state, retry_after, shadow_status, shadow_reason"
+    return [tuple(stored_job(db, job_id, columns).values()) for job_id in job_ids]
 
 
 def shadow_counts(client: falcon.testing.TestClient) -> Counter[tuple[str, ...]]:
