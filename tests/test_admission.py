@@ -16,6 +16,7 @@ import falcon.testing
 import psycopg
 import pytest
 
+from tests.support.answers import RATE_LIMITED
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
 from tests.support.bodies import batch, job, single
 from tests.support.factories import (
@@ -32,7 +33,6 @@ from tests.support.factories import (
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
-RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 
 
 def stored(db: psycopg.Connection, job_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import GunicornServer
+from tests.support.answers import RATE_LIMITED
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
@@ -22,7 +23,6 @@ from tests.support.browser import (
     signed_in,
 )
 
-RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 TOTALS = f"Last hour: 1 accepted, 1 rejected ({RATE_LIMITED} 1)"
 
 

@@ -21,10 +21,10 @@ from janus.history import ACTIVITY_MINUTES
 from janus.resources.errors import add_error_handlers
 from janus.resources.history import ActivityResource
 from janus.settings import Settings
-from tests.support.answers import assert_clear_error
+from tests.support.answers import RATE_LIMITED, assert_clear_error
 from tests.support.app import headers_for, post_json
 from tests.support.factories import user_with_config
-from tests.support.history import ACTIVITY, RATE_LIMITED, insert_jobs
+from tests.support.history import ACTIVITY, insert_jobs
 from tests.support.plans import plan_nodes
 from tests.support.seed import SEED_SINGLE
 

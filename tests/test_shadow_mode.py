@@ -17,6 +17,7 @@ import falcon.testing
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.answers import RATE_LIMITED
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
 from tests.support.factories import stored_job, user_with_config
@@ -33,7 +34,6 @@ CONFIG: dict[str, Any] = {
     "tenant_overrides": {"vip": 1},
 }
 
-RATE = "dependency 'openai' rate limit exceeded"
 ATOMIC = "batch rejected atomically"
 TOO_LOW = "priority too low"
 
@@ -80,7 +80,7 @@ SEQUENCE: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
         ),
         [
             ("Accepted", "", "none"),
-            ("Rejected", RATE, "rate_limit"),
+            ("Rejected", RATE_LIMITED, "rate_limit"),
             ("Rejected", "tenant 'c' exceeded its share of dependency 'search'", "tenant_share"),
             ("Accepted", "", "none"),
             ("Rejected", TOO_LOW, "min_priority"),
@@ -90,7 +90,7 @@ SEQUENCE: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
     (
         "/dashboard/jobs/batch/atomic",
         batch(job(9, {"search": 1}, tenant_id="vip"), job(5, {"openai": 1}, tenant_id="vip")),
-        [("Rejected", ATOMIC, "atomic_batch"), ("Rejected", RATE, "rate_limit")],
+        [("Rejected", ATOMIC, "atomic_batch"), ("Rejected", RATE_LIMITED, "rate_limit")],
     ),
 ]
 # What the accepted jobs took: openai 4 + 1 + 3 + 2, search 5 + 40; tenant a 4, b 1 and 5,

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from janus.db.maintenance import prune_full_tenant_buckets
-from tests.support.answers import Answer
+from tests.support.answers import Answer, over_share, rate_limited
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, headers_for, post_json
 from tests.support.bodies import batch, job, single
 from tests.support.burst import (
@@ -50,16 +50,6 @@ PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
 CONFIG = "/dashboard/config"
 VERSIONS = "/dashboard/config/versions"
-
-
-def over_share(tenant: str, dependency: str = "openai") -> str:
-    """The contract's reason for a job refused by its tenant's share alone."""
-    return f"tenant '{tenant}' exceeded its share of dependency '{dependency}'"
-
-
-def rate_limited(dependency: str = "openai") -> str:
-    """The contract's reason for a job refused by the dependency's own bucket."""
-    return f"dependency '{dependency}' rate limit exceeded"
 
 
 def submit(
