@@ -15,10 +15,9 @@ import requests
 from janus.settings import Settings
 from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
-from tests.support.app import SERVICE_TOKEN, headers_for, serve_app
+from tests.support.app import CONFIG, SERVICE_TOKEN, headers_for, serve_app
 from tests.support.factories import bucket_tokens, create_user, user_with_config
 
-CONFIG = "/dashboard/config"
 VERSIONS = "/dashboard/config/versions"
 
 

@@ -16,6 +16,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import GunicornServer
+from tests.support.app import CONFIG
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
@@ -29,7 +30,6 @@ from tests.support.browser import (
 from tests.support.factories import create_user, user_with_config
 from tests.support.seed import SEED_SINGLE
 
-CONFIG = "/dashboard/config"
 # What GET /dashboard/config adds to the config a PUT takes.
 NOT_EDITED = ("version", "activated_at", "paused")
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.support.app import headers_for, post_json
+from tests.support.app import headers_for, post_json, put_config
 from tests.support.bodies import batch, job, single
 from tests.support.factories import create_user
 
@@ -66,8 +66,7 @@ def _config(client: falcon.testing.TestClient, user_id: UUID, **settings: Any) -
         },
         **settings,
     }
-    result = client.simulate_put("/dashboard/config", json=body, headers=headers_for(user_id))
-    assert result.status_code == 200, result.text
+    put_config(client, user_id, body)
 
 
 def _decide(client: falcon.testing.TestClient, user_id: UUID, tenant_id: str, status: int) -> str:
