@@ -336,10 +336,8 @@ def _quotas(client: falcon.testing.TestClient, user_id: UUID) -> Any:
 def test_quotas_show_each_bucket_as_the_view_does(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    user_id = user_with_config(
         db,
-        user_id,
         {
             "openai": {"capacity": 100, "refill_per_second": 0.5},
             "search": {"capacity": 10, "refill_per_second": 0},
@@ -384,10 +382,9 @@ def test_quota_numbers_are_exact_decimals_in_the_json(
 def test_an_adaptive_buckets_effective_refill_and_full_in_seconds(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
     adaptive = {"decrease": 0.5, "floor": 0.25, "recovery_per_minute": 0.05}
-    activate_config(
-        db, user_id, {"openai": {"capacity": 100, "refill_per_second": 60, "adaptive": adaptive}}
+    user_id = user_with_config(
+        db, {"openai": {"capacity": 100, "refill_per_second": 60, "adaptive": adaptive}}
     )
     # Cut to the floor, recovery off, 30 tokens short: full in 2 s at 15 tokens/s.
     db.execute(
@@ -418,10 +415,8 @@ def _tenants(answer: Any) -> list[tuple[str, str]]:
 def test_quotas_show_the_mode_and_the_tenant_buckets_closest_to_their_limit_first(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    user_id = user_with_config(
         db,
-        user_id,
         {
             "openai": {"capacity": 100, "refill_per_second": 0},
             "stripe": {"capacity": 10, "refill_per_second": 1},
@@ -491,14 +486,12 @@ def test_quotas_show_shadow_mode(
 def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
     dependencies = {
         "openai": {"capacity": 400, "refill_per_second": 0},
         "stripe": {"capacity": 4, "refill_per_second": 6},
     }
-    activate_config(db, user_id, dependencies, tenant_share=0.5)
-    other = create_user(db)
-    activate_config(db, other, dependencies, tenant_share=0.5)
+    user_id = user_with_config(db, dependencies, tenant_share=0.5)
+    other = user_with_config(db, dependencies, tenant_share=0.5)
     insert = (
         "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
         " refill_per_second, tokens, refilled_at)"
