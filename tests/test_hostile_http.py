@@ -37,6 +37,7 @@ from tests.support.raw_http import (
     length,
     request_bytes,
     single_body,
+    single_request,
 )
 from tests.support.request_log import request_log_lines
 
@@ -276,10 +277,7 @@ def test_x_user_id_values_of_every_shape_are_a_clear_401(
     }
     for name, headers in shapes.items():
         with subtests.test(shape=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(*headers))
 
             assert_clear_error(answer, 401)
     assert (jobs_of(db, open_user), jobs_of(db, other)) == (0, 0)
@@ -299,10 +297,7 @@ def test_header_values_gunicorn_cannot_accept_are_refused(
     }
     for name, header in shapes.items():
         with subtests.test(shape=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [header, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(header))
 
             assert_refused(answer)
     assert jobs_of(db, open_user) == 0
@@ -311,10 +306,9 @@ def test_header_values_gunicorn_cannot_accept_are_refused(
 
 def test_x_user_id_with_spaces_around_it_names_the_user(two_worker_server, db, open_user) -> None:
     # Whitespace around a field value is not part of it (RFC 9110, 5.5).
-    body = single_body()
     answer = exchange(
         two_worker_server,
-        request_bytes("/dashboard/jobs", [f"X-User-ID: \t {open_user} \t", length(body)], body),
+        single_request(f"X-User-ID: \t {open_user} \t"),
     )
 
     assert_decisions("/dashboard/jobs", answer, 1)
@@ -337,18 +331,14 @@ def test_header_names_with_underscores_are_ignored(
     }
     for name, headers in spellings.items():
         with subtests.test(spelling=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(*headers))
 
             assert_clear_error(answer, 401)
     assert jobs_of(db, open_user) == 0
 
-    body = single_body()
     lower_case = exchange(
         two_worker_server,
-        request_bytes("/dashboard/jobs", [f"x-user-id: {open_user}", length(body)], body),
+        single_request(f"x-user-id: {open_user}"),
     )
 
     assert_decisions("/dashboard/jobs", lower_case, 1)
@@ -372,10 +362,9 @@ def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(
     activate_config(db, known, {"openai": {"capacity": 100, "refill_per_second": 0}})
     for name, spelling in NON_CANONICAL_ON_THE_WIRE.items():
         with subtests.test(spelling=name):
-            body = single_body()
             answer = exchange(
                 two_worker_server,
-                request_bytes("/dashboard/jobs", [b"X-User-ID: " + spelling, length(body)], body),
+                single_request(b"X-User-ID: " + spelling),
             )
 
             assert_clear_error(answer, 401)
