@@ -25,7 +25,7 @@ from tests.support.browser import (
     sign_in,
     signed_in,
 )
-from tests.support.factories import user_with_config
+from tests.support.factories import jobs_of, user_with_config
 from tests.support.seed import SEED_SINGLE
 
 
@@ -103,9 +103,7 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
     quote = json.loads(answer["body"])
     assert (quote["kind"], quote["status"], quote["accepted"]) == ("single", 202, 1)
     # Nothing was stored and no token taken.
-    assert db.execute(
-        "SELECT count(*) FROM jobs WHERE user_id = %s", (seed_once_user,)
-    ).fetchone() == (0,)
+    assert jobs_of(db, seed_once_user) == 0
     assert "2 / 2" in gauges(browser)["openai"]
     screenshot(browser, "submit-quote", top="submit-answer")
     assert script_errors(browser) == []
