@@ -421,6 +421,16 @@ REFUSED_CONFIGS: dict[str, tuple[Any, list[str]]] = {
         with_adaptive(True),
         ["dependencies.openai.adaptive", "Invalid input type"],
     ),
+    # What `config show` prints beside a config is checked before it is left out.
+    "shown-version-0": ({"version": 0, "dependencies": {}}, ["version", "greater than or equal"]),
+    "shown-version-text": (
+        {"version": "2", "dependencies": {}},
+        ["version", "Not a valid integer"],
+    ),
+    "shown-activated-at": (
+        {"activated_at": "yesterday", "dependencies": {}},
+        ["activated_at", "Not a valid datetime"],
+    ),
 }
 
 
@@ -436,6 +446,7 @@ def test_config_set_names_every_bad_field_in_its_one_line(
     config_set: SetConfig, db: psycopg.Connection
 ) -> None:
     config = {
+        "version": True,
         "paused": "yes",
         "priority_reserve": 1,
         "dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}, "bad\nname": 1},
@@ -443,6 +454,7 @@ def test_config_set_names_every_bad_field_in_its_one_line(
     assert_one_line_error(
         config_set(create_user(db), config),
         2,
+        "version",
         "paused",
         "priority_reserve",
         "dependencies.openai.capacity",
@@ -508,6 +520,55 @@ def test_config_show_prints_the_active_config_with_its_version(
     assert_shown(cli, user_id, 2, config)
     out = cli("config", "show", user_id).ok()
     assert out.startswith('{\n  "version": 2,\n')  # pretty, version first
+
+
+def test_what_config_show_prints_config_set_stores_again_as_the_next_version(
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config show USER > c.json && config set USER c.json`, and `config show USER | config
+    set USER -`: the same config, as a new version."""
+    user_id = user_with_config(
+        db,
+        {
+            "openai": {"capacity": 100, "refill_per_second": 10, "adaptive": ADAPTIVE},
+            "stripe": {"capacity": 20, "refill_per_second": 0.5},
+        },
+        min_priority=2,
+        priority_reserve=0.25,
+        unknown_dependencies="allow",
+        max_attempts=5,
+        retention_days=30,
+        mode="shadow",
+        tenant_share=0.5,
+        tenant_overrides={"vip": 1, "small-tenant": 0.125},
+    )
+    shown = cli("config", "show", user_id).ok()
+    buckets = stored_buckets(db, user_id)
+
+    assert config_set(user_id, shown).ok() == "2\n"
+    feed_stdin(monkeypatch, shown)
+    assert cli("config", "set", user_id, "-").ok() == "3\n"
+
+    in_force = json.loads(shown)
+    assert in_force.pop("version") == 1 and in_force.pop("activated_at")
+    assert_shown(cli, user_id, 3, in_force)
+    # Stored alike, but that the shown `paused` (the user's state) is now said by the version.
+    versions = json.loads(cli("config", "versions", user_id, "--json").ok())["versions"]
+    assert [version["version"] for version in versions] == [3, 2, 1]
+    third, second, first = (version["config"] for version in versions)
+    assert third == second == {**first, "paused": False}
+    assert stored_buckets(db, user_id) == buckets
+
+
+def test_a_shown_config_is_set_as_the_next_version_whatever_is_active_by_then(
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db)
+    shown_from_1 = cli("config", "show", user_id).ok()
+    assert config_set(user_id, {"dependencies": {}}).ok() == "2\n"
+
+    assert config_set(user_id, shown_from_1).ok() == "3\n"
+    assert set(shown_config(cli, user_id)["dependencies"]) == {"openai", "stripe"}
 
 
 def test_config_show_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
