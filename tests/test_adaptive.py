@@ -241,14 +241,18 @@ def test_a_new_config_resets_the_effective_refill_after_refilling_at_the_old_one
     after = bucket(db, adaptive_user, "openai")
     elapsed = seconds(after.refilled_at, cut.refilled_at)
     assert after.tokens == cut.tokens + gained(Decimal(60), Decimal(15), Decimal("0.05"), elapsed)
-    assert (after.effective, after.refill, after.recovery) == (120, 120, Decimal("0.1"))
+    assert (after.effective, after.refill, after.recovery) == (
+        Decimal(120),
+        Decimal(120),
+        Decimal("0.1"),
+    )
     assert after.throttled_at is None
     assert before.refilled_at < cut.refilled_at <= after.refilled_at
 
     # Turning adaptive off makes it a plain bucket again.
     activate_config(db, adaptive_user, {"openai": {"capacity": 10, "refill_per_second": 3}})
     plain = bucket(db, adaptive_user, "openai")
-    assert (plain.effective, plain.refill, plain.recovery) == (3, 3, None)
+    assert (plain.effective, plain.refill, plain.recovery) == (Decimal(3), Decimal(3), None)
 
 
 # --- reports: multiplicative decrease, floor, recovery, clamping ---
@@ -324,7 +328,11 @@ def test_a_report_takes_no_token_and_never_goes_below_zero(
     before = bucket(db, adaptive_user, "openai")
     report(db, adaptive_user, "openai")
     after = bucket(db, adaptive_user, "openai")
-    assert (after.tokens, after.effective, after.refilled_at) == (0, 30, before.refilled_at)
+    assert (after.tokens, after.effective, after.refilled_at) == (
+        Decimal(0),
+        Decimal(30),
+        before.refilled_at,
+    )
 
 
 def test_reports_leave_plain_buckets_and_unknown_names_alone(

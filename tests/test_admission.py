@@ -73,7 +73,9 @@ def assert_rejected(result: falcon.testing.Result, reason: str) -> None:
 # --- Each rejection reason, with its exact text ----------------------------------------------
 
 
-def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
+def test_priority_below_min_priority_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)}, min_priority=5)
 
     result = submit(app_client, user_id, priority=4, dependencies={"openai": 1})
@@ -84,7 +86,9 @@ def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
     assert_accepted(submit(app_client, user_id, priority=5, dependencies={"openai": 1}))
 
 
-def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
+def test_dependency_missing_from_config_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 1, "stripe": 1})
@@ -94,7 +98,9 @@ def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 10
 
 
-def test_cost_above_capacity_is_rejected(app_client, db) -> None:
+def test_cost_above_capacity_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 5)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
@@ -104,7 +110,9 @@ def test_cost_above_capacity_is_rejected(app_client, db) -> None:
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
 
-def test_empty_bucket_is_rate_limited(app_client, db) -> None:
+def test_empty_bucket_is_rate_limited(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 8}))
 
@@ -117,7 +125,9 @@ def test_empty_bucket_is_rate_limited(app_client, db) -> None:
 # --- The order of the checks -------------------------------------------------------------------
 
 
-def test_priority_is_checked_before_everything_else(app_client, db) -> None:
+def test_priority_is_checked_before_everything_else(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)}, min_priority=6)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 10}))
 
@@ -126,7 +136,9 @@ def test_priority_is_checked_before_everything_else(app_client, db) -> None:
     assert_rejected(result, "priority too low")
 
 
-def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client, db) -> None:
+def test_unconfigured_is_checked_before_capacity_of_every_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"aaa": limits(10)})
 
     # 'aaa' (over capacity) sorts before 'zzz' (not configured), yet the configured check
@@ -136,7 +148,9 @@ def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client,
     assert_rejected(result, "dependency 'zzz' is not configured")
 
 
-def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -> None:
+def test_capacity_is_checked_before_tokens_of_every_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"aaa": limits(10), "bbb": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"aaa": 10}))
 
@@ -145,7 +159,9 @@ def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -
     assert_rejected(result, "dependency 'bbb' cost 11 exceeds capacity 10")
 
 
-def test_unconfigured_dependencies_are_reported_in_name_order(app_client, db) -> None:
+def test_unconfigured_dependencies_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"zeta": 1, "openai": 1, "alpha": 1})
@@ -153,7 +169,9 @@ def test_unconfigured_dependencies_are_reported_in_name_order(app_client, db) ->
     assert_rejected(result, "dependency 'alpha' is not configured")
 
 
-def test_over_capacity_dependencies_are_reported_in_name_order(app_client, db) -> None:
+def test_over_capacity_dependencies_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(7)})
 
     result = submit(app_client, user_id, dependencies={"stripe": 6, "openai": 8})
@@ -161,7 +179,9 @@ def test_over_capacity_dependencies_are_reported_in_name_order(app_client, db) -
     assert_rejected(result, "dependency 'openai' cost 8 exceeds capacity 7")
 
 
-def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
+def test_short_buckets_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(5)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 5, "openai": 5}))
 
@@ -173,7 +193,9 @@ def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
 # --- unknown_dependencies "allow", and jobs without dependencies ------------------------------
 
 
-def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client, db) -> None:
+def test_allow_admits_an_unconfigured_dependency_without_limiting_it(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(1)}, unknown_dependencies="allow")
 
     for _ in range(3):
@@ -191,7 +213,9 @@ def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client,
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_client, db) -> None:
+def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 1}))
 
@@ -204,7 +228,9 @@ def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_cl
     assert stored(db, empty.json["job_id"])["dependencies"] == {}
 
 
-def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> None:
+def test_job_without_dependencies_still_needs_the_priority(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(1)}, min_priority=3)
 
     assert_rejected(submit(app_client, user_id, priority=2), "priority too low")
@@ -213,7 +239,9 @@ def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> No
 # --- Token accounting ---------------------------------------------------------------------------
 
 
-def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
+def test_bucket_admits_exactly_its_capacity(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     results = [submit(app_client, user_id, dependencies={"openai": 1}) for _ in range(11)]
@@ -228,7 +256,9 @@ def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
     assert stored_tokens(db, user_id, "openai") == 0
 
 
-def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
+def test_a_job_takes_all_of_its_costs_or_none(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 8}))
 
@@ -242,7 +272,9 @@ def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "stripe") == 0
 
 
-def test_bucket_refills_over_time(app_client, db) -> None:
+def test_bucket_refills_over_time(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 20)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
     assert_rejected(submit(app_client, user_id, dependencies={"openai": 8}), RATE_LIMITED)
@@ -253,7 +285,9 @@ def test_bucket_refills_over_time(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") < 5
 
 
-def test_refill_never_goes_above_capacity(app_client, db) -> None:
+def test_refill_never_goes_above_capacity(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 1)})
     time.sleep(0.3)  # a full bucket that would hold 10.3 without the cap
 
@@ -268,7 +302,9 @@ def test_refill_never_goes_above_capacity(app_client, db) -> None:
 # --- Retry-After --------------------------------------------------------------------------------
 
 
-def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
+def test_retry_after_is_the_wait_until_the_job_fits(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
@@ -278,7 +314,9 @@ def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
     assert result.headers["Retry-After"] == "3"
 
 
-def test_retry_after_is_at_least_one_second(app_client, db) -> None:
+def test_retry_after_is_at_least_one_second(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 2)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
@@ -289,7 +327,9 @@ def test_retry_after_is_at_least_one_second(app_client, db) -> None:
     assert result.headers["Retry-After"] == "1"
 
 
-def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
+def test_retry_after_waits_for_the_slowest_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
@@ -299,7 +339,9 @@ def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
     assert result.headers["Retry-After"] == "5"
 
 
-def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
+def test_retry_after_counts_the_priority_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(100, 10)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 100}))
 
@@ -310,7 +352,9 @@ def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
     assert result.headers["Retry-After"] == "3"
 
 
-def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
+def test_no_retry_after_when_a_bucket_never_refills(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
@@ -320,7 +364,9 @@ def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
     assert "Retry-After" not in result.headers
 
 
-def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> None:
+def test_no_retry_after_when_any_short_bucket_never_refills(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 0)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
@@ -330,7 +376,9 @@ def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> N
     assert "Retry-After" not in result.headers
 
 
-def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db) -> None:
+def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10, 1)}, priority_reserve=0.5)
 
     # Priority 1 must leave 5 of 10 behind, so a cost of 6 never fits, however long it waits.
@@ -343,7 +391,9 @@ def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db
 # --- The priority reserve -----------------------------------------------------------------------
 
 
-def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
+def test_lowest_priority_stops_at_the_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
 
     assert_rejected(
@@ -358,7 +408,9 @@ def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 20
 
 
-def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
+def test_highest_priority_can_empty_the_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 80}))
     assert_rejected(
@@ -371,7 +423,9 @@ def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> None:
+def test_middle_priority_stops_at_its_share_of_the_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     # C x f x (10 - p) / 9 = 90 x 0.2 x 6 / 9 = 12 tokens kept back from priority 4.
     user_id = user_with_config(db, {"openai": limits(90)}, priority_reserve=0.2)
 
@@ -394,7 +448,9 @@ def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> No
     assert bucket_tokens(db, user_id, "openai") == 6
 
 
-def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
+def test_no_reserve_is_a_plain_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0)
 
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 100}))
@@ -406,7 +462,7 @@ def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
 
 
 def test_partial_batch_decides_highest_priority_first_and_answers_in_request_order(
-    app_client, db
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     body = batch(
@@ -443,7 +499,9 @@ def test_partial_batch_decides_highest_priority_first_and_answers_in_request_ord
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> None:
+def test_partial_batch_stores_every_job_with_its_own_reason(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(5), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(1, {"openai": 1}, tenant_id="t1"),
@@ -486,7 +544,9 @@ def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> N
 # --- Atomic batches -----------------------------------------------------------------------------
 
 
-def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
+def test_atomic_batch_all_accepted_stores_every_job(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = batch(
         job(2, {"openai": 3}, tenant_id="first"),
@@ -510,7 +570,9 @@ def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "stripe") == 0
 
 
-def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_client, db) -> None:
+def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(5, {"openai": 2}),
@@ -537,7 +599,9 @@ def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_clie
     assert jobs_of(db, user_id) == 0
 
 
-def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client, db) -> None:
+def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     # Each fits alone; together they do not. The later, higher-priority job goes first.
@@ -554,7 +618,9 @@ def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client,
     assert jobs_of(db, user_id) == 0
 
 
-def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> None:
+def test_atomic_batch_that_exactly_fits_empties_the_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
@@ -567,7 +633,9 @@ def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> No
     assert jobs_of(db, user_id) == 2
 
 
-def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
+def test_atomic_batch_ties_are_decided_in_request_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
@@ -596,7 +664,9 @@ def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
         (ATOMIC_ROUTES[1], "system"),
     ],
 )
-def test_each_job_records_the_route_it_came_through(app_client, db, path, source) -> None:
+def test_each_job_records_the_route_it_came_through(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str, source: str
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     if path in SINGLE_ROUTES:
         result = post_json(app_client, path, user_id, single(5, {"openai": 1}))
@@ -611,7 +681,9 @@ def test_each_job_records_the_route_it_came_through(app_client, db, path, source
     assert jobs_of(db, user_id) == len(job_ids)
 
 
-def test_rejected_single_job_is_stored_with_its_reason(app_client, db) -> None:
+def test_rejected_single_job_is_stored_with_its_reason(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
@@ -635,7 +707,9 @@ def ordered(text: str) -> Any:
     return json.loads(text, object_pairs_hook=list)
 
 
-def test_payload_is_stored_as_sent(app_client, db) -> None:
+def test_payload_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = (
         '{"batch_name": "b\\u00e4tch", "tenant_id": "tenant-ü", "priority": 7,'
@@ -658,7 +732,9 @@ def test_payload_is_stored_as_sent(app_client, db) -> None:
     assert row["user_id"] == user_id
 
 
-def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
+def test_payload_of_batch_jobs_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     body = (
         '{"batch_name": "many", "jobs": ['
@@ -693,7 +769,9 @@ def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_paused_config_is_forbidden(app_client, db, path) -> None:
+def test_paused_config_is_forbidden(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)}, paused=True)
     body = single(5, {"openai": 1}) if path in SINGLE_ROUTES else batch(job(5, {"openai": 1}))
 
@@ -706,7 +784,9 @@ def test_paused_config_is_forbidden(app_client, db, path) -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
+def test_user_without_active_config_is_forbidden(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     user_id = create_user(db)
     body = single(5) if path in SINGLE_ROUTES else batch(job(5))
 
@@ -718,7 +798,9 @@ def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
+def test_unknown_user_is_unauthorized(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     user_with_config(db, {"openai": limits(10)})
     body = single(5) if path in SINGLE_ROUTES else batch(job(5))
 
@@ -731,7 +813,9 @@ def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
     assert row == (0,)
 
 
-def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
+def test_pausing_takes_effect_on_the_next_request(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 4}))
 
@@ -746,7 +830,9 @@ def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_one_user_cannot_spend_another_users_buckets(app_client, db) -> None:
+def test_one_user_cannot_spend_another_users_buckets(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     alice = user_with_config(db, {"openai": limits(5)})
     bob = user_with_config(db, {"openai": limits(5), "stripe": limits(5)})
 

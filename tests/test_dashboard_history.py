@@ -461,7 +461,7 @@ def test_quotas_show_the_mode_and_the_tenant_buckets_closest_to_their_limit_firs
     assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 5, 0.5)
     assert 4 <= stripe["tokens"] <= 5 and 0 <= stripe["full_in_seconds"] <= 2
     # The same numbers as the view the operators read.
-    view = dict(
+    view: dict[str, Decimal] = dict(
         db.execute(
             "SELECT tenant_id, tokens_now FROM tenant_buckets_now"
             " WHERE user_id = %s AND dependency = 'openai'",

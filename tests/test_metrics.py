@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 from uuid import UUID
 
 import falcon.testing
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import tuple_row
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from janus import metrics
 from janus.admission import DatabaseUnavailable
@@ -70,7 +71,7 @@ def small_user(db: psycopg.Connection) -> UUID:
     return user_with_config(db, {"openai": {"capacity": 5, "refill_per_second": 0}}, min_priority=3)
 
 
-def post(server: GunicornServer, path: str, user_id: UUID, body: object) -> requests.Response:
+def post(server: GunicornServer, path: str, user_id: UUID, body: Any) -> requests.Response:
     """POST `body` as JSON on a connection of its own, so any worker may take it."""
     return requests.post(
         f"{server.url}{path}",
@@ -350,12 +351,14 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
         def connection(self) -> contextlib.nullcontext[None]:
             return contextlib.nullcontext()
 
+    # A stand-in for the pool: fetch_in_transaction only asks it for a connection.
+    pool = cast("ConnectionPool[Any]", Pool())
     monkeypatch.setattr(transactions, "_alone", conflicting)
     retried = metrics.CONFLICT_RETRIES.labels
     before = (retried("serialization_failure")._value.get(), retried("deadlock")._value.get())
 
     rows = transactions.fetch_in_transaction(
-        Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=2, base_delay=0
+        pool, "SELECT 1", {}, row_factory=tuple_row, retries=2, base_delay=0
     )
 
     assert rows == []
@@ -364,7 +367,7 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
     conflicts.extend([psycopg.errors.SerializationFailure("s")] * 2)
     with pytest.raises(DatabaseUnavailable) as raised:
         transactions.fetch_in_transaction(
-            Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
+            pool, "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
         )
     assert raised.value.cause == "conflict"
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
+import falcon.testing
 import psycopg
 import pytest
 import requests
 
+from tests.conftest import GunicornServer
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
 from tests.support.factories import stored_job
 
@@ -110,7 +113,9 @@ def test_the_payload_covers_what_it_claims() -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_every_number_and_string_is_stored_as_sent(app_client, db, openai_user, path) -> None:
+def test_every_number_and_string_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, openai_user: UUID, path: str
+) -> None:
     result = app_client.simulate_post(
         path,
         body=body_text(path, PAYLOAD).encode(),
@@ -127,7 +132,9 @@ def test_every_number_and_string_is_stored_as_sent(app_client, db, openai_user, 
         assert stored_payload(db, decisions[1]["job_id"]) == "{}"
 
 
-def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, openai_user) -> None:
+def test_a_missing_payload_is_stored_as_an_empty_object(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, openai_user: UUID
+) -> None:
     body = '{"batch_name": "b", "tenant_id": "t", "priority": 5}'
 
     result = app_client.simulate_post(
@@ -142,7 +149,7 @@ def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, openai_u
 
 @pytest.mark.concurrency
 def test_every_number_and_string_is_stored_as_sent_through_gunicorn(
-    gunicorn_server, db, openai_user
+    gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     path = ATOMIC_ROUTES[1]
 

@@ -98,7 +98,7 @@ def real(
     answers = result.json
     if isinstance(answers, dict):
         answers = answers.get("results", [answers])
-    stored = dict(
+    stored: dict[UUID, int | None] = dict(
         db.execute(
             "SELECT job_id, retry_after FROM jobs WHERE job_id = ANY(%s)",
             [[UUID(a["job_id"]) for a in answers]],

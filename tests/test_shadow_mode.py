@@ -107,9 +107,10 @@ TENANT_TOKENS_LEFT = {
 def answered(result: falcon.testing.Result) -> list[dict[str, Any]]:
     """The decisions of a job route's answer, in request order."""
     body = result.json
-    if isinstance(body, list):
-        return body
-    return body.get("results", [body])
+    decisions: list[dict[str, Any]] = (
+        body if isinstance(body, list) else body.get("results", [body])
+    )
+    return decisions
 
 
 def send_all(client: falcon.testing.TestClient, user_id: UUID) -> list[falcon.testing.Result]:

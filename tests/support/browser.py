@@ -21,6 +21,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.chromium.webdriver import ChromiumDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -85,6 +86,7 @@ def script_errors(browser: WebDriver, *expected_statuses: int) -> list[str]:
     """What the console logged, but the API's refusals the page was meant to meet: 401
     always, and any of `expected_statuses` (a refusal a test provokes on purpose)."""
     expected = [f"status of {status} " for status in (401, *expected_statuses)]
+    assert isinstance(browser, ChromiumDriver)  # the browser fixture's; it keeps the console log
     return [
         entry["message"]
         for entry in browser.get_log("browser")

@@ -114,7 +114,8 @@ def burst(base_url: str, user_id: UUID, calls: Sequence[Call]) -> list[Reply]:
             local.session.headers["X-User-ID"] = str(user_id)
             with sessions_lock:
                 sessions.append(local.session)
-        return local.session
+        current: requests.Session = local.session
+        return current
 
     def wait_for_everyone() -> None:
         session()

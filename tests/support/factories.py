@@ -34,8 +34,8 @@ def create_user(db: psycopg.Connection, name: str = "tester", user_id: UUID | No
         [user_id, name],
     ).fetchone()
     assert row is not None
-    user_id: UUID = row[0]
-    return user_id
+    created: UUID = row[0]
+    return created
 
 
 def activate_config(
