@@ -55,7 +55,7 @@ test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYT
 check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy janus devtools
+	$(BIN)/mypy  # the files of [tool.mypy] in pyproject.toml: janus, devtools, tests
 	$(BIN)/lint-imports
 
 migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration

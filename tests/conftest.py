@@ -28,7 +28,7 @@ from devtools import localdb
 from devtools.ports import free_port
 from devtools.service import Service, ServiceError
 from janus.settings import Settings, normalize_database_url
-from tests.support.app import serve_app
+from tests.support.app import SERVICE_TOKEN, serve_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = 4
@@ -138,6 +138,13 @@ def app_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
         yield client
 
 
+@pytest.fixture
+def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
+    """The real app in-process as app_client, with SERVICE_TOKEN as its service token."""
+    with serve_app(Settings(database_url=database_url, service_token=SERVICE_TOKEN)) as client:
+        yield client
+
+
 # The real service under gunicorn, started as the Procfile's `web` line starts it: its `url`,
 # `process`, `log()`, `worker_pids()` and `stop()`.
 GunicornServer = Service
@@ -207,5 +214,6 @@ def gunicorn_server(
     return start_gunicorn(**options)
 
 
-# Fixtures of tests/support any module may use: open_user, openai_user.
+# Fixtures of tests/support any module may use: the users of fixtures.py (open_user,
+# openai_user, seed_once_user, ten_token_user) and browser.py's headless Chromium (browser).
 pytest_plugins = ["tests.support.fixtures", "tests.support.browser"]

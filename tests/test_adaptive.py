@@ -24,7 +24,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from janus.db.buckets import report_upstream_throttled
-from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, stored_bucket, user_with_config
 from tests.support.hostile import examples
 
 # refill 60 tokens/s, floor 0.25 (15/s), decrease 0.5, recovery 0.05 x 60 = 3 tokens/s per
@@ -50,14 +50,14 @@ class Bucket(NamedTuple):
 
 def bucket(db: psycopg.Connection, user_id: UUID, dependency: str) -> Bucket:
     """The token_buckets row of (user, dependency)."""
-    row = db.execute(
-        "SELECT tokens, effective_refill_per_second, refill_per_second,"
-        "       adaptive_recovery_per_second, refilled_at, throttled_at"
-        "  FROM token_buckets WHERE user_id = %s AND dependency = %s",
-        [user_id, dependency],
-    ).fetchone()
-    assert row is not None
-    return Bucket(*row)
+    row = stored_bucket(
+        db,
+        user_id,
+        dependency,
+        "tokens, effective_refill_per_second AS effective, refill_per_second AS refill,"
+        " adaptive_recovery_per_second AS recovery, refilled_at, throttled_at",
+    )
+    return Bucket(**row)
 
 
 def set_bucket(
@@ -241,14 +241,18 @@ def test_a_new_config_resets_the_effective_refill_after_refilling_at_the_old_one
     after = bucket(db, adaptive_user, "openai")
     elapsed = seconds(after.refilled_at, cut.refilled_at)
     assert after.tokens == cut.tokens + gained(Decimal(60), Decimal(15), Decimal("0.05"), elapsed)
-    assert (after.effective, after.refill, after.recovery) == (120, 120, Decimal("0.1"))
+    assert (after.effective, after.refill, after.recovery) == (
+        Decimal(120),
+        Decimal(120),
+        Decimal("0.1"),
+    )
     assert after.throttled_at is None
     assert before.refilled_at < cut.refilled_at <= after.refilled_at
 
     # Turning adaptive off makes it a plain bucket again.
     activate_config(db, adaptive_user, {"openai": {"capacity": 10, "refill_per_second": 3}})
     plain = bucket(db, adaptive_user, "openai")
-    assert (plain.effective, plain.refill, plain.recovery) == (3, 3, None)
+    assert (plain.effective, plain.refill, plain.recovery) == (Decimal(3), Decimal(3), None)
 
 
 # --- reports: multiplicative decrease, floor, recovery, clamping ---
@@ -324,7 +328,11 @@ def test_a_report_takes_no_token_and_never_goes_below_zero(
     before = bucket(db, adaptive_user, "openai")
     report(db, adaptive_user, "openai")
     after = bucket(db, adaptive_user, "openai")
-    assert (after.tokens, after.effective, after.refilled_at) == (0, 30, before.refilled_at)
+    assert (after.tokens, after.effective, after.refilled_at) == (
+        Decimal(0),
+        Decimal(30),
+        before.refilled_at,
+    )
 
 
 def test_reports_leave_plain_buckets_and_unknown_names_alone(
@@ -355,12 +363,8 @@ def test_a_report_is_part_of_its_callers_transaction(
     with psycopg.connect(database_url) as conn:
         assert report_upstream_throttled(conn, adaptive_user, ["openai"]) == {"openai": 30}
         conn.rollback()
-        row = conn.execute(
-            "SELECT effective_refill_per_second FROM token_buckets"
-            " WHERE user_id = %s AND dependency = 'openai'",
-            [adaptive_user],
-        ).fetchone()
-        assert row == (60,)
+        effective = "effective_refill_per_second"
+        assert stored_bucket(conn, adaptive_user, "openai", effective) == {effective: 60}
 
 
 def test_concurrent_reports_on_one_bucket_are_all_applied(

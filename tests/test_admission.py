@@ -16,52 +16,33 @@ import falcon.testing
 import psycopg
 import pytest
 
+from tests.support.answers import RATE_LIMITED
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import activate_config, bucket_tokens, create_user, user_with_config
+from tests.support.factories import (
+    activate_config,
+    bucket_tokens,
+    create_user,
+    jobs_of,
+    limits,
+    stored_job,
+    stored_tokens,
+    user_with_config,
+)
 
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
-RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 
 
-def plain(capacity: int, refill: float = 0) -> dict[str, Any]:
-    """One dependency's limits."""
-    return {"capacity": capacity, "refill_per_second": refill}
-
-
-def stored_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:
-    """The tokens column itself, as last written (no refill added)."""
-    row = db.execute(
-        "SELECT tokens FROM token_buckets WHERE user_id = %s AND dependency = %s",
-        [user_id, dependency],
-    ).fetchone()
-    assert row is not None
-    return float(row[0])
-
-
-def stored_job(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
+def stored(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
     """The jobs row of `job_id`, with the payload as the text Postgres holds."""
-    cursor = db.execute(
-        """
-        SELECT user_id, source, batch_name, tenant_id, priority, dependencies,
-               payload::text AS payload_text, status, reason
-          FROM jobs WHERE job_id = %s
-        """,
-        [UUID(job_id)],
+    return stored_job(
+        db,
+        job_id,
+        "user_id, source, batch_name, tenant_id, priority, dependencies,"
+        " payload::text AS payload_text, status, reason",
     )
-    row = cursor.fetchone()
-    assert row is not None, f"job {job_id} is not stored"
-    assert cursor.description is not None
-    return dict(zip([column.name for column in cursor.description], row, strict=True))
-
-
-def job_count(db: psycopg.Connection, user_id: UUID) -> int:
-    """How many jobs of `user_id` are stored."""
-    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def submit(
@@ -92,8 +73,10 @@ def assert_rejected(result: falcon.testing.Result, reason: str) -> None:
 # --- Each rejection reason, with its exact text ----------------------------------------------
 
 
-def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, min_priority=5)
+def test_priority_below_min_priority_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)}, min_priority=5)
 
     result = submit(app_client, user_id, priority=4, dependencies={"openai": 1})
 
@@ -103,8 +86,10 @@ def test_priority_below_min_priority_is_rejected(app_client, db) -> None:
     assert_accepted(submit(app_client, user_id, priority=5, dependencies={"openai": 1}))
 
 
-def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_dependency_missing_from_config_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 1, "stripe": 1})
 
@@ -113,8 +98,10 @@ def test_dependency_missing_from_config_is_rejected(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 10
 
 
-def test_cost_above_capacity_is_rejected(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 5)})
+def test_cost_above_capacity_is_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 5)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
 
@@ -123,8 +110,10 @@ def test_cost_above_capacity_is_rejected(app_client, db) -> None:
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
 
-def test_empty_bucket_is_rate_limited(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_empty_bucket_is_rate_limited(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 8}))
 
     result = submit(app_client, user_id, dependencies={"openai": 3})
@@ -136,8 +125,10 @@ def test_empty_bucket_is_rate_limited(app_client, db) -> None:
 # --- The order of the checks -------------------------------------------------------------------
 
 
-def test_priority_is_checked_before_everything_else(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, min_priority=6)
+def test_priority_is_checked_before_everything_else(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)}, min_priority=6)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, priority=2, dependencies={"unknown": 1, "openai": 99})
@@ -145,8 +136,10 @@ def test_priority_is_checked_before_everything_else(app_client, db) -> None:
     assert_rejected(result, "priority too low")
 
 
-def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"aaa": plain(10)})
+def test_unconfigured_is_checked_before_capacity_of_every_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"aaa": limits(10)})
 
     # 'aaa' (over capacity) sorts before 'zzz' (not configured), yet the configured check
     # runs over every dependency before the capacity check runs over any.
@@ -155,8 +148,10 @@ def test_unconfigured_is_checked_before_capacity_of_every_dependency(app_client,
     assert_rejected(result, "dependency 'zzz' is not configured")
 
 
-def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"aaa": plain(10), "bbb": plain(10)})
+def test_capacity_is_checked_before_tokens_of_every_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"aaa": limits(10), "bbb": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"aaa": 10}))
 
     result = submit(app_client, user_id, dependencies={"aaa": 1, "bbb": 11})
@@ -164,24 +159,30 @@ def test_capacity_is_checked_before_tokens_of_every_dependency(app_client, db) -
     assert_rejected(result, "dependency 'bbb' cost 11 exceeds capacity 10")
 
 
-def test_unconfigured_dependencies_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_unconfigured_dependencies_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"zeta": 1, "openai": 1, "alpha": 1})
 
     assert_rejected(result, "dependency 'alpha' is not configured")
 
 
-def test_over_capacity_dependencies_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"stripe": plain(5), "openai": plain(7)})
+def test_over_capacity_dependencies_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(7)})
 
     result = submit(app_client, user_id, dependencies={"stripe": 6, "openai": 8})
 
     assert_rejected(result, "dependency 'openai' cost 8 exceeds capacity 7")
 
 
-def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"stripe": plain(5), "openai": plain(5)})
+def test_short_buckets_are_reported_in_name_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"stripe": limits(5), "openai": limits(5)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 5, "openai": 5}))
 
     result = submit(app_client, user_id, dependencies={"stripe": 1, "openai": 1})
@@ -192,8 +193,10 @@ def test_short_buckets_are_reported_in_name_order(app_client, db) -> None:
 # --- unknown_dependencies "allow", and jobs without dependencies ------------------------------
 
 
-def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)}, unknown_dependencies="allow")
+def test_allow_admits_an_unconfigured_dependency_without_limiting_it(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(1)}, unknown_dependencies="allow")
 
     for _ in range(3):
         assert_accepted(submit(app_client, user_id, dependencies={"search": 1_000_000}))
@@ -210,8 +213,10 @@ def test_allow_admits_an_unconfigured_dependency_without_limiting_it(app_client,
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)})
+def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 1}))
 
     absent = submit(app_client, user_id)
@@ -219,12 +224,14 @@ def test_job_without_dependencies_is_admitted_even_when_buckets_are_empty(app_cl
 
     assert_accepted(absent)
     assert_accepted(empty)
-    assert stored_job(db, absent.json["job_id"])["dependencies"] == {}
-    assert stored_job(db, empty.json["job_id"])["dependencies"] == {}
+    assert stored(db, absent.json["job_id"])["dependencies"] == {}
+    assert stored(db, empty.json["job_id"])["dependencies"] == {}
 
 
-def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(1)}, min_priority=3)
+def test_job_without_dependencies_still_needs_the_priority(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(1)}, min_priority=3)
 
     assert_rejected(submit(app_client, user_id, priority=2), "priority too low")
 
@@ -232,8 +239,10 @@ def test_job_without_dependencies_still_needs_the_priority(app_client, db) -> No
 # --- Token accounting ---------------------------------------------------------------------------
 
 
-def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_bucket_admits_exactly_its_capacity(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     results = [submit(app_client, user_id, dependencies={"openai": 1}) for _ in range(11)]
 
@@ -247,8 +256,10 @@ def test_bucket_admits_exactly_its_capacity(app_client, db) -> None:
     assert stored_tokens(db, user_id, "openai") == 0
 
 
-def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+def test_a_job_takes_all_of_its_costs_or_none(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"stripe": 8}))
 
     result = submit(app_client, user_id, dependencies={"openai": 5, "stripe": 5})
@@ -261,8 +272,10 @@ def test_a_job_takes_all_of_its_costs_or_none(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "stripe") == 0
 
 
-def test_bucket_refills_over_time(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 20)})
+def test_bucket_refills_over_time(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 20)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
     assert_rejected(submit(app_client, user_id, dependencies={"openai": 8}), RATE_LIMITED)
 
@@ -272,8 +285,10 @@ def test_bucket_refills_over_time(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") < 5
 
 
-def test_refill_never_goes_above_capacity(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)})
+def test_refill_never_goes_above_capacity(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 1)})
     time.sleep(0.3)  # a full bucket that would hold 10.3 without the cap
 
     assert bucket_tokens(db, user_id, "openai") == 10
@@ -287,8 +302,10 @@ def test_refill_never_goes_above_capacity(app_client, db) -> None:
 # --- Retry-After --------------------------------------------------------------------------------
 
 
-def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)})
+def test_retry_after_is_the_wait_until_the_job_fits(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 3})
@@ -297,8 +314,10 @@ def test_retry_after_is_the_wait_until_the_job_fits(app_client, db) -> None:
     assert result.headers["Retry-After"] == "3"
 
 
-def test_retry_after_is_at_least_one_second(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 2)})
+def test_retry_after_is_at_least_one_second(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 2)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     # One token at 2 per second is half a second away: rounded up to a whole second.
@@ -308,8 +327,10 @@ def test_retry_after_is_at_least_one_second(app_client, db) -> None:
     assert result.headers["Retry-After"] == "1"
 
 
-def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1), "stripe": plain(10, 1)})
+def test_retry_after_waits_for_the_slowest_dependency(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 1)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 2, "stripe": 5})
@@ -318,8 +339,10 @@ def test_retry_after_waits_for_the_slowest_dependency(app_client, db) -> None:
     assert result.headers["Retry-After"] == "5"
 
 
-def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100, 10)}, priority_reserve=0.2)
+def test_retry_after_counts_the_priority_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(100, 10)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=10, dependencies={"openai": 100}))
 
     # Priority 1 must leave 20 behind: 10 + 20 tokens at 10 per second is 3 seconds.
@@ -329,8 +352,10 @@ def test_retry_after_counts_the_priority_reserve(app_client, db) -> None:
     assert result.headers["Retry-After"] == "3"
 
 
-def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_no_retry_after_when_a_bucket_never_refills(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 1})
@@ -339,8 +364,10 @@ def test_no_retry_after_when_a_bucket_never_refills(app_client, db) -> None:
     assert "Retry-After" not in result.headers
 
 
-def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1), "stripe": plain(10, 0)})
+def test_no_retry_after_when_any_short_bucket_never_refills(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 1), "stripe": limits(10, 0)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 10, "stripe": 10}))
 
     result = submit(app_client, user_id, dependencies={"openai": 1, "stripe": 1})
@@ -349,8 +376,10 @@ def test_no_retry_after_when_any_short_bucket_never_refills(app_client, db) -> N
     assert "Retry-After" not in result.headers
 
 
-def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 1)}, priority_reserve=0.5)
+def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 1)}, priority_reserve=0.5)
 
     # Priority 1 must leave 5 of 10 behind, so a cost of 6 never fits, however long it waits.
     result = submit(app_client, user_id, priority=1, dependencies={"openai": 6})
@@ -362,8 +391,10 @@ def test_no_retry_after_when_the_reserve_can_never_let_the_job_in(app_client, db
 # --- The priority reserve -----------------------------------------------------------------------
 
 
-def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0.2)
+def test_lowest_priority_stops_at_the_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
 
     assert_rejected(
         submit(app_client, user_id, priority=1, dependencies={"openai": 81}),
@@ -377,8 +408,10 @@ def test_lowest_priority_stops_at_the_reserve(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 20
 
 
-def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0.2)
+def test_highest_priority_can_empty_the_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0.2)
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 80}))
     assert_rejected(
         submit(app_client, user_id, priority=9, dependencies={"openai": 20}),
@@ -390,9 +423,11 @@ def test_highest_priority_can_empty_the_bucket(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> None:
+def test_middle_priority_stops_at_its_share_of_the_reserve(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     # C x f x (10 - p) / 9 = 90 x 0.2 x 6 / 9 = 12 tokens kept back from priority 4.
-    user_id = user_with_config(db, {"openai": plain(90)}, priority_reserve=0.2)
+    user_id = user_with_config(db, {"openai": limits(90)}, priority_reserve=0.2)
 
     assert_rejected(
         submit(app_client, user_id, priority=4, dependencies={"openai": 79}),
@@ -413,8 +448,10 @@ def test_middle_priority_stops_at_its_share_of_the_reserve(app_client, db) -> No
     assert bucket_tokens(db, user_id, "openai") == 6
 
 
-def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(100)}, priority_reserve=0)
+def test_no_reserve_is_a_plain_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(100)}, priority_reserve=0)
 
     assert_accepted(submit(app_client, user_id, priority=1, dependencies={"openai": 100}))
 
@@ -425,9 +462,9 @@ def test_no_reserve_is_a_plain_bucket(app_client, db) -> None:
 
 
 def test_partial_batch_decides_highest_priority_first_and_answers_in_request_order(
-    app_client, db
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+    user_id = user_with_config(db, {"openai": limits(10)})
     body = batch(
         job(2, {"openai": 6}, tenant_id="low-a"),
         job(9, {"openai": 6}, tenant_id="high"),
@@ -451,7 +488,7 @@ def test_partial_batch_decides_highest_priority_first_and_answers_in_request_ord
         ("Accepted", ""),
         ("Rejected", RATE_LIMITED),
     ]
-    rows = [stored_job(db, answer["job_id"]) for answer in answers]
+    rows = [stored(db, answer["job_id"]) for answer in answers]
     assert [row["tenant_id"] for row in rows] == ["low-a", "high", "low-b", "low-c"]
     assert [(row["status"], row["reason"]) for row in rows] == [
         ("Rejected", RATE_LIMITED),
@@ -462,8 +499,10 @@ def test_partial_batch_decides_highest_priority_first_and_answers_in_request_ord
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(5), "stripe": plain(3)}, min_priority=2)
+def test_partial_batch_stores_every_job_with_its_own_reason(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(5), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(1, {"openai": 1}, tenant_id="t1"),
         job(5, {"search": 1}, tenant_id="t2"),
@@ -492,12 +531,12 @@ def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> N
     )
     answers = result.json["results"]
     assert [(answer["status"], answer["reason"]) for answer in answers] == expected
-    rows = [stored_job(db, answer["job_id"]) for answer in answers]
+    rows = [stored(db, answer["job_id"]) for answer in answers]
     assert [(row["status"], row["reason"]) for row in rows] == expected
     assert [row["tenant_id"] for row in rows] == ["t1", "t2", "t3", "t4", "t5", "t6"]
     assert {row["batch_name"] for row in rows} == {"nightly"}
     assert {row["user_id"] for row in rows} == {user_id}
-    assert job_count(db, user_id) == 6
+    assert jobs_of(db, user_id) == 6
     assert bucket_tokens(db, user_id, "openai") == 0
     assert bucket_tokens(db, user_id, "stripe") == 0
 
@@ -505,8 +544,10 @@ def test_partial_batch_stores_every_job_with_its_own_reason(app_client, db) -> N
 # --- Atomic batches -----------------------------------------------------------------------------
 
 
-def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+def test_atomic_batch_all_accepted_stores_every_job(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = batch(
         job(2, {"openai": 3}, tenant_id="first"),
         job(9, {"stripe": 4}, tenant_id="second"),
@@ -521,16 +562,18 @@ def test_atomic_batch_all_accepted_stores_every_job(app_client, db) -> None:
         ("Accepted", ""),
         ("Accepted", ""),
     ]
-    rows = [stored_job(db, answer["job_id"]) for answer in result.json]
+    rows = [stored(db, answer["job_id"]) for answer in result.json]
     assert [row["tenant_id"] for row in rows] == ["first", "second", "third"]
     assert {row["status"] for row in rows} == {"Accepted"}
-    assert job_count(db, user_id) == 3
+    assert jobs_of(db, user_id) == 3
     assert bucket_tokens(db, user_id, "openai") == 0
     assert bucket_tokens(db, user_id, "stripe") == 0
 
 
-def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(3)}, min_priority=2)
+def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(3)}, min_priority=2)
     body = batch(
         job(5, {"openai": 2}),
         job(1, {"openai": 1}),
@@ -553,11 +596,13 @@ def test_atomic_batch_with_a_rejection_takes_nothing_and_stores_nothing(app_clie
     assert "Retry-After" not in result.headers
     assert stored_tokens(db, user_id, "openai") == 10
     assert stored_tokens(db, user_id, "stripe") == 3
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
-def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     # Each fits alone; together they do not. The later, higher-priority job goes first.
     result = post_json(
@@ -570,11 +615,13 @@ def test_atomic_batch_jobs_see_the_buckets_as_earlier_jobs_left_them(app_client,
         ("Rejected", "batch rejected atomically"),
     ]
     assert stored_tokens(db, user_id, "openai") == 10
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
-def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_atomic_batch_that_exactly_fits_empties_the_bucket(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
         app_client, ATOMIC, user_id, batch(job(2, {"openai": 6}), job(9, {"openai": 4}))
@@ -583,11 +630,13 @@ def test_atomic_batch_that_exactly_fits_empties_the_bucket(app_client, db) -> No
     assert result.status_code == 202
     assert [answer["status"] for answer in result.json] == ["Accepted", "Accepted"]
     assert stored_tokens(db, user_id, "openai") == 0
-    assert job_count(db, user_id) == 2
+    assert jobs_of(db, user_id) == 2
 
 
-def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_atomic_batch_ties_are_decided_in_request_order(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = post_json(
         app_client, ATOMIC, user_id, batch(job(4, {"openai": 6}), job(4, {"openai": 5}))
@@ -615,8 +664,10 @@ def test_atomic_batch_ties_are_decided_in_request_order(app_client, db) -> None:
         (ATOMIC_ROUTES[1], "system"),
     ],
 )
-def test_each_job_records_the_route_it_came_through(app_client, db, path, source) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_each_job_records_the_route_it_came_through(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str, source: str
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     if path in SINGLE_ROUTES:
         result = post_json(app_client, path, user_id, single(5, {"openai": 1}))
         job_ids = [result.json["job_id"]]
@@ -626,16 +677,18 @@ def test_each_job_records_the_route_it_came_through(app_client, db, path, source
         job_ids = [answer["job_id"] for answer in answers]
 
     assert result.status_code in (200, 202)
-    assert [stored_job(db, job_id)["source"] for job_id in job_ids] == [source] * len(job_ids)
-    assert job_count(db, user_id) == len(job_ids)
+    assert [stored(db, job_id)["source"] for job_id in job_ids] == [source] * len(job_ids)
+    assert jobs_of(db, user_id) == len(job_ids)
 
 
-def test_rejected_single_job_is_stored_with_its_reason(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_rejected_single_job_is_stored_with_its_reason(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
 
     result = submit(app_client, user_id, dependencies={"openai": 11})
 
-    row = stored_job(db, result.json["job_id"])
+    row = stored(db, result.json["job_id"])
     assert (row["status"], row["reason"]) == (
         "Rejected",
         "dependency 'openai' cost 11 exceeds capacity 10",
@@ -654,8 +707,10 @@ def ordered(text: str) -> Any:
     return json.loads(text, object_pairs_hook=list)
 
 
-def test_payload_is_stored_as_sent(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(10)})
+def test_payload_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(10)})
     body = (
         '{"batch_name": "b\\u00e4tch", "tenant_id": "tenant-ü", "priority": 7,'
         ' "dependencies": {"stripe": 2, "openai": 3}, "payload": ' + PAYLOAD_TEXT + "}"
@@ -668,7 +723,7 @@ def test_payload_is_stored_as_sent(app_client, db) -> None:
     )
 
     assert_accepted(result)
-    row = stored_job(db, result.json["job_id"])
+    row = stored(db, result.json["job_id"])
     assert ordered(row["payload_text"]) == ordered(PAYLOAD_TEXT)
     assert row["batch_name"] == "bätch"
     assert row["tenant_id"] == "tenant-ü"
@@ -677,8 +732,10 @@ def test_payload_is_stored_as_sent(app_client, db) -> None:
     assert row["user_id"] == user_id
 
 
-def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_payload_of_batch_jobs_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     body = (
         '{"batch_name": "many", "jobs": ['
         '{"tenant_id": "a", "priority": 3, "payload": ' + PAYLOAD_TEXT + "},"
@@ -692,7 +749,7 @@ def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
     )
 
     assert result.status_code == 200
-    first, second = (stored_job(db, answer["job_id"]) for answer in result.json["results"])
+    first, second = (stored(db, answer["job_id"]) for answer in result.json["results"])
     assert ordered(first["payload_text"]) == ordered(PAYLOAD_TEXT)
     assert (first["tenant_id"], first["priority"], first["dependencies"]) == (
         "a",
@@ -712,8 +769,10 @@ def test_payload_of_batch_jobs_is_stored_as_sent(app_client, db) -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_paused_config_is_forbidden(app_client, db, path) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, paused=True)
+def test_paused_config_is_forbidden(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)}, paused=True)
     body = single(5, {"openai": 1}) if path in SINGLE_ROUTES else batch(job(5, {"openai": 1}))
 
     result = post_json(app_client, path, user_id, body)
@@ -721,11 +780,13 @@ def test_paused_config_is_forbidden(app_client, db, path) -> None:
     assert result.status_code == 403
     assert result.json == {"title": "403 Forbidden", "description": "service paused"}
     assert stored_tokens(db, user_id, "openai") == 10
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
+def test_user_without_active_config_is_forbidden(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     user_id = create_user(db)
     body = single(5) if path in SINGLE_ROUTES else batch(job(5))
 
@@ -733,12 +794,14 @@ def test_user_without_active_config_is_forbidden(app_client, db, path) -> None:
 
     assert result.status_code == 403
     assert result.json == {"title": "403 Forbidden", "description": "no active config"}
-    assert job_count(db, user_id) == 0
+    assert jobs_of(db, user_id) == 0
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
-    user_with_config(db, {"openai": plain(10)})
+def test_unknown_user_is_unauthorized(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user_with_config(db, {"openai": limits(10)})
     body = single(5) if path in SINGLE_ROUTES else batch(job(5))
 
     result = post_json(app_client, path, uuid4(), body)
@@ -750,13 +813,15 @@ def test_unknown_user_is_unauthorized(app_client, db, path) -> None:
     assert row == (0,)
 
 
-def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_pausing_takes_effect_on_the_next_request(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     assert_accepted(submit(app_client, user_id, dependencies={"openai": 4}))
 
-    activate_config(db, user_id, {"openai": plain(10)}, paused=True)
+    activate_config(db, user_id, {"openai": limits(10)}, paused=True)
     paused = submit(app_client, user_id, dependencies={"openai": 1})
-    activate_config(db, user_id, {"openai": plain(10)}, paused=False)
+    activate_config(db, user_id, {"openai": limits(10)}, paused=False)
     resumed = submit(app_client, user_id, dependencies={"openai": 6})
 
     assert paused.status_code == 403
@@ -765,9 +830,11 @@ def test_pausing_takes_effect_on_the_next_request(app_client, db) -> None:
     assert bucket_tokens(db, user_id, "openai") == 0
 
 
-def test_one_user_cannot_spend_another_users_buckets(app_client, db) -> None:
-    alice = user_with_config(db, {"openai": plain(5)})
-    bob = user_with_config(db, {"openai": plain(5), "stripe": plain(5)})
+def test_one_user_cannot_spend_another_users_buckets(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    alice = user_with_config(db, {"openai": limits(5)})
+    bob = user_with_config(db, {"openai": limits(5), "stripe": limits(5)})
 
     for _ in range(5):
         assert_accepted(submit(app_client, alice, dependencies={"openai": 1}))
@@ -782,5 +849,5 @@ def test_one_user_cannot_spend_another_users_buckets(app_client, db) -> None:
     assert bucket_tokens(db, alice, "openai") == 0
     assert bucket_tokens(db, bob, "openai") == 0
     assert bucket_tokens(db, bob, "stripe") == 0
-    assert job_count(db, alice) == 7
-    assert job_count(db, bob) == 1
+    assert jobs_of(db, alice) == 7
+    assert jobs_of(db, bob) == 1

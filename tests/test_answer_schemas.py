@@ -11,6 +11,7 @@ served answers to the document, where every answer's object forbids other proper
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -111,7 +112,7 @@ def test_every_answer_schema_is_held_to_marshmallows_dump() -> None:
     assert _answer_schemas() == set(OBJECTS)
 
 
-@pytest.mark.parametrize("schema_class", sorted(OBJECTS, key=lambda one: one.__name__))
+@pytest.mark.parametrize("schema_class", sorted(OBJECTS, key=attrgetter("__name__")))
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_an_answer_schema_dumps_as_marshmallow_does(

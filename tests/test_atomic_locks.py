@@ -91,10 +91,11 @@ def waiting_for_advisory_lock(db: psycopg.Connection) -> bool:
 
 def retried() -> float:
     """Transactions this process has run again after a conflict."""
-    return sum(
+    counted: float = sum(
         metrics.CONFLICT_RETRIES.labels(conflict)._value.get()
         for conflict in ("serialization_failure", "deadlock")
     )
+    return counted
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -15,15 +16,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import falcon.testing
 import psycopg
 import pytest
 
 from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
 from janus.db import accounts
 from janus.schemas.requests import ConfigSchema
-from janus.settings import Settings
-from tests.support.app import post_json, serve_app
-from tests.support.factories import create_user
+from tests.support.app import headers_for, post_json
+from tests.support.factories import create_user, stored_buckets
 from tests.support.history import insert_jobs
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
@@ -47,8 +48,14 @@ class Run:
     out: str
     err: str
 
+    def ok(self) -> str:
+        """The output of a run that succeeded and wrote nothing to stderr."""
+        assert self.status == 0 and self.err == "", self
+        return self.out
+
 
 Cli = Callable[..., Run]
+SetConfig = Callable[[object, Any], Run]
 
 
 @pytest.fixture
@@ -57,21 +64,41 @@ def cli(
 ) -> Cli:
     """Run `janus ARGS...` in-process against this test's database: `cli("pause", user_id)`."""
     monkeypatch.setenv("DATABASE_URL", database_url)
+    return functools.partial(run_in_process, capsys)
 
-    def run(*args: object) -> Run:
-        capsys.readouterr()
-        status = main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return Run(status, captured.out, captured.err)
+
+def run_in_process(capsys: pytest.CaptureFixture[str], *args: object) -> Run:
+    """Run `janus ARGS...` in this process, as DATABASE_URL says; what it printed."""
+    capsys.readouterr()
+    status = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return Run(status, captured.out, captured.err)
+
+
+@pytest.fixture
+def config_set(cli: Cli, tmp_path: Path) -> SetConfig:
+    """Run `janus config set USER FILE` of a file holding `config`: JSON of it, or the text
+    itself when it is a string: `config_set(user_id, {"dependencies": {}})`."""
+
+    def run(user_id: object, config: Any) -> Run:
+        path = tmp_path / "config.json"
+        path.write_text(config if isinstance(config, str) else json.dumps(config))
+        return cli("config", "set", user_id, path)
 
     return run
 
 
-def run_module(*args: str, database_url: str) -> Run:
+def feed_stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """Give the in-process CLI `text` on stdin, as `janus config set USER -` reads it."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+def run_module(*args: str, database_url: str, stdin: str | None = None) -> Run:
     """Run `python -m janus ARGS...` as an operator would, in a process of its own."""
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "janus", *args],
+        input=stdin,
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -92,13 +119,6 @@ def assert_one_line_error(run: Run, status: int, *words: str) -> None:
         assert word in run.err
 
 
-def write_config(tmp_path: Path, config: Any) -> Path:
-    """`config` as a JSON file."""
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 def activate_config(
     db: psycopg.Connection, user_id: UUID, dependencies: dict[str, Any], **config: Any
 ) -> int:
@@ -107,21 +127,43 @@ def activate_config(
     return accounts.activate_config(db, user_id, loaded)
 
 
-def user_with_config(db: psycopg.Connection, **config: Any) -> UUID:
-    """A user with the TWO_DEPENDENCIES config (plain buckets), plus `config`'s fields."""
+def user_with_config(
+    db: psycopg.Connection, dependencies: dict[str, Any] | None = None, **config: Any
+) -> UUID:
+    """A user with a config of `dependencies` (TWO_DEPENDENCIES' plain buckets by default),
+    plus `config`'s fields."""
+    if dependencies is None:
+        dependencies = TWO_DEPENDENCIES["dependencies"]
     user_id = create_user(db)
-    activate_config(db, user_id, TWO_DEPENDENCIES["dependencies"], **config)
+    activate_config(db, user_id, dependencies, **config)
     return user_id
 
 
-def buckets(db: psycopg.Connection, user_id: UUID) -> dict[str, tuple[int, Decimal, Decimal]]:
-    """The user's token_buckets rows: dependency -> (capacity, refill_per_second, tokens)."""
-    rows = db.execute(
-        "SELECT dependency, capacity, refill_per_second, tokens FROM token_buckets"
-        " WHERE user_id = %s",
-        [user_id],
-    ).fetchall()
-    return {name: (capacity, refill, tokens) for name, capacity, refill, tokens in rows}
+def first_column(table: str) -> list[str]:
+    """The first cell of each row of a table the CLI printed, its header left out."""
+    return [line.split()[0] for line in table.splitlines()[1:]]
+
+
+def shown_config(cli: Cli, user_id: UUID) -> dict[str, Any]:
+    """What `janus config show` prints, parsed."""
+    shown: dict[str, Any] = json.loads(cli("config", "show", user_id).ok())
+    return shown
+
+
+def assert_shown(cli: Cli, user_id: UUID, version: int, config: dict[str, Any]) -> None:
+    """`janus config show` prints `config` as version `version`, with the moment it was
+    activated, as GET /dashboard/config answers it."""
+    shown = shown_config(cli, user_id)
+    assert shown.pop("activated_at")
+    assert shown == {"version": version, **config}
+
+
+def configs_stored(db: psycopg.Connection) -> int:
+    """How many config versions there are, of any user."""
+    row = db.execute("SELECT count(*) FROM configs").fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
 
 
 def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool, bool | None]]:
@@ -136,10 +178,9 @@ def paused_flags(db: psycopg.Connection, user_id: UUID) -> list[tuple[int, bool,
 
 
 def test_user_create_prints_only_the_new_users_id(cli: Cli, db: psycopg.Connection) -> None:
-    run = cli("user", "create", "Acme Corp")
-    assert run.status == 0 and run.err == ""
-    user_id = UUID(run.out.strip())
-    assert run.out == f"{user_id}\n"
+    out = cli("user", "create", "Acme Corp").ok()
+    user_id = UUID(out.strip())
+    assert out == f"{user_id}\n"
     row = db.execute("SELECT name FROM users WHERE user_id = %s", [user_id]).fetchone()
     assert row == ("Acme Corp",)
 
@@ -162,12 +203,11 @@ def test_user_list_shows_every_user_oldest_first_with_its_config(
     cli("pause", acme)
     bare = create_user(db, "Beta\nLabs")
 
-    run = cli("user", "list")
+    table = cli("user", "list").ok()
 
-    assert run.status == 0 and run.err == ""
-    lines = run.out.splitlines()
+    lines = table.splitlines()
     assert lines[0].split() == ["user_id", "name", "created_at", "config", "paused"]
-    assert [line.split()[0] for line in lines[1:]] == [str(acme), str(bare)]
+    assert first_column(table) == [str(acme), str(bare)]
     assert lines[1].split()[1] == "tester" and lines[1].split()[-2:] == ["1", "yes"]
     # A name that would break the table is shown escaped; no config shows as a dash.
     assert '"Beta\\nLabs"' in lines[2] and lines[2].split()[-2:] == ["-", "no"]
@@ -180,12 +220,10 @@ def test_user_list_finds_users_by_any_part_of_their_name_in_any_case(
     create_user(db, "Globex")
     create_user(db, "100% real")
 
-    assert [
-        line.split()[0] for line in cli("user", "list", "--name", "ACME").out.splitlines()[1:]
-    ] == [str(acme)]
+    assert first_column(cli("user", "list", "--name", "ACME").ok()) == [str(acme)]
     # The text is matched literally: % and _ are not wildcards.
-    assert len(cli("user", "list", "--name", "%").out.splitlines()) == 2
-    assert cli("user", "list", "--name", "nobody").out.splitlines()[1:] == []
+    assert len(cli("user", "list", "--name", "%").ok().splitlines()) == 2
+    assert first_column(cli("user", "list", "--name", "nobody").ok()) == []
 
 
 def test_user_delete_without_yes_says_what_it_would_delete_and_keeps_it(
@@ -200,21 +238,19 @@ def test_user_delete_without_yes_says_what_it_would_delete_and_keeps_it(
 
 
 def test_user_delete_removes_the_user_with_its_configs_buckets_jobs_and_keys(
-    cli: Cli, db: psycopg.Connection, database_url: str
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
 ) -> None:
     user_id = user_with_config(db)
     other = user_with_config(db)
-    with serve_app(Settings(database_url=database_url)) as client:
-        for owner in (user_id, other):
-            answer = post_json(
-                client, "/dashboard/jobs", owner, SEED_SINGLE, {"Idempotency-Key": "k"}
-            )
-            assert answer.status_code == 202
+    for owner in (user_id, other):
+        answer = post_json(
+            app_client, "/dashboard/jobs", owner, SEED_SINGLE, {"Idempotency-Key": "k"}
+        )
+        assert answer.status_code == 202
 
-    run = cli("user", "delete", user_id, "--yes")
+    out = cli("user", "delete", user_id, "--yes").ok()
 
-    assert run.status == 0 and run.err == ""
-    assert run.out == (
+    assert out == (
         f"deleted user {user_id} with 1 jobs (accepted and rejected, payloads included), "
         "1 config versions and 2 buckets\n"
     )
@@ -238,7 +274,7 @@ def test_user_delete_of_an_unknown_user_fails_cleanly(cli: Cli) -> None:
 
 
 def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
     first = {
@@ -248,9 +284,8 @@ def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
             "stripe": {"capacity": 5, "refill_per_second": 0},
         }
     }
-    run = cli("config", "set", user_id, write_config(tmp_path, first))
-    assert (run.status, run.out, run.err) == (0, "1\n", "")
-    assert buckets(db, user_id) == {
+    assert config_set(user_id, first).ok() == "1\n"
+    assert stored_buckets(db, user_id) == {
         "openai": (10, 0, 10),
         "anthropic": (10, 0, 10),
         "stripe": (5, 0, 5),
@@ -271,10 +306,9 @@ def test_config_set_stores_version_1_then_2_and_reshapes_the_buckets(
             "github": {"capacity": 7, "refill_per_second": 2},  # new
         },  # stripe removed
     }
-    run = cli("config", "set", user_id, write_config(tmp_path, second))
-    assert (run.status, run.out, run.err) == (0, "2\n", "")
+    assert config_set(user_id, second).ok() == "2\n"
 
-    assert buckets(db, user_id) == {
+    assert stored_buckets(db, user_id) == {
         "openai": (4, Decimal("1.5"), 4),
         "anthropic": (5, 0, 2),
         "github": (7, 2, 7),
@@ -294,9 +328,8 @@ def test_config_set_reads_stdin_and_fills_in_the_defaults(
 ) -> None:
     user_id = create_user(db)
     document = json.dumps({"dependencies": {"openai": {"capacity": 3, "refill_per_second": 1}}})
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(document.encode())))
-    run = cli("config", "set", user_id, "-")
-    assert (run.status, run.out) == (0, "1\n")
+    feed_stdin(monkeypatch, document)
+    assert cli("config", "set", user_id, "-").ok() == "1\n"
     row = db.execute(
         "SELECT c.paused, u.paused, min_priority, priority_reserve, unknown_dependencies"
         "  FROM configs c JOIN users u USING (user_id)"
@@ -307,84 +340,126 @@ def test_config_set_reads_stdin_and_fills_in_the_defaults(
     assert row == (None, False, 1, Decimal("0.2"), "reject")
 
 
-@pytest.mark.parametrize(
-    ("document", "words"),
-    [
-        ('{"dependencies": {', ["not valid JSON"]),
-        ("[1, 2]", ["JSON object"]),
-        ('{"dependencies": {}, "colour": "red"}', ["colour", "Unknown field"]),
-        ('{"dependencies": {}, "priority_reserve": 1}', ["priority_reserve"]),
-        (
-            '{"dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}}}',
-            ["dependencies.openai.capacity"],
-        ),
-        ('{"dependencies": {}, "paused": "yes"}', ["paused", "Not a valid boolean"]),
-        ('{"paused": false}', ["dependencies", "Missing data"]),
-        (
-            '{"dependencies": {"openai": {"capacity": 1, "refill_per_second": -1}}}',
-            ["dependencies.openai.refill_per_second"],
-        ),
-    ],
-    ids=[
-        "invalid-json",
-        "not-an-object",
-        "unknown-field",
-        "reserve-1",
-        "capacity-0",
-        "paused-yes",
-        "no-dependencies",
-        "negative-refill",
-    ],
-)
-def test_config_set_refuses_a_bad_config_in_one_line(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path, document: str, words: list[str]
+ADAPTIVE = {"decrease": 0.5, "floor": 0.1, "recovery_per_minute": 0.05}
+
+
+def with_adaptive(adaptive: Any) -> dict[str, Any]:
+    """A config whose one bucket, openai, has `adaptive` for its adaptive setting."""
+    return {
+        "dependencies": {"openai": {"capacity": 5, "refill_per_second": 1, "adaptive": adaptive}}
+    }
+
+
+# What `janus config set` refuses, by name: the file (a string is its text as it is, anything
+# else is written as JSON) and the words its one line must hold.
+REFUSED_CONFIGS: dict[str, tuple[Any, list[str]]] = {
+    "invalid-json": ('{"dependencies": {', ["not valid JSON"]),
+    "not-an-object": ("[1, 2]", ["JSON object"]),
+    "unknown-field": ({"dependencies": {}, "colour": "red"}, ["colour", "Unknown field"]),
+    "reserve-1": ({"dependencies": {}, "priority_reserve": 1}, ["priority_reserve"]),
+    "capacity-0": (
+        {"dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}}},
+        ["dependencies.openai.capacity"],
+    ),
+    "paused-yes": ({"dependencies": {}, "paused": "yes"}, ["paused", "Not a valid boolean"]),
+    "no-dependencies": ({"paused": False}, ["dependencies", "Missing data"]),
+    "negative-refill": (
+        {"dependencies": {"openai": {"capacity": 1, "refill_per_second": -1}}},
+        ["dependencies.openai.refill_per_second"],
+    ),
+    # What the API refuses in a body is refused alike.
+    "duplicate-nested-key": (
+        '{"dependencies": {"openai": {"capacity": 5, "capacity": 6, "refill_per_second": 1}}}',
+        ["not valid JSON", "duplicate key 'capacity'"],
+    ),
+    "duplicate-top-key": (
+        '{"min_priority": 2, "min_priority": 3, "dependencies": {}}',
+        ["not valid JSON", "duplicate key 'min_priority'"],
+    ),
+    "nan": (
+        '{"dependencies": {"openai": {"capacity": NaN, "refill_per_second": 1}}}',
+        ["not valid JSON", "NaN"],
+    ),
+    # A bad adaptive setting.
+    "adaptive-decrease-1": (
+        with_adaptive({**ADAPTIVE, "decrease": 1}),
+        ["dependencies.openai.adaptive.decrease", "less than 1"],
+    ),
+    "adaptive-decrease-0": (
+        with_adaptive({**ADAPTIVE, "decrease": 0}),
+        ["dependencies.openai.adaptive.decrease", "greater than 0"],
+    ),
+    "adaptive-floor-0": (
+        with_adaptive({**ADAPTIVE, "floor": 0}),
+        ["dependencies.openai.adaptive.floor", "greater than 0"],
+    ),
+    "adaptive-floor-over-1": (
+        with_adaptive({**ADAPTIVE, "floor": 1.5}),
+        ["dependencies.openai.adaptive.floor", "or equal to 1"],
+    ),
+    "adaptive-recovery-0": (
+        with_adaptive({**ADAPTIVE, "recovery_per_minute": 0}),
+        ["dependencies.openai.adaptive.recovery_per_minute", "greater than 0"],
+    ),
+    "adaptive-recovery-61": (
+        with_adaptive({**ADAPTIVE, "recovery_per_minute": 61}),
+        ["dependencies.openai.adaptive.recovery_per_minute", "or equal to 60"],
+    ),
+    "adaptive-missing-fields": (
+        with_adaptive({"decrease": 0.5}),
+        ["adaptive.floor", "adaptive.recovery_per_minute", "Missing data"],
+    ),
+    "adaptive-string": (
+        with_adaptive({**ADAPTIVE, "decrease": "0.5"}),
+        ["adaptive.decrease", "Not a valid number"],
+    ),
+    "adaptive-unknown-field": (
+        with_adaptive({**ADAPTIVE, "increase": 2}),
+        ["adaptive.increase", "Unknown field"],
+    ),
+    "adaptive-not-an-object": (
+        with_adaptive(True),
+        ["dependencies.openai.adaptive", "Invalid input type"],
+    ),
+    # What `config show` prints beside a config is checked before it is left out.
+    "shown-version-0": ({"version": 0, "dependencies": {}}, ["version", "greater than or equal"]),
+    "shown-version-text": (
+        {"version": "2", "dependencies": {}},
+        ["version", "Not a valid integer"],
+    ),
+    "shown-activated-at": (
+        {"activated_at": "yesterday", "dependencies": {}},
+        ["activated_at", "Not a valid datetime"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("config", "words"), REFUSED_CONFIGS.values(), ids=list(REFUSED_CONFIGS))
+def test_config_set_refuses_a_bad_config_in_one_line_and_stores_nothing(
+    config_set: SetConfig, db: psycopg.Connection, config: Any, words: list[str]
 ) -> None:
-    user_id = create_user(db)
-    path = tmp_path / "config.json"
-    path.write_text(document)
-    assert_one_line_error(cli("config", "set", user_id, path), 2, *words)
-    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
+    assert_one_line_error(config_set(create_user(db), config), 2, *words)
+    assert configs_stored(db) == 0
 
 
 def test_config_set_names_every_bad_field_in_its_one_line(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, db: psycopg.Connection
 ) -> None:
     config = {
+        "version": True,
         "paused": "yes",
         "priority_reserve": 1,
         "dependencies": {"openai": {"capacity": 0, "refill_per_second": 1}, "bad\nname": 1},
     }
-    run = cli("config", "set", create_user(db), write_config(tmp_path, config))
     assert_one_line_error(
-        run, 2, "paused", "priority_reserve", "dependencies.openai.capacity", '"bad\\nname"'
+        config_set(create_user(db), config),
+        2,
+        "version",
+        "paused",
+        "priority_reserve",
+        "dependencies.openai.capacity",
+        '"bad\\nname"',
     )
-
-
-@pytest.mark.parametrize(
-    ("document", "words"),
-    [
-        (
-            '{"dependencies": {"openai": {"capacity": 5, "capacity": 6, "refill_per_second": 1}}}',
-            ["not valid JSON", "duplicate key 'capacity'"],
-        ),
-        (
-            '{"min_priority": 2, "min_priority": 3, "dependencies": {}}',
-            ["not valid JSON", "duplicate key 'min_priority'"],
-        ),
-        (
-            '{"dependencies": {"openai": {"capacity": NaN, "refill_per_second": 1}}}',
-            ["not valid JSON", "NaN"],
-        ),
-    ],
-    ids=["duplicate-nested-key", "duplicate-top-key", "nan"],
-)
-def test_config_set_refuses_what_the_api_refuses_in_a_body(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path, document: str, words: list[str]
-) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(document)
-    assert_one_line_error(cli("config", "set", create_user(db), path), 2, *words)
-    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
 
 
 def test_config_set_refuses_a_missing_file(cli: Cli, db: psycopg.Connection) -> None:
@@ -392,61 +467,12 @@ def test_config_set_refuses_a_missing_file(cli: Cli, db: psycopg.Connection) -> 
     assert_one_line_error(run, 2, "cannot read /nonexistent/config.json")
 
 
-def test_config_set_for_an_unknown_user_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
-    run = cli("config", "set", UNKNOWN_USER, write_config(tmp_path, TWO_DEPENDENCIES))
-    assert_one_line_error(run, 1, "unknown user")
-
-
-ADAPTIVE = {"decrease": 0.5, "floor": 0.1, "recovery_per_minute": 0.05}
-
-
-@pytest.mark.parametrize(
-    ("adaptive", "words"),
-    [
-        ({**ADAPTIVE, "decrease": 1}, ["dependencies.openai.adaptive.decrease", "less than 1"]),
-        ({**ADAPTIVE, "decrease": 0}, ["dependencies.openai.adaptive.decrease", "greater than 0"]),
-        ({**ADAPTIVE, "floor": 0}, ["dependencies.openai.adaptive.floor", "greater than 0"]),
-        ({**ADAPTIVE, "floor": 1.5}, ["dependencies.openai.adaptive.floor", "or equal to 1"]),
-        (
-            {**ADAPTIVE, "recovery_per_minute": 0},
-            ["dependencies.openai.adaptive.recovery_per_minute", "greater than 0"],
-        ),
-        (
-            {**ADAPTIVE, "recovery_per_minute": 61},
-            ["dependencies.openai.adaptive.recovery_per_minute", "or equal to 60"],
-        ),
-        ({"decrease": 0.5}, ["adaptive.floor", "adaptive.recovery_per_minute", "Missing data"]),
-        ({**ADAPTIVE, "decrease": "0.5"}, ["adaptive.decrease", "Not a valid number"]),
-        ({**ADAPTIVE, "increase": 2}, ["adaptive.increase", "Unknown field"]),
-        (True, ["dependencies.openai.adaptive", "Invalid input type"]),
-    ],
-    ids=[
-        "decrease-1",
-        "decrease-0",
-        "floor-0",
-        "floor-over-1",
-        "recovery-0",
-        "recovery-61",
-        "missing-fields",
-        "string",
-        "unknown-field",
-        "not-an-object",
-    ],
-)
-def test_config_set_refuses_a_bad_adaptive_setting_in_one_line(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path, adaptive: Any, words: list[str]
-) -> None:
-    config = {
-        "dependencies": {"openai": {"capacity": 5, "refill_per_second": 1, "adaptive": adaptive}}
-    }
-    assert_one_line_error(
-        cli("config", "set", create_user(db), write_config(tmp_path, config)), 2, *words
-    )
-    assert db.execute("SELECT count(*) FROM configs").fetchone() == (0,)
+def test_config_set_for_an_unknown_user_fails_cleanly(config_set: SetConfig) -> None:
+    assert_one_line_error(config_set(UNKNOWN_USER, TWO_DEPENDENCIES), 1, "unknown user")
 
 
 def test_config_set_stores_adaptive_and_config_show_prints_it(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
 ) -> None:
     """`adaptive` is shown only for the dependencies that have it, as it was written."""
     user_id = create_user(db)
@@ -465,22 +491,18 @@ def test_config_set_stores_adaptive_and_config_show_prints_it(
             "stripe": {"capacity": 20, "refill_per_second": 1},
         },
     }
-    assert cli("config", "set", user_id, write_config(tmp_path, config)).out == "1\n"
-    run = cli("config", "show", user_id)
-    assert run.status == 0 and run.err == ""
-    shown = json.loads(run.out)
-    assert shown.pop("activated_at")  # as GET /dashboard/config answers it
-    assert shown == {"version": 1, **config}
+    assert config_set(user_id, config).out == "1\n"
+    assert_shown(cli, user_id, 1, config)
 
 
 # --- config show ---
 
 
 def test_config_show_prints_the_active_config_with_its_version(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
+    config_set(user_id, TWO_DEPENDENCIES).ok()
     config = {
         "paused": False,
         "min_priority": 2,
@@ -493,14 +515,60 @@ def test_config_show_prints_the_active_config_with_its_version(
         "tenant_share": 0.5,
         "tenant_overrides": {"vip": 1, "small-tenant": 0.125},
     }
-    cli("config", "set", user_id, write_config(tmp_path, config))
+    config_set(user_id, config).ok()
 
-    run = cli("config", "show", user_id)
-    assert run.status == 0 and run.err == ""
-    shown = json.loads(run.out)
-    assert shown.pop("activated_at")  # as GET /dashboard/config answers it
-    assert shown == {"version": 2, **config}
-    assert run.out.startswith('{\n  "version": 2,\n')  # pretty, version first
+    assert_shown(cli, user_id, 2, config)
+    out = cli("config", "show", user_id).ok()
+    assert out.startswith('{\n  "version": 2,\n')  # pretty, version first
+
+
+def test_what_config_show_prints_config_set_stores_again_as_the_next_version(
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config show USER > c.json && config set USER c.json`, and `config show USER | config
+    set USER -`: the same config, as a new version."""
+    user_id = user_with_config(
+        db,
+        {
+            "openai": {"capacity": 100, "refill_per_second": 10, "adaptive": ADAPTIVE},
+            "stripe": {"capacity": 20, "refill_per_second": 0.5},
+        },
+        min_priority=2,
+        priority_reserve=0.25,
+        unknown_dependencies="allow",
+        max_attempts=5,
+        retention_days=30,
+        mode="shadow",
+        tenant_share=0.5,
+        tenant_overrides={"vip": 1, "small-tenant": 0.125},
+    )
+    shown = cli("config", "show", user_id).ok()
+    buckets = stored_buckets(db, user_id)
+
+    assert config_set(user_id, shown).ok() == "2\n"
+    feed_stdin(monkeypatch, shown)
+    assert cli("config", "set", user_id, "-").ok() == "3\n"
+
+    in_force = json.loads(shown)
+    assert in_force.pop("version") == 1 and in_force.pop("activated_at")
+    assert_shown(cli, user_id, 3, in_force)
+    # Stored alike, but that the shown `paused` (the user's state) is now said by the version.
+    versions = json.loads(cli("config", "versions", user_id, "--json").ok())["versions"]
+    assert [version["version"] for version in versions] == [3, 2, 1]
+    third, second, first = (version["config"] for version in versions)
+    assert third == second == {**first, "paused": False}
+    assert stored_buckets(db, user_id) == buckets
+
+
+def test_a_shown_config_is_set_as_the_next_version_whatever_is_active_by_then(
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db)
+    shown_from_1 = cli("config", "show", user_id).ok()
+    assert config_set(user_id, {"dependencies": {}}).ok() == "2\n"
+
+    assert config_set(user_id, shown_from_1).ok() == "3\n"
+    assert set(shown_config(cli, user_id)["dependencies"]) == {"openai", "stripe"}
 
 
 def test_config_show_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection) -> None:
@@ -517,33 +585,33 @@ def test_pause_and_resume_set_the_users_state_whatever_the_version(
     activate_config(db, user_id, {})
     assert paused_flags(db, user_id) == [(1, False, None), (2, True, None)]
 
-    run = cli("pause", user_id)
-    assert run.status == 0 and run.err == "" and run.out.startswith("paused since 20")
-    assert json.loads(cli("config", "show", user_id).out)["paused"] is True
+    out = cli("pause", user_id).ok()
+    assert out.startswith("paused since 20")
+    assert shown_config(cli, user_id)["paused"] is True
     # The versions keep what they said; the state is the user's.
     assert paused_flags(db, user_id) == [(1, False, None), (2, True, None)]
-    assert cli("pause", user_id).out == run.out  # already paused: nothing changes
+    assert cli("pause", user_id).out == out  # already paused: nothing changes
 
     assert cli("resume", user_id).out.startswith("resumed since 20")
-    assert json.loads(cli("config", "show", user_id).out)["paused"] is False
+    assert shown_config(cli, user_id)["paused"] is False
 
 
 def test_a_config_set_without_paused_keeps_the_pause(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db)
     cli("pause", user_id)
-    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
-    assert json.loads(cli("config", "show", user_id).out)["paused"] is True
+    config_set(user_id, TWO_DEPENDENCIES).ok()
+    assert shown_config(cli, user_id)["paused"] is True
 
 
 def test_pause_leaves_the_buckets_alone(cli: Cli, db: psycopg.Connection) -> None:
     user_id = user_with_config(db)
     db.execute("UPDATE token_buckets SET tokens = 1 WHERE user_id = %s", [user_id])
-    before = buckets(db, user_id)
+    before = stored_buckets(db, user_id)
     cli("pause", user_id)
     cli("resume", user_id)
-    assert buckets(db, user_id) == before
+    assert stored_buckets(db, user_id) == before
 
 
 def test_a_user_without_a_config_can_be_paused(cli: Cli, db: psycopg.Connection) -> None:
@@ -557,14 +625,12 @@ def test_a_user_without_a_config_can_be_paused(cli: Cli, db: psycopg.Connection)
 
 
 def test_config_versions_lists_newest_first_and_marks_the_active_one(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    cli("config", "set", user_id, write_config(tmp_path, {"paused": False, **TWO_DEPENDENCIES}))
-    cli("config", "set", user_id, write_config(tmp_path, {"dependencies": {}}))
-    run = cli("config", "versions", user_id)
-    assert run.status == 0 and run.err == ""
-    lines = run.out.splitlines()
+    config_set(user_id, {"paused": False, **TWO_DEPENDENCIES}).ok()
+    config_set(user_id, {"dependencies": {}}).ok()
+    lines = cli("config", "versions", user_id).ok().splitlines()
     assert lines[0].split() == [
         "version",
         "created_at",
@@ -583,17 +649,16 @@ def test_config_versions_lists_newest_first_and_marks_the_active_one(
 
 
 def test_config_activate_rolls_back_to_the_version_itself(
-    cli: Cli, db: psycopg.Connection, tmp_path: Path
+    config_set: SetConfig, cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    cli("config", "set", user_id, write_config(tmp_path, TWO_DEPENDENCIES))
-    cli("config", "set", user_id, write_config(tmp_path, {"dependencies": {}}))
-    run = cli("config", "activate", user_id, "1")
-    assert (run.status, run.out, run.err) == (0, "config version 1 is active\n", "")
-    shown = json.loads(cli("config", "show", user_id).out)
+    config_set(user_id, TWO_DEPENDENCIES).ok()
+    config_set(user_id, {"dependencies": {}}).ok()
+    assert cli("config", "activate", user_id, "1").ok() == "config version 1 is active\n"
+    shown = shown_config(cli, user_id)
     assert shown["version"] == 1 and set(shown["dependencies"]) == {"openai", "stripe"}
     assert paused_flags(db, user_id)[0][:2] == (1, True)
-    assert len(buckets(db, user_id)) == 2
+    assert len(stored_buckets(db, user_id)) == 2
 
 
 def test_config_activate_refuses_unknown_versions_cleanly(cli: Cli, db: psycopg.Connection) -> None:
@@ -607,23 +672,26 @@ def test_config_activate_refuses_unknown_versions_cleanly(cli: Cli, db: psycopg.
 # --- quotas ---
 
 
-def test_quotas_prints_an_aligned_table_of_the_buckets(cli: Cli, db: psycopg.Connection) -> None:
-    user_id = create_user(db)
-    activate_config(
-        db,
-        user_id,
-        {
-            "openai": {"capacity": 100, "refill_per_second": 0},
-            "stripe": {"capacity": 4, "refill_per_second": 0.25},
-        },
-    )
+# Buckets whose levels quotas prints exactly: openai never refills, and stripe is full.
+QUOTA_BUCKETS = {
+    "openai": {"capacity": 100, "refill_per_second": 0},
+    "stripe": {"capacity": 4, "refill_per_second": 0.25},
+}
+
+
+def quotas_user(db: psycopg.Connection, openai_tokens: str) -> UUID:
+    """A user with QUOTA_BUCKETS whose openai bucket holds `openai_tokens` (a decimal)."""
+    user_id = user_with_config(db, QUOTA_BUCKETS)
     db.execute(
-        "UPDATE token_buckets SET tokens = 37.456 WHERE user_id = %s AND dependency = 'openai'",
-        [user_id],
+        "UPDATE token_buckets SET tokens = %s WHERE user_id = %s AND dependency = 'openai'",
+        [Decimal(openai_tokens), user_id],
     )
-    run = cli("quotas", user_id)
-    assert run.status == 0 and run.err == ""
-    assert run.out.splitlines() == [
+    return user_id
+
+
+def test_quotas_prints_an_aligned_table_of_the_buckets(cli: Cli, db: psycopg.Connection) -> None:
+    user_id = quotas_user(db, "37.456")
+    assert cli("quotas", user_id).ok().splitlines() == [
         "mode: enforce",
         "dependency  capacity  refill/s  tokens now",
         "openai           100         0       37.46",
@@ -634,29 +702,22 @@ def test_quotas_prints_an_aligned_table_of_the_buckets(cli: Cli, db: psycopg.Con
 def test_quotas_of_a_config_without_dependencies_is_just_the_header(
     cli: Cli, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(db, user_id, {})
-    run = cli("quotas", user_id)
-    assert (run.status, run.out.splitlines()) == (
-        0,
-        ["mode: enforce", "dependency  capacity  refill/s  tokens now"],
-    )
+    user_id = user_with_config(db, {})
+    assert cli("quotas", user_id).ok().splitlines() == [
+        "mode: enforce",
+        "dependency  capacity  refill/s  tokens now",
+    ]
 
 
 def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
     cli: Cli, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    adaptive = {"decrease": 0.5, "floor": 0.25, "recovery_per_minute": 0.05}
+    user_id = user_with_config(
         db,
-        user_id,
         {
-            "openai": {
-                "capacity": 100,
-                "refill_per_second": 60,
-                "adaptive": {"decrease": 0.5, "floor": 0.25, "recovery_per_minute": 0.05},
-            },
-            "stripe": {"capacity": 4, "refill_per_second": 0.25},
+            **QUOTA_BUCKETS,
+            "openai": {"capacity": 100, "refill_per_second": 60, "adaptive": adaptive},
         },
     )
     # Cut to the floor, with the recovery off and the bucket full, so the table is exact.
@@ -666,9 +727,7 @@ def test_quotas_shows_the_effective_refill_when_a_bucket_is_adaptive(
         " WHERE user_id = %s AND dependency = 'openai'",
         [user_id],
     )
-    run = cli("quotas", user_id)
-    assert run.status == 0 and run.err == ""
-    assert run.out.splitlines() == [
+    assert cli("quotas", user_id).ok().splitlines() == [
         "mode: enforce",
         "dependency  capacity  refill/s  effective/s  tokens now",
         "openai           100        60           15      100.00",
@@ -681,25 +740,12 @@ def test_quotas_without_a_config_fails_cleanly(cli: Cli, db: psycopg.Connection)
 
 
 def test_quotas_json_is_the_dashboards_answer(
-    cli: Cli, db: psycopg.Connection, database_url: str
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
-        db,
-        user_id,
-        {
-            "openai": {"capacity": 100, "refill_per_second": 0},
-            "stripe": {"capacity": 4, "refill_per_second": 0.25},
-        },
-    )
-    db.execute(
-        "UPDATE token_buckets SET tokens = 37.4567891 WHERE user_id = %s AND dependency = 'openai'",
-        [user_id],
-    )
-    run = cli("quotas", user_id, "--json")
-    assert run.status == 0 and run.err == ""
-    assert run.out.count("\n") == 1
-    document = json.loads(run.out, parse_float=Decimal)
+    user_id = quotas_user(db, "37.4567891")
+    out = cli("quotas", user_id, "--json").ok()
+    assert out.count("\n") == 1
+    document = json.loads(out, parse_float=Decimal)
     assert document == {
         "mode": "enforce",
         "quotas": [
@@ -724,38 +770,38 @@ def test_quotas_json_is_the_dashboards_answer(
         ],
         "tenant_quotas": [],
     }
-    with serve_app(Settings(database_url=database_url)) as client:
-        answer = client.simulate_get("/dashboard/quotas", headers={"X-User-ID": str(user_id)})
+    answer = app_client.simulate_get("/dashboard/quotas", headers=headers_for(user_id))
     assert json.loads(answer.text, parse_float=Decimal) == document
 
 
-def test_quotas_prints_the_mode_and_the_tenant_buckets_closest_to_their_limit(
-    cli: Cli, db: psycopg.Connection, database_url: str
+def submit_as_tenants(
+    client: falcon.testing.TestClient, user_id: UUID, spending: list[tuple[str, dict[str, int]]]
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    """Send the seed's single job once per (tenant, dependencies); each must be accepted."""
+    for tenant, dependencies in spending:
+        body = {**SEED_SINGLE, "tenant_id": tenant, "dependencies": dependencies}
+        assert post_json(client, "/dashboard/jobs", user_id, body).status_code == 202
+
+
+def test_quotas_prints_the_mode_and_the_tenant_buckets_closest_to_their_limit(
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
+) -> None:
+    user_id = user_with_config(
         db,
-        user_id,
         {"openai": {"capacity": 100, "refill_per_second": 0}},
         priority_reserve=0,
         mode="shadow",
         tenant_share=0.5,
         tenant_overrides={"tiny": 0.125},
     )
-    with serve_app(Settings(database_url=database_url)) as client:
-        for tenant, dependencies in [
-            ("ok", {"openai": 10}),
-            ("hog", {"openai": 45}),
-            ("tiny", {"openai": 5}),
-            ("full", {}),
-        ]:
-            body = {**SEED_SINGLE, "tenant_id": tenant, "dependencies": dependencies}
-            assert post_json(client, "/dashboard/jobs", user_id, body).status_code == 202
-        dashboard = client.simulate_get("/dashboard/quotas", headers={"X-User-ID": str(user_id)})
-    run = cli("quotas", user_id)
-    assert run.status == 0 and run.err == ""
+    submit_as_tenants(
+        app_client,
+        user_id,
+        [("ok", {"openai": 10}), ("hog", {"openai": 45}), ("tiny", {"openai": 5}), ("full", {})],
+    )
+    dashboard = app_client.simulate_get("/dashboard/quotas", headers=headers_for(user_id))
     # "full" took nothing: it has no row, and is not listed.
-    assert run.out.splitlines() == [
+    assert cli("quotas", user_id).ok().splitlines() == [
         "mode: shadow (every job is accepted; refusals are only recorded)",
         "dependency  capacity  refill/s  tokens now",
         "openai           100         0       40.00",
@@ -783,9 +829,8 @@ def test_quotas_prints_the_mode_and_the_tenant_buckets_closest_to_their_limit(
 def test_quotas_says_when_it_shows_only_the_tenants_closest_to_their_limit(
     cli: Cli, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
-        db, user_id, {"openai": {"capacity": 100, "refill_per_second": 0}}, tenant_share=0.5
+    user_id = user_with_config(
+        db, {"openai": {"capacity": 100, "refill_per_second": 0}}, tenant_share=0.5
     )
     db.execute(
         "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
@@ -813,9 +858,7 @@ def test_jobs_filters_are_the_dashboards(cli: Cli, db: psycopg.Connection) -> No
     queued = insert_jobs(db, user_id, 2, state="queued", tenant_id="tenant-b", batch_name="b")
 
     def shown(*options: str) -> list[str]:
-        run = cli("jobs", user_id, *options)
-        assert run.status == 0 and run.err == "", run
-        return [line.split()[0] for line in run.out.splitlines()[1:]]
+        return first_column(cli("jobs", user_id, *options).ok())
 
     # Jobs stored at one moment are listed by id, newest (highest) first.
     assert set(shown()) == {str(j) for j in queued + rejected + old}
@@ -832,17 +875,14 @@ def test_jobs_filters_are_the_dashboards(cli: Cli, db: psycopg.Connection) -> No
 
 
 def test_jobs_json_is_the_dashboards_items(
-    cli: Cli, db: psycopg.Connection, database_url: str
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
 ) -> None:
     user_id = user_with_config(db)
     insert_jobs(db, user_id, 3)
     insert_jobs(db, user_id, 1, status="Rejected", state=None)
-    run = cli("jobs", user_id, "--json", "--limit", "10")
-    assert run.status == 0 and run.err == ""
-    document = json.loads(run.out)
+    document = json.loads(cli("jobs", user_id, "--json", "--limit", "10").ok())
     assert list(document) == ["jobs"] and len(document["jobs"]) == 4
-    with serve_app(Settings(database_url=database_url)) as client:
-        answer = client.simulate_get("/dashboard/jobs", headers={"X-User-ID": str(user_id)})
+    answer = app_client.simulate_get("/dashboard/jobs", headers=headers_for(user_id))
     assert document["jobs"] == answer.json["jobs"]
     run = cli("jobs", user_id, "--json", "--status", "Rejected")
     assert [job["status"] for job in json.loads(run.out)["jobs"]] == ["Rejected"]
@@ -870,12 +910,10 @@ def test_jobs_with_a_bad_filter_fails_cleanly(
 
 
 def test_prune_deletes_the_tenant_buckets_full_again_and_keeps_the_others(
-    cli: Cli, db: psycopg.Connection, database_url: str
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    user_id = user_with_config(
         db,
-        user_id,
         {
             # A tenant's openai bucket (5 tokens, 500 a second) is full again within 2 ms;
             # its stripe bucket (5 tokens, no refill) never is.
@@ -885,10 +923,7 @@ def test_prune_deletes_the_tenant_buckets_full_again_and_keeps_the_others(
         priority_reserve=0,
         tenant_share=0.5,
     )
-    with serve_app(Settings(database_url=database_url)) as client:
-        for tenant, dependencies in [("fast", {"openai": 1}), ("slow", {"stripe": 1})]:
-            body = {**SEED_SINGLE, "tenant_id": tenant, "dependencies": dependencies}
-            assert post_json(client, "/dashboard/jobs", user_id, body).status_code == 202
+    submit_as_tenants(app_client, user_id, [("fast", {"openai": 1}), ("slow", {"stripe": 1})])
     rows = "SELECT dependency, tenant_id, tokens FROM tenant_buckets ORDER BY 1, 2"
     before = db.execute(rows).fetchall()
     assert [(dependency, tenant) for dependency, tenant, _ in before] == [
@@ -897,9 +932,7 @@ def test_prune_deletes_the_tenant_buckets_full_again_and_keeps_the_others(
     ]
     assert before[0][2] < 5  # stored as the debit left it: full only as of now
 
-    run = cli("prune")
-    assert run.status == 0 and run.err == ""
-    assert run.out.splitlines()[-1] == "pruned 1 tenant buckets full again"
+    assert cli("prune").ok().splitlines()[-1] == "pruned 1 tenant buckets full again"
     assert db.execute(rows).fetchall() == [("stripe", "slow", 4)]
     # Deleting a full row changed nothing: the tenant is shown full, by having no row.
     assert cli("quotas", user_id, "--json").out.count('"tenant_id"') == 1
@@ -922,19 +955,15 @@ def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> No
     [user_id] = demo_users(db)
     assert first.out.splitlines()[0] == f"X-User-ID: {user_id}"
     assert paused_flags(db, user_id) == [(1, True, None)]
-    shown = json.loads(cli("config", "show", user_id).out)
-    assert shown.pop("activated_at")
     # The queue's fields, left out of the demo config, show their defaults.
-    assert shown == {
-        "version": 1,
-        "paused": False,
-        **DEMO_CONFIG,
+    defaults = {
         "max_attempts": 3,
         "retention_days": 7,
         "mode": "enforce",
         "tenant_share": 1,
         "tenant_overrides": {},
     }
+    assert_shown(cli, user_id, 1, {"paused": False, **DEMO_CONFIG, **defaults})
 
 
 def test_demo_prints_a_curl_line_with_the_seed_job(cli: Cli, db: psycopg.Connection) -> None:
@@ -958,15 +987,14 @@ def test_demo_gives_a_demo_user_without_a_config_the_demo_config(
 
 
 def test_demo_config_shows_the_seed_examples_documented_outcomes(
-    cli: Cli, db: psycopg.Connection, database_url: str
+    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
 ) -> None:
     cli("demo")
     [user_id] = demo_users(db)
-    with serve_app(Settings(database_url=database_url)) as client:
-        statuses = [post_json(client, "/dashboard/jobs", user_id, SEED_SINGLE) for _ in range(3)]
-        assert [result.status_code for result in statuses] == [202, 202, 429]
-        assert statuses[2].json["reason"] == "dependency 'openai' rate limit exceeded"
-        batch = post_json(client, "/dashboard/jobs/batch", user_id, SEED_BATCH)
+    statuses = [post_json(app_client, "/dashboard/jobs", user_id, SEED_SINGLE) for _ in range(3)]
+    assert [result.status_code for result in statuses] == [202, 202, 429]
+    assert statuses[2].json["reason"] == "dependency 'openai' rate limit exceeded"
+    batch = post_json(app_client, "/dashboard/jobs/batch", user_id, SEED_BATCH)
     assert batch.status_code == 200
     assert (batch.json["accepted"], batch.json["rejected"]) == (1, 1)
 
@@ -974,12 +1002,16 @@ def test_demo_config_shows_the_seed_examples_documented_outcomes(
 # --- failures before any work ---
 
 
-def test_a_malformed_user_id_fails_cleanly(cli: Cli) -> None:
-    for command in (["config", "show"], ["pause"], ["resume"], ["quotas"]):
-        assert_one_line_error(cli(*command, "not-a-uuid"), 2, "'not-a-uuid'", "UUID")
+# The commands that take nothing but a user id.
+USER_COMMANDS = [["config", "show"], ["pause"], ["resume"], ["quotas"]]
 
 
-@pytest.mark.parametrize("command", [["config", "show"], ["pause"], ["resume"], ["quotas"]])
+@pytest.mark.parametrize("command", USER_COMMANDS)
+def test_a_malformed_user_id_fails_cleanly(cli: Cli, command: list[str]) -> None:
+    assert_one_line_error(cli(*command, "not-a-uuid"), 2, "'not-a-uuid'", "UUID")
+
+
+@pytest.mark.parametrize("command", USER_COMMANDS)
 def test_an_unknown_user_fails_cleanly(cli: Cli, command: list[str]) -> None:
     assert_one_line_error(cli(*command, UNKNOWN_USER), 1, "unknown user")
 
@@ -1008,9 +1040,7 @@ def test_a_bad_database_url_fails_cleanly(
     words: list[str],
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
-    exit_status = main(["user", "create", "someone"])
-    captured = capsys.readouterr()
-    assert_one_line_error(Run(exit_status, captured.out, captured.err), status, *words)
+    assert_one_line_error(run_in_process(capsys, "user", "create", "someone"), status, *words)
 
 
 # --- as an operator runs it: python -m janus ---
@@ -1018,21 +1048,18 @@ def test_a_bad_database_url_fails_cleanly(
 
 def test_python_m_janus_with_a_postgres_url(database_url: str, db: psycopg.Connection) -> None:
     heroku_style = "postgres://" + database_url.removeprefix("postgresql://")
-    created = run_module("user", "create", "ops", database_url=heroku_style)
-    assert (created.status, created.err) == (0, "")
-    user_id = UUID(created.out.strip())
+    user_id = UUID(run_module("user", "create", "ops", database_url=heroku_style).ok().strip())
 
-    process = subprocess.run(
-        [sys.executable, "-m", "janus", "config", "set", str(user_id), "-"],
-        input=json.dumps(TWO_DEPENDENCIES),
-        cwd=REPO_ROOT,
-        env={**os.environ, "DATABASE_URL": heroku_style, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    config_set = run_module(
+        "config",
+        "set",
+        str(user_id),
+        "-",
+        database_url=heroku_style,
+        stdin=json.dumps(TWO_DEPENDENCIES),
     )
-    assert (process.returncode, process.stdout, process.stderr) == (0, "1\n", "")
-    assert buckets(db, user_id) == {"openai": (6, 0, 6), "stripe": (4, 0, 4)}
+    assert config_set.ok() == "1\n"
+    assert stored_buckets(db, user_id) == {"openai": (6, 0, 6), "stripe": (4, 0, 4)}
 
 
 def test_python_m_janus_fails_in_one_line_without_a_traceback(database_url: str) -> None:

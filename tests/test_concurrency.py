@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from tests.support.answers import over_share, rate_limited
 from tests.support.burst import (
     accepted_cost,
     assert_no_server_error,
@@ -31,8 +32,6 @@ from tests.support.burst import (
     conflict_retries,
     database_now,
     deadlocks_detected,
-    over_share,
-    rate_limited,
     single,
     statuses,
     stored_jobs,

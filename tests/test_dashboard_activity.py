@@ -11,19 +11,18 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import GunicornServer
+from tests.support.answers import RATE_LIMITED
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
     gauges,
-    open_page,
     post_seed_job,
     read,
     screenshot,
     script_errors,
-    sign_in,
+    signed_in,
 )
 
-RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 TOTALS = f"Last hour: 1 accepted, 1 rejected ({RATE_LIMITED} 1)"
 
 
@@ -55,8 +54,7 @@ def test_the_chart_shows_the_seeds_job_accepted_then_rejected_for_its_rate_limit
     assert [answer.status_code for answer in answers] == [202, 429]
     assert answers[1].json()["reason"] == RATE_LIMITED
 
-    open_page(browser, gunicorn_server.url, width)
-    sign_in(browser, str(user))
+    signed_in(browser, gunicorn_server.url, user, width)
     WebDriverWait(browser, WAIT_S).until(lambda b: _chart(b)["summary"] == TOTALS)
 
     chart = _chart(browser)

@@ -26,6 +26,7 @@ from tests.support.browser import (
     screenshot,
     script_errors,
     sign_in,
+    signed_in,
     wait_for_example,
 )
 from tests.support.factories import user_with_config
@@ -54,8 +55,7 @@ def test_a_person_enters_their_id_and_sees_their_buckets(
 def test_a_job_taken_drops_its_gauge_by_its_cost(
     browser: WebDriver, gunicorn_server: GunicornServer, openai_user: UUID
 ) -> None:
-    open_page(browser, gunicorn_server.url, "laptop")
-    sign_in(browser, str(openai_user))
+    signed_in(browser, gunicorn_server.url, openai_user, "laptop")
     WebDriverWait(browser, WAIT_S).until(lambda b: "1,000 / 1,000" in gauges(b).get("openai", ""))
 
     answer = requests.post(
@@ -101,9 +101,7 @@ def test_changing_user_shows_only_the_new_users_buckets(
     browser: WebDriver, gunicorn_server: GunicornServer, openai_user: UUID, db: psycopg.Connection
 ) -> None:
     other = user_with_config(db, {"stripe": {"capacity": 4, "refill_per_second": 1}})
-    open_page(browser, gunicorn_server.url, "laptop")
-    sign_in(browser, str(openai_user))
-    WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
+    signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
 
     browser.find_element(By.ID, "sign-out").click()
     sign_in(browser, str(other))
@@ -126,8 +124,7 @@ def test_the_seeds_job_appears_with_its_status_and_a_rejection_with_its_reason(
             "stripe": {"capacity": 1, "refill_per_second": 1},
         },
     )
-    open_page(browser, gunicorn_server.url, width)
-    sign_in(browser, str(user))
+    signed_in(browser, gunicorn_server.url, user, width)
     WebDriverWait(browser, WAIT_S).until(
         lambda b: browser.find_element(By.ID, "jobs-empty").is_displayed()
     )
@@ -174,8 +171,7 @@ def test_jobs_are_filtered_by_status(
             headers={"X-User-ID": str(user)},
             timeout=10,
         )
-    open_page(browser, gunicorn_server.url, "laptop")
-    sign_in(browser, str(user))
+    signed_in(browser, gunicorn_server.url, user, "laptop")
     WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 2)
 
     browser.find_element(By.CSS_SELECTOR, '#filter-status option[value="Rejected"]').click()
@@ -189,8 +185,7 @@ def test_jobs_are_filtered_by_status(
 def test_pausing_after_confirming_makes_jobs_403_and_resuming_undoes_it(
     browser: WebDriver, gunicorn_server: GunicornServer, open_user: UUID, width: str
 ) -> None:
-    open_page(browser, gunicorn_server.url, width)
-    sign_in(browser, str(open_user))
+    signed_in(browser, gunicorn_server.url, open_user, width)
     state = browser.find_element(By.ID, "pause-state")
     WebDriverWait(browser, WAIT_S).until(lambda b: state.text == "Admitting jobs.")
     assert "Config version 1 (enforce mode)" in browser.find_element(By.ID, "rules-summary").text
@@ -284,8 +279,7 @@ def test_a_jobs_payload_is_shown_exactly_as_it_was_sent(
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
-    open_page(browser, gunicorn_server.url, "laptop")
-    sign_in(browser, str(open_user))
+    signed_in(browser, gunicorn_server.url, open_user, "laptop")
     WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 1)
 
     browser.find_element(By.CSS_SELECTOR, "#job-table tbody tr td button").click()

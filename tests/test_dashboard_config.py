@@ -15,10 +15,9 @@ import requests
 from janus.settings import Settings
 from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
-from tests.support.app import headers_for, serve_app
+from tests.support.app import CONFIG, SERVICE_TOKEN, headers_for, serve_app
 from tests.support.factories import bucket_tokens, create_user, user_with_config
 
-CONFIG = "/dashboard/config"
 VERSIONS = "/dashboard/config/versions"
 
 
@@ -316,16 +315,14 @@ def test_activating_an_unknown_version_is_404(
 
 
 def test_the_service_token_guards_the_config_routes(
-    database_url: str, db: psycopg.Connection
+    token_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 1}})
-    settings = Settings(database_url=database_url, service_token="s3cret-token")
-    with serve_app(settings) as client:
-        for path, method in ((CONFIG, "GET"), (CONFIG, "PUT"), (VERSIONS, "GET")):
-            result = client.simulate_request(method, path, headers=headers_for(user_id))
-            assert_clear_error(result, 401)
-        authorized = headers_for(user_id, Authorization="Bearer s3cret-token")
-        assert client.simulate_get(CONFIG, headers=authorized).status_code == 200
+    for path, method in ((CONFIG, "GET"), (CONFIG, "PUT"), (VERSIONS, "GET")):
+        result = token_client.simulate_request(method, path, headers=headers_for(user_id))
+        assert_clear_error(result, 401)
+    authorized = headers_for(user_id, Authorization=f"Bearer {SERVICE_TOKEN}")
+    assert token_client.simulate_get(CONFIG, headers=authorized).status_code == 200
 
 
 def test_other_statuses_of_the_config_routes(

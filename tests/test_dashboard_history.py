@@ -22,6 +22,7 @@ from tests.support.app import headers_for, post_json
 from tests.support.bodies import single
 from tests.support.factories import activate_config, create_user, user_with_config
 from tests.support.history import HISTORY, QUOTAS, insert_jobs
+from tests.support.plans import plan_nodes
 from tests.support.queue import claim, queued_job
 
 ITEM_KEYS = [
@@ -69,24 +70,21 @@ def _all_pages(client: falcon.testing.TestClient, user_id: UUID, **params: Any) 
             return seen
 
 
-@pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
-
-
 # --- GET /dashboard/jobs ---
 
 
 def test_the_history_lists_both_sources_newest_first_with_each_decision(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
-    first = post_json(app_client, "/dashboard/jobs", user, queued_job({"openai": 4}))
-    second = post_json(app_client, "/system/jobs", user, queued_job({"openai": 4}, priority=9))
-    rejected = post_json(app_client, "/system/jobs", user, queued_job({"openai": 4}))
+    first = post_json(app_client, "/dashboard/jobs", ten_token_user, queued_job({"openai": 4}))
+    second = post_json(
+        app_client, "/system/jobs", ten_token_user, queued_job({"openai": 4}, priority=9)
+    )
+    rejected = post_json(app_client, "/system/jobs", ten_token_user, queued_job({"openai": 4}))
     assert [first.status_code, second.status_code, rejected.status_code] == [202, 202, 429]
-    claim(app_client, user)  # the priority 9 job
+    claim(app_client, ten_token_user)  # the priority 9 job
 
-    jobs = _page(app_client, user)["jobs"]
+    jobs = _page(app_client, ten_token_user)["jobs"]
 
     assert [job["job_id"] for job in jobs] == [
         rejected.json["job_id"], second.json["job_id"], first.json["job_id"]
@@ -104,19 +102,19 @@ def test_the_history_lists_both_sources_newest_first_with_each_decision(
 
 
 def test_each_filter_keeps_only_its_jobs(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     now = datetime.now(UTC)
-    old = insert_jobs(db, user, 3, newest=now - timedelta(hours=2))
-    rejected = insert_jobs(db, user, 2, newest=now, status="Rejected", state=None)
-    queued = insert_jobs(db, user, 2, newest=now, state="queued", tenant_id="tenant-b")
-    failed = insert_jobs(db, user, 2, newest=now, state="failed", batch_name="batch-b")
-    system = insert_jobs(db, user, 2, newest=now, source="system")
+    old = insert_jobs(db, ten_token_user, 3, newest=now - timedelta(hours=2))
+    rejected = insert_jobs(db, ten_token_user, 2, newest=now, status="Rejected", state=None)
+    queued = insert_jobs(db, ten_token_user, 2, newest=now, state="queued", tenant_id="tenant-b")
+    failed = insert_jobs(db, ten_token_user, 2, newest=now, state="failed", batch_name="batch-b")
+    system = insert_jobs(db, ten_token_user, 2, newest=now, source="system")
     other_user = user_with_config(db, {})
     insert_jobs(db, other_user, 5, newest=now, status="Rejected", state=None)
 
     def only(**params: Any) -> set[UUID]:
-        return set(_ids(_page(app_client, user, limit=100, **params)))
+        return set(_ids(_page(app_client, ten_token_user, limit=100, **params)))
 
     assert only(status="Rejected") == set(rejected)
     assert only(status="Accepted") == set(old + queued + failed + system)
@@ -137,40 +135,40 @@ def test_each_filter_keeps_only_its_jobs(
 
 
 def test_pages_follow_the_cursor_without_repeats_or_gaps_while_jobs_arrive(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     now = datetime.now(UTC)
-    older = insert_jobs(db, user, 12, newest=now - timedelta(seconds=100))
+    older = insert_jobs(db, ten_token_user, 12, newest=now - timedelta(seconds=100))
     # Five jobs stored at the very same moment straddle a page boundary: job_id breaks the tie.
-    tied = insert_jobs(db, user, 5, newest=now - timedelta(seconds=50), spacing_s=0)
-    newer = insert_jobs(db, user, 8, newest=now)
-    expected = _all_pages(app_client, user, limit=100)
+    tied = insert_jobs(db, ten_token_user, 5, newest=now - timedelta(seconds=50), spacing_s=0)
+    newer = insert_jobs(db, ten_token_user, 8, newest=now)
+    expected = _all_pages(app_client, ten_token_user, limit=100)
     assert len(expected) == 25 and len(set(expected)) == 25
     assert set(expected) == set(older + tied + newer)
     assert expected[8:13] == sorted(tied, key=str, reverse=True)
 
     seen: list[UUID] = []
-    page = _page(app_client, user, limit=10)
+    page = _page(app_client, ten_token_user, limit=10)
     while True:
         seen += _ids(page)
         # Jobs stored between two pages are newer than every job shown: never in a later page.
-        insert_jobs(db, user, 3, newest=datetime.now(UTC) + timedelta(minutes=1))
+        insert_jobs(db, ten_token_user, 3, newest=datetime.now(UTC) + timedelta(minutes=1))
         if page["next"] is None:
             break
-        page = _page(app_client, user, limit=10, cursor=page["next"])
+        page = _page(app_client, ten_token_user, limit=10, cursor=page["next"])
     assert seen == expected
 
 
 def test_limit_defaults_to_20_and_the_last_page_has_no_next(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
-    insert_jobs(db, user, 21)
-    first = _page(app_client, user)
+    insert_jobs(db, ten_token_user, 21)
+    first = _page(app_client, ten_token_user)
     assert len(first["jobs"]) == 20 and first["next"]
-    second = _page(app_client, user, cursor=first["next"])
+    second = _page(app_client, ten_token_user, cursor=first["next"])
     assert len(second["jobs"]) == 1 and second["next"] is None
     # Exactly a page's worth: no next, rather than an empty page after it.
-    assert _page(app_client, user, limit=21)["next"] is None
+    assert _page(app_client, ten_token_user, limit=21)["next"] is None
     assert _page(app_client, create_user(db)) == {"jobs": [], "next": None}
 
 
@@ -213,28 +211,30 @@ def _cursor_of(text: str) -> str:
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_field(
-    app_client: falcon.testing.TestClient, user: UUID, params: dict[str, Any], field: str
+    app_client: falcon.testing.TestClient, ten_token_user: UUID, params: dict[str, Any], field: str
 ) -> None:
-    body = assert_clear_error(_get(app_client, HISTORY, user, **params), 400)
+    body = assert_clear_error(_get(app_client, HISTORY, ten_token_user, **params), 400)
     assert list(body["errors"]) == [field], body
 
 
 def test_every_bad_parameter_is_named_in_one_answer(
-    app_client: falcon.testing.TestClient, user: UUID
+    app_client: falcon.testing.TestClient, ten_token_user: UUID
 ) -> None:
-    answer = _get(app_client, HISTORY, user, limit="0", status="done", cursor="x", since="now")
+    answer = _get(
+        app_client, HISTORY, ten_token_user, limit="0", status="done", cursor="x", since="now"
+    )
     body = assert_clear_error(answer, 400)
     assert sorted(body["errors"]) == ["cursor", "limit", "since", "status"]
     assert body["errors"]["limit"] == ["Must be an integer from 1 to 100."]
 
 
 def test_a_cursor_of_an_earlier_answer_still_works_after_its_job_is_deleted(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
-    jobs = insert_jobs(db, user, 5)
-    first = _page(app_client, user, limit=2)
+    jobs = insert_jobs(db, ten_token_user, 5)
+    first = _page(app_client, ten_token_user, limit=2)
     db.execute("DELETE FROM jobs WHERE job_id = %s", [jobs[1]])
-    assert _ids(_page(app_client, user, limit=10, cursor=first["next"])) == jobs[2:]
+    assert _ids(_page(app_client, ten_token_user, limit=10, cursor=first["next"])) == jobs[2:]
 
 
 def test_unauthenticated_and_unknown_users_are_401(app_client: falcon.testing.TestClient) -> None:
@@ -245,38 +245,42 @@ def test_unauthenticated_and_unknown_users_are_401(app_client: falcon.testing.Te
 
 
 def test_posting_a_job_still_works_beside_the_listing(
-    app_client: falcon.testing.TestClient, user: UUID
+    app_client: falcon.testing.TestClient, ten_token_user: UUID
 ) -> None:
-    answer = post_json(app_client, HISTORY, user, queued_job({"openai": 1}))
+    answer = post_json(app_client, HISTORY, ten_token_user, queued_job({"openai": 1}))
     assert answer.status_code == 202
-    assert _ids(_page(app_client, user)) == [UUID(answer.json["job_id"])]
-    assert_clear_error(app_client.simulate_delete(HISTORY, headers=headers_for(user)), 405)
+    assert _ids(_page(app_client, ten_token_user)) == [UUID(answer.json["job_id"])]
+    assert_clear_error(
+        app_client.simulate_delete(HISTORY, headers=headers_for(ten_token_user)), 405
+    )
 
 
 # --- GET /dashboard/jobs/{job_id} ---
 
 
 def test_one_job_shows_everything_stored_with_its_payload_as_sent(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     payload = '{"price": 1.10, "big": 123456789012345678901234567890, "huge": 1e400}'
     body = (
         '{"batch_name": "b", "tenant_id": "t", "priority": 7, "dependencies": {"openai": 2},'
         f' "payload": {payload}}}'
     )
-    answer = app_client.simulate_post("/system/jobs", body=body, headers=headers_for(user))
+    answer = app_client.simulate_post(
+        "/system/jobs", body=body, headers=headers_for(ten_token_user)
+    )
     assert answer.status_code == 202, answer.text
     job_id = answer.json["job_id"]
-    [leased] = claim(app_client, user)
+    [leased] = claim(app_client, ten_token_user)
     done = app_client.simulate_post(
         f"/system/jobs/{job_id}/complete",
         body=f'{{"lease_token": "{leased["lease_token"]}", "result": {{"ok": 1.50}},'
         ' "actual_costs": {"openai": 1}}',
-        headers=headers_for(user),
+        headers=headers_for(ten_token_user),
     )
     assert done.status_code == 200, done.text
 
-    got = _get(app_client, f"{HISTORY}/{job_id}", user)
+    got = _get(app_client, f"{HISTORY}/{job_id}", ten_token_user)
 
     assert got.status_code == 200, got.text
     assert list(got.json) == DETAIL_KEYS
@@ -294,24 +298,26 @@ def test_one_job_shows_everything_stored_with_its_payload_as_sent(
 
 
 def test_another_users_job_is_404_exactly_as_an_unknown_id(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     [theirs] = insert_jobs(db, user_with_config(db, {}), 1)
-    other = _get(app_client, f"{HISTORY}/{theirs}", user)
-    unknown = _get(app_client, f"{HISTORY}/{uuid4()}", user)
+    other = _get(app_client, f"{HISTORY}/{theirs}", ten_token_user)
+    unknown = _get(app_client, f"{HISTORY}/{uuid4()}", ten_token_user)
     assert_clear_error(other, 404)
     assert (other.status_code, other.text) == (unknown.status_code, unknown.text)
     for malformed in ("not-a-uuid", "123", f"{uuid4()}x"):
-        assert_clear_error(_get(app_client, f"{HISTORY}/{malformed}", user), 404)
-    body = assert_clear_error(_get(app_client, f"{HISTORY}/{theirs}", user, extra="1"), 400)
+        assert_clear_error(_get(app_client, f"{HISTORY}/{malformed}", ten_token_user), 404)
+    body = assert_clear_error(
+        _get(app_client, f"{HISTORY}/{theirs}", ten_token_user, extra="1"), 400
+    )
     assert list(body["errors"]) == ["extra"]
 
 
 def test_a_rejected_job_shows_its_reason_and_retry_after(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
-    [job_id] = insert_jobs(db, user, 1, status="Rejected", state=None)
-    job = _get(app_client, f"{HISTORY}/{job_id}", user).json
+    [job_id] = insert_jobs(db, ten_token_user, 1, status="Rejected", state=None)
+    job = _get(app_client, f"{HISTORY}/{job_id}", ten_token_user).json
     assert (job["status"], job["state"], job["retry_after"]) == ("Rejected", None, 3)
     assert job["reason"] == "dependency 'openai' rate limit exceeded"
     assert job["payload"] == {"n": 1} and job["result"] is None
@@ -330,10 +336,8 @@ def _quotas(client: falcon.testing.TestClient, user_id: UUID) -> Any:
 def test_quotas_show_each_bucket_as_the_view_does(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    user_id = user_with_config(
         db,
-        user_id,
         {
             "openai": {"capacity": 100, "refill_per_second": 0.5},
             "search": {"capacity": 10, "refill_per_second": 0},
@@ -378,10 +382,9 @@ def test_quota_numbers_are_exact_decimals_in_the_json(
 def test_an_adaptive_buckets_effective_refill_and_full_in_seconds(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
     adaptive = {"decrease": 0.5, "floor": 0.25, "recovery_per_minute": 0.05}
-    activate_config(
-        db, user_id, {"openai": {"capacity": 100, "refill_per_second": 60, "adaptive": adaptive}}
+    user_id = user_with_config(
+        db, {"openai": {"capacity": 100, "refill_per_second": 60, "adaptive": adaptive}}
     )
     # Cut to the floor, recovery off, 30 tokens short: full in 2 s at 15 tokens/s.
     db.execute(
@@ -412,10 +415,8 @@ def _tenants(answer: Any) -> list[tuple[str, str]]:
 def test_quotas_show_the_mode_and_the_tenant_buckets_closest_to_their_limit_first(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
-    activate_config(
+    user_id = user_with_config(
         db,
-        user_id,
         {
             "openai": {"capacity": 100, "refill_per_second": 0},
             "stripe": {"capacity": 10, "refill_per_second": 1},
@@ -460,7 +461,7 @@ def test_quotas_show_the_mode_and_the_tenant_buckets_closest_to_their_limit_firs
     assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 5, 0.5)
     assert 4 <= stripe["tokens"] <= 5 and 0 <= stripe["full_in_seconds"] <= 2
     # The same numbers as the view the operators read.
-    view = dict(
+    view: dict[str, Decimal] = dict(
         db.execute(
             "SELECT tenant_id, tokens_now FROM tenant_buckets_now"
             " WHERE user_id = %s AND dependency = 'openai'",
@@ -485,14 +486,12 @@ def test_quotas_show_shadow_mode(
 def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
-    user_id = create_user(db)
     dependencies = {
         "openai": {"capacity": 400, "refill_per_second": 0},
         "stripe": {"capacity": 4, "refill_per_second": 6},
     }
-    activate_config(db, user_id, dependencies, tenant_share=0.5)
-    other = create_user(db)
-    activate_config(db, other, dependencies, tenant_share=0.5)
+    user_id = user_with_config(db, dependencies, tenant_share=0.5)
+    other = user_with_config(db, dependencies, tenant_share=0.5)
     insert = (
         "INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,"
         " refill_per_second, tokens, refilled_at)"
@@ -530,10 +529,6 @@ def test_tenant_quotas_are_one_users_at_most_100_cut_like_the_buckets(
     assert (stripe["share"], stripe["capacity"], stripe["refill_per_second"]) == (0.5, 2, 3)
 
 
-def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
-
-
 def test_tenant_quotas_read_one_users_rows_by_the_primary_key(db: psycopg.Connection) -> None:
     """Among 40,000 tenant buckets of 20 users, one user's 2,000 are found by the key
     (user_id, dependency, tenant_id), not by reading the table whole."""
@@ -549,21 +544,14 @@ def test_tenant_quotas_read_one_users_rows_by_the_primary_key(db: psycopg.Connec
         [users],
     )
     db.execute("ANALYZE tenant_buckets")
-    row = db.execute(
-        f"EXPLAIN (FORMAT JSON) {queries.TENANT_QUOTAS}",
-        {"user_id": users[7], "limit": TENANT_QUOTAS_SHOWN},
-        prepare=False,
-    ).fetchone()
-    assert row is not None
-    reads = [
-        node
-        for node in _plan_nodes(row[0][0]["Plan"])
-        if node.get("Relation Name") == "tenant_buckets"
-    ]
+    nodes = plan_nodes(
+        db, queries.TENANT_QUOTAS, {"user_id": users[7], "limit": TENANT_QUOTAS_SHOWN}
+    )
+    reads = [node for node in nodes if node.get("Relation Name") == "tenant_buckets"]
     assert [node["Node Type"] for node in reads] in (["Index Scan"], ["Bitmap Heap Scan"])
     conditions = [
         node.get("Index Cond", "")
-        for node in _plan_nodes(row[0][0]["Plan"])
+        for node in nodes
         if node.get("Index Name") == "tenant_buckets_pkey"
     ]
     assert conditions and all("user_id" in condition for condition in conditions), conditions

@@ -36,13 +36,13 @@ def test_each_file_is_served_as_it_is_without_user_or_token(
         assert answer.headers[header] == value
 
 
-def test_the_api_still_wants_the_token_the_page_asks_for(database_url: str) -> None:
-    settings = Settings(database_url=database_url, service_token="s3cret-token")
-    with serve_app(settings) as client:
-        page = client.simulate_get("/")
-        quotas = client.simulate_get(
-            "/dashboard/quotas", headers={"X-User-ID": "00000000-0000-4000-8000-000000000000"}
-        )
+def test_the_api_still_wants_the_token_the_page_asks_for(
+    token_client: falcon.testing.TestClient,
+) -> None:
+    page = token_client.simulate_get("/")
+    quotas = token_client.simulate_get(
+        "/dashboard/quotas", headers={"X-User-ID": "00000000-0000-4000-8000-000000000000"}
+    )
     assert page.status_code == 200
     assert quotas.status_code == 401
 

@@ -10,17 +10,15 @@ import falcon.testing
 import psycopg
 import requests
 
-from janus.settings import Settings
 from tests.conftest import GunicornServer
 from tests.support.answers import assert_clear_error
-from tests.support.app import JOB_ROUTES, headers_for, post_json, serve_app
+from tests.support.app import CONFIG, JOB_ROUTES, SERVICE_TOKEN, headers_for, post_json, put_config
 from tests.support.bodies import batch, job, single
 from tests.support.factories import activate_config, create_user, user_with_config
 
 PAUSE = "/dashboard/pause"
 RESUME = "/dashboard/resume"
 HISTORY = "/dashboard/pause/history"
-CONFIG = "/dashboard/config"
 OPENAI = {"openai": {"capacity": 100, "refill_per_second": 0}}
 
 
@@ -44,12 +42,6 @@ def _changes(client: falcon.testing.TestClient, user_id: UUID) -> list[tuple[boo
     """(paused, config_version) of every change, newest first."""
     listed = _history(client, user_id, limit="100")["changes"]
     return [(one["paused"], one["config_version"]) for one in listed]
-
-
-def _put(client: falcon.testing.TestClient, user_id: UUID, body: Any) -> falcon.testing.Result:
-    result = client.simulate_put(CONFIG, json=body, headers=headers_for(user_id))
-    assert result.status_code == 200, result.text
-    return result
 
 
 def test_pause_refuses_every_job_route_with_403_and_resume_admits_again(
@@ -92,8 +84,8 @@ def test_a_config_that_leaves_paused_out_keeps_the_pause(
 ) -> None:
     user_id = user_with_config(db, OPENAI)
     _post(app_client, PAUSE, user_id)
-    put = _put(app_client, user_id, {"dependencies": OPENAI})
-    assert put.json["paused"] is True and put.json["version"] == 2
+    put = put_config(app_client, user_id, {"dependencies": OPENAI})
+    assert put["paused"] is True and put["version"] == 2
     assert _admits(app_client, user_id) == 403
     # The version says what it was written with: nothing about pausing.
     listed = app_client.simulate_get(f"{CONFIG}/versions", headers=headers_for(user_id))
@@ -101,11 +93,12 @@ def test_a_config_that_leaves_paused_out_keeps_the_pause(
 
     # One that sets it sets it, and the history says which version did.
     assert (
-        _put(app_client, user_id, {"paused": False, "dependencies": OPENAI}).json["paused"] is False
+        put_config(app_client, user_id, {"paused": False, "dependencies": OPENAI})["paused"]
+        is False
     )
     assert _admits(app_client, user_id) == 202
     assert (
-        _put(app_client, user_id, {"paused": True, "dependencies": OPENAI}).json["paused"] is True
+        put_config(app_client, user_id, {"paused": True, "dependencies": OPENAI})["paused"] is True
     )
     assert _admits(app_client, user_id) == 403
     assert _changes(app_client, user_id) == [(True, 4), (False, 3), (True, None)]
@@ -115,8 +108,8 @@ def test_a_rollback_leaves_the_pause_alone(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    _put(app_client, user_id, {"paused": False, "dependencies": OPENAI})
-    _put(app_client, user_id, {"dependencies": OPENAI})
+    put_config(app_client, user_id, {"paused": False, "dependencies": OPENAI})
+    put_config(app_client, user_id, {"dependencies": OPENAI})
     _post(app_client, PAUSE, user_id)
     rolled_back = _post(app_client, f"{CONFIG}/versions/1/activate", user_id)
     assert rolled_back.status_code == 200
@@ -129,7 +122,7 @@ def test_a_user_without_a_config_can_be_paused_before_its_first_config(
 ) -> None:
     user_id = create_user(db)
     assert _post(app_client, PAUSE, user_id).json["paused"] is True
-    assert _put(app_client, user_id, {"dependencies": OPENAI}).json["paused"] is True
+    assert put_config(app_client, user_id, {"dependencies": OPENAI})["paused"] is True
     assert _admits(app_client, user_id) == 403
 
 
@@ -165,14 +158,12 @@ def test_bad_history_parameters_and_unknown_users_get_clear_4xx(
 
 
 def test_the_service_token_guards_pause_and_resume(
-    database_url: str, db: psycopg.Connection
+    token_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = user_with_config(db, OPENAI)
-    settings = Settings(database_url=database_url, service_token="s3cret-token")
-    with serve_app(settings) as client:
-        assert_clear_error(_post(client, PAUSE, user_id), 401)
-        authorized = headers_for(user_id, Authorization="Bearer s3cret-token")
-        assert client.simulate_post(PAUSE, headers=authorized).json["paused"] is True
+    assert_clear_error(_post(token_client, PAUSE, user_id), 401)
+    authorized = headers_for(user_id, Authorization=f"Bearer {SERVICE_TOKEN}")
+    assert token_client.simulate_post(PAUSE, headers=authorized).json["paused"] is True
 
 
 def test_factories_config_without_paused_keeps_the_pause(db: psycopg.Connection) -> None:

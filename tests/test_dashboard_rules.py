@@ -16,20 +16,20 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import GunicornServer
+from tests.support.app import CONFIG
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
     gauges,
-    open_page,
     read,
     screenshot,
     script_errors,
     sign_in,
+    signed_in,
 )
 from tests.support.factories import create_user, user_with_config
 from tests.support.seed import SEED_SINGLE
 
-CONFIG = "/dashboard/config"
 # What GET /dashboard/config adds to the config a PUT takes.
 NOT_EDITED = ("version", "activated_at", "paused")
 
@@ -112,11 +112,6 @@ def _wait(browser: WebDriver, ready: Any) -> dict[str, Any]:
     return _rules(browser)
 
 
-def _signed_in(browser: WebDriver, server: GunicornServer, user: UUID, width: str) -> None:
-    open_page(browser, server.url, width)
-    sign_in(browser, str(user))
-
-
 def _click(browser: WebDriver, selector: str) -> None:
     browser.find_element(By.CSS_SELECTOR, selector).click()
 
@@ -136,7 +131,7 @@ def test_a_person_rolls_back_to_version_1_after_confirming(
     # Version 2 never has room for a job costing 6.
     assert _post_job(url, thousand_user, 6).status_code == 429
 
-    _signed_in(browser, gunicorn_server, thousand_user, width)
+    signed_in(browser, gunicorn_server.url, thousand_user, width)
     rules = _wait(browser, lambda r: r["summary"].startswith("Config version 2") and r["diff"])
     assert '"capacity": 5' in rules["active"]
     assert [version for version, _ in rules["versions"]] == [2, 1]
@@ -188,7 +183,7 @@ def test_an_edit_confirmed_becomes_the_next_active_version(
     browser: WebDriver, gunicorn_server: GunicornServer, thousand_user: UUID, width: str
 ) -> None:
     url = gunicorn_server.url
-    _signed_in(browser, gunicorn_server, thousand_user, width)
+    signed_in(browser, gunicorn_server.url, thousand_user, width)
     # The config and its versions are two reads: wait for both.
     rules = _wait(browser, lambda r: r["summary"].startswith("Config version 1") and r["diffEmpty"])
     assert rules["diffEmpty"] == "Only one version so far: nothing to compare."
@@ -236,7 +231,7 @@ def test_the_diff_names_what_was_added_removed_and_changed_by_key_path(
     )
     assert answer.status_code == 200, answer.text
 
-    _signed_in(browser, gunicorn_server, thousand_user, "laptop")
+    signed_in(browser, gunicorn_server.url, thousand_user, "laptop")
     rules = _wait(browser, lambda r: r["summary"].startswith("Config version 2") and r["diff"])
     assert rules["diff"] == [
         '\N{MINUS SIGN} dependencies.openai: {"capacity":1000,"refill_per_second":1000}',
@@ -255,7 +250,7 @@ def test_an_invalid_config_shows_the_apis_field_error_and_stores_nothing(
     browser: WebDriver, gunicorn_server: GunicornServer, thousand_user: UUID
 ) -> None:
     url = gunicorn_server.url
-    _signed_in(browser, gunicorn_server, thousand_user, "phone")
+    signed_in(browser, gunicorn_server.url, thousand_user, "phone")
     _wait(browser, lambda r: r["summary"].startswith("Config version 1"))
     _click(browser, "#edit-open")
 
@@ -290,7 +285,7 @@ def test_a_stale_edit_is_refused_412_in_words_and_reload_offers_the_new_version(
     browser: WebDriver, gunicorn_server: GunicornServer, thousand_user: UUID
 ) -> None:
     url = gunicorn_server.url
-    _signed_in(browser, gunicorn_server, thousand_user, "laptop")
+    signed_in(browser, gunicorn_server.url, thousand_user, "laptop")
     _wait(browser, lambda r: r["summary"].startswith("Config version 1"))
     _click(browser, "#edit-open")
     config = json.loads(read(browser, "return document.getElementById('edit-config').value;"))
@@ -328,7 +323,7 @@ def test_a_user_without_a_config_is_told_so_and_can_write_version_1(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection
 ) -> None:
     user = create_user(db)
-    _signed_in(browser, gunicorn_server, user, "laptop")
+    signed_in(browser, gunicorn_server.url, user, "laptop")
     WebDriverWait(browser, WAIT_S).until(
         lambda b: "no active config" in b.find_element(By.ID, "rules-error").text
     )
@@ -355,7 +350,7 @@ def test_older_versions_come_a_page_at_a_time(
 ) -> None:
     for capacity in range(1, 21):
         _put_capacity(gunicorn_server.url, thousand_user, capacity)
-    _signed_in(browser, gunicorn_server, thousand_user, "laptop")
+    signed_in(browser, gunicorn_server.url, thousand_user, "laptop")
     rules = _wait(browser, lambda r: len(r["versions"]) == 20)
     assert rules["versions"][0][0] == 21 and rules["versions"][-1][0] == 2
     assert browser.find_element(By.ID, "versions-older").is_displayed()
@@ -375,7 +370,7 @@ def test_what_one_user_was_shown_is_gone_after_changing_user(
 ) -> None:
     _put_capacity(gunicorn_server.url, thousand_user, 5)
     other = user_with_config(db, {"stripe": {"capacity": 4, "refill_per_second": 1}})
-    _signed_in(browser, gunicorn_server, thousand_user, "laptop")
+    signed_in(browser, gunicorn_server.url, thousand_user, "laptop")
     _wait(browser, lambda r: r["summary"].startswith("Config version 2") and r["diff"])
     _click(browser, "#edit-open")
 

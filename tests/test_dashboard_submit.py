@@ -19,14 +19,14 @@ from tests.support.browser import (
     WIDTHS,
     gauges,
     job_rows,
-    open_page,
     read,
     screenshot,
     script_errors,
     sign_in,
+    signed_in,
     wait_for_example,
 )
-from tests.support.factories import user_with_config
+from tests.support.factories import jobs_of, user_with_config
 from tests.support.seed import SEED_SINGLE
 
 
@@ -47,18 +47,12 @@ def _wait_for_answer(browser: WebDriver, status: str) -> dict[str, Any]:
     return _answer(browser)
 
 
-def _signed_in(browser: WebDriver, server: GunicornServer, user: UUID, width: str) -> None:
-    open_page(browser, server.url, width)
-    sign_in(browser, str(user))
-    WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
-    wait_for_example(browser)
-
-
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_the_seeds_job_sent_from_the_form_shows_the_exact_answer_and_appears(
     browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID, width: str
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_once_user, width)
+    signed_in(browser, gunicorn_server.url, seed_once_user, width, gauge="openai")
+    wait_for_example(browser)
     # The form starts with the seed's job, as the API's documentation writes it.
     typed = read(browser, "return document.getElementById('submit-body').value;")
     assert json.loads(typed) == SEED_SINGLE
@@ -102,7 +96,8 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
     seed_once_user: UUID,
     db: psycopg.Connection,
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
+    signed_in(browser, gunicorn_server.url, seed_once_user, "laptop", gauge="openai")
+    wait_for_example(browser)
 
     browser.find_element(By.ID, "submit-quote").click()
     answer = _wait_for_answer(browser, "200 OK")
@@ -111,9 +106,7 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
     quote = json.loads(answer["body"])
     assert (quote["kind"], quote["status"], quote["accepted"]) == ("single", 202, 1)
     # Nothing was stored and no token taken.
-    assert db.execute(
-        "SELECT count(*) FROM jobs WHERE user_id = %s", (seed_once_user,)
-    ).fetchone() == (0,)
+    assert jobs_of(db, seed_once_user) == 0
     assert "2 / 2" in gauges(browser)["openai"]
     screenshot(browser, "submit-quote", top="submit-answer")
     assert script_errors(browser) == []
@@ -122,7 +115,8 @@ def test_a_quote_shows_what_sending_would_get_and_takes_nothing(
 def test_an_atomic_batch_is_quoted_and_sent_as_one(
     browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_once_user, "phone")
+    signed_in(browser, gunicorn_server.url, seed_once_user, "phone", gauge="openai")
+    wait_for_example(browser)
     Select(browser.find_element(By.ID, "submit-kind")).select_by_value("atomic")
     # The seed's batch asks stripe for 5, more than its capacity of 1: all or nothing.
     typed = read(browser, "return document.getElementById('submit-body').value;")
@@ -144,7 +138,8 @@ def test_an_atomic_batch_is_quoted_and_sent_as_one(
 def test_a_body_that_is_not_json_is_never_sent_and_a_bad_one_shows_the_apis_words(
     browser: WebDriver, gunicorn_server: GunicornServer, seed_once_user: UUID
 ) -> None:
-    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
+    signed_in(browser, gunicorn_server.url, seed_once_user, "laptop", gauge="openai")
+    wait_for_example(browser)
     box = browser.find_element(By.ID, "submit-body")
 
     box.clear()
@@ -172,7 +167,8 @@ def test_the_answer_shown_goes_with_the_user_who_sent_it(
     db: psycopg.Connection,
 ) -> None:
     other = user_with_config(db, {"openai": {"capacity": 4, "refill_per_second": 0}})
-    _signed_in(browser, gunicorn_server, seed_once_user, "laptop")
+    signed_in(browser, gunicorn_server.url, seed_once_user, "laptop", gauge="openai")
+    wait_for_example(browser)
     browser.find_element(By.ID, "submit-send").click()
     job_id = json.loads(_wait_for_answer(browser, "202 Accepted")["body"])["job_id"]
 

@@ -35,7 +35,10 @@ def _blueprint() -> dict[str, Any]:
 
 
 def _web_service() -> dict[str, Any]:
-    [web] = [service for service in _blueprint()["services"] if service["type"] == "web"]
+    webs: list[dict[str, Any]] = [
+        service for service in _blueprint()["services"] if service["type"] == "web"
+    ]
+    [web] = webs
     return web
 
 

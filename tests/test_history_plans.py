@@ -18,6 +18,7 @@ from janus.db.history import job_history_params
 from janus.history import JobFilter, JobPosition
 from tests.conftest import unique_name, url_for_database
 from tests.support.factories import create_user
+from tests.support.plans import plan_nodes
 
 JOBS_PER_USER = 20_000
 
@@ -63,19 +64,6 @@ FILTERS: list[tuple[JobFilter, set[str]]] = [
     (JobFilter(batch_name="batch-7"), {"jobs_of_batch_newest_first"}),
     (JobFilter(tenant_id="tenant-7", status="Rejected"), {"jobs_of_tenant_newest_first"}),
 ]
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
-def _plan(db: psycopg.Connection, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    # Unprepared, as janus.db.history sends it: planned for these very values.
-    row = db.execute(f"EXPLAIN (FORMAT JSON) {query}", params, prepare=False).fetchone()
-    assert row is not None
-    return list(_nodes(row[0][0]["Plan"]))
 
 
 def _indexes_read(nodes: list[dict[str, Any]]) -> set[str]:
@@ -134,7 +122,7 @@ def test_each_filter_of_the_history_reads_its_own_index(history: tuple[Any, UUID
         # The first page, and a later one (below a cursor), as GET /dashboard/jobs asks.
         for after in (None, middle):
             params = job_history_params(big_user, filters, 21, after)
-            nodes = _plan(db, queries.JOB_HISTORY, params)
+            nodes = plan_nodes(db, queries.JOB_HISTORY, params)
             assert len(_indexes_read(nodes) & indexes) == 1, (filters, after, nodes)
             assert not _scans_jobs_whole(nodes), (filters, after, nodes)
             # Read in the index's order: no sort of the user's jobs.
@@ -146,7 +134,7 @@ def test_without_its_index_the_listing_would_scan_the_table(history: tuple[Any, 
     params = job_history_params(big_user, JobFilter(), 21, None)
     with db.transaction(force_rollback=True):
         db.execute("DROP INDEX jobs_newest_first")
-        nodes = _plan(db, queries.JOB_HISTORY, params)
+        nodes = plan_nodes(db, queries.JOB_HISTORY, params)
     assert "jobs_newest_first" not in _indexes_read(nodes)
     assert _scans_jobs_whole(nodes), nodes
 
@@ -155,5 +143,5 @@ def test_one_job_is_read_by_the_primary_key(history: tuple[Any, UUID]) -> None:
     db, big_user = history
     row = db.execute("SELECT job_id FROM jobs WHERE user_id = %s LIMIT 1", [big_user]).fetchone()
     assert row is not None
-    nodes = _plan(db, queries.JOB_RECORD, {"user_id": big_user, "job_id": row[0]})
+    nodes = plan_nodes(db, queries.JOB_RECORD, {"user_id": big_user, "job_id": row[0]})
     assert _indexes_read(nodes) == {"jobs_pkey"} and not _scans_jobs_whole(nodes)

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import UUID, uuid4
 
+import falcon.testing
+import psycopg
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -23,7 +25,7 @@ from janus.dashboard import FILES as DASHBOARD_FILES
 from tests.support.answers import DECISION_KEYS, JSON, MIB, assert_clear_error, assert_decisions
 from tests.support.app import JOB_ROUTES, SINGLE_ROUTES
 from tests.support.bodies import body_with, plain_job, valid_body_for
-from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, stored_job, user_with_config
 from tests.support.hostile import (
     BAD_VALUES,
     CANONICAL_UUID,
@@ -60,7 +62,11 @@ from tests.support.seed import SEED_BATCH_NAME
 @examples(300)
 @given(path=routes, raw=st.binary(max_size=300), content_type=st.sampled_from([JSON, None]))
 def test_any_bytes_as_the_body_are_a_clear_400(
-    app_client, open_user, path, raw, content_type
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    raw: bytes,
+    content_type: str | None,
 ) -> None:
     result = post(app_client, path, raw, open_user, content_type=content_type)
 
@@ -70,7 +76,11 @@ def test_any_bytes_as_the_body_are_a_clear_400(
 @examples(500)
 @given(path=routes, value=hostile_json, escape_everything=st.booleans())
 def test_any_json_that_is_not_a_job_body_is_a_clear_400(
-    app_client, open_user, path, value, escape_everything
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    value: Any,
+    escape_everything: bool,
 ) -> None:
     result = post(app_client, path, encoded(value, escape_everything), open_user)
 
@@ -89,7 +99,14 @@ def test_any_json_that_is_not_a_job_body_is_a_clear_400(
     data=st.data(),
 )
 def test_one_bad_value_in_any_field_is_a_clear_400(
-    app_client, db, open_user, path, slot, job_index, escape_everything, data
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+    slot: str,
+    job_index: int,
+    escape_everything: bool,
+    data: st.DataObject,
 ) -> None:
     fields = data.draw(BAD_VALUES[slot], label="fields")
     if slot == "jobs" and path not in SINGLE_ROUTES:
@@ -113,14 +130,21 @@ def test_one_bad_value_in_any_field_is_a_clear_400(
     escape_everything=st.booleans(),
 )
 def test_nul_or_a_lone_surrogate_in_a_name_is_a_clear_400(
-    app_client, open_user, path, slot, bad, around, escape_everything
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    slot: str,
+    bad: str,
+    around: tuple[str, str],
+    escape_everything: bool,
 ) -> None:
     text = around[0] + bad + around[1]
-    fields: dict[str, Any] = {
+    by_slot: dict[str, dict[str, Any]] = {
         "batch_name": {"batch_name": text},
         "tenant_id": {"tenant_id": text},
         "dependency name": {"dependencies": {text: 1}},
-    }[slot]
+    }
+    fields = by_slot[slot]
 
     result = post(
         app_client, path, encoded(body_with(path, **fields), escape_everything), open_user
@@ -138,7 +162,14 @@ def test_nul_or_a_lone_surrogate_in_a_name_is_a_clear_400(
     escape_everything=st.booleans(),
 )
 def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
-    app_client, db, open_user, path, in_key, bad, around, escape_everything
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+    in_key: bool,
+    bad: str,
+    around: tuple[str, str],
+    escape_everything: bool,
 ) -> None:
     text = around[0] + bad + around[1]
     payload = {"outer": [{text: 1}]} if in_key else {"outer": [{"k": text}]}
@@ -153,9 +184,7 @@ def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
         return
     # As \u escapes they are valid JSON, and the payload's json column keeps them as sent.
     decisions = assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
-    [stored] = db.execute(
-        "SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-    ).fetchone() or [None]
+    stored = stored_job(db, decisions[0]["job_id"], "payload::text AS payload")["payload"]
     assert stored == to_json(payload, ascii_only=escape_everything)
     assert json.loads(stored) == payload
 
@@ -168,7 +197,13 @@ def test_nul_or_a_lone_surrogate_in_a_payload_is_kept_escaped_or_refused_raw(
     same_value=st.booleans(),
 )
 def test_a_duplicate_key_anywhere_is_a_clear_400(
-    app_client, db, open_user, path, where, depth, same_value
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+    where: str,
+    depth: int,
+    same_value: bool,
 ) -> None:
     def twice(key: str, value: Any, **others: Any) -> Pairs:
         second = value if same_value else [value]
@@ -180,9 +215,10 @@ def test_a_duplicate_key_anywhere_is_a_clear_400(
         payload = bury(twice("k", "v"), [(True, "inner")] * depth)
     elif where == "dependencies":
         dependencies = twice("openai", 1, stripe=1)
-    job = plain_job(dependencies=dependencies, payload=payload)
+    fields = plain_job(dependencies=dependencies, payload=payload)
+    job: dict[str, Any] | Pairs = fields
     if where == "job":
-        job = twice("priority", 5, **{k: v for k, v in job.items() if k != "priority"})
+        job = twice("priority", 5, **{k: v for k, v in fields.items() if k != "priority"})
     if path in SINGLE_ROUTES:
         job_items = job.items if isinstance(job, Pairs) else tuple(job.items())
         body: Any = Pairs((("batch_name", "b"), *job_items))
@@ -210,7 +246,13 @@ def test_a_duplicate_key_anywhere_is_a_clear_400(
     objects=st.booleans(),
 )
 def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
-    app_client, db, open_user, path, slot, depth, objects
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+    slot: str,
+    depth: int,
+    objects: bool,
 ) -> None:
     # A string at the bottom: with 1 at depth 1, {"a": 1} is a valid `dependencies` value
     # (dependency "a", cost 1), which open_user admits.
@@ -224,7 +266,8 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
         payload = {"k": deep}
         body = body_with(path, payload=payload)
     else:
-        body = body_with(path, **{slot: deep})
+        deep_in_slot: dict[str, Any] = {slot: deep}
+        body = body_with(path, **deep_in_slot)
         if slot == "payload" and objects:
             payload = deep
     text = to_json(body)
@@ -238,9 +281,7 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
         # A payload of any reasonable depth is stored as sent; a very deep one may be refused.
         decisions = assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
         assert {decision["status"] for decision in decisions} == {"Accepted"}
-        [stored] = db.execute(
-            "SELECT payload FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-        ).fetchone() or [None]
+        stored = stored_job(db, decisions[0]["job_id"], "payload")["payload"]
         assert stored == json.loads(to_json(payload))
     else:
         assert_clear_error(result, 400)
@@ -254,7 +295,12 @@ def test_nesting_of_any_depth_anywhere_is_a_clear_400_or_stored(
     content_type=st.sampled_from([JSON, None]),
 )
 def test_a_body_over_1_mib_is_413_whatever_it_holds(
-    app_client, open_user, path, extra, filler, content_type
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    extra: int,
+    filler: bytes,
+    content_type: str | None,
 ) -> None:
     size = MIB + extra
     raw = (filler * (size // len(filler) + 1))[:size]
@@ -280,7 +326,12 @@ def test_a_body_over_1_mib_is_413_whatever_it_holds(
     ),
 )
 def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
-    app_client, db, open_user, path, slot, number
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+    slot: str,
+    number: Any,
 ) -> None:
     payload = {"n": number, "deeper": [{"n": number}]}
     if slot == "priority":
@@ -305,9 +356,7 @@ def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
         # Any JSON number, 1e999 and 10,000 digits included, is stored as it was written.
         decisions = assert_decisions(path, result, jobs)
         assert {decision["status"] for decision in decisions} == {"Accepted"}
-        [stored] = db.execute(
-            "SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(decisions[0]["job_id"])]
-        ).fetchone() or [None]
+        stored = stored_job(db, decisions[0]["job_id"], "payload::text AS payload")["payload"]
         assert stored == to_json(payload)
 
 
@@ -323,7 +372,13 @@ def test_huge_and_non_finite_numbers_are_a_clear_400_or_stored_exactly(
     repeat=st.integers(1, 3),
 )
 def test_valid_shaped_random_jobs_get_only_decisions(
-    app_client, db, path, config, jobs, batch_name, repeat
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    path: str,
+    config: dict[str, Any],
+    jobs: list[dict[str, Any]],
+    batch_name: str,
+    repeat: int,
 ) -> None:
     owner = create_user(db)
     activate_config(db, owner, **config)
@@ -350,7 +405,9 @@ def test_valid_shaped_random_jobs_get_only_decisions(
             )
 
 
-def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(app_client, db) -> None:
+def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     # A valid config: refill is any number >= 0. Waiting for 100 tokens at 1e-9 per second
     # takes 1e11 seconds, more than a 32-bit integer holds.
     owner = user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 1e-9}})
@@ -369,7 +426,9 @@ def test_a_rejection_with_a_tiny_refill_rate_is_429_not_500(app_client, db) -> N
 
 @examples(300)
 @given(path=routes, content_type=media_types)
-def test_a_body_not_labelled_json_is_415(app_client, open_user, path, content_type) -> None:
+def test_a_body_not_labelled_json_is_415(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, content_type: str
+) -> None:
     result = post(app_client, path, body_with(path), open_user, content_type=content_type)
 
     if is_json_media_type(content_type):
@@ -379,7 +438,9 @@ def test_a_body_not_labelled_json_is_415(app_client, open_user, path, content_ty
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_a_body_without_a_content_type_is_read_as_json(app_client, open_user, path) -> None:
+def test_a_body_without_a_content_type_is_read_as_json(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str
+) -> None:
     result = post(app_client, path, body_with(path), open_user, content_type=None)
 
     assert_decisions(path, result, 1 if path in SINGLE_ROUTES else 3)
@@ -387,7 +448,9 @@ def test_a_body_without_a_content_type_is_read_as_json(app_client, open_user, pa
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 @pytest.mark.parametrize("content_type", [JSON, None, "text/plain"])
-def test_an_empty_body_is_a_clear_4xx(app_client, open_user, path, content_type) -> None:
+def test_an_empty_body_is_a_clear_4xx(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, content_type: str | None
+) -> None:
     result = post(app_client, path, b"", open_user, content_type=content_type)
 
     assert_clear_error(result, 415 if content_type == "text/plain" else 400)
@@ -399,7 +462,7 @@ def test_an_empty_body_is_a_clear_4xx(app_client, open_user, path, content_type)
 @examples(400)
 @given(path=routes, header=not_uuids)
 def test_an_x_user_id_that_is_not_a_uuid_is_a_clear_401(
-    app_client, open_user, path, header
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, header: str
 ) -> None:
     if CANONICAL_UUID.fullmatch(header.strip(" \t")):
         return
@@ -412,7 +475,7 @@ def test_an_x_user_id_that_is_not_a_uuid_is_a_clear_401(
 @examples(100)
 @given(path=routes, unknown=st.uuids(), upper=st.booleans())
 def test_a_uuid_that_names_no_user_is_a_clear_401(
-    app_client, open_user, path, unknown, upper
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, unknown: UUID, upper: bool
 ) -> None:
     header = str(unknown).upper() if upper else str(unknown)
 
@@ -422,7 +485,9 @@ def test_a_uuid_that_names_no_user_is_a_clear_401(
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_a_missing_or_repeated_x_user_id_is_a_clear_401(app_client, db, open_user, path) -> None:
+def test_a_missing_or_repeated_x_user_id_is_a_clear_401(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, open_user: UUID, path: str
+) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     for headers in (
         [],
@@ -453,7 +518,9 @@ NON_CANONICAL_SPELLINGS = {
 
 
 @pytest.mark.parametrize("spelling", sorted(NON_CANONICAL_SPELLINGS))
-def test_an_x_user_id_in_a_non_canonical_spelling_is_a_clear_401(app_client, db, spelling) -> None:
+def test_an_x_user_id_in_a_non_canonical_spelling_is_a_clear_401(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, spelling: str
+) -> None:
     db.execute("INSERT INTO users (user_id, name) VALUES (%s, 'zero')", [KNOWN_ID])
     activate_config(db, KNOWN_ID, {"openai": {"capacity": 100, "refill_per_second": 0}})
     header = NON_CANONICAL_SPELLINGS[spelling]
@@ -465,16 +532,15 @@ def test_an_x_user_id_in_a_non_canonical_spelling_is_a_clear_401(app_client, db,
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
-def test_an_x_user_id_in_upper_case_names_the_user(app_client, db) -> None:
+def test_an_x_user_id_in_upper_case_names_the_user(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
     owner = user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 0}})
 
     result = post(app_client, SINGLE_ROUTES[0], body_with(SINGLE_ROUTES[0]), str(owner).upper())
 
     [decision] = assert_decisions(SINGLE_ROUTES[0], result, 1)
-    row = db.execute(
-        "SELECT user_id FROM jobs WHERE job_id = %s", [UUID(decision["job_id"])]
-    ).fetchone()
-    assert row == (owner,)
+    assert stored_job(db, decision["job_id"], "user_id") == {"user_id": owner}
 
 
 # --- Every other header, every route -----------------------------------------------------------
@@ -483,7 +549,11 @@ def test_an_x_user_id_in_upper_case_names_the_user(app_client, db) -> None:
 @examples(300)
 @given(path=routes, headers=other_headers, user_is_known=st.booleans())
 def test_any_other_headers_get_a_decision_or_a_clear_4xx(
-    app_client, open_user, path, headers, user_is_known
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    headers: list[tuple[str, str]],
+    user_is_known: bool,
 ) -> None:
     owner = open_user if user_is_known else uuid4()
 
@@ -515,7 +585,13 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     ),
 )
 def test_health_routes_ignore_whatever_is_sent(
-    app_client, path, method, raw, headers, user_header, query
+    app_client: falcon.testing.TestClient,
+    path: str,
+    method: str,
+    raw: bytes,
+    headers: list[tuple[str, str]],
+    user_header: str | None,
+    query: str,
 ) -> None:
     all_headers = list(headers)
     if user_header is not None:
@@ -551,7 +627,7 @@ def test_health_routes_ignore_whatever_is_sent(
 @example(path="//", method="GET")
 @example(path="/%2F", method="GET")
 def test_any_method_on_any_path_is_a_decision_or_a_clear_4xx(
-    app_client, open_user, path, method
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, method: str
 ) -> None:
     result = post(app_client, path, body_with(SINGLE_ROUTES[0]), open_user, method=method)
 

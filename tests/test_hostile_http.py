@@ -37,6 +37,7 @@ from tests.support.raw_http import (
     length,
     request_bytes,
     single_body,
+    single_request,
 )
 from tests.support.request_log import request_log_lines
 
@@ -105,7 +106,10 @@ def as_batch(body: bytes) -> bytes:
 
 
 def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     for path in JOB_ROUTES:
         for name, single in INVALID_UTF8.items():
@@ -123,7 +127,10 @@ def test_invalid_utf8_bodies_are_a_clear_400_on_every_route(
 
 
 def test_a_body_cut_short_of_its_content_length_is_a_clear_400(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     # The client promised more bytes than it sent, then closed its side: the request is
     # incomplete, even when the bytes that did arrive happen to be valid JSON.
@@ -140,7 +147,7 @@ def test_a_body_cut_short_of_its_content_length_is_a_clear_400(
 
 
 def test_a_content_length_shorter_than_the_body_is_what_is_read(
-    two_worker_server, db, open_user
+    two_worker_server: GunicornServer, db: psycopg.Connection, open_user: UUID
 ) -> None:
     body = single_body()
     headers = [f"X-User-ID: {open_user}"]
@@ -173,7 +180,10 @@ BAD_LENGTHS = {
 
 
 def test_content_lengths_that_make_no_sense_are_refused(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     body = single_body()
     for name, headers in BAD_LENGTHS.items():
@@ -188,7 +198,12 @@ def test_content_lengths_that_make_no_sense_are_refused(
     assert_no_traceback(two_worker_server)
 
 
-def test_well_formed_chunked_bodies_are_read(two_worker_server, db, open_user, subtests) -> None:
+def test_well_formed_chunked_bodies_are_read(
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
+) -> None:
     body = single_body()
     variants = {
         "one byte chunks": chunked(body, size=1),
@@ -220,7 +235,10 @@ MALFORMED_CHUNKS = {
 
 
 def test_malformed_chunked_bodies_are_a_clear_400_not_a_500(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     for name, framed in MALFORMED_CHUNKS.items():
         with subtests.test(chunks=name):
@@ -233,7 +251,9 @@ def test_malformed_chunked_bodies_are_a_clear_400_not_a_500(
     assert_no_traceback(two_worker_server)
 
 
-def test_bodies_over_1_mib_are_413_on_every_route(two_worker_server, open_user, subtests) -> None:
+def test_bodies_over_1_mib_are_413_on_every_route(
+    two_worker_server: GunicornServer, open_user: UUID, subtests: pytest.Subtests
+) -> None:
     junk = b"\xff[" * (MIB // 2) + b"x"
     assert len(junk) == MIB + 1
     headers = {"X-User-ID": str(open_user), "Content-Type": JSON}
@@ -255,7 +275,10 @@ def test_bodies_over_1_mib_are_413_on_every_route(two_worker_server, open_user, 
 
 
 def test_x_user_id_values_of_every_shape_are_a_clear_401(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     shapes: dict[str, list[bytes | str]] = {
@@ -276,10 +299,7 @@ def test_x_user_id_values_of_every_shape_are_a_clear_401(
     }
     for name, headers in shapes.items():
         with subtests.test(shape=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(*headers))
 
             assert_clear_error(answer, 401)
     assert (jobs_of(db, open_user), jobs_of(db, other)) == (0, 0)
@@ -287,7 +307,10 @@ def test_x_user_id_values_of_every_shape_are_a_clear_401(
 
 
 def test_header_values_gunicorn_cannot_accept_are_refused(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     shapes: dict[str, bytes | str] = {
         "NUL": b"X-User-ID: a\x00b",
@@ -299,22 +322,20 @@ def test_header_values_gunicorn_cannot_accept_are_refused(
     }
     for name, header in shapes.items():
         with subtests.test(shape=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [header, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(header))
 
             assert_refused(answer)
     assert jobs_of(db, open_user) == 0
     assert_no_traceback(two_worker_server)
 
 
-def test_x_user_id_with_spaces_around_it_names_the_user(two_worker_server, db, open_user) -> None:
+def test_x_user_id_with_spaces_around_it_names_the_user(
+    two_worker_server: GunicornServer, db: psycopg.Connection, open_user: UUID
+) -> None:
     # Whitespace around a field value is not part of it (RFC 9110, 5.5).
-    body = single_body()
     answer = exchange(
         two_worker_server,
-        request_bytes("/dashboard/jobs", [f"X-User-ID: \t {open_user} \t", length(body)], body),
+        single_request(f"X-User-ID: \t {open_user} \t"),
     )
 
     assert_decisions("/dashboard/jobs", answer, 1)
@@ -322,7 +343,10 @@ def test_x_user_id_with_spaces_around_it_names_the_user(two_worker_server, db, o
 
 
 def test_header_names_with_underscores_are_ignored(
-    two_worker_server, db, open_user, subtests
+    two_worker_server: GunicornServer,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     # X_User_ID and X-User-ID would both reach the app as HTTP_X_USER_ID; gunicorn.conf.py has
     # gunicorn drop the ambiguous spelling, so only a real X-User-ID names the user.
@@ -337,18 +361,14 @@ def test_header_names_with_underscores_are_ignored(
     }
     for name, headers in spellings.items():
         with subtests.test(spelling=name):
-            body = single_body()
-            answer = exchange(
-                two_worker_server, request_bytes("/dashboard/jobs", [*headers, length(body)], body)
-            )
+            answer = exchange(two_worker_server, single_request(*headers))
 
             assert_clear_error(answer, 401)
     assert jobs_of(db, open_user) == 0
 
-    body = single_body()
     lower_case = exchange(
         two_worker_server,
-        request_bytes("/dashboard/jobs", [f"x-user-id: {open_user}", length(body)], body),
+        single_request(f"x-user-id: {open_user}"),
     )
 
     assert_decisions("/dashboard/jobs", lower_case, 1)
@@ -365,17 +385,16 @@ NON_CANONICAL_ON_THE_WIRE = {
 
 
 def test_non_canonical_uuid_spellings_on_the_wire_are_a_clear_401(
-    two_worker_server, db, subtests
+    two_worker_server: GunicornServer, db: psycopg.Connection, subtests: pytest.Subtests
 ) -> None:
     known = UUID("00ad64a8-3f87-4d6e-9b4c-1cfa5917fd4b")
     db.execute("INSERT INTO users (user_id, name) VALUES (%s, 'zero')", [known])
     activate_config(db, known, {"openai": {"capacity": 100, "refill_per_second": 0}})
     for name, spelling in NON_CANONICAL_ON_THE_WIRE.items():
         with subtests.test(spelling=name):
-            body = single_body()
             answer = exchange(
                 two_worker_server,
-                request_bytes("/dashboard/jobs", [b"X-User-ID: " + spelling, length(body)], body),
+                single_request(b"X-User-ID: " + spelling),
             )
 
             assert_clear_error(answer, 401)
@@ -399,12 +418,18 @@ framings = st.sampled_from(["length", "chunked", "none"])
     framing=framings,
 )
 def test_hostile_requests_over_http_never_get_a_5xx(
-    two_worker_server, open_user, path, user_header, content_type, body, framing
+    two_worker_server: GunicornServer,
+    open_user: UUID,
+    path: str,
+    user_header: bytes | str | None,
+    content_type: bytes | None,
+    body: bytes,
+    framing: str,
 ) -> None:
     headers: list[bytes | str] = []
     if user_header == "known":
         headers.append(f"X-User-ID: {open_user}")
-    elif user_header is not None:
+    elif isinstance(user_header, bytes):
         headers.append(b"X-User-ID: " + user_header)
     if content_type is not None:
         headers.append(b"Content-Type: " + content_type)
@@ -434,7 +459,11 @@ def test_hostile_requests_over_http_never_get_a_5xx(
     batch_name=storable_text(1, 255),
 )
 def test_valid_shaped_random_jobs_over_http_get_only_decisions(
-    gunicorn_server, small_buckets_user, path, jobs, batch_name
+    gunicorn_server: GunicornServer,
+    small_buckets_user: UUID,
+    path: str,
+    jobs: list[dict[str, Any]],
+    batch_name: str,
 ) -> None:
     if path in SINGLE_ROUTES:
         jobs = jobs[:1]
@@ -458,7 +487,10 @@ SECRET_MARK = "do-not-log-me"
 
 
 def test_the_request_log_holds_neither_payload_nor_token_nor_header_values(
-    start_gunicorn, db, open_user, subtests
+    start_gunicorn: StartGunicorn,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
     server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": TOKEN})
     payload = {

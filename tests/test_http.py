@@ -29,7 +29,7 @@ from tests.support.app import (
     serve_app,
 )
 from tests.support.bodies import batch, job, single
-from tests.support.factories import user_with_config
+from tests.support.factories import stored_job, user_with_config
 from tests.support.seed import SEED_BATCH, SEED_BATCH_NAME, SEED_SINGLE
 
 
@@ -110,7 +110,7 @@ def padded_body(size: int) -> bytes:
 # --- The seed API examples -----------------------------------------------------------------------
 
 
-def test_health_is_exactly_ok(app_client) -> None:
+def test_health_is_exactly_ok(app_client: falcon.testing.TestClient) -> None:
     result = app_client.simulate_get("/health")
 
     assert result.status_code == 200
@@ -119,7 +119,9 @@ def test_health_is_exactly_ok(app_client) -> None:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_seed_single_job_accepted(app_client, db, prefix) -> None:
+def test_seed_single_job_accepted(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user = seed_user(db)
 
     result = post_json(app_client, prefix, user, SEED_SINGLE)
@@ -129,7 +131,9 @@ def test_seed_single_job_accepted(app_client, db, prefix) -> None:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_seed_single_job_rejected(app_client, db, prefix) -> None:
+def test_seed_single_job_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user = seed_user(db)
     assert post_json(app_client, prefix, user, SEED_SINGLE).status_code == 202
 
@@ -142,7 +146,9 @@ def test_seed_single_job_rejected(app_client, db, prefix) -> None:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_seed_partial_batch(app_client, db, prefix) -> None:
+def test_seed_partial_batch(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user = seed_user(db, stripe_capacity=4)
 
     result = post_json(app_client, f"{prefix}/batch", user, SEED_BATCH)
@@ -158,7 +164,9 @@ def test_seed_partial_batch(app_client, db, prefix) -> None:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_a_partial_batchs_rate_limited_job_carries_its_retry_after(app_client, db, prefix) -> None:
+def test_a_partial_batchs_rate_limited_job_carries_its_retry_after(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     """A result tells the Retry-After its job would get alone; null for an accepted one."""
     user = seed_user(db)
     job = {name: value for name, value in SEED_SINGLE.items() if name != "batch_name"}
@@ -173,7 +181,9 @@ def test_a_partial_batchs_rate_limited_job_carries_its_retry_after(app_client, d
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_seed_atomic_batch_all_accepted(app_client, db, prefix) -> None:
+def test_seed_atomic_batch_all_accepted(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user = seed_user(db)
 
     result = post_json(app_client, f"{prefix}/batch/atomic", user, SEED_BATCH)
@@ -187,7 +197,9 @@ def test_seed_atomic_batch_all_accepted(app_client, db, prefix) -> None:
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-def test_seed_atomic_batch_any_rejected(app_client, db, prefix) -> None:
+def test_seed_atomic_batch_any_rejected(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
     user = seed_user(db, min_priority=3)
     # The seed's batch with its priorities changed: the first job's is under min_priority.
     first, second = SEED_BATCH["jobs"]
@@ -208,7 +220,7 @@ MALFORMED_USER_IDS = ["", "not-a-uuid", "1234", "2dad64a8-3f87-4d6e-9b4c-1cfa591
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_missing_user_header_is_401(app_client, path) -> None:
+def test_missing_user_header_is_401(app_client: falcon.testing.TestClient, path: str) -> None:
     result = app_client.simulate_post(path, json=body_for(path))
 
     body = assert_error(result, 401)
@@ -216,7 +228,9 @@ def test_missing_user_header_is_401(app_client, path) -> None:
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_malformed_user_header_is_401(app_client, subtests, path) -> None:
+def test_malformed_user_header_is_401(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, path: str
+) -> None:
     for header in MALFORMED_USER_IDS:
         with subtests.test(header=header):
             result = app_client.simulate_post(
@@ -226,7 +240,7 @@ def test_malformed_user_header_is_401(app_client, subtests, path) -> None:
             assert_error(result, 401)
 
 
-def test_unknown_user_is_401(app_client, open_user) -> None:
+def test_unknown_user_is_401(app_client: falcon.testing.TestClient, open_user: UUID) -> None:
     result = post_json(
         app_client, SINGLE_ROUTES[0], "2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b", single()
     )
@@ -234,7 +248,9 @@ def test_unknown_user_is_401(app_client, open_user) -> None:
     assert_error(result, 401)
 
 
-def test_errors_are_json_whatever_the_client_accepts(app_client, subtests) -> None:
+def test_errors_are_json_whatever_the_client_accepts(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests
+) -> None:
     for accept in ("application/xml", "text/html", "text/plain"):
         with subtests.test(accept=accept):
             result = app_client.simulate_post(
@@ -259,21 +275,27 @@ NOT_OBJECTS = [b"[]", b"[{}]", b'"batch"', b"1", b"null", b"true"]
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_invalid_json_is_400(app_client, subtests, open_user, path) -> None:
+def test_invalid_json_is_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     for text in INVALID_JSON:
         with subtests.test(text=text):
             assert_error(post_raw(app_client, path, open_user, text), 400)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_that_is_not_an_object_is_400(app_client, subtests, open_user, path) -> None:
+def test_body_that_is_not_an_object_is_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     for text in NOT_OBJECTS:
         with subtests.test(text=text):
             assert_error(post_raw(app_client, path, open_user, text), 400)
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_duplicate_keys_are_400(app_client, open_user, path) -> None:
+def test_duplicate_keys_are_400(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str
+) -> None:
     text = json.dumps(body_for(path))
     duplicated = text.replace(
         f'"batch_name": "{SEED_BATCH_NAME}"', '"batch_name": "a", "batch_name": "b"'
@@ -283,7 +305,9 @@ def test_duplicate_keys_are_400(app_client, open_user, path) -> None:
     assert_error(post_raw(app_client, path, open_user, duplicated), 400)
 
 
-def test_duplicate_dependency_is_400_not_last_one_wins(app_client, db, open_user) -> None:
+def test_duplicate_dependency_is_400_not_last_one_wins(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, open_user: UUID
+) -> None:
     text = (
         '{"batch_name": "b", "tenant_id": "t", "priority": 5,'
         ' "dependencies": {"openai": 1, "openai": 1000000}}'
@@ -293,20 +317,26 @@ def test_duplicate_dependency_is_400_not_last_one_wins(app_client, db, open_user
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
-def test_duplicate_key_inside_the_payload_is_400(app_client, open_user) -> None:
+def test_duplicate_key_inside_the_payload_is_400(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"k": 1, "k": 2}}'
 
     assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
 
 
-def test_non_finite_numbers_are_400(app_client, subtests, open_user) -> None:
+def test_non_finite_numbers_are_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for constant in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999"):
         text = '{"batch_name": "b", "tenant_id": "t", "priority": ' + constant + "}"
         with subtests.test(text=text):
             assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
 
 
-def test_nan_and_infinity_are_400_even_in_a_payload(app_client, subtests, open_user) -> None:
+def test_nan_and_infinity_are_400_even_in_a_payload(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for constant in ("NaN", "Infinity", "-Infinity"):
         text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"x": %s}}'
         with subtests.test(constant=constant):
@@ -325,7 +355,9 @@ def field_path(path: str, field: str) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("field", ["batch_name", "tenant_id", "priority"])
-def test_single_job_missing_required_field_is_400(app_client, open_user, field) -> None:
+def test_single_job_missing_required_field_is_400(
+    app_client: falcon.testing.TestClient, open_user: UUID, field: str
+) -> None:
     body = single()
     del body[field]
 
@@ -333,7 +365,9 @@ def test_single_job_missing_required_field_is_400(app_client, open_user, field) 
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_missing_required_field_is_400(app_client, subtests, open_user, path) -> None:
+def test_batch_missing_required_field_is_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     for field in ("batch_name", "jobs"):
         with subtests.test(field=field):
             body = batch(job())
@@ -343,7 +377,13 @@ def test_batch_missing_required_field_is_400(app_client, subtests, open_user, pa
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_job_missing_required_field_is_400(app_client, subtests, db, open_user, path) -> None:
+def test_batch_job_missing_required_field_is_400(
+    app_client: falcon.testing.TestClient,
+    subtests: pytest.Subtests,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+) -> None:
     for field in ("tenant_id", "priority"):
         with subtests.test(field=field):
             broken = job()
@@ -356,14 +396,18 @@ def test_batch_job_missing_required_field_is_400(app_client, subtests, db, open_
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_unknown_top_level_field_is_400(app_client, open_user, path) -> None:
+def test_unknown_top_level_field_is_400(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str
+) -> None:
     body = {**body_for(path), "colour": "blue"}
 
     assert_error(post_json(app_client, path, open_user, body), 400, "colour")
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_unknown_field_in_a_batch_job_is_400(app_client, subtests, open_user, path) -> None:
+def test_unknown_field_in_a_batch_job_is_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     # A job inherits batch_name from its batch; it may not name its own.
     for field in ("colour", "batch_name", "jobs"):
         with subtests.test(field=field):
@@ -377,7 +421,7 @@ BAD_PRIORITIES = ["8", 8.0, 8.5, True, False, None, 0, 11, -1, [8], {"p": 8}]
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 def test_priority_that_is_not_an_integer_from_1_to_10_is_400(
-    app_client, subtests, open_user, path
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
 ) -> None:
     for priority in BAD_PRIORITIES:
         with subtests.test(priority=priority):
@@ -386,7 +430,9 @@ def test_priority_that_is_not_an_integer_from_1_to_10_is_400(
             assert_error(result, 400, *field_path(path, "priority"))
 
 
-def test_priority_bounds_are_accepted(app_client, open_user) -> None:
+def test_priority_bounds_are_accepted(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     for priority in (1, 10):
         result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(priority))
 
@@ -398,7 +444,7 @@ BAD_COSTS = [0, -1, 1_000_001, "1", 1.0, 1.5, True, None, [1], {"c": 1}]
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
 def test_cost_that_is_not_an_integer_from_1_to_a_million_is_400(
-    app_client, subtests, open_user, path
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
 ) -> None:
     for cost in BAD_COSTS:
         with subtests.test(cost=cost):
@@ -409,14 +455,16 @@ def test_cost_that_is_not_an_integer_from_1_to_a_million_is_400(
             assert_error(result, 400, *field_path(path, "dependencies"))
 
 
-def test_cost_bounds_are_accepted(app_client, open_user) -> None:
+def test_cost_bounds_are_accepted(app_client: falcon.testing.TestClient, open_user: UUID) -> None:
     for cost in (1, 1_000_000):
         result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, {"search": cost}))
 
         assert result.status_code == 202, result.text
 
 
-def test_dependencies_that_are_not_an_object_are_400(app_client, subtests, open_user) -> None:
+def test_dependencies_that_are_not_an_object_are_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for dependencies in ([], ["openai"], "openai", 1, None, True):
         with subtests.test(dependencies=dependencies):
             body = {**single(), "dependencies": dependencies}
@@ -432,7 +480,11 @@ BAD_NAMES = ["", "x" * 256, 123, None, ["t"], {"t": 1}, True]
 @pytest.mark.parametrize("path", JOB_ROUTES)
 @pytest.mark.parametrize("field", ["tenant_id", "batch_name"])
 def test_names_that_are_not_1_to_255_character_strings_are_400(
-    app_client, subtests, open_user, path, field
+    app_client: falcon.testing.TestClient,
+    subtests: pytest.Subtests,
+    open_user: UUID,
+    path: str,
+    field: str,
 ) -> None:
     for value in BAD_NAMES:
         with subtests.test(value=value):
@@ -446,21 +498,22 @@ def test_names_that_are_not_1_to_255_character_strings_are_400(
             assert_error(post_json(app_client, path, open_user, body), 400, *expected_path)
 
 
-def test_names_of_1_and_255_characters_are_accepted(app_client, db, open_user) -> None:
+def test_names_of_1_and_255_characters_are_accepted(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, open_user: UUID
+) -> None:
     for length in (1, 255):
         body = single(batch_name="b" * length, tenant_id="t" * length)
 
         result = post_json(app_client, SINGLE_ROUTES[0], open_user, body)
 
         assert result.status_code == 202
-        row = db.execute(
-            "SELECT batch_name, tenant_id FROM jobs WHERE job_id = %s",
-            [UUID(result.json["job_id"])],
-        ).fetchone()
-        assert row == ("b" * length, "t" * length)
+        row = stored_job(db, result.json["job_id"], "batch_name, tenant_id")
+        assert row == {"batch_name": "b" * length, "tenant_id": "t" * length}
 
 
-def test_more_than_32_dependencies_is_400(app_client, open_user) -> None:
+def test_more_than_32_dependencies_is_400(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     dependencies = {f"dep-{n:02}": 1 for n in range(33)}
 
     result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, dependencies))
@@ -468,7 +521,9 @@ def test_more_than_32_dependencies_is_400(app_client, open_user) -> None:
     assert_error(result, 400, "dependencies")
 
 
-def test_32_dependencies_are_accepted(app_client, open_user) -> None:
+def test_32_dependencies_are_accepted(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     dependencies = {f"dep-{n:02}": 1 for n in range(32)}
 
     result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, dependencies))
@@ -477,7 +532,7 @@ def test_32_dependencies_are_accepted(app_client, open_user) -> None:
 
 
 def test_dependency_name_that_is_not_1_to_100_characters_is_400(
-    app_client, subtests, open_user
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
 ) -> None:
     for name in ("", "d" * 101):
         with subtests.test(length=len(name)):
@@ -486,14 +541,18 @@ def test_dependency_name_that_is_not_1_to_100_characters_is_400(
             assert_error(result, 400, "dependencies")
 
 
-def test_dependency_name_of_100_characters_is_accepted(app_client, open_user) -> None:
+def test_dependency_name_of_100_characters_is_accepted(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(5, {"d" * 100: 1}))
 
     assert result.status_code == 202
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_payload_that_is_not_an_object_is_400(app_client, subtests, open_user, path) -> None:
+def test_payload_that_is_not_an_object_is_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     for payload in ([], [{"k": "v"}], "payload", 1, None, True):
         with subtests.test(payload=payload):
             result = post_json(app_client, path, open_user, body_for(path, payload=payload))
@@ -514,7 +573,7 @@ def sized_payload(size: int) -> dict[str, str]:
     return payload
 
 
-def test_payload_over_64_kib_is_400(app_client, open_user) -> None:
+def test_payload_over_64_kib_is_400(app_client: falcon.testing.TestClient, open_user: UUID) -> None:
     result = post_json(
         app_client, SINGLE_ROUTES[0], open_user, single(payload=sized_payload(65537))
     )
@@ -522,7 +581,9 @@ def test_payload_over_64_kib_is_400(app_client, open_user) -> None:
     assert_error(result, 400, "payload")
 
 
-def test_payload_over_64_kib_in_a_batch_job_is_400(app_client, open_user) -> None:
+def test_payload_over_64_kib_in_a_batch_job_is_400(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     body = batch(job(), job(payload=sized_payload(65537)))
 
     result = post_json(app_client, PARTIAL_ROUTES[0], open_user, body)
@@ -530,19 +591,20 @@ def test_payload_over_64_kib_in_a_batch_job_is_400(app_client, open_user) -> Non
     assert_error(result, 400, "jobs", "1", "payload")
 
 
-def test_payload_of_64_kib_is_accepted_and_stored_whole(app_client, db, open_user) -> None:
+def test_payload_of_64_kib_is_accepted_and_stored_whole(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, open_user: UUID
+) -> None:
     payload = sized_payload(65536)
 
     result = post_json(app_client, SINGLE_ROUTES[0], open_user, single(payload=payload))
 
     assert result.status_code == 202
-    row = db.execute(
-        "SELECT payload FROM jobs WHERE job_id = %s", [UUID(result.json["job_id"])]
-    ).fetchone()
-    assert row == (payload,)
+    assert stored_job(db, result.json["job_id"], "payload") == {"payload": payload}
 
 
-def test_deeply_nested_payload_is_not_a_server_error(app_client, subtests, open_user) -> None:
+def test_deeply_nested_payload_is_not_a_server_error(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for depth in (300, 500, 900):
         with subtests.test(depth=depth):
             payload = '{"a": ' * depth + "1" + "}" * depth
@@ -566,7 +628,9 @@ UNSTORABLE = [
 ]
 
 
-def test_text_and_numbers_postgres_cannot_store_are_400(app_client, subtests, open_user) -> None:
+def test_text_and_numbers_postgres_cannot_store_are_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for text in UNSTORABLE:
         with subtests.test(text=text):
             assert_error(post_raw(app_client, SINGLE_ROUTES[0], open_user, text), 400)
@@ -576,8 +640,11 @@ def test_text_and_numbers_postgres_cannot_store_are_400(app_client, subtests, op
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_jobs_that_are_not_a_list_of_objects_are_400(app_client, subtests, open_user, path) -> None:
-    for jobs in ([], {"0": {}}, "jobs", None, [1], [[]], [None]):
+def test_jobs_that_are_not_a_list_of_objects_are_400(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
+    not_lists_of_objects: list[Any] = [[], {"0": {}}, "jobs", None, [1], [[]], [None]]
+    for jobs in not_lists_of_objects:
         with subtests.test(jobs=jobs):
             result = post_json(app_client, path, open_user, {"batch_name": "b", "jobs": jobs})
 
@@ -585,7 +652,12 @@ def test_jobs_that_are_not_a_list_of_objects_are_400(app_client, subtests, open_
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_batch_size_is_bounded_by_the_setting(small_batch_client, db, open_user, path) -> None:
+def test_batch_size_is_bounded_by_the_setting(
+    small_batch_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    open_user: UUID,
+    path: str,
+) -> None:
     too_many = post_json(small_batch_client, path, open_user, batch(*[job()] * 4))
     assert_error(too_many, 400, "jobs")
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
@@ -597,7 +669,9 @@ def test_batch_size_is_bounded_by_the_setting(small_batch_client, db, open_user,
     assert [answer["status"] for answer in answers] == ["Accepted"] * 3
 
 
-def test_default_batch_maximum_is_1000(app_client, db, open_user) -> None:
+def test_default_batch_maximum_is_1000(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, open_user: UUID
+) -> None:
     tiny = {"tenant_id": "t", "priority": 5}
 
     too_many = post_json(app_client, PARTIAL_ROUTES[0], open_user, batch(*[tiny] * 1001))
@@ -613,13 +687,17 @@ def test_default_batch_maximum_is_1000(app_client, db, open_user) -> None:
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_over_1_mib_is_413(app_client, open_user, path) -> None:
+def test_body_over_1_mib_is_413(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str
+) -> None:
     result = post_raw(app_client, path, open_user, padded_body(MIB + 1))
 
     assert_error(result, 413)
 
 
-def test_body_of_exactly_1_mib_is_read(app_client, open_user) -> None:
+def test_body_of_exactly_1_mib_is_read(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     result = post_raw(app_client, SINGLE_ROUTES[0], open_user, padded_body(MIB))
 
     assert result.status_code == 202
@@ -629,7 +707,9 @@ NOT_JSON_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/
 
 
 @pytest.mark.parametrize("path", JOB_ROUTES)
-def test_body_that_is_not_sent_as_json_is_415(app_client, subtests, open_user, path) -> None:
+def test_body_that_is_not_sent_as_json_is_415(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID, path: str
+) -> None:
     text = json.dumps(body_for(path))
     for content_type in NOT_JSON_TYPES:
         with subtests.test(content_type=content_type):
@@ -656,7 +736,9 @@ WRONG_METHODS = [("GET", route) for route in JOB_ROUTES if route != "/dashboard/
 ]
 
 
-def test_unknown_route_is_404_json(app_client, subtests, open_user) -> None:
+def test_unknown_route_is_404_json(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for path in UNKNOWN_ROUTES:
         for method in ("GET", "POST"):
             with subtests.test(method=method, path=path):
@@ -667,7 +749,9 @@ def test_unknown_route_is_404_json(app_client, subtests, open_user) -> None:
                 assert_error(result, 404)
 
 
-def test_wrong_method_is_405_json(app_client, subtests, open_user) -> None:
+def test_wrong_method_is_405_json(
+    app_client: falcon.testing.TestClient, subtests: pytest.Subtests, open_user: UUID
+) -> None:
     for method, path in WRONG_METHODS:
         with subtests.test(method=method, path=path):
             result = app_client.simulate_request(
@@ -687,7 +771,7 @@ def server_url(gunicorn_server: Any) -> str:
     return url.rstrip("/")
 
 
-def test_over_http_health_and_the_seed_single_job(server_url, db) -> None:
+def test_over_http_health_and_the_seed_single_job(server_url: str, db: psycopg.Connection) -> None:
     user = seed_user(db)
     headers = {"X-User-ID": str(user)}
 
@@ -704,7 +788,7 @@ def test_over_http_health_and_the_seed_single_job(server_url, db) -> None:
     assert rejected.headers["Content-Type"].startswith(JSON)
 
 
-def test_over_http_401(server_url, db) -> None:
+def test_over_http_401(server_url: str, db: psycopg.Connection) -> None:
     url = f"{server_url}/dashboard/jobs"
 
     missing = requests.post(url, json=SEED_SINGLE, timeout=10)
@@ -720,7 +804,7 @@ def test_over_http_401(server_url, db) -> None:
         assert_error(response, 401)
 
 
-def test_over_http_413_with_a_content_length(server_url, open_user) -> None:
+def test_over_http_413_with_a_content_length(server_url: str, open_user: UUID) -> None:
     response = requests.post(
         f"{server_url}/dashboard/jobs/batch",
         data=padded_body(MIB + 1),
@@ -736,7 +820,7 @@ def chunked(body: bytes, size: int = 65536) -> Iterator[bytes]:
     return (body[start : start + size] for start in range(0, len(body), size))
 
 
-def test_over_http_413_when_chunked(server_url, open_user) -> None:
+def test_over_http_413_when_chunked(server_url: str, open_user: UUID) -> None:
     response = requests.post(
         f"{server_url}/system/jobs",
         data=chunked(padded_body(MIB + 1)),
@@ -747,7 +831,7 @@ def test_over_http_413_when_chunked(server_url, open_user) -> None:
     assert_error(response, 413)
 
 
-def test_over_http_a_small_chunked_body_is_read(server_url, open_user) -> None:
+def test_over_http_a_small_chunked_body_is_read(server_url: str, open_user: UUID) -> None:
     response = requests.post(
         f"{server_url}/dashboard/jobs",
         data=chunked(json.dumps(single(5, {"openai": 1})).encode(), size=16),
@@ -759,7 +843,7 @@ def test_over_http_a_small_chunked_body_is_read(server_url, open_user) -> None:
     assert_decision(response.json(), "Accepted", "")
 
 
-def test_over_http_400_404_405_415_are_json(server_url, open_user) -> None:
+def test_over_http_400_404_405_415_are_json(server_url: str, open_user: UUID) -> None:
     headers = {"X-User-ID": str(open_user), "Content-Type": JSON}
 
     invalid = requests.post(f"{server_url}/dashboard/jobs", data=b"{", headers=headers, timeout=10)
@@ -778,7 +862,9 @@ def test_over_http_400_404_405_415_are_json(server_url, open_user) -> None:
     assert_error(wrong_method, 405)
 
 
-def test_over_http_deeply_nested_payload_is_not_a_server_error(server_url, open_user) -> None:
+def test_over_http_deeply_nested_payload_is_not_a_server_error(
+    server_url: str, open_user: UUID
+) -> None:
     payload = '{"a": ' * 500 + "1" + "}" * 500
     text = '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": ' + payload + "}"
 
@@ -793,7 +879,9 @@ def test_over_http_deeply_nested_payload_is_not_a_server_error(server_url, open_
         assert_error(response, 400, "payload")
 
 
-def test_over_http_a_post_without_body_or_length_is_400_not_a_hang(server_url, open_user) -> None:
+def test_over_http_a_post_without_body_or_length_is_400_not_a_hang(
+    server_url: str, open_user: UUID
+) -> None:
     host, port = server_url.removeprefix("http://").split(":")
     request = (
         "POST /dashboard/jobs HTTP/1.1\r\n"

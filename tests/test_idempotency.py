@@ -15,17 +15,11 @@ import requests
 from janus.cli import main as janus_cli
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import activate_config, bucket_tokens, user_with_config
+from tests.support.factories import activate_config, bucket_tokens, jobs_of, user_with_config
 
 SINGLE = "/system/jobs"
 PARTIAL = "/system/jobs/batch"
 ATOMIC = "/system/jobs/batch/atomic"
-
-
-@pytest.fixture
-def ten_token_user(db: psycopg.Connection) -> UUID:
-    """A user with one bucket, openai, of 10 tokens that never refills."""
-    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
 
 
 def post(
@@ -33,12 +27,6 @@ def post(
 ) -> falcon.testing.Result:
     headers = {"Idempotency-Key": key} if key is not None else {}
     return post_json(client, path, user, body, headers)
-
-
-def stored_jobs(db: psycopg.Connection, user: UUID) -> int:
-    row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user]).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.mark.parametrize(
@@ -60,7 +48,7 @@ def test_a_repeated_accepted_request_returns_the_first_answer_and_takes_nothing(
     first = post(app_client, path, ten_token_user, body, "key-1")
     assert first.status_code == status
     assert "Idempotent-Replayed" not in first.headers
-    tokens, jobs = bucket_tokens(db, ten_token_user, "openai"), stored_jobs(db, ten_token_user)
+    tokens, jobs = bucket_tokens(db, ten_token_user, "openai"), jobs_of(db, ten_token_user)
 
     again = post(app_client, path, ten_token_user, body, "key-1")
 
@@ -68,7 +56,7 @@ def test_a_repeated_accepted_request_returns_the_first_answer_and_takes_nothing(
     assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
     assert bucket_tokens(db, ten_token_user, "openai") == tokens
-    assert stored_jobs(db, ten_token_user) == jobs
+    assert jobs_of(db, ten_token_user) == jobs
 
 
 def test_the_same_key_with_a_different_body_or_route_is_422(
@@ -154,7 +142,7 @@ def test_a_duplicate_while_the_first_is_being_decided_is_409(
         )
         assert duplicate.status_code == 409
         assert "still being decided" in duplicate.json["description"]
-    assert stored_jobs(db, ten_token_user) == 0
+    assert jobs_of(db, ten_token_user) == 0
     # Once the first is done, the key is free again.
     assert (
         post(
@@ -184,7 +172,7 @@ def test_the_primary_key_not_the_lock_guarantees_one_decision_per_key(
             late.execute(call, args)
     replay = db.execute(call, args).fetchone()
     assert replay == (first[0], True)
-    assert stored_jobs(db, ten_token_user) == 1
+    assert jobs_of(db, ten_token_user) == 1
 
 
 def test_expired_keys_are_decided_anew_and_pruned(
@@ -226,7 +214,7 @@ def test_a_malformed_key_is_400(
     response = post(app_client, SINGLE, ten_token_user, single(dependencies={"openai": 1}), key)
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json["description"]
-    assert stored_jobs(db, ten_token_user) == 0
+    assert jobs_of(db, ten_token_user) == 0
 
 
 @pytest.mark.concurrency
@@ -246,5 +234,5 @@ def test_concurrent_duplicates_make_one_decision(
     assert statuses <= {202, 409}
     accepted_ids = {response.json()["job_id"] for response in responses if response.ok}
     assert len(accepted_ids) == 1
-    assert stored_jobs(db, ten_token_user) == 1
+    assert jobs_of(db, ten_token_user) == 1
     assert bucket_tokens(db, ten_token_user, "openai") == 9

@@ -16,7 +16,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,25 +32,35 @@ from hypothesis import strategies as st
 
 from devtools.ports import free_port
 from devtools.service import run_to_exit
-from janus.settings import Settings
-from tests.conftest import GunicornServer
+from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.answers import JSON, MIB, Answer, assert_clear_error, assert_decisions
-from tests.support.app import ATOMIC_ROUTES, JOB_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, serve_app
+from tests.support.app import (
+    ATOMIC_ROUTES,
+    JOB_ROUTES,
+    PARTIAL_ROUTES,
+    SERVICE_TOKEN,
+    SINGLE_ROUTES,
+)
 from tests.support.bodies import body_with
-from tests.support.factories import OPEN_CAPACITY, bucket_tokens, create_user, user_with_config
+from tests.support.factories import (
+    OPEN_CAPACITY,
+    bucket_tokens,
+    create_user,
+    jobs_of,
+    user_with_config,
+)
 from tests.support.hostile import examples, valid_jobs
 from tests.support.raw_http import exchange, length, request_bytes
 
 HTTP_TIMEOUT_S = 15
 # The shortest token the settings accept, so the boundary is exercised too.
-TOKEN = "Janus-" + secrets.token_hex(5)
-assert len(TOKEN) == 16
+assert len(SERVICE_TOKEN) == 16
 # The job routes, and a route read with GET.
 READ_ROUTE = "/dashboard/quotas"
 GUARDED_ROUTES = [*JOB_ROUTES, READ_ROUTE]
 
 
-def bearer(token: str = TOKEN) -> str:
+def bearer(token: str = SERVICE_TOKEN) -> str:
     """The Authorization header value for `token`."""
     return f"Bearer {token}"
 
@@ -88,7 +98,7 @@ def http(
     path: str,
     *,
     body: Any = None,
-    headers: dict[str, str | None] | None = None,
+    headers: Mapping[str, str | None] | None = None,
 ) -> Answer:
     """One request to `server`; a header whose value is None is left out."""
     sent = {name: value for name, value in (headers or {}).items() if value is not None}
@@ -102,10 +112,13 @@ def http(
 
 
 def test_the_service_token_guards_every_route_but_the_health_checks(
-    start_gunicorn, db, open_user, subtests
+    start_gunicorn: StartGunicorn,
+    db: psycopg.Connection,
+    open_user: UUID,
+    subtests: pytest.Subtests,
 ) -> None:
-    server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": TOKEN})
-    for name, authorization in wrong_authorizations(TOKEN).items():
+    server = start_gunicorn(workers=2, env={"JANUS_SERVICE_TOKEN": SERVICE_TOKEN})
+    for name, authorization in wrong_authorizations(SERVICE_TOKEN).items():
         for path in GUARDED_ROUTES:
             with subtests.test(authorization=name, path=path):
                 method = "GET" if path == READ_ROUTE else "POST"
@@ -118,7 +131,7 @@ def test_the_service_token_guards_every_route_but_the_health_checks(
 
     # A platform's health checks send no secret: liveness and readiness are open.
     for path in ("/health", "/health/ready"):
-        for authorization in [bearer(), None, "Basic x", bearer(TOKEN.swapcase())]:
+        for authorization in [bearer(), None, "Basic x", bearer(SERVICE_TOKEN.swapcase())]:
             health = http(server, "GET", path, headers={"Authorization": authorization})
             assert (health.status, health.json()) == (200, {"status": "ok"}), path
 
@@ -144,8 +157,10 @@ def test_the_service_token_guards_every_route_but_the_health_checks(
     assert "Traceback" not in server.log()
 
 
-def test_a_repeated_authorization_header_is_refused(start_gunicorn, db, open_user) -> None:
-    server = start_gunicorn(workers=1, env={"JANUS_SERVICE_TOKEN": TOKEN})
+def test_a_repeated_authorization_header_is_refused(
+    start_gunicorn: StartGunicorn, db: psycopg.Connection, open_user: UUID
+) -> None:
+    server = start_gunicorn(workers=1, env={"JANUS_SERVICE_TOKEN": SERVICE_TOKEN})
     body = json.dumps(body_with(SINGLE_ROUTES[0])).encode()
     headers = [f"Authorization: {bearer()}"] * 2 + [f"X-User-ID: {open_user}", length(body)]
 
@@ -173,7 +188,7 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_TOKENS))
-def test_gunicorn_refuses_to_start_with_a_bad_service_token(name) -> None:
+def test_gunicorn_refuses_to_start_with_a_bad_service_token(name: str) -> None:
     token = BAD_TOKENS[name]
 
     status, output = run_gunicorn_to_exit(
@@ -189,13 +204,6 @@ def test_gunicorn_refuses_to_start_with_a_bad_service_token(name) -> None:
 
 
 # --- The service token, in-process -------------------------------------------------------------
-
-
-@pytest.fixture
-def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The real app with a service token, over a pool on this test's database."""
-    with serve_app(Settings(database_url=database_url, service_token=TOKEN)) as client:
-        yield client
 
 
 def _near_misses(correct: str) -> st.SearchStrategy[str]:
@@ -224,19 +232,19 @@ authorizations = st.one_of(
 def test_the_bearer_scheme_is_case_insensitive(
     token_client: falcon.testing.TestClient, open_user: UUID, scheme: str
 ) -> None:
-    headers = {"Authorization": f"{scheme} {TOKEN}", "X-User-ID": str(open_user)}
+    headers = {"Authorization": f"{scheme} {SERVICE_TOKEN}", "X-User-ID": str(open_user)}
     assert token_client.simulate_get(READ_ROUTE, headers=headers).status_code == 200
 
 
 @examples(200)
 @given(path=st.sampled_from(GUARDED_ROUTES), authorization=authorizations)
 def test_every_authorization_but_the_exact_token_is_401(
-    token_client, open_user, path, authorization
+    token_client: falcon.testing.TestClient, open_user: UUID, path: str, authorization: str
 ) -> None:
     # Falcon's test client trims whitespace around a header value, as servers trim spaces and tabs.
     # The scheme is case-insensitive (RFC 9110), so a near miss in "Bearer" alone is no miss.
     scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer" and credentials == TOKEN:
+    if scheme.lower() == "bearer" and credentials == SERVICE_TOKEN:
         return
     headers = {"Authorization": authorization, "X-User-ID": str(open_user)}
 
@@ -267,9 +275,7 @@ class Footprint:
     def of(cls, db: psycopg.Connection, user_id: UUID) -> Footprint:
         """The user's bucket levels and job count now."""
         tokens = tuple(bucket_tokens(db, user_id, name) for name in sorted(SHARED_CONFIG))
-        row = db.execute("SELECT count(*) FROM jobs WHERE user_id = %s", [user_id]).fetchone()
-        assert row is not None
-        return cls(tokens, row[0])
+        return cls(tokens, jobs_of(db, user_id))
 
 
 @pytest.fixture
@@ -294,7 +300,14 @@ IMPERSONATIONS = ["none", "body user_id", "body X-User-ID", "X-User", "X-Forward
     impersonation=st.sampled_from(IMPERSONATIONS),
 )
 def test_one_users_requests_never_touch_another_users_buckets_or_jobs(
-    app_client, db, two_users, actor, path, jobs, dependencies, impersonation
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    two_users: tuple[UUID, UUID],
+    actor: int,
+    path: str,
+    jobs: list[dict[str, Any]],
+    dependencies: list[dict[str, int]],
+    impersonation: str,
 ) -> None:
     me, other = two_users[actor], two_users[1 - actor]
     if path in SINGLE_ROUTES:
@@ -375,7 +388,7 @@ def _send_all(server: GunicornServer, calls: Sequence[Call]) -> list[tuple[Call,
 
 
 def test_concurrent_traffic_of_two_users_with_the_same_dependencies_never_crosses(
-    start_gunicorn, db
+    start_gunicorn: StartGunicorn, db: psycopg.Connection
 ) -> None:
     # Refill 0 and a reserve of 0: each user's demand exceeds its own capacity, so each must end
     # with exactly its own capacity spent, however the other user's requests interleave.
@@ -462,7 +475,7 @@ def marked_bodies(marker: str) -> dict[str, tuple[bytes, str, int]]:
 
 
 def test_no_body_or_log_line_holds_a_payload_value_the_token_or_the_password(
-    start_gunicorn, database_url, db
+    start_gunicorn: StartGunicorn, database_url: str, db: psycopg.Connection
 ) -> None:
     marker = f"payload-secret-{secrets.token_hex(8)}"
     token = secrets.token_hex(24)
@@ -487,7 +500,9 @@ def test_no_body_or_log_line_holds_a_payload_value_the_token_or_the_password(
     )
     answers: list[tuple[str, Answer]] = []
 
-    def send(name: str, user_id: UUID | str, body: bytes, content_type: str = JSON, **kw: Any):
+    def send(
+        name: str, user_id: UUID | str, body: bytes, content_type: str = JSON, **kw: Any
+    ) -> Answer:
         headers = {
             "Authorization": kw.get("authorization", bearer(token)),
             "X-User-ID": str(user_id),
@@ -563,7 +578,9 @@ def test_no_body_or_log_line_holds_a_payload_value_the_token_or_the_password(
 @pytest.mark.parametrize(
     "password", ["pw%zz-secret-", "pw secret-"], ids=["bad percent escape", "space"]
 )
-def test_a_database_url_libpq_cannot_parse_never_shows_its_password(database_url, password) -> None:
+def test_a_database_url_libpq_cannot_parse_never_shows_its_password(
+    database_url: str, password: str
+) -> None:
     # Operators paste passwords with % or spaces unencoded; libpq's parse error quotes them.
     password += secrets.token_hex(6)
     parts = urlsplit(database_url)
@@ -583,7 +600,9 @@ def test_a_database_url_libpq_cannot_parse_never_shows_its_password(database_url
         assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
 
 
-def test_an_error_never_echoes_a_number_from_the_payload(app_client, open_user) -> None:
+def test_an_error_never_echoes_a_number_from_the_payload(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
     card = "4111111111111111"
     text = (
         '{"batch_name": "b", "tenant_id": "t", "priority": 5, "payload": {"card": CARD, "x": NaN}}'

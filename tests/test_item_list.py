@@ -40,7 +40,7 @@ _JOB = st.fixed_dictionaries(
     },
 )
 # Text Postgres can store: no NUL, no lone surrogates.
-_STORABLE = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+_STORABLE = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 _VALID_JOB = st.fixed_dictionaries(
     {
         "tenant_id": st.text(_STORABLE, min_size=1, max_size=4),

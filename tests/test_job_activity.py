@@ -21,10 +21,11 @@ from janus.history import ACTIVITY_MINUTES
 from janus.resources.errors import add_error_handlers
 from janus.resources.history import ActivityResource
 from janus.settings import Settings
-from tests.support.answers import assert_clear_error
+from tests.support.answers import RATE_LIMITED, assert_clear_error
 from tests.support.app import headers_for, post_json
 from tests.support.factories import user_with_config
-from tests.support.history import ACTIVITY, RATE_LIMITED, insert_jobs
+from tests.support.history import ACTIVITY, insert_jobs
+from tests.support.plans import plan_nodes
 from tests.support.seed import SEED_SINGLE
 
 MINUTE = timedelta(minutes=1)
@@ -85,11 +86,6 @@ def _store(
 
 
 @pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
-
-
-@pytest.fixture
 def capped_client(database_url: str) -> Iterator[Any]:
     """A client of GET /dashboard/activity over a HistoryStore that counts at most `cap` jobs:
     `capped_client(cap)`."""
@@ -110,23 +106,25 @@ def capped_client(database_url: str) -> Iterator[Any]:
 
 
 def test_every_minute_of_the_hour_oldest_first_with_jobs_by_minute_and_reason(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     now = _current_minute(db)
-    _store(db, user, now - 5 * MINUTE + timedelta(seconds=10), count=3, spacing_s=1)
-    _store(db, user, now - 5 * MINUTE + timedelta(seconds=40), count=2, reason=RATE_LIMITED)
-    _store(db, user, now - 20 * MINUTE + timedelta(seconds=59.999999), reason=TOO_LOW)
+    _store(db, ten_token_user, now - 5 * MINUTE + timedelta(seconds=10), count=3, spacing_s=1)
+    _store(
+        db, ten_token_user, now - 5 * MINUTE + timedelta(seconds=40), count=2, reason=RATE_LIMITED
+    )
+    _store(db, ten_token_user, now - 20 * MINUTE + timedelta(seconds=59.999999), reason=TOO_LOW)
     _store(
         db,
-        user,
+        ten_token_user,
         now - 20 * MINUTE + timedelta(seconds=0.003),
         count=4,
         reason=RATE_LIMITED,
         spacing_s=0.001,
     )
-    _store(db, user, now)
+    _store(db, ten_token_user, now)
 
-    body = _activity(app_client, user)
+    body = _activity(app_client, ten_token_user)
 
     minutes = [datetime.fromisoformat(item["minute"]) for item in body["minutes"]]
     assert minutes == [now - (ACTIVITY_MINUTES - 1 - n) * MINUTE for n in range(ACTIVITY_MINUTES)]
@@ -143,17 +141,17 @@ def test_every_minute_of_the_hour_oldest_first_with_jobs_by_minute_and_reason(
 
 
 def test_the_hour_starts_at_the_first_minutes_first_microsecond(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     now = _current_minute(db)
     first = now - (ACTIVITY_MINUTES - 1) * MINUTE
-    _store(db, user, first)
-    _store(db, user, first - MICROSECOND, count=5, spacing_s=1)
-    _store(db, user, first - 2 * MINUTE, count=5, reason=RATE_LIMITED)
+    _store(db, ten_token_user, first)
+    _store(db, ten_token_user, first - MICROSECOND, count=5, spacing_s=1)
+    _store(db, ten_token_user, first - 2 * MINUTE, count=5, reason=RATE_LIMITED)
     # After the current minute (a clock ahead, say): not in any minute shown.
-    _store(db, user, now + MINUTE, count=7)
+    _store(db, ten_token_user, now + MINUTE, count=7)
 
-    body = _activity(app_client, user)
+    body = _activity(app_client, ten_token_user)
 
     counts = _by_minute(body)
     assert next(iter(counts)) == first
@@ -163,15 +161,15 @@ def test_the_hour_starts_at_the_first_minutes_first_microsecond(
 
 
 def test_another_users_jobs_are_never_counted(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     other = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
     now = _current_minute(db)
     _store(db, other, now - 3 * MINUTE, count=50)
     _store(db, other, now - 3 * MINUTE, count=20, reason=RATE_LIMITED)
-    _store(db, user, now - 3 * MINUTE, count=2)
+    _store(db, ten_token_user, now - 3 * MINUTE, count=2)
 
-    assert _by_minute(_activity(app_client, user))[now - 3 * MINUTE] == (2, {})
+    assert _by_minute(_activity(app_client, ten_token_user))[now - 3 * MINUTE] == (2, {})
     assert _by_minute(_activity(app_client, other))[now - 3 * MINUTE] == (50, {RATE_LIMITED: 20})
 
 
@@ -199,17 +197,17 @@ def test_a_job_answered_accepted_in_shadow_mode_counts_as_accepted(
 
 
 def test_past_the_cap_the_count_starts_after_the_oldest_job_read_and_earlier_minutes_are_null(
-    capped_client: Any, db: psycopg.Connection, user: UUID
+    capped_client: Any, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     now = _current_minute(db)
-    _store(db, user, now - 3 * MINUTE + timedelta(seconds=30), count=3)
+    _store(db, ten_token_user, now - 3 * MINUTE + timedelta(seconds=30), count=3)
     oldest_read = now - 2 * MINUTE + timedelta(seconds=10)
-    _store(db, user, oldest_read)
-    _store(db, user, now - 2 * MINUTE + timedelta(seconds=20), reason=TOO_LOW)
-    _store(db, user, now - MINUTE + timedelta(seconds=5), count=3)
+    _store(db, ten_token_user, oldest_read)
+    _store(db, ten_token_user, now - 2 * MINUTE + timedelta(seconds=20), reason=TOO_LOW)
+    _store(db, ten_token_user, now - MINUTE + timedelta(seconds=5), count=3)
 
     # The newest 4 are counted: the three of now - 1 and one of now - 2 (read: 5).
-    body = _activity(capped_client(4), user)
+    body = _activity(capped_client(4), ten_token_user)
 
     since = oldest_read + MICROSECOND
     assert datetime.fromisoformat(body["counted_since"]) == since
@@ -223,22 +221,22 @@ def test_past_the_cap_the_count_starts_after_the_oldest_job_read_and_earlier_min
     assert list(counts.values()) == [(None, None)] * (ACTIVITY_MINUTES - 3)
 
     # With room for every job of the hour, everything is counted.
-    every = _activity(capped_client(8), user)
+    every = _activity(capped_client(8), ten_token_user)
     assert every["counted_since"] is None
     assert _by_minute(every)[now - 3 * MINUTE] == (3, {})
 
 
 def test_jobs_of_the_oldest_moment_read_are_left_out_together(
-    capped_client: Any, db: psycopg.Connection, user: UUID
+    capped_client: Any, db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     """Jobs of one microsecond (a batch's) are counted all or none: the cap may have read
     only some of them, so none of that moment is counted."""
     now = _current_minute(db)
     batch_at = now - 4 * MINUTE + timedelta(seconds=30)
-    _store(db, user, batch_at, count=3, spacing_s=0)
-    _store(db, user, batch_at + timedelta(seconds=1), reason=TOO_LOW)
+    _store(db, ten_token_user, batch_at, count=3, spacing_s=0)
+    _store(db, ten_token_user, batch_at + timedelta(seconds=1), reason=TOO_LOW)
 
-    body = _activity(capped_client(2), user)
+    body = _activity(capped_client(2), ten_token_user)
 
     assert datetime.fromisoformat(body["counted_since"]) == batch_at + MICROSECOND
     assert _by_minute(body)[now - 4 * MINUTE] == (0, {TOO_LOW: 1})
@@ -246,17 +244,17 @@ def test_jobs_of_the_oldest_moment_read_are_left_out_together(
 
 
 def test_unknown_parameters_are_400_and_unknown_users_401(
-    app_client: falcon.testing.TestClient, user: UUID
+    app_client: falcon.testing.TestClient, ten_token_user: UUID
 ) -> None:
     answer = app_client.simulate_get(
-        ACTIVITY, params={"minutes": "5", "since": "x"}, headers=headers_for(user)
+        ACTIVITY, params={"minutes": "5", "since": "x"}, headers=headers_for(ten_token_user)
     )
     body = assert_clear_error(answer, 400)
     assert sorted(body["errors"]) == ["minutes", "since"]
     assert_clear_error(app_client.simulate_get(ACTIVITY), 401)
     assert_clear_error(app_client.simulate_get(ACTIVITY, headers=headers_for(uuid4())), 401)
     assert_clear_error(app_client.simulate_get(ACTIVITY, headers=headers_for("nope")), 401)
-    assert_clear_error(app_client.simulate_post(ACTIVITY, headers=headers_for(user)), 405)
+    assert_clear_error(app_client.simulate_post(ACTIVITY, headers=headers_for(ten_token_user)), 405)
 
 
 def test_a_user_without_jobs_or_config_gets_sixty_zeros(
@@ -272,36 +270,27 @@ def test_a_user_without_jobs_or_config_gets_sixty_zeros(
 # --- the work of one read ---
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
 def _jobs_read(db: psycopg.Connection, user_id: UUID, cap: int) -> list[dict[str, Any]]:
     """The plan nodes that read the jobs table, as EXPLAIN ANALYZE ran them."""
-    row = db.execute(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) {queries.JOB_ACTIVITY}",
-        {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": cap},
-    ).fetchone()
-    assert row is not None
-    return [node for node in _nodes(row[0][0]["Plan"]) if node.get("Relation Name") == "jobs"]
+    params = {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": cap}
+    nodes = plan_nodes(db, queries.JOB_ACTIVITY, params, analyze=True)
+    return [node for node in nodes if node.get("Relation Name") == "jobs"]
 
 
 def test_one_read_reads_at_most_the_cap_and_one_more_of_one_users_jobs(
-    db: psycopg.Connection, user: UUID
+    db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     """However many jobs the hour holds, and however many older ones there are, the count
     walks jobs_newest_first within the user's key and the hour, and stops after cap + 1."""
     quiet = user_with_config(db, {})
     neighbour = user_with_config(db, {})
-    for who in (user, neighbour):
+    for who in (ten_token_user, neighbour):
         insert_jobs(db, who, 20_000, spacing_s=0.1)
     insert_jobs(db, quiet, 20_000, newest=datetime.now(UTC) - timedelta(hours=2))
     insert_jobs(db, quiet, 3, spacing_s=60)
     db.execute("VACUUM ANALYZE jobs")
 
-    [busy_read] = _jobs_read(db, user, 500)
+    [busy_read] = _jobs_read(db, ten_token_user, 500)
     assert busy_read["Node Type"] == "Index Scan"
     assert busy_read["Index Name"] == "jobs_newest_first"
     assert "user_id" in busy_read["Index Cond"] and "created_at" in busy_read["Index Cond"]

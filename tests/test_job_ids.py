@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 from uuid import UUID
 
 import falcon.testing
@@ -58,13 +59,20 @@ def test_new_job_id_makes_distinct_version_7_uuids(db: psycopg.Connection) -> No
     assert len(set(ids)) == MANY
 
 
+def value_of(db: psycopg.Connection, query: str) -> Any:
+    """The one value of the one row `query` returns."""
+    row = db.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def test_ids_made_later_sort_after_earlier_ones(db: psycopg.Connection) -> None:
     """Across milliseconds always; within one by the microsecond, so only ids made in the
     same microsecond may sort either way."""
     ids = new_ids(db, MANY)
     one_by_one = []
     for _ in range(3):
-        one_by_one.append(db.execute("SELECT new_job_id()").fetchone()[0])  # type: ignore[index]
+        one_by_one.append(value_of(db, "SELECT new_job_id()"))
         db.execute("SELECT pg_sleep(0.002)")
 
     times = [unix_ms(job_id) for job_id in ids]
@@ -95,7 +103,7 @@ def test_new_job_id_has_the_layout_of_postgres_18s_uuidv7(db: psycopg.Connection
         pytest.skip("this server has no uuidv7()")
     made = []
     for function in ("uuidv7", "new_job_id", "uuidv7", "new_job_id"):
-        made.append(db.execute(f"SELECT {function}()").fetchone()[0])  # type: ignore[index]
+        made.append(value_of(db, f"SELECT {function}()"))
         db.execute("SELECT pg_sleep(0.002)")
 
     assert made == sorted(made)
@@ -108,12 +116,12 @@ def test_admitted_jobs_get_time_ordered_ids(
 ) -> None:
     """Accepted and rejected alike, through the real route, as stored."""
     user_id = user_with_config(db, {"openai": {"capacity": 2, "refill_per_second": 0}})
-    before = db.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    before = value_of(db, "SELECT clock_timestamp()")
 
     first = post_json(app_client, PARTIAL_ROUTES[0], user_id, batch(*[job(5, {"openai": 1})] * 3))
     second = post_json(app_client, PARTIAL_ROUTES[0], user_id, batch(job(5, {"openai": 1})))
 
-    after = db.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    after = value_of(db, "SELECT clock_timestamp()")
     assert first.status_code == second.status_code == 200
     answers = [*first.json["results"], *second.json["results"]]
     assert [answer["status"] for answer in answers] == ["Accepted"] * 2 + ["Rejected"] * 2

@@ -14,7 +14,7 @@ import pytest
 from janus.cli import main as janus_cli
 from janus.db import maintenance
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
-from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, stored_job, user_with_config
 
 OPENAI = {"openai": {"capacity": 2, "refill_per_second": 0.5}}
 
@@ -39,11 +39,7 @@ def batch(*jobs: dict[str, Any]) -> dict[str, Any]:
 
 def stored(db: psycopg.Connection, job_id: str) -> tuple[Any, ...]:
     """(status, config_version, retry_after) of a stored job."""
-    row = db.execute(
-        "SELECT status, config_version, retry_after FROM jobs WHERE job_id = %s", [UUID(job_id)]
-    ).fetchone()
-    assert row is not None
-    return tuple(row)
+    return tuple(stored_job(db, job_id, "status, config_version, retry_after").values())
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES)
@@ -121,7 +117,7 @@ def age_jobs(db: psycopg.Connection, user: UUID, days: float) -> None:
     )
 
 
-def jobs_of(db: psycopg.Connection, user: UUID) -> list[str]:
+def statuses_of(db: psycopg.Connection, user: UUID) -> list[str]:
     """The statuses of `user`'s stored jobs, sorted."""
     rows = db.execute("SELECT status FROM jobs WHERE user_id = %s ORDER BY status", [user])
     return [status for (status,) in rows]
@@ -150,12 +146,12 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
         "pruned 0 completed or failed jobs past their config's retention_days",
         "pruned 0 tenant buckets full again",
     ]
-    assert jobs_of(db, old) == ["Accepted"]
-    assert jobs_of(db, recent) == ["Accepted", "Rejected", "Rejected"]
+    assert statuses_of(db, old) == ["Accepted"]
+    assert statuses_of(db, recent) == ["Accepted", "Rejected", "Rejected"]
 
     assert janus_cli(["prune", "--rejected-days", "5.5"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "pruned 2 rejected jobs older than 5.5 days"
-    assert jobs_of(db, recent) == ["Accepted"]
+    assert statuses_of(db, recent) == ["Accepted"]
 
 
 def test_prune_works_through_a_backlog_in_chunks(

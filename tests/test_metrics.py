@@ -12,9 +12,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 from uuid import UUID
 
 import falcon.testing
@@ -25,20 +25,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import tuple_row
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from janus import metrics
 from janus.admission import DatabaseUnavailable
 from janus.db import transactions
 from janus.db.errors import unavailable_cause
-from janus.settings import Settings
 from tests.conftest import GunicornServer, StartGunicorn
-from tests.support.app import serve_app
+from tests.support.app import SERVICE_TOKEN
 from tests.support.factories import user_with_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-TOKEN = "s" * 32
 
 
 def scrape(server: GunicornServer, headers: dict[str, str] | None = None) -> Samples:
@@ -74,7 +71,7 @@ def small_user(db: psycopg.Connection) -> UUID:
     return user_with_config(db, {"openai": {"capacity": 5, "refill_per_second": 0}}, min_priority=3)
 
 
-def post(server: GunicornServer, path: str, user_id: UUID, body: object) -> requests.Response:
+def post(server: GunicornServer, path: str, user_id: UUID, body: Any) -> requests.Response:
     """POST `body` as JSON on a connection of its own, so any worker may take it."""
     return requests.post(
         f"{server.url}{path}",
@@ -279,18 +276,13 @@ def test_503s_are_counted_by_cause_lock_timeout_and_pool_timeout(
 # --- In-process: the service token, the closed sets ------------------------------------------
 
 
-@pytest.fixture
-def token_client(database_url: str) -> Iterator[falcon.testing.TestClient]:
-    """The app in-process with a service token."""
-    with serve_app(Settings(database_url=database_url, service_token=TOKEN)) as client:
-        yield client
-
-
 def test_metrics_need_the_service_token_when_there_is_one_and_no_user(
     token_client: falcon.testing.TestClient,
 ) -> None:
     refused = token_client.simulate_get("/metrics")
-    answer = token_client.simulate_get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    answer = token_client.simulate_get(
+        "/metrics", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    )
 
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"] == "Bearer"
@@ -359,12 +351,14 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
         def connection(self) -> contextlib.nullcontext[None]:
             return contextlib.nullcontext()
 
+    # A stand-in for the pool: fetch_in_transaction only asks it for a connection.
+    pool = cast("ConnectionPool[Any]", Pool())
     monkeypatch.setattr(transactions, "_alone", conflicting)
     retried = metrics.CONFLICT_RETRIES.labels
     before = (retried("serialization_failure")._value.get(), retried("deadlock")._value.get())
 
     rows = transactions.fetch_in_transaction(
-        Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=2, base_delay=0
+        pool, "SELECT 1", {}, row_factory=tuple_row, retries=2, base_delay=0
     )
 
     assert rows == []
@@ -373,7 +367,7 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
     conflicts.extend([psycopg.errors.SerializationFailure("s")] * 2)
     with pytest.raises(DatabaseUnavailable) as raised:
         transactions.fetch_in_transaction(
-            Pool(), "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
+            pool, "SELECT 1", {}, row_factory=tuple_row, retries=1, base_delay=0
         )
     assert raised.value.cause == "conflict"
 

@@ -17,6 +17,7 @@ fuzzed where they do their work.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -82,7 +83,7 @@ class Janus:
 
     def leased_job(self) -> dict[str, Any]:
         """A job of the user's, accepted and claimed just now: its id and lease token."""
-        job = {"batch_name": "leased", "tenant_id": "t", "priority": 10}
+        job: dict[str, Any] = {"batch_name": "leased", "tenant_id": "t", "priority": 10}
         submitted = requests.post(f"{self.server.url}/system/jobs", json=job, headers=CREDENTIALS)
         assert submitted.status_code == 202, submitted.text
         claimed = requests.post(
@@ -126,7 +127,8 @@ def _most(case: schemathesis.Case) -> bool:
 
 def _lease_live_jobs(case: schemathesis.Case, janus: Janus) -> None:
     """Point most lease calls and job reads made as the user at a job leased just now."""
-    if not _most(case) or (case.headers or {}).get("X-User-ID") != str(USER_ID):
+    headers: Mapping[str, str] = case.headers or {}
+    if not _most(case) or headers.get("X-User-ID") != str(USER_ID):
         return
     if case.operation.path == JOB_RECORD:
         leased = janus.leased_job()

@@ -24,7 +24,7 @@ from janus import metrics, metrics_files
 from janus.cli.parser import build_parser
 from janus.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.support.app import headers_for, post_json
+from tests.support.app import headers_for, post_json, put_config
 from tests.support.bodies import batch, job, single
 from tests.support.factories import create_user
 
@@ -73,8 +73,7 @@ def _config(client: falcon.testing.TestClient, user_id: UUID, **settings: Any) -
         },
         **settings,
     }
-    result = client.simulate_put("/dashboard/config", json=body, headers=headers_for(user_id))
-    assert result.status_code == 200, result.text
+    put_config(client, user_id, body)
 
 
 def _decide(client: falcon.testing.TestClient, user_id: UUID, tenant_id: str, status: int) -> str:
@@ -317,7 +316,7 @@ class _ReadingEnvironment(dict[str, str]):
         super().__init__(values)
         self.read: set[str] = set()
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         """The value of `key`, noting that it was read."""
         self.read.add(key)
         return super().get(key, default)
@@ -378,14 +377,15 @@ def _cli_commands(
 
 
 def _cli_entries() -> list[str]:
-    """The CLI section's examples, one per command line with its comment lines."""
-    [block] = re.findall(r"```sh\n(.*?)```", _section("The CLI"), re.S)
+    """The CLI section's examples, one per command line with its comment lines, from each of
+    its shell blocks."""
     entries: list[str] = []
-    for line in block.splitlines():
-        if line.startswith("janus "):
-            entries.append(line)
-        elif entries:
-            entries[-1] += "\n" + line
+    for block in re.findall(r"```sh\n(.*?)```", _section("The CLI"), re.S):
+        for line in block.splitlines():
+            if line.startswith("janus "):
+                entries.append(line)
+            elif entries:
+                entries[-1] += "\n" + line
     return entries
 
 

@@ -9,10 +9,14 @@ import json
 from typing import Any
 from uuid import UUID
 
+import falcon.testing
+import psycopg
 import pytest
 import requests
 
+from tests.conftest import GunicornServer
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
+from tests.support.factories import stored_job
 
 # Every form the JSON grammar gives a number, and values no double holds.
 NUMBERS = [
@@ -94,11 +98,9 @@ def decisions_of(path: str, body: Any) -> list[dict[str, Any]]:
     return list(body)
 
 
-def stored_payload(db, job_id: str) -> str:
+def stored_payload(db: psycopg.Connection, job_id: str) -> str:
     """The payload of job `job_id` as the database holds it."""
-    row = db.execute("SELECT payload::text FROM jobs WHERE job_id = %s", [UUID(job_id)]).fetchone()
-    assert row is not None, job_id
-    text: str = row[0]
+    text: str = stored_job(db, job_id, "payload::text AS payload")["payload"]
     return text
 
 
@@ -111,7 +113,9 @@ def test_the_payload_covers_what_it_claims() -> None:
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES)
-def test_every_number_and_string_is_stored_as_sent(app_client, db, openai_user, path) -> None:
+def test_every_number_and_string_is_stored_as_sent(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, openai_user: UUID, path: str
+) -> None:
     result = app_client.simulate_post(
         path,
         body=body_text(path, PAYLOAD).encode(),
@@ -128,7 +132,9 @@ def test_every_number_and_string_is_stored_as_sent(app_client, db, openai_user, 
         assert stored_payload(db, decisions[1]["job_id"]) == "{}"
 
 
-def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, openai_user) -> None:
+def test_a_missing_payload_is_stored_as_an_empty_object(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, openai_user: UUID
+) -> None:
     body = '{"batch_name": "b", "tenant_id": "t", "priority": 5}'
 
     result = app_client.simulate_post(
@@ -143,7 +149,7 @@ def test_a_missing_payload_is_stored_as_an_empty_object(app_client, db, openai_u
 
 @pytest.mark.concurrency
 def test_every_number_and_string_is_stored_as_sent_through_gunicorn(
-    gunicorn_server, db, openai_user
+    gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     path = ATOMIC_ROUTES[1]
 

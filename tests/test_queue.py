@@ -19,7 +19,7 @@ import pytest
 from janus.cli import main as janus_cli
 from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for, post_json
-from tests.support.factories import activate_config, create_user, user_with_config
+from tests.support.factories import activate_config, create_user, stored_bucket, user_with_config
 from tests.support.queue import (
     CLAIM,
     COMPLETE_MANY,
@@ -318,13 +318,8 @@ def test_upstream_throttled_reported_by_complete_and_fail_slows_an_adaptive_buck
     )
 
     def effective(dependency: str) -> Decimal:
-        row = db.execute(
-            "SELECT effective_refill_per_second FROM token_buckets"
-            " WHERE user_id = %s AND dependency = %s",
-            [user, dependency],
-        ).fetchone()
-        assert row is not None
-        return Decimal(row[0])
+        row = stored_bucket(db, user, dependency, "effective_refill_per_second")
+        return Decimal(row["effective_refill_per_second"])
 
     rates = []
     for call, extra in [("complete", {}), ("fail", {"error": "429 from openai"})]:

@@ -8,8 +8,9 @@ lease checks or the claim answer them, not authentication.
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+import falcon.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,14 +53,20 @@ def assert_answered(result: Any) -> None:
 
 @examples(300)
 @given(path=st.sampled_from(QUEUE_ROUTES), raw=st.binary(max_size=300))
-def test_any_bytes_are_answered_without_a_5xx(app_client, open_user, path, raw) -> None:
+def test_any_bytes_are_answered_without_a_5xx(
+    app_client: falcon.testing.TestClient, open_user: UUID, path: str, raw: bytes
+) -> None:
     assert_answered(post(app_client, path, raw, open_user))
 
 
 @examples(400)
 @given(path=st.sampled_from(QUEUE_ROUTES), value=hostile_json, escape_everything=st.booleans())
 def test_any_json_is_answered_without_a_5xx(
-    app_client, open_user, path, value, escape_everything
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    value: Any,
+    escape_everything: bool,
 ) -> None:
     assert_answered(post(app_client, path, encoded(value, escape_everything), open_user))
 
@@ -72,7 +79,12 @@ def test_any_json_is_answered_without_a_5xx(
     in_batch=st.booleans(),
 )
 def test_any_value_in_any_field_is_answered_without_a_5xx(
-    app_client, open_user, path, field, value, in_batch
+    app_client: falcon.testing.TestClient,
+    open_user: UUID,
+    path: str,
+    field: str,
+    value: Any,
+    in_batch: bool,
 ) -> None:
     body: dict[str, Any] = {"lease_token": GOOD_TOKEN, "error": "e", field: value}
     if path == "/system/jobs/complete" and in_batch:

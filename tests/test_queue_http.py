@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests.conftest import GunicornServer
-from tests.support.factories import user_with_config
+from tests.support.factories import stored_job, user_with_config
 
 pytestmark = pytest.mark.concurrency
 
@@ -194,9 +194,7 @@ def test_a_worker_killed_mid_job_loses_nothing(
             {"lease_token": first["lease_token"]},
         )
         assert late.status_code == 409, late.text
-        assert db.execute(
-            "SELECT state FROM jobs WHERE job_id = %s", [UUID(job_id)]
-        ).fetchone() == ("running",)
+        assert stored_job(db, job_id, "state") == {"state": "running"}
         done = post(
             session,
             f"{base}/system/jobs/{job_id}/complete",

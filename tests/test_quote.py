@@ -21,7 +21,7 @@ import requests
 from psycopg import sql
 
 from tests.conftest import GunicornServer
-from tests.support.answers import assert_clear_error
+from tests.support.answers import RATE_LIMITED, assert_clear_error
 from tests.support.app import PREFIXES, post_json
 from tests.support.bodies import batch, job, single
 from tests.support.factories import create_user, user_with_config
@@ -98,7 +98,7 @@ def real(
     answers = result.json
     if isinstance(answers, dict):
         answers = answers.get("results", [answers])
-    stored = dict(
+    stored: dict[UUID, int | None] = dict(
         db.execute(
             "SELECT job_id, retry_after FROM jobs WHERE job_id = ANY(%s)",
             [[UUID(a["job_id"]) for a in answers]],
@@ -116,7 +116,6 @@ def route_of(prefix: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return f"{prefix}/batch/atomic" if body.get("atomic") else f"{prefix}/batch", real_body
 
 
-RATE = "dependency 'openai' rate limit exceeded"
 SMALL_SHARE = "tenant 'small' exceeded its share of dependency 'openai'"
 SMALL_SEARCH = "tenant 'small' exceeded its share of dependency 'search'"
 TOO_LOW = "priority too low"
@@ -133,7 +132,7 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[Decision]]
         "single rate limit",
         [single(5, {"openai": 8})],
         single(5, {"openai": 5}),
-        [("Rejected", RATE, 3)],
+        [("Rejected", RATE_LIMITED, 3)],
     ),
     (
         "single tenant share",
@@ -159,7 +158,7 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[Decision]]
             ("Rejected", TOO_LOW, None),
             ("Rejected", UNKNOWN, None),
             ("Rejected", SMALL_SEARCH, None),
-            ("Rejected", RATE, 3),
+            ("Rejected", RATE_LIMITED, 3),
             ("Rejected", OVER, None),
         ],
     ),
@@ -173,7 +172,7 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[Decision]]
         "atomic 207",
         [single(5, {"openai": 8})],
         {**batch(job(5, {"search": 1}), job(5, {"openai": 5})), "atomic": True},
-        [("Rejected", ATOMIC, None), ("Rejected", RATE, None)],
+        [("Rejected", ATOMIC, None), ("Rejected", RATE_LIMITED, None)],
     ),
 ]
 

@@ -14,15 +14,17 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from uuid import UUID
 
+import falcon.testing
 import psycopg
 import pytest
 import requests
 
 from janus.admission import Budget
 from janus.resources.ratelimit import SF_INTEGER_MAX, ratelimit_headers
+from tests.conftest import GunicornServer
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import user_with_config
+from tests.support.factories import limits, user_with_config
 
 Params = dict[str, int]
 
@@ -116,17 +118,15 @@ def assert_told_as_rows(result: Any, db: psycopg.Connection, user_id: UUID, *nam
     assert told(result) == expected_from_rows(db, user_id, list(names))
 
 
-def plain(capacity: int, refill: float = 0) -> dict[str, Any]:
-    return {"capacity": capacity, "refill_per_second": refill}
-
-
 # --- Every kind of job answer ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES)
-def test_an_accepted_job_tells_each_bucket_it_left(app_client, db, path) -> None:
+def test_an_accepted_job_tells_each_bucket_it_left(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     # openai: a refill of 3/s fills 10 in 4 s (3.33, rounded up); stripe never refills.
-    user_id = user_with_config(db, {"openai": plain(10, 3), "stripe": plain(4)})
+    user_id = user_with_config(db, {"openai": limits(10, 3), "stripe": limits(4)})
 
     result = post_json(app_client, path, user_id, single(10, {"openai": 3, "stripe": 1}))
 
@@ -139,9 +139,11 @@ def test_an_accepted_job_tells_each_bucket_it_left(app_client, db, path) -> None
 
 
 @pytest.mark.parametrize("path", SINGLE_ROUTES)
-def test_a_rate_limited_job_tells_the_bucket_beside_retry_after(app_client, db, path) -> None:
+def test_a_rate_limited_job_tells_the_bucket_beside_retry_after(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
     # 0.001 tokens a second: the 1 token the job needs takes 1,000 s.
-    user_id = user_with_config(db, {"openai": plain(4, 0.001)}, priority_reserve=0)
+    user_id = user_with_config(db, {"openai": limits(4, 0.001)}, priority_reserve=0)
     assert post_json(app_client, path, user_id, single(10, {"openai": 4})).status_code == 202
     emptied = expected_from_rows(db, user_id, ["openai"])
 
@@ -159,8 +161,10 @@ def test_a_rate_limited_job_tells_the_bucket_beside_retry_after(app_client, db, 
 
 
 @pytest.mark.parametrize("path", PARTIAL_ROUTES)
-def test_a_partial_batch_tells_the_buckets_after_all_its_jobs(app_client, db, path) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(5)})
+def test_a_partial_batch_tells_the_buckets_after_all_its_jobs(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(5)})
     body = batch(job(5, {"openai": 3}), job(5, {"openai": 8}), job(9, {"stripe": 2}))
 
     result = post_json(app_client, path, user_id, body)
@@ -172,8 +176,10 @@ def test_a_partial_batch_tells_the_buckets_after_all_its_jobs(app_client, db, pa
 
 
 @pytest.mark.parametrize("path", ATOMIC_ROUTES)
-def test_an_accepted_atomic_batch_tells_the_buckets_it_left(app_client, db, path) -> None:
-    user_id = user_with_config(db, {"openai": plain(10, 2)})
+def test_an_accepted_atomic_batch_tells_the_buckets_it_left(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10, 2)})
     body = batch(job(5, {"openai": 3}), job(5, {"openai": 4}))
 
     result = post_json(app_client, path, user_id, body)
@@ -184,8 +190,10 @@ def test_an_accepted_atomic_batch_tells_the_buckets_it_left(app_client, db, path
 
 
 @pytest.mark.parametrize("path", ATOMIC_ROUTES)
-def test_a_rejected_atomic_batch_tells_the_buckets_untouched(app_client, db, path) -> None:
-    user_id = user_with_config(db, {"openai": plain(10), "stripe": plain(3)}, min_priority=3)
+def test_a_rejected_atomic_batch_tells_the_buckets_untouched(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, path: str
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10), "stripe": limits(3)}, min_priority=3)
     post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {"openai": 4}))
     # The first job alone would take 3 of openai's 6 and 1 of stripe; the second fails.
     body = batch(job(5, {"openai": 3, "stripe": 1}), job(2, {"openai": 1}))
@@ -202,7 +210,7 @@ def test_a_rejected_atomic_batch_tells_the_buckets_untouched(app_client, db, pat
 
 
 def test_the_reset_counts_the_effective_refill_and_the_window_the_configured_one(
-    app_client, db
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     adaptive = {
         "capacity": 10,
@@ -221,8 +229,10 @@ def test_the_reset_counts_the_effective_refill_and_the_window_the_configured_one
     assert result.headers["RateLimit"] == '"openai";r=7;t=4'
 
 
-def test_a_dependency_without_a_bucket_gets_no_policy(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)}, unknown_dependencies="allow")
+def test_a_dependency_without_a_bucket_gets_no_policy(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)}, unknown_dependencies="allow")
 
     both = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {"openai": 1, "s3": 1}))
     unknown_only = post_json(app_client, SINGLE_ROUTES[0], user_id, single(5, {"s3": 1}))
@@ -237,9 +247,11 @@ def test_a_dependency_without_a_bucket_gets_no_policy(app_client, db) -> None:
         assert "RateLimit" not in result.headers
 
 
-def test_a_name_an_sf_string_cannot_hold_is_left_out_and_quotes_are_escaped(app_client, db) -> None:
-    names = {'say "hi" \\o/': plain(5), "données": plain(5), "tab\there": plain(5)}
-    user_id = user_with_config(db, {"openai": plain(5), **names})
+def test_a_name_an_sf_string_cannot_hold_is_left_out_and_quotes_are_escaped(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    names = {'say "hi" \\o/': limits(5), "données": limits(5), "tab\there": limits(5)}
+    user_id = user_with_config(db, {"openai": limits(5), **names})
 
     result = post_json(
         app_client, SINGLE_ROUTES[0], user_id, single(5, {"openai": 1, **dict.fromkeys(names, 1)})
@@ -255,8 +267,10 @@ def test_a_name_an_sf_string_cannot_hold_is_left_out_and_quotes_are_escaped(app_
     assert "RateLimit-Policy" not in only_unsayable.headers
 
 
-def test_a_replayed_answer_tells_no_budget(app_client, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(10)})
+def test_a_replayed_answer_tells_no_budget(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(10)})
     body = single(5, {"openai": 2})
     key = {"Idempotency-Key": "once"}
 
@@ -289,8 +303,10 @@ def test_huge_windows_and_waits_are_told_as_the_largest_sf_integer() -> None:
 # --- Over real HTTP ----------------------------------------------------------------------------
 
 
-def test_over_http_both_headers_on_an_accepted_and_a_rejected_job(gunicorn_server, db) -> None:
-    user_id = user_with_config(db, {"openai": plain(4, 0.001)}, priority_reserve=0)
+def test_over_http_both_headers_on_an_accepted_and_a_rejected_job(
+    gunicorn_server: GunicornServer, db: psycopg.Connection
+) -> None:
+    user_id = user_with_config(db, {"openai": limits(4, 0.001)}, priority_reserve=0)
     url = gunicorn_server.url.rstrip("/") + SINGLE_ROUTES[1]
     headers = {"X-User-ID": str(user_id)}
 

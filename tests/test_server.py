@@ -23,7 +23,7 @@ from devtools.ports import free_port
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.factories import create_user, jobs_of
-from tests.support.raw_http import exchange, length, request_bytes, single_body
+from tests.support.raw_http import exchange, single_body, single_request
 
 READ_TIMEOUT_S = 1
 
@@ -62,8 +62,7 @@ def status_and_body(received: bytes) -> tuple[int, dict[str, object]]:
 def test_a_request_that_stalls_is_answered_408_and_never_decided(
     impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID, stalls_in: str
 ) -> None:
-    body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
+    request = single_request(f"X-User-ID: {openai_user}")
     cut = request.index(b"\r\n\r\n") - 5 if stalls_in == "head" else len(request) - 5
     with connect(impatient_server) as conn:
         started = time.monotonic()
@@ -87,8 +86,7 @@ def test_a_trickling_request_cannot_outlast_the_deadline(
     impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     # One byte every 0.2 s keeps the connection busy; the deadline counts from the start.
-    body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
+    request = single_request(f"X-User-ID: {openai_user}")
     with connect(impatient_server) as conn:
         started = time.monotonic()
         received = b""
@@ -111,8 +109,7 @@ def test_slow_clients_do_not_hold_up_the_others(
     impatient_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
     # More stalled connections than the one worker has threads (16).
-    body = single_body()
-    request = request_bytes("/dashboard/jobs", [f"X-User-ID: {openai_user}", length(body)], body)
+    request = single_request(f"X-User-ID: {openai_user}")
     stalled = [connect(impatient_server) for _ in range(40)]
     try:
         for conn in stalled:
@@ -121,7 +118,7 @@ def test_slow_clients_do_not_hold_up_the_others(
         health = requests.get(f"{impatient_server.url}/health", timeout=5)
         job = requests.post(
             f"{impatient_server.url}/dashboard/jobs",
-            data=body,
+            data=single_body(),
             headers={"X-User-ID": str(openai_user), "Content-Type": "application/json"},
             timeout=5,
         )

@@ -22,7 +22,7 @@ from janus.db.queue import QueueStore
 from janus.queue import ClaimRequest, Finish, LeaseOutcome
 from janus.settings import Settings
 from tests.support.app import post_json
-from tests.support.factories import bucket_tokens, user_with_config
+from tests.support.factories import bucket_tokens, tenant_tokens, user_with_config
 from tests.support.queue import claim, job_row, lease_call, queued_job, submit
 
 BUCKETS = {
@@ -32,7 +32,7 @@ BUCKETS = {
 
 
 @pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
+def two_bucket_user(db: psycopg.Connection) -> UUID:
     """openai 10 and stripe 5 tokens that never refill; other dependencies allowed, unbudgeted."""
     return user_with_config(db, BUCKETS, unknown_dependencies="allow")
 
@@ -69,75 +69,77 @@ def set_tokens(db: psycopg.Connection, user: UUID, dependency: str, tokens: int)
 def test_complete_settles_the_difference_exactly(
     app_client: falcon.testing.TestClient,
     db: psycopg.Connection,
-    user: UUID,
+    two_bucket_user: UUID,
     charged: int,
     actual: int,
     openai_after: int,
 ) -> None:
-    job = run_job(app_client, user, {"openai": charged})
-    assert bucket_tokens(db, user, "openai") == 10 - charged
-    done = lease_call(app_client, user, job, "complete", actual_costs={"openai": actual})
+    job = run_job(app_client, two_bucket_user, {"openai": charged})
+    assert bucket_tokens(db, two_bucket_user, "openai") == 10 - charged
+    done = lease_call(app_client, two_bucket_user, job, "complete", actual_costs={"openai": actual})
     assert done.status_code == 200, done.text
-    assert bucket_tokens(db, user, "openai") == openai_after
+    assert bucket_tokens(db, two_bucket_user, "openai") == openai_after
     row = job_row(db, job["job_id"])
     assert row["actual_costs"] == {"openai": actual}
     assert row["settled_at"] is not None
 
 
 def test_a_refund_never_fills_a_bucket_above_its_capacity(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, two_bucket_user: UUID
 ) -> None:
-    job = run_job(app_client, user, {"openai": 6})
-    set_tokens(db, user, "openai", 9)  # refilled meanwhile, say
-    lease_call(app_client, user, job, "complete", actual_costs={"openai": 0})
-    assert bucket_tokens(db, user, "openai") == 10
+    job = run_job(app_client, two_bucket_user, {"openai": 6})
+    set_tokens(db, two_bucket_user, "openai", 9)  # refilled meanwhile, say
+    lease_call(app_client, two_bucket_user, job, "complete", actual_costs={"openai": 0})
+    assert bucket_tokens(db, two_bucket_user, "openai") == 10
 
 
 def test_fail_settles_too_and_later_attempts_are_all_extra_cost(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, two_bucket_user: UUID
 ) -> None:
-    job = run_job(app_client, user, {"openai": 4})  # 6 left
-    lease_call(app_client, user, job, "fail", error="timeout", actual_costs={"openai": 3})
-    assert bucket_tokens(db, user, "openai") == 7  # 1 of the 4 given back
-    [again] = claim(app_client, user)
+    job = run_job(app_client, two_bucket_user, {"openai": 4})  # 6 left
+    lease_call(
+        app_client, two_bucket_user, job, "fail", error="timeout", actual_costs={"openai": 3}
+    )
+    assert bucket_tokens(db, two_bucket_user, "openai") == 7  # 1 of the 4 given back
+    [again] = claim(app_client, two_bucket_user)
     assert again["attempt"] == 2
-    lease_call(app_client, user, again, "complete", actual_costs={"openai": 2})
+    lease_call(app_client, two_bucket_user, again, "complete", actual_costs={"openai": 2})
     # The first report settled the estimate; the second attempt's 2 tokens are all extra.
-    assert bucket_tokens(db, user, "openai") == 5
+    assert bucket_tokens(db, two_bucket_user, "openai") == 5
     assert job_row(db, job["job_id"])["actual_costs"] == {"openai": 5}
 
 
 def test_dependencies_not_charged_are_taken_and_those_without_a_bucket_ignored(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, two_bucket_user: UUID
 ) -> None:
-    job = run_job(app_client, user, {"openai": 2, "elsewhere": 3})
+    job = run_job(app_client, two_bucket_user, {"openai": 2, "elsewhere": 3})
     lease_call(
         app_client,
-        user,
+        two_bucket_user,
         job,
         "complete",
         actual_costs={"elsewhere": 9, "stripe": 2, "nobody": 4},
     )
     # openai was not reported: its charge stands. stripe was not charged: 2 taken.
-    assert bucket_tokens(db, user, "openai") == 8
-    assert bucket_tokens(db, user, "stripe") == 3
+    assert bucket_tokens(db, two_bucket_user, "openai") == 8
+    assert bucket_tokens(db, two_bucket_user, "stripe") == 3
     assert job_row(db, job["job_id"])["actual_costs"] == {"elsewhere": 9, "stripe": 2, "nobody": 4}
 
 
 def test_a_stale_lease_settles_nothing(
-    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, two_bucket_user: UUID
 ) -> None:
-    job = run_job(app_client, user, {"openai": 6})
+    job = run_job(app_client, two_bucket_user, {"openai": 6})
     late = lease_call(
         app_client,
-        user,
+        two_bucket_user,
         job,
         "complete",
         lease_token="2dad64a8-3f87-4d6e-9b4c-1cfa5917fd4b",
         actual_costs={"openai": 0},
     )
     assert late.status_code == 409
-    assert bucket_tokens(db, user, "openai") == 4
+    assert bucket_tokens(db, two_bucket_user, "openai") == 4
     assert job_row(db, job["job_id"])["settled_at"] is None
 
 
@@ -228,21 +230,11 @@ def test_concurrent_settlements_on_shared_buckets_never_lose_an_update(
 
     assert all(one.outcome is LeaseOutcome.OK for result in results for one in result)
     for name, charge in CHARGE.items():
-        reported = sum(item.actual_costs[name] for items in batches for item in items)  # type: ignore[index]
+        reported = sum((item.actual_costs or {})[name] for items in batches for item in items)
         # Charged JOBS * charge at admission, then each job's charge given back and its
         # report taken: what is left is START less what the workers reported.
         assert JOBS * charge != reported
         assert bucket_tokens(db, user, name) == START - reported, name
-
-
-def tenant_tokens(db: psycopg.Connection, user: UUID, dependency: str, tenant: str) -> Any:
-    """The tenant bucket's tokens as of now; None when it has no row (it is full)."""
-    row = db.execute(
-        "SELECT tokens_now FROM tenant_buckets_now"
-        " WHERE user_id = %s AND dependency = %s AND tenant_id = %s",
-        [user, dependency, tenant],
-    ).fetchone()
-    return None if row is None else row[0]
 
 
 @pytest.mark.parametrize(

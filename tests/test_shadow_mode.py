@@ -17,9 +17,10 @@ import falcon.testing
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.answers import RATE_LIMITED
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import user_with_config
+from tests.support.factories import stored_job, user_with_config
 from tests.support.queue import claim, job_row, lease_call
 
 DEPENDENCIES = {
@@ -33,7 +34,6 @@ CONFIG: dict[str, Any] = {
     "tenant_overrides": {"vip": 1},
 }
 
-RATE = "dependency 'openai' rate limit exceeded"
 ATOMIC = "batch rejected atomically"
 TOO_LOW = "priority too low"
 
@@ -80,7 +80,7 @@ SEQUENCE: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
         ),
         [
             ("Accepted", "", "none"),
-            ("Rejected", RATE, "rate_limit"),
+            ("Rejected", RATE_LIMITED, "rate_limit"),
             ("Rejected", "tenant 'c' exceeded its share of dependency 'search'", "tenant_share"),
             ("Accepted", "", "none"),
             ("Rejected", TOO_LOW, "min_priority"),
@@ -90,7 +90,7 @@ SEQUENCE: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
     (
         "/dashboard/jobs/batch/atomic",
         batch(job(9, {"search": 1}, tenant_id="vip"), job(5, {"openai": 1}, tenant_id="vip")),
-        [("Rejected", ATOMIC, "atomic_batch"), ("Rejected", RATE, "rate_limit")],
+        [("Rejected", ATOMIC, "atomic_batch"), ("Rejected", RATE_LIMITED, "rate_limit")],
     ),
 ]
 # What the accepted jobs took: openai 4 + 1 + 3 + 2, search 5 + 40; tenant a 4, b 1 and 5,
@@ -107,9 +107,10 @@ TENANT_TOKENS_LEFT = {
 def answered(result: falcon.testing.Result) -> list[dict[str, Any]]:
     """The decisions of a job route's answer, in request order."""
     body = result.json
-    if isinstance(body, list):
-        return body
-    return body.get("results", [body])
+    decisions: list[dict[str, Any]] = (
+        body if isinstance(body, list) else body.get("results", [body])
+    )
+    return decisions
 
 
 def send_all(client: falcon.testing.TestClient, user_id: UUID) -> list[falcon.testing.Result]:
@@ -133,15 +134,8 @@ def buckets(db: psycopg.Connection, user_id: UUID) -> tuple[list[Any], list[Any]
 
 def stored(db: psycopg.Connection, job_ids: list[str]) -> list[tuple[Any, ...]]:
     """status, reason, state, retry_after, shadow_status and shadow_reason of each job, in order."""
-    rows = {
-        str(row[0]): row[1:]
-        for row in db.execute(
-            "SELECT job_id, status, reason, state, retry_after, shadow_status, shadow_reason"
-            " FROM jobs WHERE job_id = ANY(%s::uuid[])",
-            [job_ids],
-        )
-    }
-    return [rows[job_id] for job_id in job_ids]
+    columns = "status, reason, state, retry_after, shadow_status, shadow_reason"
+    return [tuple(stored_job(db, job_id, columns).values()) for job_id in job_ids]
 
 
 def shadow_counts(client: falcon.testing.TestClient) -> Counter[tuple[str, ...]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from uuid import UUID
 
 import alembic.command
 import alembic.config
@@ -232,7 +233,9 @@ def test_migration_0006_puts_the_accepted_jobs_it_finds_in_the_queue(database_ur
     alembic.command.upgrade(config, "head")
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        states = dict(conn.execute("SELECT job_id, state FROM jobs").fetchall())
+        states: dict[UUID, str | None] = dict(
+            conn.execute("SELECT job_id, state FROM jobs").fetchall()
+        )
         assert states == {decided[0][0]: "queued", decided[1][0]: None}
         claimed = conn.execute(
             "SELECT job_id, attempt FROM claim_jobs(%s, 10, 60, NULL, NULL, NULL)", [user_id]
@@ -257,18 +260,23 @@ def test_migration_0009_moves_the_pause_onto_the_user_and_back(database_url: str
     with psycopg.connect(database_url, autocommit=True) as conn:
         users = {}
         for name, paused in (("paused", True), ("running", False)):
-            row = conn.execute("INSERT INTO users (name) VALUES (%s) RETURNING user_id", [name])
-            users[name] = row.fetchone()[0]  # type: ignore[index]
+            row = conn.execute(
+                "INSERT INTO users (name) VALUES (%s) RETURNING user_id", [name]
+            ).fetchone()
+            assert row is not None
+            users[name] = row[0]
             conn.execute(activate, [users[name], paused])
 
     alembic.command.upgrade(config, "head")
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        flags = dict(conn.execute("SELECT name, paused FROM users").fetchall())
+        flags: dict[str, bool] = dict(conn.execute("SELECT name, paused FROM users").fetchall())
         assert flags == {"paused": True, "running": False}
         changes = conn.execute("SELECT user_id, paused, config_version FROM pause_changes")
         assert changes.fetchall() == [(users["paused"], True, None)]
-        stated = dict(conn.execute("SELECT user_id, paused FROM configs").fetchall())
+        stated: dict[UUID, bool | None] = dict(
+            conn.execute("SELECT user_id, paused FROM configs").fetchall()
+        )
         assert stated == {users["paused"]: True, users["running"]: False}
         # Resume one, and leave `paused` out of a new version of the other.
         conn.execute("SELECT set_paused(%s, false)", [users["paused"]])

@@ -21,8 +21,16 @@ import pytest
 import requests
 
 from janus.db.maintenance import prune_full_tenant_buckets
-from tests.support.answers import Answer
-from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, headers_for, post_json
+from tests.support.answers import Answer, over_share, rate_limited
+from tests.support.app import (
+    ATOMIC_ROUTES,
+    CONFIG,
+    PARTIAL_ROUTES,
+    SINGLE_ROUTES,
+    headers_for,
+    post_json,
+    put_config,
+)
 from tests.support.bodies import batch, job, single
 from tests.support.burst import (
     Call,
@@ -39,6 +47,7 @@ from tests.support.factories import (
     bucket_tokens,
     create_user,
     jobs_of,
+    limits,
     tenant_bucket_rows,
     tenant_tokens,
     user_with_config,
@@ -47,23 +56,7 @@ from tests.support.factories import (
 SINGLE = SINGLE_ROUTES[0]
 PARTIAL = PARTIAL_ROUTES[0]
 ATOMIC = ATOMIC_ROUTES[0]
-CONFIG = "/dashboard/config"
 VERSIONS = "/dashboard/config/versions"
-
-
-def over_share(tenant: str, dependency: str = "openai") -> str:
-    """The contract's reason for a job refused by its tenant's share alone."""
-    return f"tenant '{tenant}' exceeded its share of dependency '{dependency}'"
-
-
-def rate_limited(dependency: str = "openai") -> str:
-    """The contract's reason for a job refused by the dependency's own bucket."""
-    return f"dependency '{dependency}' rate limit exceeded"
-
-
-def limits(capacity: int, refill: float = 0) -> dict[str, Any]:
-    """One dependency's limits."""
-    return {"capacity": capacity, "refill_per_second": refill}
 
 
 def submit(
@@ -89,14 +82,6 @@ def accepted(answer: Answer) -> bool:
     """Whether a single job was accepted (and answered as such)."""
     assert answer.status in (202, 429), answer.text
     return answer.status == 202
-
-
-def put_config(client: falcon.testing.TestClient, user_id: UUID, body: dict[str, Any]) -> int:
-    """PUT /dashboard/config; the new version."""
-    result = client.simulate_put(CONFIG, json=body, headers=headers_for(user_id))
-    assert result.status_code == 200, result.text
-    version: int = result.json["version"]
-    return version
 
 
 def tenant_bucket(db: psycopg.Connection, user_id: UUID, dependency: str, tenant: str) -> Any:
@@ -472,8 +457,8 @@ def test_rollback_brings_the_tenant_buckets_to_the_old_version(
     app_client: falcon.testing.TestClient, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db)
-    v1 = put_config(app_client, user_id, _shared_config(0.2))
-    v2 = put_config(app_client, user_id, _shared_config(0.5))
+    v1 = put_config(app_client, user_id, _shared_config(0.2))["version"]
+    v2 = put_config(app_client, user_id, _shared_config(0.5))["version"]
     assert accepted(submit(app_client, user_id, "a", 30))  # a keeps 20 of 50
     assert accepted(submit(app_client, user_id, "b", 5))  # b keeps 45 of 50
 
@@ -493,7 +478,7 @@ def test_rollback_brings_the_tenant_buckets_to_the_old_version(
     assert tenant_bucket(db, user_id, "openai", "a") == (50, 0, 29)
 
     # And back to a version without shares: no tenant bucket is left.
-    v3 = put_config(app_client, user_id, _shared_config(1))
+    v3 = put_config(app_client, user_id, _shared_config(1))["version"]
     put_config(app_client, user_id, _shared_config(0.5))
     assert accepted(submit(app_client, user_id, "a", 1))
     result = app_client.simulate_post(f"{VERSIONS}/{v3}/activate", headers=headers_for(user_id))

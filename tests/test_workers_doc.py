@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -28,7 +29,10 @@ DRAIN_TIMEOUT_S = 60
 
 def worker_code() -> str:
     """The one Python block of docs/workers.md."""
-    [code] = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    blocks: list[str] = re.findall(
+        r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL
+    )
+    [code] = blocks
     return code
 
 
@@ -36,7 +40,7 @@ def test_the_documented_worker_loop_drains_the_queue_and_settles_real_costs(
     gunicorn_server: GunicornServer, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     user: UUID = user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
-    jobs = [
+    jobs: list[dict[str, Any]] = [
         {"tenant_id": "t", "priority": 5, "dependencies": {"openai": COST}, "payload": {"n": n}}
         for n in range(JOBS - FAILING)
     ] + [

@@ -13,7 +13,7 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields, validate
 
 from janus import json_text
 from janus.admission import ConfigMode, NoActiveConfig
@@ -343,8 +343,22 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     print(f"pruned {buckets} tenant buckets full again", file=out)
 
 
+class ShownOnlyFields(Schema):
+    """What `config show` prints beside the config: where it came from, read-only.
+
+    `config set` takes a shown config as it is: these are checked and left out, so the file is
+    stored as the next version whatever version is active by then (a stale one changes nothing).
+    """
+
+    version = fields.Integer(strict=True, validate=validate.Range(min=1))
+    activated_at = fields.AwareDateTime(allow_none=True)
+
+
 def load_config(file: str) -> dict[str, Any]:
-    """The config in `file` (- for stdin), parsed and validated; UsageError saying what is wrong."""
+    """The config in `file` (- for stdin), parsed and validated; UsageError saying what is wrong.
+
+    What `config show` printed is a config too: its ShownOnlyFields are checked and dropped.
+    """
     source = "stdin" if file == "-" else file
     try:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
@@ -359,8 +373,13 @@ def load_config(file: str) -> dict[str, Any]:
         raise UsageError(f"{source} is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise UsageError(f"{source} must hold a JSON object, the config")
+    shown_only = ShownOnlyFields()
+    shown = {name: document.pop(name) for name in shown_only.fields if name in document}
+    errors = shown_only.validate(shown)
     try:
         config: dict[str, Any] = ConfigSchema().load(document)
     except ValidationError as error:
-        raise UsageError(f"invalid config in {source}: {one_line(error.messages)}") from None
+        errors = {**errors, **error.normalized_messages()}
+    if errors:
+        raise UsageError(f"invalid config in {source}: {one_line(errors)}")
     return config

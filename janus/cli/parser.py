@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "set", help="store and activate a new config version; print its number"
     )
     set_.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
-    set_.add_argument("file", metavar="FILE", help="the config as JSON, or - for stdin")
+    set_.add_argument(
+        "file",
+        metavar="FILE",
+        help="the config as JSON, or - for stdin ('config show' output too: its version and"
+        " activated_at are left out)",
+    )
     set_.set_defaults(run=config_set)
     show = config_commands.add_parser("show", help="print the active config as JSON")
     show.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")

@@ -22,6 +22,20 @@ DECISION_KEYS = ["job_id", "status", "reason"]
 RESULT_KEYS = [*DECISION_KEYS, "retry_after"]
 
 
+def rate_limited(dependency: str = "openai") -> str:
+    """The contract's reason for a job turned away by the dependency's own bucket."""
+    return f"dependency '{dependency}' rate limit exceeded"
+
+
+def over_share(tenant: str, dependency: str = "openai") -> str:
+    """The contract's reason for a job turned away by its tenant's share alone."""
+    return f"tenant '{tenant}' exceeded its share of dependency '{dependency}'"
+
+
+# The reason most tests meet: openai, the dependency of the seed's example, out of tokens.
+RATE_LIMITED = rate_limited("openai")
+
+
 @dataclass(frozen=True)
 class Answer:
     """A response, whether from Falcon's test client, `requests` or a raw socket."""

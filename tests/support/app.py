@@ -6,6 +6,7 @@ wherever its directory ends up on `sys.path`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,10 @@ SINGLE_ROUTES = PREFIXES
 PARTIAL_ROUTES = tuple(f"{prefix}/batch" for prefix in PREFIXES)
 ATOMIC_ROUTES = tuple(f"{prefix}/batch/atomic" for prefix in PREFIXES)
 JOB_ROUTES = SINGLE_ROUTES + PARTIAL_ROUTES + ATOMIC_ROUTES
+CONFIG = "/dashboard/config"
+# The service token of conftest.py's token_client: as short as JANUS_SERVICE_TOKEN may be (16
+# characters), so the boundary is exercised too, and new each session.
+SERVICE_TOKEN = "Janus-" + secrets.token_hex(5)
 
 
 @contextmanager
@@ -40,6 +45,14 @@ def serve_app(settings: Settings) -> Iterator[falcon.testing.TestClient]:
 def headers_for(user_id: UUID | str, **extra: str) -> dict[str, str]:
     """The headers of an authenticated JSON request."""
     return {"X-User-ID": str(user_id), **extra}
+
+
+def put_config(client: falcon.testing.TestClient, user_id: UUID | str, body: Any) -> dict[str, Any]:
+    """PUT /dashboard/config, which must answer 200; the active config it answers."""
+    result = client.simulate_put(CONFIG, json=body, headers=headers_for(user_id))
+    assert result.status_code == 200, result.text
+    config: dict[str, Any] = result.json
+    return config
 
 
 def post_json(

@@ -21,6 +21,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.chromium.webdriver import ChromiumDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -85,6 +86,7 @@ def script_errors(browser: WebDriver, *expected_statuses: int) -> list[str]:
     """What the console logged, but the API's refusals the page was meant to meet: 401
     always, and any of `expected_statuses` (a refusal a test provokes on purpose)."""
     expected = [f"status of {status} " for status in (401, *expected_statuses)]
+    assert isinstance(browser, ChromiumDriver)  # the browser fixture's; it keeps the console log
     return [
         entry["message"]
         for entry in browser.get_log("browser")
@@ -106,6 +108,17 @@ def sign_in(browser: WebDriver, user_id: str) -> None:
     box.clear()
     box.send_keys(user_id)
     browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+
+
+def signed_in(
+    browser: WebDriver, url: str, user: UUID, width: str, *, gauge: str | None = None
+) -> None:
+    """The dashboard at `url`, as wide as a phone or a laptop, signed in as `user`; with
+    `gauge`, once that dependency's gauge is shown."""
+    open_page(browser, url, width)
+    sign_in(browser, str(user))
+    if gauge is not None:
+        WebDriverWait(browser, WAIT_S).until(lambda b: gauge in gauges(b))
 
 
 def read(browser: WebDriver, script: str) -> Any:

@@ -47,16 +47,6 @@ class Reply:
     body: Any
 
 
-def rate_limited(dependency: str) -> str:
-    """The contract's reason for a job turned away for tokens."""
-    return f"dependency '{dependency}' rate limit exceeded"
-
-
-def over_share(tenant: str, dependency: str) -> str:
-    """The contract's reason for a job turned away by its tenant's share alone."""
-    return f"tenant '{tenant}' exceeded its share of dependency '{dependency}'"
-
-
 def single(
     n: int,
     dependencies: dict[str, int],
@@ -124,7 +114,8 @@ def burst(base_url: str, user_id: UUID, calls: Sequence[Call]) -> list[Reply]:
             local.session.headers["X-User-ID"] = str(user_id)
             with sessions_lock:
                 sessions.append(local.session)
-        return local.session
+        current: requests.Session = local.session
+        return current
 
     def wait_for_everyone() -> None:
         session()

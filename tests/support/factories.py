@@ -1,6 +1,7 @@
 """Test data made through the real SQL functions, so tests set state the way operators do.
 
-Also what tests read back from the database: bucket levels and job counts.
+Also what tests read back from the database: a job's or a bucket's stored row, bucket levels
+as of now, and job counts.
 """
 
 from __future__ import annotations
@@ -10,12 +11,19 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 
 # The dependency names the tests' configs give buckets to; the strategies draw the dependencies
 # of their jobs from these and from any name at all.
 CONFIGURED = ["openai", "search", "stripe"]
 # The tokens of each of an open user's buckets (the `open_user` fixture): more than any test takes.
 OPEN_CAPACITY = 10**12
+
+
+def limits(capacity: int, refill: float = 0) -> dict[str, Any]:
+    """One dependency's limits in a config: `capacity` tokens, refilled at `refill` a second."""
+    return {"capacity": capacity, "refill_per_second": refill}
 
 
 def create_user(db: psycopg.Connection, name: str = "tester", user_id: UUID | None = None) -> UUID:
@@ -26,8 +34,8 @@ def create_user(db: psycopg.Connection, name: str = "tester", user_id: UUID | No
         [user_id, name],
     ).fetchone()
     assert row is not None
-    user_id: UUID = row[0]
-    return user_id
+    created: UUID = row[0]
+    return created
 
 
 def activate_config(
@@ -76,6 +84,41 @@ def user_with_config(
     user_id = create_user(db)
     activate_config(db, user_id, dependencies, **config)
     return user_id
+
+
+def stored_job(db: psycopg.Connection, job_id: UUID | str, columns: str) -> dict[str, Any]:
+    """The stored job's `columns` by name; `columns` is a select list (`state, payload::text
+    AS payload`). The job must be stored."""
+    query = sql.SQL("SELECT {} FROM jobs WHERE job_id = %s").format(sql.SQL(columns))
+    row = db.cursor(row_factory=dict_row).execute(query, [UUID(str(job_id))]).fetchone()
+    assert row is not None, f"job {job_id} is not stored"
+    return row
+
+
+def stored_bucket(
+    db: psycopg.Connection, user_id: UUID, dependency: str, columns: str
+) -> dict[str, Any]:
+    """The `columns` (a select list) of the bucket's token_buckets row by name, as last
+    written: no refill added. The bucket must exist."""
+    query = sql.SQL("SELECT {} FROM token_buckets WHERE user_id = %s AND dependency = %s")
+    cursor = db.cursor(row_factory=dict_row)
+    row = cursor.execute(query.format(sql.SQL(columns)), [user_id, dependency]).fetchone()
+    assert row is not None, f"no {dependency} bucket"
+    return row
+
+
+def stored_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:
+    """The bucket's tokens column itself, as last written (no refill added)."""
+    return float(stored_bucket(db, user_id, dependency, "tokens")["tokens"])
+
+
+def stored_buckets(
+    db: psycopg.Connection, user_id: UUID, columns: str = "capacity, refill_per_second, tokens"
+) -> dict[str, tuple[Any, ...]]:
+    """Every token_buckets row of the user as stored: dependency -> its `columns`."""
+    query = sql.SQL("SELECT dependency, {} FROM token_buckets WHERE user_id = %s")
+    rows = db.execute(query.format(sql.SQL(columns)), [user_id]).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def bucket_tokens(db: psycopg.Connection, user_id: UUID, dependency: str) -> float:

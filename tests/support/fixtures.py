@@ -36,6 +36,12 @@ def openai_user(db: psycopg.Connection) -> UUID:
 
 
 @pytest.fixture
+def ten_token_user(db: psycopg.Connection) -> UUID:
+    """A user with one bucket, openai, of 10 tokens that never refills; nothing else."""
+    return user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0}})
+
+
+@pytest.fixture
 def seed_once_user(db: psycopg.Connection) -> UUID:
     """A user with room for the seed's single job (openai 2, stripe 1) exactly once: its
     buckets never refill, so the same job sent again is rejected, with no Retry-After."""

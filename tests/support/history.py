@@ -9,12 +9,11 @@ from uuid import UUID
 
 import psycopg
 
+from tests.support.answers import RATE_LIMITED
+
 HISTORY = "/dashboard/jobs"
 QUOTAS = "/dashboard/quotas"
 ACTIVITY = "/dashboard/activity"
-
-# The reason of the rejected jobs insert_jobs stores, unless told another.
-RATE_LIMITED = "dependency 'openai' rate limit exceeded"
 
 # One row per job; n counts from 0, and job n is n x spacing_s seconds older than `newest`.
 _INSERT = """

@@ -113,7 +113,7 @@ unstorable_text = st.builds(
     st.sampled_from(UNSTORABLE_CHARACTERS),
     any_text,
 )
-STORABLE_CHARACTER = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+STORABLE_CHARACTER = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 
 def storable_text(min_size: int = 0, max_size: int = 30) -> st.SearchStrategy[str]:

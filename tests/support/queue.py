@@ -12,6 +12,7 @@ import falcon.testing
 import psycopg
 
 from tests.support.app import post_json
+from tests.support.factories import stored_job
 
 CLAIM = "/system/jobs/claim"
 COMPLETE_MANY = "/system/jobs/complete"
@@ -73,18 +74,12 @@ def lease_call(
 
 def job_row(db: psycopg.Connection, job_id: str) -> dict[str, Any]:
     """A stored job's queue columns; result as the text stored."""
-    cursor = db.execute(
-        """
-        SELECT state, attempts, lease_token, result::text AS result, error, actual_costs,
-               settled_at, finished_at
-          FROM jobs WHERE job_id = %s
-        """,
-        [UUID(job_id)],
+    return stored_job(
+        db,
+        job_id,
+        "state, attempts, lease_token, result::text AS result, error, actual_costs,"
+        " settled_at, finished_at",
     )
-    row = cursor.fetchone()
-    assert row is not None, f"job {job_id} is not stored"
-    assert cursor.description is not None
-    return dict(zip([column.name for column in cursor.description], row, strict=True))
 
 
 def expire_lease(db: psycopg.Connection, job_id: str) -> None:

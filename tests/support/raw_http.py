@@ -106,3 +106,9 @@ def assert_no_traceback(server: Server) -> None:
 def single_body() -> bytes:
     """A valid single-job body, as bytes for the wire."""
     return json.dumps(body_with(SINGLE_ROUTES[0])).encode()
+
+
+def single_request(*headers: bytes | str) -> bytes:
+    """POST /dashboard/jobs of single_body(), with exactly `headers` and its Content-Length."""
+    body = single_body()
+    return request_bytes("/dashboard/jobs", [*headers, length(body)], body)
