@@ -1,8 +1,8 @@
 -- admit_jobs(): the whole admission decision for a job or a batch, in one call.
 --
 -- Called by admit_jobs_once(). It refills the buckets (at their effective rate, which an
--- adaptive bucket lowers on upstream throttling and recovers over time: refill_tokens(),
--- refill_rate(), report_upstream_throttled()), runs the checks of the contract in their
+-- adaptive bucket lowers on upstream throttling and recovers over time: bucket_tokens_at(),
+-- bucket_rate_at(), report_upstream_throttled()), runs the checks of the contract in their
 -- order, debits the buckets of accepted jobs and stores the jobs with the config version
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
 -- exact text of the contract.
@@ -102,14 +102,17 @@ DECLARE
     store             boolean;
     request_budgets   json;
     decided_at        timestamptz;
-    elapsed           numeric;
     i                 integer;
     k                 integer;
     b                 integer;
+    tenant_b          integer;
     this_reason       text;
-    this_wait         numeric;     -- seconds until the job fits; NULL: it fits, or never will
-    incurable         boolean;
-    shortfall_x9      numeric;
+    -- Seconds until the job fits (reserve_wait()): NULL, it fits; 'Infinity', it never will.
+    this_wait         numeric;
+    bucket_wait       numeric;     -- of a dependency's bucket
+    share_wait        numeric;     -- of its tenant's bucket
+    short_bucket      text;        -- the first dependency whose bucket is short
+    short_share       text;        -- the first whose tenant bucket alone is short
 BEGIN
     -- Highest priority first, ties in request order. (One job, the most common request, is
     -- spared the statements that only order and index several.)
@@ -189,7 +192,8 @@ BEGIN
 
     -- Tenant buckets, only under a config that shares: each job's tenant share, then every
     -- (dependency, tenant) bucket a job of the request needs, locked after the dependency
-    -- buckets. A bucket without a row is full, at its share of its dependency's bucket.
+    -- buckets. A bucket without a row has no tokens here (NULL) and the capacity and refill of
+    -- its share of its dependency's bucket: tenant_tokens_at() makes it full.
     shares_on := cfg.tenant_share < 1 OR cfg.tenant_overrides <> '{}'::jsonb;
     IF shares_on THEN
         SELECT array_agg(tenant_share_of(cfg.tenant_overrides, cfg.tenant_share, u.tenant)
@@ -203,8 +207,7 @@ BEGIN
                                   ORDER BY w.dependency, w.tenant_id), '{}'),
                coalesce(array_agg(coalesce(l.refill_per_second, w.share * bucket_refill[w.b])
                                   ORDER BY w.dependency, w.tenant_id), '{}'),
-               coalesce(array_agg(coalesce(l.tokens, w.share * bucket_capacity[w.b])
-                                  ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(l.tokens ORDER BY w.dependency, w.tenant_id), '{}'),
                coalesce(array_agg(l.refilled_at ORDER BY w.dependency, w.tenant_id), '{}')
           INTO tenant_dependency, tenant_name, tenant_capacity, tenant_refill, tenant_tokens,
                tenant_refilled
@@ -234,30 +237,24 @@ BEGIN
     END IF;
 
     -- The database clock, read once the locks are held: no later writer can have refilled
-    -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
+    -- these rows past it (seconds_elapsed() still guards against a clock step backwards).
     decided_at := clock_timestamp();
     bucket_debited := array_fill(false, ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
-    -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at.
-    -- A non-adaptive bucket's effective rate is its configured one, so it gains refill * elapsed.
+    -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at
+    -- (the rate last: the tokens are gained at the rate as it was at refilled_at).
     FOR b IN 1 .. coalesce(array_length(bucket_name, 1), 0) LOOP
-        elapsed := greatest(0, extract(epoch FROM decided_at - bucket_refilled[b]));
-        bucket_tokens[b] := least(
-            bucket_capacity[b],
-            bucket_tokens[b] + refill_tokens(bucket_refill[b], bucket_effective[b],
-                                             bucket_recovery[b], elapsed));
-        bucket_effective[b] := refill_rate(bucket_refill[b], bucket_effective[b],
-                                           bucket_recovery[b], elapsed);
+        bucket_tokens[b] := bucket_tokens_at(bucket_capacity[b], bucket_tokens[b],
+                                             bucket_refill[b], bucket_effective[b],
+                                             bucket_recovery[b], bucket_refilled[b], decided_at);
+        bucket_effective[b] := bucket_rate_at(bucket_refill[b], bucket_effective[b],
+                                              bucket_recovery[b], bucket_refilled[b], decided_at);
     END LOOP;
     bucket_undebited := bucket_tokens;
 
-    -- A tenant bucket refills at its share of the configured refill (never adaptive: the
-    -- dependency's bucket carries the upstream's throttling); a new one is full as it is.
     tenant_debited := array_fill(false, ARRAY[coalesce(array_length(tenant_name, 1), 0)]);
     FOR b IN 1 .. coalesce(array_length(tenant_name, 1), 0) LOOP
-        CONTINUE WHEN tenant_refilled[b] IS NULL;
-        elapsed := greatest(0, extract(epoch FROM decided_at - tenant_refilled[b]));
-        tenant_tokens[b] := least(tenant_capacity[b],
-                                  tenant_tokens[b] + tenant_refill[b] * elapsed);
+        tenant_tokens[b] := tenant_tokens_at(tenant_capacity[b], tenant_tokens[b],
+                                             tenant_refill[b], tenant_refilled[b], decided_at);
     END LOOP;
     tenant_undebited := tenant_tokens;
 
@@ -271,7 +268,6 @@ BEGIN
         job_ids[i] := new_job_id();
         this_reason := NULL;
         this_wait := NULL;
-        incurable := false;
 
         IF p_priorities[i] < cfg.min_priority THEN
             this_reason := 'priority too low';
@@ -298,51 +294,41 @@ BEGIN
         END IF;
 
         IF this_reason IS NULL THEN
-            -- The priority reserve: after taking its cost a bucket must hold at least
-            -- C * f * (10 - p) / 9. Compared multiplied by 9 so the test is exact.
+            -- The priority reserve (reserve_wait()), of each dependency's bucket and of the
+            -- tenant's own share of it. A job refused by a dependency's bucket names the first
+            -- such dependency; one refused by its tenant's buckets alone names the tenant. The
+            -- wait covers every bucket short.
+            --
+            -- A dependency's Retry-After uses its effective rate as of now, though an adaptive
+            -- bucket's rate may recover while the client waits: unless upstream throttling is
+            -- reported again, the wait told is never too short. The effective rate is 0 only
+            -- when the configured one is (the floor is a share above 0).
+            short_bucket := NULL;
+            short_share := NULL;
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
                 b := dep_bucket[k];
                 CONTINUE WHEN b IS NULL;
-                shortfall_x9 := bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                                - 9 * (bucket_tokens[b] - dep_cost[k]);
-                CONTINUE WHEN shortfall_x9 <= 0;
-                IF this_reason IS NULL THEN
-                    this_reason := format('dependency ''%s'' rate limit exceeded', dep_name[k]);
-                END IF;
-                -- Retry-After uses the effective rate as of now, though an adaptive bucket's
-                -- rate may recover while the client waits: unless upstream throttling is
-                -- reported again, the wait told is never too short. The effective rate is 0
-                -- only when the configured one is (the floor is a share above 0).
-                IF bucket_effective[b] = 0
-                   OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                      > 9 * bucket_capacity[b] THEN
-                    incurable := true;
+                tenant_b := dep_tenant_bucket[k];  -- NULL: no tenant bucket, so no wait
+                bucket_wait := reserve_wait(bucket_capacity[b], bucket_tokens[b],
+                                            bucket_effective[b], dep_cost[k],
+                                            cfg.priority_reserve, p_priorities[i]);
+                share_wait := reserve_wait(tenant_capacity[tenant_b], tenant_tokens[tenant_b],
+                                           tenant_refill[tenant_b], dep_cost[k],
+                                           cfg.priority_reserve, p_priorities[i]);
+                CONTINUE WHEN bucket_wait IS NULL AND share_wait IS NULL;
+                IF bucket_wait IS NOT NULL THEN
+                    short_bucket := coalesce(short_bucket, dep_name[k]);
                 ELSE
-                    this_wait := greatest(this_wait, shortfall_x9 / (9 * bucket_effective[b]));
+                    short_share := coalesce(short_share, dep_name[k]);
                 END IF;
+                this_wait := greatest(this_wait, bucket_wait, share_wait);
             END LOOP;
-
-            -- Then the tenant's own share of each dependency, under the same reserve: a job
-            -- refused by it alone names the tenant; the wait covers every bucket short.
-            FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                EXIT WHEN NOT shares_on;
-                b := dep_tenant_bucket[k];
-                CONTINUE WHEN b IS NULL;
-                shortfall_x9 := tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                                - 9 * (tenant_tokens[b] - dep_cost[k]);
-                CONTINUE WHEN shortfall_x9 <= 0;
-                IF this_reason IS NULL THEN
-                    this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
-                                          p_tenants[i], dep_name[k]);
-                END IF;
-                IF tenant_refill[b] = 0
-                   OR 9 * dep_cost[k] + tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                      > 9 * tenant_capacity[b] THEN
-                    incurable := true;
-                ELSE
-                    this_wait := greatest(this_wait, shortfall_x9 / (9 * tenant_refill[b]));
-                END IF;
-            END LOOP;
+            IF short_bucket IS NOT NULL THEN
+                this_reason := format('dependency ''%s'' rate limit exceeded', short_bucket);
+            ELSIF short_share IS NOT NULL THEN
+                this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
+                                      p_tenants[i], short_share);
+            END IF;
         END IF;
 
         IF this_reason IS NULL THEN
@@ -362,7 +348,8 @@ BEGIN
             any_rejected := true;
             job_status[i] := 'Rejected';
             job_reason[i] := this_reason;
-            IF this_wait IS NOT NULL AND NOT incurable THEN
+            -- A wait that ends (NULL: not refused for tokens; 'Infinity': waiting never cures it).
+            IF this_wait < 'Infinity' THEN
                 -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
                 this_wait := least(this_wait, 2147483647);
                 job_retry[i] := greatest(1, ceil(this_wait))::integer;

@@ -330,19 +330,18 @@ SELECT now() - make_interval(secs => %(retention_s)s)
 SELECT user_id FROM users ORDER BY user_id
 
 -- prune_full_tenant_buckets --
--- One user's tenant buckets that have refilled to full: a tenant bucket without a row is full,
--- so deleting them changes no decision. Rows a decision holds are skipped (SKIP LOCKED), so a
--- prune never waits on admission nor deadlocks with it; the rows it locks are its own until
--- deleted, so none of them can be debited in between.
+-- One user's tenant buckets that have refilled to full: a tenant bucket without a row is full
+-- (tenant_tokens_at()), so deleting them changes no decision. Rows a decision holds are
+-- skipped (SKIP LOCKED), so a prune never waits on admission nor deadlocks with it; the rows
+-- it locks are its own until deleted, so none of them can be debited in between.
 DELETE FROM tenant_buckets
  WHERE user_id = %(user_id)s
    AND (dependency, tenant_id) IN (
        SELECT t.dependency, t.tenant_id
          FROM tenant_buckets t
         WHERE t.user_id = %(user_id)s
-          AND t.tokens + t.refill_per_second
-                         * greatest(0, extract(epoch FROM clock_timestamp() - t.refilled_at))
-              >= t.capacity
+          AND tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second, t.refilled_at,
+                               clock_timestamp()) >= t.capacity
           FOR UPDATE SKIP LOCKED)
 
 -- prune_rejected_jobs --

@@ -2,8 +2,8 @@
 -- operators in psql and for GET /dashboard/quotas and `janus quotas` (queries.sql's
 -- tenant_quotas).
 --
--- A tenant bucket refills at its own refill, never adaptively. One without a row is full and
--- not listed.
+-- Read through tenant_tokens_at(), as admission reads them. A tenant bucket without a row is
+-- full and not listed.
 --
 -- The live definition is janus/db/sql/tenant_buckets_now.sql; a migration that changes it
 -- applies a frozen copy of that file (alembic/README). CREATE OR REPLACE VIEW can only add
@@ -16,10 +16,8 @@ SELECT t.user_id,
        t.tenant_id,
        t.capacity,
        t.refill_per_second,
-       least(t.capacity,
-             t.tokens + t.refill_per_second
-                        * greatest(0, extract(epoch FROM clock_timestamp() - t.refilled_at))
-       ) AS tokens_now,
+       tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second, t.refilled_at,
+                        clock_timestamp()) AS tokens_now,
        t.refilled_at
   FROM tenant_buckets t
   JOIN users u USING (user_id);
