@@ -5,7 +5,9 @@
 -- bucket_rate_at(), report_upstream_throttled()), runs the checks of the contract in their
 -- order, debits the buckets of accepted jobs and stores the jobs with the config version
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
--- exact text of the contract.
+-- exact text of the contract, each with its code for machines (reason_code, a closed set that
+-- jobs.reason_code checks): min_priority, unknown_dependency, over_capacity, rate_limit (the
+-- priority reserve included), tenant_share and atomic_batch; NULL for an accepted job.
 --
 -- Tenant shares: under a config with `tenant_share` s < 1 (or a `tenant_overrides` entry
 -- below 1), a tenant also has its own bucket per dependency (tenant_buckets), of capacity
@@ -18,7 +20,7 @@
 --
 -- Shadow mode (config `mode` shadow): every job is decided as in enforce mode, the buckets
 -- are debited by the jobs enforcement would accept, and then every job is accepted and
--- stored, with enforcement's decision in shadow_status and shadow_reason.
+-- stored, with enforcement's decision in shadow_status, shadow_reason and shadow_reason_code.
 --
 -- A quote (p_quote) decides the same way against the same rows and stores nothing, debits
 -- nothing and remembers nothing; its locks go with its transaction, which the caller rolls
@@ -49,7 +51,8 @@ CREATE OR REPLACE FUNCTION admit_jobs(
     p_quote        boolean DEFAULT false  -- true: decide only; store and take nothing
 )
 RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, budgets json,
-               shadow_status text, shadow_reason text, fits_at timestamptz)
+               shadow_status text, shadow_reason text, fits_at timestamptz, reason_code text,
+               shadow_reason_code text)
 LANGUAGE plpgsql
 -- Generic plans, made once per connection. With the default, Postgres re-planned most of its
 -- statements on every call (their array parameters make custom plans look cheaper), which
@@ -68,11 +71,13 @@ DECLARE
     job_ids           uuid[];
     job_status        text[];
     job_reason        text[];
+    job_reason_code   text[];
     job_retry         integer[];
     job_fits_at       timestamptz[];
     job_share         numeric[];     -- the tenant's share; 1: no tenant bucket
     shadow_statuses   text[];
     shadow_reasons    text[];
+    shadow_codes      text[];
     -- Per (job, dependency), ordered by job then dependency name.
     dep_job           integer[];
     dep_name          text[];
@@ -107,6 +112,7 @@ DECLARE
     b                 integer;
     tenant_b          integer;
     this_reason       text;
+    this_code         text;
     -- Seconds until the job fits (reserve_wait()): NULL, it fits; 'Infinity', it never will.
     this_wait         numeric;
     bucket_wait       numeric;     -- of a dependency's bucket
@@ -261,22 +267,26 @@ BEGIN
     job_ids := array_fill(NULL::uuid, ARRAY[job_count]);
     job_status := array_fill(NULL::text, ARRAY[job_count]);
     job_reason := array_fill(NULL::text, ARRAY[job_count]);
+    job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
     job_retry := array_fill(NULL::integer, ARRAY[job_count]);
     job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
 
     FOREACH i IN ARRAY evaluation_order LOOP
         job_ids[i] := new_job_id();
         this_reason := NULL;
+        this_code := NULL;
         this_wait := NULL;
 
         IF p_priorities[i] < cfg.min_priority THEN
             this_reason := 'priority too low';
+            this_code := 'min_priority';
         END IF;
 
         IF this_reason IS NULL AND cfg.unknown_dependencies = 'reject' THEN
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
                 IF dep_bucket[k] IS NULL THEN
                     this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
+                    this_code := 'unknown_dependency';
                     EXIT;
                 END IF;
             END LOOP;
@@ -288,6 +298,7 @@ BEGIN
                 IF b IS NOT NULL AND dep_cost[k] > bucket_capacity[b] THEN
                     this_reason := format('dependency ''%s'' cost %s exceeds capacity %s',
                                           dep_name[k], dep_cost[k], bucket_capacity[b]);
+                    this_code := 'over_capacity';
                     EXIT;
                 END IF;
             END LOOP;
@@ -325,9 +336,11 @@ BEGIN
             END LOOP;
             IF short_bucket IS NOT NULL THEN
                 this_reason := format('dependency ''%s'' rate limit exceeded', short_bucket);
+                this_code := 'rate_limit';
             ELSIF short_share IS NOT NULL THEN
                 this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
                                       p_tenants[i], short_share);
+                this_code := 'tenant_share';
             END IF;
         END IF;
 
@@ -348,6 +361,7 @@ BEGIN
             any_rejected := true;
             job_status[i] := 'Rejected';
             job_reason[i] := this_reason;
+            job_reason_code[i] := this_code;
             -- A wait that ends (NULL: not refused for tokens; 'Infinity': waiting never cures it).
             IF this_wait < 'Infinity' THEN
                 -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
@@ -366,6 +380,7 @@ BEGIN
             IF job_status[i] = 'Accepted' THEN
                 job_status[i] := 'Rejected';
                 job_reason[i] := 'batch rejected atomically';
+                job_reason_code[i] := 'atomic_batch';
             END IF;
             job_retry[i] := NULL;
             job_fits_at[i] := NULL;
@@ -381,8 +396,10 @@ BEGIN
     IF cfg.mode = 'shadow' THEN
         shadow_statuses := job_status;
         shadow_reasons := job_reason;
+        shadow_codes := job_reason_code;
         job_status := array_fill('Accepted'::text, ARRAY[job_count]);
         job_reason := array_fill(''::text, ARRAY[job_count]);
+        job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
         job_retry := array_fill(NULL::integer, ARRAY[job_count]);
         job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
     END IF;
@@ -417,11 +434,11 @@ BEGIN
         -- An accepted job enters the queue (state queued); a rejected one has no state.
         INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                           dependencies, payload, status, reason, retry_after, config_version,
-                          state, shadow_status, shadow_reason)
+                          state, shadow_status, shadow_reason, reason_code, shadow_reason_code)
         SELECT job_ids[n], p_user_id, p_source, p_batch_name, p_tenants[n], p_priorities[n],
                p_dependencies[n], p_payloads[n], job_status[n], job_reason[n], job_retry[n],
                cfg.version, CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END,
-               shadow_statuses[n], shadow_reasons[n]
+               shadow_statuses[n], shadow_reasons[n], job_reason_code[n], shadow_codes[n]
           FROM generate_series(1, job_count) AS n;
     END IF;
 
@@ -447,7 +464,7 @@ BEGIN
     RETURN QUERY
         SELECT job_ids[n], job_status[n], job_reason[n], job_retry[n],
                CASE WHEN n = 1 THEN request_budgets END, shadow_statuses[n], shadow_reasons[n],
-               job_fits_at[n]
+               job_fits_at[n], job_reason_code[n], shadow_codes[n]
           FROM generate_series(1, job_count) AS n
          ORDER BY n;
 END

@@ -13,10 +13,11 @@
 -- after lock_buckets_for_atomic (so that they queue rather than fail to serialise).
 -- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
 -- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
+-- reason_code and shadow_reason_code are the machine codes of reason and shadow_reason.
 -- The per-job arrays go in binary (%(name)b): psycopg then writes each element as it is,
 -- where the text form escapes and quotes every one (ten times the client's CPU for a batch).
 SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at
+       fits_at, reason_code, shadow_reason_code
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)b::text[],
                        %(priorities)b::smallint[], %(dependencies)b::jsonb[],
                        %(payloads)b::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
@@ -51,7 +52,7 @@ SELECT pg_advisory_unlock_all()
 -- the arrays here: psycopg dumps a scalar with a fraction of the work of a one-element array.
 -- Same columns, same function.
 SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at
+       fits_at, reason_code, shadow_reason_code
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, ARRAY[%(tenant)s::text],
                        ARRAY[%(priority)s::smallint], ARRAY[%(dependencies)s::jsonb],
                        ARRAY[%(payload)s::json], %(atomic)s, %(idempotency_key)s,
@@ -90,7 +91,7 @@ SELECT job_id, outcome, state, attempt
 -- jobs_of_batch_newest_first, jobs_in_state_newest_first, jobs_rejected_newest_first), in
 -- this very order, up to LIMIT. A generic plan could not choose by filter.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       retry_after, state, attempts, lease_expires_at, finished_at
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at
   FROM jobs
  WHERE user_id = %(user_id)s
    AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -109,9 +110,10 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- One job with everything stored about it, by the primary key (user_id, job_id): another
 -- user's job is not found. The JSON columns are read as their text, exactly as stored.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       retry_after, state, attempts, lease_expires_at, finished_at,
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason
+       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason,
+       shadow_reason_code
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
