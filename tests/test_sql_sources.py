@@ -205,6 +205,17 @@ def test_the_database_at_head_holds_exactly_the_functions_of_janus_db_sql(
         )
 
 
+def test_activate_config_has_no_default_of_its_own_for_the_queue_settings(
+    db: psycopg.Connection[Any],
+) -> None:
+    """max_attempts and retention_days default in janus/schemas.py only: the function takes
+    them from its caller (the previous release's call passes them too)."""
+    [(arguments,)] = db.execute(
+        "SELECT pg_get_function_arguments('activate_config'::regproc)"
+    ).fetchall()
+    assert "p_max_attempts integer, p_retention_days integer, p_mode text DEFAULT" in arguments
+
+
 def test_the_database_at_head_holds_exactly_the_views_of_janus_db_sql(
     db: psycopg.Connection[Any],
 ) -> None:
@@ -293,9 +304,10 @@ def test_migration_0009_moves_the_pause_onto_the_user_and_back(database_url: str
     config = alembic_config(database_url)
     before = REVISIONS[REVISIONS.index("0009") - 1]
     alembic.command.downgrade(config, before)
+    # max_attempts and retention_days given: from 0015 on, activate_config() has no default.
     activate = (
         "SELECT activate_config(%s, %s, 1::smallint, 0::numeric, 'reject',"
-        ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json)'
+        ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json, 3, 7)'
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         users = {}

@@ -1,4 +1,4 @@
-"""Bucket arithmetic written once, and reason codes from the database.
+"""Bucket arithmetic written once, reason codes from the database, defaults only in Python.
 
 Revision ID: 0015
 Revises: 0014
@@ -30,6 +30,14 @@ checked against the set), and so do the decisions an idempotency key remembers, 
 answers the code. Rows and remembered decisions stored before are classified once, from their
 words, below; no live SQL reads a reason's words.
 
+Defaults once. activate_config() no longer defaults max_attempts to 3 nor retention_days to
+7 (janus/schemas.py holds both defaults, and Janus always passes both): CREATE OR REPLACE
+cannot remove a default, so it is dropped and created again with the same argument types. The
+previous release passes all eleven arguments. claim_jobs() and finish_jobs() read the active
+config's max_attempts with no fallback through user_max_attempts(): a user with jobs always has
+an active config. activate_config() and activate_version() take the user's lock through
+lock_user().
+
 Not blocking admissions: the new columns are nullable and their CHECKs are added NOT VALID, so
 the transaction that holds jobs' lock does not scan it. The backfill and the validation run
 after it commits, outside any long transaction (an UPDATE of old rows, which admissions do not
@@ -56,11 +64,15 @@ NEW_FUNCTIONS = {
     "bucket_rate_at": "numeric, numeric, numeric, timestamptz, timestamptz",
     "tenant_tokens_at": "numeric, numeric, numeric, timestamptz, timestamptz",
     "reserve_wait": "numeric, numeric, numeric, bigint, numeric, integer",
+    "lock_user": "uuid",
+    "user_max_attempts": "uuid",
 }
 
 # Replaced in place (CREATE OR REPLACE): the frozen copy each downgrade restores.
 REPLACED_FUNCTIONS = {
     "activate_version": "0011_activate_version.sql",
+    "claim_jobs": "0006_claim_jobs.sql",
+    "finish_jobs": "0012_finish_jobs.sql",
     "report_upstream_throttled": "0007_report_upstream_throttled.sql",
     "settle_costs": "0012_settle_costs.sql",
     "new_job_id": "0013_new_job_id.sql",
@@ -68,12 +80,15 @@ REPLACED_FUNCTIONS = {
 
 VIEWS = ("token_buckets_now", "tenant_buckets_now")
 
-# A new return type: dropped first, both ways.
+# A new return type (admit_jobs, admit_jobs_once) or defaults removed (activate_config):
+# dropped first, both ways.
 _DROP_CHANGED_SIGNATURES = """
     DROP FUNCTION IF EXISTS admit_jobs_once(uuid, text, text, text[], smallint[], jsonb[], json[],
                                             boolean, text, bytea, boolean);
     DROP FUNCTION IF EXISTS admit_jobs(uuid, text, text, text[], smallint[], jsonb[], json[],
                                        boolean, boolean);
+    DROP FUNCTION IF EXISTS activate_config(uuid, boolean, smallint, numeric, text, json, integer,
+                                            integer, text, numeric, jsonb);
 """
 
 _REASON_CODES = (
@@ -164,6 +179,7 @@ def upgrade() -> None:
     op.execute(_DROP_CHANGED_SIGNATURES)
     execute_sql_file("0015_admit_jobs.sql")
     execute_sql_file("0015_admit_jobs_once.sql")
+    execute_sql_file("0015_activate_config.sql")
     for name in REPLACED_FUNCTIONS:
         execute_sql_file(f"0015_{name}.sql")
     for view in VIEWS:
@@ -206,6 +222,7 @@ def downgrade() -> None:
     op.execute(_DROP_CHANGED_SIGNATURES)
     execute_sql_file("0014_admit_jobs.sql")
     execute_sql_file("0014_admit_jobs_once.sql")
+    execute_sql_file("0011_activate_config.sql")
     for file_name in REPLACED_FUNCTIONS.values():
         execute_sql_file(file_name)
     for name, arguments in reversed(NEW_FUNCTIONS.items()):

@@ -32,12 +32,7 @@ DECLARE
     activated timestamptz;
 BEGIN
     -- The user row lock serialises activations of one user (activate_config() holds it too).
-    -- NO KEY UPDATE: storing a job takes a key-share lock on its user, so an admission holding
-    -- the buckets locked below would otherwise wait on this lock while it waits on them.
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-    END IF;
+    PERFORM lock_user(p_user_id);
     PERFORM 1 FROM configs WHERE user_id = p_user_id AND version = p_version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown config version' USING ERRCODE = 'J0V01';

@@ -361,12 +361,14 @@ DELETE FROM jobs
 
 -- finished_job_cutoffs --
 -- Maintenance (janus prune): per user, the moment before which its finished jobs are past
--- its active config's retention_days (7 without a config). Fixed once per prune, so that
--- the chunks agree on what "older than" means.
-SELECT u.user_id, now() - make_interval(days => coalesce(c.retention_days, 7))
-  FROM users u
-  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
- ORDER BY u.user_id
+-- its active config's retention_days. Fixed once per prune, so that the chunks agree on what
+-- "older than" means. Users without an active config have no row: they have no jobs
+-- (admit_jobs() stores jobs only under an active config, and a version is only deactivated
+-- by activating another, in one transaction; see user_max_attempts.sql).
+SELECT c.user_id, now() - make_interval(days => c.retention_days)
+  FROM configs c
+ WHERE c.is_active
+ ORDER BY c.user_id
 
 -- prune_finished_jobs --
 -- One user's oldest completed or failed jobs, at most %(chunk)s of them, through the partial
