@@ -110,15 +110,12 @@ DECLARE
     i                 integer;
     k                 integer;
     b                 integer;
-    tenant_b          integer;
     this_reason       text;
     this_code         text;
     -- Seconds until the job fits (reserve_wait()): NULL, it fits; 'Infinity', it never will.
     this_wait         numeric;
-    bucket_wait       numeric;     -- of a dependency's bucket
-    share_wait        numeric;     -- of its tenant's bucket
-    short_bucket      text;        -- the first dependency whose bucket is short
-    short_share       text;        -- the first whose tenant bucket alone is short
+    bucket_short      numeric;     -- reserve_shortfall_x9() of a dependency's bucket
+    share_short       numeric;     -- and of its tenant's bucket (NULL: none)
 BEGIN
     -- Highest priority first, ties in request order. (One job, the most common request, is
     -- spared the statements that only order and index several.)
@@ -284,11 +281,10 @@ BEGIN
 
         IF this_reason IS NULL AND cfg.unknown_dependencies = 'reject' THEN
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                IF dep_bucket[k] IS NULL THEN
-                    this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
-                    this_code := 'unknown_dependency';
-                    EXIT;
-                END IF;
+                CONTINUE WHEN dep_bucket[k] IS NOT NULL;
+                this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
+                this_code := 'unknown_dependency';
+                EXIT;
             END LOOP;
         END IF;
 
@@ -305,43 +301,57 @@ BEGIN
         END IF;
 
         IF this_reason IS NULL THEN
-            -- The priority reserve (reserve_wait()), of each dependency's bucket and of the
-            -- tenant's own share of it. A job refused by a dependency's bucket names the first
-            -- such dependency; one refused by its tenant's buckets alone names the tenant. The
-            -- wait covers every bucket short.
+            -- The priority reserve (reserve_shortfall_x9(), reserve_wait()), of each
+            -- dependency's bucket and of the tenant's own share of it; a dependency or a
+            -- tenant without a bucket (a NULL index) has no shortfall. A job refused by a
+            -- dependency's bucket names the first such dependency; one refused by its tenant's
+            -- buckets alone names the tenant and the first of them. The wait covers every
+            -- bucket short.
             --
             -- A dependency's Retry-After uses its effective rate as of now, though an adaptive
             -- bucket's rate may recover while the client waits: unless upstream throttling is
             -- reported again, the wait told is never too short. The effective rate is 0 only
             -- when the configured one is (the floor is a share above 0).
-            short_bucket := NULL;
-            short_share := NULL;
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                b := dep_bucket[k];
-                CONTINUE WHEN b IS NULL;
-                tenant_b := dep_tenant_bucket[k];  -- NULL: no tenant bucket, so no wait
-                bucket_wait := reserve_wait(bucket_capacity[b], bucket_tokens[b],
-                                            bucket_effective[b], dep_cost[k],
-                                            cfg.priority_reserve, p_priorities[i]);
-                share_wait := reserve_wait(tenant_capacity[tenant_b], tenant_tokens[tenant_b],
-                                           tenant_refill[tenant_b], dep_cost[k],
-                                           cfg.priority_reserve, p_priorities[i]);
-                CONTINUE WHEN bucket_wait IS NULL AND share_wait IS NULL;
-                IF bucket_wait IS NOT NULL THEN
-                    short_bucket := coalesce(short_bucket, dep_name[k]);
-                ELSE
-                    short_share := coalesce(short_share, dep_name[k]);
+                bucket_short := reserve_shortfall_x9(bucket_capacity[dep_bucket[k]],
+                                                     bucket_tokens[dep_bucket[k]], dep_cost[k],
+                                                     cfg.priority_reserve, p_priorities[i]);
+                -- Tenant buckets only under a config that shares (else share_short is NULL):
+                -- PL/pgSQL compiles each expression it evaluates anew in every transaction,
+                -- so a single job pays for every call it makes, even one that finds nothing.
+                IF shares_on THEN
+                    share_short := reserve_shortfall_x9(tenant_capacity[dep_tenant_bucket[k]],
+                                                        tenant_tokens[dep_tenant_bucket[k]],
+                                                        dep_cost[k], cfg.priority_reserve,
+                                                        p_priorities[i]);
                 END IF;
-                this_wait := greatest(this_wait, bucket_wait, share_wait);
+                CONTINUE WHEN coalesce(bucket_short, 0) <= 0 AND coalesce(share_short, 0) <= 0;
+                b := dep_bucket[k];
+                this_wait := greatest(this_wait,
+                                      reserve_wait(bucket_short, bucket_capacity[b],
+                                                   bucket_effective[b], dep_cost[k],
+                                                   cfg.priority_reserve, p_priorities[i]));
+                IF shares_on THEN
+                    this_wait := greatest(this_wait,
+                                          reserve_wait(share_short,
+                                                       tenant_capacity[dep_tenant_bucket[k]],
+                                                       tenant_refill[dep_tenant_bucket[k]],
+                                                       dep_cost[k], cfg.priority_reserve,
+                                                       p_priorities[i]));
+                END IF;
+                IF bucket_short > 0 THEN
+                    -- The first dependency short, over any tenant short before it.
+                    IF this_code IS DISTINCT FROM 'rate_limit' THEN
+                        this_reason := format('dependency ''%s'' rate limit exceeded',
+                                              dep_name[k]);
+                        this_code := 'rate_limit';
+                    END IF;
+                ELSIF this_reason IS NULL THEN
+                    this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
+                                          p_tenants[i], dep_name[k]);
+                    this_code := 'tenant_share';
+                END IF;
             END LOOP;
-            IF short_bucket IS NOT NULL THEN
-                this_reason := format('dependency ''%s'' rate limit exceeded', short_bucket);
-                this_code := 'rate_limit';
-            ELSIF short_share IS NOT NULL THEN
-                this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
-                                      p_tenants[i], short_share);
-                this_code := 'tenant_share';
-            END IF;
         END IF;
 
         IF this_reason IS NULL THEN

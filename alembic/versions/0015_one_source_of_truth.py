@@ -14,11 +14,11 @@ full" three times. They now call plain SQL functions, IMMUTABLE and of one expre
 the planner inlines into the calling expression (so a decision costs what it did):
 seconds_elapsed(), bucket_tokens_at() and bucket_rate_at() (a dependency's bucket, adaptive
 refill included, built on refill_tokens() and refill_rate()), tenant_tokens_at() (a tenant's
-bucket, full without a row), and reserve_wait() (the priority reserve's check and the wait
-that cures it, which admit_jobs() made twice, for dependency and tenant buckets). new_job_id()
-reads the Unix time through seconds_elapsed() too. The views token_buckets_now and
-tenant_buckets_now, written inside 0007 and 0011, now have live files of their own as the
-functions do (frozen copies here), and keep their columns.
+bucket, full without a row), reserve_shortfall_x9() and reserve_wait() (the priority
+reserve's check and the wait that cures it, which admit_jobs() made twice, for dependency and
+tenant buckets). new_job_id() reads the Unix time through seconds_elapsed() too. The views
+token_buckets_now and tenant_buckets_now, written inside 0007 and 0011, now have live files
+of their own as the functions do (frozen copies here), and keep their columns.
 
 Reason codes. admit_jobs() and admit_jobs_once() also return, beside each reason in the
 contract's words, a code from a closed set (min_priority, unknown_dependency,
@@ -63,6 +63,7 @@ NEW_FUNCTIONS = {
     "bucket_tokens_at": "bigint, numeric, numeric, numeric, numeric, timestamptz, timestamptz",
     "bucket_rate_at": "numeric, numeric, numeric, timestamptz, timestamptz",
     "tenant_tokens_at": "numeric, numeric, numeric, timestamptz, timestamptz",
+    "reserve_shortfall_x9": "numeric, numeric, bigint, numeric, integer",
     "reserve_wait": "numeric, numeric, numeric, bigint, numeric, integer",
     "lock_user": "uuid",
     "user_max_attempts": "uuid",
