@@ -116,13 +116,23 @@ def stored_codes(db: psycopg.Connection, decisions: list[Decision]) -> list[tupl
 
 
 def test_the_codes_are_the_closed_set_the_jobs_table_checks(db: psycopg.Connection) -> None:
-    """ReasonCode and the CHECKs of jobs.reason_code and jobs.shadow_reason_code agree."""
+    """ReasonCode is is_reason_code()'s set, which the CHECKs of jobs.reason_code and
+    jobs.shadow_reason_code call: any other text is refused, NULL (accepted) is not."""
     for column in ("reason_code", "shadow_reason_code"):
         [(definition,)] = db.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
             [f"jobs_{column}_check"],
         ).fetchall()
-        assert set(definition.split("'")[1::2]) == {code.value for code in ReasonCode}
+        assert definition == f"CHECK (is_reason_code({column}))"
+    [(source,)] = db.execute(
+        "SELECT prosrc FROM pg_proc WHERE proname = 'is_reason_code'"
+    ).fetchall()
+    assert set(source.split("'")[1::2]) == {code.value for code in ReasonCode}
+    answers = db.execute(
+        "SELECT is_reason_code(c) FROM unnest(%s::text[]) AS c",
+        [[*(code.value for code in ReasonCode), "rate limit exceeded", "Rate_limit", None]],
+    ).fetchall()
+    assert [answer for (answer,) in answers] == [True] * len(ReasonCode) + [False, False, None]
     user = user_with_config(db, OPENAI)
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute(

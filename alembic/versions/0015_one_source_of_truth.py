@@ -11,7 +11,7 @@ that refilled a bucket: admit_jobs(), activate_version(), report_upstream_thrott
 settle_costs(), the two *_now views and `janus prune`, with the elapsed seconds
 (`greatest(0, extract(epoch ...))`) about fifteen times and "a tenant bucket without a row is
 full" three times. They now call plain SQL functions, IMMUTABLE and of one expression, which
-the planner inlines into the calling expression (so a decision costs what it did):
+the planner inlines into the calling expression (no function is called at run time):
 seconds_elapsed(), bucket_tokens_at() and bucket_rate_at() (a dependency's bucket, adaptive
 refill included, built on refill_tokens() and refill_rate()), tenant_tokens_at() (a tenant's
 bucket, full without a row), reserve_shortfall_x9() and reserve_wait() (the priority
@@ -26,9 +26,10 @@ over_capacity, rate_limit, tenant_share, atomic_batch; NULL when accepted), and 
 shadow mode's decision: new columns at the end of their results (a new return type, so both
 are dropped and created again; the web process names the columns it reads, so the previous
 release keeps working). jobs keeps them (reason_code, shadow_reason_code, nullable, each
-checked against the set), and so do the decisions an idempotency key remembers, so a replay
-answers the code. Rows and remembered decisions stored before are classified once, from their
-words, below; no live SQL reads a reason's words.
+CHECKed against the set by is_reason_code(), where the set is written once), and so do the
+decisions an idempotency key remembers, so a replay answers the code. Rows and remembered
+decisions stored before are classified once, from their words, below; no live SQL reads a
+reason's words.
 
 Defaults once. activate_config() no longer defaults max_attempts to 3 nor retention_days to
 7 (janus/schemas.py holds both defaults, and Janus always passes both): CREATE OR REPLACE
@@ -65,6 +66,7 @@ NEW_FUNCTIONS = {
     "tenant_tokens_at": "numeric, numeric, numeric, timestamptz, timestamptz",
     "reserve_shortfall_x9": "numeric, numeric, bigint, numeric, integer",
     "reserve_wait": "numeric, numeric, numeric, bigint, numeric, integer",
+    "is_reason_code": "text",
     "lock_user": "uuid",
     "user_max_attempts": "uuid",
 }
@@ -91,16 +93,6 @@ _DROP_CHANGED_SIGNATURES = """
     DROP FUNCTION IF EXISTS activate_config(uuid, boolean, smallint, numeric, text, json, integer,
                                             integer, text, numeric, jsonb);
 """
-
-_REASON_CODES = (
-    "min_priority",
-    "unknown_dependency",
-    "over_capacity",
-    "rate_limit",
-    "tenant_share",
-    "atomic_batch",
-)
-_IN_REASON_CODES = "IN (" + ", ".join(f"'{code}'" for code in _REASON_CODES) + ")"
 
 # The code of a reason in the contract's words, as admit_jobs() wrote them up to 0014 (NULL
 # for '' and for anything else). Names may hold any character, so each reason is told by its
@@ -160,8 +152,10 @@ SELECT t.user_id,
 
 
 def upgrade() -> None:
+    for name in NEW_FUNCTIONS:
+        execute_sql_file(f"0015_{name}.sql")
     op.execute(
-        f"""
+        """
         ALTER TABLE jobs
             -- The code of `reason` (NULL: accepted), and of `shadow_reason` in shadow mode.
             ADD COLUMN IF NOT EXISTS reason_code text,
@@ -170,13 +164,11 @@ def upgrade() -> None:
             DROP CONSTRAINT IF EXISTS jobs_shadow_reason_code_check,
             -- NOT VALID: no scan under this transaction's lock; validated below.
             ADD CONSTRAINT jobs_reason_code_check
-                CHECK (reason_code {_IN_REASON_CODES}) NOT VALID,
+                CHECK (is_reason_code(reason_code)) NOT VALID,
             ADD CONSTRAINT jobs_shadow_reason_code_check
-                CHECK (shadow_reason_code {_IN_REASON_CODES}) NOT VALID;
+                CHECK (is_reason_code(shadow_reason_code)) NOT VALID;
         """
     )
-    for name in NEW_FUNCTIONS:
-        execute_sql_file(f"0015_{name}.sql")
     op.execute(_DROP_CHANGED_SIGNATURES)
     execute_sql_file("0015_admit_jobs.sql")
     execute_sql_file("0015_admit_jobs_once.sql")
@@ -226,8 +218,7 @@ def downgrade() -> None:
     execute_sql_file("0011_activate_config.sql")
     for file_name in REPLACED_FUNCTIONS.values():
         execute_sql_file(file_name)
-    for name, arguments in reversed(NEW_FUNCTIONS.items()):
-        op.execute(f"DROP FUNCTION {name}({arguments})")
+    # The columns before the functions: their CHECKs call is_reason_code().
     op.execute(
         """
         UPDATE idempotency_keys k
@@ -237,3 +228,5 @@ def downgrade() -> None:
         ALTER TABLE jobs DROP COLUMN reason_code, DROP COLUMN shadow_reason_code;
         """
     )
+    for name, arguments in reversed(NEW_FUNCTIONS.items()):
+        op.execute(f"DROP FUNCTION {name}({arguments})")
