@@ -13,6 +13,8 @@ from enum import Enum
 from typing import Literal, Protocol, assert_never, get_args
 from uuid import UUID
 
+from janus.reasons import ReasonCode
+
 Status = Literal["Accepted", "Rejected"]
 
 
@@ -106,11 +108,14 @@ class Decision:
     job_id: UUID
     status: Status
     reason: str
+    # The reason's code; None when accepted.
+    reason_code: ReasonCode | None = None
     retry_after: int | None = None
     replayed: bool = False  # answered from an earlier request with the same idempotency key
     # In shadow mode (every job accepted): what enforcement would have decided, else None.
     shadow_status: Status | None = None
     shadow_reason: str | None = None
+    shadow_reason_code: ReasonCode | None = None
     # A quote's only: when a job rejected for tokens would fit if nothing else took any.
     fits_at: datetime | None = None
 

@@ -7,7 +7,8 @@ repeat nor push older ones out of reach. janus.db implements `JobHistory` (each 
 through an index of its own), and janus.app wires it. The same jobs, counted per minute
 over the last hour (`Activity`, GET /dashboard/activity), are read by an `ActivityReader`.
 This module knows nothing of HTTP or of the database driver, and nothing else of Janus
-either: the closed sets below restate the jobs table's CHECKs.
+but janus.reasons (the reason codes, which import nothing): the closed sets below restate the
+jobs table's CHECKs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, get_args
 from uuid import UUID
+
+from janus.reasons import ReasonCode
 
 JobStatus = Literal["Accepted", "Rejected"]
 JobSource = Literal["dashboard", "system"]
@@ -70,6 +73,8 @@ class JobSummary:
     status: JobStatus
     # '' when accepted.
     reason: str
+    # The reason's code; None when accepted (and for a rejection stored before codes were).
+    reason_code: ReasonCode | None
     # The Retry-After a rejection was answered with; None when none was given.
     retry_after: int | None
     state: JobState | None
@@ -102,6 +107,7 @@ class JobRecord(JobSummary):
     # accepted); None under enforce mode.
     shadow_status: JobStatus | None
     shadow_reason: str | None
+    shadow_reason_code: ReasonCode | None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from janus.db import queries
-from janus.db.sql import SqlFileError, function_sources, load_queries, parse_queries
+from janus.db.sql import (
+    SqlFileError,
+    defined_object,
+    function_sources,
+    load_queries,
+    parse_queries,
+    view_sources,
+)
 from janus.settings import sqlalchemy_url
 from tests.conftest import REPO_ROOT
 
@@ -32,9 +39,6 @@ def _revisions() -> list[str]:
 
 # Read from alembic/versions, so that a new migration (or a renumbered one) needs no edit here.
 REVISIONS = _revisions()
-
-# Up to the name of the function the file defines: comment lines, then the statement.
-_CREATE_FUNCTION = re.compile(r"\A(?:--[^\n]*\n|\s)*CREATE OR REPLACE FUNCTION (\w+)\(")
 
 # Janus's functions: those of the public schema that no extension installed.
 _FUNCTIONS = """
@@ -57,9 +61,26 @@ def alembic_config(database_url: str) -> alembic.config.Config:
     return config
 
 
+# Janus's views: those of the public schema that no extension installed.
+_VIEWS = """
+SELECT c.relname, pg_get_viewdef(c.oid)
+  FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+ ORDER BY 1
+"""
+
+
 def functions(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:
     """Janus's functions by signature: (name, pg_get_functiondef)."""
     return {signature: (name, text) for name, signature, text in conn.execute(_FUNCTIONS)}
+
+
+def views(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Janus's views by name: pg_get_viewdef."""
+    return dict(conn.execute(_VIEWS).fetchall())
 
 
 def schema(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -137,20 +158,23 @@ def test_a_malformed_queries_file_fails_at_load(text: str, problem: str) -> None
 # The functions
 
 
-def test_each_function_file_is_one_create_or_replace_named_after_it() -> None:
-    """janus/db/sql/<name>.sql, and each frozen copy <revision>_<name>.sql, define <name>()."""
-    sources = function_sources()
+def test_each_definition_file_is_one_create_or_replace_named_after_it() -> None:
+    """janus/db/sql/<name>.sql, and each frozen copy <revision>_<name>.sql, define <name>()
+    or the view <name>; the loader tells the two apart."""
+    functions_, views_ = function_sources(), view_sources()
     # Found through importlib.resources, as the package reads them.
-    assert {"activate_config", "admit_jobs", "admit_jobs_once"} <= set(sources)
+    assert {"activate_config", "admit_jobs", "admit_jobs_once"} <= set(functions_)
+    assert set(views_) == {"token_buckets_now", "tenant_buckets_now"}
     frozen = {path.name: path.read_text(encoding="utf-8") for path in VERSIONS_DIR.glob("*.sql")}
-    for file_name, text in [
-        *((f"{name}.sql", text) for name, text in sources.items()),
-        *frozen.items(),
+    for file_name, text, kind in [
+        *((f"{name}.sql", text, "FUNCTION") for name, text in functions_.items()),
+        *((f"{name}.sql", text, "VIEW") for name, text in views_.items()),
+        *((name, text, None) for name, text in frozen.items()),
     ]:
-        match = _CREATE_FUNCTION.match(text)
-        assert match is not None, f"{file_name} does not start with CREATE OR REPLACE FUNCTION"
-        function = match.group(1)
-        assert re.fullmatch(rf"(\d{{4}}_)?{function}\.sql", file_name), (file_name, function)
+        defined = defined_object(text)
+        assert defined is not None, f"{file_name} is not one CREATE OR REPLACE FUNCTION or VIEW"
+        assert kind in (None, defined[0]), (file_name, defined)
+        assert re.fullmatch(rf"(\d{{4}}_)?{defined[1]}\.sql", file_name), (file_name, defined)
 
 
 def test_the_database_at_head_holds_exactly_the_functions_of_janus_db_sql(
@@ -178,6 +202,36 @@ def test_the_database_at_head_holds_exactly_the_functions_of_janus_db_sql(
         )
         assert definition == at_head[signature][1], (
             f"janus/db/sql/{name}.sql differs from {signature} at alembic head: "
+            "does a migration apply a frozen copy of it? (alembic/README)"
+        )
+
+
+def test_activate_config_has_no_default_of_its_own_for_the_queue_settings(
+    db: psycopg.Connection[Any],
+) -> None:
+    """max_attempts and retention_days default in janus/schemas.py only: the function takes
+    them from its caller (the previous release's call passes them too)."""
+    [(arguments,)] = db.execute(
+        "SELECT pg_get_function_arguments('activate_config'::regproc)"
+    ).fetchall()
+    assert "p_max_attempts integer, p_retention_days integer, p_mode text DEFAULT" in arguments
+
+
+def test_the_database_at_head_holds_exactly_the_views_of_janus_db_sql(
+    db: psycopg.Connection[Any],
+) -> None:
+    """Every Janus view has its file, and re-applying every file changes nothing (compared
+    as pg_get_viewdef, the query as Postgres keeps it)."""
+    sources = view_sources()
+    at_head = views(db)
+    assert sorted(at_head) == sorted(sources), "each Janus view needs its file in janus/db/sql/"
+    with db.transaction(force_rollback=True):
+        for text in sources.values():
+            db.execute(text)
+        reapplied = views(db)
+    for name, definition in reapplied.items():
+        assert definition == at_head[name], (
+            f"janus/db/sql/{name}.sql differs from the view {name} at alembic head: "
             "does a migration apply a frozen copy of it? (alembic/README)"
         )
 
@@ -253,9 +307,10 @@ def test_migration_0009_moves_the_pause_onto_the_user_and_back(database_url: str
     config = alembic_config(database_url)
     before = REVISIONS[REVISIONS.index("0009") - 1]
     alembic.command.downgrade(config, before)
+    # max_attempts and retention_days given: from 0015 on, activate_config() has no default.
     activate = (
         "SELECT activate_config(%s, %s, 1::smallint, 0::numeric, 'reject',"
-        ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json)'
+        ' \'{"openai": {"capacity": 3, "refill_per_second": 0}}\'::json, 3, 7)'
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         users = {}

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, kwargs_row
 from psycopg_pool import ConnectionPool
 
 from janus.admission import UnknownUser
@@ -26,6 +26,28 @@ from janus.history import (
     MinuteActivity,
 )
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota, UserQuotas
+from janus.reasons import reason_code_of
+
+# The columns of job_history and job_record that hold a reason's code, as ReasonCode.
+_CODE_COLUMNS = ("reason_code", "shadow_reason_code")
+
+
+def _with_codes(columns: dict[str, Any]) -> dict[str, Any]:
+    """A row's columns with its reason codes read as ReasonCode."""
+    return {
+        name: reason_code_of(value) if name in _CODE_COLUMNS else value
+        for name, value in columns.items()
+    }
+
+
+def _job_summary(**columns: Any) -> JobSummary:
+    """A row of queries.JOB_HISTORY as a JobSummary."""
+    return JobSummary(**_with_codes(columns))
+
+
+def _job_record(**columns: Any) -> JobRecord:
+    """The row of queries.JOB_RECORD as a JobRecord."""
+    return JobRecord(**_with_codes(columns))
 
 
 def job_history_params(
@@ -59,7 +81,7 @@ def job_page(
     UnknownUser when the page is empty because there is no such user.
     """
     with translated():
-        cursor = conn.cursor(row_factory=class_row(JobSummary))
+        cursor = conn.cursor(row_factory=kwargs_row(_job_summary))
         # Unprepared: planned for these values each time, so the filters given pick the index
         # (see job_history in queries.sql).
         page = cursor.execute(
@@ -73,7 +95,7 @@ def job_page(
 def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> JobRecord | None:
     """The user's job `job_id`, or None; UnknownUser when there is no such user."""
     with translated():
-        cursor = conn.cursor(row_factory=class_row(JobRecord))
+        cursor = conn.cursor(row_factory=kwargs_row(_job_record))
         found = cursor.execute(
             queries.JOB_RECORD, {"user_id": user_id, "job_id": job_id}
         ).fetchone()

@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool
 from janus.admission import Admission, AdmissionRequest, Budget, Decision, Mode
 from janus.db import queries
 from janus.db.transactions import Statement, fetch_in_transaction
+from janus.reasons import reason_code_of
 
 
 def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict[str, Any]:
@@ -132,8 +133,31 @@ def admit_jobs(
     )
     # Columns as queries.ADMIT_JOBS and ADMIT_JOB name them; `budgets` is on the first row only.
     decisions = [
-        Decision(job_id, status, reason, retry_after, replayed, *shadow_and_fits_at)
-        for job_id, status, reason, retry_after, replayed, _, *shadow_and_fits_at in rows
+        Decision(
+            job_id,
+            status,
+            reason,
+            reason_code=reason_code_of(code),
+            retry_after=retry_after,
+            replayed=replayed,
+            shadow_status=shadow_status,
+            shadow_reason=shadow_reason,
+            shadow_reason_code=reason_code_of(shadow_code),
+            fits_at=fits_at,
+        )
+        for (
+            job_id,
+            status,
+            reason,
+            retry_after,
+            replayed,
+            _,
+            shadow_status,
+            shadow_reason,
+            fits_at,
+            code,
+            shadow_code,
+        ) in rows
     ]
     budgets = rows[0][5] or ()
     return Admission(decisions, tuple(Budget(**budget) for budget in budgets))

@@ -59,10 +59,10 @@ def prune_rejected_jobs(
 def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
     """Delete completed and failed jobs past their user's retention_days; return how many.
 
-    Each user's cutoff comes from its active config (7 days without one). As for rejected
-    jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user
-    is its own short transaction, and queued or running jobs are never touched, so a prune
-    never holds up claims.
+    Each user's cutoff comes from its active config (a user without one has no jobs). As for
+    rejected jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of
+    one user is its own short transaction, and queued or running jobs are never touched, so a
+    prune never holds up claims.
     """
     if not conn.autocommit:
         raise ValueError("prune_finished_jobs needs an autocommit connection")

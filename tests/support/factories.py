@@ -14,6 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from janus.schemas.requests import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_DAYS
+
 # The dependency names the tests' configs give buckets to; the strategies draw the dependencies
 # of their jobs from these and from any name at all.
 CONFIGURED = ["openai", "search", "stripe"]
@@ -47,6 +49,8 @@ def activate_config(
     min_priority: int = 1,
     priority_reserve: float = 0.0,
     unknown_dependencies: str = "reject",
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
     mode: str = "enforce",
     tenant_share: float = 1,
     tenant_overrides: dict[str, float] | None = None,
@@ -58,7 +62,7 @@ def activate_config(
     gives each tenant its own bucket per dependency at that share.
     """
     row = db.execute(
-        "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json,"
+        "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json, %s, %s,"
         " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb)",
         [
             user_id,
@@ -67,6 +71,8 @@ def activate_config(
             priority_reserve,
             unknown_dependencies,
             json.dumps(dependencies),
+            max_attempts,
+            retention_days,
             mode,
             str(tenant_share),
             json.dumps(tenant_overrides or {}),

@@ -1,6 +1,7 @@
 -- activate_config(): store a new config version and make it the active one, buckets included.
 --
--- Returns the new version. Raises J0U01 for an unknown user.
+-- Returns the new version. Raises J0U01 for an unknown user (lock_user(), which serialises
+-- activations of one user, so versions never collide).
 --
 -- p_paused NULL (the config leaves `paused` out) keeps the user's pause state; true or false
 -- sets it through set_paused(), recorded as this version's doing. The version itself keeps
@@ -19,9 +20,10 @@ CREATE OR REPLACE FUNCTION activate_config(
     -- {name: {"capacity": int, "refill_per_second": number, "adaptive"?: {"decrease": number,
     --         "floor": number, "recovery_per_minute": number}}}
     p_dependencies         json,
-    -- Defaults as the config schema's, so a caller that predates them keeps working.
-    p_max_attempts         integer DEFAULT 3,  -- claims a job gets before it is failed
-    p_retention_days       integer DEFAULT 7,  -- days finished jobs are kept (janus prune)
+    -- No defaults: the config schema's (janus/schemas.py) are the only ones, and Janus passes
+    -- both.
+    p_max_attempts         integer,  -- claims a job gets before it is failed
+    p_retention_days       integer,  -- days finished jobs are kept (janus prune)
     p_mode                 text DEFAULT 'enforce',  -- or 'shadow': decide, then accept all
     p_tenant_share         numeric DEFAULT 1,       -- each tenant's share of every bucket
     p_tenant_overrides     jsonb DEFAULT '{}'       -- {tenant_id: share}
@@ -32,13 +34,7 @@ AS $fn$
 DECLARE
     new_version integer;
 BEGIN
-    -- The user row lock serialises activations of one user, so versions never collide. NO KEY
-    -- UPDATE, as set_paused() takes it: a request holding buckets this activation waits for
-    -- takes a key-share lock on the user when it stores its jobs, and must not wait on this.
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-    END IF;
+    PERFORM lock_user(p_user_id);
 
     SELECT coalesce(max(version), 0) + 1 INTO new_version FROM configs WHERE user_id = p_user_id;
 

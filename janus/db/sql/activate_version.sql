@@ -32,12 +32,7 @@ DECLARE
     activated timestamptz;
 BEGIN
     -- The user row lock serialises activations of one user (activate_config() holds it too).
-    -- NO KEY UPDATE: storing a job takes a key-share lock on its user, so an admission holding
-    -- the buckets locked below would otherwise wait on this lock while it waits on them.
-    PERFORM 1 FROM users WHERE user_id = p_user_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-    END IF;
+    PERFORM lock_user(p_user_id);
     PERFORM 1 FROM configs WHERE user_id = p_user_id AND version = p_version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown config version' USING ERRCODE = 'J0V01';
@@ -58,10 +53,11 @@ BEGIN
                         WHERE cd.user_id = p_user_id AND cd.version = p_version
                           AND cd.dependency = tb.dependency);
 
-    -- A kept bucket is refilled at its old (effective) rate up to now, then clamped to the new
-    -- capacity; a new bucket starts full. Both start at the configured refill. The floor and
-    -- the recovery are kept in tokens/s (per second): f x refill, and r x refill / 60 (the only
-    -- division, at numeric's precision), so that refilling never divides by 60.
+    -- A kept bucket is refilled at its old (effective) rate up to now (bucket_tokens_at()),
+    -- then clamped to the new capacity; a new bucket starts full. Both start at the configured
+    -- refill. The floor and the recovery are kept in tokens/s (per second): f x refill, and
+    -- r x refill / 60 (the only division, at numeric's precision), so that refilling never
+    -- divides by 60.
     INSERT INTO token_buckets AS tb (user_id, dependency, capacity, refill_per_second, tokens,
                                      refilled_at, effective_refill_per_second, adaptive_decrease,
                                      adaptive_floor_per_second, adaptive_recovery_per_second,
@@ -75,11 +71,10 @@ BEGIN
      WHERE cd.user_id = p_user_id AND cd.version = p_version
     ON CONFLICT (user_id, dependency) DO UPDATE
        SET tokens = least(excluded.capacity,
-                          tb.capacity,
-                          tb.tokens + refill_tokens(
-                              tb.refill_per_second, tb.effective_refill_per_second,
-                              tb.adaptive_recovery_per_second,
-                              greatest(0, extract(epoch FROM activated - tb.refilled_at)))),
+                          bucket_tokens_at(tb.capacity, tb.tokens, tb.refill_per_second,
+                                           tb.effective_refill_per_second,
+                                           tb.adaptive_recovery_per_second, tb.refilled_at,
+                                           activated)),
            capacity = excluded.capacity,
            refill_per_second = excluded.refill_per_second,
            refilled_at = greatest(tb.refilled_at, activated),
@@ -96,16 +91,15 @@ BEGIN
      USING configs c
      WHERE t.user_id = p_user_id AND c.user_id = p_user_id AND c.version = p_version
        AND (tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id) >= 1
-            OR t.tokens + t.refill_per_second
-                          * greatest(0, extract(epoch FROM activated - t.refilled_at))
-               >= t.capacity);
+            OR tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second, t.refilled_at,
+                                activated) >= t.capacity);
     -- What is left was not full at the activation: refilled up to it at the old rate, then
     -- clamped to the new capacity.
     UPDATE tenant_buckets t
        SET tokens = least(tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                           * tb.capacity,
-                          t.tokens + t.refill_per_second
-                                     * greatest(0, extract(epoch FROM activated - t.refilled_at))),
+                          tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second,
+                                           t.refilled_at, activated)),
            capacity = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)
                       * tb.capacity,
            refill_per_second = tenant_share_of(c.tenant_overrides, c.tenant_share, t.tenant_id)

@@ -1,11 +1,13 @@
 -- admit_jobs(): the whole admission decision for a job or a batch, in one call.
 --
 -- Called by admit_jobs_once(). It refills the buckets (at their effective rate, which an
--- adaptive bucket lowers on upstream throttling and recovers over time: refill_tokens(),
--- refill_rate(), report_upstream_throttled()), runs the checks of the contract in their
+-- adaptive bucket lowers on upstream throttling and recovers over time: bucket_tokens_at(),
+-- bucket_rate_at(), report_upstream_throttled()), runs the checks of the contract in their
 -- order, debits the buckets of accepted jobs and stores the jobs with the config version
 -- that decided them and the Retry-After they were given. Reasons are produced here, in the
--- exact text of the contract.
+-- exact text of the contract, each with its code for machines (reason_code, a closed set that
+-- jobs.reason_code checks): min_priority, unknown_dependency, over_capacity, rate_limit (the
+-- priority reserve included), tenant_share and atomic_batch; NULL for an accepted job.
 --
 -- Tenant shares: under a config with `tenant_share` s < 1 (or a `tenant_overrides` entry
 -- below 1), a tenant also has its own bucket per dependency (tenant_buckets), of capacity
@@ -18,7 +20,7 @@
 --
 -- Shadow mode (config `mode` shadow): every job is decided as in enforce mode, the buckets
 -- are debited by the jobs enforcement would accept, and then every job is accepted and
--- stored, with enforcement's decision in shadow_status and shadow_reason.
+-- stored, with enforcement's decision in shadow_status, shadow_reason and shadow_reason_code.
 --
 -- A quote (p_quote) decides the same way against the same rows and stores nothing, debits
 -- nothing and remembers nothing; its locks go with its transaction, which the caller rolls
@@ -49,7 +51,8 @@ CREATE OR REPLACE FUNCTION admit_jobs(
     p_quote        boolean DEFAULT false  -- true: decide only; store and take nothing
 )
 RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, budgets json,
-               shadow_status text, shadow_reason text, fits_at timestamptz)
+               shadow_status text, shadow_reason text, fits_at timestamptz, reason_code text,
+               shadow_reason_code text)
 LANGUAGE plpgsql
 -- Generic plans, made once per connection. With the default, Postgres re-planned most of its
 -- statements on every call (their array parameters make custom plans look cheaper), which
@@ -68,11 +71,13 @@ DECLARE
     job_ids           uuid[];
     job_status        text[];
     job_reason        text[];
+    job_reason_code   text[];
     job_retry         integer[];
     job_fits_at       timestamptz[];
     job_share         numeric[];     -- the tenant's share; 1: no tenant bucket
     shadow_statuses   text[];
     shadow_reasons    text[];
+    shadow_codes      text[];
     -- Per (job, dependency), ordered by job then dependency name.
     dep_job           integer[];
     dep_name          text[];
@@ -102,14 +107,15 @@ DECLARE
     store             boolean;
     request_budgets   json;
     decided_at        timestamptz;
-    elapsed           numeric;
     i                 integer;
     k                 integer;
     b                 integer;
     this_reason       text;
-    this_wait         numeric;     -- seconds until the job fits; NULL: it fits, or never will
-    incurable         boolean;
-    shortfall_x9      numeric;
+    this_code         text;
+    -- Seconds until the job fits (reserve_wait()): NULL, it fits; 'Infinity', it never will.
+    this_wait         numeric;
+    bucket_short      numeric;     -- reserve_shortfall_x9() of a dependency's bucket
+    share_short       numeric;     -- and of its tenant's bucket (NULL: none)
 BEGIN
     -- Highest priority first, ties in request order. (One job, the most common request, is
     -- spared the statements that only order and index several.)
@@ -189,7 +195,8 @@ BEGIN
 
     -- Tenant buckets, only under a config that shares: each job's tenant share, then every
     -- (dependency, tenant) bucket a job of the request needs, locked after the dependency
-    -- buckets. A bucket without a row is full, at its share of its dependency's bucket.
+    -- buckets. A bucket without a row has no tokens here (NULL) and the capacity and refill of
+    -- its share of its dependency's bucket: tenant_tokens_at() makes it full.
     shares_on := cfg.tenant_share < 1 OR cfg.tenant_overrides <> '{}'::jsonb;
     IF shares_on THEN
         SELECT array_agg(tenant_share_of(cfg.tenant_overrides, cfg.tenant_share, u.tenant)
@@ -203,8 +210,7 @@ BEGIN
                                   ORDER BY w.dependency, w.tenant_id), '{}'),
                coalesce(array_agg(coalesce(l.refill_per_second, w.share * bucket_refill[w.b])
                                   ORDER BY w.dependency, w.tenant_id), '{}'),
-               coalesce(array_agg(coalesce(l.tokens, w.share * bucket_capacity[w.b])
-                                  ORDER BY w.dependency, w.tenant_id), '{}'),
+               coalesce(array_agg(l.tokens ORDER BY w.dependency, w.tenant_id), '{}'),
                coalesce(array_agg(l.refilled_at ORDER BY w.dependency, w.tenant_id), '{}')
           INTO tenant_dependency, tenant_name, tenant_capacity, tenant_refill, tenant_tokens,
                tenant_refilled
@@ -234,55 +240,51 @@ BEGIN
     END IF;
 
     -- The database clock, read once the locks are held: no later writer can have refilled
-    -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
+    -- these rows past it (seconds_elapsed() still guards against a clock step backwards).
     decided_at := clock_timestamp();
     bucket_debited := array_fill(false, ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
-    -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at.
-    -- A non-adaptive bucket's effective rate is its configured one, so it gains refill * elapsed.
+    -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at
+    -- (the rate last: the tokens are gained at the rate as it was at refilled_at).
     FOR b IN 1 .. coalesce(array_length(bucket_name, 1), 0) LOOP
-        elapsed := greatest(0, extract(epoch FROM decided_at - bucket_refilled[b]));
-        bucket_tokens[b] := least(
-            bucket_capacity[b],
-            bucket_tokens[b] + refill_tokens(bucket_refill[b], bucket_effective[b],
-                                             bucket_recovery[b], elapsed));
-        bucket_effective[b] := refill_rate(bucket_refill[b], bucket_effective[b],
-                                           bucket_recovery[b], elapsed);
+        bucket_tokens[b] := bucket_tokens_at(bucket_capacity[b], bucket_tokens[b],
+                                             bucket_refill[b], bucket_effective[b],
+                                             bucket_recovery[b], bucket_refilled[b], decided_at);
+        bucket_effective[b] := bucket_rate_at(bucket_refill[b], bucket_effective[b],
+                                              bucket_recovery[b], bucket_refilled[b], decided_at);
     END LOOP;
     bucket_undebited := bucket_tokens;
 
-    -- A tenant bucket refills at its share of the configured refill (never adaptive: the
-    -- dependency's bucket carries the upstream's throttling); a new one is full as it is.
     tenant_debited := array_fill(false, ARRAY[coalesce(array_length(tenant_name, 1), 0)]);
     FOR b IN 1 .. coalesce(array_length(tenant_name, 1), 0) LOOP
-        CONTINUE WHEN tenant_refilled[b] IS NULL;
-        elapsed := greatest(0, extract(epoch FROM decided_at - tenant_refilled[b]));
-        tenant_tokens[b] := least(tenant_capacity[b],
-                                  tenant_tokens[b] + tenant_refill[b] * elapsed);
+        tenant_tokens[b] := tenant_tokens_at(tenant_capacity[b], tenant_tokens[b],
+                                             tenant_refill[b], tenant_refilled[b], decided_at);
     END LOOP;
     tenant_undebited := tenant_tokens;
 
     job_ids := array_fill(NULL::uuid, ARRAY[job_count]);
     job_status := array_fill(NULL::text, ARRAY[job_count]);
     job_reason := array_fill(NULL::text, ARRAY[job_count]);
+    job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
     job_retry := array_fill(NULL::integer, ARRAY[job_count]);
     job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
 
     FOREACH i IN ARRAY evaluation_order LOOP
         job_ids[i] := new_job_id();
         this_reason := NULL;
+        this_code := NULL;
         this_wait := NULL;
-        incurable := false;
 
         IF p_priorities[i] < cfg.min_priority THEN
             this_reason := 'priority too low';
+            this_code := 'min_priority';
         END IF;
 
         IF this_reason IS NULL AND cfg.unknown_dependencies = 'reject' THEN
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                IF dep_bucket[k] IS NULL THEN
-                    this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
-                    EXIT;
-                END IF;
+                CONTINUE WHEN dep_bucket[k] IS NOT NULL;
+                this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
+                this_code := 'unknown_dependency';
+                EXIT;
             END LOOP;
         END IF;
 
@@ -292,55 +294,62 @@ BEGIN
                 IF b IS NOT NULL AND dep_cost[k] > bucket_capacity[b] THEN
                     this_reason := format('dependency ''%s'' cost %s exceeds capacity %s',
                                           dep_name[k], dep_cost[k], bucket_capacity[b]);
+                    this_code := 'over_capacity';
                     EXIT;
                 END IF;
             END LOOP;
         END IF;
 
         IF this_reason IS NULL THEN
-            -- The priority reserve: after taking its cost a bucket must hold at least
-            -- C * f * (10 - p) / 9. Compared multiplied by 9 so the test is exact.
+            -- The priority reserve (reserve_shortfall_x9(), reserve_wait()), of each
+            -- dependency's bucket and of the tenant's own share of it; a dependency or a
+            -- tenant without a bucket (a NULL index) has no shortfall. A job refused by a
+            -- dependency's bucket names the first such dependency; one refused by its tenant's
+            -- buckets alone names the tenant and the first of them. The wait covers every
+            -- bucket short.
+            --
+            -- A dependency's Retry-After uses its effective rate as of now, though an adaptive
+            -- bucket's rate may recover while the client waits: unless upstream throttling is
+            -- reported again, the wait told is never too short. The effective rate is 0 only
+            -- when the configured one is (the floor is a share above 0).
             FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                bucket_short := reserve_shortfall_x9(bucket_capacity[dep_bucket[k]],
+                                                     bucket_tokens[dep_bucket[k]], dep_cost[k],
+                                                     cfg.priority_reserve, p_priorities[i]);
+                -- Tenant buckets only under a config that shares (else share_short is NULL):
+                -- PL/pgSQL compiles each expression it evaluates anew in every transaction,
+                -- so a single job pays for every call it makes, even one that finds nothing.
+                IF shares_on THEN
+                    share_short := reserve_shortfall_x9(tenant_capacity[dep_tenant_bucket[k]],
+                                                        tenant_tokens[dep_tenant_bucket[k]],
+                                                        dep_cost[k], cfg.priority_reserve,
+                                                        p_priorities[i]);
+                END IF;
+                CONTINUE WHEN coalesce(bucket_short, 0) <= 0 AND coalesce(share_short, 0) <= 0;
                 b := dep_bucket[k];
-                CONTINUE WHEN b IS NULL;
-                shortfall_x9 := bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                                - 9 * (bucket_tokens[b] - dep_cost[k]);
-                CONTINUE WHEN shortfall_x9 <= 0;
-                IF this_reason IS NULL THEN
-                    this_reason := format('dependency ''%s'' rate limit exceeded', dep_name[k]);
+                this_wait := greatest(this_wait,
+                                      reserve_wait(bucket_short, bucket_capacity[b],
+                                                   bucket_effective[b], dep_cost[k],
+                                                   cfg.priority_reserve, p_priorities[i]));
+                IF shares_on THEN
+                    this_wait := greatest(this_wait,
+                                          reserve_wait(share_short,
+                                                       tenant_capacity[dep_tenant_bucket[k]],
+                                                       tenant_refill[dep_tenant_bucket[k]],
+                                                       dep_cost[k], cfg.priority_reserve,
+                                                       p_priorities[i]));
                 END IF;
-                -- Retry-After uses the effective rate as of now, though an adaptive bucket's
-                -- rate may recover while the client waits: unless upstream throttling is
-                -- reported again, the wait told is never too short. The effective rate is 0
-                -- only when the configured one is (the floor is a share above 0).
-                IF bucket_effective[b] = 0
-                   OR 9 * dep_cost[k] + bucket_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                      > 9 * bucket_capacity[b] THEN
-                    incurable := true;
-                ELSE
-                    this_wait := greatest(this_wait, shortfall_x9 / (9 * bucket_effective[b]));
-                END IF;
-            END LOOP;
-
-            -- Then the tenant's own share of each dependency, under the same reserve: a job
-            -- refused by it alone names the tenant; the wait covers every bucket short.
-            FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                EXIT WHEN NOT shares_on;
-                b := dep_tenant_bucket[k];
-                CONTINUE WHEN b IS NULL;
-                shortfall_x9 := tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                                - 9 * (tenant_tokens[b] - dep_cost[k]);
-                CONTINUE WHEN shortfall_x9 <= 0;
-                IF this_reason IS NULL THEN
+                IF bucket_short > 0 THEN
+                    -- The first dependency short, over any tenant short before it.
+                    IF this_code IS DISTINCT FROM 'rate_limit' THEN
+                        this_reason := format('dependency ''%s'' rate limit exceeded',
+                                              dep_name[k]);
+                        this_code := 'rate_limit';
+                    END IF;
+                ELSIF this_reason IS NULL THEN
                     this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
                                           p_tenants[i], dep_name[k]);
-                END IF;
-                IF tenant_refill[b] = 0
-                   OR 9 * dep_cost[k] + tenant_capacity[b] * cfg.priority_reserve * (10 - p_priorities[i])
-                      > 9 * tenant_capacity[b] THEN
-                    incurable := true;
-                ELSE
-                    this_wait := greatest(this_wait, shortfall_x9 / (9 * tenant_refill[b]));
+                    this_code := 'tenant_share';
                 END IF;
             END LOOP;
         END IF;
@@ -362,7 +371,9 @@ BEGIN
             any_rejected := true;
             job_status[i] := 'Rejected';
             job_reason[i] := this_reason;
-            IF this_wait IS NOT NULL AND NOT incurable THEN
+            job_reason_code[i] := this_code;
+            -- A wait that ends (NULL: not refused for tokens; 'Infinity': waiting never cures it).
+            IF this_wait < 'Infinity' THEN
                 -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
                 this_wait := least(this_wait, 2147483647);
                 job_retry[i] := greatest(1, ceil(this_wait))::integer;
@@ -379,6 +390,7 @@ BEGIN
             IF job_status[i] = 'Accepted' THEN
                 job_status[i] := 'Rejected';
                 job_reason[i] := 'batch rejected atomically';
+                job_reason_code[i] := 'atomic_batch';
             END IF;
             job_retry[i] := NULL;
             job_fits_at[i] := NULL;
@@ -394,8 +406,10 @@ BEGIN
     IF cfg.mode = 'shadow' THEN
         shadow_statuses := job_status;
         shadow_reasons := job_reason;
+        shadow_codes := job_reason_code;
         job_status := array_fill('Accepted'::text, ARRAY[job_count]);
         job_reason := array_fill(''::text, ARRAY[job_count]);
+        job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
         job_retry := array_fill(NULL::integer, ARRAY[job_count]);
         job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
     END IF;
@@ -430,11 +444,11 @@ BEGIN
         -- An accepted job enters the queue (state queued); a rejected one has no state.
         INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                           dependencies, payload, status, reason, retry_after, config_version,
-                          state, shadow_status, shadow_reason)
+                          state, shadow_status, shadow_reason, reason_code, shadow_reason_code)
         SELECT job_ids[n], p_user_id, p_source, p_batch_name, p_tenants[n], p_priorities[n],
                p_dependencies[n], p_payloads[n], job_status[n], job_reason[n], job_retry[n],
                cfg.version, CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END,
-               shadow_statuses[n], shadow_reasons[n]
+               shadow_statuses[n], shadow_reasons[n], job_reason_code[n], shadow_codes[n]
           FROM generate_series(1, job_count) AS n;
     END IF;
 
@@ -460,7 +474,7 @@ BEGIN
     RETURN QUERY
         SELECT job_ids[n], job_status[n], job_reason[n], job_retry[n],
                CASE WHEN n = 1 THEN request_budgets END, shadow_statuses[n], shadow_reasons[n],
-               job_fits_at[n]
+               job_fits_at[n], job_reason_code[n], shadow_codes[n]
           FROM generate_series(1, job_count) AS n
          ORDER BY n;
 END

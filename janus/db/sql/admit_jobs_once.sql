@@ -9,8 +9,9 @@
 -- caller's retry loop then finds the remembered answer.
 --
 -- A quote (p_quote) answers as the request would be answered now, a replay included, and
--- remembers nothing. shadow_status, shadow_reason and fits_at are admit_jobs()'s; a replay
--- has none of them.
+-- remembers nothing. shadow_status, shadow_reason, shadow_reason_code and fits_at are
+-- admit_jobs()'s; a replay has none of them. reason_code is remembered with the reason, so a
+-- replay answers both.
 --
 -- `budgets` is admit_jobs()'s, on the first row. A replay decides nothing and reads no
 -- bucket, so it carries none (as it carries no Retry-After): the remembered answer is the
@@ -33,7 +34,8 @@ CREATE OR REPLACE FUNCTION admit_jobs_once(
     p_quote           boolean DEFAULT false  -- true: decide only, as admit_jobs() does
 )
 RETURNS TABLE (job_id uuid, status text, reason text, retry_after integer, replayed boolean,
-               budgets json, shadow_status text, shadow_reason text, fits_at timestamptz)
+               budgets json, shadow_status text, shadow_reason text, fits_at timestamptz,
+               reason_code text, shadow_reason_code text)
 LANGUAGE plpgsql
 -- Generic plans, made once per connection. With the default, Postgres re-planned most of its
 -- statements on every call (their array parameters make custom plans look cheaper), which
@@ -51,7 +53,8 @@ BEGIN
     IF p_idempotency_key IS NULL THEN
         RETURN QUERY
             SELECT d.job_id, d.status, d.reason, d.retry_after, false, d.budgets,
-                   d.shadow_status, d.shadow_reason, d.fits_at
+                   d.shadow_status, d.shadow_reason, d.fits_at, d.reason_code,
+                   d.shadow_reason_code
               FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
                               p_payloads, p_atomic, p_quote) d;
         RETURN;
@@ -73,7 +76,8 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT (e.value ->> 'job_id')::uuid, e.value ->> 'status', e.value ->> 'reason',
-                   NULL::integer, true, NULL::json, NULL::text, NULL::text, NULL::timestamptz
+                   NULL::integer, true, NULL::json, NULL::text, NULL::text, NULL::timestamptz,
+                   e.value ->> 'reason_code', NULL::text
               FROM jsonb_array_elements(remembered.decisions) WITH ORDINALITY AS e(value, n)
              ORDER BY e.n;
         RETURN;
@@ -82,7 +86,9 @@ BEGIN
     SELECT jsonb_agg(jsonb_build_object('job_id', d.job_id, 'status', d.status,
                                         'reason', d.reason, 'retry_after', d.retry_after,
                                         'shadow_status', d.shadow_status,
-                                        'shadow_reason', d.shadow_reason, 'fits_at', d.fits_at)
+                                        'shadow_reason', d.shadow_reason, 'fits_at', d.fits_at,
+                                        'reason_code', d.reason_code,
+                                        'shadow_reason_code', d.shadow_reason_code)
                      ORDER BY d.n),
            bool_or(d.status = 'Accepted'),
            (array_agg(d.budgets) FILTER (WHERE d.n = 1))[1]
@@ -90,14 +96,15 @@ BEGIN
       FROM admit_jobs(p_user_id, p_source, p_batch_name, p_tenants, p_priorities, p_dependencies,
                               p_payloads, p_atomic, p_quote)
            WITH ORDINALITY AS d(job_id, status, reason, retry_after, budgets, shadow_status,
-                                shadow_reason, fits_at, n);
+                                shadow_reason, fits_at, reason_code, shadow_reason_code, n);
 
     -- Rejections are not remembered: nothing was taken, so a retry is decided anew.
     IF accepted AND NOT p_quote THEN
         INSERT INTO idempotency_keys AS k (user_id, idempotency_key, request_hash, decisions,
                                            expires_at)
         VALUES (p_user_id, p_idempotency_key, p_request_hash,
-                (SELECT jsonb_agg(a - 'retry_after' - 'shadow_status' - 'shadow_reason' - 'fits_at')
+                (SELECT jsonb_agg(a - 'retry_after' - 'shadow_status' - 'shadow_reason'
+                                    - 'shadow_reason_code' - 'fits_at')
                    FROM jsonb_array_elements(answers) a),
                 now() + interval '24 hours')
         ON CONFLICT (user_id, idempotency_key) DO UPDATE
@@ -117,7 +124,8 @@ BEGIN
         SELECT (e.value ->> 'job_id')::uuid, e.value ->> 'status', e.value ->> 'reason',
                (e.value ->> 'retry_after')::integer, false,
                CASE WHEN e.n = 1 THEN request_budgets END, e.value ->> 'shadow_status',
-               e.value ->> 'shadow_reason', (e.value ->> 'fits_at')::timestamptz
+               e.value ->> 'shadow_reason', (e.value ->> 'fits_at')::timestamptz,
+               e.value ->> 'reason_code', e.value ->> 'shadow_reason_code'
           FROM jsonb_array_elements(answers) WITH ORDINALITY AS e(value, n)
          ORDER BY e.n;
 END

@@ -12,8 +12,8 @@
 -- expired can no longer heartbeat, complete or fail the job (finish_jobs() checks it).
 --
 -- Raises J0U01 for an unknown user. Claims go on while the user is paused (pausing stops
--- admission, not the draining of what was admitted); without an active config a job gets
--- the default 3 attempts.
+-- admission, not the draining of what was admitted). max_attempts is the active config's
+-- (user_max_attempts(): a user with jobs always has one).
 --
 -- The live definition is janus/db/sql/claim_jobs.sql; a migration that changes it applies a
 -- frozen copy of that file (alembic/README).
@@ -36,14 +36,7 @@ DECLARE
     v_max_attempts integer;
     claimed_at   timestamptz := clock_timestamp();
 BEGIN
-    SELECT coalesce(c.max_attempts, 3)
-      INTO v_max_attempts
-      FROM users u
-      LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
-     WHERE u.user_id = p_user_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-    END IF;
+    v_max_attempts := user_max_attempts(p_user_id);
 
     -- Expired leases, through the small partial index jobs_leased; bounded, so one claim
     -- never does an unbounded amount of this work (the next claims take the rest).

@@ -12,7 +12,8 @@
 -- (costs or throttling), in dependency-name order, then the clock is read. claim_jobs() skips
 -- locked jobs, admit_jobs() and activate_config() lock buckets only, in the same name order:
 -- so no two of them can deadlock, and a settlement refills a bucket exactly as admission does.
--- Raises J0U01 for an unknown user.
+-- Raises J0U01 for an unknown user. A failed job's attempts are counted against the active
+-- config's max_attempts (user_max_attempts(): a user with jobs always has one).
 --
 -- A job that only shadow mode let in (shadow_status 'Rejected') took no token when it was
 -- admitted, and enforcement would never have run it: its reported costs are recorded but move
@@ -47,14 +48,7 @@ DECLARE
     settled      jsonb;
     i            integer;
 BEGIN
-    SELECT coalesce(c.max_attempts, 3)
-      INTO v_max_attempts
-      FROM users u
-      LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
-     WHERE u.user_id = p_user_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-    END IF;
+    v_max_attempts := user_max_attempts(p_user_id);
 
     PERFORM 1 FROM jobs j
      WHERE j.user_id = p_user_id AND j.job_id = ANY (p_job_ids)

@@ -31,7 +31,9 @@ VOLATILE PARALLEL SAFE
 AS $fn$
 DECLARE
     -- Read once: the milliseconds and the microseconds within them must be of one instant.
-    micros bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+    -- The Unix time (seconds_elapsed() is exact to the microsecond, as the clock is).
+    micros bigint := (seconds_elapsed(timestamptz '1970-01-01 00:00:00+00', clock_timestamp())
+                      * 1000000)::bigint;
 BEGIN
     -- PL/pgSQL rather than a SQL function with a subquery: a third of the cost a call.
     RETURN encode(

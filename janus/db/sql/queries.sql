@@ -13,10 +13,11 @@
 -- after lock_buckets_for_atomic (so that they queue rather than fail to serialise).
 -- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
 -- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
+-- reason_code and shadow_reason_code are the machine codes of reason and shadow_reason.
 -- The per-job arrays go in binary (%(name)b): psycopg then writes each element as it is,
 -- where the text form escapes and quotes every one (ten times the client's CPU for a batch).
 SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at
+       fits_at, reason_code, shadow_reason_code
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)b::text[],
                        %(priorities)b::smallint[], %(dependencies)b::jsonb[],
                        %(payloads)b::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
@@ -51,7 +52,7 @@ SELECT pg_advisory_unlock_all()
 -- the arrays here: psycopg dumps a scalar with a fraction of the work of a one-element array.
 -- Same columns, same function.
 SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at
+       fits_at, reason_code, shadow_reason_code
   FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, ARRAY[%(tenant)s::text],
                        ARRAY[%(priority)s::smallint], ARRAY[%(dependencies)s::jsonb],
                        ARRAY[%(payload)s::json], %(atomic)s, %(idempotency_key)s,
@@ -90,7 +91,7 @@ SELECT job_id, outcome, state, attempt
 -- jobs_of_batch_newest_first, jobs_in_state_newest_first, jobs_rejected_newest_first), in
 -- this very order, up to LIMIT. A generic plan could not choose by filter.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       retry_after, state, attempts, lease_expires_at, finished_at
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at
   FROM jobs
  WHERE user_id = %(user_id)s
    AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -109,9 +110,10 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- One job with everything stored about it, by the primary key (user_id, job_id): another
 -- user's job is not found. The JSON columns are read as their text, exactly as stored.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       retry_after, state, attempts, lease_expires_at, finished_at,
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason
+       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason,
+       shadow_reason_code
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
@@ -330,19 +332,18 @@ SELECT now() - make_interval(secs => %(retention_s)s)
 SELECT user_id FROM users ORDER BY user_id
 
 -- prune_full_tenant_buckets --
--- One user's tenant buckets that have refilled to full: a tenant bucket without a row is full,
--- so deleting them changes no decision. Rows a decision holds are skipped (SKIP LOCKED), so a
--- prune never waits on admission nor deadlocks with it; the rows it locks are its own until
--- deleted, so none of them can be debited in between.
+-- One user's tenant buckets that have refilled to full: a tenant bucket without a row is full
+-- (tenant_tokens_at()), so deleting them changes no decision. Rows a decision holds are
+-- skipped (SKIP LOCKED), so a prune never waits on admission nor deadlocks with it; the rows
+-- it locks are its own until deleted, so none of them can be debited in between.
 DELETE FROM tenant_buckets
  WHERE user_id = %(user_id)s
    AND (dependency, tenant_id) IN (
        SELECT t.dependency, t.tenant_id
          FROM tenant_buckets t
         WHERE t.user_id = %(user_id)s
-          AND t.tokens + t.refill_per_second
-                         * greatest(0, extract(epoch FROM clock_timestamp() - t.refilled_at))
-              >= t.capacity
+          AND tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second, t.refilled_at,
+                               clock_timestamp()) >= t.capacity
           FOR UPDATE SKIP LOCKED)
 
 -- prune_rejected_jobs --
@@ -360,12 +361,14 @@ DELETE FROM jobs
 
 -- finished_job_cutoffs --
 -- Maintenance (janus prune): per user, the moment before which its finished jobs are past
--- its active config's retention_days (7 without a config). Fixed once per prune, so that
--- the chunks agree on what "older than" means.
-SELECT u.user_id, now() - make_interval(days => coalesce(c.retention_days, 7))
-  FROM users u
-  LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
- ORDER BY u.user_id
+-- its active config's retention_days. Fixed once per prune, so that the chunks agree on what
+-- "older than" means. Users without an active config have no row: they have no jobs
+-- (admit_jobs() stores jobs only under an active config, and a version is only deactivated
+-- by activating another, in one transaction; see user_max_attempts.sql).
+SELECT c.user_id, now() - make_interval(days => c.retention_days)
+  FROM configs c
+ WHERE c.is_active
+ ORDER BY c.user_id
 
 -- prune_finished_jobs --
 -- One user's oldest completed or failed jobs, at most %(chunk)s of them, through the partial

@@ -2,7 +2,7 @@
 --
 -- For each named bucket of the user that is adaptive (its dependency has "adaptive" in the
 -- active config), under its row lock: tokens and the effective refill are first brought up to
--- the database clock (refill_tokens(), refill_rate(): the rate recovered since the last
+-- the database clock (bucket_tokens_at(), bucket_rate_at(): the rate recovered since the last
 -- write), then the effective refill is multiplied by the bucket's decrease factor, never below
 -- its floor (multiplicative decrease; the additive increase is refill_rate()). Names that are
 -- not the user's adaptive buckets, an unknown user included, are ignored: a worker may report
@@ -44,23 +44,20 @@ BEGIN
       ORDER BY tb.dependency
         FOR UPDATE;
     -- Read once the locks are held, as admit_jobs() does: no later writer can have refilled
-    -- these rows past it. greatest(0, ...) still guards against a clock step backwards.
+    -- these rows past it.
     reported_at := coalesce(p_at, clock_timestamp());
 
     RETURN QUERY
     UPDATE token_buckets tb
-       SET tokens = least(tb.capacity,
-                          tb.tokens + refill_tokens(
-                              tb.refill_per_second, tb.effective_refill_per_second,
-                              tb.adaptive_recovery_per_second,
-                              greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))),
+       SET tokens = bucket_tokens_at(tb.capacity, tb.tokens, tb.refill_per_second,
+                                     tb.effective_refill_per_second,
+                                     tb.adaptive_recovery_per_second, tb.refilled_at, reported_at),
            -- least(refill, ...): rounding up cannot lift a tiny refill's cut above it.
            effective_refill_per_second = greatest(
                tb.adaptive_floor_per_second,
                least(tb.refill_per_second, trim_scale(round(
-                   refill_rate(tb.refill_per_second, tb.effective_refill_per_second,
-                               tb.adaptive_recovery_per_second,
-                               greatest(0, extract(epoch FROM reported_at - tb.refilled_at)))
+                   bucket_rate_at(tb.refill_per_second, tb.effective_refill_per_second,
+                                  tb.adaptive_recovery_per_second, tb.refilled_at, reported_at)
                    * tb.adaptive_decrease,
                    24)))),
            refilled_at = greatest(tb.refilled_at, reported_at),

@@ -14,9 +14,10 @@
 -- configured, or removed since) is recorded but moves no tokens.
 --
 -- The job's tenant bucket of each dependency (tenant shares) moves with the dependency's: it
--- was debited with it. A tenant bucket without a row is full, so it gains nothing, and one
--- charged more gets its row, at its share of the bucket under the active config (finish_jobs()
--- holds the dependency bucket's lock, which every writer of its tenant buckets takes first).
+-- was debited with it. A tenant bucket without a row is full (tenant_tokens_at()), so it gains
+-- nothing, and one charged more gets its row, at its share of the bucket under the active
+-- config (finish_jobs() holds the dependency bucket's lock, which every writer of its tenant
+-- buckets takes first).
 --
 -- p_taken false: admission took nothing for this job (shadow mode let in a job enforcement
 -- would have refused), so nothing is settled: the costs are only added up.
@@ -56,33 +57,33 @@ BEGIN
         -- is brought to p_at with the tokens), then moved and clamped.
         UPDATE token_buckets tb
            SET tokens = greatest(0, least(tb.capacity,
-                   least(tb.capacity,
-                         tb.tokens + refill_tokens(
-                             tb.refill_per_second, tb.effective_refill_per_second,
-                             tb.adaptive_recovery_per_second,
-                             greatest(0, extract(epoch FROM p_at - tb.refilled_at))))
+                   bucket_tokens_at(tb.capacity, tb.tokens, tb.refill_per_second,
+                                    tb.effective_refill_per_second,
+                                    tb.adaptive_recovery_per_second, tb.refilled_at, p_at)
                    + delta)),
-               effective_refill_per_second = refill_rate(
+               effective_refill_per_second = bucket_rate_at(
                    tb.refill_per_second, tb.effective_refill_per_second,
-                   tb.adaptive_recovery_per_second,
-                   greatest(0, extract(epoch FROM p_at - tb.refilled_at))),
+                   tb.adaptive_recovery_per_second, tb.refilled_at, p_at),
                refilled_at = greatest(tb.refilled_at, p_at)
          WHERE tb.user_id = p_user_id AND tb.dependency = reported.name;
         CONTINUE WHEN NOT FOUND;
 
         UPDATE tenant_buckets t
            SET tokens = greatest(0, least(t.capacity,
-                   least(t.capacity,
-                         t.tokens + t.refill_per_second
-                                    * greatest(0, extract(epoch FROM p_at - t.refilled_at)))
+                   tenant_tokens_at(t.capacity, t.tokens, t.refill_per_second, t.refilled_at,
+                                    p_at)
                    + delta)),
                refilled_at = greatest(t.refilled_at, p_at)
          WHERE t.user_id = p_user_id AND t.dependency = reported.name AND t.tenant_id = p_tenant;
+        -- No row: the bucket is full, at its share of the dependency's (tokens NULL).
         IF NOT FOUND AND delta < 0 THEN
             INSERT INTO tenant_buckets (user_id, dependency, tenant_id, capacity,
                                         refill_per_second, tokens, refilled_at)
             SELECT p_user_id, tb.dependency, p_tenant, s.share * tb.capacity,
-                   s.share * tb.refill_per_second, greatest(0, s.share * tb.capacity + delta), p_at
+                   s.share * tb.refill_per_second,
+                   greatest(0, tenant_tokens_at(s.share * tb.capacity, NULL, NULL, NULL, p_at)
+                               + delta),
+                   p_at
               FROM token_buckets tb
               JOIN configs c ON c.user_id = p_user_id AND c.is_active
              CROSS JOIN LATERAL (SELECT tenant_share_of(c.tenant_overrides, c.tenant_share,
