@@ -20,7 +20,7 @@ CREATE OR REPLACE FUNCTION activate_config(
     -- {name: {"capacity": int, "refill_per_second": number, "adaptive"?: {"decrease": number,
     --         "floor": number, "recovery_per_minute": number}}}
     p_dependencies         json,
-    -- No defaults: the config schema's (janus/schemas.py) are the only ones, and Janus passes
+    -- No defaults: the config schema's (janus/schemas/requests.py) are the only ones, and Janus passes
     -- both.
     p_max_attempts         integer,  -- claims a job gets before it is failed
     p_retention_days       integer,  -- days finished jobs are kept (janus prune)

@@ -7,7 +7,7 @@
 -- user's pause state is not a version's to change here (set_paused()).
 --
 -- A dependency's optional "adaptive" {"decrease", "floor", "recovery_per_minute"} (shares,
--- validated by janus/schemas.py, checked again by the tables) makes its bucket adaptive: see
+-- validated by janus/schemas/requests.py, checked again by the tables) makes its bucket adaptive: see
 -- report_upstream_throttled(). Every bucket of the version starts at its configured refill,
 -- a kept one included: an activation is the operator's new word on the upstream limit, and a
 -- cut measured against the old limit says nothing about the new one.

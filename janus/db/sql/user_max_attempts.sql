@@ -3,7 +3,7 @@
 --
 -- Raises J0U01 for an unknown user. claim_jobs() and finish_jobs() read it first.
 --
--- No number stands in for a user without an active config (janus/schemas.py holds the
+-- No number stands in for a user without an active config (janus/schemas/requests.py holds the
 -- default, and activate_config() always stores one): a user that has jobs always has an
 -- active config, because admit_jobs() stores jobs only under one and a version is only ever
 -- deactivated by activate_version() activating another, in the same transaction. A user
