@@ -11,7 +11,7 @@ imported, which is why the master never imports this module.
 Without PROMETHEUS_MULTIPROC_DIR (the app in-process, as most tests run it) the values live
 in this process's memory and GET /metrics shows them.
 
-Every label value comes from a closed set: a route template, a mode, a reason class; never a
+Every label value comes from a closed set: a route template, a mode, a reason code; never a
 user, tenant, job or dependency name, which belong in SQL (docs/operations.md).
 """
 
@@ -35,26 +35,19 @@ from janus.admission import (
     AdmissionRequest,
     Admitter,
     Decision,
+    Status,
     UnavailableCause,
 )
+from janus.reasons import ReasonCode
 
 # The classic text format: every Janus name is a legal one, and every Prometheus reads it.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 UNMATCHED_ROUTE = "unmatched"
 
-# What `admit_jobs()` (janus/db/sql/admit_jobs.sql) gives as a reason, by class. The priority
-# reserve refuses with the same words as an empty bucket, so both are `rate_limit`.
-ReasonClass = Literal[
-    "none",
-    "min_priority",
-    "unknown_dependency",
-    "over_capacity",
-    "rate_limit",
-    "tenant_share",
-    "atomic_batch",
-    "other",
-]
-REASON_CLASSES: tuple[ReasonClass, ...] = get_args(ReasonClass)
+# The reason label of a decision: `none` when accepted, else its ReasonCode (the priority
+# reserve refuses with rate_limit, as an empty bucket does; `other` is a code newer than this
+# version, read during a deploy).
+REASON_LABELS: tuple[str, ...] = ("none", *(code.value for code in ReasonCode))
 
 # Methods other than these are counted as `other`: a client chooses the method's text.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -125,7 +118,7 @@ for _source in ("dashboard", "system"):
     for _mode in ("single", "partial", "atomic"):
         for _counter in (DECISIONS, SHADOW_DECISIONS):
             _counter.labels(_source, _mode, "accepted", "none")
-            for _reason in REASON_CLASSES[1:]:
+            for _reason in REASON_LABELS[1:]:
                 _counter.labels(_source, _mode, "rejected", _reason)
 for _cause in get_args(UnavailableCause):
     UNAVAILABLE.labels(_cause)
@@ -133,24 +126,12 @@ for _conflict in ("serialization_failure", "deadlock"):
     CONFLICT_RETRIES.labels(_conflict)
 
 
-def reason_class(reason: str) -> ReasonClass:
-    """The class of a decision's reason, as admit_jobs() words it (docs/api.md)."""
-    if reason == "":
+def reason_label(status: Status, code: ReasonCode | None) -> str:
+    """The `reason` label of a decision: `none` when accepted, its code when rejected (a
+    rejection without one, remembered before codes were, is `other`)."""
+    if status == "Accepted":
         return "none"
-    if reason == "priority too low":
-        return "min_priority"
-    if reason == "batch rejected atomically":
-        return "atomic_batch"
-    if reason.startswith("dependency '"):
-        if reason.endswith("' is not configured"):
-            return "unknown_dependency"
-        if reason.endswith("' rate limit exceeded"):
-            return "rate_limit"
-        if " exceeds capacity " in reason:
-            return "over_capacity"
-    if reason.startswith("tenant '") and "' exceeded its share of dependency '" in reason:
-        return "tenant_share"
-    return "other"
+    return (code or ReasonCode.OTHER).value
 
 
 def route_label(uri_template: str | None) -> str:
@@ -213,14 +194,17 @@ def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) ->
     source, mode = request.source.value, request.mode.value
     # One write per kind of decision, not per job: a batch has up to 1,000.
     tally = Counter(
-        (decision.status, reason_class(decision.reason))
+        (decision.status, reason_label(decision.status, decision.reason_code))
         for decision in decisions
         if not decision.replayed
     )
     for (status, reason), count in tally.items():
         DECISIONS.labels(source, mode, status.lower(), reason).inc(count)
     shadow = Counter(
-        (decision.shadow_status, reason_class(decision.shadow_reason or ""))
+        (
+            decision.shadow_status,
+            reason_label(decision.shadow_status, decision.shadow_reason_code),
+        )
         for decision in decisions
         if decision.shadow_status is not None
     )

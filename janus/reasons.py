@@ -23,8 +23,21 @@ class ReasonCode(str, Enum):
     RATE_LIMIT = "rate_limit"
     TENANT_SHARE = "tenant_share"  # tenant 'T' exceeded its share of dependency 'NAME'
     ATOMIC_BATCH = "atomic_batch"  # batch rejected atomically
+    # A code this version of Janus does not know: one a newer admit_jobs() gives while a
+    # deploy replaces it. Never given by this version's SQL, never stored by it.
+    OTHER = "other"
+
+
+# The codes the database gives and stores: jobs.reason_code's CHECK (is_reason_code()).
+STORED_CODES = frozenset(ReasonCode) - {ReasonCode.OTHER}
 
 
 def reason_code_of(value: str | None) -> ReasonCode | None:
-    """The ReasonCode a database value names; None for None (an accepted job)."""
-    return None if value is None else ReasonCode(value)
+    """The ReasonCode a database value names: None for None (an accepted job), OTHER for a
+    code newer than this version."""
+    if value is None:
+        return None
+    try:
+        return ReasonCode(value)
+    except ValueError:
+        return ReasonCode.OTHER

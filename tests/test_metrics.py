@@ -31,6 +31,7 @@ from janus import metrics
 from janus.admission import DatabaseUnavailable
 from janus.db import transactions
 from janus.db.errors import unavailable_cause
+from janus.reasons import ReasonCode
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.app import SERVICE_TOKEN
 from tests.support.factories import user_with_config
@@ -294,23 +295,23 @@ def test_metrics_need_the_service_token_when_there_is_one_and_no_user(
         assert ("janus_unavailable_total", (("cause", cause),)) in samples
 
 
-def test_every_reason_admit_jobs_gives_has_its_class() -> None:
-    # The reasons word for word as docs/api.md lists them (tests/test_admission.py holds the
-    # SQL to them).
-    assert metrics.reason_class("") == "none"
-    assert metrics.reason_class("priority too low") == "min_priority"
-    assert metrics.reason_class("dependency 'x y' is not configured") == "unknown_dependency"
-    assert metrics.reason_class("dependency 'a' cost 5 exceeds capacity 4") == "over_capacity"
-    assert metrics.reason_class("dependency 'openai' rate limit exceeded") == "rate_limit"
-    assert metrics.reason_class("batch rejected atomically") == "atomic_batch"
-    assert (
-        metrics.reason_class("tenant 'acme' exceeded its share of dependency 'openai'")
-        == "tenant_share"
-    )
-    assert metrics.reason_class("something new") == "other"
-    # A dependency's name is the client's: whatever it holds, the class stays in the set.
-    assert metrics.reason_class("dependency 'it' rate limit exceeded' is not configured") in (
-        metrics.REASON_CLASSES
+def test_a_decisions_reason_label_is_its_code_never_its_words() -> None:
+    """The label is the code admit_jobs() gives beside the words (tests/test_reason_codes.py
+    holds the SQL to it), so rewording a reason moves no series."""
+    assert metrics.reason_label("Accepted", None) == "none"
+    for code in ReasonCode:
+        assert metrics.reason_label("Rejected", code) == code.value
+    # A rejection remembered before codes were (an old idempotency key's replay).
+    assert metrics.reason_label("Rejected", None) == "other"
+    assert metrics.REASON_LABELS == (
+        "none",
+        "min_priority",
+        "unknown_dependency",
+        "over_capacity",
+        "rate_limit",
+        "tenant_share",
+        "atomic_batch",
+        "other",
     )
 
 

@@ -32,6 +32,7 @@ from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import make_pool
 from janus.history import JobFilter
+from janus.reasons import STORED_CODES, reason_code_of
 from janus.settings import Settings
 from tests.support.factories import user_with_config
 from tests.test_sql_sources import REVISIONS, alembic_config
@@ -116,8 +117,9 @@ def stored_codes(db: psycopg.Connection, decisions: list[Decision]) -> list[tupl
 
 
 def test_the_codes_are_the_closed_set_the_jobs_table_checks(db: psycopg.Connection) -> None:
-    """ReasonCode is is_reason_code()'s set, which the CHECKs of jobs.reason_code and
-    jobs.shadow_reason_code call: any other text is refused, NULL (accepted) is not."""
+    """ReasonCode's stored codes are is_reason_code()'s set, which the CHECKs of
+    jobs.reason_code and jobs.shadow_reason_code call: any other text is refused (`other`,
+    Python's word for a code newer than itself, included), NULL (accepted) is not."""
     for column in ("reason_code", "shadow_reason_code"):
         [(definition,)] = db.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
@@ -127,13 +129,24 @@ def test_the_codes_are_the_closed_set_the_jobs_table_checks(db: psycopg.Connecti
     [(source,)] = db.execute(
         "SELECT prosrc FROM pg_proc WHERE proname = 'is_reason_code'"
     ).fetchall()
-    assert set(source.split("'")[1::2]) == {code.value for code in ReasonCode}
+    assert set(source.split("'")[1::2]) == {code.value for code in STORED_CODES}
     answers = db.execute(
         "SELECT is_reason_code(c) FROM unnest(%s::text[]) AS c",
-        [[*(code.value for code in ReasonCode), "rate limit exceeded", "Rate_limit", None]],
+        [
+            [
+                *(code.value for code in STORED_CODES),
+                "other",
+                "rate limit exceeded",
+                "Rate_limit",
+                None,
+            ]
+        ],
     ).fetchall()
-    assert [answer for (answer,) in answers] == [True] * len(ReasonCode) + [False, False, None]
+    assert [answer for (answer,) in answers] == [True] * len(STORED_CODES) + [False] * 3 + [None]
     user = user_with_config(db, OPENAI)
+    # A newer database's code, read by this version (a deploy under way), is `other`.
+    assert reason_code_of("queued_too_long") is ReasonCode.OTHER
+    assert reason_code_of(None) is None
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute(
             "INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,"
