@@ -56,7 +56,7 @@ _registry = CollectorRegistry(auto_describe=True)
 
 DECISIONS = CounterMetric(
     "janus_decisions",
-    "Jobs decided, by route family, mode, outcome and reason class (idempotent replays are"
+    "Jobs decided, by route family, mode, outcome and reason code (idempotent replays are"
     " not decisions).",
     ["source", "mode", "outcome", "reason"],
     registry=_registry,
@@ -64,7 +64,7 @@ DECISIONS = CounterMetric(
 SHADOW_DECISIONS = CounterMetric(
     "janus_shadow_decisions",
     "Jobs decided in shadow mode (all of them accepted), by what enforcement would have"
-    " decided: route family, mode, outcome and reason class.",
+    " decided: route family, mode, outcome and reason code.",
     ["source", "mode", "outcome", "reason"],
     registry=_registry,
 )

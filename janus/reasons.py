@@ -28,6 +28,10 @@ class ReasonCode(str, Enum):
     OTHER = "other"
 
 
+# The response header that carries the code where the seed's body has no room for it: a single
+# job's 429 and an atomic batch's 207.
+REASON_CODE_HEADER = "Janus-Reason-Code"
+
 # The codes the database gives and stores: jobs.reason_code's CHECK (is_reason_code()).
 STORED_CODES = frozenset(ReasonCode) - {ReasonCode.OTHER}
 

@@ -27,11 +27,11 @@ from tests.support.queue import claim, queued_job
 
 ITEM_KEYS = [
     "job_id", "created_at", "source", "batch_name", "tenant_id", "priority", "status",
-    "reason", "retry_after", "state", "attempts",
+    "reason", "reason_code", "retry_after", "state", "attempts",
 ]  # fmt: skip
 DETAIL_KEYS = [
     *ITEM_KEYS, "dependencies", "payload", "lease_expires_at", "finished_at", "actual_costs",
-    "result", "error", "config_version", "shadow_status", "shadow_reason",
+    "result", "error", "config_version", "shadow_status", "shadow_reason", "shadow_reason_code",
 ]  # fmt: skip
 QUOTA_KEYS = [
     "dependency", "capacity", "refill_per_second", "effective_refill_per_second", "adaptive",
@@ -93,6 +93,7 @@ def test_the_history_lists_both_sources_newest_first_with_each_decision(
     newest, running, queued = jobs
     assert newest["status"] == "Rejected" and newest["state"] is None
     assert newest["reason"] == "dependency 'openai' rate limit exceeded"
+    assert (newest["reason_code"], queued["reason_code"]) == ("rate_limit", None)
     assert newest["retry_after"] is None  # refill 0: waiting cannot cure it
     assert newest["source"] == "system" and queued["source"] == "dashboard"
     assert (running["state"], running["attempts"], running["priority"]) == ("running", 1, 9)
@@ -295,6 +296,7 @@ def test_one_job_shows_everything_stored_with_its_payload_as_sent(
     assert job["config_version"] == 1 and job["error"] is None and job["source"] == "system"
     # Decided under enforce mode: no would-be decision beside the real one.
     assert job["shadow_status"] is None and job["shadow_reason"] is None
+    assert job["reason_code"] is job["shadow_reason_code"] is None
 
 
 def test_another_users_job_is_404_exactly_as_an_unknown_id(

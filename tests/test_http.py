@@ -128,6 +128,7 @@ def test_seed_single_job_accepted(
 
     assert result.status_code == 202
     assert_decision(result.json, "Accepted", "")
+    assert "Janus-Reason-Code" not in result.headers
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -143,6 +144,8 @@ def test_seed_single_job_rejected(
     assert_decision(result.json, "Rejected", "dependency 'openai' rate limit exceeded")
     # openai is empty and refills at 0.5 per second: 2 tokens take 4 seconds.
     assert result.headers["Retry-After"] == "4"
+    # The seed's body has no room for the code: a header carries it.
+    assert result.headers["Janus-Reason-Code"] == "rate_limit"
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -157,8 +160,11 @@ def test_seed_partial_batch(
     assert list(result.json) == ["total", "accepted", "rejected", "results"]
     assert (result.json["total"], result.json["accepted"], result.json["rejected"]) == (2, 1, 1)
     first, second = result.json["results"]
-    # Each result is the seed's decision, and when to try it again: never, for these two.
+    # Each result is the seed's decision with its code, and when to try it again: never, for
+    # these two. No header carries a code: each result has its own.
+    assert (first.pop("reason_code"), second.pop("reason_code")) == (None, "over_capacity")
     assert first.pop("retry_after") is second.pop("retry_after") is None
+    assert "Janus-Reason-Code" not in result.headers
     assert_decision(first, "Accepted", "")
     assert_decision(second, "Rejected", "dependency 'stripe' cost 5 exceeds capacity 4")
 
@@ -174,10 +180,12 @@ def test_a_partial_batchs_rate_limited_job_carries_its_retry_after(
     result = post_json(app_client, f"{prefix}/batch", user, {"batch_name": "b", "jobs": [job, job]})
 
     assert result.status_code == 200
-    retries = [(one["status"], one["retry_after"]) for one in result.json["results"]]
+    retries = [
+        (one["status"], one["reason_code"], one["retry_after"]) for one in result.json["results"]
+    ]
     # openai holds 2 tokens and refills 0.5 a second: the second job's 2 take 4 seconds, as
     # the seed's single job sent twice is told (test_seed_single_job_rejected).
-    assert retries == [("Accepted", None), ("Rejected", 4)]
+    assert retries == [("Accepted", None, None), ("Rejected", "rate_limit", 4)]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -212,6 +220,29 @@ def test_seed_atomic_batch_any_rejected(
     first, second = result.json
     assert_decision(first, "Rejected", "priority too low")
     assert_decision(second, "Rejected", "batch rejected atomically")
+    # The code of the job that sank the batch.
+    assert result.headers["Janus-Reason-Code"] == "min_priority"
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_an_atomic_batch_tells_the_code_of_the_first_job_refused_for_its_own_reason(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, prefix: str
+) -> None:
+    """Jobs are decided highest priority first, but the header names the first job in
+    request order that was refused for a reason of its own, as the body lists them."""
+    user = seed_user(db, min_priority=3, stripe_capacity=4)
+    first, second = SEED_BATCH["jobs"]
+    # The first is under min_priority, the second (decided first) asks stripe for 5 of 4.
+    body = {**SEED_BATCH, "jobs": [{**first, "priority": 2}, {**second, "priority": 9}]}
+
+    result = post_json(app_client, f"{prefix}/batch/atomic", user, body)
+
+    assert result.status_code == 207
+    assert [one["reason"] for one in result.json] == [
+        "priority too low",
+        "dependency 'stripe' cost 5 exceeds capacity 4",
+    ]
+    assert result.headers["Janus-Reason-Code"] == "min_priority"
 
 
 # --- 401: who is asking -----------------------------------------------------------------------

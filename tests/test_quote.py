@@ -213,6 +213,11 @@ def test_a_quote_then_the_real_request_decide_alike_and_the_quote_changes_nothin
     assert all(r["shadow_status"] is r["shadow_reason"] is None for r in answer["results"])
     if path == prefix and decisions[0][2] is not None:
         assert answer["results"][0]["retry_after"] == int(result.headers["Retry-After"])
+    # Each rejection's code, as the real request tells it (a single job in its header).
+    for one in answer["results"]:
+        assert (one["reason_code"] is None) == (one["status"] == "Accepted"), one
+    if path == prefix and decisions[0][0] == "Rejected":
+        assert answer["results"][0]["reason_code"] == result.headers["Janus-Reason-Code"]
 
 
 def test_a_series_of_quotes_on_both_families_changes_no_table(
@@ -466,13 +471,16 @@ def test_a_quote_in_shadow_mode_accepts_and_tells_enforcements_decision(
     answer = quote(app_client, "/system/jobs", user_id, body)
     assert snapshot(db) == before
     assert (answer["status"], answer["accepted"], answer["rejected"]) == (200, 3, 0)
-    assert [(r["shadow_status"], r["shadow_reason"]) for r in answer["results"]] == [
-        ("Rejected", OVER),
-        ("Rejected", TOO_LOW),
-        ("Accepted", ""),
+    assert [
+        (r["shadow_status"], r["shadow_reason"], r["shadow_reason_code"]) for r in answer["results"]
+    ] == [
+        ("Rejected", OVER, "over_capacity"),
+        ("Rejected", TOO_LOW, "min_priority"),
+        ("Accepted", "", None),
     ]
     assert all(
-        (r["status"], r["reason"], r["retry_after"], r["fits_at"]) == ("Accepted", "", None, None)
+        (r["status"], r["reason"], r["reason_code"], r["retry_after"], r["fits_at"])
+        == ("Accepted", "", None, None, None)
         for r in answer["results"]
     )
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from janus.configs import MAX_VERSION
+from janus.reasons import REASON_CODE_HEADER, ReasonCode
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -79,6 +80,13 @@ HEADERS: Mapping[str, dict[str, Any]] = {
             "pattern": _sf_list_pattern(";r=[0-9]{1,15}(?:;t=[0-9]{1,15})?"),
         },
         "example": '"openai";r=4;t=2, "stripe";r=3;t=1',
+    },
+    REASON_CODE_HEADER: {
+        "description": "The rejection's code, for a client that would rather not read the"
+        " reason's words: a single job's, or the one of the job that sank an atomic batch (the"
+        " first, in request order, rejected for a reason of its own). docs/api.md lists each"
+        " code beside its reason; `other` is a code newer than this version of Janus.",
+        "schema": {"type": "string", "enum": [code.value for code in ReasonCode]},
     },
     "Idempotent-Replayed": {
         "description": "The original answer to an earlier request with this Idempotency-Key.",

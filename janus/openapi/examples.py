@@ -45,11 +45,12 @@ SEED_PARTIAL_ANSWER = {
     "accepted": 1,
     "rejected": 1,
     "results": [
-        {**ACCEPTED, "retry_after": None},
+        {**ACCEPTED, "reason_code": None, "retry_after": None},
         {
             "job_id": OTHER_JOB_ID,
             "status": "Rejected",
             "reason": "dependency 'stripe' cost 5 exceeds capacity 4",
+            "reason_code": "over_capacity",
             "retry_after": None,
         },
     ],
@@ -59,7 +60,10 @@ RATE_LIMITED_PARTIAL_ANSWER = {
     "total": 2,
     "accepted": 1,
     "rejected": 1,
-    "results": [{**ACCEPTED, "retry_after": None}, {**RATE_LIMITED, "retry_after": 4}],
+    "results": [
+        {**ACCEPTED, "reason_code": None, "retry_after": None},
+        {**RATE_LIMITED, "reason_code": "rate_limit", "retry_after": 4},
+    ],
 }
 ATOMIC_ACCEPTED = [ACCEPTED, {**ACCEPTED, "job_id": OTHER_JOB_ID}]
 ATOMIC_REJECTED = [
@@ -70,20 +74,23 @@ ATOMIC_REJECTED = [
 
 def _quoted(
     status: str,
-    reason: str = "",
+    reason: tuple[str, str] | None = None,
     retry_after: int | None = None,
     fits_at: str | None = None,
-    shadow: tuple[str, str] | None = None,
+    shadow: tuple[str, str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """One job of a quote's answer."""
-    shadow_status, shadow_reason = shadow or (None, None)
+    """One job of a quote's answer: `reason` and its code, `shadow` enforcement's decision."""
+    reason_text, code = reason or ("", None)
+    shadow_status, shadow_reason, shadow_code = shadow or (None, None, None)
     return {
         "status": status,
-        "reason": reason,
+        "reason": reason_text,
+        "reason_code": code,
         "retry_after": retry_after,
         "fits_at": fits_at,
         "shadow_status": shadow_status,
         "shadow_reason": shadow_reason,
+        "shadow_reason_code": shadow_code,
     }
 
 
@@ -108,7 +115,7 @@ QUOTES = {
         429,
         _quoted(
             "Rejected",
-            "dependency 'openai' rate limit exceeded",
+            ("dependency 'openai' rate limit exceeded", "rate_limit"),
             retry_after=3,
             fits_at="2026-12-02T03:04:07.623456+00:00",
         ),
@@ -116,14 +123,17 @@ QUOTES = {
     "atomic_rejected": _quote(
         "atomic",
         207,
-        _quoted("Rejected", "batch rejected atomically"),
-        _quoted("Rejected", "tenant 'tenant-xyz' exceeded its share of dependency 'stripe'"),
+        _quoted("Rejected", ("batch rejected atomically", "atomic_batch")),
+        _quoted(
+            "Rejected",
+            ("tenant 'tenant-xyz' exceeded its share of dependency 'stripe'", "tenant_share"),
+        ),
     ),
     "partial_shadow": _quote(
         "partial",
         200,
-        _quoted("Accepted", shadow=("Accepted", "")),
-        _quoted("Accepted", shadow=("Rejected", "priority too low")),
+        _quoted("Accepted", shadow=("Accepted", "", None)),
+        _quoted("Accepted", shadow=("Rejected", "priority too low", "min_priority")),
     ),
 }
 
@@ -224,6 +234,7 @@ JOB_SUMMARY = {
     "priority": SEED_JOB["priority"],
     "status": "Accepted",
     "reason": "",
+    "reason_code": None,
     "retry_after": None,
     "state": "queued",
     "attempts": 0,
@@ -241,12 +252,14 @@ QUEUED_JOB = {
     "config_version": 3,
     "shadow_status": None,
     "shadow_reason": None,
+    "shadow_reason_code": None,
 }
 SHADOW_JOB = {
     **QUEUED_JOB,
     "config_version": 4,
     "shadow_status": "Rejected",
-    "shadow_reason": "dependency 'openai' rate limit exceeded",
+    "shadow_reason": RATE_LIMITED["reason"],
+    "shadow_reason_code": "rate_limit",
 }
 QUOTAS = {
     "mode": "enforce",

@@ -10,6 +10,7 @@ from marshmallow import Schema
 from janus.admission import BatchMode, Mode
 from janus.openapi import examples
 from janus.openapi.operations import BODY_ERRORS, DATABASE_ERRORS, Answer, Operation
+from janus.reasons import REASON_CODE_HEADER
 from janus.schemas.answers import (
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
@@ -63,7 +64,7 @@ def submit() -> Operation:
                 "Rejected: the job's reason says why; Retry-After when waiting can help.",
                 DecisionSchema,
                 {"rate_limited": examples.RATE_LIMITED},
-                {"Retry-After": False, **_BUDGET_HEADERS},
+                {"Retry-After": False, REASON_CODE_HEADER: True, **_BUDGET_HEADERS},
             ),
         },
         errors=ADMISSION_ERRORS,
@@ -98,7 +99,7 @@ def batch(mode: BatchMode, max_batch_jobs: int) -> Operation:
                 " `batch rejected atomically`.",
                 DecisionSchema,
                 {"rejected": examples.ATOMIC_REJECTED},
-                _BUDGET_HEADERS,
+                {REASON_CODE_HEADER: True, **_BUDGET_HEADERS},
                 many=True,
             ),
         },

@@ -19,6 +19,7 @@ from janus.admission import (
     Mode,
     Source,
 )
+from janus.reasons import REASON_CODE_HEADER, ReasonCode
 from janus.resources.ratelimit import ratelimit_headers
 from janus.resources.requests import authenticated_user, idempotency_key, load_body
 from janus.resources.telemetry import note_decisions
@@ -95,6 +96,8 @@ class SingleJobResource(_Admission):
         """Decide one job."""
         [decision] = self._decide(req, resp)
         resp.media = DECISION.dump(decision)
+        if decision.reason_code is not None:
+            resp.set_header(REASON_CODE_HEADER, decision.reason_code.value)
         if decision.retry_after is not None:
             resp.set_header("Retry-After", str(decision.retry_after))
 
@@ -114,6 +117,9 @@ class BatchResource(_Admission):
         match self._batch_mode:
             case Mode.ATOMIC:
                 resp.media = DECISIONS.dump(decisions)
+                sank = _sinking_code(decisions)
+                if sank is not None:
+                    resp.set_header(REASON_CODE_HEADER, sank.value)
             case Mode.PARTIAL:
                 resp.media = PARTIAL_BATCH.dump({**_counts(decisions), "results": decisions})
             case _:
@@ -170,6 +176,19 @@ def answer_status(mode: Mode, decisions: Sequence[Decision]) -> int:
             return 202 if all_accepted else 207
         case _:
             assert_never(mode)
+
+
+def _sinking_code(decisions: Sequence[Decision]) -> ReasonCode | None:
+    """The code of the job that sank an atomic batch: the first, in request order, rejected
+    for a reason of its own (the others are `atomic_batch`); None when none was rejected."""
+    return next(
+        (
+            decision.reason_code
+            for decision in decisions
+            if decision.reason_code not in (None, ReasonCode.ATOMIC_BATCH)
+        ),
+        None,
+    )
 
 
 def _set_admission_headers(resp: falcon.Response, admission: Admission) -> None:

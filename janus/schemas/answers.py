@@ -18,6 +18,7 @@ from janus.admission import ConfigMode, Status
 from janus.history import ACTIVITY_MINUTES, SOURCES
 from janus.queue import JobState
 from janus.quotas import TENANT_QUOTAS_SHOWN
+from janus.reasons import ReasonCode
 from janus.schemas.dumping import AnswerSchema
 from janus.schemas.fields import (
     Dependencies,
@@ -36,6 +37,22 @@ def _status(**kwargs: Any) -> fields.String:
 
 def _state(**kwargs: Any) -> fields.String:
     return fields.String(validate=validate.OneOf(get_args(JobState)), **kwargs)
+
+
+def _code(**kwargs: Any) -> fields.Enum:
+    """A rejection's code, for machines beside the reason's words (null when accepted): the
+    same closed set as the metrics' reason label."""
+    return fields.Enum(
+        ReasonCode,
+        by_value=True,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The rejection's code (docs/api.md lists each beside its reason);"
+            " null when accepted. `other` is a code newer than this version of Janus."
+        },
+        **kwargs,
+    )
 
 
 def _next() -> fields.String:
@@ -67,8 +84,10 @@ class DecisionSchema(AnswerSchema):
 
 
 class BatchResultSchema(DecisionSchema):
-    """One job of a partial batch's answer: its decision, and when to try it again."""
+    """One job of a partial batch's answer: its decision with its code, and when to try it
+    again."""
 
+    reason_code = _code()
     # The Retry-After this job would carry on its own, in seconds: null when it was accepted,
     # when waiting cannot help, and on a replay.
     retry_after = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
@@ -88,6 +107,7 @@ class QuotedDecisionSchema(AnswerSchema):
 
     status = _status(required=True)
     reason = fields.String(required=True)
+    reason_code = _code()
     # The Retry-After the real request would tell; null when waiting would not help.
     retry_after = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
     # For a job rejected for tokens: when it would fit if nothing else took any.
@@ -95,6 +115,7 @@ class QuotedDecisionSchema(AnswerSchema):
     # In shadow mode, what enforcement would decide; null in enforce mode and on a replay.
     shadow_status = _status(required=True, allow_none=True)
     shadow_reason = fields.String(required=True, allow_none=True)
+    shadow_reason_code = _code()
 
 
 class QuoteAnswerSchema(AnswerSchema):
@@ -224,6 +245,7 @@ class JobSummarySchema(AnswerSchema):
     priority = StrictInteger(required=True, validate=validate.Range(min=1, max=10))
     status = _status(required=True)
     reason = fields.String(required=True)
+    reason_code = _code()
     # The Retry-After a rejection was given, in seconds; null when it had none.
     retry_after = fields.Integer(required=True, allow_none=True)
     # Null for a rejected job: it never entered the queue.
@@ -255,6 +277,7 @@ class JobDetailSchema(JobSummarySchema):
     # Decided under shadow mode: what enforcement would have decided; null under enforce mode.
     shadow_status = _status(required=True, allow_none=True)
     shadow_reason = fields.String(required=True, allow_none=True)
+    shadow_reason_code = _code()
 
 
 class MinuteActivitySchema(AnswerSchema):

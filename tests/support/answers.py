@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from janus.reasons import ReasonCode
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES
 
 MIB = 1024 * 1024
@@ -19,7 +20,9 @@ JSON = "application/json"
 ERROR_KEYS = {"title", "description"}
 DECISION_KEYS = ["job_id", "status", "reason"]
 # A partial batch's results are ours, not the seed's: each also tells when to try it again.
-RESULT_KEYS = [*DECISION_KEYS, "retry_after"]
+RESULT_KEYS = [*DECISION_KEYS, "reason_code", "retry_after"]
+# What a rejection's code may be (ReasonCode's values), in a result or Janus-Reason-Code.
+REASON_CODES = {code.value for code in ReasonCode}
 
 
 def rate_limited(dependency: str = "openai") -> str:
@@ -107,6 +110,10 @@ def assert_decisions(path: str, result: Any, jobs: int) -> list[dict[str, Any]]:
         assert list(decision) == (RESULT_KEYS if path in PARTIAL_ROUTES else DECISION_KEYS), (
             decision
         )
+        if path in PARTIAL_ROUTES:
+            rejected = decision["status"] == "Rejected"
+            assert (decision["reason_code"] in REASON_CODES) == rejected, decision
+            assert rejected or decision["reason_code"] is None, decision
         if path in PARTIAL_ROUTES and decision["retry_after"] is not None:
             assert decision["status"] == "Rejected", decision
             assert isinstance(decision["retry_after"], int) and decision["retry_after"] >= 1
@@ -120,6 +127,14 @@ def assert_decisions(path: str, result: Any, jobs: int) -> list[dict[str, Any]]:
         assert statuses == {"Rejected"}, decisions
         own_reasons = [d for d in decisions if d["reason"] != "batch rejected atomically"]
         assert own_reasons, decisions
+    # The code of a rejection the seed's body has no room for: a single job's 429, the job
+    # that sank an atomic batch's 207.
+    code = answer.headers.get("janus-reason-code")
+    sunk = (path in SINGLE_ROUTES and answer.status == 429) or (
+        path in ATOMIC_ROUTES and answer.status == 207
+    )
+    assert (code is not None) == sunk, (answer.status, answer.headers)
+    assert code is None or code in REASON_CODES - {"atomic_batch"}, answer.headers
     if "retry-after" in answer.headers:
         assert path in SINGLE_ROUTES and answer.status == 429, answer.headers
         assert int(answer.headers["retry-after"]) >= 1, answer.headers
