@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, get_args
+from typing import Literal, NamedTuple, Protocol, get_args
 from uuid import UUID
 
 from janus.reasons import ReasonCode
@@ -52,9 +52,11 @@ class JobFilter:
     until: datetime | None = None
 
 
-@dataclass(frozen=True)
-class JobPosition:
-    """A place in the newest-first order: the last job of a page; the next starts below it."""
+class JobPosition(NamedTuple):
+    """A place in the newest-first order: the last job of a page; the next starts below it.
+
+    A tuple, so positions compare as the keyset (created_at, job_id) orders the jobs.
+    """
 
     created_at: datetime
     job_id: UUID

@@ -40,31 +40,34 @@ RATE_LIMITED = {
     "status": "Rejected",
     "reason": "dependency 'openai' rate limit exceeded",
 }
-SEED_PARTIAL_ANSWER = {
-    "total": 2,
-    "accepted": 1,
-    "rejected": 1,
-    "results": [
-        {**ACCEPTED, "reason_code": None, "retry_after": None},
-        {
-            "job_id": OTHER_JOB_ID,
-            "status": "Rejected",
-            "reason": "dependency 'stripe' cost 5 exceeds capacity 4",
-            "reason_code": "over_capacity",
-            "retry_after": None,
-        },
-    ],
-}
+
+
+def _counted(*results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with their counts, as a partial batch's answer and a quote's give them."""
+    accepted = sum(result["status"] == "Accepted" for result in results)
+    return {
+        "total": len(results),
+        "accepted": accepted,
+        "rejected": len(results) - accepted,
+        "results": list(results),
+    }
+
+
+_ACCEPTED_RESULT = {**ACCEPTED, "reason_code": None, "retry_after": None}
+SEED_PARTIAL_ANSWER = _counted(
+    _ACCEPTED_RESULT,
+    {
+        "job_id": OTHER_JOB_ID,
+        "status": "Rejected",
+        "reason": "dependency 'stripe' cost 5 exceeds capacity 4",
+        "reason_code": "over_capacity",
+        "retry_after": None,
+    },
+)
 # A partial batch's job rejected for tokens: when it could be sent again.
-RATE_LIMITED_PARTIAL_ANSWER = {
-    "total": 2,
-    "accepted": 1,
-    "rejected": 1,
-    "results": [
-        {**ACCEPTED, "reason_code": None, "retry_after": None},
-        {**RATE_LIMITED, "reason_code": "rate_limit", "retry_after": 4},
-    ],
-}
+RATE_LIMITED_PARTIAL_ANSWER = _counted(
+    _ACCEPTED_RESULT, {**RATE_LIMITED, "reason_code": "rate_limit", "retry_after": 4}
+)
 ATOMIC_ACCEPTED = [ACCEPTED, {**ACCEPTED, "job_id": OTHER_JOB_ID}]
 ATOMIC_REJECTED = [
     {**ACCEPTED, "status": "Rejected", "reason": "priority too low"},
@@ -96,16 +99,7 @@ def _quoted(
 
 def _quote(kind: str, status: int, *results: dict[str, Any]) -> dict[str, Any]:
     """A quote's answer of `results`, never replayed."""
-    accepted = sum(result["status"] == "Accepted" for result in results)
-    return {
-        "kind": kind,
-        "status": status,
-        "replayed": False,
-        "total": len(results),
-        "accepted": accepted,
-        "rejected": len(results) - accepted,
-        "results": list(results),
-    }
+    return {"kind": kind, "status": status, "replayed": False, **_counted(*results)}
 
 
 QUOTES = {
