@@ -139,18 +139,19 @@ class Bench:
 
     def drive(self, scenario: Scenario, duration_s: float) -> LoadResult:
         """One run of `scenario` for `duration_s`."""
+        connections, threads = scenario.load_shape(self.args.connections, self.args.threads)
         if scenario.driver == "pgbench":
             return run_pgbench(
                 self.sql_load(scenario),
                 duration_s=duration_s,
-                connections=self.args.connections,
-                threads=self.args.threads,
+                connections=connections,
+                threads=threads,
             )
         return run_wrk(
             self.http_load(scenario),
             duration_s=duration_s,
-            connections=self.args.connections,
-            threads=self.args.threads,
+            connections=connections,
+            threads=threads,
             timeout_s=self.args.timeout,
         )
 
@@ -182,7 +183,12 @@ class Bench:
             started_at, autovacuums = self._now(), self.autovacuums()
             load, cpu, cpu_s = self.drive_timed(scenario, self.args.duration)
             result = ScenarioResult(
-                scenario, load, cpu, cpu_s=cpu_s, window=(started_at, self._now())
+                scenario,
+                load,
+                cpu,
+                cpu_s=cpu_s,
+                window=(started_at, self._now()),
+                connections=scenario.load_shape(self.args.connections, self.args.threads)[0],
             )
             result.autovacuums = self.autovacuums() - autovacuums
             if scenario.kind == "claim":

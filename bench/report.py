@@ -48,10 +48,11 @@ def ratios(
 
     vs_sql: its jobs/s over its pgbench ceiling's; vs_twin: its jobs/s over the bare twin's
     for the same requests; vs_health (single jobs): its requests/s over /health's; x_single
-    (batches): its jobs/s as a multiple of the single hot bucket's.
+    (batches): its jobs/s as a multiple of the single hot bucket's. A scenario at connections
+    of its own has none: the others run at --connections.
     """
     scenario = result.scenario
-    if scenario.driver != "wrk" or scenario.kind == "health":
+    if scenario.driver != "wrk" or scenario.kind == "health" or scenario.connections:
         return {}
     found: dict[str, float | None] = {}
     if scenario.sql_ceiling:
@@ -152,6 +153,7 @@ def result_document(
         "jobs_per_request": scenario.jobs if scenario.kind != "health" else 0,
         "users": scenario.users if scenario.config else 0,
         "expected_status": None if scenario.driver == "pgbench" else scenario.expect,
+        "connections": result.connections,
         "duration_s": round(result.load.wall_s, 3),
         "requests": result.load.requests,
         "requests_per_s": round(result.requests_per_s, 1),

@@ -36,6 +36,8 @@ class ScenarioResult:
     queue_left: int | None = None
     # CPU seconds each party used during the run (the same reading as `cpu`).
     cpu_s: Mapping[str, float] = field(default_factory=dict)
+    # The load generator's connections during the run (its scenario's, or --connections).
+    connections: int | None = None
 
     @property
     def name(self) -> str:

@@ -49,6 +49,8 @@ TWIN_CAPACITY = 10**12
 TWIN_REFILL_PER_SECOND = 10**9
 # Batch scenarios are also read as a multiple of this one's jobs/s.
 SINGLE_BASELINE = "single-hot"
+SINGLE_HOT_16 = "single-hot-16"
+SINGLE_ONE_CONNECTION = "single-1conn"
 
 # Workers: the route that acknowledges every job of a claim at once.
 COMPLETE_PATH = "/system/jobs/complete"
@@ -80,6 +82,14 @@ class Scenario:
     sql_ceiling: str | None = None
     # The twin scenario (same requests, the bare app) whose jobs/s this one is divided by.
     twin_ceiling: str | None = None
+    # wrk's connections, when not --connections. The ceilings run at --connections, so a
+    # scenario with a count of its own is read against none of them.
+    connections: int | None = None
+
+    def load_shape(self, connections: int, threads: int) -> tuple[int, int]:
+        """(connections, threads) of its runs, given --connections and --threads."""
+        own = self.connections or connections
+        return own, min(threads, own)
 
     @property
     def method(self) -> str:
@@ -144,6 +154,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         TWIN_SINGLE, "single", "the bare twin: 1 job accepted, one hot bucket",
         driver="twin",
     ),
+    # Group admission (issue 23) on a busy service: twice the connections on the hot bucket.
+    Scenario(
+        SINGLE_HOT_16, "single", "1 job accepted, one hot bucket, 16 connections",
+        config=UNLIMITED, connections=16,
+    ),
     Scenario(
         "single-spread", "single", "1 job accepted, 100 users",
         users=100, config=UNLIMITED, sql_ceiling=SQL_SINGLE,
@@ -151,6 +166,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "single-rejected", "single", "1 job rejected, empty bucket, refill 0",
         config=EMPTY, drain=True, expect=429, sql_ceiling=SQL_SINGLE,
+    ),
+    # ... and on an idle one: one request in flight, so every request finds a connection free
+    # and no group can form. One user, where a grouping that waited for company would show.
+    Scenario(
+        SINGLE_ONE_CONNECTION, "single", "1 job accepted, one hot bucket, 1 connection",
+        config=UNLIMITED, connections=1,
     ),
     Scenario(
         "partial-100", "partial", "partial batch of 100 accepted",
