@@ -124,6 +124,9 @@ def render(
         "everything else (high: a noisy run); !: unexpected.",
         "claim-complete: jobs/s counts only jobs a batch complete answered completed; "
         "req/s, p50 and p99 mix its claims and completes.",
+        "mean group: requests per group that group admission decided during the run "
+        "(GET /metrics before and after: janus_admission_group_requests, sum over count);",
+        "-: the service does not count groups, or decided none.",
         *_own_connections(run, args),
     ]
     decision_cpu = tables.decision_cpu_table(run.results)

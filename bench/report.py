@@ -146,6 +146,7 @@ def result_document(
     if result.window is not None:
         window_s = (result.window[1] - result.window[0]).total_seconds()
     stored = sum(result.stored_jobs.values())
+    group = result.grouping
     return {
         "description": scenario.description,
         "driver": scenario.driver,
@@ -171,6 +172,10 @@ def result_document(
         "cpu_us_per_decision": {
             name: round(value, 1) for name, value in result.cpu_us_per_decision.items()
         },
+        # Group admission during the run (None: not said by the service, or no group).
+        "groups": None if group is None else group.groups,
+        "mean_group_requests": _rounded(None if group is None else group.mean_requests),
+        "mean_group_jobs": _rounded(None if group is None else group.mean_jobs),
         "autovacuums": result.autovacuums,
         "stored_jobs": result.stored_jobs,
         "counters": result.load.counters,
@@ -178,6 +183,10 @@ def result_document(
         "stored_jobs_per_s": round(stored / window_s, 1) if window_s and stored else None,
         "unexpected": result.unexpected(),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def soak_document(minute: SoakMinute) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.drivers import LoadResult
 from bench.scenarios import Scenario
+from bench.service_metrics import Grouping
 
 # The CPU column: gunicorn, Postgres, the load generator, everything else.
 CPU_GROUPS = ("app", "postgres", "load", "other")
@@ -38,6 +39,8 @@ class ScenarioResult:
     cpu_s: Mapping[str, float] = field(default_factory=dict)
     # The load generator's connections during the run (its scenario's, or --connections).
     connections: int | None = None
+    # A scenario Janus admits: the groups its admission decided during the run.
+    grouping: Grouping | None = None
 
     @property
     def name(self) -> str:

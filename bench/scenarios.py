@@ -92,6 +92,11 @@ class Scenario:
         return own, min(threads, own)
 
     @property
+    def admits(self) -> bool:
+        """Whether its requests are decided by Janus's admission (its group size is read)."""
+        return self.driver == "wrk" and self.kind in ("single", "partial", "atomic")
+
+    @property
     def method(self) -> str:
         """The HTTP method of each request."""
         return "GET" if self.kind == "health" else "POST"
