@@ -10,13 +10,16 @@ from typing import Any
 from bench.procstat import WorkerMemory
 from bench.results import ScenarioResult, SoakMinute
 from bench.scenarios import (
+    FORBIDDEN_STATUSES,
     HEALTH,
     MAX_P99_OVER_P50,
     MAX_WORKER_RSS_MB,
+    READINGS,
     SINGLE_BASELINE,
     SOAK_MIN_KEPT,
     SOAK_PAST_ROWS,
     TARGETS,
+    Reading,
 )
 
 
@@ -27,7 +30,9 @@ class Check:
     label: str
     value: str
     target: str
-    passed: bool | None  # None: not measured in this run
+    passed: bool | None  # None: not measured in this run, or judged by hand
+    # Read against an earlier run (bench/scenarios.py's READINGS), by whoever reads the report.
+    by_hand: bool = False
 
 
 def _ratio(
@@ -72,14 +77,26 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
     for target in TARGETS:
         ratio = _ratio(results, target.scenario, target.baseline, target.measure)
         unit = "req/s" if target.measure == "requests_per_s" else "jobs/s"
+        source = f", {target.source}" if target.source else ""
         checks.append(
             Check(
-                label=f"{target.scenario} / {target.baseline} ({unit})",
+                label=f"{target.scenario} / {target.baseline} ({unit}{source})",
                 value="not run" if ratio is None else _times(ratio, target.minimum),
                 target=f">= {_times(target.minimum, target.minimum)}",
                 passed=None if ratio is None else ratio >= target.minimum,
             )
         )
+    for name, status in FORBIDDEN_STATUSES:
+        count = results[name].load.outcomes.get(str(status), 0) if name in results else None
+        checks.append(
+            Check(
+                label=f"{name} answers {status}",
+                value="not run" if count is None else f"{count:,}",
+                target="0",
+                passed=None if count is None else count == 0,
+            )
+        )
+    checks += [_reading(results.get(reading.scenario), reading) for reading in READINGS]
     for result in results.values():
         if result.scenario.driver == "wrk" and result.scenario.kind == "single":
             tail = result.p99_over_p50
@@ -101,6 +118,21 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
             )
         )
     return checks
+
+
+def _reading(result: ScenarioResult | None, reading: Reading) -> Check:
+    label = {"requests_per_s": "req/s", "p50_ms": "p50"}[reading.measure]
+    value = None if result is None else result.measure(reading.measure)
+    shown = "not run"
+    if value is not None:
+        shown = f"{value:,.0f}" if reading.measure == "requests_per_s" else f"{value:.2f} ms"
+    return Check(
+        label=f"{reading.scenario} {label}",
+        value=shown,
+        target=reading.wanted,
+        passed=None,
+        by_hand=value is not None,
+    )
 
 
 def _times(ratio: float, scale: float) -> str:

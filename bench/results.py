@@ -128,8 +128,13 @@ class ScenarioResult:
             )
         return lines
 
+    @property
+    def p50_ms(self) -> float:
+        """The median latency."""
+        return self.load.latency_ms["p50"]
+
     def measure(self, name: str) -> float | None:
-        """`requests_per_s` or `jobs_per_s` by name."""
+        """`requests_per_s`, `jobs_per_s` or `p50_ms` by name."""
         value: float | None = getattr(self, name)
         return value
 

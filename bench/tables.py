@@ -130,18 +130,19 @@ def _over(value: float | None, base: float | None) -> float | None:
 
 
 def check_table(checks: Sequence[Check]) -> list[str]:
-    """The targets, each with its measured value and PASS or FAIL."""
+    """The targets, each with its measured value and PASS, FAIL, or "by hand" for a value
+    to compare with an earlier run's."""
     header = ("target", "value", "wanted", "result")
-    rows = [
-        (
-            check.label,
-            check.value,
-            check.target,
-            "-" if check.passed is None else "PASS" if check.passed else "FAIL",
-        )
-        for check in checks
-    ]
+    rows = [(check.label, check.value, check.target, _verdict(check)) for check in checks]
     return aligned(header, rows, left_columns={0, 3})
+
+
+def _verdict(check: Check) -> str:
+    if check.by_hand:
+        return "by hand"
+    if check.passed is None:
+        return "-"
+    return "PASS" if check.passed else "FAIL"
 
 
 def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:

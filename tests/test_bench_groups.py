@@ -1,6 +1,6 @@
 """What `make bench` shows of group admission (issue 23): single-hot at 16 connections and one
-at a single connection, and the mean group each run saw (read from GET /metrics before and
-after it).
+at a single connection, the mean group each run saw (read from GET /metrics before and after
+it), and the issue's targets under the table.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.drivers import LoadResult
-from bench.report import ratios, result_document
+from bench.report import evaluate, ratios, result_document
 from bench.results import ScenarioResult
 from bench.scenarios import SCENARIOS, SINGLE_BASELINE
 from bench.service_metrics import (
@@ -26,7 +26,7 @@ from bench.service_metrics import (
     histogram_totals,
     scrape_groups,
 )
-from bench.tables import scenario_table
+from bench.tables import check_table, scenario_table
 
 SCENARIO = {scenario.name: scenario for scenario in SCENARIOS}
 
@@ -163,3 +163,37 @@ def test_the_table_and_the_json_show_the_mean_group_or_a_dash() -> None:
     assert (hot["groups"], hot["mean_group_requests"], hot["mean_group_jobs"]) == (2, 3.456, 3.456)
     idle = result_document(results["single-1conn"], results)
     assert (idle["groups"], idle["mean_group_requests"]) == (None, None)
+
+
+# --- The targets -------------------------------------------------------------------------------
+
+
+def test_issue_23s_targets_are_printed_under_the_table() -> None:
+    results = {
+        "single-hot": measured("single-hot", {"202": 1000}),
+        "twin-single": measured("twin-single", {"202": 1000}),
+        "single-spread": measured("single-spread", {"202": 12040}),
+        "single-1conn": measured("single-1conn", {"202": 400}),
+        "partial-100": measured("partial-100", {"200": 100}),
+        "twin-100": measured("twin-100", {"200": 200}),
+        "atomic-100": measured("atomic-100", {"202": 90, "503": 3}),
+    }
+
+    printed = [line.split() for line in check_table(evaluate(results, []))]
+
+    for wanted in (
+        "single-hot / twin-single (jobs/s, issue 23)  1.00x  >= 1.00x  PASS",
+        "partial-100 / twin-100 (jobs/s)  50.0%  >= 90.0%  FAIL",
+        "partial-100 / twin-100 (jobs/s, issue 23)  50.0%  >= 60.0%  FAIL",
+        "atomic-100 / partial-100 (jobs/s, issue 23)  90.0%  >= 85.0%  PASS",
+        "atomic-100 answers 503  3  0  FAIL",
+        "single-spread req/s  1,204  >= the README's table  by hand",
+        "single-1conn p50  2.00 ms  <= 1.1x before group admission  by hand",
+    ):
+        assert wanted.split() in printed, wanted
+
+
+def test_a_reading_of_a_scenario_not_run_is_not_judged() -> None:
+    [reading] = [check for check in evaluate({}, []) if check.label.startswith("single-1conn p50")]
+
+    assert (reading.value, reading.passed, reading.by_hand) == ("not run", None, False)
