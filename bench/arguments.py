@@ -19,7 +19,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=12, help="seconds per scenario (12)")
     parser.add_argument("--warmup", type=float, default=2, help="unrecorded seconds first (2)")
     parser.add_argument(
-        "--connections", type=int, default=8, help="wrk connections = pgbench clients (8)"
+        "--connections",
+        type=int,
+        default=8,
+        help="wrk connections = pgbench clients (8), but in scenarios with a count of their "
+        "own: " + ", ".join(s.name for s in SCENARIOS if s.connections),
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk and pgbench threads (2)")
     parser.add_argument(

@@ -36,6 +36,7 @@ from bench.drivers import (
 from bench.pgbench_script import pgbench_binary, pgbench_script, pgbench_statement
 from bench.results import ScenarioResult, SoakMinute
 from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
+from bench.service_metrics import grouping, scrape_groups
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
@@ -139,18 +140,19 @@ class Bench:
 
     def drive(self, scenario: Scenario, duration_s: float) -> LoadResult:
         """One run of `scenario` for `duration_s`."""
+        connections, threads = scenario.load_shape(self.args.connections, self.args.threads)
         if scenario.driver == "pgbench":
             return run_pgbench(
                 self.sql_load(scenario),
                 duration_s=duration_s,
-                connections=self.args.connections,
-                threads=self.args.threads,
+                connections=connections,
+                threads=threads,
             )
         return run_wrk(
             self.http_load(scenario),
             duration_s=duration_s,
-            connections=self.args.connections,
-            threads=self.args.threads,
+            connections=connections,
+            threads=threads,
             timeout_s=self.args.timeout,
         )
 
@@ -180,10 +182,19 @@ class Bench:
                 self.fill_queue(scenario, self.args.duration)
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
+            # Outside the CPU readings, so that the scrapes count in none of them.
+            groups_before = scrape_groups(self.service.url) if scenario.admits else None
             load, cpu, cpu_s = self.drive_timed(scenario, self.args.duration)
             result = ScenarioResult(
-                scenario, load, cpu, cpu_s=cpu_s, window=(started_at, self._now())
+                scenario,
+                load,
+                cpu,
+                cpu_s=cpu_s,
+                window=(started_at, self._now()),
+                connections=scenario.load_shape(self.args.connections, self.args.threads)[0],
             )
+            if scenario.admits:
+                result.grouping = grouping(groups_before, scrape_groups(self.service.url))
             result.autovacuums = self.autovacuums() - autovacuums
             if scenario.kind == "claim":
                 result.queue_left = queued_jobs(self.conn, self.users[scenario.name])

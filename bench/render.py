@@ -66,6 +66,22 @@ def _twin_line(run: Run) -> str:
     return f", the twin's {run.twin_worker_count} workers ({run.twin_worker_class})"
 
 
+def _own_connections(run: Run, args: argparse.Namespace) -> list[str]:
+    """The line naming the scenarios that ran at connections of their own, if any ran."""
+    own = [
+        f"{name} at {shape[0]} on {shape[1]} thread{'s' * (shape[1] > 1)}"
+        for name, result in run.results.items()
+        if result.scenario.connections
+        for shape in [result.scenario.load_shape(args.connections, args.threads)]
+    ]
+    if not own:
+        return []
+    return [
+        f"Connections of their own: {', '.join(own)}; the ceilings run at "
+        f"{args.connections}, so these rows have no ratio to them."
+    ]
+
+
 def noisy(run: Run) -> list[str]:
     """The scenarios (and soak minutes) while other processes took over NOISY_OTHER_PERCENT."""
     measured = [(name, result.cpu) for name, result in run.results.items()]
@@ -108,6 +124,10 @@ def render(
         "everything else (high: a noisy run); !: unexpected.",
         "claim-complete: jobs/s counts only jobs a batch complete answered completed; "
         "req/s, p50 and p99 mix its claims and completes.",
+        "mean group: requests per group that group admission decided during the run "
+        "(GET /metrics before and after: janus_admission_group_requests, sum over count);",
+        "-: the service does not count groups, or decided none.",
+        *_own_connections(run, args),
     ]
     decision_cpu = tables.decision_cpu_table(run.results)
     if decision_cpu:

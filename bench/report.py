@@ -10,13 +10,16 @@ from typing import Any
 from bench.procstat import WorkerMemory
 from bench.results import ScenarioResult, SoakMinute
 from bench.scenarios import (
+    FORBIDDEN_STATUSES,
     HEALTH,
     MAX_P99_OVER_P50,
     MAX_WORKER_RSS_MB,
+    READINGS,
     SINGLE_BASELINE,
     SOAK_MIN_KEPT,
     SOAK_PAST_ROWS,
     TARGETS,
+    Reading,
 )
 
 
@@ -27,7 +30,9 @@ class Check:
     label: str
     value: str
     target: str
-    passed: bool | None  # None: not measured in this run
+    passed: bool | None  # None: not measured in this run, or judged by hand
+    # Read against an earlier run (bench/scenarios.py's READINGS), by whoever reads the report.
+    by_hand: bool = False
 
 
 def _ratio(
@@ -48,10 +53,11 @@ def ratios(
 
     vs_sql: its jobs/s over its pgbench ceiling's; vs_twin: its jobs/s over the bare twin's
     for the same requests; vs_health (single jobs): its requests/s over /health's; x_single
-    (batches): its jobs/s as a multiple of the single hot bucket's.
+    (batches): its jobs/s as a multiple of the single hot bucket's. A scenario at connections
+    of its own has none: the others run at --connections.
     """
     scenario = result.scenario
-    if scenario.driver != "wrk" or scenario.kind == "health":
+    if scenario.driver != "wrk" or scenario.kind == "health" or scenario.connections:
         return {}
     found: dict[str, float | None] = {}
     if scenario.sql_ceiling:
@@ -71,14 +77,26 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
     for target in TARGETS:
         ratio = _ratio(results, target.scenario, target.baseline, target.measure)
         unit = "req/s" if target.measure == "requests_per_s" else "jobs/s"
+        source = f", {target.source}" if target.source else ""
         checks.append(
             Check(
-                label=f"{target.scenario} / {target.baseline} ({unit})",
+                label=f"{target.scenario} / {target.baseline} ({unit}{source})",
                 value="not run" if ratio is None else _times(ratio, target.minimum),
                 target=f">= {_times(target.minimum, target.minimum)}",
                 passed=None if ratio is None else ratio >= target.minimum,
             )
         )
+    for name, status in FORBIDDEN_STATUSES:
+        count = results[name].load.outcomes.get(str(status), 0) if name in results else None
+        checks.append(
+            Check(
+                label=f"{name} answers {status}",
+                value="not run" if count is None else f"{count:,}",
+                target="0",
+                passed=None if count is None else count == 0,
+            )
+        )
+    checks += [_reading(results.get(reading.scenario), reading) for reading in READINGS]
     for result in results.values():
         if result.scenario.driver == "wrk" and result.scenario.kind == "single":
             tail = result.p99_over_p50
@@ -100,6 +118,21 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
             )
         )
     return checks
+
+
+def _reading(result: ScenarioResult | None, reading: Reading) -> Check:
+    label = {"requests_per_s": "req/s", "p50_ms": "p50"}[reading.measure]
+    value = None if result is None else result.measure(reading.measure)
+    shown = "not run"
+    if value is not None:
+        shown = f"{value:,.0f}" if reading.measure == "requests_per_s" else f"{value:.2f} ms"
+    return Check(
+        label=f"{reading.scenario} {label}",
+        value=shown,
+        target=reading.wanted,
+        passed=None,
+        by_hand=value is not None,
+    )
 
 
 def _times(ratio: float, scale: float) -> str:
@@ -145,6 +178,7 @@ def result_document(
     if result.window is not None:
         window_s = (result.window[1] - result.window[0]).total_seconds()
     stored = sum(result.stored_jobs.values())
+    group = result.grouping
     return {
         "description": scenario.description,
         "driver": scenario.driver,
@@ -152,6 +186,7 @@ def result_document(
         "jobs_per_request": scenario.jobs if scenario.kind != "health" else 0,
         "users": scenario.users if scenario.config else 0,
         "expected_status": None if scenario.driver == "pgbench" else scenario.expect,
+        "connections": result.connections,
         "duration_s": round(result.load.wall_s, 3),
         "requests": result.load.requests,
         "requests_per_s": round(result.requests_per_s, 1),
@@ -169,6 +204,10 @@ def result_document(
         "cpu_us_per_decision": {
             name: round(value, 1) for name, value in result.cpu_us_per_decision.items()
         },
+        # Group admission during the run (None: not said by the service, or no group).
+        "groups": None if group is None else group.groups,
+        "mean_group_requests": _rounded(None if group is None else group.mean_requests),
+        "mean_group_jobs": _rounded(None if group is None else group.mean_jobs),
         "autovacuums": result.autovacuums,
         "stored_jobs": result.stored_jobs,
         "counters": result.load.counters,
@@ -176,6 +215,10 @@ def result_document(
         "stored_jobs_per_s": round(stored / window_s, 1) if window_s and stored else None,
         "unexpected": result.unexpected(),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def soak_document(minute: SoakMinute) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.drivers import LoadResult
 from bench.scenarios import Scenario
+from bench.service_metrics import Grouping
 
 # The CPU column: gunicorn, Postgres, the load generator, everything else.
 CPU_GROUPS = ("app", "postgres", "load", "other")
@@ -36,6 +37,10 @@ class ScenarioResult:
     queue_left: int | None = None
     # CPU seconds each party used during the run (the same reading as `cpu`).
     cpu_s: Mapping[str, float] = field(default_factory=dict)
+    # The load generator's connections during the run (its scenario's, or --connections).
+    connections: int | None = None
+    # A scenario Janus admits: the groups its admission decided during the run.
+    grouping: Grouping | None = None
 
     @property
     def name(self) -> str:
@@ -123,8 +128,13 @@ class ScenarioResult:
             )
         return lines
 
+    @property
+    def p50_ms(self) -> float:
+        """The median latency."""
+        return self.load.latency_ms["p50"]
+
     def measure(self, name: str) -> float | None:
-        """`requests_per_s` or `jobs_per_s` by name."""
+        """`requests_per_s`, `jobs_per_s` or `p50_ms` by name."""
         value: float | None = getattr(self, name)
         return value
 

@@ -30,6 +30,12 @@ def _multiple(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}x"
 
 
+def _group(result: ScenarioResult) -> str:
+    """Requests per group admission decided during the run; "-" when it did not say."""
+    mean = None if result.grouping is None else result.grouping.mean_requests
+    return "-" if mean is None else f"{mean:.2f}"
+
+
 def _cpu(cpu: Mapping[str, float]) -> str:
     return "/".join(f"{cpu.get(name, 0):.0f}" for name in CPU_GROUPS)
 
@@ -50,10 +56,11 @@ def _outcomes(result: ScenarioResult) -> str:
 
 
 def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
-    """One row per scenario: rates, latency, ratios to the ceilings, CPU, every status."""
+    """One row per scenario: rates, latency, ratios to the ceilings, the mean group, CPU, every
+    status."""
     header = (
-        "scenario", "req/s", "jobs/s", "p50 ms", "p99 ms", "p99/p50",
-        "vs pgbench", "vs twin", "vs /health", "x single", "CPU% app/pg/load/other", "statuses",
+        "scenario", "req/s", "jobs/s", "p50 ms", "p99 ms", "p99/p50", "vs pgbench", "vs twin",
+        "vs /health", "x single", "mean group", "CPU% app/pg/load/other", "statuses",
     )  # fmt: skip
     rows = []
     for result in results.values():
@@ -71,11 +78,12 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
                 _percent(found.get("vs_twin")),
                 _percent(found.get("vs_health")),
                 _multiple(found.get("x_single")),
+                _group(result),
                 _cpu(result.cpu),
                 _outcomes(result),
             )
         )
-    return aligned(header, rows, left_columns={0, 11})
+    return aligned(header, rows, left_columns={0, 12})
 
 
 def _microseconds(value: float | None) -> str:
@@ -122,18 +130,19 @@ def _over(value: float | None, base: float | None) -> float | None:
 
 
 def check_table(checks: Sequence[Check]) -> list[str]:
-    """The targets, each with its measured value and PASS or FAIL."""
+    """The targets, each with its measured value and PASS, FAIL, or "by hand" for a value
+    to compare with an earlier run's."""
     header = ("target", "value", "wanted", "result")
-    rows = [
-        (
-            check.label,
-            check.value,
-            check.target,
-            "-" if check.passed is None else "PASS" if check.passed else "FAIL",
-        )
-        for check in checks
-    ]
+    rows = [(check.label, check.value, check.target, _verdict(check)) for check in checks]
     return aligned(header, rows, left_columns={0, 3})
+
+
+def _verdict(check: Check) -> str:
+    if check.by_hand:
+        return "by hand"
+    if check.passed is None:
+        return "-"
+    return "PASS" if check.passed else "FAIL"
 
 
 def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
