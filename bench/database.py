@@ -21,8 +21,8 @@ from bench.scenarios import BATCH_NAME, JOB, QUEUE_FILL_BATCH, Scenario
 from devtools import localdb
 from devtools.ports import free_port
 from janus.admission import AdmissionRequest, JobRequest, Mode, Source
-from janus.db import accounts, queries
-from janus.db.jobs import admit_jobs_params
+from janus.db import accounts
+from janus.db.jobs import admission_statement
 from janus.schemas.requests import ConfigSchema
 from janus.settings import normalize_database_url
 
@@ -103,16 +103,14 @@ def drain(conn: psycopg.Connection[Any], user_id: UUID, config: Mapping[str, Any
         priority=10,
         dependencies={name: limit["capacity"] for name, limit in config["dependencies"].items()},
     )
-    params = admit_jobs_params(
-        AdmissionRequest(
-            user_id=user_id,
-            source=Source.SYSTEM,
-            batch_name="bench-drain",
-            jobs=(drain_job,),
-            mode=Mode.SINGLE,
-        )
+    request = AdmissionRequest(
+        user_id=user_id,
+        source=Source.SYSTEM,
+        batch_name="bench-drain",
+        jobs=(drain_job,),
+        mode=Mode.SINGLE,
     )
-    conn.execute(queries.ADMIT_JOBS, params)
+    conn.execute(*admission_statement([request]))
     row = conn.execute(
         "SELECT max(tokens_now) FROM token_buckets_now WHERE user_id = %s", [user_id]
     ).fetchone()
@@ -147,17 +145,15 @@ def fill_queue(conn: psycopg.Connection[Any], user_id: UUID, jobs: int) -> None:
     left = jobs
     while left > 0:
         count = min(left, QUEUE_FILL_BATCH)
-        params = admit_jobs_params(
-            AdmissionRequest(
-                user_id=user_id,
-                source=Source.SYSTEM,
-                batch_name=BATCH_NAME,
-                jobs=(job,) * count,
-                mode=Mode.PARTIAL,
-            )
+        request = AdmissionRequest(
+            user_id=user_id,
+            source=Source.SYSTEM,
+            batch_name=BATCH_NAME,
+            jobs=(job,) * count,
+            mode=Mode.PARTIAL,
         )
         with conn.transaction():
-            conn.execute(queries.ADMIT_JOBS, params)
+            conn.execute(*admission_statement([request]))
         left -= count
     after = queued_jobs(conn, [user_id])
     if after - before < jobs:
@@ -205,25 +201,24 @@ def prefill_jobs(
     missing = rows - jobs_rows(conn)
     if missing <= 0:
         return 0
-    params = admit_jobs_params(
-        AdmissionRequest(
-            user_id=user_id,
-            source=source,
-            batch_name=BATCH_NAME,
-            jobs=(bench_job(),),
-            mode=Mode.PARTIAL,
-        )
+    request = AdmissionRequest(
+        user_id=user_id,
+        source=source,
+        batch_name=BATCH_NAME,
+        jobs=(bench_job(),),
+        mode=Mode.PARTIAL,
     )
     with conn.transaction():
-        admitted = conn.execute(queries.ADMIT_JOBS, params).fetchone()
-    if admitted is None or admitted[1] != "Accepted":
+        # Columns as queries.ADMIT_JOB names them: request, job_id, status, ...
+        admitted = conn.execute(*admission_statement([request])).fetchone()
+    if admitted is None or admitted[2] != "Accepted":
         raise BenchError(f"pre-filling jobs: the job to copy was not accepted: {admitted}")
     left = missing - 1
     while left > 0:
         copies = min(left, chunk)
         with conn.transaction():
             conn.execute(
-                _COPY_ADMITTED_JOB, {"copies": copies, "user_id": user_id, "job_id": admitted[0]}
+                _COPY_ADMITTED_JOB, {"copies": copies, "user_id": user_id, "job_id": admitted[1]}
             )
         left -= copies
     return missing

@@ -32,9 +32,15 @@ def pgbench_value(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        quoted = ('"' + str(item).replace("\\", "\\\\").replace('"', '\\"') + '"' for item in value)
-        return "{" + ",".join(quoted) + "}"
+        return "{" + ",".join(_array_element(item) for item in value) + "}"
     return str(value)
+
+
+def _array_element(item: Any) -> str:
+    """One element of an array literal: quoted, or NULL."""
+    if item is None:
+        return "NULL"
+    return '"' + str(item).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # How janus/resources/jobs.py decides each kind of request.
@@ -56,10 +62,10 @@ def pgbench_statement(scenario: Scenario, user_id: UUID) -> tuple[str, dict[str,
         batch_name=BATCH_NAME,
         jobs=(job,) * scenario.jobs,
         mode=MODES[scenario.kind],
-        # No Idempotency-Key header: admit_jobs_once() goes straight to admit_jobs().
+        # No Idempotency-Key header, as wrk sends none.
         idempotency_key=None,
     )
-    statement = admission_statement(request)
+    statement = admission_statement([request])
     params = {**statement.params}
     # As janus/db/jobs.py: a SERIALIZABLE decision takes the bucket locks first.
     locks = bucket_locks(request, isolation_for(request.mode))

@@ -7,6 +7,7 @@ above and below it, and knows nothing of HTTP or of the database driver.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -169,6 +170,17 @@ class Admitter(Protocol):
         """What `admit` would answer for `request` now, with no side effect at all: nothing
         stored, no token taken, no idempotency key remembered, no lock held after the call.
         Rejected jobs carry `fits_at`."""
+        ...
+
+
+class GroupAdmitter(Admitter, Protocol):
+    """An Admitter that can also decide a group of one user's requests together."""
+
+    def admit_group(self, requests: Sequence[AdmissionRequest]) -> list[Admission | NoDecision]:
+        """Decide `requests`, single jobs and partial batches of one user, in this order and
+        together: each request's Admission, or the NoDecision that refused it, exactly as
+        `admit` would have answered it alone at its place in the order. A fault of the group
+        is raised, and then none of them was stored."""
         ...
 
 

@@ -6,12 +6,14 @@ from functools import partial
 
 import falcon
 
+from janus import metrics
 from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
+from janus.grouping import GroupingAdmitter
 from janus.metrics import CountingAdmitter
 from janus.resources.auth import ServiceTokenMiddleware
 from janus.resources.errors import add_error_handlers
@@ -27,8 +29,8 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory and ActivityReader, janus.quotas'
-    QuotaReader and a readiness check; the AdmissionStore is wrapped so its decisions are
-    counted (janus.metrics).
+    QuotaReader and a readiness check; the AdmissionStore is wrapped so that a user's queued
+    requests are decided in groups (janus.grouping), and its decisions counted (janus.metrics).
     """
     middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
         RequestTelemetryMiddleware(),
@@ -41,7 +43,15 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     table = routes(settings.max_batch_jobs)
     history = HistoryStore(pool)
     services = Services(
-        admitter=CountingAdmitter(AdmissionStore(pool, retries=settings.conflict_retries)),
+        admitter=CountingAdmitter(
+            GroupingAdmitter(
+                AdmissionStore(pool, retries=settings.conflict_retries),
+                connections=settings.pool_size,
+                max_jobs=settings.group_max_jobs,
+                max_wait_s=settings.pool_timeout_ms / 1000,
+                observe=metrics.observe_group,
+            )
+        ),
         queue=QueueStore(pool, retries=settings.conflict_retries),
         configs=ConfigVersionStore(pool),
         jobs=history,

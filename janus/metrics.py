@@ -99,6 +99,21 @@ POOL_WAIT = Histogram(
     registry=_registry,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+# Group admission (janus/grouping.py): each group of a user's requests decided in one
+# statement, a request decided alone included, so _sum / _count is the mean group size.
+GROUP_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
+GROUP_REQUESTS = Histogram(
+    "janus_admission_group_requests",
+    "Requests (single jobs and partial batches) decided together in one statement.",
+    registry=_registry,
+    buckets=GROUP_SIZE_BUCKETS,
+)
+GROUP_JOBS = Histogram(
+    "janus_admission_group_jobs",
+    "Jobs decided together in one statement by a group of requests.",
+    registry=_registry,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100, 250, 500, 1000, 2500),
+)
 POOL_CONNECTIONS = Gauge(
     "janus_pool_connections",
     "Connections of the live workers' pools, open or being opened, as of each pool's last use.",
@@ -186,6 +201,12 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
         _pool_sizes = (connections, idle)
         POOL_CONNECTIONS.set(connections)
         POOL_CONNECTIONS_IDLE.set(idle)
+
+
+def observe_group(requests: int, jobs: int) -> None:
+    """A group of `requests` requests and `jobs` jobs is being decided in one statement."""
+    GROUP_REQUESTS.observe(requests)
+    GROUP_JOBS.observe(jobs)
 
 
 def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) -> None:

@@ -96,6 +96,9 @@ class Settings:
     read_timeout_s: int = 10
     # Threads per gunicorn worker: requests served at once, slow clients included.
     threads: int = 16
+    # Group admission (janus/grouping.py): the most jobs one group of a user's requests may
+    # decide together. A request waits in a group for a connection at most pool_timeout_ms.
+    group_max_jobs: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,4 +118,5 @@ class Settings:
             log_level=_log_level(environ),
             read_timeout_s=_int_setting(environ, "JANUS_READ_TIMEOUT_S", 10, 1, 600),
             threads=_int_setting(environ, "JANUS_THREADS", 16, 1, 1000),
+            group_max_jobs=_int_setting(environ, "JANUS_GROUP_MAX_JOBS", 1000, 1, 100_000),
         )

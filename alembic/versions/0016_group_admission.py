@@ -17,8 +17,9 @@ migration drops both (migrations add before they remove).
 
 from __future__ import annotations
 
-from alembic import op
 from sqlfiles import execute_sql_file
+
+from alembic import op
 
 revision = "0016"
 down_revision = "0015"

@@ -22,13 +22,23 @@ from janus.admission import (
 )
 from janus.configs import UnknownVersion
 
-# Raised by the functions of janus/db/sql/ (admit_jobs, admit_jobs_once, activate_config).
+# Raised by the functions of janus/db/sql/ (admit_jobs_once, activate_config), and answered
+# as rows by admit_requests().
 _BY_SQLSTATE: dict[str, type[NoDecision]] = {
     "J0U01": UnknownUser,
     "J0C01": NoActiveConfig,
     "J0P01": ServicePaused,
     "J0K09": IdempotencyKeyInUse,
     "J0K22": IdempotencyKeyReused,
+}
+# What admit_requests() answers a refused request with (its `error` column), in the words
+# admit_jobs_once() raises it with.
+_REFUSALS = {
+    "J0U01": "unknown user",
+    "J0C01": "no active config",
+    "J0P01": "service paused",
+    "J0K09": "idempotency key in use",
+    "J0K22": "idempotency key reused",
 }
 # Raised by activate_version(): not about a decision, so not a NoDecision.
 _UNKNOWN_VERSION = "J0V01"
@@ -47,6 +57,12 @@ def translated() -> Iterator[None]:
         if error.sqlstate == _UNKNOWN_VERSION:
             raise UnknownVersion(str(error.diag.message_primary)) from error
         raise domain_error(error) from error
+
+
+def refusal(sqlstate: str) -> NoDecision:
+    """The NoDecision of one of admit_requests()'s error rows: what the request would have
+    raised alone."""
+    return _BY_SQLSTATE[sqlstate](_REFUSALS[sqlstate])
 
 
 def unavailable_cause(error: psycopg.OperationalError) -> UnavailableCause:

@@ -1,62 +1,73 @@
-"""Admission as the database sees it: one call of admit_jobs() per request."""
+"""Admission as the database sees it: one call of admit_requests() per request, or per group
+of one user's requests."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, assert_never
 
 from psycopg import IsolationLevel
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from janus.admission import Admission, AdmissionRequest, Budget, Decision, Mode
+from janus.admission import Admission, AdmissionRequest, Budget, Decision, Mode, NoDecision
 from janus.db import queries
+from janus.db.errors import refusal
 from janus.db.transactions import Statement, fetch_in_transaction
 from janus.reasons import reason_code_of
 
 
-def admit_jobs_params(request: AdmissionRequest, *, quote: bool = False) -> dict[str, Any]:
-    """The parameters of queries.ADMIT_JOBS for one request (the benchmark sends them too);
-    with `quote`, for deciding it without storing or taking anything."""
-    jobs = request.jobs
-    key = request.idempotency_key
+def group_params(requests: Sequence[AdmissionRequest], *, quote: bool = False) -> dict[str, Any]:
+    """The parameters of queries.ADMIT_REQUESTS for `requests`, one user's, decided in this
+    order; with `quote`, for deciding one request without storing or taking anything."""
+    jobs = [job for request in requests for job in request.jobs]
+    keys = [request.idempotency_key for request in requests]
     return {
-        "user_id": request.user_id,
-        "source": request.source.value,
-        "batch_name": request.batch_name,
+        "user_id": requests[0].user_id,
+        "sources": [request.source.value for request in requests],
+        "batch_names": [request.batch_name for request in requests],
+        "job_counts": [len(request.jobs) for request in requests],
+        "idempotency_keys": [key.key if key else None for key in keys],
+        "request_hashes": [key.request_hash if key else None for key in keys],
         "tenants": [job.tenant_id for job in jobs],
         "priorities": [job.priority for job in jobs],
         # json.dumps with no option reuses one encoder; with any, it builds one per call. The
         # escapes of ensure_ascii are read back by jsonb as the same names.
         "dependencies": [json.dumps(job.dependencies) for job in jobs],
         "payloads": [job.payload for job in jobs],
-        "atomic": request.mode.all_or_nothing,
-        "idempotency_key": key.key if key else None,
-        "request_hash": key.request_hash if key else None,
+        "atomic": requests[0].mode.all_or_nothing,
         "quote": quote,
     }
 
 
-# admit_jobs_params' per-job arrays, and what queries.ADMIT_JOB names their one element.
-_SCALARS_OF_ONE_JOB = {
-    "tenants": "tenant",
-    "priorities": "priority",
-    "dependencies": "dependencies",
-    "payloads": "payload",
-}
+def _one_job_params(request: AdmissionRequest, *, quote: bool) -> dict[str, Any]:
+    """The parameters of queries.ADMIT_JOB: a request of one job, its values as scalars."""
+    [job] = request.jobs
+    key = request.idempotency_key
+    return {
+        "user_id": request.user_id,
+        "source": request.source.value,
+        "batch_name": request.batch_name,
+        "idempotency_key": key.key if key else None,
+        "request_hash": key.request_hash if key else None,
+        "tenant": job.tenant_id,
+        "priority": job.priority,
+        "dependencies": json.dumps(job.dependencies),
+        "payload": job.payload,
+        "atomic": request.mode.all_or_nothing,
+        "quote": quote,
+    }
 
 
-def admission_statement(request: AdmissionRequest, *, quote: bool = False) -> Statement:
-    """The statement that decides `request` (the benchmark sends it too): queries.ADMIT_JOB,
-    with the job's values as scalars, for one job; queries.ADMIT_JOBS, with admit_jobs_params,
-    for more.
+def admission_statement(requests: Sequence[AdmissionRequest], *, quote: bool = False) -> Statement:
+    """The statement that decides `requests`, one user's, in this order (the benchmark sends it
+    too): queries.ADMIT_JOB for one request of one job, the most common; queries.ADMIT_REQUESTS
+    with group_params for any other.
     """
-    params = admit_jobs_params(request, quote=quote)
-    if len(request.jobs) != 1:
-        return Statement(queries.ADMIT_JOBS, params)
-    for plural, single in _SCALARS_OF_ONE_JOB.items():
-        [params[single]] = params.pop(plural)
-    return Statement(queries.ADMIT_JOB, params)
+    if len(requests) == 1 and len(requests[0].jobs) == 1:
+        return Statement(queries.ADMIT_JOB, _one_job_params(requests[0], quote=quote))
+    return Statement(queries.ADMIT_REQUESTS, group_params(requests, quote=quote))
 
 
 # Postgres sizes its shared lock table for max_locks_per_transaction (64 by default) locks
@@ -103,14 +114,15 @@ def isolation_for(mode: Mode) -> IsolationLevel:
 def admit_jobs(
     pool: ConnectionPool, request: AdmissionRequest, *, retries: int, quote: bool = False
 ) -> Admission:
-    """Decide `request`'s jobs and store them; the decisions come back in request order, with
-    the budgets of the buckets the request named as the decision left them.
+    """Decide `request`'s jobs and store them, alone; the decisions come back in request order,
+    with the budgets of the buckets the request named as the decision left them. Raise the
+    NoDecision that refused it, if one did.
 
     With an idempotency key, a repeat of an accepted request returns the first decisions,
     marked `replayed`, and takes nothing (and tells no budget).
 
     With `quote`, decide the same way and store nothing: the transaction is rolled back, and
-    admit_jobs() writes nothing in it anyway. A quote writes nothing, so it needs no
+    admit_requests() writes nothing in it anyway. A quote writes nothing, so it needs no
     SERIALIZABLE snapshot, even for an atomic batch.
 
     A SERIALIZABLE decision first waits for the advisory locks of `bucket_locks`: its
@@ -120,7 +132,7 @@ def admit_jobs(
     it fail to serialise, and it is retried.
     """
     isolation = IsolationLevel.READ_COMMITTED if quote else isolation_for(request.mode)
-    statement = admission_statement(request, quote=quote)
+    statement = admission_statement([request], quote=quote)
     rows = fetch_in_transaction(
         pool,
         statement.query,
@@ -131,48 +143,92 @@ def admit_jobs(
         commit=not quote,
         locks=bucket_locks(request, isolation),
     )
-    # Columns as queries.ADMIT_JOBS and ADMIT_JOB name them; `budgets` is on the first row only.
-    decisions = [
-        Decision(
-            job_id,
-            status,
-            reason,
-            reason_code=reason_code_of(code),
-            retry_after=retry_after,
-            replayed=replayed,
-            shadow_status=shadow_status,
-            shadow_reason=shadow_reason,
-            shadow_reason_code=reason_code_of(shadow_code),
-            fits_at=fits_at,
+    [answer] = _answers(rows, 1)
+    if isinstance(answer, NoDecision):
+        raise answer
+    return answer
+
+
+def admit_group(
+    pool: ConnectionPool, requests: Sequence[AdmissionRequest], *, retries: int
+) -> list[Admission | NoDecision]:
+    """Decide `requests`, single jobs and partial batches of one user, in one statement, one
+    READ COMMITTED transaction and one commit: each answered in this order as it would have
+    been alone (see admit_requests.sql), with its Admission or the NoDecision that refused it.
+
+    A fault of the group (the connection, a timeout, conflicts past `retries`) is raised:
+    nothing of any request is stored.
+    """
+    statement = admission_statement(requests)
+    rows = fetch_in_transaction(
+        pool, statement.query, statement.params, row_factory=tuple_row, retries=retries
+    )
+    return _answers(rows, len(requests))
+
+
+def _answers(rows: Sequence[tuple[Any, ...]], requests: int) -> list[Admission | NoDecision]:
+    """Each request's answer from admit_requests()'s rows, which come request by request:
+    its decisions with the budgets of its first row, or the refusal of its one error row."""
+    decisions: list[list[Decision]] = [[] for _ in range(requests)]
+    budgets: list[tuple[Budget, ...]] = [()] * requests
+    refusals: dict[int, NoDecision] = {}
+    # Columns as queries.ADMIT_REQUESTS and ADMIT_JOB name them.
+    for (
+        number,
+        job_id,
+        status,
+        reason,
+        retry_after,
+        replayed,
+        named,
+        shadow_status,
+        shadow_reason,
+        fits_at,
+        code,
+        shadow_code,
+        error,
+    ) in rows:
+        index = number - 1
+        if error is not None:
+            refusals[index] = refusal(error)
+            continue
+        if named:
+            budgets[index] = tuple(Budget(**budget) for budget in named)
+        decisions[index].append(
+            Decision(
+                job_id,
+                status,
+                reason,
+                reason_code=reason_code_of(code),
+                retry_after=retry_after,
+                replayed=replayed,
+                shadow_status=shadow_status,
+                shadow_reason=shadow_reason,
+                shadow_reason_code=reason_code_of(shadow_code),
+                fits_at=fits_at,
+            )
         )
-        for (
-            job_id,
-            status,
-            reason,
-            retry_after,
-            replayed,
-            _,
-            shadow_status,
-            shadow_reason,
-            fits_at,
-            code,
-            shadow_code,
-        ) in rows
+    return [
+        refusals.get(index) or Admission(decisions[index], budgets[index])
+        for index in range(requests)
     ]
-    budgets = rows[0][5] or ()
-    return Admission(decisions, tuple(Budget(**budget) for budget in budgets))
 
 
 class AdmissionStore:
-    """admit_jobs() bound to a pool and a retry budget: the Admitter the job resources use."""
+    """admit_requests() bound to a pool and a retry budget: the GroupAdmitter the job resources
+    use (through janus.grouping)."""
 
     def __init__(self, pool: ConnectionPool, *, retries: int) -> None:
         self._pool = pool
         self._retries = retries
 
     def admit(self, request: AdmissionRequest) -> Admission:
-        """Decide and store `request`'s jobs; see `admit_jobs`."""
+        """Decide and store `request`'s jobs alone; see `admit_jobs`."""
         return admit_jobs(self._pool, request, retries=self._retries)
+
+    def admit_group(self, requests: Sequence[AdmissionRequest]) -> list[Admission | NoDecision]:
+        """Decide and store a group of one user's requests; see `admit_group`."""
+        return admit_group(self._pool, requests, retries=self._retries)
 
     def quote(self, request: AdmissionRequest) -> Admission:
         """Decide `request`'s jobs as `admit` would, and store nothing; see `admit_jobs`."""

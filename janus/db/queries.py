@@ -2,8 +2,8 @@
 %(name)b for a parameter sent in binary.
 
 The statements, each with the comment that explains it, live in janus/db/sql/queries.sql and
-are read once, at import; `ADMIT_JOBS` is the query named `admit_jobs` there. A name missing
-from the file fails the import.
+are read once, at import; `ADMIT_REQUESTS` is the query named `admit_requests` there. A name
+missing from the file fails the import.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from janus.db.sql import load_queries
 
 _QUERIES = load_queries()
 
-ADMIT_JOBS = _QUERIES["admit_jobs"]
+ADMIT_REQUESTS = _QUERIES["admit_requests"]
 ADMIT_JOB = _QUERIES["admit_job"]
 LOCK_BUCKETS_FOR_ATOMIC = _QUERIES["lock_buckets_for_atomic"]
 RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]

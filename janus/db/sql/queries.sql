@@ -6,22 +6,26 @@
 --     -- what it does and why: comment lines right below the name, not sent to Postgres
 --     the statement, up to the next name line
 
--- admit_jobs --
--- The whole decision in one statement: see admit_jobs.sql, and admit_jobs_once.sql for the
--- idempotency key around it. Run in READ COMMITTED for single jobs and partial batches
--- (bucket row locks serialise them) and in SERIALIZABLE for atomic batches, as the contract asks,
--- after lock_buckets_for_atomic (so that they queue rather than fail to serialise).
--- `budgets` (the buckets as the decision left them, for the RateLimit headers) is on the first
--- row only. `quote`: decide and store nothing (a quote; its transaction is rolled back).
--- reason_code and shadow_reason_code are the machine codes of reason and shadow_reason.
--- The per-job arrays go in binary (%(name)b): psycopg then writes each element as it is,
--- where the text form escapes and quotes every one (ten times the client's CPU for a batch).
-SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at, reason_code, shadow_reason_code
-  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, %(tenants)b::text[],
-                       %(priorities)b::smallint[], %(dependencies)b::jsonb[],
-                       %(payloads)b::json[], %(atomic)s, %(idempotency_key)s, %(request_hash)s,
-                       %(quote)s)
+-- admit_requests --
+-- The whole decision in one statement: see admit_requests.sql. One request, or a group of one
+-- user's single jobs and partial batches decided in this order (janus/grouping.py), each
+-- answered as it would have been alone: one row per job, request by request, `budgets` (the
+-- buckets as its decisions left them, for the RateLimit headers) on each request's first row,
+-- and one row with `error` (its SQLSTATE) for a request refused. Run in READ COMMITTED for
+-- single jobs and partial batches (bucket row locks serialise them) and in SERIALIZABLE for
+-- an atomic batch, always alone, as the contract asks, after lock_buckets_for_atomic (so that
+-- they queue rather than fail to serialise). `quote`: decide one request and store nothing (a
+-- quote; its transaction is rolled back). reason_code and shadow_reason_code are the machine
+-- codes of reason and shadow_reason. The per-job arrays go in binary (%(name)b): psycopg then
+-- writes each element as it is, where the text form escapes and quotes every one (ten times
+-- the client's CPU for a batch).
+SELECT request, job_id, status, reason, retry_after, replayed, budgets, shadow_status,
+       shadow_reason, fits_at, reason_code, shadow_reason_code, error
+  FROM admit_requests(%(user_id)s, %(sources)s::text[], %(batch_names)s::text[],
+                      %(job_counts)s::integer[], %(idempotency_keys)s::text[],
+                      %(request_hashes)s::bytea[], %(tenants)b::text[],
+                      %(priorities)b::smallint[], %(dependencies)b::jsonb[],
+                      %(payloads)b::json[], %(atomic)s, %(quote)s)
 
 -- lock_buckets_for_atomic --
 -- Sent before an atomic batch's SERIALIZABLE transaction, and committed on its own
@@ -48,15 +52,16 @@ SELECT count(pg_advisory_lock(s.key))
 SELECT pg_advisory_unlock_all()
 
 -- admit_job --
--- admit_jobs for a request of one job, with the job's values sent as scalars and made into
+-- admit_requests for one request of one job, with its values sent as scalars and made into
 -- the arrays here: psycopg dumps a scalar with a fraction of the work of a one-element array.
 -- Same columns, same function.
-SELECT job_id, status, reason, retry_after, replayed, budgets, shadow_status, shadow_reason,
-       fits_at, reason_code, shadow_reason_code
-  FROM admit_jobs_once(%(user_id)s, %(source)s, %(batch_name)s, ARRAY[%(tenant)s::text],
-                       ARRAY[%(priority)s::smallint], ARRAY[%(dependencies)s::jsonb],
-                       ARRAY[%(payload)s::json], %(atomic)s, %(idempotency_key)s,
-                       %(request_hash)s, %(quote)s)
+SELECT request, job_id, status, reason, retry_after, replayed, budgets, shadow_status,
+       shadow_reason, fits_at, reason_code, shadow_reason_code, error
+  FROM admit_requests(%(user_id)s, ARRAY[%(source)s::text], ARRAY[%(batch_name)s::text],
+                      '{1}', ARRAY[%(idempotency_key)s::text], ARRAY[%(request_hash)s::bytea],
+                      ARRAY[%(tenant)s::text], ARRAY[%(priority)s::smallint],
+                      ARRAY[%(dependencies)s::jsonb], ARRAY[%(payload)s::json], %(atomic)s,
+                      %(quote)s)
 
 -- claim_jobs --
 -- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the

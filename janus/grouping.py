@@ -1,0 +1,167 @@
+"""Group admission: a user's requests that queue for a connection are decided together.
+
+Most of a single job's cost in Postgres is paid per statement and per commit, not per job,
+and a busy user's requests wait for each other anyway, on the row lock of the bucket they
+share. So within a gunicorn worker, a single job or a partial batch that finds one of the
+worker's admission connections free is decided at once, alone (an idle service adds no
+wait); one that finds them all busy joins the next group of its user, which is decided as
+soon as a connection returns: one statement, one transaction and one commit for all its
+requests (admit_requests() in janus/db/sql/), each answered as it would have been alone at
+its place in the group's order, the order they arrived in.
+
+Groups wait for a connection oldest first, whoever their user, and a group never holds more
+than `max_jobs` jobs (a request is never split: one larger than that is a group of its own).
+A group that waits longer than `max_wait_s` is answered 503, as the pool's own timeout would
+be. Atomic batches and quotes keep their own transaction, and never wait here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from janus.admission import (
+    Admission,
+    AdmissionRequest,
+    DatabaseUnavailable,
+    GroupAdmitter,
+    Mode,
+    NoDecision,
+)
+
+Answer = Admission | NoDecision
+
+
+@dataclass(eq=False)
+class _Group:
+    """One user's requests waiting for a connection, decided together once it is theirs."""
+
+    user_id: UUID
+    requests: list[AdmissionRequest] = field(default_factory=list)
+    jobs: int = 0
+    # Set when a connection is handed to the group: its first request then decides it.
+    started: threading.Event = field(default_factory=threading.Event)
+    # Set when `answers` (one per request) or `failure` (the group's fault) is known.
+    done: threading.Event = field(default_factory=threading.Event)
+    answers: list[Answer] = field(default_factory=list)
+    failure: BaseException | None = None
+
+    def add(self, request: AdmissionRequest) -> int:
+        """Add `request`; its place in the group."""
+        self.requests.append(request)
+        self.jobs += len(request.jobs)
+        return len(self.requests) - 1
+
+
+class GroupingAdmitter:
+    """An Admitter that decides a user's queued single jobs and partial batches in groups.
+
+    `connections` is how many of the worker's pooled connections admission may use at once
+    (the pool's size): a request that finds fewer in use goes alone at once. `observe` is told
+    each group's size in requests and in jobs, a request decided alone included.
+    """
+
+    def __init__(
+        self,
+        store: GroupAdmitter,
+        *,
+        connections: int,
+        max_jobs: int,
+        max_wait_s: float,
+        observe: Callable[[int, int], None],
+    ) -> None:
+        self._store = store
+        self._max_jobs = max_jobs
+        self._max_wait_s = max_wait_s
+        self._observe = observe
+        self._lock = threading.Lock()
+        self._free = connections
+        # Groups waiting for a connection, oldest first; and each user's newest, while it can
+        # still take requests.
+        self._waiting: deque[_Group] = deque()
+        self._open: dict[UUID, _Group] = {}
+
+    def admit(self, request: AdmissionRequest) -> Admission:
+        """Decide `request`: at once and alone if a connection is free (an atomic batch always
+        is), else in its user's next group. Raise its NoDecision, if it has one."""
+        if request.mode is Mode.ATOMIC:
+            return self._store.admit(request)
+        with self._lock:
+            if self._free:
+                self._free -= 1
+                group = None
+            else:
+                group = self._open.get(request.user_id)
+                if group is None or group.jobs + len(request.jobs) > self._max_jobs:
+                    group = _Group(request.user_id)
+                    self._waiting.append(group)
+                    self._open[request.user_id] = group
+                place = group.add(request)
+        if group is None:
+            try:
+                self._observe(1, len(request.jobs))
+                return self._store.admit(request)
+            finally:
+                self._release()
+        if place == 0:
+            self._lead(group)
+        else:
+            group.done.wait()
+        if group.failure is not None:
+            # Every request of the group raises it: it stored nothing of any of them.
+            raise group.failure
+        answer = group.answers[place]
+        if isinstance(answer, NoDecision):
+            raise answer
+        return answer
+
+    def quote(self, request: AdmissionRequest) -> Admission:
+        """Quote `request` alone: a quote stores nothing, so it has nothing to share."""
+        return self._store.quote(request)
+
+    def _lead(self, group: _Group) -> None:
+        """As the group's first request: wait for its connection, decide it, and tell every
+        request of it its answer."""
+        try:
+            if not group.started.wait(self._max_wait_s) and self._abandon(group):
+                group.failure = DatabaseUnavailable(
+                    f"no connection for admission within {self._max_wait_s:g} s",
+                    cause="pool_timeout",
+                )
+                return
+            try:
+                self._observe(len(group.requests), group.jobs)
+                group.answers = self._store.admit_group(group.requests)
+            finally:
+                self._release()
+        # Whatever it is, every request of the group must be answered with it.
+        except BaseException as failure:
+            group.failure = failure
+        finally:
+            group.done.set()
+
+    def _abandon(self, group: _Group) -> bool:
+        """Take `group` out of the queue after its wait ran out; False when a connection was
+        handed to it meanwhile (it then goes on)."""
+        with self._lock:
+            if group.started.is_set():
+                return False
+            self._waiting.remove(group)
+            if self._open.get(group.user_id) is group:
+                del self._open[group.user_id]
+            return True
+
+    def _release(self) -> None:
+        """A connection is back: hand it to the oldest waiting group, closing that group to
+        new requests, or keep it free."""
+        with self._lock:
+            if not self._waiting:
+                self._free += 1
+                return
+            group = self._waiting.popleft()
+            if self._open.get(group.user_id) is group:
+                del self._open[group.user_id]
+            group.started.set()
