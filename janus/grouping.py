@@ -122,6 +122,11 @@ class GroupingAdmitter:
         """Quote `request` alone: a quote stores nothing, so it has nothing to share."""
         return self._store.quote(request)
 
+    def waiting(self) -> int:
+        """Requests waiting in groups for a connection, now."""
+        with self._lock:
+            return sum(len(group.requests) for group in self._waiting)
+
     def _lead(self, group: _Group) -> None:
         """As the group's first request: wait for its connection, decide it, and tell every
         request of it its answer."""

@@ -291,25 +291,6 @@ BEGIN
                    FOR UPDATE) l;
 
         -- The user and its config, read once the buckets are locked: an activation holds them
-        -- until it commits (activate_version()), so a request that waited for one is decided by
-        -- the version the buckets and tenant buckets were brought to. A user unknown, without a
-        -- config or paused locked no bucket, or only for the length of this failed call.
-        SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies,
-               c.mode, c.tenant_share, c.tenant_overrides
-          INTO cfg
-          FROM users u
-          LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
-         WHERE u.user_id = p_user_id;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'unknown user' USING ERRCODE = 'J0U01';
-        ELSIF cfg.min_priority IS NULL THEN
-            RAISE EXCEPTION 'no active config' USING ERRCODE = 'J0C01';
-        ELSIF cfg.paused THEN
-            RAISE EXCEPTION 'service paused' USING ERRCODE = 'J0P01';
-        END IF;
-
-
-        -- The user and its config, read once the buckets are locked: an activation holds them
         -- until it commits (activate_version()), so a request that waited for one is decided
         -- by the version the buckets and tenant buckets were brought to. A user unknown,
         -- without a config or paused answers each request still to decide as it would have
