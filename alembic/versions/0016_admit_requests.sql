@@ -163,6 +163,7 @@ DECLARE
     i                 integer;
     k                 integer;
     b                 integer;
+    t                 integer;     -- a tenant bucket's index
     this_reason       text;
     this_code         text;
     -- Seconds until the job fits (reserve_wait()): NULL, it fits; 'Infinity', it never will.
@@ -368,14 +369,16 @@ BEGIN
         -- these rows past it (seconds_elapsed() still guards against a clock step backwards).
         decided_at := clock_timestamp();
         bucket_debited := array_fill(false, ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
-        -- Tokens and the effective rate are both stored as of refilled_at: bring both to decided_at
-        -- (the rate last: the tokens are gained at the rate as it was at refilled_at).
+        -- Tokens and the effective rate are both stored as of refilled_at: bring both to
+        -- decided_at (the rate last: the tokens are gained at the rate as it was at refilled_at).
         FOR b IN 1 .. coalesce(array_length(bucket_name, 1), 0) LOOP
             bucket_tokens[b] := bucket_tokens_at(bucket_capacity[b], bucket_tokens[b],
                                                  bucket_refill[b], bucket_effective[b],
-                                                 bucket_recovery[b], bucket_refilled[b], decided_at);
+                                                 bucket_recovery[b], bucket_refilled[b],
+                                                 decided_at);
             bucket_effective[b] := bucket_rate_at(bucket_refill[b], bucket_effective[b],
-                                                  bucket_recovery[b], bucket_refilled[b], decided_at);
+                                                  bucket_recovery[b], bucket_refilled[b],
+                                                  decided_at);
         END LOOP;
         bucket_undebited := bucket_tokens;
 
@@ -419,120 +422,125 @@ BEGIN
 
             FOR p IN req_first_job[r] .. req_last_job[r] LOOP
                 i := evaluation_order[p];
-                    job_ids[i] := new_job_id();
-                    this_reason := NULL;
-                    this_code := NULL;
-                    this_wait := NULL;
-    
-                    IF p_priorities[i] < cfg.min_priority THEN
-                        this_reason := 'priority too low';
-                        this_code := 'min_priority';
-                    END IF;
-    
-                    IF this_reason IS NULL AND cfg.unknown_dependencies = 'reject' THEN
-                        FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                            CONTINUE WHEN dep_bucket[k] IS NOT NULL;
-                            this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
-                            this_code := 'unknown_dependency';
+                job_ids[i] := new_job_id();
+                this_reason := NULL;
+                this_code := NULL;
+                this_wait := NULL;
+
+                IF p_priorities[i] < cfg.min_priority THEN
+                    this_reason := 'priority too low';
+                    this_code := 'min_priority';
+                END IF;
+
+                IF this_reason IS NULL AND cfg.unknown_dependencies = 'reject' THEN
+                    FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                        CONTINUE WHEN dep_bucket[k] IS NOT NULL;
+                        this_reason := format('dependency ''%s'' is not configured', dep_name[k]);
+                        this_code := 'unknown_dependency';
+                        EXIT;
+                    END LOOP;
+                END IF;
+
+                IF this_reason IS NULL THEN
+                    FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                        b := dep_bucket[k];
+                        IF b IS NOT NULL AND dep_cost[k] > bucket_capacity[b] THEN
+                            this_reason := format('dependency ''%s'' cost %s exceeds capacity %s',
+                                                  dep_name[k], dep_cost[k], bucket_capacity[b]);
+                            this_code := 'over_capacity';
                             EXIT;
-                        END LOOP;
-                    END IF;
-    
-                    IF this_reason IS NULL THEN
-                        FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                            b := dep_bucket[k];
-                            IF b IS NOT NULL AND dep_cost[k] > bucket_capacity[b] THEN
-                                this_reason := format('dependency ''%s'' cost %s exceeds capacity %s',
-                                                      dep_name[k], dep_cost[k], bucket_capacity[b]);
-                                this_code := 'over_capacity';
-                                EXIT;
-                            END IF;
-                        END LOOP;
-                    END IF;
-    
-                    IF this_reason IS NULL THEN
-                        -- The priority reserve (reserve_shortfall_x9(), reserve_wait()), of each
-                        -- dependency's bucket and of the tenant's own share of it; a dependency or a
-                        -- tenant without a bucket (a NULL index) has no shortfall. A job refused by a
-                        -- dependency's bucket names the first such dependency; one refused by its tenant's
-                        -- buckets alone names the tenant and the first of them. The wait covers every
-                        -- bucket short.
-                        --
-                        -- A dependency's Retry-After uses its effective rate as of now, though an adaptive
-                        -- bucket's rate may recover while the client waits: unless upstream throttling is
-                        -- reported again, the wait told is never too short. The effective rate is 0 only
-                        -- when the configured one is (the floor is a share above 0).
-                        FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                            bucket_short := reserve_shortfall_x9(bucket_capacity[dep_bucket[k]],
-                                                                 bucket_tokens[dep_bucket[k]], dep_cost[k],
-                                                                 cfg.priority_reserve, p_priorities[i]);
-                            -- Tenant buckets only under a config that shares (else share_short is NULL):
-                            -- PL/pgSQL compiles each expression it evaluates anew in every transaction,
-                            -- so a single job pays for every call it makes, even one that finds nothing.
-                            IF shares_on THEN
-                                share_short := reserve_shortfall_x9(tenant_capacity[dep_tenant_bucket[k]],
-                                                                    tenant_tokens[dep_tenant_bucket[k]],
-                                                                    dep_cost[k], cfg.priority_reserve,
-                                                                    p_priorities[i]);
-                            END IF;
-                            CONTINUE WHEN coalesce(bucket_short, 0) <= 0 AND coalesce(share_short, 0) <= 0;
-                            b := dep_bucket[k];
+                        END IF;
+                    END LOOP;
+                END IF;
+
+                IF this_reason IS NULL THEN
+                    -- The priority reserve (reserve_shortfall_x9(), reserve_wait()), of each
+                    -- dependency's bucket and of the tenant's own share of it; a dependency or
+                    -- a tenant without a bucket (a NULL index) has no shortfall. A job refused
+                    -- by a dependency's bucket names the first such dependency; one refused by
+                    -- its tenant's buckets alone names the tenant and the first of them. The
+                    -- wait covers every bucket short.
+                    --
+                    -- A dependency's Retry-After uses its effective rate as of now, though an
+                    -- adaptive bucket's rate may recover while the client waits: unless
+                    -- upstream throttling is reported again, the wait told is never too short.
+                    -- The effective rate is 0 only when the configured one is (the floor is a
+                    -- share above 0).
+                    FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                        b := dep_bucket[k];
+                        bucket_short := reserve_shortfall_x9(bucket_capacity[b], bucket_tokens[b],
+                                                             dep_cost[k], cfg.priority_reserve,
+                                                             p_priorities[i]);
+                        -- Tenant buckets only under a config that shares (else share_short is
+                        -- NULL): PL/pgSQL compiles each expression it evaluates anew in every
+                        -- transaction, so a single job pays for every call it makes, even one
+                        -- that finds nothing.
+                        IF shares_on THEN
+                            t := dep_tenant_bucket[k];
+                            share_short := reserve_shortfall_x9(tenant_capacity[t],
+                                                                tenant_tokens[t], dep_cost[k],
+                                                                cfg.priority_reserve,
+                                                                p_priorities[i]);
+                        END IF;
+                        CONTINUE WHEN coalesce(bucket_short, 0) <= 0
+                                      AND coalesce(share_short, 0) <= 0;
+                        this_wait := greatest(this_wait,
+                                              reserve_wait(bucket_short, bucket_capacity[b],
+                                                           bucket_effective[b], dep_cost[k],
+                                                           cfg.priority_reserve, p_priorities[i]));
+                        IF shares_on THEN
                             this_wait := greatest(this_wait,
-                                                  reserve_wait(bucket_short, bucket_capacity[b],
-                                                               bucket_effective[b], dep_cost[k],
-                                                               cfg.priority_reserve, p_priorities[i]));
-                            IF shares_on THEN
-                                this_wait := greatest(this_wait,
-                                                      reserve_wait(share_short,
-                                                                   tenant_capacity[dep_tenant_bucket[k]],
-                                                                   tenant_refill[dep_tenant_bucket[k]],
-                                                                   dep_cost[k], cfg.priority_reserve,
-                                                                   p_priorities[i]));
+                                                  reserve_wait(share_short, tenant_capacity[t],
+                                                               tenant_refill[t], dep_cost[k],
+                                                               cfg.priority_reserve,
+                                                               p_priorities[i]));
+                        END IF;
+                        IF bucket_short > 0 THEN
+                            -- The first dependency short, over any tenant short before it.
+                            IF this_code IS DISTINCT FROM 'rate_limit' THEN
+                                this_reason := format('dependency ''%s'' rate limit exceeded',
+                                                      dep_name[k]);
+                                this_code := 'rate_limit';
                             END IF;
-                            IF bucket_short > 0 THEN
-                                -- The first dependency short, over any tenant short before it.
-                                IF this_code IS DISTINCT FROM 'rate_limit' THEN
-                                    this_reason := format('dependency ''%s'' rate limit exceeded',
-                                                          dep_name[k]);
-                                    this_code := 'rate_limit';
-                                END IF;
-                            ELSIF this_reason IS NULL THEN
-                                this_reason := format('tenant ''%s'' exceeded its share of dependency ''%s''',
-                                                      p_tenants[i], dep_name[k]);
-                                this_code := 'tenant_share';
-                            END IF;
-                        END LOOP;
-                    END IF;
-    
-                    IF this_reason IS NULL THEN
-                        FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
-                            b := dep_bucket[k];
-                            CONTINUE WHEN b IS NULL;
-                            bucket_tokens[b] := bucket_tokens[b] - dep_cost[k];
-                            bucket_debited[b] := true;
-                            b := dep_tenant_bucket[k];
-                            CONTINUE WHEN b IS NULL;
-                            tenant_tokens[b] := tenant_tokens[b] - dep_cost[k];
-                            tenant_debited[b] := true;
-                        END LOOP;
-                        job_status[i] := 'Accepted';
-                        job_reason[i] := '';
-                    ELSE
-                        any_rejected := true;
-                        job_status[i] := 'Rejected';
-                        job_reason[i] := this_reason;
-                        job_reason_code[i] := this_code;
-                        -- A wait that ends (NULL: not refused for tokens; 'Infinity': waiting never cures it).
-                        IF this_wait < 'Infinity' THEN
-                            -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
-                            this_wait := least(this_wait, 2147483647);
-                            job_retry[i] := greatest(1, ceil(this_wait))::integer;
-                            IF p_quote THEN
-                                job_fits_at[i] := decided_at
-                                                  + ceil(this_wait * 1000000) * interval '1 microsecond';
-                            END IF;
+                        ELSIF this_reason IS NULL THEN
+                            this_reason := format(
+                                'tenant ''%s'' exceeded its share of dependency ''%s''',
+                                p_tenants[i], dep_name[k]);
+                            this_code := 'tenant_share';
+                        END IF;
+                    END LOOP;
+                END IF;
+
+                IF this_reason IS NULL THEN
+                    FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                        b := dep_bucket[k];
+                        CONTINUE WHEN b IS NULL;
+                        bucket_tokens[b] := bucket_tokens[b] - dep_cost[k];
+                        bucket_debited[b] := true;
+                        b := dep_tenant_bucket[k];
+                        CONTINUE WHEN b IS NULL;
+                        tenant_tokens[b] := tenant_tokens[b] - dep_cost[k];
+                        tenant_debited[b] := true;
+                    END LOOP;
+                    job_status[i] := 'Accepted';
+                    job_reason[i] := '';
+                ELSE
+                    any_rejected := true;
+                    job_status[i] := 'Rejected';
+                    job_reason[i] := this_reason;
+                    job_reason_code[i] := this_code;
+                    -- A wait that ends (NULL: not refused for tokens; 'Infinity': waiting never
+                    -- cures it).
+                    IF this_wait < 'Infinity' THEN
+                        -- Clamped: a refill of 1e-9 tokens/s would otherwise overflow an integer.
+                        this_wait := least(this_wait, 2147483647);
+                        job_retry[i] := greatest(1, ceil(this_wait))::integer;
+                        IF p_quote THEN
+                            job_fits_at[i] := decided_at + ceil(this_wait * 1000000)
+                                                           * interval '1 microsecond';
                         END IF;
                     END IF;
+                END IF;
                 req_accepted[r] := req_accepted[r] OR job_status[i] = 'Accepted'
                                    OR cfg.mode = 'shadow';
             END LOOP;
@@ -673,15 +681,29 @@ BEGIN
                                          THEN ceil((floor(u.tokens) + 1 - u.tokens)
                                                    / bucket_effective[u.b]) END)
                            ORDER BY u.b) AS named
-                  FROM (SELECT DISTINCT dep_bucket[k] AS b,
-                               snapshot_tokens[req_snapshot[r] + dep_bucket[k] - 1] AS tokens
-                          FROM generate_subscripts(dep_name, 1) AS k
-                         WHERE dep_bucket[k] IS NOT NULL AND job_request[dep_job[k]] = r) u
+                  FROM (SELECT b, snapshot_tokens[req_snapshot[r] + b - 1] AS tokens
+                          FROM generate_subscripts(bucket_name, 1) AS b
+                         WHERE request_count = 1
+                            OR b = ANY (SELECT dep_bucket[k]
+                                          FROM generate_subscripts(dep_name, 1) AS k
+                                         WHERE job_request[dep_job[k]] = r)) u
                ) budget ON true;
     END deciding;
 
     -- One row per job of each request in the group's order, in its own order; the budgets on
-    -- a decided request's first row; one row for a request answered by an error.
+    -- a decided request's first row; one row for a request answered by an error. When every
+    -- request was decided (the common case), its jobs are the rows, already in that order.
+    IF 'decided' = ALL (req_outcome) THEN
+        RETURN QUERY
+            SELECT job_request[n], job_ids[n], job_status[n], job_reason[n], job_retry[n], false,
+                   CASE WHEN n = req_first_job[job_request[n]]
+                        THEN req_budgets[job_request[n]] END,
+                   shadow_statuses[n], shadow_reasons[n], job_fits_at[n], job_reason_code[n],
+                   shadow_codes[n], NULL::text
+              FROM generate_series(1, job_count) AS n
+             ORDER BY n;
+        RETURN;
+    END IF;
     RETURN QUERY
         SELECT a.request, a.job_id, a.status, a.reason, a.retry_after, a.replayed, a.budgets,
                a.shadow_status, a.shadow_reason, a.fits_at, a.reason_code,
