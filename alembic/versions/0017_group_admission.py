@@ -1,7 +1,7 @@
 """Group admission: admit_requests() decides one request or a group of one user's requests.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 
 admit_requests() is the one decision: a group of a user's single jobs and partial batches
 (janus/grouping.py), or one request of any kind, in one statement, one transaction and one
@@ -21,8 +21,8 @@ from sqlfiles import execute_sql_file
 
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
@@ -33,9 +33,9 @@ _ADMIT_REQUESTS = (
 
 
 def upgrade() -> None:
-    execute_sql_file("0016_admit_requests.sql")
-    execute_sql_file("0016_admit_jobs_once.sql")
-    execute_sql_file("0016_admit_jobs.sql")
+    execute_sql_file("0017_admit_requests.sql")
+    execute_sql_file("0017_admit_jobs_once.sql")
+    execute_sql_file("0017_admit_jobs.sql")
 
 
 def downgrade() -> None:
