@@ -249,9 +249,12 @@ class Bench:
             ).fetchall()
             result.stored_jobs = {state: count for state, count in rows}
             return
+        # The jobs decided within the window: a range of the primary key (user_id, job_id),
+        # since a job id starts with that moment (janus/db/sql/first_job_id_at.sql).
         rows = self.conn.execute(
             "SELECT status, count(*) FROM jobs"
-            " WHERE user_id = ANY(%s) AND created_at >= %s AND created_at < %s"
+            " WHERE user_id = ANY(%s)"
+            " AND job_id >= first_job_id_at(%s) AND job_id < first_job_id_at(%s)"
             " GROUP BY status ORDER BY status",
             [self.users[result.name], *result.window],
         ).fetchall()

@@ -1,9 +1,11 @@
 """The domain of a user's job history: what GET /dashboard/jobs and `janus jobs` read.
 
 Every job a user submitted, through either source, accepted or rejected, is listed newest
-first, ordered by (created_at, job_id), a page at a time: a page ends at a `JobPosition`, and
-the next one starts strictly below it (keyset pagination), so jobs stored meanwhile neither
-repeat nor push older ones out of reach. janus.db implements `JobHistory` (each filter read
+first, in the order the jobs were decided, a page at a time: by job_id, whose first bits are
+that moment (time-ordered ids, since migration 0013), then the jobs stored before, whose ids
+are random, by (created_at, job_id). A page ends at a `JobPosition`, and the next one starts
+strictly below it (keyset pagination), so jobs stored meanwhile neither repeat nor push older
+ones out of reach. janus.db implements `JobHistory` (each filter read
 through an index of its own), and janus.app wires it. The same jobs, counted per minute
 over the last hour (`Activity`, GET /dashboard/activity), are read by an `ActivityReader`.
 This module knows nothing of HTTP or of the database driver, and nothing else of Janus
@@ -41,7 +43,8 @@ ACTIVITY_MAX_JOBS = 50_000
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs to list; None means any. `since` is inclusive, `until` exclusive."""
+    """Which jobs to list; None means any. `since` is inclusive, `until` exclusive: moments
+    of decision, as a job's id carries it (created_at for a job of random id)."""
 
     status: JobStatus | None = None
     state: JobState | None = None
@@ -55,7 +58,8 @@ class JobFilter:
 class JobPosition(NamedTuple):
     """A place in the newest-first order: the last job of a page; the next starts below it.
 
-    A tuple, so positions compare as the keyset (created_at, job_id) orders the jobs.
+    A job of time-ordered id is placed by its job_id alone; one stored before those, whose id
+    is random, by (created_at, job_id) among its kind, below every time-ordered one.
     """
 
     created_at: datetime

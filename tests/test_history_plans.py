@@ -1,6 +1,8 @@
 """GET /dashboard/jobs and /dashboard/jobs/{job_id} read jobs through indexes: the plans of
 their exact statements, on a table large enough that Postgres would rather scan it whole
-than use a poor index, name the index migration 0008 built for each filter."""
+than use a poor index, name the index that serves each filter (migration 0016): the primary
+key (user_id, job_id), whose time-ordered ids are the history's order, or one of the indexes
+that lead with the filter's column and end with job_id."""
 
 from __future__ import annotations
 
@@ -18,17 +20,25 @@ from janus.db.history import job_history_params
 from janus.history import JobFilter, JobPosition
 from tests.conftest import unique_name, url_for_database
 from tests.support.factories import create_user
+from tests.support.history import job_id_at
 from tests.support.plans import plan_nodes
 
 JOBS_PER_USER = 20_000
 
 # Every user's jobs: one a second back from now, mostly completed (as a history is), some
-# rejected, queued, running and failed; 50 tenants, 200 batches, both sources.
-_INSERT = """
+# rejected, queued, running and failed; 50 tenants, 200 batches, both sources. Their ids are
+# time-ordered, of their created_at, as admission makes them; JOBS_OF_RANDOM_ID more, older,
+# have random ids, as the jobs stored before migration 0013 keep.
+JOBS_OF_RANDOM_ID = 500
+_INSERT = (
+    """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
                   payload, status, reason, state, attempts, lease_token, lease_expires_at,
                   created_at, finished_at)
-SELECT gen_random_uuid(), %(user_id)s, CASE WHEN n %% 2 = 0 THEN 'dashboard' ELSE 'system' END,
+SELECT CASE WHEN n > %(count)s THEN gen_random_uuid() ELSE """
+    + job_id_at("now() - make_interval(secs => n)")
+    + """ END,
+       %(user_id)s, CASE WHEN n %% 2 = 0 THEN 'dashboard' ELSE 'system' END,
        'batch-' || (n %% 200), 'tenant-' || (n %% 50), 5, '{"openai": 1}', '{}',
        CASE WHEN kind = 'rejected' THEN 'Rejected' ELSE 'Accepted' END,
        CASE WHEN kind = 'rejected' THEN 'priority too low' ELSE '' END,
@@ -38,31 +48,32 @@ SELECT gen_random_uuid(), %(user_id)s, CASE WHEN n %% 2 = 0 THEN 'dashboard' ELS
        CASE WHEN kind = 'running' THEN now() + interval '1 minute' END,
        now() - make_interval(secs => n),
        CASE WHEN kind IN ('completed', 'failed') THEN now() - make_interval(secs => n) END
-  FROM generate_series(1, %(count)s) AS n
+  FROM generate_series(1, %(count)s + %(random)s) AS n
  CROSS JOIN LATERAL (
        SELECT CASE WHEN n %% 100 < 70 THEN 'completed' WHEN n %% 100 < 85 THEN 'rejected'
                    WHEN n %% 100 < 95 THEN 'queued' WHEN n %% 100 < 98 THEN 'failed'
                    ELSE 'running' END AS kind) k
 """
+)
 
-NEWEST = "jobs_newest_first"
-IN_STATE = "jobs_in_state_newest_first"
+NEWEST = "jobs_pkey"
+IN_STATE = "jobs_in_state"
 # Each filter and the indexes that may serve it, in the listing's order. A state that holds
-# most of the user's jobs (completed, here 70%) may as well be found by walking
-# jobs_newest_first: a page then reads about 1/0.7 entries per job shown, and Postgres picks
-# either, by a hair of estimated cost.
+# most of the user's jobs (completed, here 70%) may as well be found by walking jobs_pkey: a
+# page then reads about 1/0.7 entries per job shown, and Postgres picks either, by a hair of
+# estimated cost.
 FILTERS: list[tuple[JobFilter, set[str]]] = [
     (JobFilter(), {NEWEST}),
     (JobFilter(status="Accepted"), {NEWEST}),
     (JobFilter(source="system"), {NEWEST}),
-    (JobFilter(status="Rejected"), {"jobs_rejected_newest_first"}),
+    (JobFilter(status="Rejected"), {"jobs_rejected"}),
     (JobFilter(state="queued"), {IN_STATE}),
     (JobFilter(state="running"), {IN_STATE}),
     (JobFilter(state="completed"), {IN_STATE, NEWEST}),
     (JobFilter(state="failed"), {IN_STATE}),
-    (JobFilter(tenant_id="tenant-7"), {"jobs_of_tenant_newest_first"}),
-    (JobFilter(batch_name="batch-7"), {"jobs_of_batch_newest_first"}),
-    (JobFilter(tenant_id="tenant-7", status="Rejected"), {"jobs_of_tenant_newest_first"}),
+    (JobFilter(tenant_id="tenant-7"), {"jobs_of_tenant"}),
+    (JobFilter(batch_name="batch-7"), {"jobs_of_batch"}),
+    (JobFilter(tenant_id="tenant-7", status="Rejected"), {"jobs_of_tenant"}),
 ]
 
 
@@ -78,7 +89,8 @@ def _scans_jobs_whole(nodes: list[dict[str, Any]]) -> bool:
 
 @pytest.fixture(scope="module")
 def history(postgres_server_url: str, template_database: str) -> Iterator[tuple[Any, UUID]]:
-    """(a connection, the big user): JOBS_PER_USER jobs of it beside two users with as many.
+    """(a connection, the big user): JOBS_PER_USER jobs of it (and JOBS_OF_RANDOM_ID older
+    ones of random id) beside two users with as many.
 
     Built once for the module, in a database of its own: the tests only read it.
     """
@@ -93,7 +105,10 @@ def history(postgres_server_url: str, template_database: str) -> Iterator[tuple[
         with psycopg.connect(url_for_database(postgres_server_url, name), autocommit=True) as db:
             users = [create_user(db, who) for who in ("big", "neighbour", "other")]
             for user_id in users:
-                db.execute(_INSERT, {"user_id": user_id, "count": JOBS_PER_USER})
+                db.execute(
+                    _INSERT,
+                    {"user_id": user_id, "count": JOBS_PER_USER, "random": JOBS_OF_RANDOM_ID},
+                )
             db.execute("VACUUM ANALYZE jobs")
             yield db, users[0]
     finally:
@@ -107,8 +122,8 @@ def test_each_filter_of_the_history_reads_its_own_index(history: tuple[Any, UUID
     db, big_user = history
     since = datetime.now(UTC) - timedelta(hours=2)
     row = db.execute(
-        "SELECT created_at, job_id FROM jobs WHERE user_id = %s"
-        " ORDER BY created_at DESC, job_id DESC OFFSET 500 LIMIT 1",
+        "SELECT created_at, job_id FROM jobs WHERE user_id = %s AND job_id_version(job_id) = 7"
+        " ORDER BY job_id DESC OFFSET 500 LIMIT 1",
         [big_user],
     ).fetchone()
     assert row is not None
@@ -129,14 +144,36 @@ def test_each_filter_of_the_history_reads_its_own_index(history: tuple[Any, UUID
             assert not any("Sort" in node["Node Type"] for node in nodes), (filters, nodes)
 
 
-def test_without_its_index_the_listing_would_scan_the_table(history: tuple[Any, UUID]) -> None:
+def test_without_its_index_the_listing_would_sort_the_users_jobs(
+    history: tuple[Any, UUID],
+) -> None:
     db, big_user = history
     params = job_history_params(big_user, JobFilter(), 21, None)
     with db.transaction(force_rollback=True):
-        db.execute("DROP INDEX jobs_newest_first")
+        db.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_pkey")
         nodes = plan_nodes(db, queries.JOB_HISTORY, params)
-    assert "jobs_newest_first" not in _indexes_read(nodes)
-    assert _scans_jobs_whole(nodes), nodes
+    assert NEWEST not in _indexes_read(nodes)
+    assert any("Sort" in node["Node Type"] for node in nodes), nodes
+
+
+def test_the_jobs_of_random_id_are_read_through_their_own_index(
+    history: tuple[Any, UUID],
+) -> None:
+    """The rest of a page, after the last job of time-ordered id: the jobs stored before
+    migration 0013, newest first, from jobs_with_random_ids, where no job of time-ordered id
+    is entered."""
+    db, big_user = history
+    row = db.execute(
+        "SELECT created_at, job_id FROM jobs WHERE user_id = %s AND job_id_version(job_id) <> 7"
+        " ORDER BY created_at DESC, job_id DESC OFFSET 100 LIMIT 1",
+        [big_user],
+    ).fetchone()
+    assert row is not None
+    for after in (None, JobPosition(*row)):
+        params = job_history_params(big_user, JobFilter(), 21, after)
+        nodes = plan_nodes(db, queries.JOB_HISTORY_OF_RANDOM_IDS, params)
+        assert _indexes_read(nodes) == {"jobs_with_random_ids"}, nodes
+        assert not any("Sort" in node["Node Type"] for node in nodes), nodes
 
 
 def test_one_job_is_read_by_the_primary_key(history: tuple[Any, UUID]) -> None:

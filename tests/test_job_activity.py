@@ -281,7 +281,7 @@ def test_one_read_reads_at_most_the_cap_and_one_more_of_one_users_jobs(
     db: psycopg.Connection, ten_token_user: UUID
 ) -> None:
     """However many jobs the hour holds, and however many older ones there are, the count
-    walks jobs_newest_first within the user's key and the hour, and stops after cap + 1."""
+    walks jobs_pkey within the user's key and the hour's ids, and stops after cap + 1."""
     quiet = user_with_config(db, {})
     neighbour = user_with_config(db, {})
     for who in (ten_token_user, neighbour):
@@ -292,11 +292,11 @@ def test_one_read_reads_at_most_the_cap_and_one_more_of_one_users_jobs(
 
     [busy_read] = _jobs_read(db, ten_token_user, 500)
     assert busy_read["Node Type"] == "Index Scan"
-    assert busy_read["Index Name"] == "jobs_newest_first"
-    assert "user_id" in busy_read["Index Cond"] and "created_at" in busy_read["Index Cond"]
+    assert busy_read["Index Name"] == "jobs_pkey"
+    assert "user_id" in busy_read["Index Cond"] and "job_id >=" in busy_read["Index Cond"]
     assert busy_read["Actual Rows"] == 501
     # Older jobs are outside the index range read: none of them is walked past.
     [quiet_read] = _jobs_read(db, quiet, 500)
-    assert quiet_read["Index Name"] == "jobs_newest_first"
+    assert quiet_read["Index Name"] == "jobs_pkey"
     assert quiet_read["Actual Rows"] == 3
     assert quiet_read.get("Rows Removed by Filter", 0) == 0

@@ -132,3 +132,41 @@ def test_admitted_jobs_get_time_ordered_ids(
     assert max(ids[:3]) < ids[3], "a later request's ids sort after an earlier one's"
     stored = db.execute("SELECT job_id FROM jobs WHERE user_id = %s", [user_id]).fetchall()
     assert sorted(row[0] for row in stored) == sorted(ids)
+
+
+def test_the_first_id_of_a_moment_bounds_the_ids_made_before_and_after_it(
+    db: psycopg.Connection,
+) -> None:
+    """first_job_id_at(t) sorts after every id made before t and before every id made at t or
+    later, so a range of moments is a range of ids; job_decided_at() reads the moment back,
+    to the microsecond."""
+    row = db.execute(
+        "SELECT array_agg(new_job_id() ORDER BY n), clock_timestamp()"
+        " FROM generate_series(1, 1000) AS n"
+    ).fetchone()
+    assert row is not None
+    before, moment = row
+    after = new_ids(db, 1000)
+    bound = value_of(db, f"SELECT first_job_id_at('{moment.isoformat()}')")
+    assert max(before) < bound <= min(after)
+    # Version 7, and nothing but zeros after the moment (Python reads no version without the
+    # variant bits).
+    assert (bound.int >> 76) & 0xF == 7 and bound.int & (2**64 - 1) == 0
+
+    for job_id in (before[0], after[-1]):
+        decided = value_of(db, f"SELECT job_decided_at('{job_id}')")
+        assert at(job_id) <= decided < at(job_id) + timedelta(milliseconds=1)
+    # Every microsecond of a millisecond, and more, comes back exactly.
+    row = db.execute(
+        "SELECT count(*) FROM generate_series(0, 2500) AS n,"
+        " LATERAL (SELECT now() + n * interval '1 microsecond') AS m(t)"
+        " WHERE job_decided_at(first_job_id_at(m.t)) <> m.t"
+    ).fetchone()
+    assert row == (0,)
+
+
+def test_job_id_version_tells_time_ordered_ids_from_random_ones(db: psycopg.Connection) -> None:
+    row = db.execute(
+        "SELECT job_id_version(new_job_id()), job_id_version(gen_random_uuid())"
+    ).fetchone()
+    assert row == (7, 4)

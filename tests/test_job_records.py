@@ -15,6 +15,7 @@ from janus.cli import main as janus_cli
 from janus.db import maintenance
 from tests.support.app import ATOMIC_ROUTES, PARTIAL_ROUTES, SINGLE_ROUTES, post_json
 from tests.support.factories import activate_config, create_user, stored_job, user_with_config
+from tests.support.history import insert_jobs, job_id_at
 
 OPENAI = {"openai": {"capacity": 2, "refill_per_second": 0.5}}
 
@@ -94,6 +95,12 @@ def test_an_accepted_atomic_batch_records_its_config_version(
 def test_jobs_of_one_tenant_in_a_time_range_are_read_through_an_index(
     db: psycopg.Connection,
 ) -> None:
+    """ "Jobs of tenant X today": a range of jobs_of_tenant (user_id, tenant_id, job_id), the
+    day's first id its lower bound (the history reads it so for `tenant_id` and `since`)."""
+    user = create_user(db)
+    for tenant in range(10):
+        insert_jobs(db, user, 100, tenant_id=f"tenant-{tenant}", spacing_s=3600)
+    db.execute("ANALYZE jobs")
     # On a small table the planner rightly prefers a scan; told not to, it must find the index.
     db.execute("SET enable_seqscan = off")
     forced = "\n".join(
@@ -101,19 +108,23 @@ def test_jobs_of_one_tenant_in_a_time_range_are_read_through_an_index(
         for row in db.execute(
             """
             EXPLAIN SELECT * FROM jobs
-             WHERE user_id = gen_random_uuid() AND tenant_id = 'tenant-a'
-               AND created_at >= date_trunc('day', now())
-            """
+             WHERE user_id = %s AND tenant_id = 'tenant-1'
+               AND job_id >= first_job_id_at(date_trunc('day', now()))
+            """,
+            [user],
         )
     )
-    assert "jobs_of_tenant_newest_first" in forced, forced
+    assert "jobs_of_tenant" in forced, forced
+    [condition] = [line for line in forced.splitlines() if "Index Cond" in line]
+    assert "tenant_id" in condition and "job_id >=" in condition, forced
 
 
 def age_jobs(db: psycopg.Connection, user: UUID, days: float) -> None:
-    """Make every job of `user` look stored `days` ago."""
+    """Make every job of `user` look decided and stored `days` ago: its time-ordered id too."""
     db.execute(
-        "UPDATE jobs SET created_at = now() - make_interval(secs => %s) WHERE user_id = %s",
-        [days * 86400, user],
+        "UPDATE jobs SET created_at = now() - make_interval(secs => %(s)s),"
+        " job_id = " + job_id_at("now() - make_interval(secs => %(s)s)") + " WHERE user_id = %(u)s",
+        {"s": days * 86400, "u": user},
     )
 
 

@@ -13,28 +13,35 @@ import psycopg
 import pytest
 
 from tests.support.factories import create_user
+from tests.support.history import job_id_at
 
 pytestmark = pytest.mark.scale
 
 FINISHED = 1_000_000
 QUEUED = 100_000
 # pgqueuer measured 85 buffers per claim once its index was right; "a few hundred at most".
-# A claim of 10 jobs touches 280 to 310 here (PG 18 and 15), about 28 per job leased: each is
-# updated and entered in the indexes that name its state, the history's
-# jobs_in_state_newest_first (0008) included, which added about 60. Without jobs_queued a
-# claim touches about 24,000.
+# A claim of 10 jobs touched 280 to 310 here (PG 18 and 15), about 28 per job leased, while
+# jobs had the history indexes of 0008: each job is updated and entered in every index of
+# jobs again (its new state makes it no HOT update), jobs_in_state_newest_first's entry alone
+# about 6. Migration 0016 left one index entry fewer per update. Without jobs_queued a claim
+# touches about 24,000.
 MAX_BUFFERS = 400
 
-_INSERT = """
+# Ids time-ordered, of created_at, as admission makes them.
+_INSERT = (
+    """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
                   payload, status, state, attempts, created_at, finished_at)
-SELECT gen_random_uuid(), %(user_id)s, 'system', 'scale', 'tenant-' || (n %% 50),
+SELECT """
+    + job_id_at("now() - make_interval(secs => n)")
+    + """, %(user_id)s, 'system', 'scale', 'tenant-' || (n %% 50),
        1 + n %% 10, '{"openai": 1}', '{"n": 1}', 'Accepted', %(state)s,
        CASE WHEN %(state)s = 'queued' THEN 0 ELSE 1 END,
        now() - make_interval(secs => n),
        CASE WHEN %(state)s = 'queued' THEN NULL ELSE now() - make_interval(secs => n) END
   FROM generate_series(1, %(count)s) AS n
 """
+)
 
 
 def claim_buffers(db: psycopg.Connection, user_id: UUID, limit: int) -> tuple[int, int]:

@@ -198,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_command.add_argument(
         "--since",
         metavar="TIME",
-        help="only jobs created at or after TIME (ISO 8601 with a timezone: 2025-01-31T09:00Z)",
+        help="only jobs decided at or after TIME (ISO 8601 with a timezone: 2025-01-31T09:00Z)",
     )
     jobs_command.add_argument(
-        "--until", metavar="TIME", help="only jobs created before TIME (not at it)"
+        "--until", metavar="TIME", help="only jobs decided before TIME (not at it)"
     )
     jobs_command.add_argument(
         "--limit",

@@ -1,7 +1,7 @@
 """janus.history's JobHistory and ActivityReader and janus.quotas' QuotaReader over the pool,
 and the same reads on an operator's connection for the CLI: named queries of queries.sql
-(job_history, job_record, job_activity; quota_mode, bucket_quotas and tenant_quotas in one
-snapshot)."""
+(job_history and job_history_of_random_ids, job_record, job_activity; quota_mode,
+bucket_quotas and tenant_quotas in one snapshot)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _job_record(**columns: Any) -> JobRecord:
 def job_history_params(
     user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
 ) -> dict[str, Any]:
-    """The parameters of queries.JOB_HISTORY."""
+    """The parameters of queries.JOB_HISTORY and queries.JOB_HISTORY_OF_RANDOM_IDS."""
     return {
         "user_id": user_id,
         "status": filters.status,
@@ -78,15 +78,21 @@ def job_page(
 ) -> list[JobSummary]:
     """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`.
 
-    UnknownUser when the page is empty because there is no such user.
+    The jobs with time-ordered ids first, then, when the page has room left, the jobs stored
+    before them, whose ids are random (job_history and job_history_of_random_ids in
+    queries.sql). UnknownUser when the page is empty because there is no such user.
     """
     with translated():
         cursor = conn.cursor(row_factory=kwargs_row(_job_summary))
-        # Unprepared: planned for these values each time, so the filters given pick the index
-        # (see job_history in queries.sql).
+        # Unprepared: planned for these values each time, so the filters given pick the index.
         page = cursor.execute(
             queries.JOB_HISTORY, job_history_params(user_id, filters, limit, after), prepare=False
         ).fetchall()
+        if len(page) < limit:
+            params = job_history_params(user_id, filters, limit - len(page), after)
+            page += cursor.execute(
+                queries.JOB_HISTORY_OF_RANDOM_IDS, params, prepare=False
+            ).fetchall()
         if not page:
             accounts.active_config(conn, user_id)  # raises UnknownUser for no user
     return page

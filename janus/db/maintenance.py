@@ -40,7 +40,7 @@ def prune_full_tenant_buckets(conn: psycopg.Connection[Any]) -> int:
 def prune_rejected_jobs(
     conn: psycopg.Connection[Any], older_than: timedelta, chunk: int = PRUNE_CHUNK
 ) -> int:
-    """Delete rejected jobs stored more than `older_than` ago; return how many were deleted.
+    """Delete rejected jobs decided more than `older_than` ago; return how many were deleted.
 
     `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user is
     its own transaction, so a large backlog never holds long locks or one huge transaction.

@@ -39,6 +39,7 @@ PAUSE_CHANGES = _QUERIES["pause_changes"]
 # The dashboard's and the CLI's reads: job history, one job, jobs per minute, bucket and
 # tenant quotas
 JOB_HISTORY = _QUERIES["job_history"]
+JOB_HISTORY_OF_RANDOM_IDS = _QUERIES["job_history_of_random_ids"]
 JOB_RECORD = _QUERIES["job_record"]
 JOB_ACTIVITY = _QUERIES["job_activity"]
 BUCKET_QUOTAS = _QUERIES["bucket_quotas"]

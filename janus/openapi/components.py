@@ -168,12 +168,12 @@ PARAMETERS: Mapping[str, dict[str, Any]] = {
     },
     "since": {
         "in": "query",
-        "description": "Only jobs stored at or after this moment (ISO 8601, with a timezone).",
+        "description": "Only jobs decided at or after this moment (ISO 8601, with a timezone).",
         "schema": {"type": "string", "format": "date-time"},
     },
     "until": {
         "in": "query",
-        "description": "Only jobs stored before this moment (ISO 8601, with a timezone);"
+        "description": "Only jobs decided before this moment (ISO 8601, with a timezone);"
         " later than `since`.",
         "schema": {"type": "string", "format": "date-time"},
     },

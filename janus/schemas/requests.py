@@ -315,7 +315,8 @@ class JobHistoryQuerySchema(Schema):
     tenant_id = name_field(required=False)
     batch_name = name_field(required=False)
     source = fields.String(validate=validate.OneOf(SOURCES))
-    # since <= created_at < until: consecutive windows neither overlap nor leave a gap.
+    # since <= the moment a job was decided < until: consecutive windows neither overlap nor
+    # leave a gap.
     since = _moment()
     until = _moment()
 

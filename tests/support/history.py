@@ -15,21 +15,39 @@ HISTORY = "/dashboard/jobs"
 QUOTAS = "/dashboard/quotas"
 ACTIVITY = "/dashboard/activity"
 
+
+def job_id_at(moment: str) -> str:
+    """SQL for a job id as new_job_id() makes one at `moment` (an SQL expression): the first
+    id of that moment, with the random bits of a gen_random_uuid()."""
+    return (
+        f"encode(overlay(uuid_send(first_job_id_at({moment}))"
+        " PLACING substring(uuid_send(gen_random_uuid()) FROM 9) FROM 9), 'hex')::uuid"
+    )
+
+
 # One row per job; n counts from 0, and job n is n x spacing_s seconds older than `newest`.
-_INSERT = """
+# Its id is time-ordered, of its created_at, as admission makes it.
+_INSERT = (
+    """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
                   payload, status, reason, retry_after, state, attempts, created_at,
                   finished_at)
-SELECT gen_random_uuid(), %(user_id)s, %(source)s, %(batch_name)s, %(tenant_id)s, 5,
+SELECT """
+    + job_id_at("j.created_at")
+    + """, %(user_id)s, %(source)s, %(batch_name)s, %(tenant_id)s, 5,
        '{"openai": 1}', '{"n": 1}', %(status)s,
        CASE WHEN %(status)s = 'Rejected' THEN %(reason)s ELSE '' END,
        CASE WHEN %(status)s = 'Rejected' THEN 3 END,
        %(state)s, CASE WHEN %(state)s = 'completed' THEN 1 ELSE 0 END,
-       %(newest)s - make_interval(secs => n * %(spacing_s)s),
+       j.created_at,
        CASE WHEN %(state)s IN ('completed', 'failed') THEN %(newest)s END
   FROM generate_series(0, %(count)s - 1) AS n
+ CROSS JOIN LATERAL (
+       SELECT %(newest)s::timestamptz - make_interval(secs => n * %(spacing_s)s) AS created_at
+       ) j
 RETURNING job_id
 """
+)
 
 
 def insert_jobs(

@@ -87,18 +87,57 @@ SELECT job_id, outcome, state, attempt
 
 -- job_history --
 -- A page of a user's jobs, newest first: the dashboard's GET /dashboard/jobs and `janus jobs`.
--- Each filter is NULL for "any"; `since` is inclusive, `until` exclusive; the page starts
--- strictly below (before_created_at, before_job_id), the last job of the previous page
--- (keyset pagination: jobs stored meanwhile neither repeat nor hide older ones). Sent
--- unprepared (janus/db/history.py), so every execution is planned for its own values: the
--- filters left NULL fold away, and the plan reads the index migration 0008 built for the
--- filter given (jobs_newest_first without one; jobs_of_tenant_newest_first,
--- jobs_of_batch_newest_first, jobs_in_state_newest_first, jobs_rejected_newest_first), in
--- this very order, up to LIMIT. A generic plan could not choose by filter.
+-- This statement reads the jobs with time-ordered ids (every job since migration 0013);
+-- job_history_of_random_ids, the ones stored before, which come after them all (janus/db/
+-- history.py runs it when this page is short).
+--
+-- Newest first is the primary key (user_id, job_id) read backwards: a job's id starts with
+-- the moment admission decided it (first_job_id_at.sql), so the keyset is job_id alone. The
+-- page starts strictly below before_job_id, the last job of the previous page (keyset
+-- pagination: jobs stored meanwhile neither repeat nor hide older ones); when that was a job
+-- of random id, this page is empty. Each filter is NULL for "any"; `since` (inclusive) and
+-- `until` (exclusive) are moments of decision, so ranges of the key. The ceiling, a day past
+-- now (a clock stepped back hides no job), keeps the walk below the random ids that sort
+-- above every time-ordered one; `job_id_version(job_id) = 7` leaves out those among them.
+--
+-- Sent unprepared (janus/db/history.py), so every execution is planned for its own values:
+-- the filters left NULL fold away, and the plan reads the index migration 0016 built for the
+-- filter given (jobs_pkey without one, and for since/until; jobs_of_tenant, jobs_of_batch,
+-- jobs_in_state, jobs_rejected), in this very order, up to LIMIT. A generic plan could not
+-- choose by filter. `source` and `status=Accepted` have no index of their own: they are
+-- checked on the jobs jobs_pkey yields.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        reason_code, retry_after, state, attempts, lease_expires_at, finished_at
   FROM jobs
  WHERE user_id = %(user_id)s
+   AND job_id_version(job_id) = 7
+   AND job_id < first_job_id_at(now() + interval '1 day')
+   AND (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(state)s::text IS NULL OR state = %(state)s::text)
+   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+   AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+   AND (%(source)s::text IS NULL OR source = %(source)s::text)
+   AND (%(since)s::timestamptz IS NULL OR job_id >= first_job_id_at(%(since)s::timestamptz))
+   AND (%(until)s::timestamptz IS NULL OR job_id < first_job_id_at(%(until)s::timestamptz))
+   AND (%(before_job_id)s::uuid IS NULL
+        OR (job_id_version(%(before_job_id)s::uuid) = 7 AND job_id < %(before_job_id)s::uuid))
+ ORDER BY job_id DESC
+ LIMIT %(limit)s
+
+-- job_history_of_random_ids --
+-- The rest of a page of job_history: the user's jobs stored before migration 0013, whose ids
+-- are random (version 4), after every job of job_history and newest first among themselves,
+-- by (created_at, job_id), as the history was ordered before. Same parameters; a
+-- before_job_id of a time-ordered job puts the page at the start of these jobs, one of random
+-- id below (before_created_at, before_job_id); `since` and `until` compare created_at, the
+-- one moment they have. Read through the partial index jobs_with_random_ids, which holds
+-- these jobs only (no job stored since 0013 is entered in it), with the other filters
+-- checked on the jobs it yields.
+SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at
+  FROM jobs
+ WHERE user_id = %(user_id)s
+   AND job_id_version(job_id) <> 7
    AND (%(status)s::text IS NULL OR status = %(status)s::text)
    AND (%(state)s::text IS NULL OR state = %(state)s::text)
    AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
@@ -106,7 +145,7 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
    AND (%(source)s::text IS NULL OR source = %(source)s::text)
    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
    AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-   AND (%(before_created_at)s::timestamptz IS NULL
+   AND (%(before_job_id)s::uuid IS NULL OR job_id_version(%(before_job_id)s::uuid) = 7
         OR (created_at, job_id) < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
  ORDER BY created_at DESC, job_id DESC
  LIMIT %(limit)s
@@ -126,18 +165,23 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- GET /dashboard/activity: a user's jobs per minute (UTC), from the minute %(minutes)s - 1
 -- before the current one to the current one, oldest first, every minute present: accepted,
 -- and rejected by reason (a job of shadow mode was answered accepted, and is stored so). No
--- row at all when there is no such user (the key of users: this one user's row).
+-- row at all when there is no such user (the key of users: this one user's row). A job counts
+-- in the minute it was decided, the moment its id starts with (first_job_id_at.sql), as the
+-- history's since/until read it. Jobs of random id were all stored before migration 0013,
+-- long before the hour counted: they are not read.
 --
 -- Bounded work, however many jobs the user admits: `newest` reads at most %(max_jobs)s + 1
--- of the user's jobs of the window, newest first, a range of the user's key in
--- jobs_newest_first (user_id, created_at DESC, job_id DESC) stopped by the LIMIT, with one
--- heap fetch per job for its status and reason (an index holding them would cost every
--- admission an entry: none is added). MATERIALIZED, so the LIMIT applies to that read,
--- before anything is counted. When the extra job is read, the window held more jobs than
--- may be counted: the count then starts a microsecond (the clock's step) after that job
--- (`counted_since`), since jobs of its very moment may be among those not read, while every
--- job after it was read. Minutes that ended by then are NULL, not counted rather than a
--- wrong 0; the minute counted_since falls in counts its jobs from counted_since on.
+-- of the user's jobs of the window, newest first, a range of the user's key in jobs_pkey
+-- (user_id, job_id) read backwards and stopped by the LIMIT, with one heap fetch per job for
+-- its status and reason (an index holding them would cost every admission an entry: none is
+-- added). MATERIALIZED, so the LIMIT applies to that read, before anything is counted. When
+-- the extra job is read, the window held more jobs than may be counted: the count then
+-- starts a microsecond (the clock's step) after that job was decided (`counted_since`), since
+-- jobs of its very moment may be among those not read, while every job after it was read.
+-- Minutes that ended by then are NULL, not counted rather than a wrong 0; the minute
+-- counted_since falls in counts its jobs from counted_since on. A job's minute is found
+-- among the first ids of the minutes (`minute_starts`, in order) by width_bucket(), a
+-- comparison of ids: reading the moment out of each id would cost far more.
 -- The minutes are the database clock's, as of this statement's transaction.
 WITH clock AS NOT MATERIALIZED (
     SELECT date_trunc('minute', now(), 'UTC')
@@ -145,24 +189,33 @@ WITH clock AS NOT MATERIALIZED (
            date_trunc('minute', now(), 'UTC') AS last_minute
 ),
 newest AS MATERIALIZED (
-    SELECT j.created_at, j.status, j.reason
+    SELECT j.job_id, j.status, j.reason
       FROM jobs j, clock c
      WHERE j.user_id = %(user_id)s
-       AND j.created_at >= c.first_minute
-       AND j.created_at < c.last_minute + interval '1 minute'
-     ORDER BY j.created_at DESC, j.job_id DESC
+       AND j.job_id >= first_job_id_at(c.first_minute)
+       AND j.job_id < first_job_id_at(c.last_minute + interval '1 minute')
+       AND job_id_version(j.job_id) = 7
+     ORDER BY j.job_id DESC
      LIMIT %(max_jobs)s::integer + 1
 ),
 cut AS (
     SELECT CASE WHEN count(*) > %(max_jobs)s::integer
-                THEN min(created_at) + interval '1 microsecond' END AS counted_since
+                THEN job_decided_at((SELECT o.job_id FROM newest o ORDER BY o.job_id LIMIT 1))
+                     + interval '1 microsecond'
+           END AS counted_since
       FROM newest
 ),
+minute_starts AS (
+    SELECT array_agg(first_job_id_at(m.minute) ORDER BY m.minute) AS first_ids
+      FROM clock c
+     CROSS JOIN generate_series(c.first_minute, c.last_minute, interval '1 minute') AS m(minute)
+),
 counted AS (
-    SELECT date_trunc('minute', n.created_at, 'UTC') AS minute, n.status, n.reason,
-           count(*) AS jobs
-      FROM newest n, cut
-     WHERE cut.counted_since IS NULL OR n.created_at >= cut.counted_since
+    SELECT c.first_minute + make_interval(mins => width_bucket(n.job_id, s.first_ids) - 1)
+               AS minute,
+           n.status, n.reason, count(*) AS jobs
+      FROM newest n, cut, clock c, minute_starts s
+     WHERE cut.counted_since IS NULL OR n.job_id >= first_job_id_at(cut.counted_since)
      GROUP BY 1, 2, 3
 )
 SELECT m.minute,
@@ -352,16 +405,28 @@ DELETE FROM tenant_buckets
           FOR UPDATE SKIP LOCKED)
 
 -- prune_rejected_jobs --
--- One user's oldest rejected jobs, at most %(chunk)s of them, through the partial index
--- jobs_rejected_newest_first (read backwards): each chunk is a short transaction of its own,
--- touching one user's rows only.
+-- One user's oldest rejected jobs decided before %(cutoff)s, at most %(chunk)s of them: each
+-- chunk is a short transaction of its own, touching one user's rows only. Those of
+-- time-ordered id through the partial index jobs_rejected (user_id, job_id), a range of it
+-- below the cutoff's first id; those stored before migration 0013 (random ids), first, by
+-- created_at through jobs_with_random_ids.
 DELETE FROM jobs
  WHERE user_id = %(user_id)s
-   AND job_id IN (SELECT job_id
-                    FROM jobs
-                   WHERE user_id = %(user_id)s AND status = 'Rejected'
-                     AND created_at < %(cutoff)s
-                   ORDER BY created_at
+   AND job_id IN (SELECT old.job_id
+                    FROM ((SELECT r.job_id
+                             FROM jobs r
+                            WHERE r.user_id = %(user_id)s AND job_id_version(r.job_id) <> 7
+                              AND r.status = 'Rejected' AND r.created_at < %(cutoff)s
+                            ORDER BY r.created_at
+                            LIMIT %(chunk)s)
+                          UNION ALL
+                          (SELECT t.job_id
+                             FROM jobs t
+                            WHERE t.user_id = %(user_id)s AND t.status = 'Rejected'
+                              AND t.job_id < first_job_id_at(%(cutoff)s::timestamptz)
+                              AND job_id_version(t.job_id) = 7
+                            ORDER BY t.job_id
+                            LIMIT %(chunk)s)) AS old
                    LIMIT %(chunk)s)
 
 -- finished_job_cutoffs --
