@@ -3,14 +3,18 @@
 Most of a single job's cost in Postgres is paid per statement and per commit, not per job,
 and a busy user's requests wait for each other anyway, on the row lock of the bucket they
 share. So within a gunicorn worker, a single job or a partial batch that finds one of the
-worker's admission connections free is decided at once, alone (an idle service adds no
-wait); one that finds them all busy joins the next group of its user, which is decided as
-soon as a connection returns: one statement, one transaction and one commit for all its
-requests (admit_requests() in janus/db/sql/), each answered as it would have been alone at
-its place in the group's order, the order they arrived in.
+worker's admission connections free, and no decision of its user under way, is decided at
+once, alone (an idle service adds no wait); any other joins the next group of its user,
+which is decided as soon as a connection is free and the user's decision before it is over:
+one statement, one transaction and one commit for all its requests (admit_requests() in
+janus/db/sql/), each answered as it would have been alone at its place in the group's order,
+the order they arrived in. A user has one decision under way per worker at most: a second
+would only wait for the first on their bucket's row, where joining the next group shares
+its statement and its commit.
 
-Groups wait for a connection oldest first, whoever their user, and a group never holds more
-than `max_jobs` jobs (a request is never split: one larger than that is a group of its own).
+Groups go oldest first among those whose user has nothing under way, and a group never holds
+more than `max_jobs` jobs (a request is never split: one larger than that is a group of its
+own).
 A group that waits longer than `max_wait_s` is answered 503, as the pool's own timeout would
 be. Atomic batches and quotes keep their own transaction, and never wait here.
 """
@@ -79,19 +83,24 @@ class GroupingAdmitter:
         self._observe = observe
         self._lock = threading.Lock()
         self._free = connections
+        # Users with a decision under way: at most one each.
+        self._deciding: set[UUID] = set()
         # Groups waiting for a connection, oldest first; and each user's newest, while it can
         # still take requests.
         self._waiting: deque[_Group] = deque()
         self._open: dict[UUID, _Group] = {}
 
     def admit(self, request: AdmissionRequest) -> Admission:
-        """Decide `request`: at once and alone if a connection is free (an atomic batch always
-        is), else in its user's next group. Raise its NoDecision, if it has one."""
+        """Decide `request`: at once and alone if a connection is free and nothing of its user
+        is being decided (an atomic batch always is), else in its user's next group. Raise its
+        NoDecision, if it has one."""
         if request.mode is Mode.ATOMIC:
             return self._store.admit(request)
+        user_id = request.user_id
         with self._lock:
-            if self._free:
+            if self._free and user_id not in self._deciding:
                 self._free -= 1
+                self._deciding.add(user_id)
                 group = None
             else:
                 group = self._open.get(request.user_id)
@@ -105,7 +114,7 @@ class GroupingAdmitter:
                 self._observe(1, len(request.jobs))
                 return self._store.admit(request)
             finally:
-                self._release()
+                self._release(user_id)
         if place == 0:
             self._lead(group)
         else:
@@ -141,7 +150,7 @@ class GroupingAdmitter:
                 self._observe(len(group.requests), group.jobs)
                 group.answers = self._store.admit_group(group.requests)
             finally:
-                self._release()
+                self._release(group.user_id)
         # Whatever it is, every request of the group must be answered with it.
         except BaseException as failure:
             group.failure = failure
@@ -159,14 +168,20 @@ class GroupingAdmitter:
                 del self._open[group.user_id]
             return True
 
-    def _release(self) -> None:
-        """A connection is back: hand it to the oldest waiting group, closing that group to
-        new requests, or keep it free."""
+    def _release(self, user_id: UUID) -> None:
+        """A decision of `user_id` is over and its connection back: hand connections to the
+        oldest waiting groups whose users have none under way, closing each to new requests."""
         with self._lock:
-            if not self._waiting:
-                self._free += 1
-                return
-            group = self._waiting.popleft()
-            if self._open.get(group.user_id) is group:
-                del self._open[group.user_id]
-            group.started.set()
+            self._free += 1
+            self._deciding.discard(user_id)
+            for group in list(self._waiting):
+                if not self._free:
+                    break
+                if group.user_id in self._deciding:
+                    continue
+                self._waiting.remove(group)
+                if self._open.get(group.user_id) is group:
+                    del self._open[group.user_id]
+                self._free -= 1
+                self._deciding.add(group.user_id)
+                group.started.set()

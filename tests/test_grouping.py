@@ -305,3 +305,42 @@ def test_an_oversized_request_is_a_group_of_its_own(db: psycopg.Connection, pool
 
     assert all(isinstance(answer, Admission) for answer in answers)
     assert recorder.groups == [(1, 1), (1, 1), (1, 4), (1, 1)]
+
+
+def test_a_user_has_one_decision_under_way_and_others_do_not_wait_for_it(
+    db: psycopg.Connection, pool: Pool
+) -> None:
+    """Two connections: while a user's decision waits on its bucket, its next request waits
+    for it in a group, though a connection is free; another user's request takes that one."""
+    busy_user = user_with_config(db, BUCKETS, **CONFIG)
+    other_user = user_with_config(db, BUCKETS, **CONFIG)
+    recorder = Recorder()
+    admitter = GroupingAdmitter(
+        AdmissionStore(pool, retries=10),
+        connections=2,
+        max_jobs=1000,
+        max_wait_s=10,
+        observe=recorder,
+    )
+    others: list[Answer] = []
+
+    def meanwhile() -> None:
+        others.append(admitter.admit(ask(other_user, job(5, openai=1))))
+
+    blocker, next_one = ask(busy_user, job(5, openai=1)), ask(busy_user, job(5, search=1))
+    with db.transaction():
+        db.execute("SELECT 1 FROM token_buckets WHERE user_id = %s FOR UPDATE", [busy_user])
+        threads = [threading.Thread(target=admitter.admit, args=(blocker,))]
+        threads[0].start()
+        until(lambda: lock_waits(db) == 1)
+        threads.append(threading.Thread(target=admitter.admit, args=(next_one,)))
+        threads[1].start()
+        until(lambda: admitter.waiting() == 1)
+        meanwhile()
+        assert admitter.waiting() == 1
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert isinstance(others[0], Admission) and others[0].decisions[0].accepted
+    assert recorder.groups == [(1, 1), (1, 1), (1, 1)]
+    assert admitter.waiting() == 0
