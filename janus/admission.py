@@ -176,11 +176,14 @@ class Admitter(Protocol):
 class GroupAdmitter(Admitter, Protocol):
     """An Admitter that can also decide a group of one user's requests together."""
 
-    def admit_group(self, requests: Sequence[AdmissionRequest]) -> list[Admission | NoDecision]:
+    def admit_group(
+        self, requests: Sequence[AdmissionRequest], *, connection_timeout_s: float
+    ) -> list[Admission | NoDecision]:
         """Decide `requests`, single jobs and partial batches of one user, in this order and
         together: each request's Admission, or the NoDecision that refused it, exactly as
         `admit` would have answered it alone at its place in the order. A fault of the group
-        is raised, and then none of them was stored."""
+        is raised, and then none of them was stored; so is a wait for a database connection
+        longer than `connection_timeout_s`."""
         ...
 
 

@@ -14,14 +14,15 @@ its statement and its commit.
 
 Groups go oldest first among those whose user has nothing under way, and a group never holds
 more than `max_jobs` jobs (a request is never split: one larger than that is a group of its
-own).
-A group that waits longer than `max_wait_s` is answered 503, as the pool's own timeout would
-be. Atomic batches and quotes keep their own transaction, and never wait here.
+own). A group's requests wait `max_wait_s` at most, in the group and then for the pool's connection
+together, as a request alone waits for the pool's: past it, they are answered 503. Atomic
+batches and quotes keep their own transaction, and never wait here.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class _Group:
     """One user's requests waiting for a connection, decided together once it is theirs."""
 
     user_id: UUID
+    # time.monotonic() past which its requests have waited longer than they may.
+    deadline: float
     requests: list[AdmissionRequest] = field(default_factory=list)
     jobs: int = 0
     # Set when a connection is handed to the group: its first request then decides it.
@@ -105,7 +108,7 @@ class GroupingAdmitter:
             else:
                 group = self._open.get(request.user_id)
                 if group is None or group.jobs + len(request.jobs) > self._max_jobs:
-                    group = _Group(request.user_id)
+                    group = _Group(user_id, time.monotonic() + self._max_wait_s)
                     self._waiting.append(group)
                     self._open[request.user_id] = group
                 place = group.add(request)
@@ -140,15 +143,18 @@ class GroupingAdmitter:
         """As the group's first request: wait for its connection, decide it, and tell every
         request of it its answer."""
         try:
-            if not group.started.wait(self._max_wait_s) and self._abandon(group):
-                group.failure = DatabaseUnavailable(
-                    f"no connection for admission within {self._max_wait_s:g} s",
-                    cause="pool_timeout",
-                )
+            waited = group.started.wait(group.deadline - time.monotonic())
+            if not waited and self._abandon(group):
+                group.failure = self._too_long()
                 return
             try:
+                # The wait in the group and for the pool's connection are one wait, bounded
+                # once: as long as a request alone may wait for a connection.
+                left = group.deadline - time.monotonic()
+                if left <= 0:
+                    raise self._too_long()
                 self._observe(len(group.requests), group.jobs)
-                group.answers = self._store.admit_group(group.requests)
+                group.answers = self._store.admit_group(group.requests, connection_timeout_s=left)
             finally:
                 self._release(group.user_id)
         # Whatever it is, every request of the group must be answered with it.
@@ -156,6 +162,11 @@ class GroupingAdmitter:
             group.failure = failure
         finally:
             group.done.set()
+
+    def _too_long(self) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"no connection for admission within {self._max_wait_s:g} s", cause="pool_timeout"
+        )
 
     def _abandon(self, group: _Group) -> bool:
         """Take `group` out of the queue after its wait ran out; False when a connection was

@@ -150,18 +150,28 @@ def admit_jobs(
 
 
 def admit_group(
-    pool: ConnectionPool, requests: Sequence[AdmissionRequest], *, retries: int
+    pool: ConnectionPool,
+    requests: Sequence[AdmissionRequest],
+    *,
+    retries: int,
+    connection_timeout_s: float | None = None,
 ) -> list[Admission | NoDecision]:
     """Decide `requests`, single jobs and partial batches of one user, in one statement, one
     READ COMMITTED transaction and one commit: each answered in this order as it would have
     been alone (see admit_requests.sql), with its Admission or the NoDecision that refused it.
 
     A fault of the group (the connection, a timeout, conflicts past `retries`) is raised:
-    nothing of any request is stored.
+    nothing of any request is stored. A connection is waited for `connection_timeout_s` at
+    most, the pool's timeout by default.
     """
     statement = admission_statement(requests)
     rows = fetch_in_transaction(
-        pool, statement.query, statement.params, row_factory=tuple_row, retries=retries
+        pool,
+        statement.query,
+        statement.params,
+        row_factory=tuple_row,
+        retries=retries,
+        connection_timeout_s=connection_timeout_s,
     )
     return _answers(rows, len(requests))
 
@@ -226,9 +236,16 @@ class AdmissionStore:
         """Decide and store `request`'s jobs alone; see `admit_jobs`."""
         return admit_jobs(self._pool, request, retries=self._retries)
 
-    def admit_group(self, requests: Sequence[AdmissionRequest]) -> list[Admission | NoDecision]:
+    def admit_group(
+        self, requests: Sequence[AdmissionRequest], *, connection_timeout_s: float
+    ) -> list[Admission | NoDecision]:
         """Decide and store a group of one user's requests; see `admit_group`."""
-        return admit_group(self._pool, requests, retries=self._retries)
+        return admit_group(
+            self._pool,
+            requests,
+            retries=self._retries,
+            connection_timeout_s=connection_timeout_s,
+        )
 
     def quote(self, request: AdmissionRequest) -> Admission:
         """Decide `request`'s jobs as `admit` would, and store nothing; see `admit_jobs`."""

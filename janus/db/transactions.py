@@ -47,6 +47,7 @@ def fetch_in_transaction(
     max_delay: float = 0.1,
     commit: bool = True,
     locks: Statement | None = None,
+    connection_timeout_s: float | None = None,
 ) -> list[Row]:
     """Run `query` in a transaction of its own and return its rows; without `commit`, the
     transaction is rolled back (a read that must leave nothing behind, not even a lock).
@@ -56,12 +57,13 @@ def fetch_in_transaction(
     once they are granted; every advisory lock of the session is released after it, whatever
     its outcome. On 40001/40P01 the whole transaction, locks included, is retried after a
     jittered delay that doubles up to `max_delay`; after `retries` more attempts it gives up
-    as unavailable.
+    as unavailable. `connection_timeout_s` bounds the wait for a pooled connection, the pool's
+    own timeout by default.
     """
     with translated():
         for attempt in range(retries + 1):
             try:
-                with pool.connection() as conn:
+                with pool.connection(connection_timeout_s) as conn:
                     if locks is None and runs_alone(isolation, commit):
                         return _alone(conn, query, params, row_factory)
                     return _pipelined(conn, query, params, row_factory, isolation, commit, locks)
