@@ -349,7 +349,7 @@ def test_conflict_retries_are_counted_and_their_end_is_a_conflict_503(
         return []
 
     class Pool:
-        def connection(self) -> contextlib.nullcontext[None]:
+        def connection(self, timeout: float | None = None) -> contextlib.nullcontext[None]:
             return contextlib.nullcontext()
 
     # A stand-in for the pool: fetch_in_transaction only asks it for a connection.
