@@ -234,12 +234,15 @@ class ItemList(fields.Nested):
     schema's per-item machinery (error stores, getters, hooks), which was most of a 1,000-job
     batch's validation time. A list with any item that does not load that way (an error, an
     unknown key) is loaded again by Nested itself, for its errors as marshmallow words them.
-    `schema` must have no hooks and no data_key, so that both ways load alike.
+    `schema` and its fields must have no hooks, and its fields no data_key, so that both ways
+    load alike.
     """
 
     def __init__(self, schema: type[Schema], **kwargs: Any) -> None:
         declared = schema._declared_fields.values()
-        if any(schema._hooks.values()) or any(field.data_key for field in declared):
+        if any(schema._hooks.values()) or any(
+            field.data_key or field.pre_load or field.post_load for field in declared
+        ):
             raise TypeError(f"{schema.__name__} has hooks or data keys: use fields.Nested")
         super().__init__(schema, many=True, **kwargs)
 
@@ -260,16 +263,30 @@ class ItemList(fields.Nested):
 
 def _load_items(items: list[Any], item_fields: dict[str, fields.Field]) -> list[Any] | None:
     """Each item loaded by `item_fields`, or None when one of them does not load cleanly."""
+    # A value that is there and not None is loaded as Field.deserialize loads it, without the
+    # call's checks for missing and null values: its _deserialize, then each validator.
+    plan = [
+        (name, field, field._deserialize, tuple(field.validators))
+        for name, field in item_fields.items()
+    ]
     loaded = []
     try:
         for item in items:
             if not isinstance(item, dict) or not item.keys() <= item_fields.keys():
                 return None
-            values = {
-                name: field.deserialize(item.get(name, missing), name, item)
-                for name, field in item_fields.items()
-            }
-            loaded.append({name: value for name, value in values.items() if value is not missing})
+            loaded_item = {}
+            for name, field, deserialize, validators in plan:
+                value = item.get(name, missing)
+                if value is missing or value is None:
+                    value = field.deserialize(value, name, item)
+                    if value is missing:
+                        continue
+                else:
+                    value = deserialize(value, name, item)
+                    for validator in validators:
+                        validator(value)
+                loaded_item[name] = value
+            loaded.append(loaded_item)
     except ValidationError:
         return None
     return loaded
