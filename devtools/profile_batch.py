@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import time
 
@@ -57,12 +58,14 @@ def main() -> None:
     for _ in range(20):
         call()
     if args.profile:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         for _ in range(args.calls):
             call()
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(
+            int(os.environ.get("LINES", "35"))
+        )
     else:
         started = time.process_time()
         for _ in range(args.calls):
