@@ -67,6 +67,8 @@ def _storable_text(text: str) -> None:
     """Postgres text holds neither NUL nor lone surrogates; refuse them as input errors."""
     if "\x00" in text:
         raise ValidationError("Text may not contain the NUL character.")
+    if text.isascii():  # most text, and never a surrogate
+        return
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -96,7 +98,8 @@ class Text(fields.String):
     """A string Postgres can store as text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        # A str is what String would give for it, itself; the rest is left to String.
+        text = value if type(value) is str else super()._deserialize(value, attr, data, **kwargs)
         _storable_text(text)
         return text
 
