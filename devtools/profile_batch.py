@@ -4,7 +4,8 @@
 
 The database must be migrated and hold USER_ID with a bucket `openai` that never runs dry
 (see the module's SETUP). The time is the Python process's own (time.process_time), not the
-database's; --profile prints cProfile's heaviest functions instead of timing.
+database's; --profile prints cProfile's heaviest functions (by process time) instead, sorted
+by SORT (tottime unless set) and LINES long (35 unless set).
 """
 
 from __future__ import annotations
