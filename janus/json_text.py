@@ -95,6 +95,7 @@ _KEPT: Scanner = make_scanner(
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _WHITESPACE_CHARS = frozenset(" \t\n\r")
 _PLAIN_KEY = re.compile(r'"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
+_NEXT_PLAIN_KEY = re.compile(r'[ \t\n\r]*,[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _DELIMITER = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")
 
 
@@ -147,9 +148,10 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
     index = _skip(text, index)
     if text[index : index + 1] == "}":
         return result, index + 1
+    # One match for a key without escapes and its colon (after the comma, from the second
+    # key on); scanstring for the rest.
+    plain_key = _PLAIN_KEY.match(text, index)
     while True:
-        # One match for a key without escapes and its colon; scanstring for the rest.
-        plain_key = _PLAIN_KEY.match(text, index)
         if plain_key is not None:
             key, index = plain_key.group(1), plain_key.end()
         else:
@@ -165,16 +167,27 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
         if key in result:
             raise ValueError(f"duplicate key {key!r}")
         subtree = tree.get(key)
-        if subtree is None:  # the common case, without the call of _value
-            result[key], index = _scan(_STRICT, text, index)
-        else:
-            result[key], index = _value(text, index, subtree)
-        delimiter = _DELIMITER.match(text, index)
-        if delimiter is None:
-            raise JSONDecodeError("Expecting ',' delimiter", text, _skip(text, index))
-        if delimiter.group(1) == "}":
-            return result, delimiter.end()
-        index = delimiter.end()
+        try:
+            # The common cases without the calls of _value and _scan.
+            if subtree is None:
+                result[key], index = _STRICT(text, index)
+            elif isinstance(subtree, _KeepText):
+                value, end = _KEPT(text, index)
+                result[key], index = RawJson(text[index:end], value), end
+            else:
+                result[key], index = _value(text, index, subtree)
+        except StopIteration as stop:
+            raise JSONDecodeError("Expecting value", text, stop.value) from None
+        plain_key = _NEXT_PLAIN_KEY.match(text, index)
+        if plain_key is None:
+            if text[index : index + 1] == "}":
+                return result, index + 1
+            delimiter = _DELIMITER.match(text, index)
+            if delimiter is None:
+                raise JSONDecodeError("Expecting ',' delimiter", text, _skip(text, index))
+            if delimiter.group(1) == "}":
+                return result, delimiter.end()
+            index = delimiter.end()
 
 
 def _array(text: str, index: int, item_tree: PathTree | _KeepText | None) -> tuple[list[Any], int]:
@@ -185,8 +198,10 @@ def _array(text: str, index: int, item_tree: PathTree | _KeepText | None) -> tup
     while True:
         item, index = _value(text, index, item_tree)
         result.append(item)
-        index = _skip(text, index)
         delimiter = text[index : index + 1]
+        if delimiter != "," and delimiter != "]":
+            index = _skip(text, index)
+            delimiter = text[index : index + 1]
         if delimiter == "]":
             return result, index + 1
         if delimiter != ",":

@@ -67,18 +67,23 @@ def _storable_text(text: str) -> None:
     """Postgres text holds neither NUL nor lone surrogates; refuse them as input errors."""
     if "\x00" in text:
         raise ValidationError("Text may not contain the NUL character.")
+    if text.isascii():  # most text, and never a surrogate
+        return
     try:
         text.encode()
     except UnicodeEncodeError:
         raise ValidationError("Text is not valid Unicode.") from None
 
 
-def _payload_depth_within_limit(payload: dict[str, Any]) -> bool:
+def _payload_depth_within_limit(payload: RawJson) -> bool:
     """Whether no object or array of `payload` is nested deeper than MAX_PAYLOAD_DEPTH.
 
     Iterative, so a hostile depth costs a clear 400 and never a RecursionError.
     """
-    pending: list[tuple[Any, int]] = [(payload, 1)]
+    # Each level opens a bracket in the text: a text of few brackets (most) needs no walk.
+    if payload.text.count("{") + payload.text.count("[") <= MAX_PAYLOAD_DEPTH:
+        return True
+    pending: list[tuple[Any, int]] = [(payload.value, 1)]
     while pending:
         value, depth = pending.pop()
         if isinstance(value, dict | list):
@@ -93,7 +98,8 @@ class Text(fields.String):
     """A string Postgres can store as text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        # A str is what String would give for it, itself; the rest is left to String.
+        text = value if type(value) is str else super()._deserialize(value, attr, data, **kwargs)
         _storable_text(text)
         return text
 
@@ -218,7 +224,7 @@ class Payload(fields.Field[str]):
             raise ValidationError("Not a valid mapping type.")
         if len(value.text.encode()) > MAX_PAYLOAD_BYTES:
             raise ValidationError(f"{self.what} is larger than {MAX_PAYLOAD_BYTES} bytes as sent.")
-        if not _payload_depth_within_limit(value.value):
+        if not _payload_depth_within_limit(value):
             raise ValidationError(f"{self.what} is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
         return value.text
 
@@ -234,12 +240,15 @@ class ItemList(fields.Nested):
     schema's per-item machinery (error stores, getters, hooks), which was most of a 1,000-job
     batch's validation time. A list with any item that does not load that way (an error, an
     unknown key) is loaded again by Nested itself, for its errors as marshmallow words them.
-    `schema` must have no hooks and no data_key, so that both ways load alike.
+    `schema` and its fields must have no hooks, and its fields no data_key, so that both ways
+    load alike.
     """
 
     def __init__(self, schema: type[Schema], **kwargs: Any) -> None:
         declared = schema._declared_fields.values()
-        if any(schema._hooks.values()) or any(field.data_key for field in declared):
+        if any(schema._hooks.values()) or any(
+            field.data_key or field.pre_load or field.post_load for field in declared
+        ):
             raise TypeError(f"{schema.__name__} has hooks or data keys: use fields.Nested")
         super().__init__(schema, many=True, **kwargs)
 
@@ -260,16 +269,30 @@ class ItemList(fields.Nested):
 
 def _load_items(items: list[Any], item_fields: dict[str, fields.Field]) -> list[Any] | None:
     """Each item loaded by `item_fields`, or None when one of them does not load cleanly."""
+    # A value that is there and not None is loaded as Field.deserialize loads it, without the
+    # call's checks for missing and null values: its _deserialize, then each validator.
+    plan = [
+        (name, field, field._deserialize, tuple(field.validators))
+        for name, field in item_fields.items()
+    ]
     loaded = []
     try:
         for item in items:
             if not isinstance(item, dict) or not item.keys() <= item_fields.keys():
                 return None
-            values = {
-                name: field.deserialize(item.get(name, missing), name, item)
-                for name, field in item_fields.items()
-            }
-            loaded.append({name: value for name, value in values.items() if value is not missing})
+            loaded_item = {}
+            for name, field, deserialize, validators in plan:
+                value = item.get(name, missing)
+                if value is missing or value is None:
+                    value = field.deserialize(value, name, item)
+                    if value is missing:
+                        continue
+                else:
+                    value = deserialize(value, name, item)
+                    for validator in validators:
+                        validator(value)
+                loaded_item[name] = value
+            loaded.append(loaded_item)
     except ValidationError:
         return None
     return loaded
