@@ -224,10 +224,12 @@ def _profile(app: WsgiApp, environs: list[dict[str, Any]]) -> None:
     stats.sort_stats("cumulative").print_stats(70)
 
 
-def _cpu_s(pid: int) -> float:
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     # utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def through_gunicorn(database_url: str, requests: int, rounds: int, *, bare_twin: bool) -> None:
@@ -261,13 +263,18 @@ def through_gunicorn(database_url: str, requests: int, rounds: int, *, bare_twin
         for name, user_id, expect in loads:
             for _ in range(WARM_UP):
                 assert post(user_id, BODY) == expect
-            costs = []
+            costs, user, system = [], 0.0, 0.0
             for _ in range(rounds):
-                started = _cpu_s(worker)
+                user_before, system_before = _cpu_s(worker)
                 for _ in range(requests):
                     post(user_id, BODY)
-                costs.append((_cpu_s(worker) - started) / requests * 1e6)
-            _report(name, costs)
+                user_after, system_after = _cpu_s(worker)
+                user += user_after - user_before
+                system += system_after - system_before
+                costs.append(
+                    (user_after - user_before + system_after - system_before) / requests * 1e6
+                )
+            _report(name, costs, (user, system))
         conn.close()
     print(f"gunicorn's output: {log_path}")
 
