@@ -82,6 +82,8 @@ def configure(level: str) -> None:
 # handlers and formatters, which would cost more than the rest of the line on every request.
 _request_log: TextIO | None = None
 _request_log_lock = threading.Lock()
+# json.dumps with any option builds an encoder per call: this one is built once.
+_LINE = json.JSONEncoder(separators=(",", ":"))
 
 
 def request_log_enabled() -> bool:
@@ -94,7 +96,7 @@ def log_request(fields: dict[str, object]) -> None:
     stream = _request_log
     if stream is None:
         return
-    line = json.dumps(fields, separators=(",", ":")) + "\n"
+    line = _LINE.encode(fields) + "\n"
     # As the logging module does: a line that cannot be written (stdout closed, its reader
     # gone) is lost, and the request it describes is answered all the same.
     with _request_log_lock, contextlib.suppress(OSError, ValueError):
