@@ -1,5 +1,6 @@
 """schemas.ItemList loads a list of items exactly as fields.Nested(schema, many=True) does,
-and a FieldwiseSchema a body exactly as marshmallow's Schema.load does.
+a FieldwiseSchema a body exactly as marshmallow's Schema.load does, and Janus's fields
+validate as marshmallow's own.
 
 ItemList is the batch routes' fast way through their jobs, and FieldwiseSchema the single job
 route's through its body; these tests hold them to marshmallow's answers, results and error
@@ -15,10 +16,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marshmallow import Schema, ValidationError, fields, pre_load
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from janus.json_text import RawJson
-from janus.schemas.fields import ItemList
+from janus.schemas.fields import ItemList, Text, name_field, priority_field
 from janus.schemas.loading import FieldwiseSchema, load_fieldwise
 from janus.schemas.requests import CompleteItemSchema, JobSchema, SingleJobSchema
 
@@ -133,6 +134,18 @@ def test_a_fieldwise_schema_with_hooks_is_refused() -> None:
 
     with pytest.raises(TypeError, match="hooks"):
         Hooked()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.integers(-5, 15))
+def test_fields_validate_in_turn_as_marshmallow_validates(text: str, number: int) -> None:
+    """Janus's fields run their validators one by one, and marshmallow's And only for a value
+    that fails: the same values pass, and the same messages say why the others do not."""
+    both_fail = Text(validate=[validate.Length(min=3), validate.OneOf(["ab", "abcd"])])
+    for field, value in ((name_field(), text), (both_fail, text), (priority_field(), number)):
+        assert _loaded_by(field._validate, value) == _loaded_by(
+            partial(fields.Field._validate, field), value
+        )
 
 
 def test_completions_load_as_nested_loads_them() -> None:

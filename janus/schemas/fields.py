@@ -29,7 +29,22 @@ MAX_PAYLOAD_DEPTH = 64
 MAX_CAPACITY = 1_000_000_000_000
 
 
-class StrictInteger(fields.Integer):
+class _ValidatorsInTurn(fields.Field[Any]):
+    """A field whose validators run one after the other while they pass.
+
+    marshmallow's own _validate builds a validate.And of them on every call, for the messages
+    of all that fail; a value that fails any of them is validated again that way.
+    """
+
+    def _validate(self, value: Any) -> None:
+        try:
+            for validator in self.validators:
+                validator(value)
+        except ValidationError:
+            super()._validate(value)
+
+
+class StrictInteger(_ValidatorsInTurn, fields.Integer):
     """A JSON integer and nothing else: `"8"`, `8.0` and `true` are errors."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
@@ -68,6 +83,8 @@ def _storable_text(text: str) -> None:
     """Postgres text holds neither NUL nor lone surrogates; refuse them as input errors."""
     if "\x00" in text:
         raise ValidationError("Text may not contain the NUL character.")
+    if text.isascii():  # no surrogate, and no copy to find out
+        return
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -90,11 +107,13 @@ def _payload_depth_within_limit(payload: dict[str, Any]) -> bool:
     return True
 
 
-class Text(fields.String):
+class Text(_ValidatorsInTurn, fields.String):
     """A string Postgres can store as text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        # A str is what String._deserialize would give back as it is.
+        str_given = type(value) is str
+        text = value if str_given else super()._deserialize(value, attr, data, **kwargs)
         _storable_text(text)
         return text
 
