@@ -165,8 +165,11 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
         if key in result:
             raise ValueError(f"duplicate key {key!r}")
         subtree = tree.get(key)
-        if subtree is None:  # the common case, without the call of _value
-            result[key], index = _scan(_STRICT, text, index)
+        if subtree is None:  # the common case, without the calls of _value and _scan
+            try:
+                result[key], index = _STRICT(text, index)
+            except StopIteration as stop:
+                raise JSONDecodeError("Expecting value", text, stop.value) from None
         else:
             result[key], index = _value(text, index, subtree)
         delimiter = _DELIMITER.match(text, index)
