@@ -17,8 +17,10 @@ import logging
 import re
 import sys
 import threading
+import time
 import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TextIO
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -84,6 +86,23 @@ _request_log: TextIO | None = None
 _request_log_lock = threading.Lock()
 # json.dumps with any option builds an encoder per call: this one is built once.
 _LINE = json.JSONEncoder(separators=(",", ":"))
+
+
+# The request log's time to the second, and that second since the epoch: its text is made once
+# a second rather than on every line.
+_second_text: tuple[int, str] = (-1, "")
+
+
+def request_log_time() -> str:
+    """Now in UTC to the millisecond, as the request log writes it:
+    datetime.now(UTC).isoformat(timespec="milliseconds") (2026-12-02T05:16:10.791+00:00)."""
+    global _second_text
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    cached = _second_text
+    if cached[0] != second:
+        # isoformat() of a whole second in UTC: 2026-12-02T05:16:10+00:00
+        cached = _second_text = (second, datetime.fromtimestamp(second, UTC).isoformat()[:19])
+    return f"{cached[1]}.{nanoseconds // 1_000_000:03d}+00:00"
 
 
 def request_log_enabled() -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import select
 import socket
 import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
@@ -20,6 +22,7 @@ import pytest
 import requests
 
 from devtools.ports import free_port
+from janus import logs
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.factories import create_user, jobs_of
@@ -264,6 +267,20 @@ def test_a_logged_line_names_its_request(start_gunicorn: StartGunicorn) -> None:
     assert answer.status_code == 503
     lines = [line for line in server.log().splitlines() if "database unavailable" in line]
     assert lines and all("[trace-me-7] janus: database unavailable" in line for line in lines)
+
+
+def test_the_request_log_tells_the_time_in_utc_to_the_millisecond() -> None:
+    for _ in range(3):
+        before = datetime.now(UTC)
+        told = logs.request_log_time()
+        after = datetime.now(UTC)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", told)
+        assert (
+            before.replace(microsecond=before.microsecond // 1000 * 1000)
+            <= (datetime.fromisoformat(told))
+            <= after
+        )
+        time.sleep(0.4)
 
 
 def test_expected_refusals_log_no_error(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -50,7 +49,7 @@ class RequestTelemetryMiddleware:
             return
         context = req.context
         line: dict[str, Any] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "time": logs.request_log_time(),
             "request_id": context.get("request_id"),
             "method": method,
             "route": route,
