@@ -151,7 +151,7 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
         # One match for a key without escapes and its colon; scanstring for the rest.
         plain_key = _PLAIN_KEY.match(text, index)
         if plain_key is not None:
-            key, index = plain_key.group(1), plain_key.end()
+            key, index = plain_key[1], plain_key.end()
         else:
             if text[index : index + 1] != '"':
                 raise JSONDecodeError(
@@ -175,7 +175,7 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
         delimiter = _DELIMITER.match(text, index)
         if delimiter is None:
             raise JSONDecodeError("Expecting ',' delimiter", text, _skip(text, index))
-        if delimiter.group(1) == "}":
+        if delimiter[1] == "}":
             return result, delimiter.end()
         index = delimiter.end()
 
