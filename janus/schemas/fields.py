@@ -192,6 +192,14 @@ class Dependencies(fields.Field[dict[str, int]]):
             raise ValidationError(f"At most {MAX_DEPENDENCIES_PER_JOB} dependencies.")
         errors: dict[str, dict[str, list[str]]] = {}
         for name, cost in value.items():
+            if (
+                type(cost) is int
+                and self.minimum <= cost <= self.maximum
+                and 1 <= len(name) <= MAX_DEPENDENCY_NAME_LENGTH
+                and name.isascii()
+                and "\x00" not in name
+            ):
+                continue  # the common case, with nothing to say: no need to look closer
             problems: dict[str, list[str]] = {}
             if not 1 <= len(name) <= MAX_DEPENDENCY_NAME_LENGTH:
                 problems["key"] = [f"Length must be between 1 and {MAX_DEPENDENCY_NAME_LENGTH}."]
