@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from janus.json_text import RawJson
-from janus.schemas.fields import ItemList, Text, name_field, priority_field
+from janus.schemas.fields import (
+    Dependencies,
+    ItemList,
+    Payload,
+    Text,
+    name_field,
+    priority_field,
+)
 from janus.schemas.loading import FieldwiseSchema, load_fieldwise
 from janus.schemas.requests import CompleteItemSchema, JobSchema, SingleJobSchema
 
@@ -145,6 +152,17 @@ def test_fields_validate_in_turn_as_marshmallow_validates(text: str, number: int
     for field, value in ((name_field(), text), (both_fail, text), (priority_field(), number)):
         assert _loaded_by(field._validate, value) == _loaded_by(
             partial(fields.Field._validate, field), value
+        )
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_VALUE, _DEPENDENCIES, _PAYLOAD, st.text(_STORABLE, min_size=1, max_size=4)))
+def test_fields_deserialize_as_marshmallow_deserializes(value: Any) -> None:
+    """The short way a field takes a value of its own type gives what Field.deserialize
+    gives, value or messages."""
+    for field in (name_field(), priority_field(), Dependencies(), Payload()):
+        assert _loaded_by(partial(field.deserialize, attr="f", data={}), value) == _loaded_by(
+            partial(fields.Field.deserialize, field, attr="f", data={}), value
         )
 
 
