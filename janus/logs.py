@@ -12,7 +12,6 @@ whatever the level (as gunicorn's access log would be).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import sys
@@ -21,6 +20,7 @@ import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -84,8 +84,6 @@ def configure(level: str) -> None:
 # handlers and formatters, which would cost more than the rest of the line on every request.
 _request_log: TextIO | None = None
 _request_log_lock = threading.Lock()
-# json.dumps with any option builds an encoder per call: this one is built once.
-_LINE = json.JSONEncoder(separators=(",", ":"))
 
 
 # The request log's time to the second, and that second since the epoch: its text is made once
@@ -110,12 +108,38 @@ def request_log_enabled() -> bool:
     return _request_log is not None
 
 
-def log_request(fields: dict[str, object]) -> None:
-    """Write one request's line: `fields` as one JSON object, ASCII only, in one write."""
+def _json_string(text: str | None) -> str:
+    # As json.dumps writes a str (ASCII only) or None.
+    return "null" if text is None else encode_basestring_ascii(text)
+
+
+def log_request(
+    *,
+    request_id: str | None,
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    user_id: str | None,
+    jobs: tuple[int, int] | None = None,
+) -> None:
+    """Write one request's line, one JSON object, ASCII only, in one write: the time, then the
+    arguments, and a decided request's jobs as jobs_accepted and jobs_rejected.
+
+    The line is what json.dumps(..., separators=(",", ":")) writes for these fields in this
+    order, written out directly: building it through json.dumps cost three times as much.
+    """
     stream = _request_log
     if stream is None:
         return
-    line = _LINE.encode(fields) + "\n"
+    line = (
+        f'{{"time":"{request_log_time()}","request_id":{_json_string(request_id)},'
+        f'"method":{_json_string(method)},"route":{_json_string(route)},"status":{status:d},'
+        f'"duration_ms":{duration_ms!r},"user_id":{_json_string(user_id)}'
+    )
+    if jobs is not None:
+        line += f',"jobs_accepted":{jobs[0]:d},"jobs_rejected":{jobs[1]:d}'
+    line += "}\n"
     # As the logging module does: a line that cannot be written (stdout closed, its reader
     # gone) is lost, and the request it describes is answered all the same.
     with _request_log_lock, contextlib.suppress(OSError, ValueError):

@@ -8,18 +8,22 @@ behaviour is shown once, on raw sockets.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import select
 import socket
 import time
 from datetime import UTC, datetime
+from unittest import mock
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devtools.ports import free_port
 from janus import logs
@@ -281,6 +285,49 @@ def test_the_request_log_tells_the_time_in_utc_to_the_millisecond() -> None:
             <= after
         )
         time.sleep(0.4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    request_id=st.one_of(st.none(), st.text()),
+    route=st.text(),
+    status=st.integers(100, 599),
+    duration_ms=st.floats(0, 10**6, allow_nan=False),
+    user_id=st.one_of(st.none(), st.text()),
+    jobs=st.one_of(st.none(), st.tuples(st.integers(0, 1000), st.integers(0, 1000))),
+)
+def test_a_request_log_line_is_what_json_dumps_writes(
+    request_id: str | None,
+    route: str,
+    status: int,
+    duration_ms: float,
+    user_id: str | None,
+    jobs: tuple[int, int] | None,
+) -> None:
+    written = io.StringIO()
+    with mock.patch.object(logs, "_request_log", written):
+        logs.log_request(
+            request_id=request_id,
+            method="POST",
+            route=route,
+            status=status,
+            duration_ms=duration_ms,
+            user_id=user_id,
+            jobs=jobs,
+        )
+    line = json.loads(written.getvalue())
+    fields = {
+        "time": line["time"],
+        "request_id": request_id,
+        "method": "POST",
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "user_id": user_id,
+    }
+    if jobs is not None:
+        fields |= {"jobs_accepted": jobs[0], "jobs_rejected": jobs[1]}
+    assert written.getvalue() == json.dumps(fields, separators=(",", ":")) + "\n"
 
 
 def test_expected_refusals_log_no_error(
