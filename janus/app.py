@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import falcon
@@ -39,6 +40,11 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     if settings.service_token:
         middleware.append(ServiceTokenMiddleware(settings.service_token))
     app = falcon.App(middleware=middleware)
+    # Falcon's own JSON handler calls json.dumps(media, ensure_ascii=False), which builds an
+    # encoder for every answer; this one is built once and writes the same text.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=json.JSONEncoder(ensure_ascii=False).encode
+    )
     add_error_handlers(app)
     table = routes(settings.max_batch_jobs)
     history = HistoryStore(pool)

@@ -153,7 +153,7 @@ def _object(text: str, index: int, tree: PathTree) -> tuple[dict[str, Any], int]
     plain_key = _PLAIN_KEY.match(text, index)
     while True:
         if plain_key is not None:
-            key, index = plain_key.group(1), plain_key.end()
+            key, index = plain_key[1], plain_key.end()
         else:
             if text[index : index + 1] != '"':
                 raise JSONDecodeError(

@@ -12,13 +12,15 @@ whatever the level (as gunicorn's access log would be).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import sys
 import threading
+import time
 import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -84,17 +86,60 @@ _request_log: TextIO | None = None
 _request_log_lock = threading.Lock()
 
 
+# The request log's time to the second, and that second since the epoch: its text is made once
+# a second rather than on every line.
+_second_text: tuple[int, str] = (-1, "")
+
+
+def request_log_time() -> str:
+    """Now in UTC to the millisecond, as the request log writes it:
+    datetime.now(UTC).isoformat(timespec="milliseconds") (2026-12-02T05:16:10.791+00:00)."""
+    global _second_text
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    cached = _second_text
+    if cached[0] != second:
+        # isoformat() of a whole second in UTC: 2026-12-02T05:16:10+00:00
+        cached = _second_text = (second, datetime.fromtimestamp(second, UTC).isoformat()[:19])
+    return f"{cached[1]}.{nanoseconds // 1_000_000:03d}+00:00"
+
+
 def request_log_enabled() -> bool:
     """Whether `log_request` writes anything (`configure` has run)."""
     return _request_log is not None
 
 
-def log_request(fields: dict[str, object]) -> None:
-    """Write one request's line: `fields` as one JSON object, ASCII only, in one write."""
+def _json_string(text: str | None) -> str:
+    # As json.dumps writes a str (ASCII only) or None.
+    return "null" if text is None else encode_basestring_ascii(text)
+
+
+def log_request(
+    *,
+    request_id: str | None,
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    user_id: str | None,
+    jobs: tuple[int, int] | None = None,
+) -> None:
+    """Write one request's line, one JSON object, ASCII only, in one write: the time, then the
+    arguments, and a decided request's jobs as jobs_accepted and jobs_rejected.
+
+    The line is what json.dumps(..., separators=(",", ":")) writes for these fields in this
+    order, written out directly: building it through json.dumps cost three times as much.
+    """
     stream = _request_log
     if stream is None:
         return
-    line = json.dumps(fields, separators=(",", ":")) + "\n"
+    line = (
+        f'{{"time":"{request_log_time()}","request_id":{_json_string(request_id)},'
+        f'"method":{_json_string(method)},"route":{_json_string(route)},"status":{status:d},'
+        f'"duration_ms":{duration_ms!r},"user_id":{_json_string(user_id)}'
+    )
+    if jobs is not None:
+        line += f',"jobs_accepted":{jobs[0]:d},"jobs_rejected":{jobs[1]:d}'
+    line += "}\n"
     # As the logging module does: a line that cannot be written (stdout closed, its reader
     # gone) is lost, and the request it describes is answered all the same.
     with _request_log_lock, contextlib.suppress(OSError, ValueError):

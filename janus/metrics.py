@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, get_args
 
@@ -209,28 +208,44 @@ def observe_group(requests: int, jobs: int) -> None:
     GROUP_JOBS.observe(jobs)
 
 
+# (source, mode, status, reason) -> the child of DECISIONS or SHADOW_DECISIONS, as the request
+# children above.
+_decision_children: dict[tuple[str, str, str, str], Any] = {}
+_shadow_children: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _counted(
+    children: dict[tuple[str, str, str, str], Any],
+    counter: CounterMetric,
+    labels: tuple[str, str, str, str],
+) -> Any:
+    child = children.get(labels)
+    if child is None:
+        child = children[labels] = counter.labels(*labels)
+    return child
+
+
 def count_decisions(request: AdmissionRequest, decisions: Sequence[Decision]) -> None:
     """Count `request`'s decisions, and in shadow mode what enforcement would have decided;
     replayed ones were counted when first made."""
     source, mode = request.source.value, request.mode.value
     # One write per kind of decision, not per job: a batch has up to 1,000.
-    tally = Counter(
-        (decision.status, reason_label(decision.status, decision.reason_code))
-        for decision in decisions
-        if not decision.replayed
-    )
-    for (status, reason), count in tally.items():
-        DECISIONS.labels(source, mode, status.lower(), reason).inc(count)
-    shadow = Counter(
-        (
-            decision.shadow_status,
-            reason_label(decision.shadow_status, decision.shadow_reason_code),
-        )
-        for decision in decisions
-        if decision.shadow_status is not None
-    )
-    for (status, reason), count in shadow.items():
-        SHADOW_DECISIONS.labels(source, mode, status.lower(), reason).inc(count)
+    tally: dict[tuple[str, str, str, str], int] = {}
+    shadow: dict[tuple[str, str, str, str], int] = {}
+    for decision in decisions:
+        if not decision.replayed:
+            status = decision.status
+            labels = (source, mode, status.lower(), reason_label(status, decision.reason_code))
+            tally[labels] = tally.get(labels, 0) + 1
+        if decision.shadow_status is not None:
+            status = decision.shadow_status
+            reason = reason_label(status, decision.shadow_reason_code)
+            labels = (source, mode, status.lower(), reason)
+            shadow[labels] = shadow.get(labels, 0) + 1
+    for labels, count in tally.items():
+        _counted(_decision_children, DECISIONS, labels).inc(count)
+    for labels, count in shadow.items():
+        _counted(_shadow_children, SHADOW_DECISIONS, labels).inc(count)
 
 
 class CountingAdmitter:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import selectors
 import socket
 import time
@@ -34,6 +35,8 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from janus.schemas.answers import ErrorSchema
 from janus.settings import Settings
 
+# How often, at most, a worker tells the arbiter it is alive (gunicorn's timeout is 30 s).
+NOTIFY_EVERY_S = 1.0
 # A response is small (at most a few hundred KiB for a 1000-job batch); a client that does
 # not take it in this long has gone.
 WRITE_TIMEOUT_S = 30.0
@@ -59,6 +62,11 @@ class DeadlineSocket:
     def __init__(self, sock: socket.socket, read_timeout_s: float) -> None:
         self.raw = sock
         self.read_timeout_s = read_timeout_s
+        # What gunicorn and the poller call on every request, found without __getattr__.
+        self.fileno = sock.fileno
+        self.setblocking = sock.setblocking
+        self.gettimeout = sock.gettimeout
+        self.settimeout = sock.settimeout
         self.deadline = 0.0
         # The request whose body is being read, once its head has been.
         self._request: Any = None
@@ -168,7 +176,20 @@ class JanusWorker(ThreadWorker):
         self.arriving: deque[Any] = deque()
         # gunicorn writes every error answer of its own through this one function.
         util.write_error = write_json_error
+        self.notify_every_s = min(NOTIFY_EVERY_S, self.timeout / 4)
+        self.notified_at = -math.inf
         super().init_process()
+
+    def notify(self) -> None:
+        """Tell the arbiter this worker is alive, at most every `notify_every_s`.
+
+        gthread's loop tells it on every round, each a system call on a file (os.utime); the
+        arbiter only needs to hear within its timeout.
+        """
+        now = time.monotonic()
+        if now - self.notified_at >= self.notify_every_s:
+            self.notified_at = now
+            super().notify()
 
     def accept(self, listener: socket.socket) -> None:
         """Accept a connection and wait, in the poller, for its first request to arrive."""
@@ -184,17 +205,26 @@ class JanusWorker(ThreadWorker):
         self._await_request(conn)
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
-        """A kept-alive connection sends its next request: read it in the poller too."""
-        self.poller.unregister(client)
-        self.keepalived_conns.remove(conn)
-        self._await_request(conn)
+        """A kept-alive connection sends its next request: read it in the poller too, now.
 
-    def _await_request(self, conn: Any) -> None:
-        conn.sock.setblocking(False)
+        The connection stays registered, for reading: only its callback changes (no system
+        call), and what has arrived is read at once rather than on the poller's next round.
+        """
+        self.keepalived_conns.remove(conn)
+        self._await_request(conn, registered=True)
+        self._on_arriving(conn, client)
+
+    def _await_request(self, conn: Any, *, registered: bool = False) -> None:
+        # The socket is already non-blocking: TConn made it so when it was accepted, and
+        # gunicorn again when it kept it alive.
         conn.sock.arm(time.monotonic() + self.read_timeout_s)
         conn.arrived = bytearray()
         self.arriving.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_arriving, conn))
+        on_arriving = partial(self._on_arriving, conn)
+        if registered:
+            self.poller.modify(conn.sock, selectors.EVENT_READ, on_arriving)
+        else:
+            self.poller.register(conn.sock, selectors.EVENT_READ, on_arriving)
 
     def _on_arriving(self, conn: Any, client: Any) -> None:
         try:

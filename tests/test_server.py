@@ -8,18 +8,25 @@ behaviour is shown once, on raw sockets.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import re
 import select
 import socket
 import time
+from datetime import UTC, datetime
+from unittest import mock
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devtools.ports import free_port
+from janus import logs
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.factories import create_user, jobs_of
@@ -264,6 +271,63 @@ def test_a_logged_line_names_its_request(start_gunicorn: StartGunicorn) -> None:
     assert answer.status_code == 503
     lines = [line for line in server.log().splitlines() if "database unavailable" in line]
     assert lines and all("[trace-me-7] janus: database unavailable" in line for line in lines)
+
+
+def test_the_request_log_tells_the_time_in_utc_to_the_millisecond() -> None:
+    for _ in range(3):
+        before = datetime.now(UTC)
+        told = logs.request_log_time()
+        after = datetime.now(UTC)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", told)
+        assert (
+            before.replace(microsecond=before.microsecond // 1000 * 1000)
+            <= (datetime.fromisoformat(told))
+            <= after
+        )
+        time.sleep(0.4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    request_id=st.one_of(st.none(), st.text()),
+    route=st.text(),
+    status=st.integers(100, 599),
+    duration_ms=st.floats(0, 10**6, allow_nan=False),
+    user_id=st.one_of(st.none(), st.text()),
+    jobs=st.one_of(st.none(), st.tuples(st.integers(0, 1000), st.integers(0, 1000))),
+)
+def test_a_request_log_line_is_what_json_dumps_writes(
+    request_id: str | None,
+    route: str,
+    status: int,
+    duration_ms: float,
+    user_id: str | None,
+    jobs: tuple[int, int] | None,
+) -> None:
+    written = io.StringIO()
+    with mock.patch.object(logs, "_request_log", written):
+        logs.log_request(
+            request_id=request_id,
+            method="POST",
+            route=route,
+            status=status,
+            duration_ms=duration_ms,
+            user_id=user_id,
+            jobs=jobs,
+        )
+    line = json.loads(written.getvalue())
+    fields = {
+        "time": line["time"],
+        "request_id": request_id,
+        "method": "POST",
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "user_id": user_id,
+    }
+    if jobs is not None:
+        fields |= {"jobs_accepted": jobs[0], "jobs_rejected": jobs[1]}
+    assert written.getvalue() == json.dumps(fields, separators=(",", ":")) + "\n"
 
 
 def test_expected_refusals_log_no_error(

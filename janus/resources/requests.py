@@ -100,10 +100,12 @@ def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> 
     """
     if not _is_json_media_type(req.content_type):
         raise falcon.HTTPUnsupportedMediaType(description="send the body as application/json")
-    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
+    # Read once: Falcon parses the header again on every read of the property.
+    content_length = req.content_length
+    if content_length is not None and content_length > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
     # Without Content-Length (chunked), the server's input stream ends with the body itself.
-    stream = req.bounded_stream if req.content_length is not None else req.stream
+    stream = req.bounded_stream if content_length is not None else req.stream
     try:
         raw = stream.read(MAX_BODY_BYTES + 1)
     except TimeoutError as error:
@@ -116,7 +118,7 @@ def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> 
         raise InvalidBody("the body could not be read: malformed or incomplete") from None
     if len(raw) > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
-    if req.content_length is not None and len(raw) < req.content_length:
+    if content_length is not None and len(raw) < content_length:
         raise InvalidBody("the body is shorter than its Content-Length")
     try:
         # JSON on the wire is UTF-8 (RFC 8259), and nothing else is guessed.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import falcon
 
@@ -49,16 +47,14 @@ class RequestTelemetryMiddleware:
         if not logs.request_log_enabled():
             return
         context = req.context
-        line: dict[str, Any] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "request_id": context.get("request_id"),
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "user_id": context.get("user_id"),
-        }
-        if "jobs_accepted" in context:
-            line["jobs_accepted"] = context.jobs_accepted
-            line["jobs_rejected"] = context.jobs_rejected
-        logs.log_request(line)
+        logs.log_request(
+            request_id=context.get("request_id"),
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=round(seconds * 1000, 3),
+            user_id=context.get("user_id"),
+            jobs=(context.jobs_accepted, context.jobs_rejected)
+            if "jobs_accepted" in context
+            else None,
+        )

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, missing, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from janus.json_text import JsonText, RawJson
+from janus.schemas.loading import check_fieldwise, load_fieldwise
 
 MAX_NAME_LENGTH = 255
 MAX_DEPENDENCIES_PER_JOB = 32
@@ -28,8 +29,46 @@ MAX_PAYLOAD_DEPTH = 64
 MAX_CAPACITY = 1_000_000_000_000
 
 
-class StrictInteger(fields.Integer):
+class _QuickField(fields.Field[Any]):
+    """A field that takes the common case the short way, and the rest as marshmallow does.
+
+    A value of exactly `quick_type` is deserialized and validated without Field.deserialize's
+    checks for a missing value, None and processors, which cannot apply to it (the field has
+    no pre_load or post_load processors, which __init__ checks). And the validators run one
+    after the other while they pass: marshmallow's own _validate builds a validate.And of them
+    on every call, for the messages of all that fail; a value that fails any of them is
+    validated again that way.
+    """
+
+    quick_type: ClassVar[type]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.pre_load or self.post_load:
+            raise TypeError(f"{type(self).__name__} takes no pre_load or post_load processors")
+
+    def deserialize(
+        self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any
+    ) -> Any:
+        """As Field.deserialize."""
+        if type(value) is self.quick_type:
+            output = self._deserialize(value, attr, data, **kwargs)
+            self._validate(output)
+            return output
+        return super().deserialize(value, attr, data, **kwargs)
+
+    def _validate(self, value: Any) -> None:
+        try:
+            for validator in self.validators:
+                validator(value)
+        except ValidationError:
+            super()._validate(value)
+
+
+class StrictInteger(_QuickField, fields.Integer):
     """A JSON integer and nothing else: `"8"`, `8.0` and `true` are errors."""
+
+    quick_type = int
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -67,7 +106,7 @@ def _storable_text(text: str) -> None:
     """Postgres text holds neither NUL nor lone surrogates; refuse them as input errors."""
     if "\x00" in text:
         raise ValidationError("Text may not contain the NUL character.")
-    if text.isascii():  # most text, and never a surrogate
+    if text.isascii():  # no surrogate, and no copy to find out
         return
     try:
         text.encode()
@@ -94,12 +133,15 @@ def _payload_depth_within_limit(payload: RawJson) -> bool:
     return True
 
 
-class Text(fields.String):
+class Text(_QuickField, fields.String):
     """A string Postgres can store as text."""
 
+    quick_type = str
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        # A str is what String would give for it, itself; the rest is left to String.
-        text = value if type(value) is str else super()._deserialize(value, attr, data, **kwargs)
+        # A str is what String._deserialize would give back as it is.
+        str_given = type(value) is str
+        text = value if str_given else super()._deserialize(value, attr, data, **kwargs)
         _storable_text(text)
         return text
 
@@ -157,12 +199,14 @@ class StoredObject(fields.Dict):
 # overhead was most of a request's cost. Their error messages keep the Dict shape.
 
 
-class Dependencies(fields.Field[dict[str, int]]):
+class Dependencies(_QuickField):
     """{name: cost}: at most 32 names of 1 to 100 characters, costs integers 1 to 1,000,000.
 
     `minimum` and `maximum` bound the values otherwise (a real cost reported by a worker may
     be 0).
     """
+
+    quick_type = dict
 
     def __init__(self, *, minimum: int = 1, maximum: int = MAX_COST, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -178,6 +222,14 @@ class Dependencies(fields.Field[dict[str, int]]):
             raise ValidationError(f"At most {MAX_DEPENDENCIES_PER_JOB} dependencies.")
         errors: dict[str, dict[str, list[str]]] = {}
         for name, cost in value.items():
+            if (
+                type(cost) is int
+                and self.minimum <= cost <= self.maximum
+                and 1 <= len(name) <= MAX_DEPENDENCY_NAME_LENGTH
+                and name.isascii()
+                and "\x00" not in name
+            ):
+                continue  # the common case, with nothing to say: no need to look closer
             problems: dict[str, list[str]] = {}
             if not 1 <= len(name) <= MAX_DEPENDENCY_NAME_LENGTH:
                 problems["key"] = [f"Length must be between 1 and {MAX_DEPENDENCY_NAME_LENGTH}."]
@@ -204,7 +256,7 @@ class Dependencies(fields.Field[dict[str, int]]):
         return stored_json(value)
 
 
-class Payload(fields.Field[str]):
+class Payload(_QuickField):
     """A JSON object of at most 64 KiB and 64 levels, as the exact JSON text the client sent.
 
     The body reader hands it over as RawJson (see `kept_as_text` below), so every number and
@@ -212,6 +264,8 @@ class Payload(fields.Field[str]):
     as `text` (NUL, lone surrogates) is fine here: the `json` column keeps their escapes.
     A worker's `result` is the same kind of value (`what` names it in the messages).
     """
+
+    quick_type = RawJson
 
     def __init__(self, *, what: str = "Payload", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -236,20 +290,15 @@ class Payload(fields.Field[str]):
 class ItemList(fields.Nested):
     """A list of `schema` items, loaded exactly as fields.Nested(schema, many=True) loads it.
 
-    Items are loaded field by field, with each field's own deserialize, and without the
-    schema's per-item machinery (error stores, getters, hooks), which was most of a 1,000-job
-    batch's validation time. A list with any item that does not load that way (an error, an
-    unknown key) is loaded again by Nested itself, for its errors as marshmallow words them.
-    `schema` and its fields must have no hooks, and its fields no data_key, so that both ways
-    load alike.
+    Items are loaded field by field, with each field's own deserialize (load_fieldwise), and
+    without the schema's per-item machinery (error stores, getters, hooks), which was most of a
+    1,000-job batch's validation time. A list with any item that does not load that way (an
+    error, an unknown key) is loaded again by Nested itself, for its errors as marshmallow
+    words them. `schema` must have no hooks and no data_key, so that both ways load alike.
     """
 
     def __init__(self, schema: type[Schema], **kwargs: Any) -> None:
-        declared = schema._declared_fields.values()
-        if any(schema._hooks.values()) or any(
-            field.data_key or field.pre_load or field.post_load for field in declared
-        ):
-            raise TypeError(f"{schema.__name__} has hooks or data keys: use fields.Nested")
+        check_fieldwise(schema)
         super().__init__(schema, many=True, **kwargs)
 
     def _deserialize(
@@ -269,30 +318,10 @@ class ItemList(fields.Nested):
 
 def _load_items(items: list[Any], item_fields: dict[str, fields.Field]) -> list[Any] | None:
     """Each item loaded by `item_fields`, or None when one of them does not load cleanly."""
-    # A value that is there and not None is loaded as Field.deserialize loads it, without the
-    # call's checks for missing and null values: its _deserialize, then each validator.
-    plan = [
-        (name, field, field._deserialize, tuple(field.validators))
-        for name, field in item_fields.items()
-    ]
     loaded = []
-    try:
-        for item in items:
-            if not isinstance(item, dict) or not item.keys() <= item_fields.keys():
-                return None
-            loaded_item = {}
-            for name, field, deserialize, validators in plan:
-                value = item.get(name, missing)
-                if value is missing or value is None:
-                    value = field.deserialize(value, name, item)
-                    if value is missing:
-                        continue
-                else:
-                    value = deserialize(value, name, item)
-                    for validator in validators:
-                        validator(value)
-                loaded_item[name] = value
-            loaded.append(loaded_item)
-    except ValidationError:
-        return None
+    for item in items:
+        fields_loaded = load_fieldwise(item, item_fields)
+        if fields_loaded is None:
+            return None
+        loaded.append(fields_loaded)
     return loaded

@@ -35,6 +35,7 @@ from janus.schemas.fields import (
     name_field,
     priority_field,
 )
+from janus.schemas.loading import FieldwiseSchema
 
 # The queue's limits (the configs table's CHECKs say the same).
 DEFAULT_MAX_ATTEMPTS = 3
@@ -49,7 +50,7 @@ MAX_RECOVERY_PER_MINUTE = 60
 MAX_TENANT_OVERRIDES = 10_000
 
 
-class JobSchema(Schema):
+class JobSchema(FieldwiseSchema):
     """One job of a batch: who it is for, how urgent, and what it will spend."""
 
     tenant_id = name_field()
