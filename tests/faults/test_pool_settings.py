@@ -119,7 +119,7 @@ def test_a_connection_whose_session_ended_is_replaced_without_a_failed_request(
             old = {conn.info.backend_pid}
         terminated = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'janus'"
+            " WHERE application_name = 'janus' AND datname = current_database()"
         ).fetchone()
         assert terminated == (2,)
         time.sleep(0.2)
