@@ -17,11 +17,8 @@ except SettingsError as error:
 
 wsgi_app = "janus.wsgi:app"
 bind = f"{os.environ.get('JANUS_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-# Two workers of JANUS_POOL_SIZE (4) connections each. Group admission (janus/grouping.py)
-# decides together the requests of a user that meet in one worker, so fewer workers with more
-# connections each share more statements. Measured on 2 cores (make bench, one hot user, 8
-# connections): 2 workers x 4 connections 1,331 decisions/s, 4 x 2 989.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Admission waits on Postgres, not on the CPU, so a few workers per core keep both busy.
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 # gthread with a read deadline per request (janus/worker.py): a slow or stalled client holds
 # one thread for at most JANUS_READ_TIMEOUT_S, never a whole worker.
 worker_class = "janus.worker.JanusWorker"

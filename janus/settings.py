@@ -83,7 +83,7 @@ class Settings:
 
     database_url: str
     max_batch_jobs: int = 1000
-    pool_size: int = 4
+    pool_size: int = 2
     pool_timeout_ms: int = 1500
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 2000
@@ -107,7 +107,7 @@ class Settings:
         return cls(
             database_url=database_url_from_env(environ),
             max_batch_jobs=_int_setting(environ, "JANUS_MAX_BATCH_JOBS", 1000, 1, 100_000),
-            pool_size=_int_setting(environ, "JANUS_POOL_SIZE", 4, 1, 100),
+            pool_size=_int_setting(environ, "JANUS_POOL_SIZE", 2, 1, 100),
             pool_timeout_ms=_int_setting(environ, "JANUS_POOL_TIMEOUT_MS", 1500, 100, 60_000),
             statement_timeout_ms=_int_setting(
                 environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
