@@ -104,10 +104,11 @@ def read_json_object(req: falcon.Request, keep_text: PathTree | None = None) -> 
     content_length = req.content_length
     if content_length is not None and content_length > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description="the body is larger than 1 MiB")
-    # Without Content-Length (chunked), the server's input stream ends with the body itself.
-    stream = req.bounded_stream if content_length is not None else req.stream
+    # Without Content-Length (chunked), the server's input stream ends with the body itself;
+    # with it, no more than it is asked for, as req.bounded_stream would (without the wrapper).
+    size = MAX_BODY_BYTES + 1 if content_length is None else content_length
     try:
-        raw = stream.read(MAX_BODY_BYTES + 1)
+        raw = req.stream.read(size)
     except TimeoutError as error:
         # The server's read deadline (janus/worker.py) passed: a slow or stalled client.
         raise falcon.HTTPError(falcon.HTTP_408, description=str(error)) from None
