@@ -41,9 +41,9 @@ def authenticated_user(req: falcon.Request) -> UUID:
         raise falcon.HTTPUnauthorized(
             description="X-User-ID must be a UUID", challenges=USER_CHALLENGE
         ) from None
-    user_id = UUID(raw)
-    note_user(req, user_id)
-    return user_id
+    # In the canonical spelling, str(UUID(raw)) is raw in lower case.
+    note_user(req, raw.lower())
+    return UUID(raw)
 
 
 def page_param(req: falcon.Request, name: str, default: int | None, top: int) -> int | None:
