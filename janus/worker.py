@@ -102,13 +102,19 @@ class DeadlineSocket:
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
         """Write like socket.sendall, with a write timeout of its own."""
-        self.raw.settimeout(WRITE_TIMEOUT_S)
+        self._to_write()
         self.raw.sendall(data, flags)
 
     def send(self, data: bytes, flags: int = 0) -> int:
         """Write like socket.send, with a write timeout of its own."""
-        self.raw.settimeout(WRITE_TIMEOUT_S)
+        self._to_write()
         return self.raw.send(data, flags)
+
+    def _to_write(self) -> None:
+        # settimeout is a system call even when the timeout stays the same, as it does from an
+        # answer's head to its body.
+        if self.raw.gettimeout() != WRITE_TIMEOUT_S:
+            self.raw.settimeout(WRITE_TIMEOUT_S)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
