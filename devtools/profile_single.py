@@ -28,12 +28,14 @@ main thread serves several connections.
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import http.client
 import json
 import os
 import pstats
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -160,7 +162,10 @@ def in_process(
 ) -> None:
     """The app in this process: CPU per request, for each kind of answer."""
     # Before prometheus_client is first imported, as gunicorn.conf.py sets it for the workers.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="janus-profile-metrics-")
+    metrics_dir = tempfile.mkdtemp(prefix="janus-profile-metrics-")
+    # Removed at exit: prometheus_client keeps its files open until then.
+    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from psycopg_pool import ConnectionPool
 
     from bench.twin.app import create_app as create_twin
