@@ -174,10 +174,14 @@ class GroupingAdmitter:
         with self._lock:
             if group.started.is_set():
                 return False
-            self._waiting.remove(group)
-            if self._open.get(group.user_id) is group:
-                del self._open[group.user_id]
+            self._unqueue(group)
             return True
+
+    def _unqueue(self, group: _Group) -> None:
+        """Take `group` out of the queue, closed to new requests; the caller holds the lock."""
+        self._waiting.remove(group)
+        if self._open.get(group.user_id) is group:
+            del self._open[group.user_id]
 
     def _release(self, user_id: UUID) -> None:
         """A decision of `user_id` is over and its connection back: hand connections to the
@@ -190,9 +194,7 @@ class GroupingAdmitter:
                     break
                 if group.user_id in self._deciding:
                     continue
-                self._waiting.remove(group)
-                if self._open.get(group.user_id) is group:
-                    del self._open[group.user_id]
+                self._unqueue(group)
                 self._free -= 1
                 self._deciding.add(group.user_id)
                 group.started.set()

@@ -3,7 +3,6 @@ of one user's requests."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, assert_never
@@ -25,6 +24,12 @@ _DEPENDENCIES_ENCODER = c_make_encoder(
 )
 
 
+def _dependencies_text(dependencies: dict[str, int]) -> str:
+    """A job's dependencies as json.dumps writes them; its escapes are read back by jsonb as
+    the same names."""
+    return "".join(_DEPENDENCIES_ENCODER(dependencies, 0))
+
+
 def group_params(requests: Sequence[AdmissionRequest], *, quote: bool = False) -> dict[str, Any]:
     """The parameters of queries.ADMIT_REQUESTS for `requests`, one user's, decided in this
     order; with `quote`, for deciding one request without storing or taking anything."""
@@ -39,8 +44,7 @@ def group_params(requests: Sequence[AdmissionRequest], *, quote: bool = False) -
         "request_hashes": [key.request_hash if key else None for key in keys],
         "tenants": [job.tenant_id for job in jobs],
         "priorities": [job.priority for job in jobs],
-        # As json.dumps writes them; its escapes are read back by jsonb as the same names.
-        "dependencies": ["".join(_DEPENDENCIES_ENCODER(job.dependencies, 0)) for job in jobs],
+        "dependencies": [_dependencies_text(job.dependencies) for job in jobs],
         "payloads": [job.payload for job in jobs],
         "atomic": requests[0].mode.all_or_nothing,
         "quote": quote,
@@ -59,7 +63,7 @@ def _one_job_params(request: AdmissionRequest, *, quote: bool) -> dict[str, Any]
         "request_hash": key.request_hash if key else None,
         "tenant": job.tenant_id,
         "priority": job.priority,
-        "dependencies": json.dumps(job.dependencies),
+        "dependencies": _dependencies_text(job.dependencies),
         "payload": job.payload,
         "atomic": request.mode.all_or_nothing,
         "quote": quote,
