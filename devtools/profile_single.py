@@ -83,7 +83,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Post = Callable[[UUID, bytes], int]
 
 
-def _make_users(database_url: str) -> tuple[UUID, UUID]:
+def make_users(database_url: str) -> tuple[UUID, UUID]:
     """A user whose jobs are all accepted, and one whose buckets are to be emptied."""
     from janus.db import accounts
     from janus.schemas.requests import ConfigSchema
@@ -97,7 +97,7 @@ def _make_users(database_url: str) -> tuple[UUID, UUID]:
     return users[0], users[1]
 
 
-def _install_twin(database_url: str) -> None:
+def install_twin(database_url: str) -> None:
     import psycopg
 
     from bench.twin import database as twin_database
@@ -183,11 +183,11 @@ def in_process(
     try:
         with _request_log_to_file():
             if bare_twin:
-                _install_twin(database_url)
+                install_twin(database_url)
                 app = create_twin(pool)
                 loads = [("twin, 202", TWIN_PATH, uuid4(), 202)]
             else:
-                accepted, rejected = _make_users(database_url)
+                accepted, rejected = make_users(database_url)
                 app = create_app(settings, pool)
                 assert _call(app, _environ(JANUS_PATH, rejected, DRAIN_BODY)) == 202
                 loads = [
@@ -244,11 +244,11 @@ def through_gunicorn(database_url: str, requests: int, rounds: int, *, bare_twin
 
     log_path = Path(tempfile.mkdtemp(prefix="janus-profile-")) / "gunicorn.log"
     if bare_twin:
-        _install_twin(database_url)
+        install_twin(database_url)
         service = twin_server.start(database_url, log_path, workers=1, timeout_s=20)
         path, loads = TWIN_PATH, [("twin worker, 202", uuid4(), 202)]
     else:
-        accepted, rejected = _make_users(database_url)
+        accepted, rejected = make_users(database_url)
         service = Service.start(database_url, log_path, workers=1)
         path = JANUS_PATH
         loads = [("janus worker, 202", accepted, 202), ("janus worker, 429", rejected, 429)]
