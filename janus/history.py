@@ -24,8 +24,8 @@ from janus.reasons import ReasonCode
 
 JobStatus = Literal["Accepted", "Rejected"]
 JobSource = Literal["dashboard", "system"]
-# An accepted job's place in the queue; a rejected job has none.
-JobState = Literal["queued", "running", "completed", "failed"]
+# An accepted job's place in the queue; a rejected job has none (janus.queue's JobState).
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 SOURCES: tuple[JobSource, ...] = get_args(JobSource)
@@ -85,7 +85,7 @@ class JobSummary:
     retry_after: int | None
     state: JobState | None
     attempts: int
-    # While running: when its lease ends. Once completed or failed: when it did.
+    # While running: when its lease ends. Once completed, failed or cancelled: when it did.
     lease_expires_at: datetime | None
     finished_at: datetime | None
 

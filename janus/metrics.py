@@ -113,6 +113,11 @@ GROUP_JOBS = Histogram(
     registry=_registry,
     buckets=(1, 2, 4, 8, 16, 32, 64, 100, 250, 500, 1000, 2500),
 )
+JOBS_CANCELLED = CounterMetric(
+    "janus_jobs_cancelled",
+    "Queued jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
+    registry=_registry,
+)
 POOL_CONNECTIONS = Gauge(
     "janus_pool_connections",
     "Connections of the live workers' pools, open or being opened, as of each pool's last use.",
@@ -200,6 +205,11 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
         _pool_sizes = (connections, idle)
         POOL_CONNECTIONS.set(connections)
         POOL_CONNECTIONS_IDLE.set(idle)
+
+
+def count_cancelled(jobs: int) -> None:
+    """Count `jobs` queued jobs cancelled."""
+    JOBS_CANCELLED.inc(jobs)
 
 
 def observe_group(requests: int, jobs: int) -> None:

@@ -16,8 +16,9 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 # queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
-# running -> failed (attempts used, or a failure that must not be retried).
-JobState = Literal["queued", "running", "completed", "failed"]
+# running -> failed (attempts used, or a failure that must not be retried); queued ->
+# cancelled (the user's cancel). janus.history's JobState names the same states.
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,25 @@ class Finished:
     attempt: int | None = None
 
 
+class CancelOutcome(str, Enum):
+    """How a cancel went for one job."""
+
+    CANCELLED = "cancelled"  # it was queued, and is now cancelled
+    ALREADY_CANCELLED = "already_cancelled"  # nothing changed
+    NOT_FOUND = "not_found"  # the user has no such job
+    # Running (a worker holds its lease), completed, failed, or rejected: nothing changed.
+    NOT_CANCELLABLE = "not_cancellable"
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """How one cancel went, with the job's state after it (None: no such job, or rejected)."""
+
+    job_id: UUID
+    outcome: CancelOutcome
+    state: JobState | None
+
+
 class JobQueue(Protocol):
     """Whatever leases admitted jobs to workers: what the queue resources are given."""
 
@@ -117,4 +137,9 @@ class JobQueue(Protocol):
 
     def finish(self, user_id: UUID, items: Sequence[Finish]) -> list[Finished]:
         """End the leases of `items` in one transaction; one Finished each, in order."""
+        ...
+
+    def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
+        """Cancel the queued jobs among `job_ids` in one transaction, giving back the tokens
+        of those never handed out; one Cancellation each, in order."""
         ...

@@ -50,6 +50,7 @@ from janus.resources.jobs import BatchResource, QuoteResource, SingleJobResource
 from janus.resources.metrics import MetricsResource
 from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
+    CancelResource,
     ClaimResource,
     CompleteManyResource,
     FinishResource,
@@ -94,7 +95,8 @@ class Route:
 
 def _job_routes(source: Source, max_batch_jobs: int) -> list[Route]:
     """POST /{source}/jobs, .../batch, .../batch/atomic and .../quote; /dashboard/jobs also
-    lists the user's jobs (both sources), and GET /dashboard/jobs/{job_id} shows one."""
+    lists the user's jobs (both sources), GET /dashboard/jobs/{job_id} shows one and
+    POST /dashboard/jobs/{job_id}/cancel cancels it."""
     prefix = f"/{source.value}/jobs"
 
     def submit(services: Services) -> object:
@@ -123,9 +125,14 @@ def _job_routes(source: Source, max_batch_jobs: int) -> list[Route]:
         ),
     ]
     if dashboard:
-        table.append(
-            Route(f"{prefix}/{{job_id:uuid}}", lambda s: JobRecordResource(s.jobs), (history.JOB,))
-        )
+        table += [
+            Route(f"{prefix}/{{job_id:uuid}}", lambda s: JobRecordResource(s.jobs), (history.JOB,)),
+            Route(
+                f"{prefix}/{{job_id:uuid}}/cancel",
+                lambda s: CancelResource(s.queue),
+                (jobs.CANCEL,),
+            ),
+        ]
     return table
 
 

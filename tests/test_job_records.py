@@ -154,7 +154,7 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
     assert capsys.readouterr().out.splitlines() == [
         "pruned 0 expired idempotency keys",
         "pruned 2 rejected jobs older than 7 days",
-        "pruned 0 completed or failed jobs past their config's retention_days",
+        "pruned 0 completed, failed or cancelled jobs past their config's retention_days",
         "pruned 0 tenant buckets full again",
     ]
     assert statuses_of(db, old) == ["Accepted"]

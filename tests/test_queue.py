@@ -455,7 +455,7 @@ def test_prune_deletes_finished_jobs_past_their_users_retention_and_keeps_the_qu
     assert janus_cli(["prune"]) == 0
 
     assert capsys.readouterr().out.splitlines()[2] == (
-        "pruned 2 completed or failed jobs past their config's retention_days"
+        "pruned 2 completed, failed or cancelled jobs past their config's retention_days"
     )
     states = {
         user: sorted(s for (s,) in db.execute("SELECT state FROM jobs WHERE user_id = %s", [user]))

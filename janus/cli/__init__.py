@@ -16,7 +16,7 @@ from typing import TextIO
 from janus.admission import NoDecision
 from janus.cli.commands import DEMO_CONFIG, DEMO_USER_NAME
 from janus.cli.failures import EXIT_FAILED, EXIT_INTERRUPTED, CommandError, failure
-from janus.cli.parser import build_parser
+from janus.cli.parser import build_parser, with_jobs_action
 from janus.settings import SettingsError, database_url_from_env
 
 __all__ = ["DEMO_CONFIG", "DEMO_USER_NAME", "build_parser", "main"]
@@ -25,7 +25,7 @@ __all__ = ["DEMO_CONFIG", "DEMO_USER_NAME", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the process's exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(with_jobs_action(sys.argv[1:] if argv is None else argv))
         database_url = database_url_from_env()
         run: Callable[[argparse.Namespace, str, TextIO], None] = args.run
         run(args, database_url, sys.stdout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,20 +18,18 @@ from marshmallow import Schema, ValidationError, fields, validate
 from janus import json_text
 from janus.admission import ConfigMode, NoActiveConfig
 from janus.cli.failures import CommandError, UsageError
-from janus.cli.text import aligned_table, one_line
+from janus.cli.text import aligned_table, moment, one_line, printable
 from janus.configs import UnknownVersion, in_force
 from janus.db import accounts, configs, maintenance
-from janus.db.history import job_page, user_quotas
-from janus.history import JobFilter
+from janus.db.history import user_quotas
 from janus.openapi.examples import SEED_JOB
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota
 from janus.schemas.answers import (
     ActiveConfigSchema,
     ConfigVersionSchema,
-    JobSummarySchema,
     QuotasAnswerSchema,
 )
-from janus.schemas.requests import ConfigSchema, JobHistoryQuerySchema
+from janus.schemas.requests import ConfigSchema
 
 DEMO_USER_NAME = "demo"
 
@@ -121,12 +119,12 @@ def config_versions(args: argparse.Namespace, database_url: str, out: TextIO) ->
     rows = [
         (
             str(one.version),
-            _moment(one.created_at),
-            _moment(one.activated_at),
+            moment(one.created_at),
+            moment(one.activated_at),
             "yes" if one.is_active else "",
             # What the version said; "-" when it left the user's pause state as it was.
             {True: "yes", False: "no", None: "-"}[one.config.get("paused")],
-            ", ".join(_printable(name) for name in one.config["dependencies"]) or "-",
+            ", ".join(printable(name) for name in one.config["dependencies"]) or "-",
         )
         for one in page
     ]
@@ -148,14 +146,14 @@ def pause(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Pause the user: every job is refused with 403 until `janus resume`."""
     with accounts.operator_transaction(database_url) as conn:
         since = accounts.set_paused(conn, args.user_id, True)
-    print(f"paused since {_moment(since)}", file=out)
+    print(f"paused since {moment(since)}", file=out)
 
 
 def resume(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Resume a paused user."""
     with accounts.operator_transaction(database_url) as conn:
         since = accounts.set_paused(conn, args.user_id, False)
-    print("not paused" if since is None else f"resumed since {_moment(since)}", file=out)
+    print("not paused" if since is None else f"resumed since {moment(since)}", file=out)
 
 
 def quotas(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
@@ -204,8 +202,8 @@ def tenant_table(tenants: list[TenantQuota]) -> list[str]:
     header = ("tenant", "dependency", "share", "capacity", "refill/s", "tokens now")
     rows = [
         (
-            _printable(tenant.tenant_id),
-            _printable(tenant.dependency),
+            printable(tenant.tenant_id),
+            printable(tenant.dependency),
             str(tenant.share),
             str(tenant.capacity),
             rate_text(tenant.refill_per_second),
@@ -217,70 +215,6 @@ def tenant_table(tenants: list[TenantQuota]) -> list[str]:
     if len(tenants) >= TENANT_QUOTAS_SHOWN:
         lines.append(f"(the {len(tenants)} closest to their limit; the other tenants are fuller)")
     return lines
-
-
-def job_filter(args: argparse.Namespace) -> JobFilter:
-    """The filters of `janus jobs`, read as GET /dashboard/jobs reads its query."""
-    given = {
-        "status": args.status,
-        "state": args.state,
-        "tenant_id": args.tenant,
-        "batch_name": args.batch,
-        "source": args.source,
-        "since": args.since,
-        "until": args.until,
-    }
-    try:
-        loaded = JobHistoryQuerySchema().load(
-            {name: value for name, value in given.items() if value is not None}
-        )
-    except ValidationError as error:
-        options = {"tenant_id": "tenant", "batch_name": "batch"}
-        messages = {
-            f"--{options.get(name, name)}": text for name, text in error.messages_dict.items()
-        }
-        raise UsageError(f"invalid filter: {one_line(messages)}") from None
-    return JobFilter(**loaded)
-
-
-def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Print the user's newest jobs matching the filters, as a table or (--json) as JSON.
-
-    The JSON's items are GET /dashboard/jobs's.
-    """
-    filters = job_filter(args)
-    with accounts.operator_transaction(database_url) as conn:
-        found = job_page(conn, args.user_id, filters, args.limit)
-    if args.json:
-        print(json_text.dumps({"jobs": JobSummarySchema(many=True).dump(found)}), file=out)
-        return
-    header = ("job_id", "created_at", "tenant", "batch", "priority", "state", "attempts", "until")
-    rows = [
-        (
-            str(job.job_id),
-            job.created_at.strftime("%Y-%m-%d %H:%M:%S%z"),
-            _printable(job.tenant_id),
-            _printable(job.batch_name),
-            str(job.priority),
-            # A rejected job has no state: its status says why it never ran.
-            job.state or "rejected",
-            str(job.attempts),
-            # A running job's lease end, a finished job's end; nothing for the rest.
-            _moment(job.lease_expires_at or job.finished_at),
-        )
-        for job in found
-    ]
-    for line in aligned_table(header, rows, numeric_columns=(4, 6)):
-        print(line, file=out)
-
-
-def _printable(text: str) -> str:
-    # A name with a line break or other control character is shown escaped, quoted.
-    return text if text.isprintable() else json.dumps(text)
-
-
-def _moment(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S%z")
 
 
 def effective_text(level: BucketQuota) -> str:
@@ -335,7 +269,7 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         finished = maintenance.prune_finished_jobs(conn)
     print(
-        f"pruned {finished} completed or failed jobs past their config's retention_days",
+        f"pruned {finished} completed, failed or cancelled jobs past their config's retention_days",
         file=out,
     )
     with accounts.operator_transaction(database_url, autocommit=True) as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import NoReturn
 from uuid import UUID
 
@@ -14,7 +15,6 @@ from janus.cli.commands import (
     config_show,
     config_versions,
     demo,
-    jobs,
     pause,
     prune,
     quotas,
@@ -24,6 +24,7 @@ from janus.cli.commands import (
     user_list,
 )
 from janus.cli.failures import UsageError
+from janus.cli.jobs import jobs, jobs_cancel
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
 from janus.schemas.fields import MAX_NAME_LENGTH, Text
@@ -42,6 +43,13 @@ def _user_id(text: str) -> UUID:
         return UUID(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a user id (a UUID)") from None
+
+
+def _job_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a UUID)") from None
 
 
 DEFAULT_REJECTED_RETENTION_DAYS = 7.0
@@ -88,6 +96,35 @@ def _user_name(text: str) -> str:
     except ValidationError as error:
         raise argparse.ArgumentTypeError(f"invalid user name: {one_line(error.messages)}") from None
     return name
+
+
+def _job_filters(command: argparse.ArgumentParser) -> None:
+    """The filters `janus jobs list` and `janus jobs cancel` share with GET /dashboard/jobs."""
+    command.add_argument("--tenant", metavar="TENANT_ID", help="only this tenant's jobs")
+    command.add_argument("--batch", metavar="BATCH_NAME", help="only this batch's jobs")
+    command.add_argument(
+        "--source", choices=SOURCES, help="only jobs submitted through this family of routes"
+    )
+    command.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only jobs decided at or after TIME (ISO 8601 with a timezone: 2025-01-31T09:00Z)",
+    )
+    command.add_argument(
+        "--until", metavar="TIME", help="only jobs decided before TIME (not at it)"
+    )
+
+
+JOBS_ACTIONS = ("list", "cancel")
+
+
+def with_jobs_action(argv: Sequence[str]) -> list[str]:
+    """The command line with `janus jobs USER_ID ...` read as `janus jobs list USER_ID ...`:
+    listing was `janus jobs`'s only use before it had actions, and still works as it did."""
+    words = list(argv)
+    if len(words) > 1 and words[0] == "jobs" and words[1] not in (*JOBS_ACTIONS, "-h", "--help"):
+        words.insert(1, "list")
+    return words
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,41 +218,57 @@ def build_parser() -> argparse.ArgumentParser:
     quotas_command.set_defaults(run=quotas)
 
     jobs_command = commands.add_parser(
-        "jobs", help="list a user's newest jobs with their state and attempts"
+        "jobs",
+        help="list a user's newest jobs with their state and attempts (`janus jobs USER_ID`), "
+        "or cancel queued ones (`janus jobs cancel`)",
     )
-    jobs_command.add_argument(
+    jobs_actions = jobs_command.add_subparsers(metavar="ACTION", required=True)
+    list_command = jobs_actions.add_parser(
+        "list", help="list a user's newest jobs (the default: `janus jobs USER_ID` lists)"
+    )
+    list_command.add_argument(
         "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
     )
-    jobs_command.add_argument("--status", choices=STATUSES, help="only accepted or rejected jobs")
-    jobs_command.add_argument(
+    list_command.add_argument("--status", choices=STATUSES, help="only accepted or rejected jobs")
+    list_command.add_argument(
         "--state", choices=STATES, help="only jobs in this state (rejected jobs have none)"
     )
-    jobs_command.add_argument("--tenant", metavar="TENANT_ID", help="only this tenant's jobs")
-    jobs_command.add_argument("--batch", metavar="BATCH_NAME", help="only this batch's jobs")
-    jobs_command.add_argument(
-        "--source", choices=SOURCES, help="only jobs submitted through this family of routes"
-    )
-    jobs_command.add_argument(
-        "--since",
-        metavar="TIME",
-        help="only jobs decided at or after TIME (ISO 8601 with a timezone: 2025-01-31T09:00Z)",
-    )
-    jobs_command.add_argument(
-        "--until", metavar="TIME", help="only jobs decided before TIME (not at it)"
-    )
-    jobs_command.add_argument(
+    _job_filters(list_command)
+    list_command.add_argument(
         "--limit",
         metavar="N",
         type=_job_limit,
         default=DEFAULT_JOBS_SHOWN,
         help="show at most N jobs, newest first (default %(default)s)",
     )
-    jobs_command.add_argument(
+    list_command.add_argument(
         "--json",
         action="store_true",
         help='print one JSON document, {"jobs": [...]}, its items as GET /dashboard/jobs\'s',
     )
-    jobs_command.set_defaults(run=jobs)
+    list_command.set_defaults(run=jobs)
+
+    cancel_command = jobs_actions.add_parser(
+        "cancel",
+        help="cancel queued jobs, by id or by filter (a dry run unless --yes), giving back the "
+        "tokens of those no worker was handed",
+    )
+    cancel_command.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    cancel_command.add_argument(
+        "job_ids", metavar="JOB_ID", type=_job_id, nargs="*", help="the jobs to cancel"
+    )
+    _job_filters(cancel_command)
+    cancel_command.add_argument(
+        "--all", action="store_true", help="every queued job of the user (no filter)"
+    )
+    cancel_command.add_argument(
+        "--yes",
+        action="store_true",
+        help="cancel the jobs the filters match; without it, only count them (a dry run)",
+    )
+    cancel_command.set_defaults(run=jobs_cancel)
 
     demo_command = commands.add_parser(
         "demo", help="create the demo user and config if missing; print a curl line to try"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from marshmallow import fields
@@ -68,3 +69,14 @@ def aligned_table(
         ).rstrip()
         for row in [header, *rows]
     ]
+
+
+def printable(text: str) -> str:
+    """`text` as it is, or escaped and quoted if it has a line break or another control
+    character."""
+    return text if text.isprintable() else json.dumps(text)
+
+
+def moment(when: datetime | None) -> str:
+    """A moment to the second, with its offset; `-` for none."""
+    return "-" if when is None else when.strftime("%Y-%m-%d %H:%M:%S%z")

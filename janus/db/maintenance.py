@@ -57,7 +57,7 @@ def prune_rejected_jobs(
 
 
 def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
-    """Delete completed and failed jobs past their user's retention_days; return how many.
+    """Delete completed, failed and cancelled jobs past their user's retention_days; how many.
 
     Each user's cutoff comes from its active config (a user without one has no jobs). As for
     rejected jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of

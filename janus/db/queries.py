@@ -18,10 +18,12 @@ LOCK_BUCKETS_FOR_ATOMIC = _QUERIES["lock_buckets_for_atomic"]
 RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]
 HEALTH_CHECK = _QUERIES["health_check"]
 
-# The queue: claims, leases, completions and failures
+# The queue: claims, leases, completions, failures and cancellations
 CLAIM_JOBS = _QUERIES["claim_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
+CANCEL_JOBS = _QUERIES["cancel_jobs"]
+QUEUED_JOB_IDS = _QUERIES["queued_job_ids"]
 
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]

@@ -1,5 +1,5 @@
-"""The queue as the database sees it: one call of claim_jobs(), heartbeat_job() or
-finish_jobs() per request, each in a transaction of its own."""
+"""The queue as the database sees it: one call of claim_jobs(), heartbeat_job(),
+finish_jobs() or cancel_jobs() per request, each in a transaction of its own."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from collections.abc import Sequence
 from typing import Any, cast
 from uuid import UUID
 
+import psycopg
 from psycopg.rows import class_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from janus.db import queries
+from janus.db.errors import translated
 from janus.db.transactions import fetch_in_transaction
+from janus.history import JobFilter
 from janus.queue import (
+    Cancellation,
+    CancelOutcome,
     ClaimedJob,
     ClaimRequest,
     Finish,
@@ -108,3 +113,57 @@ class QueueStore:
             Finished(job_id, LeaseOutcome(outcome), cast(JobState | None, state), attempt)
             for job_id, outcome, state, attempt in rows
         ]
+
+    def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
+        """Cancel the queued jobs among `job_ids` in one transaction; see cancel_jobs.sql."""
+        rows = fetch_in_transaction(
+            self._pool,
+            queries.CANCEL_JOBS,
+            {"user_id": user_id, "job_ids": list(job_ids)},
+            row_factory=tuple_row,
+            retries=self._retries,
+        )
+        return _cancellations(rows)
+
+
+def _cancellations(rows: Sequence[tuple[UUID, str, str | None]]) -> list[Cancellation]:
+    return [
+        Cancellation(job_id, CancelOutcome(outcome), cast(JobState | None, state))
+        for job_id, outcome, state in rows
+    ]
+
+
+def cancel_jobs(
+    conn: psycopg.Connection[Any], user_id: UUID, job_ids: Sequence[UUID]
+) -> list[Cancellation]:
+    """cancel_jobs() on an operator's connection (`janus jobs cancel`): one Cancellation per
+    id, in order; see cancel_jobs.sql."""
+    with translated():
+        rows = conn.execute(
+            queries.CANCEL_JOBS, {"user_id": user_id, "job_ids": list(job_ids)}
+        ).fetchall()
+    return _cancellations(rows)
+
+
+def queued_job_ids(
+    conn: psycopg.Connection[Any],
+    user_id: UUID,
+    filters: JobFilter,
+    *,
+    after: UUID | None,
+    chunk: int,
+) -> list[UUID]:
+    """The next `chunk` queued jobs of `user_id` after the id `after`, matching `filters` (their
+    status and state are not read: these are queued, so accepted), in job_id order."""
+    params = {
+        "user_id": user_id,
+        "after": after,
+        "tenant_id": filters.tenant_id,
+        "batch_name": filters.batch_name,
+        "source": filters.source,
+        "since": filters.since,
+        "until": filters.until,
+        "chunk": chunk,
+    }
+    with translated():
+        return [job_id for (job_id,) in conn.execute(queries.QUEUED_JOB_IDS, params)]

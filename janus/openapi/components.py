@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from janus.configs import MAX_VERSION
+from janus.history import STATES
 from janus.reasons import REASON_CODE_HEADER, ReasonCode
 
 OPENAPI_VERSION = "3.1.0"
@@ -149,7 +150,7 @@ PARAMETERS: Mapping[str, dict[str, Any]] = {
     "state": {
         "in": "query",
         "description": "Only accepted jobs in this state of the queue.",
-        "schema": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
+        "schema": {"type": "string", "enum": list(STATES)},
     },
     "tenant_id": {
         "in": "query",

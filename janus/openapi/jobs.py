@@ -1,5 +1,5 @@
 """The operations of the job routes (admission, under both /dashboard and /system) and of the
-queue (workers' routes, under /system only)."""
+queue (workers' routes, under /system only, and the user's cancel, under /dashboard)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from janus.openapi import examples
 from janus.openapi.operations import BODY_ERRORS, DATABASE_ERRORS, Answer, Operation
 from janus.reasons import REASON_CODE_HEADER
 from janus.schemas.answers import (
+    CancelledSchema,
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
     DecisionSchema,
@@ -220,4 +221,19 @@ FAIL = _queue(
         {"requeued": examples.finished("queued"), "failed": examples.finished("failed")},
     ),
     LEASE_ERRORS,
+)
+
+CANCEL = Operation(
+    "post",
+    "Cancel a queued job, giving back its tokens if no worker was handed it",
+    tag="Queue",
+    answers={
+        200: Answer(
+            "The job is cancelled (also when it already was).",
+            CancelledSchema,
+            {"cancelled": {"job_id": examples.CLAIMED_JOB_ID, "state": "cancelled"}},
+        )
+    },
+    # 404: no such job of this user; 409: running, ended or rejected.
+    errors=(404, 409, *DATABASE_ERRORS),
 )

@@ -1,5 +1,6 @@
 """The queue's routes: POST /system/jobs/claim, the lease calls on /system/jobs/{job_id}/...,
-and POST /system/jobs/complete for many completions at once."""
+POST /system/jobs/complete for many completions at once, and the user's
+POST /dashboard/jobs/{job_id}/cancel."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from uuid import UUID
 
 import falcon
 
-from janus import json_text
-from janus.queue import ClaimRequest, Finish, JobQueue, LeaseOutcome
+from janus import json_text, metrics
+from janus.queue import CancelOutcome, ClaimRequest, Finish, JobQueue, LeaseOutcome
 from janus.resources.requests import authenticated_user, load_body
 from janus.schemas.answers import (
+    CancelledSchema,
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
     FinishedSchema,
@@ -36,6 +38,7 @@ CLAIMED = ClaimAnswerSchema()
 HEARTBEAT = HeartbeatAnswerSchema()
 FINISHED = FinishedSchema()
 COMPLETED_MANY = CompleteManyAnswerSchema()
+CANCELLED = CancelledSchema()
 
 
 def _raise_for(outcome: LeaseOutcome) -> None:
@@ -147,3 +150,34 @@ class CompleteManyResource:
             {"job_id": one.job_id, "outcome": _BATCH_OUTCOMES[one.outcome]} for one in finished
         ]
         resp.media = COMPLETED_MANY.dump({"results": results})
+
+
+def _not_cancellable(state: str | None) -> str:
+    if state == "running":
+        return (
+            "the job is running: a worker holds its lease and may be calling the upstream; "
+            "only a queued job can be cancelled"
+        )
+    if state is None:
+        return "the job was rejected: it was never queued, so there is nothing to cancel"
+    return f"the job has already ended ({state}); only a queued job can be cancelled"
+
+
+class CancelResource:
+    """POST /dashboard/jobs/{job_id}/cancel: a queued job is cancelled, and the tokens it took
+    go back if no worker was ever handed it; 200 again for a job already cancelled."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """Cancel the job; 404 when the user has none such, 409 when it is not queued."""
+        user_id = authenticated_user(req)
+        [cancellation] = self._queue.cancel(user_id, [job_id])
+        if cancellation.outcome is CancelOutcome.NOT_FOUND:
+            raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
+        if cancellation.outcome is CancelOutcome.NOT_CANCELLABLE:
+            raise falcon.HTTPConflict(description=_not_cancellable(cancellation.state))
+        if cancellation.outcome is CancelOutcome.CANCELLED:
+            metrics.count_cancelled(1)
+        resp.media = CANCELLED.dump({"job_id": job_id, "state": "cancelled"})

@@ -167,6 +167,13 @@ class FinishedSchema(AnswerSchema):
     attempt = fields.Integer(required=True, validate=validate.Range(min=1))
 
 
+class CancelledSchema(AnswerSchema):
+    """POST /dashboard/jobs/{job_id}/cancel: the job, now cancelled."""
+
+    job_id = fields.UUID(required=True)
+    state = fields.String(required=True, validate=validate.Equal("cancelled"))
+
+
 class CompleteManyResultSchema(AnswerSchema):
     """One item of POST /system/jobs/complete: completed, or why it was left as it was."""
 

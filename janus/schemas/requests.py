@@ -273,7 +273,7 @@ class ConfigSchema(Schema):
     max_attempts = StrictInteger(
         load_default=DEFAULT_MAX_ATTEMPTS, validate=validate.Range(min=1, max=MAX_ATTEMPTS)
     )
-    # Days a completed or failed job is kept before `janus prune` deletes it.
+    # Days a completed, failed or cancelled job is kept before `janus prune` deletes it.
     retention_days = StrictInteger(
         load_default=DEFAULT_RETENTION_DAYS, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS)
     )

@@ -76,6 +76,31 @@ SELECT job_id, batch_name, tenant_id, priority, dependencies, payload::text AS p
 SELECT outcome, lease_expires_at
   FROM heartbeat_job(%(user_id)s, %(job_id)s, %(lease_token)s, %(lease_seconds)s)
 
+-- cancel_jobs --
+-- See cancel_jobs.sql: cancel queued jobs, giving back what admission took for them.
+SELECT job_id, outcome, state FROM cancel_jobs(%(user_id)s, %(job_ids)s::uuid[])
+
+-- queued_job_ids --
+-- `janus jobs cancel` by filter: the next %(chunk)s queued jobs of a user after job id
+-- %(after)s (NULL: from the first), in job_id order through jobs_in_state, matching the
+-- filters (NULL: any) as GET /dashboard/jobs reads them; since (inclusive) and until
+-- (exclusive) are moments of decision, created_at for a job of random id (before 0013).
+SELECT job_id
+  FROM jobs
+ WHERE user_id = %(user_id)s AND state = 'queued'
+   AND (%(after)s::uuid IS NULL OR job_id > %(after)s::uuid)
+   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+   AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+   AND (%(source)s::text IS NULL OR source = %(source)s::text)
+   AND (%(since)s::timestamptz IS NULL
+        OR CASE WHEN job_id_version(job_id) = 7 THEN job_decided_at(job_id) ELSE created_at END
+           >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL
+        OR CASE WHEN job_id_version(job_id) = 7 THEN job_decided_at(job_id) ELSE created_at END
+           < %(until)s::timestamptz)
+ ORDER BY job_id
+ LIMIT %(chunk)s
+
 -- finish_jobs --
 -- See finish_jobs.sql: complete or fail one or many jobs, settling their real costs, in one
 -- transaction; one row per item, in request order.
@@ -441,14 +466,15 @@ SELECT c.user_id, now() - make_interval(days => c.retention_days)
  ORDER BY c.user_id
 
 -- prune_finished_jobs --
--- One user's oldest completed or failed jobs, at most %(chunk)s of them, through the partial
--- index jobs_finished: each chunk is a short transaction of its own, and the queued and
--- running jobs a claim reads are never touched.
+-- One user's oldest completed, failed or cancelled jobs, at most %(chunk)s of them, through
+-- the partial index jobs_ended: each chunk is a short transaction of its own, and the queued
+-- and running jobs a claim reads are never touched.
 DELETE FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id IN (SELECT job_id
                     FROM jobs
-                   WHERE user_id = %(user_id)s AND state IN ('completed', 'failed')
+                   WHERE user_id = %(user_id)s
+                     AND state IN ('completed', 'failed', 'cancelled')
                      AND finished_at < %(cutoff)s
                    ORDER BY finished_at
                    LIMIT %(chunk)s)
