@@ -16,9 +16,10 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 # queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
-# running -> failed (attempts used, or a failure that must not be retried); queued ->
-# cancelled (the user's cancel). janus.history's JobState names the same states.
-JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
+# running -> waiting -> queued (failure with attempts left and a retry_after_seconds, until
+# run_at); running -> failed (attempts used, or a failure that must not be retried); queued or
+# waiting -> cancelled (the user's cancel). janus.history's JobState names the same states.
+JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class Finish:
     retry: bool = True  # fail: whether another attempt may follow
     actual_costs: dict[str, int] | None = None
     upstream_throttled: tuple[str, ...] | None = None
+    # fail with retry: the job waits this long before it is queued again (None: queued now).
+    retry_after_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Finished:
 class CancelOutcome(str, Enum):
     """How a cancel went for one job."""
 
-    CANCELLED = "cancelled"  # it was queued, and is now cancelled
+    CANCELLED = "cancelled"  # it was queued or waiting, and is now cancelled
     ALREADY_CANCELLED = "already_cancelled"  # nothing changed
     NOT_FOUND = "not_found"  # the user has no such job
     # Running (a worker holds its lease), completed, failed, or rejected: nothing changed.
@@ -140,6 +143,6 @@ class JobQueue(Protocol):
         ...
 
     def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
-        """Cancel the queued jobs among `job_ids` in one transaction, giving back the tokens
-        of those never handed out; one Cancellation each, in order."""
+        """Cancel the queued or waiting jobs among `job_ids` in one transaction, giving back
+        the tokens of those never handed out; one Cancellation each, in order."""
         ...

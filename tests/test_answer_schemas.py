@@ -73,6 +73,9 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
         {"job_id": st.uuids(), "lease_expires_at": _MOMENTS}
     ),
     answers.FinishedSchema: st.builds(Finished),
+    answers.CancelledSchema: st.fixed_dictionaries(
+        {"job_id": st.uuids(), "state": st.just("cancelled")}
+    ),
     answers.CompleteManyResultSchema: st.fixed_dictionaries(
         {"job_id": st.uuids(), "outcome": st.sampled_from(["completed", "stale_lease"])}
     ),

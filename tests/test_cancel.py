@@ -242,7 +242,7 @@ def test_the_cli_cancels_by_filter_only_after_a_dry_run(
 
     assert janus_cli(["jobs", "cancel", str(user), "--batch", "b1"]) == 0
     out = capsys.readouterr().out
-    assert "3 queued jobs match" in out and "--yes" in out
+    assert "3 queued or waiting jobs match" in out and "--yes" in out
     assert all(stored_job(db, job, "state")["state"] == "queued" for job in mine)
 
     assert janus_cli(["jobs", "cancel", str(user), "--batch", "b1", "--yes"]) == 0

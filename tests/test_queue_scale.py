@@ -1,7 +1,8 @@
 """A claim stays flat as the table grows: it reads the partial index of queued jobs, so a
-million finished jobs beside the queue cost it nothing.
+million finished jobs beside the queue cost it nothing, nor do 100,000 jobs waiting for a
+later moment (a worker's retry_after_seconds), read through jobs_waiting only once due.
 
-Marked `scale` (it builds 1,100,000 rows): `make test` runs it; `-m "not scale"` leaves it out.
+Marked `scale` (it builds 1,200,000 rows): `make test` runs it; `-m "not scale"` leaves it out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.scale
 
 FINISHED = 1_000_000
 QUEUED = 100_000
+WAITING = 100_000
 # pgqueuer measured 85 buffers per claim once its index was right; "a few hundred at most".
 # A claim of 10 jobs touched 280 to 310 here (PG 18 and 15), about 28 per job leased, while
 # jobs had the history indexes of 0008: each job is updated and entered in every index of
@@ -31,14 +33,15 @@ MAX_BUFFERS = 400
 _INSERT = (
     """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
-                  payload, status, state, attempts, created_at, finished_at)
+                  payload, status, state, attempts, created_at, finished_at, run_at)
 SELECT """
     + job_id_at("now() - make_interval(secs => n)")
     + """, %(user_id)s, 'system', 'scale', 'tenant-' || (n %% 50),
        1 + n %% 10, '{"openai": 1}', '{"n": 1}', 'Accepted', %(state)s,
        CASE WHEN %(state)s = 'queued' THEN 0 ELSE 1 END,
        now() - make_interval(secs => n),
-       CASE WHEN %(state)s = 'queued' THEN NULL ELSE now() - make_interval(secs => n) END
+       CASE WHEN %(state)s IN ('completed', 'failed') THEN now() - make_interval(secs => n) END,
+       CASE WHEN %(state)s = 'waiting' THEN now() + make_interval(secs => n) END
   FROM generate_series(1, %(count)s) AS n
 """
 )
@@ -68,6 +71,7 @@ def test_a_claim_touches_a_few_hundred_buffers_beside_a_million_finished_jobs(
     small = create_user(db, "neighbour")
     db.execute(_INSERT, {"user_id": big, "state": "completed", "count": FINISHED})
     db.execute(_INSERT, {"user_id": big, "state": "queued", "count": QUEUED})
+    db.execute(_INSERT, {"user_id": big, "state": "waiting", "count": WAITING})
     db.execute(_INSERT, {"user_id": small, "state": "queued", "count": 1000})
     # What autovacuum does for a table this size (the migration's settings trigger it soon).
     db.execute("VACUUM ANALYZE jobs")

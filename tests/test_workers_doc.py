@@ -23,6 +23,8 @@ pytestmark = pytest.mark.concurrency
 DOC = REPO_ROOT / "docs" / "workers.md"
 JOBS = 20
 FAILING = 2
+# Told "slow down, 1 s" by the upstream on their first attempt: they wait, then complete.
+BUSY = 2
 COST = 4
 DRAIN_TIMEOUT_S = 60
 
@@ -40,18 +42,30 @@ def test_the_documented_worker_loop_drains_the_queue_and_settles_real_costs(
     gunicorn_server: GunicornServer, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     user: UUID = user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
-    jobs: list[dict[str, Any]] = [
-        {"tenant_id": "t", "priority": 5, "dependencies": {"openai": COST}, "payload": {"n": n}}
-        for n in range(JOBS - FAILING)
-    ] + [
-        {
-            "tenant_id": "t",
-            "priority": 5,
-            "dependencies": {"openai": COST},
-            "payload": {"fail": True},
-        }
-        for _ in range(FAILING)
-    ]
+    jobs: list[dict[str, Any]] = (
+        [
+            {"tenant_id": "t", "priority": 5, "dependencies": {"openai": COST}, "payload": {"n": n}}
+            for n in range(JOBS - FAILING - BUSY)
+        ]
+        + [
+            {
+                "tenant_id": "t",
+                "priority": 5,
+                "dependencies": {"openai": COST},
+                "payload": {"busy": 1},
+            }
+            for _ in range(BUSY)
+        ]
+        + [
+            {
+                "tenant_id": "t",
+                "priority": 5,
+                "dependencies": {"openai": COST},
+                "payload": {"fail": True},
+            }
+            for _ in range(FAILING)
+        ]
+    )
     answer = requests.post(
         f"{gunicorn_server.url}/system/jobs/batch",
         json={"batch_name": "doc", "jobs": jobs},
@@ -69,7 +83,8 @@ def test_the_documented_worker_loop_drains_the_queue_and_settles_real_costs(
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline and worker.poll() is None:
             row = db.execute(
-                "SELECT count(*) FROM jobs WHERE user_id = %s AND state IN ('queued', 'running')",
+                "SELECT count(*) FROM jobs WHERE user_id = %s"
+                " AND state IN ('queued', 'waiting', 'running')",
                 [user],
             ).fetchone()
             if row == (0,):
@@ -82,10 +97,14 @@ def test_the_documented_worker_loop_drains_the_queue_and_settles_real_costs(
 
     states = db.execute(
         "SELECT state, attempts, result::text IS NOT NULL, count(*) FROM jobs"
-        " WHERE user_id = %s GROUP BY 1, 2, 3 ORDER BY 1",
+        " WHERE user_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2",
         [user],
     ).fetchall()
-    assert states == [("completed", 1, True, JOBS - FAILING), ("failed", 3, False, FAILING)]
+    assert states == [
+        ("completed", 1, True, JOBS - FAILING - BUSY),
+        ("completed", 2, True, BUSY),
+        ("failed", 3, False, FAILING),
+    ]
     # Completed jobs reported half their estimate (2 of 4 given back); failures reported none.
     assert bucket_tokens(db, user, "openai") == 1000 - (JOBS - FAILING) * 2 - FAILING * COST
     assert b"Traceback" not in errors, errors.decode()

@@ -1,5 +1,5 @@
 """`janus jobs list` and `janus jobs cancel`: a user's jobs, read as GET /dashboard/jobs reads
-them, and its queued jobs cancelled as POST /dashboard/jobs/{job_id}/cancel cancels one."""
+them, and its queued or waiting jobs cancelled as POST /dashboard/jobs/{job_id}/cancel does."""
 
 from __future__ import annotations
 
@@ -88,9 +88,10 @@ _CANCEL_WORDS = {
 
 
 def jobs_cancel(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Cancel a user's queued jobs by id, or by filter once --yes says the dry run was read.
+    """Cancel a user's queued or waiting jobs by id, or by filter once --yes says the dry run
+    was read.
 
-    By id: one transaction, one line per id. By filter (or --all): the matching queued jobs
+    By id: one transaction, one line per id. By filter (or --all): the matching jobs
     are counted, and with --yes cancelled, CANCEL_CHUNK a transaction, so a large cancel holds
     no lock for long; jobs queued meanwhile that match are cancelled too.
     """
@@ -118,18 +119,18 @@ def jobs_cancel(args: argparse.Namespace, database_url: str, out: TextIO) -> Non
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         if not args.yes:
             count, after = 0, None
-            while chunk := queue.queued_job_ids(
+            while chunk := queue.cancellable_job_ids(
                 conn, args.user_id, filters, after=after, chunk=CANCEL_CHUNK
             ):
                 count, after = count + len(chunk), chunk[-1]
             print(
-                f"{count} queued jobs match; nothing was cancelled (a dry run). "
+                f"{count} queued or waiting jobs match; nothing was cancelled (a dry run). "
                 "Run again with --yes to cancel them.",
                 file=out,
             )
             return
         done, after = 0, None
-        while chunk := queue.queued_job_ids(
+        while chunk := queue.cancellable_job_ids(
             conn, args.user_id, filters, after=after, chunk=CANCEL_CHUNK
         ):
             cancellations = queue.cancel_jobs(conn, args.user_id, chunk)

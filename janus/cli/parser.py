@@ -250,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel_command = jobs_actions.add_parser(
         "cancel",
-        help="cancel queued jobs, by id or by filter (a dry run unless --yes), giving back the "
-        "tokens of those no worker was handed",
+        help="cancel queued or waiting jobs, by id or by filter (a dry run unless --yes), "
+        "giving back the tokens of those no worker was handed",
     )
     cancel_command.add_argument(
         "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"

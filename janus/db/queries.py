@@ -23,7 +23,7 @@ CLAIM_JOBS = _QUERIES["claim_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
 CANCEL_JOBS = _QUERIES["cancel_jobs"]
-QUEUED_JOB_IDS = _QUERIES["queued_job_ids"]
+CANCELLABLE_JOB_IDS = _QUERIES["cancellable_job_ids"]
 
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]

@@ -49,6 +49,7 @@ def finish_params(user_id: UUID, items: Sequence[Finish]) -> dict[str, Any]:
         "retry": [item.retry for item in items],
         "actual_costs": [costs(item) for item in items],
         "upstream_throttled": [throttled(item) for item in items],
+        "retry_after_seconds": [item.retry_after_seconds for item in items],
     }
 
 
@@ -145,7 +146,7 @@ def cancel_jobs(
     return _cancellations(rows)
 
 
-def queued_job_ids(
+def cancellable_job_ids(
     conn: psycopg.Connection[Any],
     user_id: UUID,
     filters: JobFilter,
@@ -153,8 +154,8 @@ def queued_job_ids(
     after: UUID | None,
     chunk: int,
 ) -> list[UUID]:
-    """The next `chunk` queued jobs of `user_id` after the id `after`, matching `filters` (their
-    status and state are not read: these are queued, so accepted), in job_id order."""
+    """The next `chunk` queued or waiting jobs of `user_id` after the id `after`, matching
+    `filters` (their status and state are not read), in job_id order."""
     params = {
         "user_id": user_id,
         "after": after,
@@ -166,4 +167,4 @@ def queued_job_ids(
         "chunk": chunk,
     }
     with translated():
-        return [job_id for (job_id,) in conn.execute(queries.QUEUED_JOB_IDS, params)]
+        return [job_id for (job_id,) in conn.execute(queries.CANCELLABLE_JOB_IDS, params)]

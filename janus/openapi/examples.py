@@ -241,6 +241,7 @@ QUEUED_JOB = {
     "lease_expires_at": None,
     "finished_at": None,
     "actual_costs": None,
+    "run_at": None,
     "result": None,
     "error": None,
     "config_version": 3,

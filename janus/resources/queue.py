@@ -60,6 +60,7 @@ def _finish_item(job_id: UUID, body: dict[str, Any], *, failed: bool) -> Finish:
         retry=body.get("retry", True),
         actual_costs=body.get("actual_costs"),
         upstream_throttled=None if throttled is None else tuple(throttled),
+        retry_after_seconds=body.get("retry_after_seconds"),
     )
 
 
@@ -156,11 +157,11 @@ def _not_cancellable(state: str | None) -> str:
     if state == "running":
         return (
             "the job is running: a worker holds its lease and may be calling the upstream; "
-            "only a queued job can be cancelled"
+            "only a queued or waiting job can be cancelled"
         )
     if state is None:
         return "the job was rejected: it was never queued, so there is nothing to cancel"
-    return f"the job has already ended ({state}); only a queued job can be cancelled"
+    return f"the job has already ended ({state}); only a queued or waiting job can be cancelled"
 
 
 class CancelResource:

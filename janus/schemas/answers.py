@@ -278,6 +278,8 @@ class JobDetailSchema(JobSummarySchema):
     actual_costs = StoredObject(
         keys=fields.String(), values=fields.Integer(), required=True, allow_none=True
     )
+    # While waiting: when it is queued again.
+    run_at = fields.DateTime(required=True, allow_none=True)
     result = Payload(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     config_version = fields.Integer(required=True, allow_none=True)

@@ -46,6 +46,8 @@ MAX_CLAIM_LIMIT = 100
 DEFAULT_LEASE_SECONDS = 60
 MAX_LEASE_SECONDS = 3600
 MAX_ERROR_LENGTH = 10_000
+# A day: a worker's wait before a job's next attempt (what an upstream's Retry-After asks).
+MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_RECOVERY_PER_MINUTE = 60
 MAX_TENANT_OVERRIDES = 10_000
 
@@ -203,6 +205,17 @@ class FailSchema(_SettlementSchema):
     error = Text(required=True, validate=validate.Length(min=1, max=MAX_ERROR_LENGTH))
     # false: the job is failed now, whatever attempts it has left.
     retry = StrictBoolean(load_default=True)
+    # With retry: the job waits this long before it is queued again (an upstream's own
+    # Retry-After, say); left out, it is queued at once.
+    retry_after_seconds = StrictInteger(validate=validate.Range(min=1, max=MAX_RETRY_AFTER_SECONDS))
+
+    @validates_schema
+    def _retry_after_needs_retry(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "retry_after_seconds" in data and not data["retry"]:
+            raise ValidationError(
+                "only a job that may be retried (retry true) waits before its next attempt",
+                "retry_after_seconds",
+            )
 
 
 class CompleteItemSchema(CompleteSchema):

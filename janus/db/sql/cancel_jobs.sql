@@ -1,7 +1,7 @@
--- cancel_jobs(): cancel one or more queued jobs of a user, in one transaction.
+-- cancel_jobs(): cancel one or more queued or waiting jobs of a user, in one transaction.
 --
 -- Items are the ids, in request order; each gets its own row back, in that order, with the
--- job's state after the call: outcome 'cancelled' (it was queued and is now cancelled),
+-- job's state after the call: outcome 'cancelled' (it was queued or waiting, and is now),
 -- 'already_cancelled' (nothing changes), 'not_found' (the user has no such job) or
 -- 'not_cancellable' (running, completed or failed: its state; rejected: state null; nothing
 -- changes). A running job's worker holds a lease on it and may be calling the upstream, so
@@ -11,8 +11,8 @@
 -- are. One that was never handed out gets back the tokens admission took for it: it is settled
 -- as a job that cost 0 on each of its dependencies (settle_costs(), its actual_costs become
 -- 0 each), as a worker reporting actual_costs of 0 would settle it. One handed out before (a
--- failure or an expired lease put it back) called the upstream with those tokens, so nothing
--- moves. A job that only shadow mode let in took none (settle_costs() moves nothing).
+-- failure or an expired lease put it back; a waiting job always was) called the upstream with
+-- those tokens, so nothing moves. A job that only shadow mode let in took none (settle_costs() moves nothing).
 --
 -- Locks, as finish_jobs(): first the jobs' rows in job_id order, then the buckets of the
 -- jobs to settle in dependency-name order, then the clock is read. A claim skips jobs locked
@@ -68,7 +68,7 @@ BEGIN
             RETURN QUERY SELECT p_job_ids[i], 'already_cancelled'::text, job.state;
             CONTINUE;
         END IF;
-        IF job.state IS DISTINCT FROM 'queued' THEN
+        IF job.state IS NULL OR job.state NOT IN ('queued', 'waiting') THEN
             RETURN QUERY SELECT p_job_ids[i], 'not_cancellable'::text, job.state;
             CONTINUE;
         END IF;
@@ -84,6 +84,7 @@ BEGIN
 
         UPDATE jobs j
            SET state = 'cancelled',
+               run_at = NULL,
                finished_at = v_now,
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END

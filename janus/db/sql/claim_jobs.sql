@@ -11,6 +11,12 @@
 -- with its attempt raised. The lease token is new on every claim: a worker whose lease
 -- expired can no longer heartbeat, complete or fail the job (finish_jobs() checks it).
 --
+-- Before that, jobs of this user waiting for their run_at (a worker's fail said when to try
+-- again: finish_jobs()) whose moment has come are queued again, through the partial index
+-- jobs_waiting and bounded as the expired leases are; they keep their place by priority and
+-- age, which they had before their failure. Waiting jobs whose moment has not come cost a
+-- claim nothing.
+--
 -- Raises J0U01 for an unknown user. Claims go on while the user is paused (pausing stops
 -- admission, not the draining of what was admitted). max_attempts is the active config's
 -- (user_max_attempts(): a user with jobs always has one).
@@ -54,6 +60,17 @@ BEGIN
              LIMIT 1000
                FOR UPDATE SKIP LOCKED) expired
      WHERE j.user_id = p_user_id AND j.job_id = expired.job_id;
+
+    UPDATE jobs j
+       SET state = 'queued',
+           run_at = NULL
+      FROM (SELECT w.job_id
+              FROM jobs w
+             WHERE w.user_id = p_user_id AND w.state = 'waiting' AND w.run_at <= claimed_at
+             ORDER BY w.run_at
+             LIMIT 1000
+               FOR UPDATE SKIP LOCKED) due
+     WHERE j.user_id = p_user_id AND j.job_id = due.job_id;
 
     RETURN QUERY
         WITH picked AS (

@@ -6,7 +6,10 @@
 -- row back, in that order: outcome 'ok' with the job's new state and attempt, 'not_found'
 -- (the user has no such job) or 'stale_lease' (the token is not the job's current, unexpired
 -- lease; nothing of that item changes). A fail puts the job back in the queue while it has
--- attempts left and `retry` is true; otherwise it is failed.
+-- attempts left and `retry` is true; otherwise it is failed. Back in the queue means queued
+-- at once, or, when the worker said when to try again (p_retry_after_seconds, an upstream's
+-- Retry-After say), waiting until then (run_at): claim_jobs() queues it again once run_at
+-- has passed.
 --
 -- Locks: first the jobs' rows in job_id order, then the rows of every bucket any item names
 -- (costs or throttling), in dependency-name order, then the clock is read. claim_jobs() skips
@@ -32,7 +35,10 @@ CREATE OR REPLACE FUNCTION finish_jobs(
     p_errors             text[],     -- fail: what went wrong
     p_retry              boolean[],  -- fail: whether the job may be tried again
     p_actual_costs       jsonb[],    -- {dependency: tokens} (null: not reported)
-    p_upstream_throttled jsonb[]     -- [dependency, ...] (null: none)
+    p_upstream_throttled jsonb[],    -- [dependency, ...] (null: none)
+    -- fail: seconds before the job may be handed out again (null: at once); a default, so
+    -- that the release before this argument, which leaves it out, calls this function too
+    p_retry_after_seconds integer[] DEFAULT NULL
 )
 RETURNS TABLE (job_id uuid, outcome text, state text, attempt integer)
 LANGUAGE plpgsql
@@ -103,7 +109,8 @@ BEGIN
         IF NOT p_failed[i] THEN
             new_state := 'completed';
         ELSIF p_retry[i] AND job.attempts < v_max_attempts THEN
-            new_state := 'queued';
+            new_state := CASE WHEN p_retry_after_seconds[i] IS NULL THEN 'queued'
+                              ELSE 'waiting' END;
         ELSE
             new_state := 'failed';
         END IF;
@@ -116,7 +123,10 @@ BEGIN
                error = CASE WHEN p_failed[i] THEN p_errors[i] ELSE j.error END,
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END,
-               finished_at = CASE WHEN new_state = 'queued' THEN NULL ELSE v_now END
+               run_at = CASE WHEN new_state = 'waiting'
+                             THEN v_now + make_interval(secs => p_retry_after_seconds[i]) END,
+               finished_at = CASE WHEN new_state IN ('queued', 'waiting') THEN NULL
+                                  ELSE v_now END
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
         RETURN QUERY SELECT p_job_ids[i], 'ok'::text, new_state, job.attempts;
     END LOOP;

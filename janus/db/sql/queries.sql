@@ -80,14 +80,14 @@ SELECT outcome, lease_expires_at
 -- See cancel_jobs.sql: cancel queued jobs, giving back what admission took for them.
 SELECT job_id, outcome, state FROM cancel_jobs(%(user_id)s, %(job_ids)s::uuid[])
 
--- queued_job_ids --
--- `janus jobs cancel` by filter: the next %(chunk)s queued jobs of a user after job id
--- %(after)s (NULL: from the first), in job_id order through jobs_in_state, matching the
+-- cancellable_job_ids --
+-- `janus jobs cancel` by filter: the next %(chunk)s queued or waiting jobs of a user after job
+-- id %(after)s (NULL: from the first), in job_id order through jobs_in_state, matching the
 -- filters (NULL: any) as GET /dashboard/jobs reads them; since (inclusive) and until
 -- (exclusive) are moments of decision, created_at for a job of random id (before 0013).
 SELECT job_id
   FROM jobs
- WHERE user_id = %(user_id)s AND state = 'queued'
+ WHERE user_id = %(user_id)s AND state IN ('queued', 'waiting')
    AND (%(after)s::uuid IS NULL OR job_id > %(after)s::uuid)
    AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
    AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
@@ -108,7 +108,7 @@ SELECT job_id, outcome, state, attempt
   FROM finish_jobs(%(user_id)s, %(job_ids)s::uuid[], %(lease_tokens)s::uuid[],
                    %(failed)s::boolean[], %(results)s::json[], %(errors)s::text[],
                    %(retry)s::boolean[], %(actual_costs)s::jsonb[],
-                   %(upstream_throttled)s::jsonb[])
+                   %(upstream_throttled)s::jsonb[], %(retry_after_seconds)s::integer[])
 
 -- job_history --
 -- A page of a user's jobs, newest first: the dashboard's GET /dashboard/jobs and `janus jobs`.
@@ -181,8 +181,8 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, config_version, shadow_status, shadow_reason,
-       shadow_reason_code
+       error, actual_costs::text AS actual_costs, run_at, config_version, shadow_status,
+       shadow_reason, shadow_reason_code
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
