@@ -5,6 +5,7 @@ process over real Postgres. The waiting jobs beside a claim at scale are in test
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 import falcon.testing
@@ -12,9 +13,9 @@ import psycopg
 import pytest
 
 from tests.support.answers import assert_clear_error
-from tests.support.app import headers_for
+from tests.support.app import headers_for, put_config
 from tests.support.factories import bucket_tokens, stored_job, user_with_config
-from tests.support.queue import claim, lease_call, queued_job, submit
+from tests.support.queue import claim, expire_lease, lease_call, queued_job, submit
 
 LIMITS = {"openai": {"capacity": 1000, "refill_per_second": 0}}
 
@@ -121,3 +122,111 @@ def test_a_waiting_job_shows_when_it_runs_and_can_be_cancelled(
     # It was handed out once: the upstream was called with admission's tokens.
     assert bucket_tokens(db, user, "openai") == 995
     assert claim(app_client, user, limit=10) == []
+
+
+# --- the config's retry_backoff ---
+
+
+def waited(db: psycopg.Connection, job_id: str, since: datetime) -> float:
+    """Seconds from `since` to the waiting job's run_at."""
+    row = stored_job(db, job_id, "state, run_at")
+    assert row["state"] == "waiting", row
+    seconds: float = (row["run_at"] - since).total_seconds()
+    return seconds
+
+
+def test_a_retried_job_waits_the_configs_backoff_doubled_each_attempt(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user = user_with_config(db, LIMITS, retry_backoff=(10, 15), max_attempts=5)
+    job = submit(app_client, user, queued_job({"openai": 1}))
+
+    [claimed] = claim(app_client, user, limit=1)
+    before = datetime.now().astimezone()
+    failed = lease_call(app_client, user, claimed, "fail", error="no")
+    # Attempt 1: 10 s, half of it at random.
+    assert failed.json["state"] == "waiting"
+    assert 5 - 0.1 <= waited(db, job, before) <= 10 + 1
+    assert claim(app_client, user, limit=1) == []
+
+    come_due(db, job)
+    [claimed] = claim(app_client, user, limit=1)
+    before = datetime.now().astimezone()
+    lease_call(app_client, user, claimed, "fail", error="no")
+    # Attempt 2: 20 s, capped at 15.
+    assert 7.5 - 0.1 <= waited(db, job, before) <= 15 + 1
+
+    # An expired lease waits the same way: attempt 3, 40 s capped at 15.
+    come_due(db, job)
+    [claimed] = claim(app_client, user, limit=1)
+    expire_lease(db, job)
+    before = datetime.now().astimezone()
+    assert claim(app_client, user, limit=1) == []
+    assert 7.5 - 0.1 <= waited(db, job, before) <= 15 + 1
+    assert stored_job(db, job, "error")["error"] == "lease expired"
+
+    # The worker's own word wins over the backoff.
+    come_due(db, job)
+    [claimed] = claim(app_client, user, limit=1)
+    before = datetime.now().astimezone()
+    lease_call(app_client, user, claimed, "fail", error="429", retry_after_seconds=100)
+    assert 100 - 0.1 <= waited(db, job, before) <= 100 + 1
+
+
+def test_without_a_backoff_an_expired_lease_is_queued_at_once(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    job = submit(app_client, user, queued_job({"openai": 1}))
+    claim(app_client, user, limit=1)
+    expire_lease(db, job)
+
+    [again] = claim(app_client, user, limit=1)
+
+    assert again["job_id"] == job and again["attempt"] == 2
+
+
+def test_a_config_sets_its_retry_backoff_and_shows_it(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    shown = app_client.simulate_get("/dashboard/config", headers=headers_for(user)).json
+    assert shown["retry_backoff"] == {"base_seconds": 0, "max_seconds": 0}
+
+    config = put_config(
+        app_client,
+        user,
+        {"dependencies": LIMITS, "retry_backoff": {"base_seconds": 0.5, "max_seconds": 600}},
+    )
+
+    assert config["retry_backoff"] == {"base_seconds": 0.5, "max_seconds": 600}
+    row = db.execute(
+        "SELECT retry_backoff_base_seconds, retry_backoff_max_seconds FROM configs"
+        " WHERE user_id = %s AND is_active",
+        [user],
+    ).fetchone()
+    assert row == (Decimal("0.5"), Decimal("600"))
+
+
+@pytest.mark.parametrize(
+    ("backoff", "field"),
+    [
+        ({"base_seconds": 10, "max_seconds": 5}, "max_seconds"),
+        ({"base_seconds": -1, "max_seconds": 5}, "base_seconds"),
+        ({"base_seconds": 1, "max_seconds": 86_401}, "max_seconds"),
+        ({"base_seconds": 1}, "max_seconds"),
+        ({"base_seconds": "1", "max_seconds": 5}, "base_seconds"),
+        ({"base_seconds": 1, "max_seconds": 5, "jitter": True}, "jitter"),
+    ],
+)
+def test_a_bad_retry_backoff_is_a_clear_400(
+    app_client: falcon.testing.TestClient,
+    user: UUID,
+    backoff: dict[str, object],
+    field: str,
+) -> None:
+    answer = app_client.simulate_put(
+        "/dashboard/config",
+        json={"dependencies": LIMITS, "retry_backoff": backoff},
+        headers=headers_for(user),
+    )
+
+    assert field in str(assert_clear_error(answer, 400))

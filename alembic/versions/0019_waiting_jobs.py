@@ -37,7 +37,9 @@ depends_on = None
 
 STATES = "'queued', 'running', 'completed', 'failed', 'cancelled'"
 WAITING = "ON jobs (user_id, run_at, job_id) WHERE state = 'waiting'"
-OLD_FINISH_JOBS = "finish_jobs(uuid, uuid[], uuid[], boolean[], json[], text[], boolean[], jsonb[], jsonb[])"
+OLD_FINISH_JOBS = (
+    "finish_jobs(uuid, uuid[], uuid[], boolean[], json[], text[], boolean[], jsonb[], jsonb[])"
+)
 NEW_FINISH_JOBS = (
     "finish_jobs(uuid, uuid[], uuid[], boolean[], json[], text[], boolean[], jsonb[], jsonb[],"
     " integer[])"

@@ -126,6 +126,9 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         "mode": ConfigMode(config["mode"]).value,
         "tenant_share": Decimal(repr(config["tenant_share"])),
         "tenant_overrides": json.dumps(config["tenant_overrides"]),
+        # As the decimals the client wrote, as priority_reserve.
+        "retry_backoff_base_seconds": Decimal(repr(config["retry_backoff"]["base_seconds"])),
+        "retry_backoff_max_seconds": Decimal(repr(config["retry_backoff"]["max_seconds"])),
     }
     with translated():
         row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()

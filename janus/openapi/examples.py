@@ -179,6 +179,7 @@ CONFIG = {
     "unknown_dependencies": "reject",
     "max_attempts": DEFAULT_MAX_ATTEMPTS,
     "retention_days": DEFAULT_RETENTION_DAYS,
+    "retry_backoff": {"base_seconds": 2, "max_seconds": 300},
     "mode": "enforce",
     "tenant_share": 0.5,
     "tenant_overrides": {"tenant-abc": 1},
@@ -193,6 +194,7 @@ CONFIG = {
 }
 STORED_CONFIG = {
     **CONFIG,
+    "retry_backoff": {"base_seconds": 0, "max_seconds": 0},
     "tenant_share": 1,
     "tenant_overrides": {},
     "dependencies": {"openai": {"capacity": 1000, "refill_per_second": 10}},

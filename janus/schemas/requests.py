@@ -263,6 +263,29 @@ class DependencyLimitSchema(Schema):
     adaptive = fields.Nested(AdaptiveSchema)
 
 
+class RetryBackoffSchema(Schema):
+    """How long a retried job waits before its next attempt (a worker's fail with retry, or
+    an expired lease), when the worker does not say (retry_after_seconds): `base_seconds`
+    doubled for each attempt made, never above `max_seconds`, half of it at random. A base of
+    0 turns it off: the job is queued again at once."""
+
+    base_seconds = StrictNumber(
+        required=True, validate=validate.Range(min=0, max=MAX_RETRY_AFTER_SECONDS)
+    )
+    max_seconds = StrictNumber(
+        required=True, validate=validate.Range(min=0, max=MAX_RETRY_AFTER_SECONDS)
+    )
+
+    @validates_schema
+    def _max_not_below_base(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["max_seconds"] < data["base_seconds"]:
+            raise ValidationError("must be at least base_seconds", "max_seconds")
+
+
+# Off unless a config turns it on: a retried job is queued again at once, as before it existed.
+DEFAULT_RETRY_BACKOFF = {"base_seconds": 0, "max_seconds": 0}
+
+
 def _share(**kwargs: Any) -> StrictNumber:
     """A tenant's share of each bucket: above 0, at most 1 (1: not limited apart)."""
     return StrictNumber(validate=validate.Range(min=0, max=1, min_inclusive=False), **kwargs)
@@ -289,6 +312,9 @@ class ConfigSchema(Schema):
     # Days a completed, failed or cancelled job is kept before `janus prune` deletes it.
     retention_days = StrictInteger(
         load_default=DEFAULT_RETENTION_DAYS, validate=validate.Range(min=1, max=MAX_RETENTION_DAYS)
+    )
+    retry_backoff = fields.Nested(
+        RetryBackoffSchema, load_default=lambda: dict(DEFAULT_RETRY_BACKOFF)
     )
     # enforce: refuse what does not fit; shadow: decide and record, then accept every job.
     mode = Choice(ConfigMode, load_default=ConfigMode.ENFORCE)

@@ -54,6 +54,7 @@ def activate_config(
     mode: str = "enforce",
     tenant_share: float = 1,
     tenant_overrides: dict[str, float] | None = None,
+    retry_backoff: tuple[float, float] = (0, 0),  # (base_seconds, max_seconds); 0: off
 ) -> int:
     """Activate a config as `activate_config()` does for the CLI; returns the version.
 
@@ -63,7 +64,9 @@ def activate_config(
     """
     row = db.execute(
         "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json, %s, %s,"
-        " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb)",
+        " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb,"
+        " p_retry_backoff_base_seconds => %s::numeric,"
+        " p_retry_backoff_max_seconds => %s::numeric)",
         [
             user_id,
             paused,
@@ -76,6 +79,8 @@ def activate_config(
             mode,
             str(tenant_share),
             json.dumps(tenant_overrides or {}),
+            str(retry_backoff[0]),
+            str(retry_backoff[1]),
         ],
     ).fetchone()
     assert row is not None

@@ -26,7 +26,10 @@ CREATE OR REPLACE FUNCTION activate_config(
     p_retention_days       integer,  -- days finished jobs are kept (janus prune)
     p_mode                 text DEFAULT 'enforce',  -- or 'shadow': decide, then accept all
     p_tenant_share         numeric DEFAULT 1,       -- each tenant's share of every bucket
-    p_tenant_overrides     jsonb DEFAULT '{}'       -- {tenant_id: share}
+    p_tenant_overrides     jsonb DEFAULT '{}',      -- {tenant_id: share}
+    -- a retried job's wait before its next attempt (retry_backoff()); 0: none
+    p_retry_backoff_base_seconds numeric DEFAULT 0,
+    p_retry_backoff_max_seconds  numeric DEFAULT 0
 )
 RETURNS integer
 LANGUAGE plpgsql
@@ -40,10 +43,12 @@ BEGIN
 
     INSERT INTO configs (user_id, version, is_active, paused, min_priority, priority_reserve,
                          unknown_dependencies, max_attempts, retention_days, activated_at,
-                         mode, tenant_share, tenant_overrides)
+                         mode, tenant_share, tenant_overrides, retry_backoff_base_seconds,
+                         retry_backoff_max_seconds)
     VALUES (p_user_id, new_version, false, p_paused, p_min_priority, p_priority_reserve,
             p_unknown_dependencies, p_max_attempts, p_retention_days, NULL,
-            p_mode, p_tenant_share, p_tenant_overrides);
+            p_mode, p_tenant_share, p_tenant_overrides, p_retry_backoff_base_seconds,
+            p_retry_backoff_max_seconds);
     INSERT INTO config_dependencies (user_id, version, dependency, capacity, refill_per_second,
                                      adaptive_decrease, adaptive_floor,
                                      adaptive_recovery_per_minute)

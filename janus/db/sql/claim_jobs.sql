@@ -6,7 +6,8 @@
 -- the same whether the table holds a thousand finished jobs or millions.
 --
 -- First, jobs of this user whose lease has expired (a worker died or stalled) are taken back:
--- queued again, or failed when they have used the config's max_attempts. A job's `attempts`
+-- waiting for the config's retry_backoff (retry_backoff(); queued at once when it is off),
+-- or failed when they have used the config's max_attempts. A job's `attempts`
 -- counts its claims, so a job claimed again after an expired lease or a failure comes back
 -- with its attempt raised. The lease token is new on every claim: a worker whose lease
 -- expired can no longer heartbeat, complete or fail the job (finish_jobs() checks it).
@@ -40,19 +41,27 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     v_max_attempts integer;
+    v_backoff    record;
     claimed_at   timestamptz := clock_timestamp();
 BEGIN
     v_max_attempts := user_max_attempts(p_user_id);
+    SELECT c.retry_backoff_base_seconds AS base, c.retry_backoff_max_seconds AS max
+      INTO v_backoff
+      FROM configs c
+     WHERE c.user_id = p_user_id AND c.is_active;
 
     -- Expired leases, through the small partial index jobs_leased; bounded, so one claim
     -- never does an unbounded amount of this work (the next claims take the rest).
     UPDATE jobs j
-       SET state = CASE WHEN j.attempts >= v_max_attempts THEN 'failed' ELSE 'queued' END,
+       SET state = CASE WHEN j.attempts >= v_max_attempts THEN 'failed'
+                        WHEN expired.wait IS NULL THEN 'queued'
+                        ELSE 'waiting' END,
+           run_at = CASE WHEN j.attempts < v_max_attempts THEN claimed_at + expired.wait END,
            finished_at = CASE WHEN j.attempts >= v_max_attempts THEN claimed_at END,
            error = 'lease expired',
            lease_token = NULL,
            lease_expires_at = NULL
-      FROM (SELECT e.job_id
+      FROM (SELECT e.job_id, retry_backoff(v_backoff.base, v_backoff.max, e.attempts) AS wait
               FROM jobs e
              WHERE e.user_id = p_user_id AND e.state = 'running'
                AND e.lease_expires_at <= claimed_at

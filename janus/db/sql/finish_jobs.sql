@@ -6,10 +6,11 @@
 -- row back, in that order: outcome 'ok' with the job's new state and attempt, 'not_found'
 -- (the user has no such job) or 'stale_lease' (the token is not the job's current, unexpired
 -- lease; nothing of that item changes). A fail puts the job back in the queue while it has
--- attempts left and `retry` is true; otherwise it is failed. Back in the queue means queued
--- at once, or, when the worker said when to try again (p_retry_after_seconds, an upstream's
--- Retry-After say), waiting until then (run_at): claim_jobs() queues it again once run_at
--- has passed.
+-- attempts left and `retry` is true; otherwise it is failed. Back in the queue means waiting
+-- (run_at) until the worker said to try again (p_retry_after_seconds: an upstream's
+-- Retry-After, say), or else for the active config's retry_backoff (retry_backoff()), and
+-- claim_jobs() queues it again once run_at has passed; with neither (the backoff's base 0),
+-- queued at once.
 --
 -- Locks: first the jobs' rows in job_id order, then the rows of every bucket any item names
 -- (costs or throttling), in dependency-name order, then the clock is read. claim_jobs() skips
@@ -46,6 +47,8 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     v_max_attempts integer;
+    v_backoff    record;
+    v_wait       interval;
     bucket_names text[];
     throttled    text[];
     v_now  timestamptz;
@@ -55,6 +58,10 @@ DECLARE
     i            integer;
 BEGIN
     v_max_attempts := user_max_attempts(p_user_id);
+    SELECT c.retry_backoff_base_seconds AS base, c.retry_backoff_max_seconds AS max
+      INTO v_backoff
+      FROM configs c
+     WHERE c.user_id = p_user_id AND c.is_active;
 
     PERFORM 1 FROM jobs j
      WHERE j.user_id = p_user_id AND j.job_id = ANY (p_job_ids)
@@ -109,8 +116,9 @@ BEGIN
         IF NOT p_failed[i] THEN
             new_state := 'completed';
         ELSIF p_retry[i] AND job.attempts < v_max_attempts THEN
-            new_state := CASE WHEN p_retry_after_seconds[i] IS NULL THEN 'queued'
-                              ELSE 'waiting' END;
+            v_wait := coalesce(make_interval(secs => p_retry_after_seconds[i]),
+                               retry_backoff(v_backoff.base, v_backoff.max, job.attempts));
+            new_state := CASE WHEN v_wait IS NULL THEN 'queued' ELSE 'waiting' END;
         ELSE
             new_state := 'failed';
         END IF;
@@ -123,8 +131,7 @@ BEGIN
                error = CASE WHEN p_failed[i] THEN p_errors[i] ELSE j.error END,
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END,
-               run_at = CASE WHEN new_state = 'waiting'
-                             THEN v_now + make_interval(secs => p_retry_after_seconds[i]) END,
+               run_at = CASE WHEN new_state = 'waiting' THEN v_now + v_wait END,
                finished_at = CASE WHEN new_state IN ('queued', 'waiting') THEN NULL
                                   ELSE v_now END
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];

@@ -301,7 +301,9 @@ SELECT pg_advisory_xact_lock(hashtextextended('janus users.name ' || %(name)s, 0
 SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
                        %(priority_reserve)s::numeric, %(unknown_dependencies)s,
                        %(dependencies)s::json, %(max_attempts)s, %(retention_days)s,
-                       %(mode)s, %(tenant_share)s::numeric, %(tenant_overrides)s::jsonb)
+                       %(mode)s, %(tenant_share)s::numeric, %(tenant_overrides)s::jsonb,
+                       %(retry_backoff_base_seconds)s::numeric,
+                       %(retry_backoff_max_seconds)s::numeric)
 
 -- active_config --
 -- One row when the user exists (no row: unknown user): its active version, NULL without one.
@@ -504,6 +506,9 @@ SELECT c.version,
            'unknown_dependencies', c.unknown_dependencies,
            'max_attempts', c.max_attempts,
            'retention_days', c.retention_days,
+           'retry_backoff', json_build_object(
+               'base_seconds', c.retry_backoff_base_seconds,
+               'max_seconds', c.retry_backoff_max_seconds),
            'mode', c.mode,
            'tenant_share', c.tenant_share,
            'tenant_overrides', c.tenant_overrides,
