@@ -61,7 +61,5 @@ def downgrade() -> None:
         op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_finished {FINISHED}")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS jobs_ended")
     op.execute("DROP FUNCTION cancel_jobs(uuid, uuid[])")
-    op.execute(
-        "UPDATE jobs SET state = 'failed', error = 'cancelled' WHERE state = 'cancelled'"
-    )
+    op.execute("UPDATE jobs SET state = 'failed', error = 'cancelled' WHERE state = 'cancelled'")
     _state_check(STATES)
