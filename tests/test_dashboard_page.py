@@ -60,10 +60,11 @@ def test_the_script_never_puts_the_user_id_in_a_url_or_the_page() -> None:
     assert '"X-User-ID"' in scripts["dashboard.js"]
     for script in scripts.values():
         assert "innerHTML" not in script and "document.write" not in script
+    # Paths written as strings, and as templates (`/dashboard/jobs/${…}/cancel`).
     fetched = [
         path
         for script in scripts.values()
-        for path in re.findall(r'(?:api|call|readInto)\("([^"]+)"', script)
+        for _, path in re.findall(r'(?:api|call|readInto)\(([`"])([^`"]+)\1', script)
     ]
     # The user's own routes, and the API's document (the submit form's example bodies).
     assert fetched and all(

@@ -405,6 +405,8 @@ async function showJob(jobId) {
     }
     if (body.result !== null) term(facts, "Result", memberText(text, "result"));
     $("job-detail-payload").textContent = indented(memberText(text, "payload"));
+    // cancel.js: a Cancel button while the job is queued.
+    offerCancel(body);
     say("jobs-error", "");
     show("job-detail", true);
     $("job-detail-close").focus();
