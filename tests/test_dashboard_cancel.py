@@ -145,6 +145,32 @@ def test_a_running_job_offers_no_cancel(
     assert script_errors(browser) == []
 
 
+def test_a_job_waiting_for_its_next_attempt_is_cancelled_and_its_tokens_stay_spent(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
+) -> None:
+    job = _submit(gunicorn_server.url, openai_user, 7)
+    [claimed] = _claim(gunicorn_server.url, openai_user)
+    failed = requests.post(
+        f"{gunicorn_server.url}/system/jobs/{job}/fail",
+        json={"lease_token": claimed["lease_token"], "error": "429", "retry_after_seconds": 600},
+        headers={"X-User-ID": str(openai_user)},
+        timeout=10,
+    )
+    assert failed.json()["state"] == "waiting", failed.text
+    signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
+    _open_only_job(browser)
+    assert _facts(browser)["State"] == "waiting"
+
+    browser.find_element(By.ID, "job-cancel").click()
+    assert "its tokens stay spent" in browser.find_element(By.ID, "job-cancel-question").text
+    browser.find_element(By.ID, "job-cancel-yes").click()
+
+    WebDriverWait(browser, WAIT_S).until(lambda b: _facts(b)["State"] == "cancelled")
+    assert stored_job(db, job, "state")["state"] == "cancelled"
+    assert bucket_tokens(db, openai_user, "openai") == 993
+    assert script_errors(browser) == []
+
+
 def test_a_job_claimed_while_its_detail_is_open_is_refused_with_the_apis_words(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:

@@ -1,15 +1,16 @@
-// Cancelling a queued job from its detail: POST /dashboard/jobs/{job_id}/cancel once the person
-// says Yes (as Pause… asks), then the job, the list and the buckets read anew, so the job shows
-// cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`, `show`, `signedIn`,
+// Cancelling a queued or waiting job from its detail: POST /dashboard/jobs/{job_id}/cancel once
+// the person says Yes (as Pause… asks), then the job, the list and the buckets read anew, so the
+// job shows cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`, `show`, `signedIn`,
 // `showJob`, `loadJobs`, `refreshBuckets` and `SIGNED_OUT`; dashboard.js's showJob() calls
 // offerCancel().
 "use strict";
 
-// The job the detail shows while it is queued, the only state the API cancels; null otherwise.
+// The job the detail shows while it is queued or waiting (for its next attempt), the states
+// the API cancels; null otherwise.
 const cancelling = { job: null };
 
 function offerCancel(job) {
-  cancelling.job = job.state === "queued" ? job : null;
+  cancelling.job = job.state === "queued" || job.state === "waiting" ? job : null;
   show("job-cancel-offer", cancelling.job !== null);
   show("job-cancel-confirm", false);
   say("job-cancel-error", "");
