@@ -113,6 +113,11 @@ GROUP_JOBS = Histogram(
     registry=_registry,
     buckets=(1, 2, 4, 8, 16, 32, 64, 100, 250, 500, 1000, 2500),
 )
+JOBS_HANDED_OUT = CounterMetric(
+    "janus_jobs_handed_out",
+    "Jobs leased to workers by claims (POST /system/jobs/claim), each attempt counted.",
+    registry=_registry,
+)
 JOBS_CANCELLED = CounterMetric(
     "janus_jobs_cancelled",
     "Queued jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
@@ -205,6 +210,12 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
         _pool_sizes = (connections, idle)
         POOL_CONNECTIONS.set(connections)
         POOL_CONNECTIONS_IDLE.set(idle)
+
+
+def count_handed_out(jobs: int) -> None:
+    """Count `jobs` jobs leased to a worker by a claim."""
+    if jobs:
+        JOBS_HANDED_OUT.inc(jobs)
 
 
 def count_cancelled(jobs: int) -> None:

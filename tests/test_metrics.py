@@ -233,6 +233,40 @@ def test_latency_and_responses_are_counted_by_route_template(
     assert moved("janus_pool_wait_seconds_count") >= 7
 
 
+def test_hand_outs_and_cancellations_are_counted(
+    three_workers: GunicornServer, open_user: UUID
+) -> None:
+    before = scrape(three_workers)
+    jobs = [
+        post(three_workers, "/system/jobs", open_user, {"batch_name": "b", **job()}).json()[
+            "job_id"
+        ]
+        for _ in range(3)
+    ]
+    claimed = post(three_workers, "/system/jobs/claim", open_user, {"limit": 2}).json()["jobs"]
+    assert len(claimed) == 2
+    [left] = set(jobs) - {one["job_id"] for one in claimed}
+    assert post(three_workers, f"/dashboard/jobs/{left}/cancel", open_user, None).ok
+    # Cancelled already, and running: no more cancellations.
+    assert post(three_workers, f"/dashboard/jobs/{left}/cancel", open_user, None).ok
+    running = claimed[0]["job_id"]
+    assert (
+        post(three_workers, f"/dashboard/jobs/{running}/cancel", open_user, None).status_code == 409
+    )
+    # An empty claim hands out nothing.
+    assert post(three_workers, "/system/jobs/claim", open_user, {"limit": 5}).json()["jobs"] == []
+    after = scrape(three_workers)
+
+    assert (
+        value(after, "janus_jobs_handed_out_total") - value(before, "janus_jobs_handed_out_total")
+        == 2
+    )
+    assert (
+        value(after, "janus_jobs_cancelled_total") - value(before, "janus_jobs_cancelled_total")
+        == 1
+    )
+
+
 def test_503s_are_counted_by_cause_lock_timeout_and_pool_timeout(
     start_gunicorn: StartGunicorn, db: psycopg.Connection, open_user: UUID
 ) -> None:

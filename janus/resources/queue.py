@@ -86,6 +86,7 @@ class ClaimResource:
                 dependencies=None if dependencies is None else tuple(dependencies),
             )
         )
+        metrics.count_handed_out(len(jobs))
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON
         # Every payload is written in as the exact text the producer sent.
