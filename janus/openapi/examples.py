@@ -164,6 +164,14 @@ COMPLETION = {
     "upstream_throttled": ["openai"],
 }
 FAILURE = {"lease_token": LEASE_TOKEN, "error": "upstream timed out", "retry": True}
+# An upstream's 429 with Retry-After: 30, passed on.
+THROTTLED_FAILURE = {
+    "lease_token": LEASE_TOKEN,
+    "error": "openai answered 429",
+    "retry": True,
+    "retry_after_seconds": 30,
+    "upstream_throttled": ["openai"],
+}
 
 
 def finished(state: str) -> dict[str, Any]:

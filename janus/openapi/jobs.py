@@ -214,11 +214,16 @@ COMPLETE = _queue(
 FAIL = _queue(
     "Fail a leased job: back to the queue, or failed for good",
     FailSchema(),
-    {"retry": examples.FAILURE},
+    {"retry": examples.FAILURE, "retry_after": examples.THROTTLED_FAILURE},
     Answer(
-        "Queued again while `retry` is true and attempts remain, else failed.",
+        "Back to the queue while `retry` is true and attempts remain: queued at once, or"
+        " waiting for `retry_after_seconds` or the config's `retry_backoff`; else failed.",
         FinishedSchema,
-        {"requeued": examples.finished("queued"), "failed": examples.finished("failed")},
+        {
+            "requeued": examples.finished("queued"),
+            "waiting": examples.finished("waiting"),
+            "failed": examples.finished("failed"),
+        },
     ),
     LEASE_ERRORS,
 )
