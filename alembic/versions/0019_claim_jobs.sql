@@ -12,9 +12,10 @@
 -- expired can no longer heartbeat, complete or fail the job (finish_jobs() checks it).
 --
 -- Then, before the claim picks its jobs, jobs of this user waiting for their run_at (a
--- worker's fail said when to try again: finish_jobs()) whose moment has come are queued again, through the partial index jobs_waiting and bounded
--- as the expired leases are; they keep their place by priority and age, which they had
--- before their failure. Waiting jobs whose moment has not come cost a claim nothing.
+-- worker's fail said when to try again: finish_jobs()) whose moment has come are queued
+-- again, through the partial index jobs_waiting and bounded as the expired leases are; they
+-- keep their place by priority and age, which they had before their failure. Waiting jobs
+-- whose moment has not come cost a claim nothing.
 --
 -- Raises J0U01 for an unknown user. Claims go on while the user is paused (pausing stops
 -- admission, not the draining of what was admitted). max_attempts is the active config's
