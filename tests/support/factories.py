@@ -60,13 +60,22 @@ def activate_config(
 
     The reserve defaults to 0 here (the contract's default is 0.2) so that tests that are not
     about the reserve see a plain token bucket. A `tenant_share` below 1 (or an override)
-    gives each tenant its own bucket per dependency at that share.
+    gives each tenant its own bucket per dependency at that share. A `retry_backoff` is
+    passed only when one is asked for, so that a database downgraded below migration 0020
+    (the migration tests) takes the call too.
     """
+    backoff, backoff_params = "", []
+    if retry_backoff != (0, 0):
+        backoff = (
+            ", p_retry_backoff_base_seconds => %s::numeric"
+            ", p_retry_backoff_max_seconds => %s::numeric"
+        )
+        backoff_params = [str(retry_backoff[0]), str(retry_backoff[1])]
     row = db.execute(
         "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json, %s, %s,"
-        " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb,"
-        " p_retry_backoff_base_seconds => %s::numeric,"
-        " p_retry_backoff_max_seconds => %s::numeric)",
+        " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb"
+        + backoff
+        + ")",
         [
             user_id,
             paused,
@@ -79,8 +88,7 @@ def activate_config(
             mode,
             str(tenant_share),
             json.dumps(tenant_overrides or {}),
-            str(retry_backoff[0]),
-            str(retry_backoff[1]),
+            *backoff_params,
         ],
     ).fetchone()
     assert row is not None
