@@ -153,6 +153,7 @@ def test_the_guide_has_the_recipes_this_module_runs() -> None:
         "shadow-refusals",
         "tenant-buckets-now",
         "jobs-per-minute",
+        "queue-by-user",
     }
 
 
@@ -290,6 +291,26 @@ def test_jobs_per_minute_by_source(database_url: str, decided: dict[str, Any]) -
         totals[source] = (before[0] + int(accepted), before[1] + int(rejected))
     # gamma's 2 accepted and 1 rejected, and delta's 4 accepted (in shadow mode), too.
     assert totals == {"dashboard": (6, 2), "system": (1, 2)}
+
+
+def test_the_queue_of_each_user(database_url: str, decided: dict[str, Any]) -> None:
+    rows = run_recipe(database_url, "queue-by-user")
+    assert rows[0] == [
+        "user_name",
+        "queued",
+        "waiting",
+        "running",
+        "leases_expired",
+        "oldest_queued_s",
+        "next_waiting_at",
+    ]
+    # Every accepted job is still queued: delta's 4 (shadow mode accepts all), gamma's 2, acme's 1.
+    assert [row[:5] for row in rows[1:]] == [
+        ["delta", "4", "0", "0", "0"],
+        ["gamma", "2", "0", "0", "0"],
+        ["acme", "1", "0", "0", "0"],
+    ]
+    assert all(int(row[5]) >= 0 and row[6] == "" for row in rows[1:])
 
 
 # --- The guide's other claims, held to the code ------------------------------------------------
