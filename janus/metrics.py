@@ -120,7 +120,7 @@ JOBS_HANDED_OUT = CounterMetric(
 )
 JOBS_CANCELLED = CounterMetric(
     "janus_jobs_cancelled",
-    "Queued jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
+    "Queued or waiting jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
     registry=_registry,
 )
 POOL_CONNECTIONS = Gauge(
@@ -219,7 +219,7 @@ def count_handed_out(jobs: int) -> None:
 
 
 def count_cancelled(jobs: int) -> None:
-    """Count `jobs` queued jobs cancelled."""
+    """Count `jobs` queued or waiting jobs cancelled."""
     JOBS_CANCELLED.inc(jobs)
 
 

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 # queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
-# running -> waiting -> queued (failure with attempts left and a retry_after_seconds, until
+# running -> waiting -> queued (the same, with a retry_after_seconds or a retry backoff, until
 # run_at); running -> failed (attempts used, or a failure that must not be retried); queued or
 # waiting -> cancelled (the user's cancel). janus.history's JobState names the same states.
 JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]

@@ -4,7 +4,9 @@ them, and its queued or waiting jobs cancelled as POST /dashboard/jobs/{job_id}/
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
+from uuid import UUID
 
 from marshmallow import ValidationError
 
@@ -19,14 +21,12 @@ from janus.schemas.answers import JobSummarySchema
 from janus.schemas.requests import JobHistoryQuerySchema
 
 
-def job_filter(
-    args: argparse.Namespace, *, status: str | None = "", state: str | None = ""
-) -> JobFilter:
-    """The filters of `janus jobs list` (or `cancel`, which has no --status or --state: pass
-    them as None), read as GET /dashboard/jobs reads its query."""
+def job_filter(args: argparse.Namespace) -> JobFilter:
+    """The filters of `janus jobs list` or `cancel` (which has no --status or --state), read
+    as GET /dashboard/jobs reads its query."""
     given = {
-        "status": args.status if status == "" else status,
-        "state": args.state if state == "" else state,
+        "status": getattr(args, "status", None),
+        "state": getattr(args, "state", None),
         "tenant_id": args.tenant,
         "batch_name": args.batch,
         "source": args.source,
@@ -115,25 +115,30 @@ def jobs_cancel(args: argparse.Namespace, database_url: str, out: TextIO) -> Non
         done = sum(one.outcome is CancelOutcome.CANCELLED for one in cancellations)
         print(f"cancelled {done} jobs", file=out)
         return
-    filters = job_filter(args, state=None, status=None)
+    filters = job_filter(args)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        chunks = _cancellable_chunks(conn, args.user_id, filters)
         if not args.yes:
-            count, after = 0, None
-            while chunk := queue.cancellable_job_ids(
-                conn, args.user_id, filters, after=after, chunk=CANCEL_CHUNK
-            ):
-                count, after = count + len(chunk), chunk[-1]
+            count = sum(len(chunk) for chunk in chunks)
             print(
                 f"{count} queued or waiting jobs match; nothing was cancelled (a dry run). "
                 "Run again with --yes to cancel them.",
                 file=out,
             )
             return
-        done, after = 0, None
-        while chunk := queue.cancellable_job_ids(
-            conn, args.user_id, filters, after=after, chunk=CANCEL_CHUNK
-        ):
+        done = 0
+        for chunk in chunks:
             cancellations = queue.cancel_jobs(conn, args.user_id, chunk)
             done += sum(one.outcome is CancelOutcome.CANCELLED for one in cancellations)
-            after = chunk[-1]
     print(f"cancelled {done} jobs", file=out)
+
+
+def _cancellable_chunks(conn: Any, user_id: UUID, filters: JobFilter) -> Iterator[list[UUID]]:
+    """The user's queued or waiting jobs matching `filters`, CANCEL_CHUNK ids at a time, in
+    job_id order; each chunk is read after the one before has been used."""
+    after = None
+    while chunk := queue.cancellable_job_ids(
+        conn, user_id, filters, after=after, chunk=CANCEL_CHUNK
+    ):
+        yield chunk
+        after = chunk[-1]

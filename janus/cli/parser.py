@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_command = commands.add_parser(
         "jobs",
         help="list a user's newest jobs with their state and attempts (`janus jobs USER_ID`), "
-        "or cancel queued ones (`janus jobs cancel`)",
+        "or cancel queued or waiting ones (`janus jobs cancel`)",
     )
     jobs_actions = jobs_command.add_subparsers(metavar="ACTION", required=True)
     list_command = jobs_actions.add_parser(
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _job_filters(cancel_command)
     cancel_command.add_argument(
-        "--all", action="store_true", help="every queued job of the user (no filter)"
+        "--all", action="store_true", help="every queued or waiting job of the user (no filter)"
     )
     cancel_command.add_argument(
         "--yes",

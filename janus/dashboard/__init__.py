@@ -43,6 +43,8 @@ FILES = {
         "The dashboard's script for the rules: the config, its versions, edits and rollbacks",
     ),
     "/cancel.js": File(
-        "cancel.js", _SCRIPT, "The dashboard's script to cancel a queued job from its detail"
+        "cancel.js",
+        _SCRIPT,
+        "The dashboard's script to cancel a queued or waiting job from its detail",
     ),
 }

@@ -1,8 +1,8 @@
 // Cancelling a queued or waiting job from its detail: POST /dashboard/jobs/{job_id}/cancel once
 // the person says Yes (as Pause… asks), then the job, the list and the buckets read anew, so the
-// job shows cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`, `show`, `signedIn`,
-// `showJob`, `loadJobs`, `refreshBuckets` and `SIGNED_OUT`; dashboard.js's showJob() calls
-// offerCancel().
+// job shows cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`, `show`,
+// `signedIn`, `showJob`, `loadJobs`, `refreshBuckets` and `SIGNED_OUT`; dashboard.js's
+// showJob() calls offerCancel().
 "use strict";
 
 // The job the detail shows while it is queued or waiting (for its next attempt), the states

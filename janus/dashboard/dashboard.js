@@ -405,7 +405,7 @@ async function showJob(jobId) {
     }
     if (body.result !== null) term(facts, "Result", memberText(text, "result"));
     $("job-detail-payload").textContent = indented(memberText(text, "payload"));
-    // cancel.js: a Cancel button while the job is queued.
+    // cancel.js: a Cancel button while the job is queued or waiting.
     offerCancel(body);
     say("jobs-error", "");
     show("job-detail", true);

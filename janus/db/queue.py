@@ -116,7 +116,8 @@ class QueueStore:
         ]
 
     def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
-        """Cancel the queued jobs among `job_ids` in one transaction; see cancel_jobs.sql."""
+        """Cancel the queued or waiting jobs among `job_ids` in one transaction; see
+        cancel_jobs.sql."""
         rows = fetch_in_transaction(
             self._pool,
             queries.CANCEL_JOBS,

@@ -230,7 +230,7 @@ FAIL = _queue(
 
 CANCEL = Operation(
     "post",
-    "Cancel a queued job, giving back its tokens if no worker was handed it",
+    "Cancel a queued or waiting job, giving back its tokens if no worker was handed it",
     tag="Queue",
     answers={
         200: Answer(

@@ -166,14 +166,16 @@ def _not_cancellable(state: str | None) -> str:
 
 
 class CancelResource:
-    """POST /dashboard/jobs/{job_id}/cancel: a queued job is cancelled, and the tokens it took
-    go back if no worker was ever handed it; 200 again for a job already cancelled."""
+    """POST /dashboard/jobs/{job_id}/cancel: a queued or waiting job is cancelled, and the
+    tokens it took go back if no worker was ever handed it; 200 again for a job already
+    cancelled."""
 
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
-        """Cancel the job; 404 when the user has none such, 409 when it is not queued."""
+        """Cancel the job; 404 when the user has none such, 409 when it is neither queued nor
+        waiting."""
         user_id = authenticated_user(req)
         [cancellation] = self._queue.cancel(user_id, [job_id])
         if cancellation.outcome is CancelOutcome.NOT_FOUND:

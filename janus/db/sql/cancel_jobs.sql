@@ -12,7 +12,8 @@
 -- as a job that cost 0 on each of its dependencies (settle_costs(), its actual_costs become
 -- 0 each), as a worker reporting actual_costs of 0 would settle it. One handed out before (a
 -- failure or an expired lease put it back; a waiting job always was) called the upstream with
--- those tokens, so nothing moves. A job that only shadow mode let in took none (settle_costs() moves nothing).
+-- those tokens, so nothing moves. A job that only shadow mode let in took none
+-- (settle_costs() moves nothing).
 --
 -- Locks, as finish_jobs(): first the jobs' rows in job_id order, then the buckets of the
 -- jobs to settle in dependency-name order, then the clock is read. A claim skips jobs locked

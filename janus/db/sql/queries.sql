@@ -77,7 +77,8 @@ SELECT outcome, lease_expires_at
   FROM heartbeat_job(%(user_id)s, %(job_id)s, %(lease_token)s, %(lease_seconds)s)
 
 -- cancel_jobs --
--- See cancel_jobs.sql: cancel queued jobs, giving back what admission took for them.
+-- See cancel_jobs.sql: cancel queued or waiting jobs, giving back what admission took for
+-- those never handed out.
 SELECT job_id, outcome, state FROM cancel_jobs(%(user_id)s, %(job_ids)s::uuid[])
 
 -- cancellable_job_ids --
