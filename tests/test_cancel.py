@@ -104,7 +104,8 @@ def test_a_job_handed_out_before_is_cancelled_without_giving_tokens_back(
     job = submit(app_client, user, queued_job({"openai": 30}))
     [claimed] = claim(app_client, user, limit=1)
     failed = lease_call(app_client, user, claimed, "fail", error="upstream down", retry=True)
-    assert failed.json["state"] == "queued"
+    # Waiting to be paid for again when it is handed out again: it has taken nothing since.
+    assert failed.json["state"] == "waiting"
 
     assert cancel(app_client, user, job).status_code == 200
 
@@ -262,7 +263,7 @@ def test_the_cli_refuses_ids_with_filters_and_a_cancel_of_nothing(
     assert len(errors) == 2 and all(line.startswith("janus: error: ") for line in errors)
 
 
-def test_prune_deletes_cancelled_jobs_past_retention_through_jobs_ended(
+def test_prune_deletes_cancelled_jobs_past_retention_through_jobs_done(
     app_client: falcon.testing.TestClient,
     db: psycopg.Connection,
     user: UUID,
@@ -290,9 +291,10 @@ def test_prune_deletes_cancelled_jobs_past_retention_through_jobs_ended(
             line
             for (line,) in db.execute(
                 "EXPLAIN SELECT job_id FROM jobs WHERE user_id = %s"
-                " AND state IN ('completed', 'failed', 'cancelled') AND finished_at < now()"
+                " AND state IN ('completed', 'failed', 'cancelled', 'expired')"
+                " AND finished_at < now()"
                 " ORDER BY finished_at LIMIT 10",
                 [user],
             )
         )
-    assert "jobs_ended" in plan, plan
+    assert "jobs_done" in plan, plan

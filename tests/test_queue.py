@@ -204,7 +204,7 @@ def test_a_failed_job_is_retried_until_max_attempts_then_failed(
     app_client: falcon.testing.TestClient, db: psycopg.Connection, worker_user: UUID
 ) -> None:
     job_id = submit(app_client, worker_user, queued_job())
-    for attempt, state in [(1, "queued"), (2, "queued"), (3, "failed")]:
+    for attempt, state in [(1, "waiting"), (2, "waiting"), (3, "failed")]:
         [job] = claim(app_client, worker_user)
         assert job["attempt"] == attempt
         failed = lease_call(app_client, worker_user, job, "fail", error=f"boom {attempt}")

@@ -93,7 +93,7 @@ def test_the_previous_releases_calls_reach_the_new_functions(db: psycopg.Connect
             "upstream_throttled": [None],
         },
     ).fetchall()
-    assert finished == [(job_id, "ok", "queued", 1)]
+    assert finished == [(job_id, "ok", "waiting", 1)]
 
 
 def test_the_downgrade_makes_cancelled_jobs_failed_and_waiting_ones_queued(

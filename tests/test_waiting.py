@@ -31,7 +31,7 @@ def come_due(db: psycopg.Connection, job_id: str) -> None:
     db.execute("UPDATE jobs SET run_at = now() - interval '1 second' WHERE job_id = %s", [job_id])
 
 
-def test_a_job_failed_with_retry_after_waits_then_is_queued_again(
+def test_a_job_failed_with_retry_after_waits_then_is_paid_for_and_handed_out_again(
     app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
 ) -> None:
     job = submit(app_client, user, queued_job({"openai": 5}, priority=9))
@@ -57,8 +57,9 @@ def test_a_job_failed_with_retry_after_waits_then_is_queued_again(
 
     assert again["job_id"] == job and again["attempt"] == 2
     assert stored_job(db, job, "state, run_at") == {"state": "running", "run_at": None}
-    # A retry pays nothing more (yet): admission's 5 tokens, and the other job's.
-    assert bucket_tokens(db, user, "openai") == 990
+    # Every attempt is paid for: admission's 5 tokens, the other job's, and the retry's 5,
+    # taken when it was handed out again.
+    assert bucket_tokens(db, user, "openai") == 985
 
 
 def test_the_last_attempt_fails_for_good_whatever_the_retry_after(

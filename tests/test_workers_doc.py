@@ -105,6 +105,10 @@ def test_the_documented_worker_loop_drains_the_queue_and_settles_real_costs(
         ("completed", 2, True, BUSY),
         ("failed", 3, False, FAILING),
     ]
-    # Completed jobs reported half their estimate (2 of 4 given back); failures reported none.
-    assert bucket_tokens(db, user, "openai") == 1000 - (JOBS - FAILING) * 2 - FAILING * COST
+    # Every attempt paid its estimate when it was handed out. Completed attempts reported half
+    # of it (2 of 4 given back); failed ones reported none, so the busy jobs paid a whole first
+    # attempt and the failing ones three.
+    assert bucket_tokens(db, user, "openai") == (
+        1000 - (JOBS - FAILING - BUSY) * 2 - BUSY * (COST + 2) - FAILING * 3 * COST
+    )
     assert b"Traceback" not in errors, errors.decode()

@@ -29,7 +29,11 @@ CREATE OR REPLACE FUNCTION activate_config(
     p_tenant_overrides     jsonb DEFAULT '{}',      -- {tenant_id: share}
     -- a retried job's wait before its next attempt (retry_backoff()); 0: none
     p_retry_backoff_base_seconds numeric DEFAULT 0,
-    p_retry_backoff_max_seconds  numeric DEFAULT 0
+    p_retry_backoff_max_seconds  numeric DEFAULT 0,
+    -- a job limited by tokens alone: 'reject' it, or accept it to 'wait' (admit_requests());
+    -- and the longest it may wait before it is handed out, seconds
+    p_when_limited               text DEFAULT 'reject',
+    p_max_wait_seconds           integer DEFAULT 3600
 )
 RETURNS integer
 LANGUAGE plpgsql
@@ -44,11 +48,11 @@ BEGIN
     INSERT INTO configs (user_id, version, is_active, paused, min_priority, priority_reserve,
                          unknown_dependencies, max_attempts, retention_days, activated_at,
                          mode, tenant_share, tenant_overrides, retry_backoff_base_seconds,
-                         retry_backoff_max_seconds)
+                         retry_backoff_max_seconds, when_limited, max_wait_seconds)
     VALUES (p_user_id, new_version, false, p_paused, p_min_priority, p_priority_reserve,
             p_unknown_dependencies, p_max_attempts, p_retention_days, NULL,
             p_mode, p_tenant_share, p_tenant_overrides, p_retry_backoff_base_seconds,
-            p_retry_backoff_max_seconds);
+            p_retry_backoff_max_seconds, p_when_limited, p_max_wait_seconds);
     INSERT INTO config_dependencies (user_id, version, dependency, capacity, refill_per_second,
                                      adaptive_decrease, adaptive_floor,
                                      adaptive_recovery_per_minute)

@@ -78,11 +78,18 @@ CREATE OR REPLACE FUNCTION admit_requests(
     p_dependencies     jsonb[],    -- {name: cost}
     p_payloads         json[],
     p_atomic           boolean,    -- true (one request): if any job is rejected, store nothing
-    p_quote            boolean DEFAULT false  -- true (one request): decide only
+    p_quote            boolean DEFAULT false,  -- true (one request): decide only
+    -- Pacing, each NULL for "the config's": per request, 'reject' or 'wait' when limited,
+    -- and the longest a waiting job may wait (seconds); per job, the moment before which it
+    -- may not start. Defaulted, so the release before pacing calls this function too.
+    p_when_limited     text[] DEFAULT NULL,
+    p_max_wait_seconds integer[] DEFAULT NULL,
+    p_run_at           timestamptz[] DEFAULT NULL
 )
 RETURNS TABLE (request integer, job_id uuid, status text, reason text, retry_after integer,
                replayed boolean, budgets json, shadow_status text, shadow_reason text,
-               fits_at timestamptz, reason_code text, shadow_reason_code text, error text)
+               fits_at timestamptz, reason_code text, shadow_reason_code text, error text,
+               state text, estimated_start timestamptz)
 LANGUAGE plpgsql
 -- Generic plans, made once per connection. With the default, Postgres re-planned most of its
 -- statements on every call (their array parameters make custom plans look cheaper), which
@@ -108,6 +115,8 @@ DECLARE
     req_accepted      boolean[];
     req_snapshot      integer[];  -- where its buckets' tokens start in snapshot_tokens
     req_budgets       json[];
+    req_waits         boolean[];   -- whether a job limited only by tokens waits
+    req_max_wait      integer[];   -- seconds
     snapshot_tokens   numeric[] := '{}';
     locked            boolean[];
     remembered_hash   bytea[];
@@ -123,6 +132,11 @@ DECLARE
     job_retry         integer[];
     job_fits_at       timestamptz[];
     job_share         numeric[];     -- the tenant's share; 1: no tenant bucket
+    job_state         text[];        -- an accepted job's: 'queued' or 'waiting'
+    job_in_line       boolean[];     -- waiting in its dependencies' line
+    job_run_at        timestamptz[]; -- waiting for this moment (p_run_at)
+    job_expires       timestamptz[]; -- expired unless handed out before
+    job_estimated     timestamptz[]; -- a waiting job's estimated start
     shadow_statuses   text[];
     shadow_reasons    text[];
     shadow_codes      text[];
@@ -142,6 +156,12 @@ DECLARE
     bucket_refilled   timestamptz[];
     bucket_debited    boolean[];
     bucket_undebited  numeric[];   -- the tokens refilled to decided_at, before any debit
+    -- The line (claim_jobs.sql): the highest priority a job waits at (0: none), and the jobs
+    -- and tokens this call adds to it, at (b - 1) * 10 + priority.
+    bucket_line_top   integer[];
+    line_added_jobs   integer[];
+    line_added_tokens numeric[];
+    bucket_line_changed boolean[];
     -- Per tenant bucket, ordered by dependency then tenant: the order their rows are locked in.
     tenant_dependency text[];
     tenant_name       text[];
@@ -170,6 +190,9 @@ DECLARE
     this_wait         numeric;
     bucket_short      numeric;     -- reserve_shortfall_x9() of a dependency's bucket
     share_short       numeric;     -- and of its tenant's bucket (NULL: none)
+    line_short        boolean;     -- a job waits in the dependency's line at this priority
+    ahead             numeric;     -- the tokens the jobs in that line wait for
+    scheduled         boolean;     -- the job waits for its run_at: no token is looked at
 BEGIN
     -- Each request's jobs, and each job's request. (One request, the most common call, is
     -- spared the statements that only index several.)
@@ -280,12 +303,16 @@ BEGIN
                coalesce(array_agg(l.effective_refill_per_second ORDER BY l.dependency), '{}'),
                coalesce(array_agg(l.adaptive_recovery_per_second ORDER BY l.dependency), '{}'),
                coalesce(array_agg(l.tokens ORDER BY l.dependency), '{}'),
-               coalesce(array_agg(l.refilled_at ORDER BY l.dependency), '{}')
+               coalesce(array_agg(l.refilled_at ORDER BY l.dependency), '{}'),
+               coalesce(array_agg(CASE WHEN l.line_jobs = '{0,0,0,0,0,0,0,0,0,0}' THEN 0
+                                       ELSE (SELECT max(x.p) FROM unnest(l.line_jobs)
+                                                  WITH ORDINALITY AS x(n, p) WHERE x.n > 0)
+                                  END ORDER BY l.dependency), '{}')
           INTO bucket_name, bucket_capacity, bucket_refill, bucket_effective, bucket_recovery,
-               bucket_tokens, bucket_refilled
+               bucket_tokens, bucket_refilled, bucket_line_top
           FROM (SELECT tb.dependency, tb.capacity, tb.refill_per_second,
                        tb.effective_refill_per_second, tb.adaptive_recovery_per_second, tb.tokens,
-                       tb.refilled_at
+                       tb.refilled_at, tb.line_jobs
                   FROM token_buckets tb
                  WHERE tb.user_id = p_user_id AND tb.dependency = ANY (dep_name)
                  ORDER BY tb.dependency
@@ -297,7 +324,7 @@ BEGIN
         -- without a config or paused answers each request still to decide as it would have
         -- alone, and locked no bucket, or only for the length of this call.
         SELECT c.version, u.paused, c.min_priority, c.priority_reserve, c.unknown_dependencies,
-               c.mode, c.tenant_share, c.tenant_overrides
+               c.mode, c.tenant_share, c.tenant_overrides, c.when_limited, c.max_wait_seconds
           INTO cfg
           FROM users u
           LEFT JOIN configs c ON c.user_id = u.user_id AND c.is_active
@@ -395,7 +422,19 @@ BEGIN
         job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
         job_retry := array_fill(NULL::integer, ARRAY[job_count]);
         job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
-
+        job_state := array_fill(NULL::text, ARRAY[job_count]);
+        job_in_line := array_fill(false, ARRAY[job_count]);
+        job_run_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
+        job_expires := array_fill(NULL::timestamptz, ARRAY[job_count]);
+        job_estimated := array_fill(NULL::timestamptz, ARRAY[job_count]);
+        bucket_line_changed := array_fill(false,
+                                          ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
+        -- Shadow mode accepts every job at once: nothing waits.
+        SELECT array_agg(coalesce(p_when_limited[r], cfg.when_limited) = 'wait'
+                         AND cfg.mode = 'enforce' ORDER BY r),
+               array_agg(coalesce(p_max_wait_seconds[r], cfg.max_wait_seconds) ORDER BY r)
+          INTO req_waits, req_max_wait
+          FROM generate_series(1, request_count) AS r;
 
         FOR r IN 1 .. request_count LOOP
             CONTINUE WHEN req_outcome[r] <> 'decide';
@@ -426,6 +465,7 @@ BEGIN
                 this_reason := NULL;
                 this_code := NULL;
                 this_wait := NULL;
+                scheduled := coalesce(p_run_at[i] > decided_at, false);
 
                 IF p_priorities[i] < cfg.min_priority THEN
                     this_reason := 'priority too low';
@@ -453,7 +493,7 @@ BEGIN
                     END LOOP;
                 END IF;
 
-                IF this_reason IS NULL THEN
+                IF this_reason IS NULL AND NOT scheduled THEN
                     -- The priority reserve (reserve_shortfall_x9(), reserve_wait()), of each
                     -- dependency's bucket and of the tenant's own share of it; a dependency or
                     -- a tenant without a bucket (a NULL index) has no shortfall. A job refused
@@ -466,11 +506,37 @@ BEGIN
                     -- upstream throttling is reported again, the wait told is never too short.
                     -- The effective rate is 0 only when the configured one is (the floor is a
                     -- share above 0).
+                    --
+                    -- The line: while a job of this priority or a higher one waits on the
+                    -- dependency, this one is short there too (it does not overtake them), and
+                    -- its wait is for the tokens they wait for and its own.
                     FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
                         b := dep_bucket[k];
-                        bucket_short := reserve_shortfall_x9(bucket_capacity[b], bucket_tokens[b],
-                                                             dep_cost[k], cfg.priority_reserve,
-                                                             p_priorities[i]);
+                        line_short := bucket_line_top[b] >= p_priorities[i];
+                        IF line_short THEN
+                            SELECT coalesce(sum(x.tokens), 0) INTO ahead
+                              FROM token_buckets tb
+                             CROSS JOIN LATERAL unnest(tb.line_tokens) WITH ORDINALITY
+                                   AS x(tokens, p)
+                             WHERE tb.user_id = p_user_id AND tb.dependency = bucket_name[b]
+                               AND x.p >= p_priorities[i];
+                            IF line_added_tokens IS NOT NULL THEN
+                                ahead := ahead + (SELECT coalesce(sum(a), 0)
+                                                    FROM unnest(line_added_tokens[
+                                                             (b - 1) * 10 + p_priorities[i]
+                                                             : b * 10]) AS a);
+                            END IF;
+                            bucket_short := reserve_shortfall_x9(bucket_capacity[b],
+                                                                 bucket_tokens[b] - ahead,
+                                                                 dep_cost[k],
+                                                                 cfg.priority_reserve,
+                                                                 p_priorities[i]);
+                        ELSE
+                            bucket_short := reserve_shortfall_x9(bucket_capacity[b],
+                                                                 bucket_tokens[b], dep_cost[k],
+                                                                 cfg.priority_reserve,
+                                                                 p_priorities[i]);
+                        END IF;
                         -- Tenant buckets only under a config that shares (else share_short is
                         -- NULL): PL/pgSQL compiles each expression it evaluates anew in every
                         -- transaction, so a single job pays for every call it makes, even one
@@ -483,11 +549,13 @@ BEGIN
                                                                 p_priorities[i]);
                         END IF;
                         CONTINUE WHEN coalesce(bucket_short, 0) <= 0
-                                      AND coalesce(share_short, 0) <= 0;
+                                      AND coalesce(share_short, 0) <= 0
+                                      AND line_short IS NOT TRUE;
                         this_wait := greatest(this_wait,
                                               reserve_wait(bucket_short, bucket_capacity[b],
                                                            bucket_effective[b], dep_cost[k],
-                                                           cfg.priority_reserve, p_priorities[i]));
+                                                           cfg.priority_reserve, p_priorities[i]),
+                                              CASE WHEN line_short THEN 0 END);
                         IF shares_on THEN
                             this_wait := greatest(this_wait,
                                                   reserve_wait(share_short, tenant_capacity[t],
@@ -495,7 +563,7 @@ BEGIN
                                                                cfg.priority_reserve,
                                                                p_priorities[i]));
                         END IF;
-                        IF bucket_short > 0 THEN
+                        IF bucket_short > 0 OR line_short THEN
                             -- The first dependency short, over any tenant short before it.
                             IF this_code IS DISTINCT FROM 'rate_limit' THEN
                                 this_reason := format('dependency ''%s'' rate limit exceeded',
@@ -511,7 +579,15 @@ BEGIN
                     END LOOP;
                 END IF;
 
-                IF this_reason IS NULL THEN
+                IF this_reason IS NULL AND scheduled THEN
+                    -- Waits for its run_at, then joins the line (claim_jobs()).
+                    job_status[i] := 'Accepted';
+                    job_reason[i] := '';
+                    job_state[i] := 'waiting';
+                    job_run_at[i] := p_run_at[i];
+                    job_expires[i] := p_run_at[i] + make_interval(secs => req_max_wait[r]);
+                    job_estimated[i] := p_run_at[i];
+                ELSIF this_reason IS NULL THEN
                     FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
                         b := dep_bucket[k];
                         CONTINUE WHEN b IS NULL;
@@ -524,6 +600,32 @@ BEGIN
                     END LOOP;
                     job_status[i] := 'Accepted';
                     job_reason[i] := '';
+                    job_state[i] := 'queued';
+                ELSIF req_waits[r] AND this_code IN ('rate_limit', 'tenant_share')
+                      AND this_wait < 'Infinity' THEN
+                    -- Limited by tokens alone, in wait mode: accepted, to wait in the line of
+                    -- each of its dependencies, and paid for when it is handed out.
+                    IF line_added_jobs IS NULL THEN
+                        line_added_jobs := array_fill(0, ARRAY[10 * cardinality(bucket_name)]);
+                        line_added_tokens := array_fill(0::numeric,
+                                                        ARRAY[10 * cardinality(bucket_name)]);
+                    END IF;
+                    FOR k IN job_first_dep[i] .. job_last_dep[i] LOOP
+                        b := dep_bucket[k];
+                        CONTINUE WHEN b IS NULL;
+                        e := (b - 1) * 10 + p_priorities[i];
+                        line_added_jobs[e] := line_added_jobs[e] + 1;
+                        line_added_tokens[e] := line_added_tokens[e] + dep_cost[k];
+                        bucket_line_top[b] := greatest(bucket_line_top[b], p_priorities[i]);
+                        bucket_line_changed[b] := true;
+                    END LOOP;
+                    job_status[i] := 'Accepted';
+                    job_reason[i] := '';
+                    job_state[i] := 'waiting';
+                    job_in_line[i] := true;
+                    job_expires[i] := decided_at + make_interval(secs => req_max_wait[r]);
+                    job_estimated[i] := decided_at + least(this_wait, 2147483647)
+                                                     * interval '1 second';
                 ELSE
                     any_rejected := true;
                     job_status[i] := 'Rejected';
@@ -559,8 +661,16 @@ BEGIN
                 END IF;
                 job_retry[i] := NULL;
                 job_fits_at[i] := NULL;
+                job_state[i] := NULL;
+                job_in_line[i] := false;
+                job_run_at[i] := NULL;
+                job_expires[i] := NULL;
+                job_estimated[i] := NULL;
             END LOOP;
-            -- Nothing is taken: the buckets are left as the refill alone leaves them.
+            -- Nothing is taken, and nothing joins a line: the buckets are left as the refill
+            -- alone leaves them.
+            bucket_line_changed := array_fill(false,
+                                              ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
             bucket_tokens := bucket_undebited;
             bucket_debited := array_fill(false,
                                          ARRAY[coalesce(array_length(bucket_name, 1), 0)]);
@@ -581,6 +691,7 @@ BEGIN
             job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
             job_retry := array_fill(NULL::integer, ARRAY[job_count]);
             job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
+            job_state := array_fill('queued'::text, ARRAY[job_count]);
         END IF;
 
         -- An enforced atomic rejection stores nothing; a quote never does.
@@ -589,10 +700,22 @@ BEGIN
             UPDATE token_buckets tb
                SET tokens = u.tokens,
                    effective_refill_per_second = u.effective,
-                   refilled_at = greatest(tb.refilled_at, decided_at)
-              FROM unnest(bucket_name, bucket_tokens, bucket_effective, bucket_debited)
-                   AS u(dependency, tokens, effective, debited)
-             WHERE tb.user_id = p_user_id AND tb.dependency = u.dependency AND u.debited;
+                   refilled_at = greatest(tb.refilled_at, decided_at),
+                   line_jobs = CASE WHEN u.line_changed THEN
+                                   (SELECT array_agg(x.n + line_added_jobs[(u.b - 1) * 10 + x.p]
+                                                     ORDER BY x.p)
+                                      FROM unnest(tb.line_jobs) WITH ORDINALITY AS x(n, p))
+                               ELSE tb.line_jobs END,
+                   line_tokens = CASE WHEN u.line_changed THEN
+                                     (SELECT array_agg(x.n + line_added_tokens[(u.b - 1) * 10 + x.p]
+                                                       ORDER BY x.p)
+                                        FROM unnest(tb.line_tokens) WITH ORDINALITY AS x(n, p))
+                                 ELSE tb.line_tokens END
+              FROM unnest(bucket_name, bucket_tokens, bucket_effective, bucket_debited,
+                          bucket_line_changed) WITH ORDINALITY
+                   AS u(dependency, tokens, effective, debited, line_changed, b)
+             WHERE tb.user_id = p_user_id AND tb.dependency = u.dependency
+               AND (u.debited OR u.line_changed);
 
             -- A tenant bucket gets its row on its first debit (its dependency's lock is held,
             -- so no one else can be writing it).
@@ -610,17 +733,18 @@ BEGIN
                        refilled_at = greatest(t.refilled_at, excluded.refilled_at);
             END IF;
 
-            -- An accepted job enters the queue (state queued); a rejected one has no state.
+            -- An accepted job enters the queue (state queued) or waits (state waiting: in
+            -- its dependencies' line, or for its run_at); a rejected one has no state.
             INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                               dependencies, payload, status, reason, retry_after,
                               config_version, state, shadow_status, shadow_reason, reason_code,
-                              shadow_reason_code)
+                              shadow_reason_code, run_at, in_line_at, expires_at)
             SELECT job_ids[n], p_user_id, p_sources[job_request[n]],
                    p_batch_names[job_request[n]], p_tenants[n], p_priorities[n],
                    p_dependencies[n], p_payloads[n], job_status[n], job_reason[n],
-                   job_retry[n], cfg.version,
-                   CASE WHEN job_status[n] = 'Accepted' THEN 'queued' END, shadow_statuses[n],
-                   shadow_reasons[n], job_reason_code[n], shadow_codes[n]
+                   job_retry[n], cfg.version, job_state[n], shadow_statuses[n],
+                   shadow_reasons[n], job_reason_code[n], shadow_codes[n], job_run_at[n],
+                   CASE WHEN job_in_line[n] THEN decided_at END, job_expires[n]
               FROM generate_series(1, job_count) AS n
              WHERE req_outcome[job_request[n]] = 'decided';
 
@@ -633,7 +757,10 @@ BEGIN
                        (SELECT jsonb_agg(jsonb_build_object('job_id', job_ids[n],
                                                             'status', job_status[n],
                                                             'reason', job_reason[n],
-                                                            'reason_code', job_reason_code[n])
+                                                            'reason_code', job_reason_code[n],
+                                                            'state', job_state[n],
+                                                            'estimated_start',
+                                                            job_estimated[n])
                                          ORDER BY n)
                           FROM generate_series(req_first_job[r], req_last_job[r]) AS n),
                        now() + interval '24 hours'
@@ -699,7 +826,7 @@ BEGIN
                    CASE WHEN n = req_first_job[job_request[n]]
                         THEN req_budgets[job_request[n]] END,
                    shadow_statuses[n], shadow_reasons[n], job_fits_at[n], job_reason_code[n],
-                   shadow_codes[n], NULL::text
+                   shadow_codes[n], NULL::text, job_state[n], job_estimated[n]
               FROM generate_series(1, job_count) AS n
              ORDER BY n;
         RETURN;
@@ -707,7 +834,7 @@ BEGIN
     RETURN QUERY
         SELECT a.request, a.job_id, a.status, a.reason, a.retry_after, a.replayed, a.budgets,
                a.shadow_status, a.shadow_reason, a.fits_at, a.reason_code,
-               a.shadow_reason_code, a.error
+               a.shadow_reason_code, a.error, a.state, a.estimated_start
           FROM (SELECT job_request[n] AS request, n AS position, job_ids[n] AS job_id,
                        job_status[n] AS status, job_reason[n] AS reason,
                        job_retry[n] AS retry_after, false AS replayed,
@@ -715,12 +842,14 @@ BEGIN
                             THEN req_budgets[job_request[n]] END AS budgets,
                        shadow_statuses[n] AS shadow_status, shadow_reasons[n] AS shadow_reason,
                        job_fits_at[n] AS fits_at, job_reason_code[n] AS reason_code,
-                       shadow_codes[n] AS shadow_reason_code, NULL::text AS error
+                       shadow_codes[n] AS shadow_reason_code, NULL::text AS error,
+                       job_state[n] AS state, job_estimated[n] AS estimated_start
                   FROM generate_series(1, job_count) AS n
                  WHERE req_outcome[job_request[n]] = 'decided'
                 UNION ALL
                 SELECT r, n, job_ids[n], job_status[n], job_reason[n], NULL, true, NULL, NULL,
-                       NULL, NULL, job_reason_code[n], NULL, NULL
+                       NULL, NULL, job_reason_code[n], NULL, NULL, job_state[n],
+                       job_estimated[n]
                   FROM generate_series(1, request_count) AS r
                  CROSS JOIN LATERAL generate_series(req_first_job[req_replay_of[r]],
                                                     req_last_job[req_replay_of[r]]) AS n
@@ -728,14 +857,15 @@ BEGIN
                 UNION ALL
                 SELECT r, m.n::integer, (m.value ->> 'job_id')::uuid, m.value ->> 'status',
                        m.value ->> 'reason', NULL, true, NULL, NULL, NULL, NULL,
-                       m.value ->> 'reason_code', NULL, NULL
+                       m.value ->> 'reason_code', NULL, NULL, m.value ->> 'state',
+                       (m.value ->> 'estimated_start')::timestamptz
                   FROM generate_series(1, request_count) AS r
                  CROSS JOIN LATERAL jsonb_array_elements(req_replay[r])
                        WITH ORDINALITY AS m(value, n)
                  WHERE req_outcome[r] = 'replay'
                 UNION ALL
                 SELECT r, 0, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL,
-                       req_error[r]
+                       req_error[r], NULL, NULL
                   FROM generate_series(1, request_count) AS r
                  WHERE req_outcome[r] = 'error'
                ) a

@@ -10,13 +10,15 @@
 -- A cancelled job is finished (finished_at), kept and pruned as completed and failed jobs
 -- are. One that was never handed out gets back the tokens admission took for it: it is settled
 -- as a job that cost 0 on each of its dependencies (settle_costs(), its actual_costs become
--- 0 each), as a worker reporting actual_costs of 0 would settle it. One handed out before (a
--- failure or an expired lease put it back; a waiting job always was) called the upstream with
--- those tokens, so nothing moves. A job that only shadow mode let in took none
--- (settle_costs() moves nothing).
+-- 0 each), as a worker reporting actual_costs of 0 would settle it. A waiting job has taken
+-- no token (it pays when it is handed out), so nothing moves; one in its dependencies' line
+-- leaves it (leave_line()). A queued job handed out before (under the release before pacing,
+-- a failure or an expired lease queued it again) called the upstream with those tokens, so
+-- nothing moves either. A job that only shadow mode let in took none (settle_costs() moves
+-- nothing).
 --
 -- Locks, as finish_jobs(): first the jobs' rows in job_id order, then the buckets of the
--- jobs to settle in dependency-name order, then the clock is read. A claim skips jobs locked
+-- jobs to settle or take out of the line in dependency-name order, then the clock is read. A claim skips jobs locked
 -- here; a claim that locked a job first has made it running before this reads it.
 -- Raises J0U01 for an unknown user.
 --
@@ -50,14 +52,15 @@ BEGIN
                                FROM jobs j
                               CROSS JOIN LATERAL jsonb_object_keys(j.dependencies) AS k(name)
                               WHERE j.user_id = p_user_id AND j.job_id = ANY (p_job_ids)
-                                AND j.state = 'queued' AND j.attempts = 0)
+                                AND (j.state = 'queued' AND j.attempts = 0
+                                     OR j.state = 'waiting' AND j.in_line_at IS NOT NULL))
      ORDER BY tb.dependency
        FOR UPDATE;
     v_now := clock_timestamp();
 
     FOR i IN 1 .. coalesce(cardinality(p_job_ids), 0) LOOP
         SELECT j.state, j.attempts, j.dependencies, j.actual_costs, j.shadow_status,
-               j.tenant_id
+               j.tenant_id, j.priority, j.in_line_at
           INTO job
           FROM jobs j
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
@@ -75,7 +78,9 @@ BEGIN
         END IF;
 
         settled := NULL;
-        IF job.attempts = 0 THEN
+        IF job.in_line_at IS NOT NULL THEN
+            PERFORM leave_line(p_user_id, job.priority, job.dependencies);
+        ELSIF job.state = 'queued' AND job.attempts = 0 THEN
             settled := settle_costs(
                 p_user_id, job.dependencies, job.actual_costs,
                 (SELECT jsonb_object_agg(k.name, 0)
@@ -86,6 +91,8 @@ BEGIN
         UPDATE jobs j
            SET state = 'cancelled',
                run_at = NULL,
+               in_line_at = NULL,
+               expires_at = NULL,
                finished_at = v_now,
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END

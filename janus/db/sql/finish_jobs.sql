@@ -8,9 +8,10 @@
 -- lease; nothing of that item changes). A fail puts the job back in the queue while it has
 -- attempts left and `retry` is true; otherwise it is failed. Back in the queue means waiting
 -- (run_at) until the worker said to try again (p_retry_after_seconds: an upstream's
--- Retry-After, say), or else for the active config's retry_backoff (retry_backoff()), and
--- claim_jobs() queues it again once run_at has passed; with neither (the backoff's base 0),
--- queued at once.
+-- Retry-After, say), or else for the active config's retry_backoff (retry_backoff()); with
+-- neither (the backoff's base 0), run_at is now. Once run_at has passed, claim_jobs() puts it
+-- in its dependencies' line, and it takes its tokens again when it is handed out again: every
+-- call to the upstream is paid for.
 --
 -- Locks: first the jobs' rows in job_id order, then the rows of every bucket any item names
 -- (costs or throttling), in dependency-name order, then the clock is read. claim_jobs() skips
@@ -117,8 +118,9 @@ BEGIN
             new_state := 'completed';
         ELSIF p_retry[i] AND job.attempts < v_max_attempts THEN
             v_wait := coalesce(make_interval(secs => p_retry_after_seconds[i]),
-                               retry_backoff(v_backoff.base, v_backoff.max, job.attempts));
-            new_state := CASE WHEN v_wait IS NULL THEN 'queued' ELSE 'waiting' END;
+                               retry_backoff(v_backoff.base, v_backoff.max, job.attempts),
+                               interval '0');
+            new_state := 'waiting';
         ELSE
             new_state := 'failed';
         END IF;

@@ -469,15 +469,15 @@ SELECT c.user_id, now() - make_interval(days => c.retention_days)
  ORDER BY c.user_id
 
 -- prune_finished_jobs --
--- One user's oldest completed, failed or cancelled jobs, at most %(chunk)s of them, through
--- the partial index jobs_ended: each chunk is a short transaction of its own, and the queued
+-- One user's oldest completed, failed, cancelled or expired jobs, at most %(chunk)s of them,
+-- through the partial index jobs_done: each chunk is a short transaction of its own, and the queued
 -- and running jobs a claim reads are never touched.
 DELETE FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id IN (SELECT job_id
                     FROM jobs
                    WHERE user_id = %(user_id)s
-                     AND state IN ('completed', 'failed', 'cancelled')
+                     AND state IN ('completed', 'failed', 'cancelled', 'expired')
                      AND finished_at < %(cutoff)s
                    ORDER BY finished_at
                    LIMIT %(chunk)s)
