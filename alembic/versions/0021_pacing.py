@@ -53,8 +53,7 @@ depends_on = None
 STATES = "'queued', 'running', 'completed', 'failed', 'cancelled', 'waiting'"
 ENDED = "ON jobs (user_id, finished_at) WHERE state IN ('completed', 'failed', 'cancelled')"
 DONE = (
-    "ON jobs (user_id, finished_at)"
-    " WHERE state IN ('completed', 'failed', 'cancelled', 'expired')"
+    "ON jobs (user_id, finished_at) WHERE state IN ('completed', 'failed', 'cancelled', 'expired')"
 )
 IN_LINE = (
     "ON jobs (user_id, priority DESC, in_line_at, job_id)"
