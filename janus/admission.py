@@ -57,6 +57,15 @@ class ConfigMode(str, Enum):
     SHADOW = "shadow"
 
 
+class WhenLimited(str, Enum):
+    """What becomes of a job that only tokens keep out (its dependency's rate limit, the
+    priority reserve, its tenant's share)."""
+
+    REJECT = "reject"  # refused now, with a Retry-After
+    # Accepted to wait in its dependencies' line; it takes its tokens when it is handed out.
+    WAIT = "wait"
+
+
 class UnknownDependencies(str, Enum):
     """What a config does with a job naming a dependency it sets no budget for."""
 
@@ -73,6 +82,8 @@ class JobRequest:
     dependencies: dict[str, int] = field(default_factory=dict)
     # The JSON text exactly as the client sent it: stored and handed to workers as is.
     payload: str = "{}"
+    # Not to be handed out before this moment: the job waits for it, then for its tokens.
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,9 @@ class AdmissionRequest:
     jobs: tuple[JobRequest, ...]
     mode: Mode
     idempotency_key: IdempotencyKey | None = None
+    # None: the active config's.
+    when_limited: WhenLimited | None = None
+    max_wait_seconds: int | None = None
 
     def __post_init__(self) -> None:
         # The schemas already guarantee both; a request that breaks them is a bug upstream.
@@ -119,6 +133,10 @@ class Decision:
     shadow_reason_code: ReasonCode | None = None
     # A quote's only: when a job rejected for tokens would fit if nothing else took any.
     fits_at: datetime | None = None
+    # Accepted to wait (in its dependencies' line, or for its run_at) rather than at once,
+    # and when it should start if nothing new comes before it.
+    waiting: bool = False
+    starts_at: datetime | None = None
 
     @property
     def accepted(self) -> bool:

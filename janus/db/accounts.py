@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from janus.admission import ConfigMode, UnknownDependencies, UnknownUser
+from janus.admission import ConfigMode, UnknownDependencies, UnknownUser, WhenLimited
 from janus.db import queries
 from janus.db.errors import translated
 from janus.db.urls import parsable_database_url
@@ -129,6 +129,8 @@ def activate_config(conn: psycopg.Connection[Any], user_id: UUID, config: Mappin
         # As the decimals the client wrote, as priority_reserve.
         "retry_backoff_base_seconds": Decimal(repr(config["retry_backoff"]["base_seconds"])),
         "retry_backoff_max_seconds": Decimal(repr(config["retry_backoff"]["max_seconds"])),
+        "when_limited": WhenLimited(config["when_limited"]).value,
+        "max_wait_seconds": config["max_wait_seconds"],
     }
     with translated():
         row = conn.execute(queries.ACTIVATE_CONFIG, params).fetchone()

@@ -48,7 +48,14 @@ def group_params(requests: Sequence[AdmissionRequest], *, quote: bool = False) -
         "payloads": [job.payload for job in jobs],
         "atomic": requests[0].mode.all_or_nothing,
         "quote": quote,
+        "when_limited": [_when_limited(request) for request in requests],
+        "max_wait_seconds": [request.max_wait_seconds for request in requests],
+        "run_at": [job.run_at for job in jobs],
     }
+
+
+def _when_limited(request: AdmissionRequest) -> str | None:
+    return None if request.when_limited is None else request.when_limited.value
 
 
 def _one_job_params(request: AdmissionRequest, *, quote: bool) -> dict[str, Any]:
@@ -67,6 +74,9 @@ def _one_job_params(request: AdmissionRequest, *, quote: bool) -> dict[str, Any]
         "payload": job.payload,
         "atomic": request.mode.all_or_nothing,
         "quote": quote,
+        "when_limited": _when_limited(request),
+        "max_wait_seconds": request.max_wait_seconds,
+        "run_at": job.run_at,
     }
 
 
@@ -207,6 +217,8 @@ def _answers(rows: Sequence[tuple[Any, ...]], requests: int) -> list[Admission |
         code,
         shadow_code,
         error,
+        state,
+        estimated_start,
     ) in rows:
         index = number - 1
         if error is not None:
@@ -226,6 +238,8 @@ def _answers(rows: Sequence[tuple[Any, ...]], requests: int) -> list[Admission |
                 shadow_reason=shadow_reason,
                 shadow_reason_code=reason_code_of(shadow_code),
                 fits_at=fits_at,
+                waiting=state == "waiting",
+                starts_at=estimated_start,
             )
         )
     return [

@@ -188,6 +188,8 @@ CONFIG = {
     "max_attempts": DEFAULT_MAX_ATTEMPTS,
     "retention_days": DEFAULT_RETENTION_DAYS,
     "retry_backoff": {"base_seconds": 2, "max_seconds": 300},
+    "when_limited": "wait",
+    "max_wait_seconds": 600,
     "mode": "enforce",
     "tenant_share": 0.5,
     "tenant_overrides": {"tenant-abc": 1},
@@ -203,6 +205,8 @@ CONFIG = {
 STORED_CONFIG = {
     **CONFIG,
     "retry_backoff": {"base_seconds": 0, "max_seconds": 0},
+    "when_limited": "reject",
+    "max_wait_seconds": 3600,
     "tenant_share": 1,
     "tenant_overrides": {},
     "dependencies": {"openai": {"capacity": 1000, "refill_per_second": 10}},

@@ -53,11 +53,14 @@ def _admission_request(
                 priority=job["priority"],
                 dependencies=job["dependencies"],
                 payload=job["payload"],
+                run_at=job.get("run_at"),
             )
             for job in jobs
         ),
         mode=mode,
         idempotency_key=idempotency_key(req, body, quoted_path),
+        when_limited=body.get("when_limited"),
+        max_wait_seconds=body.get("max_wait_seconds"),
     )
 
 
@@ -95,7 +98,7 @@ class SingleJobResource(_Admission):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Decide one job."""
         [decision] = self._decide(req, resp)
-        resp.media = DECISION.dump(decision)
+        resp.media = DECISION.dump(shown(decision))
         if decision.reason_code is not None:
             resp.set_header(REASON_CODE_HEADER, decision.reason_code.value)
         if decision.retry_after is not None:
@@ -116,12 +119,14 @@ class BatchResource(_Admission):
         decisions = self._decide(req, resp)
         match self._batch_mode:
             case Mode.ATOMIC:
-                resp.media = DECISIONS.dump(decisions)
+                resp.media = DECISIONS.dump([shown(decision) for decision in decisions])
                 sank = _sinking_code(decisions)
                 if sank is not None:
                     resp.set_header(REASON_CODE_HEADER, sank.value)
             case Mode.PARTIAL:
-                resp.media = PARTIAL_BATCH.dump({**_counts(decisions), "results": decisions})
+                resp.media = PARTIAL_BATCH.dump(
+                    {**_counts(decisions), "results": [shown(decision) for decision in decisions]}
+                )
             case _:
                 assert_never(self._batch_mode)
 
@@ -159,9 +164,18 @@ class QuoteResource:
                 "status": answer_status(mode, decisions),
                 "replayed": any(decision.replayed for decision in decisions),
                 **_counts(decisions),
-                "results": decisions,
+                "results": [shown(decision) for decision in decisions],
             }
         )
+
+
+def shown(decision: Decision) -> Decision | dict[str, Any]:
+    """`decision` as its answer shows it: a waiting job's with its state and estimated start.
+    A Decision has neither attribute, so the answer schemas leave both out of every other
+    answer, as the seed API writes them."""
+    if not decision.waiting:
+        return decision
+    return {**vars(decision), "state": "waiting", "estimated_start": decision.starts_at}
 
 
 def answer_status(mode: Mode, decisions: Sequence[Decision]) -> int:

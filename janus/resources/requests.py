@@ -152,7 +152,11 @@ def idempotency_key(
         )
     # A payload is in `body` as the text it was sent as (see schemas.Payload): the same values
     # written differently are stored differently, so they make a different request.
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    # A run_at is written in ISO 8601, as it was read (str): the same moment in another zone
+    # is another request.
+    canonical = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
     fingerprint = hashlib.sha256(f"{path or req.path}\n{canonical}".encode())
     return IdempotencyKey(key=key, request_hash=fingerprint.digest())
 

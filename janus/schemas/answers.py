@@ -76,11 +76,17 @@ class StatusSchema(AnswerSchema):
 
 
 class DecisionSchema(AnswerSchema):
-    """One job's decision: its id, Accepted or Rejected, and the reason of a rejection."""
+    """One job's decision: its id, Accepted or Rejected, and the reason of a rejection; a job
+    accepted to wait also tells so, and when it should start (the answers of jobs accepted at
+    once or rejected keep exactly the three fields of the seed API)."""
 
     job_id = fields.UUID(required=True)
     status = _status(required=True)
     reason = fields.String(required=True)
+    # Only on a job accepted to wait (`when_limited` wait, or a `run_at`): it takes its tokens
+    # when a worker claims it, at best at estimated_start (null: no rate can tell).
+    state = fields.String(validate=validate.OneOf(["waiting"]))
+    estimated_start = UtcDateTime(allow_none=True)
 
 
 class BatchResultSchema(DecisionSchema):
@@ -116,6 +122,9 @@ class QuotedDecisionSchema(AnswerSchema):
     shadow_status = _status(required=True, allow_none=True)
     shadow_reason = fields.String(required=True, allow_none=True)
     shadow_reason_code = _code()
+    # As a job's answer tells them (DecisionSchema).
+    state = fields.String(validate=validate.OneOf(["waiting"]))
+    estimated_start = UtcDateTime(allow_none=True)
 
 
 class QuoteAnswerSchema(AnswerSchema):

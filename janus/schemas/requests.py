@@ -5,6 +5,7 @@ The answers are janus/schemas/answers.py's; the fields both use, janus/schemas/f
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from marshmallow import (
@@ -17,7 +18,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from janus.admission import ConfigMode, UnknownDependencies
+from janus.admission import ConfigMode, UnknownDependencies, WhenLimited
 from janus.history import SOURCES, STATES, STATUSES
 from janus.json_text import ANY_ITEM, KEEP_TEXT, PathTree
 from janus.schemas.fields import (
@@ -50,6 +51,20 @@ MAX_ERROR_LENGTH = 10_000
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_RECOVERY_PER_MINUTE = 60
 MAX_TENANT_OVERRIDES = 10_000
+# Pacing: the longest a waiting job may wait before it is handed out (a week; the configs
+# table's CHECK says the same), the config's default, and how far ahead a run_at may be.
+MAX_WAIT_SECONDS = 604_800
+DEFAULT_MAX_WAIT_SECONDS = 3600
+MAX_RUN_AT_AHEAD = timedelta(days=30)
+
+
+def _max_wait_seconds(**kwargs: Any) -> StrictInteger:
+    return StrictInteger(validate=validate.Range(min=1, max=MAX_WAIT_SECONDS), **kwargs)
+
+
+def _not_too_far_ahead(moment: datetime) -> None:
+    if moment > datetime.now(UTC) + MAX_RUN_AT_AHEAD:
+        raise ValidationError(f"At most {MAX_RUN_AT_AHEAD.days} days from now.")
 
 
 class JobSchema(FieldwiseSchema):
@@ -59,9 +74,19 @@ class JobSchema(FieldwiseSchema):
     priority = priority_field(required=True)
     dependencies = Dependencies(load_default=dict)
     payload = Payload(load_default="{}")
+    # Not to be handed out before then: it waits (state waiting), then is paced as any job.
+    run_at = fields.AwareDateTime(validate=_not_too_far_ahead)
 
 
-class SingleJobSchema(JobSchema):
+class _Pacing(Schema):
+    """What a request of jobs may say of those only tokens keep out (each left out: the
+    active config's)."""
+
+    when_limited = Choice(WhenLimited)
+    max_wait_seconds = _max_wait_seconds()
+
+
+class SingleJobSchema(JobSchema, _Pacing):
     """The body of POST .../jobs: one job and the batch it belongs to."""
 
     # What the body reader keeps as the exact text sent: the payload.
@@ -86,7 +111,7 @@ class _JobList(Schema):
         return data
 
 
-class BatchSchema(_JobList):
+class BatchSchema(_JobList, _Pacing):
     """The body of POST .../jobs/batch and .../jobs/batch/atomic."""
 
     kept_as_text: ClassVar[PathTree] = {"jobs": {ANY_ITEM: {"payload": KEEP_TEXT}}}
@@ -96,10 +121,10 @@ class BatchSchema(_JobList):
 
 
 # A single job's fields, which a quote of a batch leaves to its jobs.
-_SINGLE_JOB_FIELDS = ("tenant_id", "priority", "dependencies", "payload")
+_SINGLE_JOB_FIELDS = ("tenant_id", "priority", "dependencies", "payload", "run_at")
 
 
-class QuoteSchema(_JobList):
+class QuoteSchema(_JobList, _Pacing):
     """The body of POST .../jobs/quote: a single job's body, or a batch's with `atomic`.
 
     Which it is depends on `jobs`: with it, a batch (partial, or atomic when `atomic` is
@@ -116,6 +141,7 @@ class QuoteSchema(_JobList):
     priority = priority_field()
     dependencies = Dependencies()
     payload = Payload()
+    run_at = fields.AwareDateTime(validate=_not_too_far_ahead)
     jobs = ItemList(JobSchema)
     atomic = StrictBoolean()
 
@@ -316,6 +342,10 @@ class ConfigSchema(Schema):
     retry_backoff = fields.Nested(
         RetryBackoffSchema, load_default=lambda: dict(DEFAULT_RETRY_BACKOFF)
     )
+    # A job only tokens keep out: refused (reject), or accepted to wait in line (wait); a
+    # request may say otherwise. And the longest a waiting job waits before it expires.
+    when_limited = Choice(WhenLimited, load_default=WhenLimited.REJECT)
+    max_wait_seconds = _max_wait_seconds(load_default=DEFAULT_MAX_WAIT_SECONDS)
     # enforce: refuse what does not fit; shadow: decide and record, then accept every job.
     mode = Choice(ConfigMode, load_default=ConfigMode.ENFORCE)
     # Each tenant's share of every bucket, and the tenants whose share differs.

@@ -55,6 +55,8 @@ def activate_config(
     tenant_share: float = 1,
     tenant_overrides: dict[str, float] | None = None,
     retry_backoff: tuple[float, float] = (0, 0),  # (base_seconds, max_seconds); 0: off
+    when_limited: str | None = None,  # None: the table's default, reject
+    max_wait_seconds: int | None = None,  # None: the table's default, 3600
 ) -> int:
     """Activate a config as `activate_config()` does for the CLI; returns the version.
 
@@ -62,15 +64,22 @@ def activate_config(
     about the reserve see a plain token bucket. A `tenant_share` below 1 (or an override)
     gives each tenant its own bucket per dependency at that share. A `retry_backoff` is
     passed only when one is asked for, so that a database downgraded below migration 0020
-    (the migration tests) takes the call too.
+    (the migration tests) takes the call too; so are `when_limited` and `max_wait_seconds`
+    (0021).
     """
-    backoff, backoff_params = "", []
+    backoff, backoff_params = "", list[Any]()
     if retry_backoff != (0, 0):
         backoff = (
             ", p_retry_backoff_base_seconds => %s::numeric"
             ", p_retry_backoff_max_seconds => %s::numeric"
         )
         backoff_params = [str(retry_backoff[0]), str(retry_backoff[1])]
+    if when_limited is not None:
+        backoff += ", p_when_limited => %s"
+        backoff_params.append(when_limited)
+    if max_wait_seconds is not None:
+        backoff += ", p_max_wait_seconds => %s"
+        backoff_params.append(max_wait_seconds)
     row = db.execute(
         "SELECT activate_config(%s, %s, %s::smallint, %s::numeric, %s, %s::json, %s, %s,"
         " p_mode => %s, p_tenant_share => %s::numeric, p_tenant_overrides => %s::jsonb"

@@ -18,14 +18,17 @@
 -- quote; its transaction is rolled back). reason_code and shadow_reason_code are the machine
 -- codes of reason and shadow_reason. The per-job arrays go in binary (%(name)b): psycopg then
 -- writes each element as it is, where the text form escapes and quotes every one (ten times
--- the client's CPU for a batch).
+-- the client's CPU for a batch). when_limited and max_wait_seconds (per request) and run_at
+-- (per job) are NULL for "the config's"; state is an accepted job's (queued, or waiting with
+-- its estimated_start).
 SELECT request, job_id, status, reason, retry_after, replayed, budgets, shadow_status,
-       shadow_reason, fits_at, reason_code, shadow_reason_code, error
+       shadow_reason, fits_at, reason_code, shadow_reason_code, error, state, estimated_start
   FROM admit_requests(%(user_id)s, %(sources)s::text[], %(batch_names)s::text[],
                       %(job_counts)s::integer[], %(idempotency_keys)s::text[],
                       %(request_hashes)s::bytea[], %(tenants)b::text[],
                       %(priorities)b::smallint[], %(dependencies)b::jsonb[],
-                      %(payloads)b::json[], %(atomic)s, %(quote)s)
+                      %(payloads)b::json[], %(atomic)s, %(quote)s, %(when_limited)s::text[],
+                      %(max_wait_seconds)s::integer[], %(run_at)s::timestamptz[])
 
 -- lock_buckets_for_atomic --
 -- Sent before an atomic batch's SERIALIZABLE transaction, and committed on its own
@@ -56,12 +59,13 @@ SELECT pg_advisory_unlock_all()
 -- the arrays here: psycopg dumps a scalar with a fraction of the work of a one-element array.
 -- Same columns, same function.
 SELECT request, job_id, status, reason, retry_after, replayed, budgets, shadow_status,
-       shadow_reason, fits_at, reason_code, shadow_reason_code, error
+       shadow_reason, fits_at, reason_code, shadow_reason_code, error, state, estimated_start
   FROM admit_requests(%(user_id)s, ARRAY[%(source)s::text], ARRAY[%(batch_name)s::text],
                       '{1}', ARRAY[%(idempotency_key)s::text], ARRAY[%(request_hash)s::bytea],
                       ARRAY[%(tenant)s::text], ARRAY[%(priority)s::smallint],
                       ARRAY[%(dependencies)s::jsonb], ARRAY[%(payload)s::json], %(atomic)s,
-                      %(quote)s)
+                      %(quote)s, ARRAY[%(when_limited)s::text],
+                      ARRAY[%(max_wait_seconds)s::integer], ARRAY[%(run_at)s::timestamptz])
 
 -- claim_jobs --
 -- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the
@@ -304,7 +308,8 @@ SELECT activate_config(%(user_id)s, %(paused)s, %(min_priority)s::smallint,
                        %(dependencies)s::json, %(max_attempts)s, %(retention_days)s,
                        %(mode)s, %(tenant_share)s::numeric, %(tenant_overrides)s::jsonb,
                        %(retry_backoff_base_seconds)s::numeric,
-                       %(retry_backoff_max_seconds)s::numeric)
+                       %(retry_backoff_max_seconds)s::numeric, %(when_limited)s,
+                       %(max_wait_seconds)s)
 
 -- active_config --
 -- One row when the user exists (no row: unknown user): its active version, NULL without one.
@@ -510,6 +515,8 @@ SELECT c.version,
            'retry_backoff', json_build_object(
                'base_seconds', c.retry_backoff_base_seconds,
                'max_seconds', c.retry_backoff_max_seconds),
+           'when_limited', c.when_limited,
+           'max_wait_seconds', c.max_wait_seconds,
            'mode', c.mode,
            'tenant_share', c.tenant_share,
            'tenant_overrides', c.tenant_overrides,
