@@ -18,10 +18,9 @@ import pytest
 
 from devtools.ports import free_port
 from janus import metrics
-from janus.app import create_app
 from janus.db import queue_depth
-from janus.db.pool import make_pool
 from janus.settings import Settings
+from tests.support.app import serve_app
 from tests.support.queue import OLDEST_DUE_S, OLDEST_QUEUED_S, queue_in_every_state
 from tests.test_metrics import Samples, decision, parse, value
 
@@ -122,12 +121,8 @@ def client_without_database() -> Iterator[falcon.testing.TestClient]:
     """The real app, its pool opened as janus/wsgi.py opens it, on a port no Postgres
     listens on: the database down."""
     settings = Settings(database_url=f"postgresql://janus@127.0.0.1:{free_port()}/janus")
-    pool = make_pool(settings)
-    pool.open(wait=False)
-    try:
-        yield falcon.testing.TestClient(create_app(settings, pool))
-    finally:
-        pool.close()
+    with serve_app(settings, wait_for_database=False) as client:
+        yield client
 
 
 def test_a_scrape_with_the_database_down_serves_every_other_metric(
