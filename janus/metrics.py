@@ -13,30 +13,36 @@ in this process's memory and GET /metrics shows them.
 
 Every label value comes from a closed set: a route template, a mode, a reason code; never a
 user, tenant, job or dependency name, which belong in SQL (docs/operations.md).
+
+The queue gauges are not written to files: the worker serving a scrape reads them from the
+database then (QueueCollector), once, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as CounterMetric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from janus.admission import (
     Admission,
     AdmissionRequest,
     Admitter,
+    DatabaseUnavailable,
     Decision,
     Status,
     UnavailableCause,
 )
+from janus.queue import QueueDepth
 from janus.reasons import ReasonCode
 
 # The classic text format: every Janus name is a legal one, and every Prometheus reads it.
@@ -123,6 +129,12 @@ JOBS_CANCELLED = CounterMetric(
     "Queued or waiting jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
     registry=_registry,
 )
+QUEUE_UNREAD = CounterMetric(
+    "janus_queue_unread",
+    "Scrapes served without the queue gauges because the database did not answer, by cause.",
+    ["cause"],
+    registry=_registry,
+)
 POOL_CONNECTIONS = Gauge(
     "janus_pool_connections",
     "Connections of the live workers' pools, open or being opened, as of each pool's last use.",
@@ -146,6 +158,7 @@ for _source in ("dashboard", "system"):
                 _counter.labels(_source, _mode, "rejected", _reason)
 for _cause in get_args(UnavailableCause):
     UNAVAILABLE.labels(_cause)
+    QUEUE_UNREAD.labels(_cause)
 for _conflict in ("serialization_failure", "deadlock"):
     CONFLICT_RETRIES.labels(_conflict)
 
@@ -286,9 +299,54 @@ class CountingAdmitter:
         return self._admitter.quote(request)
 
 
-def exposition() -> bytes:
-    """Every metric in Prometheus's text format: all workers' when multiprocess, else ours."""
-    return generate_latest(_scraped_registry())
+def exposition(read_queue: Callable[[], QueueDepth] | None = None) -> bytes:
+    """Every metric in Prometheus's text format: all workers' when multiprocess, else ours;
+    with `read_queue`, the queue gauges first (so a failure to read them is counted in the
+    same scrape)."""
+    queue = b""
+    if read_queue is not None:
+        queue_registry = CollectorRegistry(auto_describe=False)
+        queue_registry.register(QueueCollector(read_queue))
+        queue = generate_latest(queue_registry)
+    return queue + generate_latest(_scraped_registry())
+
+
+_log = logging.getLogger("janus")
+
+
+class QueueCollector:
+    """The queue gauges, read by `read_queue` when a scrape collects them.
+
+    Registered for one scrape only, never in a registry written to files: each worker would
+    otherwise keep its own copy, and a scrape add them up. When the database does not answer
+    they are left out, the other metrics still served; janus_queue_unread_total counts it.
+    """
+
+    def __init__(self, read_queue: Callable[[], QueueDepth]) -> None:
+        self._read_queue = read_queue
+
+    def collect(self) -> Iterable[Metric]:
+        """janus_queue_jobs by state and janus_queue_oldest_claimable_seconds, or nothing."""
+        try:
+            depth = self._read_queue()
+        except DatabaseUnavailable as error:
+            QUEUE_UNREAD.labels(error.cause).inc()
+            _log.warning("queue gauges left out of the scrape: %s", error)
+            return []
+        jobs = GaugeMetricFamily(
+            "janus_queue_jobs",
+            "Jobs of every user still in the queue, by state, as of the scrape.",
+            labels=["state"],
+        )
+        for state, count in depth.jobs_by_state():
+            jobs.add_metric([state], count)
+        oldest = GaugeMetricFamily(
+            "janus_queue_oldest_claimable_seconds",
+            "Age of the oldest job a claim could take (queued, or waiting with its run_at"
+            " passed) of any user, as of the scrape; 0 when there is none.",
+            value=depth.oldest_claimable_seconds,
+        )
+        return [jobs, oldest]
 
 
 def _scraped_registry() -> CollectorRegistry:

@@ -113,6 +113,27 @@ class CancelOutcome(str, Enum):
     NOT_CANCELLABLE = "not_cancellable"
 
 
+# The states of a job still in the queue, as GET /metrics's queue gauges count them: a closed
+# set, the `state` label's values.
+QueuedState = Literal["waiting", "queued", "running"]
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """The queue of every user together, as of one moment: its jobs in each state, and how
+    long ago the oldest claimable job (queued, or waiting with its run_at passed) was
+    created; 0 when no job is claimable."""
+
+    waiting: int
+    queued: int
+    running: int
+    oldest_claimable_seconds: float
+
+    def jobs_by_state(self) -> tuple[tuple[QueuedState, int], ...]:
+        """(state, jobs) for each state of QueuedState, in its order."""
+        return (("waiting", self.waiting), ("queued", self.queued), ("running", self.running))
+
+
 @dataclass(frozen=True)
 class Cancellation:
     """How one cancel went, with the job's state after it (None: no such job, or rejected)."""

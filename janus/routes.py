@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from janus import metrics
@@ -29,7 +30,7 @@ from janus.openapi.operations import (
     Operation,
     dashboard_file,
 )
-from janus.queue import JobQueue
+from janus.queue import JobQueue, QueueDepth
 from janus.quotas import QuotaReader
 from janus.resources.configs import (
     ConfigActivateResource,
@@ -75,6 +76,8 @@ class Services:
     quotas: QuotaReader
     # Returns when the database answers; raises DatabaseUnavailable when it does not.
     check_database: Callable[[], None]
+    # The queue of every user, for GET /metrics; raises DatabaseUnavailable as above.
+    read_queue: Callable[[], QueueDepth]
     document: Mapping[str, Any]
 
 
@@ -204,7 +207,9 @@ def routes(max_batch_jobs: int) -> list[Route]:
         # Behind the service token when there is one: a scraper sends it as a bearer token.
         Route(
             "/metrics",
-            lambda s: MetricsResource(metrics.exposition, metrics.CONTENT_TYPE),
+            lambda s: MetricsResource(
+                partial(metrics.exposition, s.read_queue), metrics.CONTENT_TYPE
+            ),
             (METRICS,),
         ),
         *(route for source in Source for route in _job_routes(source, max_batch_jobs)),

@@ -1,5 +1,6 @@
 """GET /metrics: one total over every gunicorn worker, kept when a worker dies; and what the
-metrics count: decisions, latencies by route, 503s by cause, the pool.
+metrics count: decisions, latencies by route, 503s by cause, the pool, the queue (its gauges
+in-process: tests/test_queue_metrics.py).
 
 The multiprocess tests run real gunicorn, as only it has several worker processes; the
 label mappings and the service token are checked in-process.
@@ -233,7 +234,7 @@ def test_latency_and_responses_are_counted_by_route_template(
     assert moved("janus_pool_wait_seconds_count") >= 7
 
 
-def test_hand_outs_and_cancellations_are_counted(
+def test_hand_outs_and_cancellations_are_counted_and_the_queue_read_once(
     three_workers: GunicornServer, open_user: UUID
 ) -> None:
     before = scrape(three_workers)
@@ -265,6 +266,13 @@ def test_hand_outs_and_cancellations_are_counted(
         value(after, "janus_jobs_cancelled_total") - value(before, "janus_jobs_cancelled_total")
         == 1
     )
+    # The queue gauges, read from the database by whichever worker serves the scrape: the 2
+    # running jobs once, never once per worker; nothing is claimable.
+    for _ in range(3):
+        queue = scrape(three_workers, headers={"Connection": "close"})
+        jobs = [value(queue, "janus_queue_jobs", state=state) for state in ("queued", "running")]
+        assert jobs == [0, 2]
+        assert queue[("janus_queue_oldest_claimable_seconds", ())] == 0
 
 
 def test_503s_are_counted_by_cause_lock_timeout_and_pool_timeout(

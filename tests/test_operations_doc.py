@@ -20,13 +20,14 @@ import psycopg
 import pytest
 import yaml
 
-from janus import metrics, metrics_files
+from janus import metrics_files
 from janus.cli.parser import build_parser
 from janus.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.support.app import headers_for, post_json, put_config
 from tests.support.bodies import batch, job, single
 from tests.support.factories import create_user
+from tests.support.queue import OLDEST_DUE_S, OLDEST_QUEUED_S, queue_in_every_state
 
 GUIDE = REPO_ROOT / "docs" / "operations.md"
 _RECIPE = re.compile(r"<!-- recipe: ([a-z-]+) -->\n```sql\n(.*?)```", re.S)
@@ -154,6 +155,8 @@ def test_the_guide_has_the_recipes_this_module_runs() -> None:
         "tenant-buckets-now",
         "jobs-per-minute",
         "queue-by-user",
+        "oldest-claimable-by-user",
+        "leases-expired",
     }
 
 
@@ -313,6 +316,50 @@ def test_the_queue_of_each_user(database_url: str, decided: dict[str, Any]) -> N
     assert all(int(row[5]) >= 0 and row[6] == "" for row in rows[1:])
 
 
+def test_the_oldest_claimable_job_of_each_user(
+    database_url: str, app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    scene = queue_in_every_state(app_client, db)
+
+    rows = run_recipe(database_url, "oldest-claimable-by-user")
+
+    assert rows[0] == [
+        "user_name",
+        "job_id",
+        "state",
+        "priority",
+        "tenant_id",
+        "created_at",
+        "age_s",
+    ]
+    # idle's due waiting job first (the gauge's oldest), then busy's oldest queued one.
+    assert [row[:3] for row in rows[1:]] == [
+        ["idle", scene.oldest_due, "waiting"],
+        ["busy", scene.oldest_queued, "queued"],
+    ]
+    assert OLDEST_DUE_S <= int(rows[1][6]) < OLDEST_DUE_S + 60
+    assert OLDEST_QUEUED_S <= int(rows[2][6]) < OLDEST_QUEUED_S + 60
+
+
+def test_leases_expired_recently(
+    database_url: str, app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    scene = queue_in_every_state(app_client, db)
+    # A job of idle whose lease expired with its attempts used: failed, a minute ago.
+    db.execute(
+        "UPDATE jobs SET state = 'failed', error = 'lease expired', attempts = 3,"
+        " finished_at = now() - interval '1 minute', run_at = NULL"
+        " WHERE job_id = %s",
+        [UUID(scene.oldest_due)],
+    )
+
+    rows = run_recipe(database_url, "leases-expired")
+
+    assert rows[0] == ["user_name", "state", "jobs", "most_attempts"]
+    # busy's job taken back and claimed again; idle's failed one.
+    assert rows[1:] == [["busy", "running", "1", "2"], ["idle", "failed", "1", "3"]]
+
+
 # --- The guide's other claims, held to the code ------------------------------------------------
 
 
@@ -427,30 +474,40 @@ def test_the_cli_section_shows_every_command_and_option() -> None:
 METRICS_SECTION = "Metrics: `GET /metrics`"
 
 
-def _exposed_metrics() -> dict[str, str]:
+def _exposed_metrics(client: falcon.testing.TestClient) -> dict[str, str]:
     """Each metric GET /metrics serves, by name, with its type (prometheus_client's
     in-process `_created` series aside: the multiprocess scrape has none)."""
-    text = metrics.exposition().decode()
-    families = dict(re.findall(r"^# TYPE (\S+) (\w+)$", text, re.M))
+    answer = client.simulate_get("/metrics")
+    assert answer.status_code == 200
+    families = dict(re.findall(r"^# TYPE (\S+) (\w+)$", answer.text, re.M))
     return {name: kind for name, kind in families.items() if not name.endswith("_created")}
 
 
-def test_the_metric_table_is_every_metric_janus_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+# Named by the guide's leases alert, and not yet served: issue 24 counts lease expiries with
+# its change of claim_jobs. Once served, this must be emptied (the test below says so).
+ANNOUNCED_METRICS = {"janus_jobs_lease_expired_total"}
+
+
+def test_the_metric_table_is_every_metric_janus_serves(
+    monkeypatch: pytest.MonkeyPatch, app_client: falcon.testing.TestClient
+) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     rows = re.findall(r"^\| `(janus_\w+)` \| ([a-z]+)", _section(METRICS_SECTION), re.M)
 
-    assert dict(rows) == _exposed_metrics()
+    assert dict(rows) == _exposed_metrics(app_client)
 
 
 def test_the_guide_names_only_real_series_and_its_promql_no_placeholder(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, app_client: falcon.testing.TestClient
 ) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    families = _exposed_metrics()
+    families = _exposed_metrics(app_client)
     series = set()
     for name, kind in families.items():
         suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
         series |= {name + suffix for suffix in suffixes}
+    assert not ANNOUNCED_METRICS & series, "served now: empty ANNOUNCED_METRICS"
+    series |= ANNOUNCED_METRICS
     alerts = _section(METRICS_SECTION).split("### What to alert on", 1)[1]
     queries = re.findall(r"^\| [^|]+ \| `([^`]+)`", alerts, re.M)
 

@@ -32,10 +32,14 @@ SERVICE_TOKEN = "Janus-" + secrets.token_hex(5)
 
 
 @contextmanager
-def serve_app(settings: Settings) -> Iterator[falcon.testing.TestClient]:
-    """A test client of `create_app(settings, pool)`; the pool is closed on exit."""
+def serve_app(
+    settings: Settings, *, wait_for_database: bool = True
+) -> Iterator[falcon.testing.TestClient]:
+    """A test client of `create_app(settings, pool)`; the pool is closed on exit. Without
+    `wait_for_database` the pool is opened as janus/wsgi.py opens it, connecting in the
+    background (a database that is down then answers 503s)."""
     pool = make_pool(settings)
-    pool.open(wait=True)
+    pool.open(wait=wait_for_database)
     try:
         yield falcon.testing.TestClient(create_app(settings, pool))
     finally:
