@@ -14,6 +14,7 @@ from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
+from janus.db.queue_view import QueueViewStore
 from janus.grouping import GroupingAdmitter
 from janus.metrics import CountingAdmitter
 from janus.resources.auth import ServiceTokenMiddleware
@@ -30,8 +31,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory and ActivityReader, janus.quotas'
-    QuotaReader and a readiness check; the AdmissionStore is wrapped so that a user's queued
-    requests are decided in groups (janus.grouping), and its decisions counted (janus.metrics).
+    QuotaReader, janus.queue_view's QueueReader and a readiness check; the AdmissionStore is
+    wrapped so that a user's queued requests are decided in groups (janus.grouping), and its
+    decisions counted (janus.metrics).
     """
     middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
         RequestTelemetryMiddleware(),
@@ -63,6 +65,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         jobs=history,
         activity=history,
         quotas=history,
+        queue_view=QueueViewStore(pool),
         check_database=partial(check_database, pool),
         document=openapi_document(table, service_token=settings.service_token is not None),
     )
