@@ -5,8 +5,9 @@ Every answer body is dumped by the schema the OpenAPI document shows (janus/sche
 queue_answers.py), through AnswerSchema's own loop over the fields rather than marshmallow's.
 These tests hold the two to the same result for every answer schema, over the domain's own
 objects drawn at random: each schema's level is compared with marshmallow's Schema._serialize,
-and the levels below it are answer schemas compared in their own turn. tests/test_openapi_conformance.py then holds the
-served answers to the document, where every answer's object forbids other properties.
+and the levels below it are answer schemas compared in their own turn.
+tests/test_openapi_conformance.py then holds the served answers to the document, where every
+answer's object forbids other properties.
 """
 
 from __future__ import annotations
