@@ -20,6 +20,7 @@ from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
 from tests.support.app import headers_for
 from tests.support.factories import user_with_config
+from tests.support.fixtures import QUEUE_LIMITS
 from tests.support.queue import claim, lease_call, queued_job, submit
 
 QUEUE = "/dashboard/queue"
@@ -32,17 +33,12 @@ DEPENDENCY_KEYS = [
     "dependency", "waiting", "queued", "running", "waiting_tokens", "queued_tokens",
     "running_tokens", "tokens", "effective_refill_per_second", "drain_seconds",
 ]  # fmt: skip
-# openai never refills; search refills a token a second; anything else has no bucket.
-LIMITS = {
-    "openai": {"capacity": 100, "refill_per_second": 0},
-    "search": {"capacity": 1000, "refill_per_second": 1},
-}
 
 
 @pytest.fixture
-def user(db: psycopg.Connection) -> UUID:
-    """A user with the buckets of LIMITS, which also admits dependencies without one."""
-    return user_with_config(db, LIMITS, unknown_dependencies="allow")
+def user(queue_user: UUID) -> UUID:
+    """openai never refills; search refills a token a second; anything else has no bucket."""
+    return queue_user
 
 
 def _queue(client: falcon.testing.TestClient, user_id: UUID) -> dict[str, Any]:
@@ -146,7 +142,7 @@ def test_a_user_without_jobs_sees_every_bucket_with_nothing_to_drain(
 def test_a_user_sees_only_its_own_queue(
     app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
 ) -> None:
-    neighbour = user_with_config(db, LIMITS, unknown_dependencies="allow")
+    neighbour = user_with_config(db, QUEUE_LIMITS, unknown_dependencies="allow")
     for _ in range(4):
         submit(app_client, neighbour, queued_job({"openai": 5, "theirs": 1}))
     claim(app_client, neighbour, limit=2)
