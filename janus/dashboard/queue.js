@@ -95,7 +95,7 @@ function renderQueue(body) {
   show("queue-table", body.dependencies.length > 0);
   $("queue-drain").textContent = overallDrain(body);
   say("queue-truncated", body.truncated
-    ? "A state holds more than 10,000 jobs: the table counts the 10,000 next in line of it, so its numbers are lower bounds."
+    ? "A state holds more jobs than one read counts: the table counts those next in line, so its numbers are lower bounds."
     : "");
 }
 
