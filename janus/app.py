@@ -15,6 +15,7 @@ from janus.db.jobs import AdmissionStore
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
 from janus.db.queue_depth import read_queue_depth
+from janus.db.queue_view import QueueViewStore
 from janus.grouping import GroupingAdmitter
 from janus.metrics import CountingAdmitter
 from janus.resources.auth import ServiceTokenMiddleware
@@ -31,9 +32,9 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     The composition root: the only place that hands janus.db's implementations to the
     resources, which know them only as janus.admission's Admitter, janus.queue's JobQueue,
     janus.configs' ConfigStore, janus.history's JobHistory and ActivityReader, janus.quotas'
-    QuotaReader, a readiness check and the read of the queue gauges; the AdmissionStore is
-    wrapped so that a user's queued requests are decided in groups (janus.grouping), and its
-    decisions counted (janus.metrics).
+    QuotaReader, janus.queue_view's QueueReader, a readiness check and the read of the queue
+    gauges; the AdmissionStore is wrapped so that a user's queued requests are decided in
+    groups (janus.grouping), and its decisions counted (janus.metrics).
     """
     middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
         RequestTelemetryMiddleware(),
@@ -65,6 +66,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         jobs=history,
         activity=history,
         quotas=history,
+        queue_view=QueueViewStore(pool),
         check_database=partial(check_database, pool),
         read_queue=partial(read_queue_depth, pool),
         document=openapi_document(table, service_token=settings.service_token is not None),

@@ -31,6 +31,7 @@ from janus.openapi.operations import (
     dashboard_file,
 )
 from janus.queue import JobQueue, QueueDepth
+from janus.queue_view import QueueReader
 from janus.quotas import QuotaReader
 from janus.resources.configs import (
     ConfigActivateResource,
@@ -45,6 +46,7 @@ from janus.resources.history import (
     ActivityResource,
     JobListResource,
     JobRecordResource,
+    QueueViewResource,
     QuotaResource,
 )
 from janus.resources.jobs import BatchResource, QuoteResource, SingleJobResource
@@ -74,6 +76,7 @@ class Services:
     jobs: JobHistory
     activity: ActivityReader
     quotas: QuotaReader
+    queue_view: QueueReader
     # Returns when the database answers; raises DatabaseUnavailable when it does not.
     check_database: Callable[[], None]
     # The queue of every user, for GET /metrics; raises DatabaseUnavailable as above.
@@ -193,6 +196,7 @@ _DASHBOARD_ROUTES = [
     ),
     Route("/dashboard/activity", lambda s: ActivityResource(s.activity), (history.ACTIVITY,)),
     Route("/dashboard/quotas", lambda s: QuotaResource(s.quotas), (history.QUOTAS,)),
+    Route("/dashboard/queue", lambda s: QueueViewResource(s.queue_view), (history.QUEUE,)),
     # The dashboard's page itself (janus/dashboard/), which reads the routes above.
     *(_dashboard_file(path, file) for path, file in DASHBOARD_FILES.items()),
 ]

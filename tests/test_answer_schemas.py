@@ -1,12 +1,13 @@
 """The answer schemas: AnswerSchema dumps exactly as marshmallow dumps, and no answer can carry
 a field its schema does not name.
 
-Every answer body is dumped by the schema the OpenAPI document shows (janus/schemas/answers.py),
-through AnswerSchema's own loop over the fields rather than marshmallow's. These tests hold the
-two to the same result for every answer schema, over the domain's own objects drawn at random:
-each schema's level is compared with marshmallow's Schema._serialize, and the levels below it
-are answer schemas compared in their own turn. tests/test_openapi_conformance.py then holds the
-served answers to the document, where every answer's object forbids other properties.
+Every answer body is dumped by the schema the OpenAPI document shows (janus/schemas/answers.py,
+queue_answers.py), through AnswerSchema's own loop over the fields rather than marshmallow's.
+These tests hold the two to the same result for every answer schema, over the domain's own
+objects drawn at random: each schema's level is compared with marshmallow's Schema._serialize,
+and the levels below it are answer schemas compared in their own turn.
+tests/test_openapi_conformance.py then holds the served answers to the document, where every
+answer's object forbids other properties.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from janus.admission import Decision
 from janus.configs import PauseChange, PauseState
 from janus.history import Activity, JobRecord, JobSummary, MinuteActivity
 from janus.queue import ClaimedJob, Finished
+from janus.queue_view import DependencyQueue, QueueView, StateCounts
 from janus.quotas import BucketQuota, TenantQuota, UserQuotas
 from janus.routes import openapi_document, routes
-from janus.schemas import answers
+from janus.schemas import answers, queue_answers
 from janus.schemas.dumping import AnswerSchema
 
 _MOMENTS = st.datetimes(timezones=st.timezones())
@@ -96,6 +98,11 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
     answers.QuotaSchema: st.builds(BucketQuota),
     answers.TenantQuotaSchema: st.builds(TenantQuota),
     answers.QuotasAnswerSchema: st.builds(UserQuotas),
+    queue_answers.QueueStatesSchema: st.builds(StateCounts),
+    queue_answers.DependencyQueueSchema: st.builds(DependencyQueue),
+    queue_answers.QueueAnswerSchema: st.builds(
+        QueueView, ended_since=_MOMENTS, dependencies=st.lists(st.builds(DependencyQueue))
+    ),
     answers.DocumentSchema: st.fixed_dictionaries(
         {"openapi": st.just("3.1.0"), "info": st.just({}), "paths": st.just({})},
         optional={"components": st.just({}), "tags": st.just([{"name": "Jobs"}])},

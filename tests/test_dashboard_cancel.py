@@ -26,6 +26,7 @@ from tests.support.browser import (
     screenshot,
     script_errors,
     signed_in,
+    terms,
 )
 from tests.support.factories import bucket_tokens, stored_job
 from tests.support.queue import CLAIM, queued_job
@@ -63,12 +64,7 @@ def _open_only_job(browser: WebDriver) -> None:
 
 def _facts(browser: WebDriver) -> dict[str, str]:
     """The open job's facts as a person reads them: name -> value."""
-    pairs = read(
-        browser,
-        "return Array.from(document.querySelectorAll('#job-detail-facts dt'),"
-        " (dt) => [dt.textContent, dt.nextElementSibling.textContent]);",
-    )
-    return dict(pairs)
+    return terms(browser, "job-detail-facts")
 
 
 def _shown(browser: WebDriver, element_id: str) -> bool:

@@ -2,7 +2,8 @@
 their exact statements, on a table large enough that Postgres would rather scan it whole
 than use a poor index, name the index that serves each filter (migration 0016): the primary
 key (user_id, job_id), whose time-ordered ids are the history's order, or one of the indexes
-that lead with the filter's column and end with job_id."""
+that lead with the filter's column and end with job_id. GET /dashboard/queue's two reads
+read each state through its partial index too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from psycopg import sql
 from janus.db import queries
 from janus.db.history import job_history_params
 from janus.history import JobFilter, JobPosition
+from janus.queue_view import ENDED_WINDOW_SECONDS, QUEUE_MAX_JOBS
 from tests.conftest import unique_name, url_for_database
 from tests.support.factories import create_user
 from tests.support.history import job_id_at
@@ -182,3 +184,47 @@ def test_one_job_is_read_by_the_primary_key(history: tuple[Any, UUID]) -> None:
     assert row is not None
     nodes = plan_nodes(db, queries.JOB_RECORD, {"user_id": big_user, "job_id": row[0]})
     assert _indexes_read(nodes) == {"jobs_pkey"} and not _scans_jobs_whole(nodes)
+
+
+# GET /dashboard/queue: each statement, the indexes it may read jobs through, and how many
+# reads of jobs it makes. queue_states counts in the partial index of each state, the ended
+# jobs in jobs_done, and finds the oldest waiting and queued job in
+# jobs_in_state and jobs_with_random_ids (those stored before migration 0013). Each state of
+# queue_dependencies is read through its partial index, or jobs_in_state's (user_id, state)
+# when the state holds fewer jobs than the read's bound (here 2,000 queued of 20,000).
+QUEUE_READS = {
+    queries.QUEUE_STATES: (
+        {
+            "jobs_waiting", "jobs_queued", "jobs_leased", "jobs_done", "jobs_in_state",
+            "jobs_with_random_ids",
+        },
+        6,
+    ),
+    queries.QUEUE_DEPENDENCIES: (
+        {"jobs_waiting", "jobs_queued", "jobs_leased", "jobs_in_state"},
+        3,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("query", list(QUEUE_READS), ids=["queue_states", "queue_dependencies"])
+def test_the_queue_reads_each_state_through_its_own_index(
+    history: tuple[Any, UUID], query: str
+) -> None:
+    """Every read of jobs goes through one of the statement's indexes, on the user's key, run
+    as the dashboard runs it: a user of 20,000 jobs is never read whole."""
+    db, big_user = history
+    params = {
+        "user_id": big_user,
+        "max_jobs": QUEUE_MAX_JOBS,
+        "ended_window_s": ENDED_WINDOW_SECONDS,
+    }
+    with db.transaction(force_rollback=True):
+        db.execute(queries.WITHOUT_JIT)
+        nodes = plan_nodes(db, query, params, analyze=True)
+    # Every index of jobs is named jobs_...: the index scans, and the bitmaps' index scans.
+    of_jobs = [node for node in nodes if node.get("Index Name", "").startswith("jobs_")]
+    indexes, reads = QUEUE_READS[query]
+    assert _indexes_read(of_jobs) <= indexes and len(of_jobs) == reads, of_jobs
+    assert all("user_id" in node["Index Cond"] for node in of_jobs), of_jobs
+    assert not _scans_jobs_whole(nodes)

@@ -47,4 +47,9 @@ FILES = {
         _SCRIPT,
         "The dashboard's script to cancel a queued or waiting job from its detail",
     ),
+    "/queue.js": File(
+        "queue.js",
+        _SCRIPT,
+        "The dashboard's script for the queue: jobs by state and by dependency, and drains",
+    ),
 }

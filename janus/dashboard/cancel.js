@@ -1,8 +1,8 @@
 // Cancelling a queued or waiting job from its detail: POST /dashboard/jobs/{job_id}/cancel once
-// the person says Yes (as Pause… asks), then the job, the list and the buckets read anew, so the
-// job shows cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`, `show`,
-// `signedIn`, `showJob`, `loadJobs`, `refreshBuckets` and `SIGNED_OUT`; dashboard.js's
-// showJob() calls offerCancel().
+// the person says Yes (as Pause… asks), then the job, the list, the buckets and the queue read
+// anew, so the job shows cancelled and its tokens back. Uses dashboard.js's `api`, `$`, `say`,
+// `show`, `signedIn`, `showJob`, `loadJobs`, `refreshBuckets` and `SIGNED_OUT`, and queue.js's
+// `refreshQueue`; dashboard.js's showJob() calls offerCancel().
 "use strict";
 
 // The job the detail shows while it is queued or waiting (for its next attempt), the states
@@ -45,7 +45,7 @@ async function cancelJob() {
     say("job-cancel-error", error.message);
     return;
   }
-  await Promise.all([showJob(jobId), loadJobs(), refreshBuckets()]);
+  await Promise.all([showJob(jobId), loadJobs(), refreshBuckets(), refreshQueue()]);
 }
 
 function forgetCancel() {

@@ -112,6 +112,7 @@ function signOut(message) {
   show("who", false);
   show("sections", false);
   show("buckets", false);
+  show("queue", false);
   show("activity", false);
   show("jobs", false);
   show("rules", false);
@@ -137,11 +138,11 @@ function stopRefreshing() {
   timer = null;
 }
 
-// Every REFRESH_MS: the buckets, and the first page of jobs (a later page stays as it was);
-// the chart of jobs per minute (activity.js) reads less often.
+// Every REFRESH_MS: the buckets, the queue (queue.js), and the first page of jobs (a later page
+// stays as it was); the chart of jobs per minute (activity.js) reads less often.
 async function refresh() {
   stopRefreshing();
-  const reads = [refreshBuckets(), refreshActivity()];
+  const reads = [refreshBuckets(), refreshQueue(), refreshActivity()];
   if (jobs.cursor === null) reads.push(loadJobs());
   const answered = await Promise.all(reads);
   if (answered.every(Boolean)) timer = window.setTimeout(refresh, REFRESH_MS);
@@ -427,6 +428,7 @@ function start() {
   show("sections", true);
   show("sign-in", false);
   show("buckets", true);
+  show("queue", true);
   show("activity", true);
   show("jobs", true);
   show("rules", true);

@@ -144,7 +144,7 @@ def user_quotas(
     no such user.
     """
     with translated():
-        conn.execute(queries.QUOTA_SNAPSHOT)
+        conn.execute(queries.READ_SNAPSHOT)
         row = conn.execute(queries.QUOTA_MODE, {"user_id": user_id}).fetchone()
         if row is None:
             raise UnknownUser("unknown user")

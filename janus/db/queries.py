@@ -45,7 +45,7 @@ JOB_HISTORY_OF_RANDOM_IDS = _QUERIES["job_history_of_random_ids"]
 JOB_RECORD = _QUERIES["job_record"]
 JOB_ACTIVITY = _QUERIES["job_activity"]
 BUCKET_QUOTAS = _QUERIES["bucket_quotas"]
-QUOTA_SNAPSHOT = _QUERIES["quota_snapshot"]
+READ_SNAPSHOT = _QUERIES["read_snapshot"]
 QUOTA_MODE = _QUERIES["quota_mode"]
 TENANT_QUOTAS = _QUERIES["tenant_quotas"]
 
@@ -64,3 +64,12 @@ PRUNE_FULL_TENANT_BUCKETS = _QUERIES["prune_full_tenant_buckets"]
 PRUNE_REJECTED_JOBS = _QUERIES["prune_rejected_jobs"]
 FINISHED_JOB_CUTOFFS = _QUERIES["finished_job_cutoffs"]
 PRUNE_FINISHED_JOBS = _QUERIES["prune_finished_jobs"]
+
+# The dashboard's queue (GET /dashboard/queue), in one READ_SNAPSHOT
+WITHOUT_JIT = _QUERIES["without_jit"]
+QUEUE_STATES = _QUERIES["queue_states"]
+QUEUE_DEPENDENCIES = _QUERIES["queue_dependencies"]
+
+# GET /metrics's queue gauges, across users (janus/db/queue_depth.py)
+SCRAPE_STATEMENT_TIMEOUT = _QUERIES["scrape_statement_timeout"]
+QUEUE_DEPTH = _QUERIES["queue_depth"]

@@ -321,3 +321,48 @@ def activity(counted_from: int | None) -> dict[str, Any]:
         hour, minute = divmod(4 * 60 + 2 - (ACTIVITY_MINUTES - 1 - counted_from), 60)
         since = f"2026-12-02T{hour:02}:{minute:02}:31.402117+00:00"
     return {"minutes": minutes, "counted_since": since}
+
+
+# GET /dashboard/queue: openai's bucket covers what waits in 6.5 s; stripe's never refills.
+QUEUE: dict[str, Any] = {
+    "states": {
+        "waiting": 2,
+        "queued": 40,
+        "running": 3,
+        "completed": 1250,
+        "failed": 4,
+        "cancelled": 1,
+        "expired": 0,
+    },
+    "ended_since": "2026-12-01T04:02:00.123456+00:00",
+    "oldest_waiting_seconds": 94.301,
+    "oldest_queued_seconds": 12.5,
+    "dependencies": [
+        {
+            "dependency": "openai",
+            "waiting": 2,
+            "queued": 40,
+            "running": 3,
+            "waiting_tokens": 4,
+            "queued_tokens": 80,
+            "running_tokens": 6,
+            "tokens": 19,
+            "effective_refill_per_second": 10,
+            "drain_seconds": 6.5,
+        },
+        {
+            "dependency": "stripe",
+            "waiting": 0,
+            "queued": 40,
+            "running": 3,
+            "waiting_tokens": 0,
+            "queued_tokens": 40,
+            "running_tokens": 3,
+            "tokens": 2,
+            "effective_refill_per_second": 0,
+            "drain_seconds": None,
+        },
+    ],
+    "drain_seconds": None,
+    "truncated": False,
+}

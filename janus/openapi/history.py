@@ -1,4 +1,5 @@
-"""The operations of the dashboard's reads: the job history, one job, activity, the buckets."""
+"""The operations of the dashboard's reads: the job history, one job, activity, the buckets,
+the queue."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from janus.schemas.answers import (
     JobHistoryAnswerSchema,
     QuotasAnswerSchema,
 )
+from janus.schemas.queue_answers import QueueAnswerSchema
 
 
 def _read(
@@ -81,5 +83,20 @@ QUOTAS = _read(
         " full); a null mode and no buckets without an active config.",
         QuotasAnswerSchema,
         {"two": examples.QUOTAS, "none": examples.NO_QUOTAS},
+    ),
+)
+
+QUEUE = _read(
+    "The user's queue: jobs by state and by dependency, and how long the buckets take",
+    Answer(
+        "Every waiting, queued and running job counted by state, the jobs that ended recently"
+        " (since `ended_since`), the age of the oldest waiting and queued jobs, and for each"
+        " dependency (every bucket, and every name a waiting, queued or running job calls) what"
+        " those jobs cost in its tokens and how long its bucket takes, at its refill of now, to"
+        " gain what the waiting and queued jobs cost beyond its tokens. Those jobs took their"
+        " tokens when they were admitted: the drain is the backlog in the bucket's own time"
+        " (how long the bucket takes to earn as much again), not when workers will run them.",
+        QueueAnswerSchema,
+        {"two": examples.QUEUE},
     ),
 )

@@ -1,6 +1,7 @@
 """The dashboard's reads: GET /dashboard/jobs (a page of the job history), GET
 /dashboard/jobs/{job_id} (one job), GET /dashboard/activity (jobs per minute over the last
-hour), GET /dashboard/quotas (each bucket as of now)."""
+hour), GET /dashboard/quotas (each bucket as of now), GET /dashboard/queue (the jobs by state
+and by dependency)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from janus.history import (
     JobHistory,
     JobPosition,
 )
+from janus.queue_view import QueueReader
 from janus.quotas import QuotaReader
 from janus.resources.errors import InvalidBody
 from janus.resources.requests import authenticated_user, one_page, only_params, page_param
@@ -32,6 +34,7 @@ from janus.schemas.answers import (
     JobHistoryAnswerSchema,
     QuotasAnswerSchema,
 )
+from janus.schemas.queue_answers import QueueAnswerSchema
 from janus.schemas.requests import JobHistoryQuerySchema
 
 NO_SUCH_JOB = "this user has no job with this id"
@@ -40,6 +43,7 @@ JOB_PAGE = JobHistoryAnswerSchema()
 JOB_DETAIL = JobDetailSchema()
 ACTIVITY = ActivityAnswerSchema()
 QUOTAS = QuotasAnswerSchema()
+QUEUE = QueueAnswerSchema()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -166,3 +170,17 @@ class QuotaResource:
         user_id = authenticated_user(req)
         only_params(req, ())
         _answer_json(resp, QUOTAS.dump(self._reader.quotas(user_id)))
+
+
+class QueueViewResource:
+    """GET /dashboard/queue: the user's jobs by state and by dependency, and the drains."""
+
+    def __init__(self, reader: QueueReader) -> None:
+        self._reader = reader
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The counts by state, the ages of the oldest waiting and queued jobs, and per
+        dependency the jobs, their tokens and how long the bucket takes to cover them."""
+        user_id = authenticated_user(req)
+        only_params(req, ())
+        _answer_json(resp, QUEUE.dump(self._reader.queue(user_id)))

@@ -327,7 +327,7 @@ class ActivityAnswerSchema(AnswerSchema):
     counted_since = UtcDateTime(required=True, allow_none=True)
 
 
-def _amount(**kwargs: Any) -> StrictNumber:
+def amount(**kwargs: Any) -> StrictNumber:
     """A number of the database (tokens, a rate, seconds), dumped exact: never below 0."""
     return StrictNumber(required=True, validate=validate.Range(min=0), **kwargs)
 
@@ -337,12 +337,12 @@ class QuotaSchema(AnswerSchema):
 
     dependency = fields.String(required=True)
     capacity = fields.Integer(required=True, validate=validate.Range(min=1))
-    refill_per_second = _amount()
-    effective_refill_per_second = _amount()
+    refill_per_second = amount()
+    effective_refill_per_second = amount()
     adaptive = fields.Boolean(required=True)
-    tokens = _amount()
+    tokens = amount()
     # Null when the bucket never refills and is not full.
-    full_in_seconds = _amount(allow_none=True)
+    full_in_seconds = amount(allow_none=True)
 
 
 class TenantQuotaSchema(AnswerSchema):
@@ -354,10 +354,10 @@ class TenantQuotaSchema(AnswerSchema):
     # dependency's, so they need not be whole numbers.
     share = StrictNumber(required=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
     capacity = StrictNumber(required=True, validate=validate.Range(min=0, min_inclusive=False))
-    refill_per_second = _amount()
-    tokens = _amount()
+    refill_per_second = amount()
+    tokens = amount()
     # Null when the bucket never refills and is not full.
-    full_in_seconds = _amount(allow_none=True)
+    full_in_seconds = amount(allow_none=True)
 
 
 class QuotasAnswerSchema(AnswerSchema):

@@ -127,6 +127,17 @@ def read(browser: WebDriver, script: str) -> Any:
     return browser.execute_script(script)
 
 
+def terms(browser: WebDriver, list_id: str) -> dict[str, str]:
+    """The terms of the description list `list_id` as a person reads them: term -> its
+    description's text."""
+    pairs = read(
+        browser,
+        f"return Array.from(document.querySelectorAll('#{list_id} dt'),"
+        " (dt) => [dt.textContent, dt.nextElementSibling.textContent]);",
+    )
+    return dict(pairs)
+
+
 def gauges(browser: WebDriver) -> dict[str, str]:
     """Each bucket's gauge as a person reads it: dependency -> its text, and its meter's value."""
     rows = read(

@@ -52,3 +52,17 @@ def seed_once_user(db: psycopg.Connection) -> UUID:
             "stripe": {"capacity": 1, "refill_per_second": 0},
         },
     )
+
+
+# The buckets of `queue_user`: openai never refills, search refills a token a second.
+QUEUE_LIMITS = {
+    "openai": {"capacity": 100, "refill_per_second": 0},
+    "search": {"capacity": 1000, "refill_per_second": 1},
+}
+
+
+@pytest.fixture
+def queue_user(db: psycopg.Connection) -> UUID:
+    """A user with the buckets of QUEUE_LIMITS, which also admits dependencies without one:
+    GET /dashboard/queue's drains of each kind (never, in time, no bucket)."""
+    return user_with_config(db, QUEUE_LIMITS, unknown_dependencies="allow")
