@@ -129,6 +129,12 @@ JOBS_CANCELLED = CounterMetric(
     "Queued or waiting jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
     registry=_registry,
 )
+JOBS_RETRIED = CounterMetric(
+    "janus_jobs_retried",
+    "Failed, expired or cancelled jobs sent back to wait by their users"
+    " (POST /dashboard/jobs/{job_id}/retry).",
+    registry=_registry,
+)
 QUEUE_UNREAD = CounterMetric(
     "janus_queue_unread",
     "Scrapes served without the queue gauges because the database did not answer, by cause.",
@@ -234,6 +240,11 @@ def count_handed_out(jobs: int) -> None:
 def count_cancelled(jobs: int) -> None:
     """Count `jobs` queued or waiting jobs cancelled."""
     JOBS_CANCELLED.inc(jobs)
+
+
+def count_retried(jobs: int) -> None:
+    """Count `jobs` failed, expired or cancelled jobs sent back to wait."""
+    JOBS_RETRIED.inc(jobs)
 
 
 def observe_group(requests: int, jobs: int) -> None:

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 from uuid import UUID
 
 # queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
 # running -> waiting -> queued (the same, with a retry_after_seconds or a retry backoff, until
 # run_at); running -> failed (attempts used, or a failure that must not be retried); queued or
-# waiting -> cancelled (the user's cancel). janus.history's JobState names the same states.
+# waiting -> cancelled (the user's cancel); failed, expired or cancelled -> waiting (the user's
+# retry). janus.history's JobState names the same states.
 JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
 
 
@@ -113,6 +114,22 @@ class CancelOutcome(str, Enum):
     NOT_CANCELLABLE = "not_cancellable"
 
 
+class RetryOutcome(str, Enum):
+    """How a retry went for one job."""
+
+    RETRIED = "retried"  # it was failed, expired or cancelled, and now waits again
+    NOT_FOUND = "not_found"  # the user has no such job
+    # Queued, waiting or running (it has not ended), completed, or rejected: nothing changed.
+    NOT_RETRYABLE = "not_retryable"
+
+
+# The states a job is retried from (retry_jobs.sql), as `janus jobs retry --state` offers them.
+RetryableState = Literal["failed", "expired", "cancelled"]
+RETRYABLE_STATES: tuple[RetryableState, ...] = get_args(RetryableState)
+# The states a job is cancelled from (cancel_jobs.sql).
+CANCELLABLE_STATES: tuple[JobState, ...] = ("queued", "waiting")
+
+
 # The states of a job still in the queue, as GET /metrics's queue gauges count them: a closed
 # set, the `state` label's values.
 QueuedState = Literal["waiting", "queued", "running"]
@@ -143,6 +160,15 @@ class Cancellation:
     state: JobState | None
 
 
+@dataclass(frozen=True)
+class Retrial:
+    """How one retry went, with the job's state after it (None: no such job, or rejected)."""
+
+    job_id: UUID
+    outcome: RetryOutcome
+    state: JobState | None
+
+
 class JobQueue(Protocol):
     """Whatever leases admitted jobs to workers: what the queue resources are given."""
 
@@ -166,4 +192,9 @@ class JobQueue(Protocol):
     def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
         """Cancel the queued or waiting jobs among `job_ids` in one transaction, giving back
         the tokens of those never handed out; one Cancellation each, in order."""
+        ...
+
+    def retry(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Retrial]:
+        """Send the failed, expired or cancelled jobs among `job_ids` back to wait, due at
+        once, in one transaction; one Retrial each, in order."""
         ...

@@ -58,6 +58,7 @@ from janus.resources.queue import (
     CompleteManyResource,
     FinishResource,
     HeartbeatResource,
+    RetryResource,
 )
 from janus.resources.routes import SharedRoute
 
@@ -101,8 +102,8 @@ class Route:
 
 def _job_routes(source: Source, max_batch_jobs: int) -> list[Route]:
     """POST /{source}/jobs, .../batch, .../batch/atomic and .../quote; /dashboard/jobs also
-    lists the user's jobs (both sources), GET /dashboard/jobs/{job_id} shows one and
-    POST /dashboard/jobs/{job_id}/cancel cancels it."""
+    lists the user's jobs (both sources), GET /dashboard/jobs/{job_id} shows one,
+    POST /dashboard/jobs/{job_id}/cancel cancels it and .../retry sends it back to wait."""
     prefix = f"/{source.value}/jobs"
 
     def submit(services: Services) -> object:
@@ -137,6 +138,11 @@ def _job_routes(source: Source, max_batch_jobs: int) -> list[Route]:
                 f"{prefix}/{{job_id:uuid}}/cancel",
                 lambda s: CancelResource(s.queue),
                 (jobs.CANCEL,),
+            ),
+            Route(
+                f"{prefix}/{{job_id:uuid}}/retry",
+                lambda s: RetryResource(s.queue),
+                (jobs.RETRY,),
             ),
         ]
     return table

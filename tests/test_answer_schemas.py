@@ -78,6 +78,9 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
     answers.CancelledSchema: st.fixed_dictionaries(
         {"job_id": st.uuids(), "state": st.just("cancelled")}
     ),
+    answers.RetriedSchema: st.fixed_dictionaries(
+        {"job_id": st.uuids(), "state": st.just("waiting")}
+    ),
     answers.CompleteManyResultSchema: st.fixed_dictionaries(
         {"job_id": st.uuids(), "outcome": st.sampled_from(["completed", "stale_lease"])}
     ),

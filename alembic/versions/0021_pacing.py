@@ -33,6 +33,8 @@ expired lease) waits too, and pays again when it is handed out again.
 - claim_jobs() expires, lines up and pays; claim_queued_jobs(), new, is its statement for
   queued jobs; finish_jobs() sends a retried job to wait (run_at now when there is no
   backoff); cancel_jobs() takes a job out of the line (leave_line(), new).
+- retry_jobs(), new (issue 24, item 4): a failed, expired or cancelled job waits again, due at
+  once, with a fresh max wait and attempts, and pays when it is handed out.
 
 While this runs, the previous release keeps rejecting (it never sends `wait`), and its claims
 are this release's claim_jobs(). The downgrade queues every waiting job at once, as 0019's
@@ -115,6 +117,7 @@ def upgrade() -> None:
     execute_sql_file("0021_claim_jobs.sql")
     execute_sql_file("0021_finish_jobs.sql")
     execute_sql_file("0021_cancel_jobs.sql")
+    execute_sql_file("0021_retry_jobs.sql")
     with op.get_context().autocommit_block():
         op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_in_line {IN_LINE}")
         op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_expiring {EXPIRING}")
@@ -128,6 +131,7 @@ def downgrade() -> None:
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS jobs_done")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS jobs_expiring")
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS jobs_in_line")
+    op.execute("DROP FUNCTION retry_jobs(uuid, uuid[])")
     execute_sql_file("0019_cancel_jobs.sql")
     execute_sql_file("0020_finish_jobs.sql")
     execute_sql_file("0020_claim_jobs.sql")

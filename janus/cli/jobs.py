@@ -1,11 +1,13 @@
-"""`janus jobs list` and `janus jobs cancel`: a user's jobs, read as GET /dashboard/jobs reads
-them, and its queued or waiting jobs cancelled as POST /dashboard/jobs/{job_id}/cancel does."""
+"""`janus jobs list`, `cancel` and `retry`: a user's jobs, read as GET /dashboard/jobs reads
+them, its queued or waiting jobs cancelled as POST /dashboard/jobs/{job_id}/cancel does, and
+its failed, expired or cancelled jobs sent back to wait as POST .../retry does."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TextIO
 from uuid import UUID
 
 from marshmallow import ValidationError
@@ -16,14 +18,14 @@ from janus.cli.text import aligned_table, moment, one_line, printable
 from janus.db import accounts, queue
 from janus.db.history import job_page
 from janus.history import JobFilter
-from janus.queue import CancelOutcome
+from janus.queue import CANCELLABLE_STATES, RETRYABLE_STATES, CancelOutcome, RetryOutcome
 from janus.schemas.answers import JobSummarySchema
 from janus.schemas.requests import JobHistoryQuerySchema
 
 
 def job_filter(args: argparse.Namespace) -> JobFilter:
-    """The filters of `janus jobs list` or `cancel` (which has no --status or --state), read
-    as GET /dashboard/jobs reads its query."""
+    """The filters of `janus jobs list`, `cancel` or `retry` (which have no --status, and whose
+    states are their own), read as GET /dashboard/jobs reads its query."""
     given = {
         "status": getattr(args, "status", None),
         "state": getattr(args, "state", None),
@@ -77,68 +79,144 @@ def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         print(line, file=out)
 
 
-# `janus jobs cancel` by filter cancels this many jobs a transaction.
-CANCEL_CHUNK = 1000
-# How the outcome of one id is printed.
-_CANCEL_WORDS = {
-    CancelOutcome.CANCELLED: "cancelled",
-    CancelOutcome.ALREADY_CANCELLED: "already cancelled",
-    CancelOutcome.NOT_FOUND: "not found",
-}
+# `janus jobs cancel` and `retry` by filter change this many jobs a transaction.
+CHANGE_CHUNK = 1000
+
+
+class _Changed(Protocol):
+    """How one job went: a Cancellation or a Retrial."""
+
+    @property
+    def job_id(self) -> UUID: ...
+
+    @property
+    def outcome(self) -> CancelOutcome | RetryOutcome: ...
+
+    @property
+    def state(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What `janus jobs cancel` or `janus jobs retry` does to a job, in its own words."""
+
+    verb: str  # "cancel"
+    past: str  # "cancelled"
+    # The states its filters match, and how the dry run names them.
+    states: tuple[str, ...]
+    states_words: str
+    # The SQL function, on an operator's connection: one outcome per id, in order.
+    apply: Callable[[Any, UUID, Sequence[UUID]], Sequence[_Changed]]
+    done: CancelOutcome | RetryOutcome
+    # How an outcome is printed, when not "not <past>: <state>".
+    words: Mapping[CancelOutcome | RetryOutcome, str]
+
+
+_CANCEL = _Change(
+    verb="cancel",
+    past="cancelled",
+    states=CANCELLABLE_STATES,
+    states_words="queued or waiting",
+    apply=queue.cancel_jobs,
+    done=CancelOutcome.CANCELLED,
+    words={
+        CancelOutcome.CANCELLED: "cancelled",
+        CancelOutcome.ALREADY_CANCELLED: "already cancelled",
+        CancelOutcome.NOT_FOUND: "not found",
+    },
+)
+_RETRY = _Change(
+    verb="retry",
+    past="retried",
+    states=RETRYABLE_STATES,
+    states_words="failed, expired or cancelled",
+    apply=queue.retry_jobs,
+    done=RetryOutcome.RETRIED,
+    words={RetryOutcome.RETRIED: "retried", RetryOutcome.NOT_FOUND: "not found"},
+)
 
 
 def jobs_cancel(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Cancel a user's queued or waiting jobs by id, or by filter once --yes says the dry run
-    was read.
+    was read (see _change_jobs)."""
+    _change_jobs(_CANCEL, args, database_url, out)
 
-    By id: one transaction, one line per id. By filter (or --all): the matching jobs
-    are counted, and with --yes cancelled, CANCEL_CHUNK a transaction, so a large cancel holds
-    no lock for long; jobs queued meanwhile that match are cancelled too.
+
+def jobs_retry(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Send a user's failed, expired or cancelled jobs back to wait, by id, or by filter (and
+    --state) once --yes says the dry run was read (see _change_jobs)."""
+    state = args.retry_state
+    change = _RETRY if state is None else replace(_RETRY, states=(state,), states_words=state)
+    _change_jobs(change, args, database_url, out, state_filter=state)
+
+
+def _change_jobs(
+    change: _Change,
+    args: argparse.Namespace,
+    database_url: str,
+    out: TextIO,
+    *,
+    state_filter: str | None = None,
+) -> None:
+    """Cancel or retry jobs by id, or by filter once --yes says the dry run was read.
+
+    By id: one transaction, one line per id. By filter (or --all): the matching jobs are
+    counted, and with --yes changed, CHANGE_CHUNK a transaction, so a large change holds no
+    lock for long; jobs that come to match meanwhile are changed too.
     """
     filtered = any(
         value is not None
-        for value in (args.tenant, args.batch, args.source, args.since, args.until)
+        for value in (
+            args.tenant,
+            args.batch,
+            args.source,
+            args.since,
+            args.until,
+            state_filter,
+        )
     )
     if args.job_ids and (filtered or args.all):
         raise UsageError("give job ids, or filters (or --all), not both")
     if not args.job_ids and not filtered and not args.all:
-        raise UsageError(
-            "name the jobs to cancel: job ids, filters (--tenant, --batch, --source, --since, "
-            "--until) or --all"
-        )
+        options = "--tenant, --batch, --source, --since, --until"
+        if change.verb == "retry":
+            options += ", --state"
+        raise UsageError(f"name the jobs to {change.verb}: job ids, filters ({options}) or --all")
     if args.job_ids:
         with accounts.operator_transaction(database_url) as conn:
-            cancellations = queue.cancel_jobs(conn, args.user_id, args.job_ids)
-        for one in cancellations:
-            words = _CANCEL_WORDS.get(one.outcome) or f"not cancelled: {one.state or 'rejected'}"
+            changed = change.apply(conn, args.user_id, args.job_ids)
+        for one in changed:
+            words = change.words.get(one.outcome) or f"not {change.past}: {one.state or 'rejected'}"
             print(f"{one.job_id}  {words}", file=out)
-        done = sum(one.outcome is CancelOutcome.CANCELLED for one in cancellations)
-        print(f"cancelled {done} jobs", file=out)
+        done = sum(one.outcome is change.done for one in changed)
+        print(f"{change.past} {done} jobs", file=out)
         return
     filters = job_filter(args)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        chunks = _cancellable_chunks(conn, args.user_id, filters)
+        chunks = _chunks(conn, args.user_id, change.states, filters)
         if not args.yes:
             count = sum(len(chunk) for chunk in chunks)
             print(
-                f"{count} queued or waiting jobs match; nothing was cancelled (a dry run). "
-                "Run again with --yes to cancel them.",
+                f"{count} {change.states_words} jobs match; nothing was {change.past} "
+                f"(a dry run). Run again with --yes to {change.verb} them.",
                 file=out,
             )
             return
         done = 0
         for chunk in chunks:
-            cancellations = queue.cancel_jobs(conn, args.user_id, chunk)
-            done += sum(one.outcome is CancelOutcome.CANCELLED for one in cancellations)
-    print(f"cancelled {done} jobs", file=out)
+            changed = change.apply(conn, args.user_id, chunk)
+            done += sum(one.outcome is change.done for one in changed)
+    print(f"{change.past} {done} jobs", file=out)
 
 
-def _cancellable_chunks(conn: Any, user_id: UUID, filters: JobFilter) -> Iterator[list[UUID]]:
-    """The user's queued or waiting jobs matching `filters`, CANCEL_CHUNK ids at a time, in
-    job_id order; each chunk is read after the one before has been used."""
+def _chunks(
+    conn: Any, user_id: UUID, states: Sequence[str], filters: JobFilter
+) -> Iterator[list[UUID]]:
+    """The user's jobs in `states` matching `filters`, CHANGE_CHUNK ids at a time, in job_id
+    order; each chunk is read after the one before has been used."""
     after = None
-    while chunk := queue.cancellable_job_ids(
-        conn, user_id, filters, after=after, chunk=CANCEL_CHUNK
+    while chunk := queue.job_ids_in_states(
+        conn, user_id, states, filters, after=after, chunk=CHANGE_CHUNK
     ):
         yield chunk
         after = chunk[-1]

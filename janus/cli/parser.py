@@ -24,9 +24,10 @@ from janus.cli.commands import (
     user_list,
 )
 from janus.cli.failures import UsageError
-from janus.cli.jobs import jobs, jobs_cancel
+from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
+from janus.queue import RETRYABLE_STATES
 from janus.schemas.fields import MAX_NAME_LENGTH, Text
 
 
@@ -99,7 +100,7 @@ def _user_name(text: str) -> str:
 
 
 def _job_filters(command: argparse.ArgumentParser) -> None:
-    """The filters `janus jobs list` and `janus jobs cancel` share with GET /dashboard/jobs."""
+    """The filters `janus jobs list`, `cancel` and `retry` share with GET /dashboard/jobs."""
     command.add_argument("--tenant", metavar="TENANT_ID", help="only this tenant's jobs")
     command.add_argument("--batch", metavar="BATCH_NAME", help="only this batch's jobs")
     command.add_argument(
@@ -115,7 +116,7 @@ def _job_filters(command: argparse.ArgumentParser) -> None:
     )
 
 
-JOBS_ACTIONS = ("list", "cancel")
+JOBS_ACTIONS = ("list", "cancel", "retry")
 
 
 def with_jobs_action(argv: Sequence[str]) -> list[str]:
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_command = commands.add_parser(
         "jobs",
         help="list a user's newest jobs with their state and attempts (`janus jobs USER_ID`), "
-        "or cancel queued or waiting ones (`janus jobs cancel`)",
+        "cancel queued or waiting ones (`janus jobs cancel`) or retry failed, expired or "
+        "cancelled ones (`janus jobs retry`)",
     )
     jobs_actions = jobs_command.add_subparsers(metavar="ACTION", required=True)
     list_command = jobs_actions.add_parser(
@@ -269,6 +271,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="cancel the jobs the filters match; without it, only count them (a dry run)",
     )
     cancel_command.set_defaults(run=jobs_cancel)
+
+    retry_command = jobs_actions.add_parser(
+        "retry",
+        help="send failed, expired or cancelled jobs back to wait, by id or by filter (a dry "
+        "run unless --yes): each is due at once, with a fresh max wait and set of attempts, "
+        "and takes its tokens when a claim hands it out",
+    )
+    retry_command.add_argument(
+        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
+    )
+    retry_command.add_argument(
+        "job_ids", metavar="JOB_ID", type=_job_id, nargs="*", help="the jobs to retry"
+    )
+    _job_filters(retry_command)
+    retry_command.add_argument(
+        "--state",
+        dest="retry_state",
+        choices=RETRYABLE_STATES,
+        help="only jobs in this state (default: failed, expired or cancelled)",
+    )
+    retry_command.add_argument(
+        "--all",
+        action="store_true",
+        help="every failed, expired or cancelled job of the user (no filter)",
+    )
+    retry_command.add_argument(
+        "--yes",
+        action="store_true",
+        help="retry the jobs the filters match; without it, only count them (a dry run)",
+    )
+    retry_command.set_defaults(run=jobs_retry)
 
     demo_command = commands.add_parser(
         "demo", help="create the demo user and config if missing; print a curl line to try"

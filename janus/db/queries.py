@@ -18,12 +18,13 @@ LOCK_BUCKETS_FOR_ATOMIC = _QUERIES["lock_buckets_for_atomic"]
 RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]
 HEALTH_CHECK = _QUERIES["health_check"]
 
-# The queue: claims, leases, completions, failures and cancellations
+# The queue: claims, leases, completions, failures, cancellations and retries
 CLAIM_JOBS = _QUERIES["claim_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
 CANCEL_JOBS = _QUERIES["cancel_jobs"]
-CANCELLABLE_JOB_IDS = _QUERIES["cancellable_job_ids"]
+RETRY_JOBS = _QUERIES["retry_jobs"]
+JOB_IDS_IN_STATES = _QUERIES["job_ids_in_states"]
 
 # Accounts and configs (the operator CLI)
 CREATE_USER = _QUERIES["create_user"]

@@ -1,5 +1,5 @@
 """The queue as the database sees it: one call of claim_jobs(), heartbeat_job(),
-finish_jobs() or cancel_jobs() per request, each in a transaction of its own."""
+finish_jobs(), cancel_jobs() or retry_jobs() per request, each in a transaction of its own."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from janus.queue import (
     Heartbeat,
     JobState,
     LeaseOutcome,
+    Retrial,
+    RetryOutcome,
 )
 
 
@@ -118,14 +120,25 @@ class QueueStore:
     def cancel(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Cancellation]:
         """Cancel the queued or waiting jobs among `job_ids` in one transaction; see
         cancel_jobs.sql."""
-        rows = fetch_in_transaction(
+        return _cancellations(self._on_jobs(queries.CANCEL_JOBS, user_id, job_ids))
+
+    def retry(self, user_id: UUID, job_ids: Sequence[UUID]) -> list[Retrial]:
+        """Send the failed, expired or cancelled jobs among `job_ids` back to wait in one
+        transaction; see retry_jobs.sql."""
+        return _retrials(self._on_jobs(queries.RETRY_JOBS, user_id, job_ids))
+
+    def _on_jobs(
+        self, query: str, user_id: UUID, job_ids: Sequence[UUID]
+    ) -> list[tuple[UUID, str, str | None]]:
+        """cancel_jobs() or retry_jobs() in a transaction of its own: (job_id, outcome, state)
+        per id, in order."""
+        return fetch_in_transaction(
             self._pool,
-            queries.CANCEL_JOBS,
+            query,
             {"user_id": user_id, "job_ids": list(job_ids)},
             row_factory=tuple_row,
             retries=self._retries,
         )
-        return _cancellations(rows)
 
 
 def _cancellations(rows: Sequence[tuple[UUID, str, str | None]]) -> list[Cancellation]:
@@ -135,30 +148,52 @@ def _cancellations(rows: Sequence[tuple[UUID, str, str | None]]) -> list[Cancell
     ]
 
 
+def _retrials(rows: Sequence[tuple[UUID, str, str | None]]) -> list[Retrial]:
+    return [
+        Retrial(job_id, RetryOutcome(outcome), cast(JobState | None, state))
+        for job_id, outcome, state in rows
+    ]
+
+
 def cancel_jobs(
     conn: psycopg.Connection[Any], user_id: UUID, job_ids: Sequence[UUID]
 ) -> list[Cancellation]:
     """cancel_jobs() on an operator's connection (`janus jobs cancel`): one Cancellation per
     id, in order; see cancel_jobs.sql."""
+    return _cancellations(_on_jobs(conn, queries.CANCEL_JOBS, user_id, job_ids))
+
+
+def retry_jobs(
+    conn: psycopg.Connection[Any], user_id: UUID, job_ids: Sequence[UUID]
+) -> list[Retrial]:
+    """retry_jobs() on an operator's connection (`janus jobs retry`): one Retrial per id, in
+    order; see retry_jobs.sql."""
+    return _retrials(_on_jobs(conn, queries.RETRY_JOBS, user_id, job_ids))
+
+
+def _on_jobs(
+    conn: psycopg.Connection[Any], query: str, user_id: UUID, job_ids: Sequence[UUID]
+) -> list[tuple[UUID, str, str | None]]:
+    """cancel_jobs() or retry_jobs() on the caller's connection: (job_id, outcome, state) per
+    id, in order."""
     with translated():
-        rows = conn.execute(
-            queries.CANCEL_JOBS, {"user_id": user_id, "job_ids": list(job_ids)}
-        ).fetchall()
-    return _cancellations(rows)
+        return conn.execute(query, {"user_id": user_id, "job_ids": list(job_ids)}).fetchall()
 
 
-def cancellable_job_ids(
+def job_ids_in_states(
     conn: psycopg.Connection[Any],
     user_id: UUID,
+    states: Sequence[str],
     filters: JobFilter,
     *,
     after: UUID | None,
     chunk: int,
 ) -> list[UUID]:
-    """The next `chunk` queued or waiting jobs of `user_id` after the id `after`, matching
+    """The next `chunk` jobs of `user_id` in one of `states` after the id `after`, matching
     `filters` (their status and state are not read), in job_id order."""
     params = {
         "user_id": user_id,
+        "states": list(states),
         "after": after,
         "tenant_id": filters.tenant_id,
         "batch_name": filters.batch_name,
@@ -168,4 +203,4 @@ def cancellable_job_ids(
         "chunk": chunk,
     }
     with translated():
-        return [job_id for (job_id,) in conn.execute(queries.CANCELLABLE_JOB_IDS, params)]
+        return [job_id for (job_id,) in conn.execute(queries.JOB_IDS_IN_STATES, params)]

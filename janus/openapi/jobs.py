@@ -1,5 +1,6 @@
 """The operations of the job routes (admission, under both /dashboard and /system) and of the
-queue (workers' routes, under /system only, and the user's cancel, under /dashboard)."""
+queue (workers' routes, under /system only, and the user's cancel and retry, under
+/dashboard)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from janus.schemas.answers import (
     HeartbeatAnswerSchema,
     PartialBatchAnswerSchema,
     QuoteAnswerSchema,
+    RetriedSchema,
 )
 from janus.schemas.requests import (
     BatchSchema,
@@ -240,5 +242,22 @@ CANCEL = Operation(
         )
     },
     # 404: no such job of this user; 409: running, ended or rejected.
+    errors=(404, 409, *DATABASE_ERRORS),
+)
+
+RETRY = Operation(
+    "post",
+    "Send a failed, expired or cancelled job back to wait, to be paced and paid for again",
+    tag="Queue",
+    answers={
+        200: Answer(
+            "The job waits again, due at once, with a new max wait and a fresh set of"
+            " attempts: the next claim puts it in its dependencies' line, and it takes its"
+            " tokens when it is handed out.",
+            RetriedSchema,
+            {"waiting": {"job_id": examples.CLAIMED_JOB_ID, "state": "waiting"}},
+        )
+    },
+    # 404: no such job of this user; 409: queued, waiting, running, completed or rejected.
     errors=(404, 409, *DATABASE_ERRORS),
 )

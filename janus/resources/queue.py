@@ -1,6 +1,6 @@
 """The queue's routes: POST /system/jobs/claim, the lease calls on /system/jobs/{job_id}/...,
 POST /system/jobs/complete for many completions at once, and the user's
-POST /dashboard/jobs/{job_id}/cancel."""
+POST /dashboard/jobs/{job_id}/cancel and .../retry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from uuid import UUID
 import falcon
 
 from janus import json_text, metrics
-from janus.queue import CancelOutcome, ClaimRequest, Finish, JobQueue, LeaseOutcome
+from janus.queue import (
+    CancelOutcome,
+    ClaimRequest,
+    Finish,
+    JobQueue,
+    LeaseOutcome,
+    RetryOutcome,
+)
 from janus.resources.requests import authenticated_user, load_body
 from janus.schemas.answers import (
     CancelledSchema,
@@ -18,6 +25,7 @@ from janus.schemas.answers import (
     CompleteManyAnswerSchema,
     FinishedSchema,
     HeartbeatAnswerSchema,
+    RetriedSchema,
 )
 from janus.schemas.requests import (
     ClaimSchema,
@@ -39,6 +47,7 @@ HEARTBEAT = HeartbeatAnswerSchema()
 FINISHED = FinishedSchema()
 COMPLETED_MANY = CompleteManyAnswerSchema()
 CANCELLED = CancelledSchema()
+RETRIED = RetriedSchema()
 
 
 def _raise_for(outcome: LeaseOutcome) -> None:
@@ -185,3 +194,33 @@ class CancelResource:
         if cancellation.outcome is CancelOutcome.CANCELLED:
             metrics.count_cancelled(1)
         resp.media = CANCELLED.dump({"job_id": job_id, "state": "cancelled"})
+
+
+def _not_retryable(state: str | None) -> str:
+    if state is None:
+        return "the job was rejected: it was never queued, so there is nothing to retry"
+    if state == "completed":
+        return "the job has completed; only a failed, expired or cancelled job can be retried"
+    return (
+        f"the job has not ended ({state}); only a failed, expired or cancelled job can be retried"
+    )
+
+
+class RetryResource:
+    """POST /dashboard/jobs/{job_id}/retry: a failed, expired or cancelled job waits again, due
+    at once, and takes its tokens when a claim hands it out, as any paced job does."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: UUID) -> None:
+        """Retry the job; 404 when the user has none such, 409 when it has not ended, has
+        completed or was rejected."""
+        user_id = authenticated_user(req)
+        [retrial] = self._queue.retry(user_id, [job_id])
+        if retrial.outcome is RetryOutcome.NOT_FOUND:
+            raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
+        if retrial.outcome is RetryOutcome.NOT_RETRYABLE:
+            raise falcon.HTTPConflict(description=_not_retryable(retrial.state))
+        metrics.count_retried(1)
+        resp.media = RETRIED.dump({"job_id": job_id, "state": "waiting"})

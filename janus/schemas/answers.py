@@ -183,6 +183,13 @@ class CancelledSchema(AnswerSchema):
     state = fields.String(required=True, validate=validate.Equal("cancelled"))
 
 
+class RetriedSchema(AnswerSchema):
+    """POST /dashboard/jobs/{job_id}/retry: the job, waiting again."""
+
+    job_id = fields.UUID(required=True)
+    state = fields.String(required=True, validate=validate.Equal("waiting"))
+
+
 class CompleteManyResultSchema(AnswerSchema):
     """One item of POST /system/jobs/complete: completed, or why it was left as it was."""
 

@@ -85,14 +85,20 @@ SELECT outcome, lease_expires_at
 -- those never handed out.
 SELECT job_id, outcome, state FROM cancel_jobs(%(user_id)s, %(job_ids)s::uuid[])
 
--- cancellable_job_ids --
--- `janus jobs cancel` by filter: the next %(chunk)s queued or waiting jobs of a user after job
--- id %(after)s (NULL: from the first), in job_id order through jobs_in_state, matching the
--- filters (NULL: any) as GET /dashboard/jobs reads them; since (inclusive) and until
--- (exclusive) are moments of decision, created_at for a job of random id (before 0013).
+-- retry_jobs --
+-- See retry_jobs.sql: failed, expired or cancelled jobs wait again, due at once, and pay when
+-- they are handed out.
+SELECT job_id, outcome, state FROM retry_jobs(%(user_id)s, %(job_ids)s::uuid[])
+
+-- job_ids_in_states --
+-- `janus jobs cancel` and `janus jobs retry` by filter: the next %(chunk)s jobs of a user in
+-- one of %(states)s (queued or waiting to cancel; failed, expired or cancelled to retry)
+-- after job id %(after)s (NULL: from the first), in job_id order through jobs_in_state,
+-- matching the filters (NULL: any) as GET /dashboard/jobs reads them; since (inclusive) and
+-- until (exclusive) are moments of decision, created_at for a job of random id (before 0013).
 SELECT job_id
   FROM jobs
- WHERE user_id = %(user_id)s AND state IN ('queued', 'waiting')
+ WHERE user_id = %(user_id)s AND state = ANY (%(states)s::text[])
    AND (%(after)s::uuid IS NULL OR job_id > %(after)s::uuid)
    AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
    AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
