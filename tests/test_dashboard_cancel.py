@@ -4,12 +4,10 @@ only while the job is queued, and its tokens back."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
-import requests
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -22,59 +20,20 @@ from tests.support.browser import (
     WIDTHS,
     gauges,
     job_rows,
-    read,
     screenshot,
     script_errors,
     signed_in,
-    terms,
 )
 from tests.support.factories import bucket_tokens, stored_job
-from tests.support.queue import CLAIM, queued_job
-
-
-def _submit(url: str, user: UUID, cost: int) -> str:
-    """One job costing `cost` openai tokens, accepted over HTTP; its id."""
-    answer = requests.post(
-        f"{url}/dashboard/jobs",
-        json=queued_job({"openai": cost}),
-        headers={"X-User-ID": str(user)},
-        timeout=10,
-    )
-    assert answer.status_code == 202, answer.text
-    job_id: str = answer.json()["job_id"]
-    return job_id
-
-
-def _claim(url: str, user: UUID) -> list[dict[str, Any]]:
-    """POST /system/jobs/claim over HTTP, as a worker does; the jobs handed out."""
-    answer = requests.post(
-        f"{url}{CLAIM}", json={"limit": 10}, headers={"X-User-ID": str(user)}, timeout=10
-    )
-    assert answer.status_code == 200, answer.text
-    jobs: list[dict[str, Any]] = answer.json()["jobs"]
-    return jobs
-
-
-def _open_only_job(browser: WebDriver) -> None:
-    """Open the one job of the list once it is listed; its detail has the focus on Close."""
-    WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 1)
-    browser.find_element(By.CSS_SELECTOR, "#job-table tbody tr td button").click()
-    WebDriverWait(browser, WAIT_S).until(lambda b: _focused(b) == "job-detail-close")
-
-
-def _facts(browser: WebDriver) -> dict[str, str]:
-    """The open job's facts as a person reads them: name -> value."""
-    return terms(browser, "job-detail-facts")
-
-
-def _shown(browser: WebDriver, element_id: str) -> bool:
-    shown: bool = browser.find_element(By.ID, element_id).is_displayed()
-    return shown
-
-
-def _focused(browser: WebDriver) -> str:
-    focused: str = read(browser, "return document.activeElement.id;")
-    return focused
+from tests.support.job_detail import (
+    claim_over_http,
+    facts,
+    fail_over_http,
+    focused,
+    open_only_job,
+    shown,
+    submit_over_http,
+)
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
@@ -85,24 +44,24 @@ def test_a_person_cancels_a_queued_job_after_confirming_and_its_tokens_come_back
     openai_user: UUID,
     width: str,
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
     signed_in(browser, gunicorn_server.url, openai_user, width, gauge="openai")
     assert "993 / 1,000" in gauges(browser)["openai"]
-    _open_only_job(browser)
-    assert _facts(browser)["State"] == "queued"
+    open_only_job(browser)
+    assert facts(browser)["State"] == "queued"
 
     browser.find_element(By.ID, "job-cancel").click()
-    assert _shown(browser, "job-cancel-confirm")
+    assert shown(browser, "job-cancel-confirm")
     assert "the tokens it took go back" in browser.find_element(By.ID, "job-cancel-question").text
     screenshot(browser, "cancel-confirm", top="job-detail")
     browser.find_element(By.ID, "job-cancel-yes").click()
 
-    WebDriverWait(browser, WAIT_S).until(lambda b: _facts(b)["State"] == "cancelled")
+    WebDriverWait(browser, WAIT_S).until(lambda b: facts(b)["State"] == "cancelled")
     WebDriverWait(browser, WAIT_S).until(lambda b: "cancelled" in job_rows(b)[0])
     # The bucket never refills: the gauge is full again only because the 7 tokens came back.
     WebDriverWait(browser, WAIT_S).until(lambda b: "1,000 / 1,000" in gauges(b)["openai"])
-    assert not _shown(browser, "job-cancel-offer")
-    assert not _shown(browser, "job-cancel-error")
+    assert not shown(browser, "job-cancel-offer")
+    assert not shown(browser, "job-cancel-error")
     assert stored_job(db, job, "state")["state"] == "cancelled"
     assert bucket_tokens(db, openai_user, "openai") == 1000
     screenshot(browser, "cancelled", top="job-detail")
@@ -112,56 +71,51 @@ def test_a_person_cancels_a_queued_job_after_confirming_and_its_tokens_come_back
 def test_saying_no_cancels_nothing(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
     signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
-    _open_only_job(browser)
+    open_only_job(browser)
 
     browser.find_element(By.ID, "job-cancel").click()
     browser.find_element(By.ID, "job-cancel-no").click()
 
-    assert not _shown(browser, "job-cancel-confirm")
-    assert _shown(browser, "job-cancel-offer")
+    assert not shown(browser, "job-cancel-confirm")
+    assert shown(browser, "job-cancel-offer")
     assert stored_job(db, job, "state")["state"] == "queued"
     assert bucket_tokens(db, openai_user, "openai") == 993
-    assert _facts(browser)["State"] == "queued"
+    assert facts(browser)["State"] == "queued"
     assert script_errors(browser) == []
 
 
 def test_a_running_job_offers_no_cancel(
     browser: WebDriver, gunicorn_server: GunicornServer, openai_user: UUID
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
-    assert [claimed["job_id"] for claimed in _claim(gunicorn_server.url, openai_user)] == [job]
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
+    assert [one["job_id"] for one in claim_over_http(gunicorn_server.url, openai_user)] == [job]
     signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
 
-    _open_only_job(browser)
+    open_only_job(browser)
 
-    assert _facts(browser)["State"] == "running"
-    assert not _shown(browser, "job-cancel-offer")
+    assert facts(browser)["State"] == "running"
+    assert not shown(browser, "job-cancel-offer")
     assert script_errors(browser) == []
 
 
 def test_a_job_waiting_for_its_next_attempt_is_cancelled_and_its_tokens_stay_spent(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
-    [claimed] = _claim(gunicorn_server.url, openai_user)
-    failed = requests.post(
-        f"{gunicorn_server.url}/system/jobs/{job}/fail",
-        json={"lease_token": claimed["lease_token"], "error": "429", "retry_after_seconds": 600},
-        headers={"X-User-ID": str(openai_user)},
-        timeout=10,
-    )
-    assert failed.json()["state"] == "waiting", failed.text
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
+    [claimed] = claim_over_http(gunicorn_server.url, openai_user)
+    failed = fail_over_http(gunicorn_server.url, openai_user, claimed, retry_after_seconds=600)
+    assert failed["state"] == "waiting"
     signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
-    _open_only_job(browser)
-    assert _facts(browser)["State"] == "waiting"
+    open_only_job(browser)
+    assert facts(browser)["State"] == "waiting"
 
     browser.find_element(By.ID, "job-cancel").click()
     assert "its tokens stay spent" in browser.find_element(By.ID, "job-cancel-question").text
     browser.find_element(By.ID, "job-cancel-yes").click()
 
-    WebDriverWait(browser, WAIT_S).until(lambda b: _facts(b)["State"] == "cancelled")
+    WebDriverWait(browser, WAIT_S).until(lambda b: facts(b)["State"] == "cancelled")
     assert stored_job(db, job, "state")["state"] == "cancelled"
     assert bucket_tokens(db, openai_user, "openai") == 993
     assert script_errors(browser) == []
@@ -170,11 +124,11 @@ def test_a_job_waiting_for_its_next_attempt_is_cancelled_and_its_tokens_stay_spe
 def test_a_job_claimed_while_its_detail_is_open_is_refused_with_the_apis_words(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
     signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
-    _open_only_job(browser)
+    open_only_job(browser)
     # A worker takes the job after the page showed it queued.
-    assert [claimed["job_id"] for claimed in _claim(gunicorn_server.url, openai_user)] == [job]
+    assert [one["job_id"] for one in claim_over_http(gunicorn_server.url, openai_user)] == [job]
 
     browser.find_element(By.ID, "job-cancel").click()
     browser.find_element(By.ID, "job-cancel-yes").click()
@@ -183,8 +137,8 @@ def test_a_job_claimed_while_its_detail_is_open_is_refused_with_the_apis_words(
     WebDriverWait(browser, WAIT_S).until(lambda b: error.text != "")
     assert error.text.startswith("409 Conflict: the job is running")
     # The job is read anew: it shows running, with nothing left to cancel.
-    assert _facts(browser)["State"] == "running"
-    assert not _shown(browser, "job-cancel-offer")
+    assert facts(browser)["State"] == "running"
+    assert not shown(browser, "job-cancel-offer")
     assert stored_job(db, job, "state")["state"] == "running"
     assert bucket_tokens(db, openai_user, "openai") == 993
     screenshot(browser, "cancel-refused", top="job-detail")
@@ -194,26 +148,26 @@ def test_a_job_claimed_while_its_detail_is_open_is_refused_with_the_apis_words(
 def test_a_person_with_only_a_keyboard_cancels_a_job(
     browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection, openai_user: UUID
 ) -> None:
-    job = _submit(gunicorn_server.url, openai_user, 7)
+    job = submit_over_http(gunicorn_server.url, openai_user, 7)
     signed_in(browser, gunicorn_server.url, openai_user, "laptop", gauge="openai")
-    _open_only_job(browser)
+    open_only_job(browser)
 
     # From Close, Shift+Tab reaches Cancel; Enter asks, with the focus on Yes, as Pause… does.
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
-    assert _focused(browser) == "job-cancel"
+    assert focused(browser) == "job-cancel"
     ActionChains(browser).send_keys(Keys.ENTER).perform()
-    assert _focused(browser) == "job-cancel-yes"
+    assert focused(browser) == "job-cancel-yes"
     # No gives the focus back to Cancel, and cancels nothing.
     ActionChains(browser).send_keys(Keys.TAB, Keys.ENTER).perform()
-    assert _focused(browser) == "job-cancel"
-    assert not _shown(browser, "job-cancel-confirm")
+    assert focused(browser) == "job-cancel"
+    assert not shown(browser, "job-cancel-confirm")
     assert stored_job(db, job, "state")["state"] == "queued"
 
     ActionChains(browser).send_keys(Keys.ENTER).perform()
-    assert _focused(browser) == "job-cancel-yes"
+    assert focused(browser) == "job-cancel-yes"
     ActionChains(browser).send_keys(Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_S).until(lambda b: _facts(b)["State"] == "cancelled")
+    WebDriverWait(browser, WAIT_S).until(lambda b: facts(b)["State"] == "cancelled")
     # The button went with the queued state; the focus is on Close, as when a job opens.
-    assert _focused(browser) == "job-detail-close"
+    assert focused(browser) == "job-detail-close"
     assert stored_job(db, job, "state")["state"] == "cancelled"
     assert script_errors(browser) == []

@@ -42,10 +42,11 @@ FILES = {
         _SCRIPT,
         "The dashboard's script for the rules: the config, its versions, edits and rollbacks",
     ),
-    "/cancel.js": File(
-        "cancel.js",
+    "/job_actions.js": File(
+        "job_actions.js",
         _SCRIPT,
-        "The dashboard's script to cancel a queued or waiting job from its detail",
+        "The dashboard's script to cancel a queued or waiting job, or retry a failed, expired"
+        " or cancelled one, from its detail",
     ),
     "/queue.js": File(
         "queue.js",

@@ -406,8 +406,9 @@ async function showJob(jobId) {
     }
     if (body.result !== null) term(facts, "Result", memberText(text, "result"));
     $("job-detail-payload").textContent = indented(memberText(text, "payload"));
-    // cancel.js: a Cancel button while the job is queued or waiting.
-    offerCancel(body);
+    // job_actions.js: a Cancel button while the job is queued or waiting, a Retry button once
+    // it has failed, expired or been cancelled.
+    offerJobActions(body);
     say("jobs-error", "");
     show("job-detail", true);
     $("job-detail-close").focus();
