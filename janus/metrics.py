@@ -42,7 +42,7 @@ from janus.admission import (
     Status,
     UnavailableCause,
 )
-from janus.queue import QueueDepth
+from janus.queue import Claim, QueueDepth
 from janus.reasons import ReasonCode
 
 # The classic text format: every Janus name is a legal one, and every Prometheus reads it.
@@ -122,6 +122,17 @@ GROUP_JOBS = Histogram(
 JOBS_HANDED_OUT = CounterMetric(
     "janus_jobs_handed_out",
     "Jobs leased to workers by claims (POST /system/jobs/claim), each attempt counted.",
+    registry=_registry,
+)
+JOBS_LEASE_EXPIRED = CounterMetric(
+    "janus_jobs_lease_expired",
+    "Leases that ran out before their worker ended them: the job taken back by a claim, to"
+    " wait for its next attempt or failed for good.",
+    registry=_registry,
+)
+JOBS_EXPIRED = CounterMetric(
+    "janus_jobs_expired",
+    "Waiting jobs not handed out within their max_wait_seconds (state expired).",
     registry=_registry,
 )
 JOBS_CANCELLED = CounterMetric(
@@ -225,10 +236,16 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
         POOL_CONNECTIONS_IDLE.set(idle)
 
 
-def count_handed_out(jobs: int) -> None:
-    """Count `jobs` jobs leased to a worker by a claim."""
-    if jobs:
-        JOBS_HANDED_OUT.inc(jobs)
+def count_claim(claim: Claim) -> None:
+    """Count what one claim did: the jobs it handed out, and the leases and waiting jobs that
+    had run out, which it took back and expired."""
+    for counter, jobs in (
+        (JOBS_HANDED_OUT, len(claim.jobs)),
+        (JOBS_LEASE_EXPIRED, claim.leases_expired),
+        (JOBS_EXPIRED, claim.jobs_expired),
+    ):
+        if jobs:
+            counter.inc(jobs)
 
 
 def count_cancelled(jobs: int) -> None:

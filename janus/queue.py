@@ -54,6 +54,17 @@ class ClaimedJob:
     lease_expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one claim did: the jobs it leased, in hand-out order, and what had run out, which
+    it took back on the way (leases past their end) or ended (waiting jobs past their max
+    wait, now expired)."""
+
+    jobs: list[ClaimedJob]
+    leases_expired: int = 0
+    jobs_expired: int = 0
+
+
 class LeaseOutcome(str, Enum):
     """How a lease call went for one job."""
 
@@ -146,10 +157,12 @@ class Cancellation:
 class JobQueue(Protocol):
     """Whatever leases admitted jobs to workers: what the queue resources are given."""
 
-    def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """Lease up to `request.limit` queued jobs, highest priority then oldest first.
+    def claim(self, request: ClaimRequest) -> Claim:
+        """Lease up to `request.limit` jobs, highest priority then first in line: queued jobs,
+        and waiting jobs whose tokens it takes now (none overtaking a waiting job that cannot
+        pay yet).
 
-        An empty queue answers at once with an empty list.
+        An empty queue answers at once with no job.
         """
         ...
 

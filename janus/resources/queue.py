@@ -76,7 +76,7 @@ class ClaimResource:
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
         dependencies = body.get("dependencies")
-        jobs = self._queue.claim(
+        claim = self._queue.claim(
             ClaimRequest(
                 user_id=user_id,
                 limit=body["limit"],
@@ -86,11 +86,11 @@ class ClaimResource:
                 dependencies=None if dependencies is None else tuple(dependencies),
             )
         )
-        metrics.count_handed_out(len(jobs))
+        metrics.count_claim(claim)
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON
         # Every payload is written in as the exact text the producer sent.
-        resp.text = json_text.dumps(CLAIMED.dump({"jobs": jobs}))
+        resp.text = json_text.dumps(CLAIMED.dump({"jobs": claim.jobs}))
 
 
 class HeartbeatResource:
