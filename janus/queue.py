@@ -15,11 +15,13 @@ from enum import Enum
 from typing import Literal, Protocol
 from uuid import UUID
 
-# queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
-# running -> waiting -> queued (the same, with a retry_after_seconds or a retry backoff, until
-# run_at); running -> failed (attempts used, or a failure that must not be retried); queued or
-# waiting -> cancelled (the user's cancel). janus.history's JobState names the same states.
-JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
+# Accepted at once: queued (paid) -> running -> completed. Accepted to wait, or retried (a
+# failure with attempts left, an expired lease): waiting (until its run_at, then in its
+# dependencies' line) -> running, paying its tokens as it is handed out; waiting -> expired
+# (not handed out within its max wait). running -> failed (attempts used, or a failure that
+# must not be retried); queued or waiting -> cancelled (the user's cancel). janus.history's
+# JobState names the same states.
+JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "expired"]
 
 
 @dataclass(frozen=True)

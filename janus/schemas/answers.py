@@ -287,8 +287,11 @@ class JobDetailSchema(JobSummarySchema):
     actual_costs = StoredObject(
         keys=fields.String(), values=fields.Integer(), required=True, allow_none=True
     )
-    # While waiting: when it is queued again.
+    # While waiting: when it may join its dependencies' line, since when it is in it, and when
+    # it expires unless handed out.
     run_at = fields.DateTime(required=True, allow_none=True)
+    in_line_at = fields.DateTime(required=True, allow_none=True)
+    expires_at = fields.DateTime(required=True, allow_none=True)
     result = Payload(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     config_version = fields.Integer(required=True, allow_none=True)

@@ -188,8 +188,8 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, run_at, config_version, shadow_status,
-       shadow_reason, shadow_reason_code
+       error, actual_costs::text AS actual_costs, run_at, in_line_at, expires_at,
+       config_version, shadow_status, shadow_reason, shadow_reason_code
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
