@@ -25,7 +25,7 @@ from janus.reasons import ReasonCode
 JobStatus = Literal["Accepted", "Rejected"]
 JobSource = Literal["dashboard", "system"]
 # An accepted job's place in the queue; a rejected job has none (janus.queue's JobState).
-JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
+JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "expired"]
 
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 SOURCES: tuple[JobSource, ...] = get_args(JobSource)
@@ -107,8 +107,12 @@ class JobRecord(JobSummary):
     error: str | None
     # {dependency: tokens} the workers reported, as JSON text; None before any report.
     actual_costs: str | None
-    # While waiting: when it may be queued again; None otherwise.
+    # While waiting: when it may join its dependencies' line (a retry's backoff, a run_at);
+    # since when it is in that line, waiting for its tokens; and when it expires if it is not
+    # handed out by then. Each None otherwise.
     run_at: datetime | None
+    in_line_at: datetime | None
+    expires_at: datetime | None
     # The config version that decided it (None for jobs stored before versions were kept).
     config_version: int | None
     # Under a config in shadow mode, what enforcement would have decided (the job itself is

@@ -42,7 +42,7 @@ from janus.admission import (
     Status,
     UnavailableCause,
 )
-from janus.queue import QueueDepth
+from janus.queue import Claim, QueueDepth
 from janus.reasons import ReasonCode
 
 # The classic text format: every Janus name is a legal one, and every Prometheus reads it.
@@ -124,6 +124,17 @@ JOBS_HANDED_OUT = CounterMetric(
     "Jobs leased to workers by claims (POST /system/jobs/claim), each attempt counted.",
     registry=_registry,
 )
+JOBS_LEASE_EXPIRED = CounterMetric(
+    "janus_jobs_lease_expired",
+    "Leases that ran out before their worker ended them: the job taken back by a claim, to"
+    " wait for its next attempt or failed for good.",
+    registry=_registry,
+)
+JOBS_EXPIRED = CounterMetric(
+    "janus_jobs_expired",
+    "Waiting jobs not handed out within their max_wait_seconds (state expired).",
+    registry=_registry,
+)
 JOBS_CANCELLED = CounterMetric(
     "janus_jobs_cancelled",
     "Queued or waiting jobs cancelled by their users (POST /dashboard/jobs/{job_id}/cancel).",
@@ -131,8 +142,7 @@ JOBS_CANCELLED = CounterMetric(
 )
 JOBS_RETRIED = CounterMetric(
     "janus_jobs_retried",
-    "Failed, expired or cancelled jobs sent back to wait by their users"
-    " (POST /dashboard/jobs/{job_id}/retry).",
+    "Ended jobs sent back to wait by their users (POST /dashboard/jobs/{job_id}/retry).",
     registry=_registry,
 )
 QUEUE_UNREAD = CounterMetric(
@@ -231,20 +241,21 @@ def observe_pool(wait_seconds: float, connections: int, idle: int) -> None:
         POOL_CONNECTIONS_IDLE.set(idle)
 
 
-def count_handed_out(jobs: int) -> None:
-    """Count `jobs` jobs leased to a worker by a claim."""
-    if jobs:
-        JOBS_HANDED_OUT.inc(jobs)
+def count_claim(claim: Claim) -> None:
+    """Count what one claim did: the jobs it handed out, and the leases and waiting jobs that
+    had run out, which it took back and expired."""
+    for counter, jobs in (
+        (JOBS_HANDED_OUT, len(claim.jobs)),
+        (JOBS_LEASE_EXPIRED, claim.leases_expired),
+        (JOBS_EXPIRED, claim.jobs_expired),
+    ):
+        if jobs:
+            counter.inc(jobs)
 
 
-def count_cancelled(jobs: int) -> None:
-    """Count `jobs` queued or waiting jobs cancelled."""
-    JOBS_CANCELLED.inc(jobs)
-
-
-def count_retried(jobs: int) -> None:
-    """Count `jobs` failed, expired or cancelled jobs sent back to wait."""
-    JOBS_RETRIED.inc(jobs)
+def count_job_action(action: Literal["cancel", "retry"]) -> None:
+    """Count a job its user cancelled, or sent back to wait."""
+    (JOBS_CANCELLED if action == "cancel" else JOBS_RETRIED).inc()
 
 
 def observe_group(requests: int, jobs: int) -> None:

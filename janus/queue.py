@@ -15,12 +15,14 @@ from enum import Enum
 from typing import Literal, Protocol, get_args
 from uuid import UUID
 
-# queued -> running -> completed; running -> queued (failure with attempts left, expired lease);
-# running -> waiting -> queued (the same, with a retry_after_seconds or a retry backoff, until
-# run_at); running -> failed (attempts used, or a failure that must not be retried); queued or
-# waiting -> cancelled (the user's cancel); failed, expired or cancelled -> waiting (the user's
-# retry). janus.history's JobState names the same states.
-JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled"]
+# Accepted at once: queued (paid) -> running -> completed. Accepted to wait, or retried (a
+# failure with attempts left, an expired lease): waiting (until its run_at, then in its
+# dependencies' line) -> running, paying its tokens as it is handed out; waiting -> expired
+# (not handed out within its max wait). running -> failed (attempts used, or a failure that
+# must not be retried); queued or waiting -> cancelled (the user's cancel); failed, expired or
+# cancelled -> waiting (the user's retry, due at once). janus.history's JobState names the
+# same states.
+JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "expired"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,17 @@ class ClaimedJob:
     attempt: int
     lease_token: UUID
     lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim did: the jobs it leased, in hand-out order, and what had run out, which
+    it took back on the way (leases past their end) or ended (waiting jobs past their max
+    wait, now expired)."""
+
+    jobs: list[ClaimedJob]
+    leases_expired: int = 0
+    jobs_expired: int = 0
 
 
 class LeaseOutcome(str, Enum):
@@ -172,10 +185,12 @@ class Retrial:
 class JobQueue(Protocol):
     """Whatever leases admitted jobs to workers: what the queue resources are given."""
 
-    def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """Lease up to `request.limit` queued jobs, highest priority then oldest first.
+    def claim(self, request: ClaimRequest) -> Claim:
+        """Lease up to `request.limit` jobs, highest priority then first in line: queued jobs,
+        and waiting jobs whose tokens it takes now (none overtaking a waiting job that cannot
+        pay yet).
 
-        An empty queue answers at once with an empty list.
+        An empty queue answers at once with no job.
         """
         ...
 

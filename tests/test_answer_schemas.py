@@ -75,10 +75,10 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
         {"job_id": st.uuids(), "lease_expires_at": _MOMENTS}
     ),
     answers.FinishedSchema: st.builds(Finished),
-    answers.CancelledSchema: st.fixed_dictionaries(
+    queue_answers.CancelledSchema: st.fixed_dictionaries(
         {"job_id": st.uuids(), "state": st.just("cancelled")}
     ),
-    answers.RetriedSchema: st.fixed_dictionaries(
+    queue_answers.RetriedSchema: st.fixed_dictionaries(
         {"job_id": st.uuids(), "state": st.just("waiting")}
     ),
     answers.CompleteManyResultSchema: st.fixed_dictionaries(

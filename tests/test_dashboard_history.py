@@ -31,8 +31,8 @@ ITEM_KEYS = [
 ]  # fmt: skip
 DETAIL_KEYS = [
     *ITEM_KEYS, "dependencies", "payload", "lease_expires_at", "finished_at", "actual_costs",
-    "run_at", "result", "error", "config_version", "shadow_status", "shadow_reason",
-    "shadow_reason_code",
+    "run_at", "in_line_at", "expires_at", "result", "error", "config_version", "shadow_status",
+    "shadow_reason", "shadow_reason_code",
 ]  # fmt: skip
 QUOTA_KEYS = [
     "dependency", "capacity", "refill_per_second", "effective_refill_per_second", "adaptive",

@@ -20,8 +20,17 @@ from devtools.ports import free_port
 from janus import metrics
 from janus.db import queue_depth
 from janus.settings import Settings
-from tests.support.app import serve_app
-from tests.support.queue import OLDEST_DUE_S, OLDEST_QUEUED_S, queue_in_every_state
+from tests.support.app import post_json, serve_app
+from tests.support.factories import user_with_config
+from tests.support.queue import (
+    OLDEST_DUE_S,
+    OLDEST_QUEUED_S,
+    claim,
+    expire_lease,
+    queue_in_every_state,
+    queued_job,
+    submit,
+)
 from tests.test_metrics import Samples, decision, parse, value
 
 JOBS = "janus_queue_jobs"
@@ -140,3 +149,28 @@ def test_a_scrape_with_the_database_down_serves_every_other_metric(
     assert value(samples, UNREAD, cause="pool_timeout") == unread_before + 1
     accepted = decision("system", "single", "accepted", "none")
     assert ("janus_decisions_total", tuple(sorted(accepted.items()))) in samples
+
+
+def test_claims_count_the_leases_they_take_back_and_the_waiting_jobs_they_expire(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0.001}})
+    before = scrape(app_client)
+    submit(app_client, user, queued_job({"openai": 8}))
+    [claimed] = claim(app_client, user, limit=1)
+    waiting = post_json(
+        app_client,
+        "/system/jobs",
+        user,
+        {**queued_job({"openai": 8}), "when_limited": "wait"},
+    ).json["job_id"]
+    expire_lease(db, claimed["job_id"])
+    db.execute(
+        "UPDATE jobs SET expires_at = now() - interval '1 second' WHERE job_id = %s", [waiting]
+    )
+
+    claim(app_client, user, limit=10)
+
+    after = scrape(app_client)
+    for name in ("janus_jobs_lease_expired_total", "janus_jobs_expired_total"):
+        assert value(after, name) - value(before, name) == 1, name

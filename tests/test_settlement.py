@@ -205,7 +205,7 @@ def test_concurrent_settlements_on_shared_buckets_never_lose_an_update(
     claimed = [
         job
         for _ in range(3)
-        for job in queue_store.claim(ClaimRequest(user_id=user, limit=100, lease_seconds=600))
+        for job in queue_store.claim(ClaimRequest(user_id=user, limit=100, lease_seconds=600)).jobs
     ]
     assert len(claimed) == JOBS
 

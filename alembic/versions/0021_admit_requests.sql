@@ -156,7 +156,7 @@ DECLARE
     bucket_refilled   timestamptz[];
     bucket_debited    boolean[];
     bucket_undebited  numeric[];   -- the tokens refilled to decided_at, before any debit
-    -- The line (claim_jobs.sql): the highest priority a job waits at (0: none), and the jobs
+    -- The line (hand_out_jobs.sql): the highest priority a job waits at (0: none), and the jobs
     -- and tokens this call adds to it, at (b - 1) * 10 + priority.
     bucket_line_top   integer[];
     line_added_jobs   integer[];
@@ -580,7 +580,7 @@ BEGIN
                 END IF;
 
                 IF this_reason IS NULL AND scheduled THEN
-                    -- Waits for its run_at, then joins the line (claim_jobs()).
+                    -- Waits for its run_at, then joins the line (hand_out_jobs()).
                     job_status[i] := 'Accepted';
                     job_reason[i] := '';
                     job_state[i] := 'waiting';

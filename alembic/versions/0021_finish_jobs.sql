@@ -9,12 +9,12 @@
 -- attempts left and `retry` is true; otherwise it is failed. Back in the queue means waiting
 -- (run_at) until the worker said to try again (p_retry_after_seconds: an upstream's
 -- Retry-After, say), or else for the active config's retry_backoff (retry_backoff()); with
--- neither (the backoff's base 0), run_at is now. Once run_at has passed, claim_jobs() puts it
--- in its dependencies' line, and it takes its tokens again when it is handed out again: every
--- call to the upstream is paid for.
+-- neither (the backoff's base 0), run_at is now. Once run_at has passed, hand_out_jobs() puts
+-- it in its dependencies' line, and it takes its tokens again when it is handed out again:
+-- every call to the upstream is paid for.
 --
 -- Locks: first the jobs' rows in job_id order, then the rows of every bucket any item names
--- (costs or throttling), in dependency-name order, then the clock is read. claim_jobs() skips
+-- (costs or throttling), in dependency-name order, then the clock is read. A claim skips
 -- locked jobs, admit_jobs() and activate_config() lock buckets only, in the same name order:
 -- so no two of them can deadlock, and a settlement refills a bucket exactly as admission does.
 -- Raises J0U01 for an unknown user. A failed job's attempts are counted against the active

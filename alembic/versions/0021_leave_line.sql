@@ -4,7 +4,7 @@
 -- token_buckets.line_jobs and line_tokens are, per bucket, the jobs in its line and the
 -- tokens they wait for, by priority (element p for priority p): what admission reads to keep
 -- a new job behind them (admit_requests.sql). Every change to them is made under the bucket's
--- row lock, which the caller holds. claim_jobs() keeps its own count while it walks the line
+-- row lock, which the caller holds. hand_out_jobs() keeps its own count while it walks the line
 -- and writes it once; this is for the callers that take one job out at a time.
 --
 -- The live definition is janus/db/sql/leave_line.sql; a migration that changes it applies a

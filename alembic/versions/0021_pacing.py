@@ -30,8 +30,10 @@ expired lease) waits too, and pays again when it is handed out again.
   max_wait_seconds, defaulted. Both signatures change: the old ones are dropped first, and
   the previous release's calls, which leave the new arguments out, reach the new functions
   (its queries name the columns they read, so the new ones go unseen).
-- claim_jobs() expires, lines up and pays; claim_queued_jobs(), new, is its statement for
-  queued jobs; finish_jobs() sends a retried job to wait (run_at now when there is no
+- hand_out_jobs(), new, is the claim: it expires, lines up and pays, and counts the leases
+  and waiting jobs that expired for the metrics (a last row); claim_queued_jobs(), new, is
+  its statement for queued jobs; claim_jobs() becomes hand_out_jobs() without that row, for
+  the previous release (it goes with the next migration); finish_jobs() sends a retried job to wait (run_at now when there is no
   backoff); cancel_jobs() takes a job out of the line (leave_line(), new).
 - retry_jobs(), new (issue 24, item 4): a failed, expired or cancelled job waits again, due at
   once, with a fresh max wait and attempts, and pays when it is handed out.
@@ -114,6 +116,7 @@ def upgrade() -> None:
     execute_sql_file("0021_activate_config.sql")
     execute_sql_file("0021_leave_line.sql")
     execute_sql_file("0021_claim_queued_jobs.sql")
+    execute_sql_file("0021_hand_out_jobs.sql")
     execute_sql_file("0021_claim_jobs.sql")
     execute_sql_file("0021_finish_jobs.sql")
     execute_sql_file("0021_cancel_jobs.sql")
@@ -135,6 +138,7 @@ def downgrade() -> None:
     execute_sql_file("0019_cancel_jobs.sql")
     execute_sql_file("0020_finish_jobs.sql")
     execute_sql_file("0020_claim_jobs.sql")
+    op.execute("DROP FUNCTION hand_out_jobs(uuid, integer, integer, text, text, text[])")
     op.execute(
         "DROP FUNCTION claim_queued_jobs(uuid, integer, timestamptz, integer, text, text, text[])"
     )

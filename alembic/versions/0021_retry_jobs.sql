@@ -16,15 +16,16 @@
 -- attempt 1, and the config's max_attempts counts from there).
 --
 -- What the ended run left is cleared, so that the job no longer reads as finished:
--- finished_at, result and error (the run that failed is over; the new run writes its own), and
--- actual_costs and settled_at (the new run settles its own costs against what its hand-out
--- takes, as claim_jobs() makes every waiting job do when it hands it out). The job keeps its
--- id, payload, dependencies, priority, tenant, batch and admission decision.
+-- finished_at, result and error (the run that failed is over; the new run writes its own),
+-- and actual_costs and settled_at (the new run settles its own costs against what its
+-- hand-out takes, as hand_out_jobs() makes every waiting job do when it hands it out). The
+-- job keeps its id, payload, dependencies, priority, tenant, batch and admission decision.
 --
 -- Locks: the jobs' rows in job_id order, as cancel_jobs() and finish_jobs() take them, then
--- the clock is read. No bucket: nothing is paid here, and the job joins no line (claim_jobs()
--- lines it up under the buckets' locks once it is due). No claim touches an ended job, so a
--- claim never waits for one; a claim that reads the job after this commits sees it waiting.
+-- the clock is read. No bucket: nothing is paid here, and the job joins no line
+-- (hand_out_jobs() lines it up under the buckets' locks once it is due). No claim touches an
+-- ended job, so a claim never waits for one; a claim that reads the job after this commits
+-- sees it waiting.
 -- Raises J0U01 for an unknown user.
 --
 -- The live definition is janus/db/sql/retry_jobs.sql; a migration that changes it applies a

@@ -306,12 +306,22 @@ function pageJobs(cursor) {
   loadJobs();
 }
 
+// A waiting job: in its dependencies' line for its tokens, or until its run_at; and until
+// when it may wait.
+function waitingText(job) {
+  if (job.state !== "waiting") return "";
+  const at = (moment) => new Date(moment).toLocaleString();
+  const now = job.in_line_at ? `in line since ${at(job.in_line_at)}` : job.run_at ? `until ${at(job.run_at)}` : "";
+  return job.expires_at ? `${now}, expires ${at(job.expires_at)}` : now;
+}
+
 const DETAIL = [
   ["Status", (job) => job.status],
   ["Reason", (job) => job.reason],
   ["Retry-After", (job) => (job.retry_after === null ? "" : `${job.retry_after} s`)],
   ["Shadow mode", (job) => (job.shadow_status ? `${job.shadow_status} ${job.shadow_reason}`.trim() : "")],
   ["State", (job) => job.state || ""],
+  ["Waiting", (job) => waitingText(job)],
   ["Attempts", (job) => String(job.attempts)],
   ["Costs", (job) => JSON.stringify(job.dependencies)],
   ["Real costs", (job) => (job.actual_costs ? JSON.stringify(job.actual_costs) : "")],

@@ -19,7 +19,7 @@ RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]
 HEALTH_CHECK = _QUERIES["health_check"]
 
 # The queue: claims, leases, completions, failures, cancellations and retries
-CLAIM_JOBS = _QUERIES["claim_jobs"]
+HAND_OUT_JOBS = _QUERIES["hand_out_jobs"]
 HEARTBEAT_JOB = _QUERIES["heartbeat_job"]
 FINISH_JOBS = _QUERIES["finish_jobs"]
 CANCEL_JOBS = _QUERIES["cancel_jobs"]

@@ -9,7 +9,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row, tuple_row
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from janus.db import queries
@@ -19,6 +19,7 @@ from janus.history import JobFilter
 from janus.queue import (
     Cancellation,
     CancelOutcome,
+    Claim,
     ClaimedJob,
     ClaimRequest,
     Finish,
@@ -66,8 +67,9 @@ class QueueStore:
         self._pool = pool
         self._retries = retries
 
-    def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """Lease up to `request.limit` queued jobs; see claim_jobs.sql."""
+    def claim(self, request: ClaimRequest) -> Claim:
+        """Lease up to `request.limit` jobs, paying for the waiting ones; see
+        hand_out_jobs.sql."""
         params = {
             "user_id": request.user_id,
             "limit": request.limit,
@@ -76,12 +78,14 @@ class QueueStore:
             "batch_name": request.batch_name,
             "dependencies": None if request.dependencies is None else list(request.dependencies),
         }
-        return fetch_in_transaction(
-            self._pool,
-            queries.CLAIM_JOBS,
-            params,
-            row_factory=class_row(ClaimedJob),
-            retries=self._retries,
+        rows = fetch_in_transaction(
+            self._pool, queries.HAND_OUT_JOBS, params, row_factory=tuple_row, retries=self._retries
+        )
+        *jobs, (*_, leases_expired, jobs_expired) = rows
+        return Claim(
+            [ClaimedJob(*job[:-2]) for job in jobs],
+            leases_expired=leases_expired,
+            jobs_expired=jobs_expired,
         )
 
     def heartbeat(

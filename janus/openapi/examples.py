@@ -256,6 +256,8 @@ QUEUED_JOB = {
     "finished_at": None,
     "actual_costs": None,
     "run_at": None,
+    "in_line_at": None,
+    "expires_at": None,
     "result": None,
     "error": None,
     "config_version": 3,

@@ -13,7 +13,6 @@ from janus.openapi import examples
 from janus.openapi.operations import BODY_ERRORS, DATABASE_ERRORS, Answer, Operation
 from janus.reasons import REASON_CODE_HEADER
 from janus.schemas.answers import (
-    CancelledSchema,
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
     DecisionSchema,
@@ -21,8 +20,8 @@ from janus.schemas.answers import (
     HeartbeatAnswerSchema,
     PartialBatchAnswerSchema,
     QuoteAnswerSchema,
-    RetriedSchema,
 )
+from janus.schemas.queue_answers import CancelledSchema, RetriedSchema
 from janus.schemas.requests import (
     BatchSchema,
     ClaimSchema,

@@ -20,13 +20,12 @@ from janus.queue import (
 )
 from janus.resources.requests import authenticated_user, load_body
 from janus.schemas.answers import (
-    CancelledSchema,
     ClaimAnswerSchema,
     CompleteManyAnswerSchema,
     FinishedSchema,
     HeartbeatAnswerSchema,
-    RetriedSchema,
 )
+from janus.schemas.queue_answers import CancelledSchema, RetriedSchema
 from janus.schemas.requests import (
     ClaimSchema,
     CompleteManySchema,
@@ -85,7 +84,7 @@ class ClaimResource:
         user_id = authenticated_user(req)
         body = load_body(req, self._schema)
         dependencies = body.get("dependencies")
-        jobs = self._queue.claim(
+        claim = self._queue.claim(
             ClaimRequest(
                 user_id=user_id,
                 limit=body["limit"],
@@ -95,11 +94,11 @@ class ClaimResource:
                 dependencies=None if dependencies is None else tuple(dependencies),
             )
         )
-        metrics.count_handed_out(len(jobs))
+        metrics.count_claim(claim)
         resp.status = falcon.HTTP_200
         resp.content_type = falcon.MEDIA_JSON
         # Every payload is written in as the exact text the producer sent.
-        resp.text = json_text.dumps(CLAIMED.dump({"jobs": jobs}))
+        resp.text = json_text.dumps(CLAIMED.dump({"jobs": claim.jobs}))
 
 
 class HeartbeatResource:
@@ -192,7 +191,7 @@ class CancelResource:
         if cancellation.outcome is CancelOutcome.NOT_CANCELLABLE:
             raise falcon.HTTPConflict(description=_not_cancellable(cancellation.state))
         if cancellation.outcome is CancelOutcome.CANCELLED:
-            metrics.count_cancelled(1)
+            metrics.count_job_action("cancel")
         resp.media = CANCELLED.dump({"job_id": job_id, "state": "cancelled"})
 
 
@@ -222,5 +221,5 @@ class RetryResource:
             raise falcon.HTTPNotFound(description=NO_SUCH_JOB)
         if retrial.outcome is RetryOutcome.NOT_RETRYABLE:
             raise falcon.HTTPConflict(description=_not_retryable(retrial.state))
-        metrics.count_retried(1)
+        metrics.count_job_action("retry")
         resp.media = RETRIED.dump({"job_id": job_id, "state": "waiting"})

@@ -176,20 +176,6 @@ class FinishedSchema(AnswerSchema):
     attempt = fields.Integer(required=True, validate=validate.Range(min=1))
 
 
-class CancelledSchema(AnswerSchema):
-    """POST /dashboard/jobs/{job_id}/cancel: the job, now cancelled."""
-
-    job_id = fields.UUID(required=True)
-    state = fields.String(required=True, validate=validate.Equal("cancelled"))
-
-
-class RetriedSchema(AnswerSchema):
-    """POST /dashboard/jobs/{job_id}/retry: the job, waiting again."""
-
-    job_id = fields.UUID(required=True)
-    state = fields.String(required=True, validate=validate.Equal("waiting"))
-
-
 class CompleteManyResultSchema(AnswerSchema):
     """One item of POST /system/jobs/complete: completed, or why it was left as it was."""
 
@@ -294,8 +280,11 @@ class JobDetailSchema(JobSummarySchema):
     actual_costs = StoredObject(
         keys=fields.String(), values=fields.Integer(), required=True, allow_none=True
     )
-    # While waiting: when it is queued again.
+    # While waiting: when it may join its dependencies' line, since when it is in it, and when
+    # it expires unless handed out.
     run_at = fields.DateTime(required=True, allow_none=True)
+    in_line_at = fields.DateTime(required=True, allow_none=True)
+    expires_at = fields.DateTime(required=True, allow_none=True)
     result = Payload(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     config_version = fields.Integer(required=True, allow_none=True)

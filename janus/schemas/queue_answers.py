@@ -1,6 +1,7 @@
-"""The answer of GET /dashboard/queue: the user's jobs by state and by dependency, and how long
-the buckets take to cover what waits (janus.queue_view). Beside janus/schemas/answers.py,
-whose conventions it follows: every field always there, numbers of the database exact."""
+"""The answers of the user's queue routes: GET /dashboard/queue, the user's jobs by state and
+by dependency, and how long the buckets take to cover what waits (janus.queue_view); and
+POST /dashboard/jobs/{job_id}/cancel and .../retry. Beside janus/schemas/answers.py, whose
+conventions it follows: every field always there, numbers of the database exact."""
 
 from __future__ import annotations
 
@@ -95,3 +96,17 @@ class QueueAnswerSchema(AnswerSchema):
             " lower bounds. `states` are always exact."
         },
     )
+
+
+class CancelledSchema(AnswerSchema):
+    """POST /dashboard/jobs/{job_id}/cancel: the job, now cancelled."""
+
+    job_id = fields.UUID(required=True)
+    state = fields.String(required=True, validate=validate.Equal("cancelled"))
+
+
+class RetriedSchema(AnswerSchema):
+    """POST /dashboard/jobs/{job_id}/retry: the job, waiting again."""
+
+    job_id = fields.UUID(required=True)
+    state = fields.String(required=True, validate=validate.Equal("waiting"))

@@ -1,5 +1,5 @@
 -- claim_queued_jobs(): lease up to p_limit of a user's queued jobs, which admission paid for
--- when it accepted them: claim_jobs()'s one statement when nothing waits in line, and its
+-- when it accepted them: hand_out_jobs()'s one statement when nothing waits in line, and its
 -- last, for the slots its walk of the line left.
 --
 -- Highest priority first, then oldest first, through the partial index jobs_queued (only

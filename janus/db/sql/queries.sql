@@ -67,13 +67,15 @@ SELECT request, job_id, status, reason, retry_after, replayed, budgets, shadow_s
                       %(quote)s, ARRAY[%(when_limited)s::text],
                       ARRAY[%(max_wait_seconds)s::integer], ARRAY[%(run_at)s::timestamptz])
 
--- claim_jobs --
--- See claim_jobs.sql. The payload is read as its text, exactly as the client sent it: the
--- resource writes it into the answer without parsing it again.
+-- hand_out_jobs --
+-- See hand_out_jobs.sql: the jobs handed out, then a row with no job (job_id NULL) counting
+-- the leases taken back and the waiting jobs expired meanwhile. The payload is read as its
+-- text, exactly as the client sent it: the resource writes it into the answer without
+-- parsing it again.
 SELECT job_id, batch_name, tenant_id, priority, dependencies, payload::text AS payload,
-       attempt, lease_token, lease_expires_at
-  FROM claim_jobs(%(user_id)s, %(limit)s, %(lease_seconds)s, %(tenant_id)s::text,
-                  %(batch_name)s::text, %(dependencies)s::text[])
+       attempt, lease_token, lease_expires_at, leases_expired, jobs_expired
+  FROM hand_out_jobs(%(user_id)s, %(limit)s, %(lease_seconds)s, %(tenant_id)s::text,
+                     %(batch_name)s::text, %(dependencies)s::text[])
 
 -- heartbeat_job --
 -- See heartbeat_job.sql: the lease is extended only under its current token.
@@ -192,8 +194,8 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
-       error, actual_costs::text AS actual_costs, run_at, config_version, shadow_status,
-       shadow_reason, shadow_reason_code
+       error, actual_costs::text AS actual_costs, run_at, in_line_at, expires_at,
+       config_version, shadow_status, shadow_reason, shadow_reason_code
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
@@ -504,7 +506,7 @@ SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'w
 -- token_buckets_now, as bucket_quotas reads it), and drain_seconds: how long the bucket, at
 -- its effective refill of now, takes to hold the tokens the waiting jobs cost beyond its
 -- tokens now (a queued job paid when it was admitted; a waiting one pays when it is handed
--- out, claim_jobs.sql). 0 when they cost nothing or the tokens cover them; NULL when more
+-- out, hand_out_jobs.sql). 0 when they cost nothing or the tokens cover them; NULL when more
 -- are needed and the bucket never refills, or there is no bucket (an unknown dependency
 -- allowed). Rounded up to milliseconds, as full_in_seconds. Every bucket of the user is
 -- listed, with zeros when no job names it; by dependency name.
