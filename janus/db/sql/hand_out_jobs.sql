@@ -35,11 +35,11 @@
 -- A job whose cost now exceeds its bucket's capacity (the config changed) can never be paid:
 -- it is failed when the walk reaches it.
 --
--- The walk reads the line through jobs_in_line and the queued jobs through jobs_queued, in
--- one ordered merge, and stops after p_limit hand-outs or 1000 waiting jobs; when every one
--- of the user's buckets is blocked, only queued jobs can still go, and they fill the slots
--- left. Rows are taken FOR UPDATE SKIP LOCKED: a claim never waits for a job, and two claims
--- never get the same one. A user with nothing waiting due, expired or in line takes no
+-- The walk merges the line, read through jobs_in_line, with the queued jobs the filter takes,
+-- read through jobs_queued, each in its order, so it reads only as far as it goes: it stops
+-- after p_limit hand-outs, and leaves the line after 1000 waiting jobs or once every one of
+-- the user's buckets is held (only queued jobs can still go then). Rows are taken FOR UPDATE
+-- SKIP LOCKED: a claim never waits for a job, and two claims never get the same one. A user with nothing waiting due, expired or in line takes no
 -- bucket lock: its claims are the queued jobs' one statement, as before pacing.
 --
 -- Lock order: the user's buckets in name order, then its tenant buckets (each after its
@@ -105,6 +105,12 @@ DECLARE
     handed           integer := 0;
     walked           integer := 0;
     fits             boolean;
+    queued_cursor    refcursor;
+    line_cursor      refcursor;
+    next_queued      record;
+    next_in_line     record;
+    has_queued       boolean;
+    has_in_line      boolean;
     matches          boolean;
     cap              numeric;
     refill           numeric;
@@ -266,36 +272,62 @@ BEGIN
     END LOOP;
 
     -- The walk: queued and waiting jobs in one order.
+    -- The walk: the queued jobs the filter takes (jobs_queued) and the line (jobs_in_line),
+    -- each read in its order by a cursor of its own and merged here, so that only what the
+    -- walk reaches is read. (A UNION ALL of both, ordered, is sorted whole by the planner.)
+    OPEN queued_cursor FOR
+        SELECT q.job_id, q.priority, q.created_at AS line_at, q.tenant_id, q.batch_name,
+               q.dependencies, false AS in_line
+          FROM jobs q
+         WHERE q.user_id = p_user_id AND q.state = 'queued'
+           AND (p_tenant_id IS NULL OR q.tenant_id = p_tenant_id)
+           AND (p_batch_name IS NULL OR q.batch_name = p_batch_name)
+           AND (p_dependencies IS NULL
+                OR NOT EXISTS (SELECT 1 FROM jsonb_object_keys(q.dependencies) AS k(name)
+                                WHERE k.name <> ALL (p_dependencies)))
+         ORDER BY q.priority DESC, q.created_at, q.job_id;
+    OPEN line_cursor FOR
+        SELECT w.job_id, w.priority, w.in_line_at AS line_at, w.tenant_id, w.batch_name,
+               w.dependencies, true AS in_line
+          FROM jobs w
+         WHERE w.user_id = p_user_id AND w.state = 'waiting' AND w.in_line_at IS NOT NULL
+         ORDER BY w.priority DESC, w.in_line_at, w.job_id;
+    FETCH queued_cursor INTO next_queued;
+    has_queued := FOUND;
+    FETCH line_cursor INTO next_in_line;
+    has_in_line := FOUND;
+
     <<walk>>
-    FOR cand IN
-        SELECT c.job_id, c.priority, c.tenant_id, c.batch_name, c.dependencies, c.in_line
-          FROM (SELECT q.job_id, q.priority, q.created_at AS line_at, q.tenant_id,
-                       q.batch_name, q.dependencies, false AS in_line
-                  FROM jobs q
-                 WHERE q.user_id = p_user_id AND q.state = 'queued'
-                UNION ALL
-                SELECT w.job_id, w.priority, w.in_line_at, w.tenant_id, w.batch_name,
-                       w.dependencies, true
-                  FROM jobs w
-                 WHERE w.user_id = p_user_id AND w.state = 'waiting'
-                   AND w.in_line_at IS NOT NULL) c
-         ORDER BY c.priority DESC, c.line_at, c.job_id
     LOOP
-        EXIT walk WHEN handed >= p_limit;
-        IF cand.in_line THEN
+        EXIT walk WHEN handed >= p_limit OR NOT (has_queued OR has_in_line);
+        IF has_in_line
+           AND (NOT has_queued OR next_in_line.priority > next_queued.priority
+                OR next_in_line.priority = next_queued.priority
+                   AND (next_in_line.line_at, next_in_line.job_id)
+                       < (next_queued.line_at, next_queued.job_id)) THEN
+            cand := next_in_line;
+            FETCH line_cursor INTO next_in_line;
+            has_in_line := FOUND;
             walked := walked + 1;
-            EXIT walk WHEN walked > 1000
-                           OR (cardinality(bucket_name) > 0 AND true = ALL (bucket_blocked));
+            -- Past 1000 waiting jobs, or with every bucket held, the line is left for the
+            -- next claims: only queued jobs can still go.
+            IF walked > 1000 OR (cardinality(bucket_name) > 0 AND true = ALL (bucket_blocked))
+            THEN
+                has_in_line := false;
+                CONTINUE walk;
+            END IF;
+        ELSE
+            cand := next_queued;
+            FETCH queued_cursor INTO next_queued;
+            has_queued := FOUND;
         END IF;
-        -- Outside the filter: a queued job is no one's concern here; a waiting one is
-        -- walked past below, its place kept.
+        -- A waiting job outside the filter is walked past below, its place kept.
         matches := (p_tenant_id IS NULL OR cand.tenant_id = p_tenant_id)
                    AND (p_batch_name IS NULL OR cand.batch_name = p_batch_name)
                    AND (p_dependencies IS NULL
                         OR NOT EXISTS (SELECT 1
                                          FROM jsonb_object_keys(cand.dependencies) AS k(name)
                                         WHERE k.name <> ALL (p_dependencies)));
-        CONTINUE walk WHEN NOT cand.in_line AND NOT matches;
 
         IF cand.in_line THEN
             -- Does it fit, behind everything before it?
@@ -467,14 +499,6 @@ BEGIN
          WHERE j.user_id = p_user_id AND j.job_id = ANY (picked_ids)
          ORDER BY array_position(picked_ids, j.job_id);
 
-    -- Slots left once the walk stopped: queued jobs, which are paid for already.
-    IF handed < p_limit THEN
-        RETURN QUERY
-            SELECT q.job_id, q.batch_name, q.tenant_id, q.priority, q.dependencies, q.payload,
-                   q.attempt, q.lease_token, q.lease_expires_at, NULL::integer, NULL::integer
-              FROM claim_queued_jobs(p_user_id, p_limit - handed, claimed_at, p_lease_seconds,
-                                     p_tenant_id, p_batch_name, p_dependencies) q;
-    END IF;
     RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::text, NULL::smallint, NULL::jsonb,
                         NULL::json, NULL::integer, NULL::uuid, NULL::timestamptz, leases_back,
                         expired_now;
