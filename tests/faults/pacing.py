@@ -42,6 +42,9 @@ PACING_BUCKETS = {
 JOB_SHAPES = ({FIRST: 1, SECOND: 1}, {FIRST: 2}, {SECOND: 2})
 PRODUCERS = 8
 SUBMIT_PER_S = 100
+# Each producer sends on this many connections at once: a request waits for its bucket's lock
+# while a claim walks the line, and one connection at a time would fall behind the rate.
+PRODUCER_CONNECTIONS = 4
 LOAD_S = 60
 PRIORITIES = (2, 5, 5, 8)
 TENANTS = ("tenant-x", "tenant-y")
@@ -200,7 +203,8 @@ def install_audit(db: psycopg.Connection) -> None:
 def pacing_under_load(log_dir: Path) -> ScenarioResult:
     """Wait-mode jobs at 10x the refill while workers claim, fail some with retry, complete."""
     description = (
-        f"{PRODUCERS} producers send {SUBMIT_PER_S} jobs/s for {LOAD_S} s (10x the refill of "
+        f"{PRODUCERS} producers ({PRODUCER_CONNECTIONS} connections each) send "
+        f"{SUBMIT_PER_S} jobs/s for {LOAD_S} s (10x the refill of "
         f"2 buckets of capacity {CAPACITY}, refill {REFILL_PER_SECOND}/s; wait mode with max wait "
         f"{MAX_WAIT_S} s, 1 in {REJECT_ONE_IN} reject mode; priorities {PRIORITIES}; tenants "
         f"{', '.join(TENANTS)} on both) while {PACING_WORKERS} workers claim, fail 1 in "
@@ -221,7 +225,8 @@ def pacing_under_load(log_dir: Path) -> ScenarioResult:
             run.service.url, [user_id], run.clock, PACING_WORKERS, fail_one_in=FAIL_ONE_IN
         ).start()
         try:
-            with run.load(_paced_jobs(run, user_id), threads=PRODUCERS):
+            threads = PRODUCERS * PRODUCER_CONNECTIONS
+            with run.load(_paced_jobs(run, user_id, threads), threads=threads):
                 time.sleep(LOAD_S)
             load_ended_at_db = run.postgres.clock()
             producers_stopped = run.clock.now()
@@ -240,8 +245,8 @@ def pacing_under_load(log_dir: Path) -> ScenarioResult:
         run.close()
 
 
-def _paced_jobs(run: Run, user_id: str) -> Any:
-    """Job calls at SUBMIT_PER_S in all, each producer thread on its own schedule."""
+def _paced_jobs(run: Run, user_id: str, threads: int) -> Any:
+    """Job calls at SUBMIT_PER_S in all from `threads` threads, each on its own schedule."""
     started = time.monotonic()
     sent_by_thread: Counter[int] = Counter()
     lock = threading.Lock()
@@ -250,7 +255,7 @@ def _paced_jobs(run: Run, user_id: str) -> Any:
         with lock:
             turn = sent_by_thread[thread_index]
             sent_by_thread[thread_index] += 1
-        due = started + (turn * PRODUCERS + thread_index) / SUBMIT_PER_S
+        due = started + (turn * threads + thread_index) / SUBMIT_PER_S
         time.sleep(max(0.0, due - time.monotonic()))
         pick = random.Random(number)
         extra: dict[str, Any] = {}
@@ -294,8 +299,17 @@ def _audit_pacing(run: Run, log: WorkerLog, load_ended_at_db: float) -> None:
 
 
 def _note_answers(run: Run) -> None:
+    attempts = run.job_attempts()
+    if attempts:
+        latencies = sorted(a.latency for a in attempts)
+        span = attempts[-1].sent_at - attempts[0].sent_at
+        run.note(
+            f"sent {len(attempts)} jobs in {span:.1f} s ({len(attempts) / span:.1f}/s, paced at "
+            f"{SUBMIT_PER_S}/s); answered in {_percentile_ms(latencies, 50)} ms (p50), "
+            f"{_percentile_ms(latencies, 99)} ms (p99)"
+        )
     kinds: Counter[str] = Counter()
-    for attempt in run.job_attempts():
+    for attempt in attempts:
         call = attempt.call
         waits = isinstance(call, JobCall) and call.extra.get("when_limited") == "wait"
         body = attempt.reply.body if isinstance(attempt.reply.body, dict) else {}
@@ -429,7 +443,16 @@ def _check_endings(run: Run, db: psycopg.Connection, log: WorkerLog) -> None:
         "    OR EXISTS (SELECT 1 FROM unnest(line_tokens) n WHERE n <> 0)"
     ).fetchall()
     run.check(not lines, f"buckets' line counts not back to 0: {lines}")
+    claims = sorted(a.latency for a in log.answers if a.route == "claim")
     run.note(
         f"{len(log.leases)} leases, {len(log.failed)} failed with retry, "
-        f"{len(log.acknowledged)} completions acknowledged"
+        f"{len(log.acknowledged)} completions acknowledged; {len(claims)} claims answered in "
+        f"{_percentile_ms(claims, 50)} ms (p50), {_percentile_ms(claims, 99)} ms (p99)"
     )
+
+
+def _percentile_ms(ordered: list[float], percent: int) -> str:
+    """The nearest-rank percentile of sorted seconds, in whole milliseconds; "-" if none."""
+    if not ordered:
+        return "-"
+    return f"{ordered[min(len(ordered) - 1, len(ordered) * percent // 100)] * 1000:.0f}"
