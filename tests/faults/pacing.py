@@ -443,7 +443,7 @@ def _check_endings(run: Run, db: psycopg.Connection, log: WorkerLog) -> None:
         "    OR EXISTS (SELECT 1 FROM unnest(line_tokens) n WHERE n <> 0)"
     ).fetchall()
     run.check(not lines, f"buckets' line counts not back to 0: {lines}")
-    claims = sorted(a.latency for a in log.answers if a.route == "claim")
+    claims = sorted(a.answered_at - a.sent_at for a in log.answers if a.route == "claim")
     run.note(
         f"{len(log.leases)} leases, {len(log.failed)} failed with retry, "
         f"{len(log.acknowledged)} completions acknowledged; {len(claims)} claims answered in "
