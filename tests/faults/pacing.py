@@ -28,7 +28,7 @@ import psycopg
 
 from tests.faults.harness import JobCall
 from tests.faults.scenarios import Run, ScenarioResult, _check_worker_answers
-from tests.faults.workers import WorkerLog, WorkerPool
+from tests.faults.workers import LEASE_S, WorkerLog, WorkerPool
 
 # Two dependencies, one bucket each, of one user; a job calls one or both.
 FIRST, SECOND = "openai", "stripe"
@@ -78,6 +78,7 @@ CREATE TABLE pacing_audit (
     tenant_id       text,
     attempts        integer,
     lease_token     uuid,
+    lease_expires_at timestamptz,
     xact            xid8 NOT NULL
 );
 CREATE INDEX ON pacing_audit (job_id, seq);
@@ -86,12 +87,12 @@ CREATE FUNCTION pacing_audit_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     INSERT INTO pacing_audit (job_id, user_id, old_state, new_state, old_in_line_at,
                               new_in_line_at, at, priority, dependencies, tenant_id,
-                              attempts, lease_token, xact)
+                              attempts, lease_token, lease_expires_at, xact)
     VALUES (NEW.job_id, NEW.user_id,
             CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state,
             CASE WHEN TG_OP = 'UPDATE' THEN OLD.in_line_at END, NEW.in_line_at,
             clock_timestamp(), NEW.priority, NEW.dependencies, NEW.tenant_id,
-            NEW.attempts, NEW.lease_token, pg_current_xact_id());
+            NEW.attempts, NEW.lease_token, NEW.lease_expires_at, pg_current_xact_id());
     RETURN NULL;
 END
 $fn$;
@@ -101,9 +102,16 @@ CREATE TRIGGER pacing_audit AFTER INSERT OR UPDATE ON jobs
 """
 
 # Tokens taken, per bucket, in time order: at admission for a job accepted at once (inserted
-# queued), at hand-out for a waiting one or a retry (waiting -> running).
+# queued), at hand-out for a waiting one or a retry (waiting -> running). Each at the moment
+# it was decided, the moment the bucket was refilled to under its lock: admission's is the
+# job id's (new_job_id(), read just after it), a claim's the start of the lease it gave
+# (lease_expires_at - lease_seconds). The audit row's own time comes later, by as much as
+# the rest of a claim's walk: beside the bound, the worst margin by it is noted too.
 DEBITS_SQL = """
-SELECT a.user_id, d.key, extract(epoch FROM a.at)::float8, d.value::bigint, a.job_id
+SELECT a.user_id, d.key, extract(epoch FROM a.at)::float8, d.value::bigint, a.job_id,
+       extract(epoch FROM CASE WHEN a.old_state IS NULL THEN job_decided_at(a.job_id)
+                               ELSE a.lease_expires_at - make_interval(secs => %(lease_s)s)
+                          END)::float8
   FROM pacing_audit a, jsonb_each_text(a.dependencies) d
  WHERE (a.old_state IS NULL AND a.new_state = 'queued')
     OR (a.old_state = 'waiting' AND a.new_state = 'running')
@@ -318,45 +326,63 @@ def _note_answers(run: Run) -> None:
         else:
             kinds[f"{attempt.kind} ({'wait' if waits else 'reject'} mode)"] += 1
     run.note(f"answers: {dict(kinds)}")
-    refused_waiting = sum(n for kind, n in kinds.items() if "(wait mode)" in kind)
-    run.check(refused_waiting == 0, f"{refused_waiting} wait-mode jobs were not accepted: {kinds}")
+    # A 503 is no decision (the shared invariants hold it to Retry-After): only a refusal is.
+    refused_waiting = kinds["429 (wait mode)"]
+    run.check(refused_waiting == 0, f"{refused_waiting} wait-mode jobs were refused: {kinds}")
 
 
 def _check_windows(run: Run, db: psycopg.Connection, load_ended_at_db: float) -> None:
     """Tokens taken over every window from the start: at most capacity + refill x window."""
-    debits: dict[tuple[str, str], list[tuple[float, int, str]]] = defaultdict(list)
-    for user_id, dependency, at, cost, job_id in db.execute(DEBITS_SQL):
-        debits[(str(user_id), dependency)].append((at, cost, str(job_id)))
+    debits: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    by_audit: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    lag = 0.0
+    for _, dependency, at, cost, job_id, decided in db.execute(DEBITS_SQL, {"lease_s": LEASE_S}):
+        debits[dependency].append((decided, cost, str(job_id)))
+        by_audit[dependency].append((at, cost, str(job_id)))
+        lag = max(lag, at - decided)
     start = run.started_at_db
-    for (_, dependency), taken in sorted(debits.items()):
+    for dependency in sorted(debits):
         limit = PACING_BUCKETS[dependency]
         capacity, refill = limit["capacity"], limit["refill_per_second"]
-        # sum(start_i..j) - refill x (t_j - t_i) <= capacity for every i <= j, and from the
-        # scenario's start: with P the sums before each debit, the largest of
-        # P[j+1] - refill t_j + max(refill t_i - P[i], refill start) over i <= j.
-        best_from, best_value = "the start", refill * start
-        worst = (float("-inf"), "", "")
-        before = 0
-        for at, cost, job_id in taken:
-            if refill * at - before > best_value:
-                best_value, best_from = refill * at - before, job_id
-            before += cost
-            excess = before - refill * at + best_value - capacity
-            if excess > worst[0]:
-                worst = (excess, best_from, job_id)
+        taken = sorted(debits[dependency])
+        excess, first, last = _worst_window(taken, start, capacity, refill)
+        audit_excess, _, _ = _worst_window(by_audit[dependency], start, capacity, refill)
         load_s = load_ended_at_db - start
         in_load = sum(cost for at, cost, _ in taken if at <= load_ended_at_db)
         run.note(
             f"{dependency}: {sum(c for _, c, _ in taken)} tokens taken in {len(taken)} debits; "
             f"in the {load_s:.1f} s of load {(in_load - capacity) / load_s:.2f}/s beyond the "
-            f"capacity (refill {refill}/s); worst window margin {-worst[0]:.3f} tokens "
-            f"(from {worst[1]} to {worst[2]})"
+            f"capacity (refill {refill}/s); worst window margin {-excess:.3f} tokens (from "
+            f"{first} to {last}); by the audit rows' times {-audit_excess:.3f}"
         )
         run.check(
-            worst[0] <= WINDOW_EPSILON,
-            f"{dependency}: {worst[0]:.3f} tokens over capacity + refill x window, from "
-            f"{worst[1]} to the debit of job {worst[2]}",
+            excess <= WINDOW_EPSILON,
+            f"{dependency}: {excess:.3f} tokens over capacity + refill x window, from "
+            f"{first} to the debit of job {last}",
         )
+    run.note(f"audit rows written up to {lag * 1000:.0f} ms after their debit was decided")
+
+
+def _worst_window(
+    taken: list[tuple[float, int, str]], start: float, capacity: float, refill: float
+) -> tuple[float, str, str]:
+    """(tokens over capacity + refill x window, the window's first debit, its last) of the
+    worst window of debits sorted by time, from the scenario's start or any debit.
+
+    With P the sum before each debit, every window i..j is within the bound when
+    P[j+1] - refill t_j + max(refill t_i - P[i]) <= capacity, the max over i <= j and the start.
+    """
+    best_from, best_value = "the start", refill * start
+    worst = (float("-inf"), "", "")
+    before = 0
+    for at, cost, job_id in taken:
+        if refill * at - before > best_value:
+            best_value, best_from = refill * at - before, job_id
+        before += cost
+        excess = before - refill * at + best_value - capacity
+        if excess > worst[0]:
+            worst = (excess, best_from, job_id)
+    return worst
 
 
 def _check_line_order(run: Run, db: psycopg.Connection) -> None:
@@ -424,7 +450,10 @@ def _check_endings(run: Run, db: psycopg.Connection, log: WorkerLog) -> None:
     stored = {
         str(job_id) for (job_id,) in db.execute("SELECT job_id FROM jobs WHERE status = 'Accepted'")
     }
-    run.check(accepted == stored, f"{len(accepted ^ stored)} jobs answered 202 differ from stored")
+    run.check(accepted <= stored, f"{len(accepted - stored)} jobs answered 202 are not stored")
+    if stored - accepted:
+        # Stored although answered 503 or not at all (the commit's answer lost): allowed.
+        run.note(f"{len(stored - accepted)} jobs stored without a 202")
     for old, new, count, example in db.execute(FORBIDDEN_MOVES_SQL):
         run.violation(f"{count} moves {old} -> {new} (e.g. job {example})")
     ended_twice = db.execute(
