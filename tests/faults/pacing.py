@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from tests.faults.harness import JobCall
-from tests.faults.scenarios import Run, ScenarioResult, _check_worker_answers
+from tests.faults.scenarios import Run, ScenarioResult, _check_worker_answers, _wait_for_drain
 from tests.faults.workers import LEASE_S, WorkerLog, WorkerPool
 
 # Two dependencies, one bucket each, of one user; a job calls one or both.
@@ -60,6 +60,7 @@ PACING_CONFIG: dict[str, Any] = {"priority_reserve": 0.2, "retry_backoff": (1, 2
 # retry waits its backoff and then its turn.
 PACING_DRAIN_LIMIT_S = 30
 FINAL_STATES = {"completed", "failed", "expired", "cancelled"}
+UNFINISHED_STATES = ("queued", "waiting", "running")
 # Numeric noise in the window sums: the amounts are whole tokens, the refill exact.
 WINDOW_EPSILON = 1e-6
 
@@ -238,7 +239,7 @@ def pacing_under_load(log_dir: Path) -> ScenarioResult:
                 time.sleep(LOAD_S)
             load_ended_at_db = run.postgres.clock()
             producers_stopped = run.clock.now()
-            drained = _wait_for_drain_all(run, PACING_DRAIN_LIMIT_S)
+            drained = _wait_for_drain(run, PACING_DRAIN_LIMIT_S, UNFINISHED_STATES)
         finally:
             log = pool.stop()
         result = run.finish(bound_from_jobs=False)
@@ -281,20 +282,6 @@ def _paced_jobs(run: Run, user_id: str, threads: int) -> Any:
         )
 
     return make_call
-
-
-def _wait_for_drain_all(run: Run, limit_s: float) -> float | None:
-    """Wait until no job is queued, waiting or running; when that was (None: not within)."""
-    deadline = time.monotonic() + limit_s
-    with run.postgres.connect() as db:
-        while time.monotonic() < deadline:
-            row = db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'waiting', 'running')"
-            ).fetchone()
-            if row is not None and row[0] == 0:
-                return run.clock.now()
-            time.sleep(0.2)
-    return None
 
 
 def _audit_pacing(run: Run, log: WorkerLog, load_ended_at_db: float) -> None:

@@ -783,13 +783,15 @@ def workers_during_restart(log_dir: Path) -> ScenarioResult:
         return result
 
 
-def _wait_for_drain(run: Run, limit_s: float) -> float | None:
-    """Wait until no accepted job is queued or running; when that was (None: not within)."""
+def _wait_for_drain(
+    run: Run, limit_s: float, states: Sequence[str] = ("queued", "running")
+) -> float | None:
+    """Wait until no job is in one of `states`; when that was (None: not within)."""
     deadline = time.monotonic() + limit_s
     with run.postgres.connect() as db:
         while time.monotonic() < deadline:
             row = db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"
+                "SELECT count(*) FROM jobs WHERE state = ANY(%s)", [list(states)]
             ).fetchone()
             if row is not None and row[0] == 0:
                 return run.clock.now()
