@@ -2,16 +2,20 @@
 and workers claiming and completing them, both at once.
 
 wrk sends one kind of request per run, and this needs two, paced producers and claimers, and
-the moment of every hand-out; so it runs in threads of this process, each on a keep-alive
-connection of its own (http.client). The run first settles (the bucket empties, a line
+the moment of every hand-out; so it runs in threads of a Python process of its own
+(`python -m bench.pacing`, whose CPU the bench counts as the load generator's), each on a
+keep-alive connection of its own (http.client). The run first settles (the bucket empties, a line
 forms), then counts for `duration_s`: claims answered, jobs they handed out, the claims'
 latency, and every status.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from bench.common import REPO_ROOT
 from bench.drivers import LoadError, LoadResult, latency_summary_ms
 from bench.scenarios import (
     CLAIM_LEASE_S,
@@ -33,6 +38,8 @@ from bench.scenarios import (
 )
 
 CLAIM_PATH = "/system/jobs/claim"
+# The line the load's process prints its result on.
+RESULT_PREFIX = "JANUS_PACING "
 
 # Before the counted window: the bucket spends what it held, and the line forms.
 SETTLE_S = 2.0
@@ -127,8 +134,40 @@ class _Connection:
 
 
 def run_pacing(load: PacingLoad, *, duration_s: float, timeout_s: float) -> LoadResult:
-    """Producers and claimers for SETTLE_S + `duration_s`; what they saw in the last
-    `duration_s`: claims as requests, claim latency, hand-outs and the rest as counters."""
+    """Producers and claimers for SETTLE_S + `duration_s`, in a process of their own (so that
+    their CPU is the `load` column's, as wrk's is); what they saw in the last `duration_s`:
+    claims as requests, their latency, hand-outs and the rest as counters."""
+    spec = {**dataclasses.asdict(load), "user_id": str(load.user_id)}
+    command = [sys.executable, "-m", "bench.pacing", json.dumps(spec), str(duration_s)]
+    command.append(str(timeout_s))
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=SETTLE_S + duration_s + timeout_s + 30,
+            check=False,
+            cwd=REPO_ROOT,
+        )
+    except subprocess.TimeoutExpired:
+        raise LoadError("the pacing load did not finish in time") from None
+    output = completed.stdout + completed.stderr
+    lines = [line for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if completed.returncode != 0 or not lines:
+        raise LoadError(f"the pacing load failed (status {completed.returncode}):\n{output}")
+    seen = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+    return LoadResult(
+        wall_s=duration_s,
+        requests=seen["claims"],
+        outcomes=dict(sorted(seen["statuses"].items())),
+        latency_ms=seen["latency_ms"],
+        output=output,
+        counters=seen["counters"],
+    )
+
+
+def drive(load: PacingLoad, duration_s: float, timeout_s: float) -> dict[str, Any]:
+    """Run the producers and claimers in this process; what they saw, as run_pacing reads it."""
     started = time.monotonic()
     tally = _Tally((started + SETTLE_S, started + SETTLE_S + duration_s))
     stopping = threading.Event()
@@ -147,15 +186,12 @@ def run_pacing(load: PacingLoad, *, duration_s: float, timeout_s: float) -> Load
         thread.join(timeout=timeout_s + 5)
     if any(thread.is_alive() for thread in threads):
         raise LoadError("a pacing producer or claimer did not stop")
-    claims = len(tally.claim_latencies_us)
-    return LoadResult(
-        wall_s=duration_s,
-        requests=claims,
-        outcomes=dict(sorted(tally.statuses.items())),
-        latency_ms=latency_summary_ms(tally.claim_latencies_us),
-        output=json.dumps({"counters": tally.counters, "statuses": tally.statuses}),
-        counters=dict(tally.counters),
-    )
+    return {
+        "claims": len(tally.claim_latencies_us),
+        "statuses": dict(tally.statuses),
+        "latency_ms": latency_summary_ms(tally.claim_latencies_us),
+        "counters": dict(tally.counters),
+    }
 
 
 def _produce(
@@ -213,3 +249,15 @@ def _claim(load: PacingLoad, tally: _Tally, stopping: threading.Event, timeout_s
                     tally.counters["completed"] += completed
     finally:
         conn.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m bench.pacing SPEC DURATION_S TIMEOUT_S`: run_pacing's process."""
+    spec, duration_s, timeout_s = json.loads(argv[0]), float(argv[1]), float(argv[2])
+    load = PacingLoad(**{**spec, "user_id": UUID(spec["user_id"])})
+    print(RESULT_PREFIX + json.dumps(drive(load, duration_s, timeout_s)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

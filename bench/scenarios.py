@@ -70,9 +70,9 @@ DEFAULT_DURATION_S = 12.0
 # by claims at the refill; nothing expires within a run. The hand-out rate must be the refill
 # within PACING_TOLERANCE over the run (60 s unless --duration says otherwise).
 PACING = "pacing-wait"
-PACING_REFILL_PER_S = 50
-PACING_SUBMIT_PER_S = 500
-PACING_PRODUCERS = 8
+PACING_REFILL_PER_S = 20
+PACING_SUBMIT_PER_S = 200
+PACING_PRODUCERS = 32
 PACING_CLAIMERS = 4
 PACING_CLAIM_LIMIT = 10
 PACING_DURATION_S = 60.0

@@ -78,11 +78,12 @@ def test_the_pacing_run_lasts_its_own_60_s_unless_duration_is_given(
 
 
 @pytest.mark.parametrize(
-    ("handed_out", "verdict"), [(3000, True), (3059, True), (2941, True), (3070, False)]
+    ("of_refill", "verdict"), [(1.0, True), (1.019, True), (0.981, True), (1.025, False)]
 )
 def test_the_hand_out_rate_must_be_the_refill_within_2_percent(
-    handed_out: int, verdict: bool
+    of_refill: float, verdict: bool
 ) -> None:
+    handed_out = round(of_refill * PACING_REFILL_PER_S * 60)
     results = {PACING: pacing_result(handed_out)}
     [check] = [c for c in evaluate(results, []) if c.label.startswith(PACING)]
     assert check.passed is verdict
@@ -95,10 +96,14 @@ def test_a_bench_without_the_pacing_run_does_not_judge_it() -> None:
 
 
 def test_the_report_prints_both_rates_and_the_claim_latency() -> None:
-    result = pacing_result(3012)
+    result = pacing_result(PACING_REFILL_PER_S * 60 + 12)
     [line] = pacing_lines({PACING: result})
     assert "submitted 500.0 jobs/s" in line
-    assert f"handed out 50.20 jobs/s against a refill of {PACING_REFILL_PER_S}/s (1.004x)" in line
+    handed = PACING_REFILL_PER_S + 0.2
+    assert (
+        f"handed out {handed:.2f} jobs/s against a refill of {PACING_REFILL_PER_S}/s "
+        f"({handed / PACING_REFILL_PER_S:.3f}x)"
+    ) in line
     assert "1,200 claims (40 empty), p50 3.50 ms, p99 12.00 ms" in line
     # Claims and completes answer 200, submissions 202: neither is unexpected.
     assert result.unexpected() == []
@@ -107,7 +112,7 @@ def test_the_report_prints_both_rates_and_the_claim_latency() -> None:
 
 
 def test_a_job_that_did_not_wait_is_reported() -> None:
-    result = pacing_result(3000)
+    result = pacing_result(PACING_REFILL_PER_S * 60)
     counters = dict(result.load.counters, not_waited=3)
     result.load = LoadResult(**{**result.load.__dict__, "counters": counters})
     assert result.unexpected() == [f"{PACING}: 3 jobs did not wait, though submitted at ten "
