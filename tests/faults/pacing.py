@@ -342,6 +342,7 @@ def _check_windows(run: Run, db: psycopg.Connection, load_ended_at_db: float) ->
             f"capacity (refill {refill}/s); worst window margin {-excess:.3f} tokens (from "
             f"{first} to {last}); by the audit rows' times {-audit_excess:.3f}"
         )
+        run.result.over_admitted = max(run.result.over_admitted, excess)
         run.check(
             excess <= WINDOW_EPSILON,
             f"{dependency}: {excess:.3f} tokens over capacity + refill x window, from "

@@ -10,7 +10,9 @@ violations of the invariants every scenario shares:
 - every job answered 202 is in the jobs table as Accepted ("lost" otherwise), and every 429
   is stored as Rejected;
 - no bucket gave out more than capacity + refill x elapsed (from the jobs table), and a bucket
-  that never refills lost exactly what its stored jobs cost: no half-done transaction;
+  that never refills lost exactly what its stored jobs cost: no half-done transaction (the
+  pacing scenario, whose jobs wait, expire and pay again, bounds every window from an audit
+  of its own: pacing.py);
 - gunicorn logged no traceback and no unhandled error;
 
 plus the scenario's own (503s within a bound, recovery within a few seconds, ...).
