@@ -7,7 +7,13 @@ import os
 from collections.abc import Sequence
 
 from bench.measure import NOISY_OTHER_PERCENT
-from bench.scenarios import SCENARIOS, SOAK_MINUTES, SOAK_PREFILL_ROWS, SOAK_SCENARIO
+from bench.scenarios import (
+    DEFAULT_DURATION_S,
+    SCENARIOS,
+    SOAK_MINUTES,
+    SOAK_PREFILL_ROWS,
+    SOAK_SCENARIO,
+)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -16,7 +22,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="make bench",
         description="Load-test Janus and its ceilings; print one table, write JSON.",
     )
-    parser.add_argument("--duration", type=float, default=12, help="seconds per scenario (12)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help=f"seconds per scenario (default {DEFAULT_DURATION_S:g}, or a scenario's own: "
+        + ", ".join(f"{s.name} {s.duration_s:g}" for s in SCENARIOS if s.duration_s)
+        + ")",
+    )
     parser.add_argument("--warmup", type=float, default=2, help="unrecorded seconds first (2)")
     parser.add_argument(
         "--connections",

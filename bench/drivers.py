@@ -145,7 +145,7 @@ def run_pgbench(
         wall_s=processed / tps if tps else wall_s,
         requests=int(processed),
         outcomes=outcomes,
-        latency_ms={name: value / 1000 for name, value in _latency_summary_us(latencies).items()},
+        latency_ms=latency_summary_ms(latencies),
         output=output,
     )
 
@@ -168,7 +168,12 @@ def _pgbench_latencies_us(log_prefix: Path) -> list[int]:
     return latencies
 
 
-def _latency_summary_us(latencies: Sequence[int]) -> dict[str, float]:
+def latency_summary_ms(latencies_us: Sequence[float]) -> dict[str, float]:
+    """mean, p50, p90, p99 and max in milliseconds, of latencies in microseconds."""
+    return {name: value / 1000 for name, value in _latency_summary_us(latencies_us).items()}
+
+
+def _latency_summary_us(latencies: Sequence[float]) -> dict[str, float]:
     if not latencies:
         return {name: math.nan for name in ("mean", "p50", "p90", "p99", "max")}
     ordered = sorted(latencies)

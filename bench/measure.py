@@ -33,9 +33,10 @@ from bench.drivers import (
     run_pgbench,
     run_wrk,
 )
+from bench.pacing import PacingLoad, run_pacing
 from bench.pgbench_script import pgbench_binary, pgbench_script, pgbench_statement
 from bench.results import ScenarioResult, SoakMinute
-from bench.scenarios import COMPLETE_PATH, QUEUE_FILL_JOBS_PER_S, Scenario
+from bench.scenarios import COMPLETE_PATH, DEFAULT_DURATION_S, QUEUE_FILL_JOBS_PER_S, Scenario
 from bench.service_metrics import grouping, scrape_groups
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -138,8 +139,17 @@ class Bench:
             pgbench_binary(), self.database_url, script, variables, self.workdir / scenario.name
         )
 
+    def duration_of(self, scenario: Scenario) -> float:
+        """Seconds of `scenario`'s measured run: --duration, else its own, else the default."""
+        if self.args.duration is not None:
+            return float(self.args.duration)
+        return scenario.duration_s or DEFAULT_DURATION_S
+
     def drive(self, scenario: Scenario, duration_s: float) -> LoadResult:
         """One run of `scenario` for `duration_s`."""
+        if scenario.kind == "pacing":
+            load = PacingLoad.of(scenario, self.service.url, self.users[scenario.name][0])
+            return run_pacing(load, duration_s=duration_s, timeout_s=self.args.timeout)
         connections, threads = scenario.load_shape(self.args.connections, self.args.threads)
         if scenario.driver == "pgbench":
             return run_pgbench(
@@ -160,7 +170,7 @@ class Bench:
         """Warm up, then one recorded run with the CPU of each party read around it."""
         if scenario.kind == "claim":
             # Before the vacuum, so that it covers the jobs queued for the warm-up and the run.
-            self.fill_queue(scenario, self.args.warmup + self.args.duration)
+            self.fill_queue(scenario, self.args.warmup + self.duration_of(scenario))
         # Vacuum and analyze what provisioning and the earlier scenarios wrote, so autovacuum
         # does not pick this run to do it, and checkpoint now rather than in the middle of the
         # run (durability untouched).
@@ -179,12 +189,12 @@ class Bench:
                     "core, measuring again"
                 )
             if scenario.kind == "claim":
-                self.fill_queue(scenario, self.args.duration)
+                self.fill_queue(scenario, self.duration_of(scenario))
             wait_for_quiet()
             started_at, autovacuums = self._now(), self.autovacuums()
             # Outside the CPU readings, so that the scrapes count in none of them.
             groups_before = scrape_groups(self.service.url) if scenario.admits else None
-            load, cpu, cpu_s = self.drive_timed(scenario, self.args.duration)
+            load, cpu, cpu_s = self.drive_timed(scenario, self.duration_of(scenario))
             result = ScenarioResult(
                 scenario,
                 load,

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bench import report, tables
 from bench.common import REPO_ROOT
 from bench.measure import NOISY_OTHER_PERCENT, Run
-from bench.scenarios import SOAK_SCENARIO
+from bench.scenarios import SOAK_SCENARIO, durations_text
 
 
 def git_revision() -> str:
@@ -111,8 +111,9 @@ def render(
         f"synchronous_commit {server['synchronous_commit']}, "
         f"shared_buffers {server['shared_buffers']}",
         f"load: {facts['wrk']} and {facts['pgbench']}, {args.connections} connections on "
-        f"{args.threads} threads, {args.duration:g}s per scenario after {args.warmup:g}s "
-        f"warm-up; gunicorn {run.worker_count} workers ({run.worker_class}){_twin_line(run)}",
+        f"{args.threads} threads, {durations_text(args.duration)} per scenario after "
+        f"{args.warmup:g}s warm-up; gunicorn {run.worker_count} workers "
+        f"({run.worker_class}){_twin_line(run)}",
         "",
         *tables.scenario_table(run.results),
         "",
@@ -128,6 +129,7 @@ def render(
         "(GET /metrics before and after: janus_admission_group_requests, sum over count);",
         "-: the service does not count groups, or decided none.",
         *_own_connections(run, args),
+        *tables.pacing_lines(run.results),
     ]
     decision_cpu = tables.decision_cpu_table(run.results)
     if decision_cpu:

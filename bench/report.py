@@ -14,6 +14,9 @@ from bench.scenarios import (
     HEALTH,
     MAX_P99_OVER_P50,
     MAX_WORKER_RSS_MB,
+    PACING,
+    PACING_REFILL_PER_S,
+    PACING_TOLERANCE,
     READINGS,
     SINGLE_BASELINE,
     SOAK_MIN_KEPT,
@@ -71,6 +74,21 @@ def ratios(
     return found
 
 
+def _pacing_check(result: ScenarioResult | None) -> Check:
+    """Issue 24: wait-mode jobs far faster than the refill are handed out at the refill."""
+    ratio = (
+        None
+        if result is None or result.jobs_per_s is None
+        else (result.jobs_per_s / PACING_REFILL_PER_S)
+    )
+    return Check(
+        label=f"{PACING} hand-outs / refill (jobs/s, issue 24)",
+        value="not run" if ratio is None else f"{ratio:.3f}x",
+        target=f"1.00x ± {PACING_TOLERANCE:.0%}",
+        passed=None if ratio is None else abs(ratio - 1) <= PACING_TOLERANCE,
+    )
+
+
 def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemory]) -> list[Check]:
     """Every target of bench/scenarios.py, checked against this run."""
     checks = []
@@ -97,6 +115,7 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
             )
         )
     checks += [_reading(results.get(reading.scenario), reading) for reading in READINGS]
+    checks.append(_pacing_check(results.get(PACING)))
     for result in results.values():
         if result.scenario.driver == "wrk" and result.scenario.kind == "single":
             tail = result.p99_over_p50

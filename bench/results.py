@@ -65,6 +65,9 @@ class ScenarioResult:
         if self.scenario.kind == "claim":
             # Only jobs a batch complete answered "completed"; a claim alone counts nothing.
             return self.load.counters.get("completed", 0) / self.load.wall_s
+        if self.scenario.kind == "pacing":
+            # Jobs the claims handed out: paid for at the hand-out, at the bucket's refill.
+            return self.load.counters.get("handed_out", 0) / self.load.wall_s
         return self.decided_requests * self.scenario.jobs / self.load.wall_s
 
     @property
@@ -74,6 +77,8 @@ class ScenarioResult:
             return None
         if self.scenario.kind == "claim":
             return self.load.counters.get("completed", 0)
+        if self.scenario.kind == "pacing":
+            return self.load.counters.get("submitted", 0)
         return self.decided_requests * self.scenario.jobs
 
     @property
@@ -97,13 +102,18 @@ class ScenarioResult:
         """Every answer that is not the one this scenario should get, as readable lines."""
         lines = []
         for outcome, count in self.load.outcomes.items():
-            if outcome != self.scenario.expected_outcome:
+            if outcome not in self.scenario.expected_outcomes:
                 lines.append(f"{self.name}: {count} x {outcome}")
         for status, count in self.stored_jobs.items():
             if status != self.scenario.expected_job_status:
                 lines.append(f"{self.name}: {count} jobs stored as {status}")
         if self.scenario.kind == "claim":
             lines += self._queue_unexpected()
+        if self.scenario.kind == "pacing" and self.load.counters.get("not_waited", 0) > 0:
+            lines.append(
+                f"{self.name}: {self.load.counters['not_waited']} jobs did not wait, though "
+                "submitted at ten times the refill"
+            )
         return lines
 
     def _queue_unexpected(self) -> list[str]:

@@ -50,6 +50,7 @@ from bench.scenarios import (
     TWIN_CAPACITY,
     TWIN_REFILL_PER_SECOND,
     Scenario,
+    durations_text,
 )
 from bench.twin import database as twin_database
 from bench.twin import server as twin_server
@@ -127,8 +128,8 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                 worker_count = len(procstat.children(service.master_pid))
                 say(
                     f"gunicorn up with {worker_count} workers; {len(chosen)} scenarios of "
-                    f"{args.duration:g}s (+{args.warmup:g}s warm-up) at {args.connections} "
-                    "connections"
+                    f"{durations_text(args.duration)} (+{args.warmup:g}s warm-up) at "
+                    f"{args.connections} connections"
                 )
                 results: dict[str, ScenarioResult] = {}
                 for scenario in chosen:

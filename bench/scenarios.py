@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 # "claim": workers draining a queue, each claim acknowledged by one batch complete.
-Kind = Literal["health", "single", "partial", "atomic", "claim"]
+# "pacing": wait-mode jobs far faster than the refill, and workers claiming them at once.
+Kind = Literal["health", "single", "partial", "atomic", "claim", "pacing"]
 # "twin": wrk against the bare twin (bench/twin/), the same requests as the service's.
 Driver = Literal["wrk", "pgbench", "twin"]
 
@@ -62,6 +63,35 @@ CLAIM_LEASE_S = 60
 QUEUE_FILL_JOBS_PER_S = 5000
 QUEUE_FILL_BATCH = 1000
 
+# Seconds per scenario when --duration is not given and the scenario has none of its own.
+DEFAULT_DURATION_S = 12.0
+
+# Pacing (issue 24): jobs in wait mode at ten times the refill of their one bucket, handed out
+# by claims at the refill; nothing expires within a run. The hand-out rate must be the refill
+# within PACING_TOLERANCE over the run (60 s unless --duration says otherwise).
+PACING = "pacing-wait"
+PACING_REFILL_PER_S = 20
+PACING_SUBMIT_PER_S = 200
+PACING_PRODUCERS = 32
+PACING_CLAIMERS = 4
+PACING_CLAIM_LIMIT = 10
+PACING_DURATION_S = 60.0
+PACING_TOLERANCE = 0.02
+PACING_JOB: dict[str, Any] = {
+    "batch_name": BATCH_NAME,
+    "tenant_id": "tenant-bench",
+    "priority": 8,
+    "dependencies": {"openai": 1},
+    "when_limited": "wait",
+    "max_wait_seconds": 86_400,
+}
+PACING_CONFIG: dict[str, Any] = {
+    "dependencies": {
+        "openai": {"capacity": PACING_REFILL_PER_S, "refill_per_second": PACING_REFILL_PER_S}
+    },
+    "priority_reserve": 0,
+}
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -85,6 +115,8 @@ class Scenario:
     # wrk's connections, when not --connections. The ceilings run at --connections, so a
     # scenario with a count of its own is read against none of them.
     connections: int | None = None
+    # Seconds of its run when --duration is not given (None: DEFAULT_DURATION_S).
+    duration_s: float | None = None
 
     def load_shape(self, connections: int, threads: int) -> tuple[int, int]:
         """(connections, threads) of its runs, given --connections and --threads."""
@@ -112,6 +144,7 @@ class Scenario:
             "partial": "/dashboard/jobs/batch",
             "atomic": "/dashboard/jobs/batch/atomic",
             "claim": "/system/jobs/claim",
+            "pacing": "/system/jobs",
         }[self.kind]
 
     @property
@@ -123,12 +156,19 @@ class Scenario:
             return {"batch_name": BATCH_NAME, **JOB}
         if self.kind == "claim":
             return {"limit": self.jobs, "lease_seconds": CLAIM_LEASE_S}
+        if self.kind == "pacing":
+            return PACING_JOB
         return {"batch_name": BATCH_NAME, "jobs": [JOB] * self.jobs}
 
     @property
     def expected_outcome(self) -> str:
         """What every request should get: its HTTP status, or a committed transaction."""
         return "committed" if self.driver == "pgbench" else str(self.expect)
+
+    @property
+    def expected_outcomes(self) -> frozenset[str]:
+        """Every outcome a run may count: a pacing run's claims and completes answer 200."""
+        return frozenset({self.expected_outcome, *(["200"] if self.kind == "pacing" else [])})
 
     @property
     def expected_job_status(self) -> str:
@@ -199,7 +239,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "claim-complete", "claim", "claim 10 jobs, then 1 batch complete of the 10",
         jobs=10, config=UNLIMITED, expect=200,
     ),
+    # Pacing: admission and claims together, the hand-out rate against the refill. Last: it
+    # leaves a line of waiting jobs behind.
+    Scenario(
+        PACING, "pacing",
+        f"{PACING_SUBMIT_PER_S} wait-mode jobs/s from {PACING_PRODUCERS} producers, refill "
+        f"{PACING_REFILL_PER_S}/s; {PACING_CLAIMERS} workers claim {PACING_CLAIM_LIMIT} and "
+        "complete",
+        config=PACING_CONFIG, duration_s=PACING_DURATION_S,
+    ),
 )  # fmt: skip
+
+
+def durations_text(duration_s: float | None) -> str:
+    """Seconds per scenario as the report says them: --duration's, else each one's."""
+    if duration_s is not None:
+        return f"{duration_s:g}s"
+    own = ", ".join(f"{s.name} {s.duration_s:g}s" for s in SCENARIOS if s.duration_s)
+    return f"{DEFAULT_DURATION_S:g}s ({own})"
 
 
 Measure = Literal["requests_per_s", "jobs_per_s"]

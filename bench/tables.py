@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from bench.report import Check, ratios
 from bench.results import CPU_GROUPS, DECISION_CPU_GROUPS, ScenarioResult, SoakMinute
+from bench.scenarios import PACING_REFILL_PER_S
 
 
 def _rate(value: float | None) -> str:
@@ -41,9 +42,9 @@ def _cpu(cpu: Mapping[str, float]) -> str:
 
 
 def _outcomes(result: ScenarioResult) -> str:
-    expected = result.scenario.expected_outcome
+    expected = result.scenario.expected_outcomes
     shown = " ".join(
-        f"{outcome}:{count}" + ("" if outcome == expected else "!")
+        f"{outcome}:{count}" + ("" if outcome in expected else "!")
         for outcome, count in result.load.outcomes.items()
     )
     if result.scenario.kind == "claim":
@@ -84,6 +85,28 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
             )
         )
     return aligned(header, rows, left_columns={0, 12})
+
+
+def pacing_lines(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """What a pacing run did: jobs submitted and handed out per second against the refill,
+    and the claims' latency (its row's req/s, p50 and p99 are its claims')."""
+    lines = []
+    for result in results.values():
+        if result.scenario.kind != "pacing":
+            continue
+        counters, wall_s = result.load.counters, result.load.wall_s
+        handed = counters.get("handed_out", 0) / wall_s
+        latency = result.load.latency_ms
+        lines.append(
+            f"{result.name} ({wall_s:g}s): submitted {counters.get('submitted', 0) / wall_s:,.1f} "
+            f"jobs/s ({counters.get('waited', 0):,} answered waiting), handed out "
+            f"{handed:,.2f} jobs/s against a refill of {PACING_REFILL_PER_S}/s "
+            f"({handed / PACING_REFILL_PER_S:.3f}x); {result.load.requests:,} claims "
+            f"({counters.get('empty_claims', 0):,} empty), p50 {latency['p50']:.2f} ms, "
+            f"p99 {latency['p99']:.2f} ms; jobs/s is the hand-out rate, req/s, p50 and p99 "
+            "the claims'."
+        )
+    return lines
 
 
 def _microseconds(value: float | None) -> str:

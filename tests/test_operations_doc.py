@@ -157,6 +157,7 @@ def test_the_guide_has_the_recipes_this_module_runs() -> None:
         "queue-by-user",
         "oldest-claimable-by-user",
         "leases-expired",
+        "lines",
     }
 
 
@@ -358,6 +359,34 @@ def test_leases_expired_recently(
     assert rows[0] == ["user_name", "state", "jobs", "most_attempts"]
     # busy's job taken back and claimed again; idle's failed one.
     assert rows[1:] == [["busy", "running", "1", "2"], ["idle", "failed", "1", "3"]]
+
+
+def test_the_lines_of_each_bucket(
+    database_url: str, app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user = create_user(db, "pacer")
+    put_config(
+        app_client,
+        user,
+        {"dependencies": {"openai": {"capacity": 10, "refill_per_second": 2}}},
+    )
+    body = {"batch_name": "b", "tenant_id": "t", "dependencies": {"openai": 6}}
+    for priority in (5, 5, 7):
+        answer = post_json(
+            app_client, "/system/jobs", user, {**body, "priority": priority, "when_limited": "wait"}
+        )
+        assert answer.status_code == 202, answer.text
+
+    rows = run_recipe(database_url, "lines")
+
+    assert rows[0] == [
+        "user_name", "dependency", "jobs_in_line", "tokens_waited_for", "top_priority",
+        "tokens_now", "drain_s",
+    ]  # fmt: skip
+    # The first priority-5 job was paid at admission; the priority-7 one went next in line.
+    [row] = rows[1:]
+    assert row[:5] == ["pacer", "openai", "2", "12", "7"]
+    assert 4 <= float(row[5]) < 5 and 3 <= int(row[6]) <= 4
 
 
 # --- The guide's other claims, held to the code ------------------------------------------------

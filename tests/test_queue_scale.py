@@ -54,7 +54,8 @@ USERS_IN_LINE = 1000
 IN_LINE_EACH = 100
 # A claim that pays: it locks the user's buckets, walks its line (each job it hands out
 # locked on its own, then updated) and writes the buckets back. Measured on PG 18: 524 for a
-# claim of 10 paid jobs, 159 for one that finds its only bucket empty.
+# claim of 10 paid jobs, 159 for one that finds its only bucket empty, 414 for a claim of 10
+# from a line of 100 beside 100,000 queued jobs.
 MAX_PAYING_BUFFERS = 800
 
 # IN_LINE_EACH jobs of cost 1 in the openai line of each user, as admission leaves them
@@ -157,3 +158,15 @@ def test_a_claim_touches_a_few_hundred_buffers_beside_a_million_finished_jobs(
     )
     touched, claimed = claim_buffers(db, held, 10)
     assert claimed == 0 and touched <= MAX_PAYING_BUFFERS, touched
+    # A line beside 100,000 queued jobs: the walk merges both in order, reading only what it
+    # reaches of each.
+    db.execute(
+        "UPDATE jobs SET state = 'waiting', run_at = NULL, in_line_at = created_at,"
+        " expires_at = now() + interval '1 hour'"
+        " WHERE user_id = %s AND state = 'waiting' AND job_id IN"
+        " (SELECT job_id FROM jobs WHERE user_id = %s AND state = 'waiting' LIMIT 100)",
+        [big, big],
+    )
+    claim_buffers(db, big, 10)
+    touched, claimed = claim_buffers(db, big, 10)
+    assert claimed == 10 and touched <= MAX_PAYING_BUFFERS, touched

@@ -35,6 +35,18 @@ SEED_BATCH: dict[str, Any] = {
 }
 
 ACCEPTED = {"job_id": JOB_ID, "status": "Accepted", "reason": ""}
+WAIT_JOB: dict[str, Any] = {
+    **SEED_JOB,
+    "when_limited": "wait",
+    "max_wait_seconds": 600,
+}
+WAITING = {
+    "job_id": JOB_ID,
+    "status": "Accepted",
+    "reason": "",
+    "state": "waiting",
+    "estimated_start": "2026-12-07T05:00:04.250000+00:00",
+}
 RATE_LIMITED = {
     "job_id": OTHER_JOB_ID,
     "status": "Rejected",

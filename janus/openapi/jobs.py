@@ -53,13 +53,15 @@ def submit() -> Operation:
         "Decide one job",
         tag="Jobs",
         body=SingleJobSchema(),
-        body_examples={"seed": examples.SEED_JOB},
+        body_examples={"seed": examples.SEED_JOB, "wait": examples.WAIT_JOB},
         parameters=_IDEMPOTENCY,
         answers={
             202: Answer(
-                "Accepted: the job is stored and queued for workers.",
+                "Accepted: the job is stored and queued for workers; or, limited only by tokens"
+                " under `when_limited` wait (or named a `run_at`), accepted to wait in its"
+                " dependencies' line, paying its tokens when a worker claims it.",
                 DecisionSchema,
-                {"accepted": examples.ACCEPTED},
+                {"accepted": examples.ACCEPTED, "waiting": examples.WAITING},
                 _ADMISSION_HEADERS,
             ),
             429: Answer(
@@ -217,11 +219,11 @@ FAIL = _queue(
     FailSchema(),
     {"retry": examples.FAILURE, "retry_after": examples.THROTTLED_FAILURE},
     Answer(
-        "Back to the queue while `retry` is true and attempts remain: queued at once, or"
-        " waiting for `retry_after_seconds` or the config's `retry_backoff`; else failed.",
+        "Back while `retry` is true and attempts remain: waiting (for `retry_after_seconds` or"
+        " the config's `retry_backoff`, then in its dependencies' line, paying its tokens"
+        " again when it is handed out again); else failed.",
         FinishedSchema,
         {
-            "requeued": examples.finished("queued"),
             "waiting": examples.finished("waiting"),
             "failed": examples.finished("failed"),
         },

@@ -221,6 +221,11 @@ class JobCall:
     path: str
     batch_name: str
     dependencies: Mapping[str, int]
+    priority: int = 5
+    # None: tenant-<user>.
+    tenant_id: str | None = None
+    # More fields of the body: when_limited, max_wait_seconds, ...
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -281,10 +286,11 @@ def perform(base_url: str, call: JobCall | Probe, clock: Clock) -> Attempt:
     else:
         body = {
             "batch_name": call.batch_name,
-            "tenant_id": f"tenant-{call.user}",
-            "priority": 5,
+            "tenant_id": call.tenant_id or f"tenant-{call.user}",
+            "priority": call.priority,
             "dependencies": dict(call.dependencies),
             "payload": {"sent_as": call.batch_name},
+            **call.extra,
         }
         reply = send(base_url, "POST", call.path, body=body, headers={"X-User-ID": call.user_id})
     return Attempt(call, sent_at, clock.now(), reply)

@@ -10,7 +10,9 @@ violations of the invariants every scenario shares:
 - every job answered 202 is in the jobs table as Accepted ("lost" otherwise), and every 429
   is stored as Rejected;
 - no bucket gave out more than capacity + refill x elapsed (from the jobs table), and a bucket
-  that never refills lost exactly what its stored jobs cost: no half-done transaction;
+  that never refills lost exactly what its stored jobs cost: no half-done transaction (the
+  pacing scenario, whose jobs wait, expire and pay again, bounds every window from an audit
+  of its own: pacing.py);
 - gunicorn logged no traceback and no unhandled error;
 
 plus the scenario's own (503s within a bound, recovery within a few seconds, ...).
@@ -26,12 +28,14 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+import psycopg
 
 from tests.faults.harness import (
     CLIENT_TIMEOUT_S,
@@ -98,13 +102,29 @@ class Run:
     """One scenario's world: its Postgres, its users, the service, the clock and the record."""
 
     def __init__(
-        self, name: str, description: str, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        description: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        buckets: Mapping[str, Mapping[str, float]] = BUCKETS,
+        config: Mapping[str, Any] | None = None,
+        before_load: Callable[[psycopg.Connection], None] | None = None,
+        users: Sequence[str] = USERS,
     ) -> None:
         self.result = ScenarioResult(name, description)
         self.postgres = FaultPostgres.create()
         try:
             with self.postgres.connect() as db:
-                self.users = {name: user_with_config(db, BUCKETS) for name in USERS}
+                self.users = {
+                    name: user_with_config(
+                        db, {dep: dict(limit) for dep, limit in buckets.items()}, **(config or {})
+                    )
+                    for name in users
+                }
+                if before_load is not None:
+                    before_load(db)
             self.service = Service.start(
                 self.postgres.url, log_dir / f"{name}-gunicorn.log", workers=WORKERS, env=env or {}
             )
@@ -170,14 +190,21 @@ class Run:
         """The job requests sent so far, in the order they were sent."""
         return [a for a in self.attempts if isinstance(a.call, JobCall)]
 
-    def finish(self, allowed_failures: Sequence[str] = ()) -> ScenarioResult:
-        """Audit the answers against the database and return the result."""
+    def finish(
+        self, allowed_failures: Sequence[str] = (), *, bound_from_jobs: bool = True
+    ) -> ScenarioResult:
+        """Audit the answers against the database and return the result.
+
+        `bound_from_jobs`: hold each bucket to capacity + refill x elapsed by the costs of its
+        accepted jobs, which holds when each was paid once, at admission; a scenario whose
+        jobs wait, expire or are paid again on a retry (pacing) checks its buckets itself.
+        """
         attempts = self.job_attempts()
         result = self.result
         result.sent = len(attempts)
         result.answers = Counter(a.kind for a in attempts)
         self._check_answers(self.attempts, allowed_failures)
-        self._audit_database(attempts)
+        self._audit_database(attempts, bound_from_jobs)
         log = self.service.log()
         self.check("Traceback" not in log, "gunicorn logged a traceback")
         self.check("unhandled error" not in log, "the service logged an unhandled error")
@@ -199,7 +226,7 @@ class Run:
             slowest = max(attempts, key=lambda a: a.latency)
             self.note(f"slowest answer {slowest.latency:.2f} s ({slowest.kind})")
 
-    def _audit_database(self, attempts: Sequence[Attempt]) -> None:
+    def _audit_database(self, attempts: Sequence[Attempt], bound_from_jobs: bool) -> None:
         result = self.result
         ended_at_db = self.postgres.clock()
         with self.postgres.connect() as db:
@@ -247,7 +274,7 @@ class Run:
 
         elapsed = Decimal(ended_at_db - self.started_at_db)
         over = Decimal(0)
-        for user_id, dependency, capacity, refill, tokens_now in buckets:
+        for user_id, dependency, capacity, refill, tokens_now in buckets if bound_from_jobs else []:
             taken = spent.get((str(user_id), dependency), Decimal(0))
             over += max(Decimal(0), taken - (capacity + refill * elapsed))
             if refill == 0 and capacity - tokens_now != taken:
@@ -758,13 +785,15 @@ def workers_during_restart(log_dir: Path) -> ScenarioResult:
         return result
 
 
-def _wait_for_drain(run: Run, limit_s: float) -> float | None:
-    """Wait until no accepted job is queued or running; when that was (None: not within)."""
+def _wait_for_drain(
+    run: Run, limit_s: float, states: Sequence[str] = ("queued", "running")
+) -> float | None:
+    """Wait until no job is in one of `states`; when that was (None: not within)."""
     deadline = time.monotonic() + limit_s
     with run.postgres.connect() as db:
         while time.monotonic() < deadline:
             row = db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"
+                "SELECT count(*) FROM jobs WHERE state = ANY(%s)", [list(states)]
             ).fetchone()
             if row is not None and row[0] == 0:
                 return run.clock.now()
@@ -848,6 +877,14 @@ def _audit_queue(run: Run, log: WorkerLog) -> None:
     )
 
 
+def pacing_under_load(log_dir: Path) -> ScenarioResult:
+    """Wait-mode jobs at 10x the refill while workers claim, fail and complete (pacing.py)."""
+    # pacing.py builds on this module's Run: imported here, not at the top, to avoid a cycle.
+    from tests.faults import pacing
+
+    return pacing.pacing_under_load(log_dir)
+
+
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-fast-restart": postgres_fast_restart,
     "postgres-kill-9": postgres_crash_restart,
@@ -857,6 +894,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-down": postgres_down,
     "slow-clients": slow_clients,
     "workers-during-restart": workers_during_restart,
+    "pacing-under-load": pacing_under_load,
 }
 
 COLUMNS = (

@@ -4,7 +4,8 @@ Each worker claims a few jobs of its user (a short lease, so that a job whose co
 lost comes back to the queue within seconds), then completes them, every other worker with one
 batch complete (`POST /system/jobs/complete`), the others one job at a time. A completion
 that got no real answer (503, a dropped connection) is sent again a few times, as a worker
-would, and then given up: the lease expires and the job goes back to the queue.
+would, and then given up: the lease expires and the job goes back to the queue. A pool may
+also fail one lease in N with retry instead (`fail_one_in`), as the pacing scenario does.
 
 Everything the workers were told is recorded (WorkerLog), so that the scenario can check it
 against the database: which worker got which job at which attempt with which lease token,
@@ -47,7 +48,7 @@ class Lease:
 class Answer:
     """One queue request a worker sent and what came back, on the scenario's clock."""
 
-    route: str  # "claim", "complete" (one job) or "complete-batch"
+    route: str  # "claim", "complete" (one job), "complete-batch" or "fail"
     sent_at: float
     answered_at: float
     reply: Reply
@@ -66,6 +67,8 @@ class WorkerLog:
     # (job_id, worker): a completion the service acknowledged as done to that worker.
     acknowledged: list[tuple[str, int]] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
+    # Jobs whose failure (with retry) the service acknowledged.
+    failed: list[str] = field(default_factory=list)
     # Completions a worker gave up on after COMPLETE_TRIES unanswered tries.
     given_up: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +92,7 @@ class Worker(threading.Thread):
         clock: Clock,
         log: WorkerLog,
         stopping: threading.Event,
+        fail_one_in: int = 0,
     ) -> None:
         super().__init__(name=f"worker-{number}", daemon=True)
         self.number = number
@@ -100,6 +104,9 @@ class Worker(threading.Thread):
         # Workers take users in turn (WorkerPool): 0 and 1 send batches, 2 and 3 single
         # completions, and so on, so each user has workers of both kinds.
         self.batch = (number // 2) % 2 == 0
+        # Every fail_one_in-th lease of this worker is failed with retry (0: none is).
+        self._fail_one_in = fail_one_in
+        self._leased = 0
 
     def _post(self, route: str, path: str, body: Any) -> Reply:
         sent_at = self._clock.now()
@@ -125,11 +132,27 @@ class Worker(threading.Thread):
                 self._log.leases.extend(leases)
             if not leases:
                 time.sleep(EMPTY_PAUSE_S)
-            elif self.batch:
+                continue
+            leases = [lease for lease in leases if not self._failed(lease)]
+            if not leases:
+                continue
+            if self.batch:
                 self._complete_batch(leases)
             else:
                 for lease in leases:
                     self._complete_one(lease)
+
+    def _failed(self, lease: Lease) -> bool:
+        """Fail `lease` with retry if it is this worker's fail_one_in-th; whether it was."""
+        self._leased += 1
+        if not self._fail_one_in or self._leased % self._fail_one_in:
+            return False
+        body = {"lease_token": lease.lease_token, "error": "failed on purpose", "retry": True}
+        for reply in self._tries("fail", f"/system/jobs/{lease.job_id}/fail", body):
+            if reply.status == 200:
+                with self._log.lock:
+                    self._log.failed.append(lease.job_id)
+        return True
 
     def _tries(self, route: str, path: str, body: Any) -> Iterator[Reply]:
         """The answers to `body` sent again while it gets no real answer, COMPLETE_TRIES at most."""
@@ -176,11 +199,27 @@ def _result(lease: Lease) -> dict[str, Any]:
 class WorkerPool:
     """Worker threads, one user each in turn, running until stop()."""
 
-    def __init__(self, base_url: str, user_ids: Sequence[str], clock: Clock, count: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        user_ids: Sequence[str],
+        clock: Clock,
+        count: int,
+        *,
+        fail_one_in: int = 0,
+    ) -> None:
         self.log = WorkerLog()
         self._stopping = threading.Event()
         self._workers = [
-            Worker(n, base_url, user_ids[n % len(user_ids)], clock, self.log, self._stopping)
+            Worker(
+                n,
+                base_url,
+                user_ids[n % len(user_ids)],
+                clock,
+                self.log,
+                self._stopping,
+                fail_one_in,
+            )
             for n in range(count)
         ]
 

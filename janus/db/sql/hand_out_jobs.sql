@@ -22,7 +22,8 @@
 -- get fewer jobs than it asked for, or none, while jobs it would take wait behind others.
 --
 -- Before the hand-out, in order, each bounded to 1000 jobs a claim (the next claims do the
--- rest):
+-- rest), and each before the buckets are locked, so that admissions wait for no more of a
+-- claim than its walk:
 --   1. jobs whose lease has expired (a worker died or stalled) are taken back: failed when
 --      they have used the config's max_attempts, else waiting again, due after the config's
 --      retry_backoff (retry_backoff(); at once when it is off). Every attempt is paid for: a
@@ -35,12 +36,13 @@
 -- A job whose cost now exceeds its bucket's capacity (the config changed) can never be paid:
 -- it is failed when the walk reaches it.
 --
--- The walk reads the line through jobs_in_line and the queued jobs through jobs_queued, in
--- one ordered merge, and stops after p_limit hand-outs or 1000 waiting jobs; when every one
--- of the user's buckets is blocked, only queued jobs can still go, and they fill the slots
--- left. Rows are taken FOR UPDATE SKIP LOCKED: a claim never waits for a job, and two claims
--- never get the same one. A user with nothing waiting due, expired or in line takes no
--- bucket lock: its claims are the queued jobs' one statement, as before pacing.
+-- The walk merges the line, read through jobs_in_line, with the queued jobs the filter takes,
+-- read through jobs_queued, each in its order, so it reads only as far as it goes: it stops
+-- after p_limit hand-outs, and leaves the line after 1000 waiting jobs or once it holds
+-- every bucket that has a line (only queued jobs can still go then). Rows are taken FOR
+-- UPDATE SKIP LOCKED: a claim never waits for a job, and two claims never get the same one.
+-- A user with nothing waiting due, expired or in line takes no bucket lock: its claims are
+-- the queued jobs' one statement, as before pacing.
 --
 -- Lock order: the user's buckets in name order, then its tenant buckets (each after its
 -- dependency's); a job row only with SKIP LOCKED. finish_jobs() and cancel_jobs() take job
@@ -97,7 +99,6 @@ DECLARE
     tenant_changed   boolean[] := '{}';
     shares_on        boolean;
     share            numeric;
-    gone             record;
     cand             record;
     dep              record;
     b                integer;
@@ -105,12 +106,28 @@ DECLARE
     handed           integer := 0;
     walked           integer := 0;
     fits             boolean;
+    queued_cursor    refcursor;
+    line_cursor      refcursor;
+    next_queued      record;
+    next_in_line     record;
+    has_queued       boolean;
+    has_in_line      boolean;
     matches          boolean;
     cap              numeric;
     refill           numeric;
     have             numeric;
     too_big          text;
     picked_ids       uuid[] := '{}';
+    -- What steps 2 and 3 take out of the lines or put in: per (dependency, priority).
+    delta_dependency text[];
+    delta_priority   integer[];
+    delta_jobs       bigint[];
+    delta_tokens     numeric[];
+    bucket_lined     boolean[] := '{}';  -- a bucket with a line
+    open_lines       integer;            -- buckets with a line that the walk has not held
+    lines_at_start   integer;
+    e                integer;
+    k                integer;
     leases_back      integer;
     expired_now      integer := 0;
 BEGIN
@@ -162,6 +179,76 @@ BEGIN
         RETURN;
     END IF;
 
+    -- 2. Past their max wait: expired, out of the line; and 3. due: into the line (or queued,
+    -- when no token is to be paid). Both before the buckets are locked, so that admissions
+    -- wait for no more of a claim than its walk; each tells, by dependency and priority, what
+    -- it takes out of the lines or puts in, which is applied to them under the locks below
+    -- (nobody else sees either change before this transaction commits). Which dependencies
+    -- have a bucket is read without a lock: only an activation changes that.
+    SELECT coalesce(array_agg(tb.dependency), '{}') INTO bucket_name
+      FROM token_buckets tb WHERE tb.user_id = p_user_id;
+    WITH gone AS (
+        UPDATE jobs j
+           SET state = 'expired',
+               finished_at = claimed_at,
+               error = 'not handed out within its max wait',
+               run_at = NULL,
+               in_line_at = NULL,
+               expires_at = NULL
+          FROM (SELECT x.job_id, x.in_line_at IS NOT NULL AS was_in_line
+                  FROM jobs x
+                 WHERE x.user_id = p_user_id AND x.state = 'waiting'
+                   AND x.expires_at <= claimed_at
+                 ORDER BY x.expires_at
+                 LIMIT 1000
+                   FOR UPDATE SKIP LOCKED) e
+         WHERE j.user_id = p_user_id AND j.job_id = e.job_id
+        RETURNING e.was_in_line, j.priority, j.dependencies
+    ), left_line AS (
+        SELECT d.key AS dependency, g.priority, -count(*) AS jobs, -sum(d.value::bigint) AS tokens
+          FROM gone g
+         CROSS JOIN LATERAL jsonb_each_text(g.dependencies) AS d
+         WHERE g.was_in_line
+         GROUP BY 1, 2
+    )
+    SELECT (SELECT count(*) FROM gone)::integer,
+           coalesce((SELECT array_agg(l.dependency) FROM left_line l), '{}'),
+           coalesce((SELECT array_agg(l.priority) FROM left_line l), '{}'),
+           coalesce((SELECT array_agg(l.jobs) FROM left_line l), '{}'),
+           coalesce((SELECT array_agg(l.tokens) FROM left_line l), '{}')
+      INTO expired_now, delta_dependency, delta_priority, delta_jobs, delta_tokens;
+
+    WITH lined AS (
+        UPDATE jobs j
+           SET state = CASE WHEN due.needs_tokens THEN 'waiting' ELSE 'queued' END,
+               in_line_at = CASE WHEN due.needs_tokens THEN claimed_at END,
+               run_at = NULL
+          FROM (SELECT w.job_id,
+                       coalesce(cfg.mode = 'enforce', false)
+                       AND EXISTS (SELECT 1 FROM jsonb_object_keys(w.dependencies) AS k(name)
+                                    WHERE k.name = ANY (bucket_name)) AS needs_tokens
+                  FROM jobs w
+                 WHERE w.user_id = p_user_id AND w.state = 'waiting'
+                   AND w.run_at <= claimed_at
+                 ORDER BY w.run_at, w.job_id
+                 LIMIT 1000
+                   FOR UPDATE SKIP LOCKED) due
+         WHERE j.user_id = p_user_id AND j.job_id = due.job_id
+        RETURNING due.needs_tokens, j.priority, j.dependencies
+    ), joined AS (
+        SELECT d.key AS dependency, g.priority, count(*) AS jobs, sum(d.value::bigint) AS tokens
+          FROM lined g
+         CROSS JOIN LATERAL jsonb_each_text(g.dependencies) AS d
+         WHERE g.needs_tokens
+         GROUP BY 1, 2
+    )
+    SELECT delta_dependency || coalesce(array_agg(l.dependency), '{}'),
+           delta_priority || coalesce(array_agg(l.priority), '{}'),
+           delta_jobs || coalesce(array_agg(l.jobs), '{}'),
+           delta_tokens || coalesce(array_agg(l.tokens), '{}')
+      INTO delta_dependency, delta_priority, delta_jobs, delta_tokens
+      FROM joined l;
+
     SELECT coalesce(array_agg(l.dependency ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.capacity ORDER BY l.dependency), '{}'),
            coalesce(array_agg(l.refill_per_second ORDER BY l.dependency), '{}'),
@@ -200,102 +287,79 @@ BEGIN
     bucket_blocked := array_fill(false, ARRAY[cardinality(bucket_name)]);
     shares_on := coalesce(cfg.tenant_share < 1 OR cfg.tenant_overrides <> '{}'::jsonb, false);
 
-    -- 2. Past their max wait: expired, out of the line.
-    FOR gone IN
-        UPDATE jobs j
-           SET state = 'expired',
-               finished_at = claimed_at,
-               error = 'not handed out within its max wait',
-               run_at = NULL,
-               in_line_at = NULL,
-               expires_at = NULL
-          FROM (SELECT x.job_id, x.in_line_at IS NOT NULL AS was_in_line
-                  FROM jobs x
-                 WHERE x.user_id = p_user_id AND x.state = 'waiting'
-                   AND x.expires_at <= claimed_at
-                 ORDER BY x.expires_at
-                 LIMIT 1000
-                   FOR UPDATE SKIP LOCKED) e
-         WHERE j.user_id = p_user_id AND j.job_id = e.job_id
-        RETURNING e.was_in_line, j.priority, j.dependencies
-    LOOP
-        expired_now := expired_now + 1;
-        CONTINUE WHEN NOT gone.was_in_line;
-        FOR dep IN SELECT d.key AS name, d.value::bigint AS cost
-                     FROM jsonb_each_text(gone.dependencies) AS d LOOP
-            b := array_position(bucket_name, dep.name);
-            CONTINUE WHEN b IS NULL;
-            waiting_jobs[(b - 1) * 10 + gone.priority] :=
-                greatest(0, waiting_jobs[(b - 1) * 10 + gone.priority] - 1);
-            waiting_tokens[(b - 1) * 10 + gone.priority] :=
-                greatest(0, waiting_tokens[(b - 1) * 10 + gone.priority] - dep.cost);
-            bucket_changed[b] := true;
-        END LOOP;
+    -- The lines as steps 2 and 3 left them; and which buckets have one, for the walk.
+    FOR k IN 1 .. cardinality(delta_dependency) LOOP
+        b := array_position(bucket_name, delta_dependency[k]);
+        CONTINUE WHEN b IS NULL;
+        e := (b - 1) * 10 + delta_priority[k];
+        waiting_jobs[e] := greatest(0, waiting_jobs[e] + delta_jobs[k]);
+        waiting_tokens[e] := greatest(0, waiting_tokens[e] + delta_tokens[k]);
+        bucket_changed[b] := true;
     END LOOP;
-
-    -- 3. Due: into the line (or queued, when no token is to be paid).
-    FOR gone IN
-        UPDATE jobs j
-           SET state = CASE WHEN due.needs_tokens THEN 'waiting' ELSE 'queued' END,
-               in_line_at = CASE WHEN due.needs_tokens THEN claimed_at END,
-               run_at = NULL
-          FROM (SELECT w.job_id,
-                       coalesce(cfg.mode = 'enforce', false)
-                       AND EXISTS (SELECT 1 FROM jsonb_object_keys(w.dependencies) AS k(name)
-                                    WHERE k.name = ANY (bucket_name)) AS needs_tokens
-                  FROM jobs w
-                 WHERE w.user_id = p_user_id AND w.state = 'waiting'
-                   AND w.run_at <= claimed_at
-                 ORDER BY w.run_at, w.job_id
-                 LIMIT 1000
-                   FOR UPDATE SKIP LOCKED) due
-         WHERE j.user_id = p_user_id AND j.job_id = due.job_id
-        RETURNING due.needs_tokens, j.priority, j.dependencies
-    LOOP
-        CONTINUE WHEN NOT gone.needs_tokens;
-        FOR dep IN SELECT d.key AS name, d.value::bigint AS cost
-                     FROM jsonb_each_text(gone.dependencies) AS d LOOP
-            b := array_position(bucket_name, dep.name);
-            CONTINUE WHEN b IS NULL;
-            waiting_jobs[(b - 1) * 10 + gone.priority] :=
-                waiting_jobs[(b - 1) * 10 + gone.priority] + 1;
-            waiting_tokens[(b - 1) * 10 + gone.priority] :=
-                waiting_tokens[(b - 1) * 10 + gone.priority] + dep.cost;
-            bucket_changed[b] := true;
-        END LOOP;
-    END LOOP;
-
-    -- The walk: queued and waiting jobs in one order.
-    <<walk>>
-    FOR cand IN
-        SELECT c.job_id, c.priority, c.tenant_id, c.batch_name, c.dependencies, c.in_line
-          FROM (SELECT q.job_id, q.priority, q.created_at AS line_at, q.tenant_id,
-                       q.batch_name, q.dependencies, false AS in_line
-                  FROM jobs q
-                 WHERE q.user_id = p_user_id AND q.state = 'queued'
-                UNION ALL
-                SELECT w.job_id, w.priority, w.in_line_at, w.tenant_id, w.batch_name,
-                       w.dependencies, true
-                  FROM jobs w
-                 WHERE w.user_id = p_user_id AND w.state = 'waiting'
-                   AND w.in_line_at IS NOT NULL) c
-         ORDER BY c.priority DESC, c.line_at, c.job_id
-    LOOP
-        EXIT walk WHEN handed >= p_limit;
-        IF cand.in_line THEN
-            walked := walked + 1;
-            EXIT walk WHEN walked > 1000
-                           OR (cardinality(bucket_name) > 0 AND true = ALL (bucket_blocked));
+    open_lines := 0;
+    FOR b IN 1 .. cardinality(bucket_name) LOOP
+        bucket_lined[b] := 0 < ANY (waiting_jobs[(b - 1) * 10 + 1 : b * 10]);
+        IF bucket_lined[b] THEN
+            open_lines := open_lines + 1;
         END IF;
-        -- Outside the filter: a queued job is no one's concern here; a waiting one is
-        -- walked past below, its place kept.
+    END LOOP;
+    lines_at_start := open_lines;
+
+    -- The walk: the queued jobs the filter takes (jobs_queued) and the line (jobs_in_line),
+    -- each read in its order by a cursor of its own and merged here, so that only what the
+    -- walk reaches is read. (A UNION ALL of both, ordered, is sorted whole by the planner.)
+    OPEN queued_cursor FOR
+        SELECT q.job_id, q.priority, q.created_at AS line_at, q.tenant_id, q.batch_name,
+               q.dependencies, false AS in_line
+          FROM jobs q
+         WHERE q.user_id = p_user_id AND q.state = 'queued'
+           AND (p_tenant_id IS NULL OR q.tenant_id = p_tenant_id)
+           AND (p_batch_name IS NULL OR q.batch_name = p_batch_name)
+           AND (p_dependencies IS NULL
+                OR NOT EXISTS (SELECT 1 FROM jsonb_object_keys(q.dependencies) AS k(name)
+                                WHERE k.name <> ALL (p_dependencies)))
+         ORDER BY q.priority DESC, q.created_at, q.job_id;
+    OPEN line_cursor FOR
+        SELECT w.job_id, w.priority, w.in_line_at AS line_at, w.tenant_id, w.batch_name,
+               w.dependencies, true AS in_line
+          FROM jobs w
+         WHERE w.user_id = p_user_id AND w.state = 'waiting' AND w.in_line_at IS NOT NULL
+         ORDER BY w.priority DESC, w.in_line_at, w.job_id;
+    FETCH queued_cursor INTO next_queued;
+    has_queued := FOUND;
+    FETCH line_cursor INTO next_in_line;
+    has_in_line := FOUND;
+
+    <<walk>>
+    LOOP
+        EXIT walk WHEN handed >= p_limit OR NOT (has_queued OR has_in_line);
+        IF has_in_line
+           AND (NOT has_queued OR next_in_line.priority > next_queued.priority
+                OR next_in_line.priority = next_queued.priority
+                   AND (next_in_line.line_at, next_in_line.job_id)
+                       < (next_queued.line_at, next_queued.job_id)) THEN
+            cand := next_in_line;
+            FETCH line_cursor INTO next_in_line;
+            has_in_line := FOUND;
+            walked := walked + 1;
+            -- Past 1000 waiting jobs, or with every bucket held, the line is left for the
+            -- next claims: only queued jobs can still go.
+            IF walked > 1000 OR (lines_at_start > 0 AND open_lines = 0) THEN
+                has_in_line := false;
+                CONTINUE walk;
+            END IF;
+        ELSE
+            cand := next_queued;
+            FETCH queued_cursor INTO next_queued;
+            has_queued := FOUND;
+        END IF;
+        -- A waiting job outside the filter is walked past below, its place kept.
         matches := (p_tenant_id IS NULL OR cand.tenant_id = p_tenant_id)
                    AND (p_batch_name IS NULL OR cand.batch_name = p_batch_name)
                    AND (p_dependencies IS NULL
                         OR NOT EXISTS (SELECT 1
                                          FROM jsonb_object_keys(cand.dependencies) AS k(name)
                                         WHERE k.name <> ALL (p_dependencies)));
-        CONTINUE walk WHEN NOT cand.in_line AND NOT matches;
 
         IF cand.in_line THEN
             -- Does it fit, behind everything before it?
@@ -383,8 +447,11 @@ BEGIN
             IF too_big IS NULL AND NOT fits THEN
                 FOR dep IN SELECT d.key AS name FROM jsonb_each_text(cand.dependencies) AS d LOOP
                     b := array_position(bucket_name, dep.name);
-                    CONTINUE WHEN b IS NULL;
+                    CONTINUE WHEN b IS NULL OR bucket_blocked[b];
                     bucket_blocked[b] := true;
+                    IF bucket_lined[b] THEN
+                        open_lines := open_lines - 1;
+                    END IF;
                 END LOOP;
                 CONTINUE walk;
             END IF;
@@ -467,14 +534,6 @@ BEGIN
          WHERE j.user_id = p_user_id AND j.job_id = ANY (picked_ids)
          ORDER BY array_position(picked_ids, j.job_id);
 
-    -- Slots left once the walk stopped: queued jobs, which are paid for already.
-    IF handed < p_limit THEN
-        RETURN QUERY
-            SELECT q.job_id, q.batch_name, q.tenant_id, q.priority, q.dependencies, q.payload,
-                   q.attempt, q.lease_token, q.lease_expires_at, NULL::integer, NULL::integer
-              FROM claim_queued_jobs(p_user_id, p_limit - handed, claimed_at, p_lease_seconds,
-                                     p_tenant_id, p_batch_name, p_dependencies) q;
-    END IF;
     RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::text, NULL::smallint, NULL::jsonb,
                         NULL::json, NULL::integer, NULL::uuid, NULL::timestamptz, leases_back,
                         expired_now;
