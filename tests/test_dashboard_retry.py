@@ -8,6 +8,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -22,7 +23,7 @@ from tests.support.browser import (
     script_errors,
     signed_in,
 )
-from tests.support.factories import bucket_tokens, stored_job
+from tests.support.factories import bucket_tokens, stored_job, user_with_config
 from tests.support.job_detail import (
     claim_over_http,
     facts,
@@ -32,6 +33,7 @@ from tests.support.job_detail import (
     shown,
     submit_over_http,
 )
+from tests.support.queue import queued_job
 
 
 def _failed_job(url: str, user: UUID, cost: int) -> str:
@@ -121,6 +123,39 @@ def test_a_person_cancels_a_job_then_retries_it_each_after_confirming(
     assert stored_job(db, job, "state")["state"] == "waiting"
     # Its tokens came back with the cancel; it pays them again when it is handed out.
     assert bucket_tokens(db, openai_user, "openai") == 1000
+    assert script_errors(browser) == []
+
+
+def test_an_expired_job_is_retried_after_confirming_and_waits_in_line_again(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection
+) -> None:
+    # A refill too slow to show, but not 0: a bucket that never refills cannot be waited for.
+    user = user_with_config(db, {"openai": {"capacity": 10, "refill_per_second": 0.0001}})
+    db.execute(
+        "UPDATE token_buckets SET tokens = 0, refilled_at = now() WHERE user_id = %s", [user]
+    )
+    waiting = requests.post(
+        f"{gunicorn_server.url}/dashboard/jobs",
+        json={**queued_job({"openai": 6}), "when_limited": "wait"},
+        headers={"X-User-ID": str(user)},
+        timeout=10,
+    )
+    assert waiting.status_code == 202, waiting.text
+    job = waiting.json()["job_id"]
+    db.execute("UPDATE jobs SET expires_at = now() - interval '1 second' WHERE job_id = %s", [job])
+    assert claim_over_http(gunicorn_server.url, user) == []
+    signed_in(browser, gunicorn_server.url, user, "laptop", gauge="openai")
+    _open_only_job_in(browser, "expired")
+
+    browser.find_element(By.ID, "job-retry").click()
+    browser.find_element(By.ID, "job-retry-yes").click()
+
+    WebDriverWait(browser, WAIT_S).until(lambda b: facts(b)["State"] == "waiting")
+    assert claim_over_http(gunicorn_server.url, user) == []
+    assert stored_job(db, job, "state, in_line_at IS NOT NULL AS in_line") == {
+        "state": "waiting",
+        "in_line": True,
+    }
     assert script_errors(browser) == []
 
 
