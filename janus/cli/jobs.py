@@ -105,6 +105,8 @@ class _Change:
     # The states its filters match, and how the dry run names them.
     states: tuple[str, ...]
     states_words: str
+    # Its filters' options, as a refusal to change nothing names them.
+    options: str
     # The SQL function, on an operator's connection: one outcome per id, in order.
     apply: Callable[[Any, UUID, Sequence[UUID]], Sequence[_Changed]]
     done: CancelOutcome | RetryOutcome
@@ -117,6 +119,7 @@ _CANCEL = _Change(
     past="cancelled",
     states=CANCELLABLE_STATES,
     states_words="queued or waiting",
+    options="--tenant, --batch, --source, --since, --until",
     apply=queue.cancel_jobs,
     done=CancelOutcome.CANCELLED,
     words={
@@ -130,6 +133,7 @@ _RETRY = _Change(
     past="retried",
     states=RETRYABLE_STATES,
     states_words="failed, expired or cancelled",
+    options="--tenant, --batch, --source, --since, --until, --state",
     apply=queue.retry_jobs,
     done=RetryOutcome.RETRIED,
     words={RetryOutcome.RETRIED: "retried", RetryOutcome.NOT_FOUND: "not found"},
@@ -178,10 +182,9 @@ def _change_jobs(
     if args.job_ids and (filtered or args.all):
         raise UsageError("give job ids, or filters (or --all), not both")
     if not args.job_ids and not filtered and not args.all:
-        options = "--tenant, --batch, --source, --since, --until"
-        if change.verb == "retry":
-            options += ", --state"
-        raise UsageError(f"name the jobs to {change.verb}: job ids, filters ({options}) or --all")
+        raise UsageError(
+            f"name the jobs to {change.verb}: job ids, filters ({change.options}) or --all"
+        )
     if args.job_ids:
         with accounts.operator_transaction(database_url) as conn:
             changed = change.apply(conn, args.user_id, args.job_ids)

@@ -116,6 +116,24 @@ def _job_filters(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _job_action_arguments(command: argparse.ArgumentParser, verb: str, states: str) -> None:
+    """What `janus jobs cancel` and `retry` take: the user, job ids or filters (or --all), and
+    --yes; `states` names the jobs the action takes."""
+    command.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    command.add_argument(
+        "job_ids", metavar="JOB_ID", type=_job_id, nargs="*", help=f"the jobs to {verb}"
+    )
+    _job_filters(command)
+    command.add_argument(
+        "--all", action="store_true", help=f"every {states} job of the user (no filter)"
+    )
+    command.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"{verb} the jobs the filters match; without it, only count them (a dry run)",
+    )
+
+
 JOBS_ACTIONS = ("list", "cancel", "retry")
 
 
@@ -255,21 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cancel queued or waiting jobs, by id or by filter (a dry run unless --yes), "
         "giving back the tokens of those no worker was handed",
     )
-    cancel_command.add_argument(
-        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
-    )
-    cancel_command.add_argument(
-        "job_ids", metavar="JOB_ID", type=_job_id, nargs="*", help="the jobs to cancel"
-    )
-    _job_filters(cancel_command)
-    cancel_command.add_argument(
-        "--all", action="store_true", help="every queued or waiting job of the user (no filter)"
-    )
-    cancel_command.add_argument(
-        "--yes",
-        action="store_true",
-        help="cancel the jobs the filters match; without it, only count them (a dry run)",
-    )
+    _job_action_arguments(cancel_command, "cancel", "queued or waiting")
     cancel_command.set_defaults(run=jobs_cancel)
 
     retry_command = jobs_actions.add_parser(
@@ -278,28 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run unless --yes): each is due at once, with a fresh max wait and set of attempts, "
         "and takes its tokens when a claim hands it out",
     )
-    retry_command.add_argument(
-        "user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)"
-    )
-    retry_command.add_argument(
-        "job_ids", metavar="JOB_ID", type=_job_id, nargs="*", help="the jobs to retry"
-    )
-    _job_filters(retry_command)
+    _job_action_arguments(retry_command, "retry", "failed, expired or cancelled")
     retry_command.add_argument(
         "--state",
         dest="retry_state",
         choices=RETRYABLE_STATES,
         help="only jobs in this state (default: failed, expired or cancelled)",
-    )
-    retry_command.add_argument(
-        "--all",
-        action="store_true",
-        help="every failed, expired or cancelled job of the user (no filter)",
-    )
-    retry_command.add_argument(
-        "--yes",
-        action="store_true",
-        help="retry the jobs the filters match; without it, only count them (a dry run)",
     )
     retry_command.set_defaults(run=jobs_retry)
 
