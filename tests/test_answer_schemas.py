@@ -46,6 +46,16 @@ _COUNTED = {
 }
 
 # Each answer schema, and the objects the resources and the CLI dump with it.
+# The database's amounts are finite: numeric's NaN never comes out of the queue's arithmetic
+# (and a NaN would make the overall drain, the largest of them, meaningless).
+_AMOUNT = st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False))
+_DEPENDENCY_QUEUE = st.builds(
+    DependencyQueue,
+    tokens=_AMOUNT,
+    effective_refill_per_second=_AMOUNT,
+    drain_seconds=_AMOUNT,
+)
+
 OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
     answers.ErrorSchema: st.fixed_dictionaries(
         {"title": st.text(), "description": st.text()},
@@ -102,9 +112,9 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
     answers.TenantQuotaSchema: st.builds(TenantQuota),
     answers.QuotasAnswerSchema: st.builds(UserQuotas),
     queue_answers.QueueStatesSchema: st.builds(StateCounts),
-    queue_answers.DependencyQueueSchema: st.builds(DependencyQueue),
+    queue_answers.DependencyQueueSchema: _DEPENDENCY_QUEUE,
     queue_answers.QueueAnswerSchema: st.builds(
-        QueueView, ended_since=_MOMENTS, dependencies=st.lists(st.builds(DependencyQueue))
+        QueueView, ended_since=_MOMENTS, dependencies=st.lists(_DEPENDENCY_QUEUE)
     ),
     answers.DocumentSchema: st.fixed_dictionaries(
         {"openapi": st.just("3.1.0"), "info": st.just({}), "paths": st.just({})},

@@ -1,6 +1,6 @@
 """The dashboard's Queue section, in headless Chromium on the real service under gunicorn and
 Postgres (tests/support/browser.py): the jobs in each state, the oldest waiting job, and the
-table by dependency with how long each bucket takes to cover what waits, refreshed with the
+table by dependency with how long each bucket takes to pay for what waits, refreshed with the
 page; a job's data only ever written as text."""
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def _post(url: str, user: UUID, path: str, body: Any) -> requests.Response:
     return requests.post(f"{url}{path}", json=body, headers={"X-User-ID": str(user)}, timeout=10)
 
 
-def _submit(url: str, user: UUID, dependencies: dict[str, int], priority: int = 5) -> None:
-    answer = _post(url, user, "/dashboard/jobs", queued_job(dependencies, priority=priority))
+def _submit(
+    url: str, user: UUID, dependencies: dict[str, int], priority: int = 5, **pacing: Any
+) -> None:
+    body = {**queued_job(dependencies, priority=priority), **pacing}
+    answer = _post(url, user, "/dashboard/jobs", body)
     assert answer.status_code == 202, answer.text
 
 
@@ -84,25 +87,28 @@ def test_the_queue_shows_each_state_each_dependency_and_how_long_the_buckets_tak
     _make_one_wait(url, user)
     _submit(url, user, {"openai": 80, "search": 1000})
     _submit(url, user, {"openai": 5, "elsewhere": 3})
+    _submit(url, user, {"search": 500}, when_limited="wait")
     signed_in(browser, url, user, width, gauge="openai")
 
     WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in _rows(b))
 
     assert _states(browser) == {
-        "Waiting": "1", "Queued": "2", "Running": "0", "Completed": "0", "Failed": "0",
+        "Waiting": "2", "Queued": "2", "Running": "0", "Completed": "0", "Failed": "0",
         "Cancelled": "0", "Expired": "0",
     }  # fmt: skip
     assert _text(browser, "queue-oldest").startswith("The oldest waiting job was submitted ")
     rows = _rows(browser)
     assert list(rows) == ["elsewhere", "openai", "search"]
-    # openai: 95 of 100 taken, 95 waiting and queued; the 5 left never grow.
-    assert rows["openai"] == ["1", "2", "0", "95", "5", "never: it does not refill"]
-    assert rows["elsewhere"][3:] == ["3", "", "no bucket"]
-    # search: all 1,000 taken; refilled at 1 a second, it lacks a little under 1,000.
-    assert rows["search"][:4] == ["0", "1", "0", "1,000"]
+    # openai: 95 of 100 paid by the queued jobs; the retry waits for 10, and the 5 left never
+    # grow.
+    assert rows["openai"] == ["1", "2", "0", "10", "5", "never: it does not refill"]
+    assert rows["elsewhere"][3:] == ["0", "", "no bucket"]
+    # search: all 1,000 paid by the queued job; refilled at 1 a second, the waiting job's 500
+    # come in a little over 8 minutes.
+    assert rows["search"][:4] == ["1", "1", "0", "500"]
     assert rows["search"][5].endswith(" min")
     assert _text(browser, "queue-drain") == (
-        "A bucket that does not refill will never cover what waits and is queued."
+        "A bucket that does not refill will never pay for what waits."
     )
     assert not browser.find_element(By.ID, "queue-truncated").is_displayed()
     screenshot(browser, "queue", top="queue")
@@ -121,8 +127,10 @@ def test_the_queue_follows_the_jobs_as_the_page_refreshes(
     _submit(url, user, {"openai": 7})
 
     WebDriverWait(browser, WAIT_S).until(lambda b: _states(b).get("Queued") == "1")
-    WebDriverWait(browser, WAIT_S).until(lambda b: _rows(b)["openai"][3] == "7")
-    assert _text(browser, "queue-drain") == "The buckets cover what waits and is queued."
+    # Paid when it was admitted: nothing waits for the bucket.
+    WebDriverWait(browser, WAIT_S).until(lambda b: _rows(b)["openai"][4] == "93")
+    assert _rows(browser)["openai"][:4] == ["0", "1", "0", "0"]
+    assert _text(browser, "queue-drain") == ""
     assert _text(browser, "queue-oldest").startswith("The oldest queued job ")
     assert script_errors(browser) == []
 

@@ -51,14 +51,14 @@ function oldestText(body) {
 }
 
 // The answer's drain_seconds in words: the longest wait of the buckets; nothing when no job
-// waits or is queued.
+// waits.
 function overallDrain(body) {
-  if (!body.dependencies.some((one) => one.waiting_tokens + one.queued_tokens > 0)) return "";
+  if (!body.dependencies.some((one) => one.waiting_tokens > 0)) return "";
   if (body.drain_seconds === null) {
-    return "A bucket that does not refill will never cover what waits and is queued.";
+    return "A bucket that does not refill will never pay for what waits.";
   }
-  if (Number(body.drain_seconds) === 0) return "The buckets cover what waits and is queued.";
-  return `The buckets cover what waits and is queued in ${duration(body.drain_seconds)}.`;
+  if (Number(body.drain_seconds) === 0) return "The buckets hold enough for what waits.";
+  return `The buckets pay for what waits in ${duration(body.drain_seconds)}.`;
 }
 
 function dependencyRow(one) {
@@ -70,7 +70,7 @@ function dependencyRow(one) {
     number(one.waiting, 0),
     number(one.queued, 0),
     number(one.running, 0),
-    number(one.waiting_tokens + one.queued_tokens, 0),
+    number(one.waiting_tokens, 0),
     hasBucket ? number(one.tokens) : "",
     drainText(one.drain_seconds, hasBucket),
   ]) {

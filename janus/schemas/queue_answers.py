@@ -52,7 +52,8 @@ class DependencyQueueSchema(AnswerSchema):
         allow_none=True,
         metadata={
             "description": "Seconds until the bucket, at its effective refill of now, has gained"
-            " what the waiting and queued jobs cost beyond its tokens now, rounded up to"
+            " what the waiting jobs cost beyond its tokens now (a queued job paid when it was"
+            " admitted, a waiting one pays when it is handed out), rounded up to"
             " milliseconds: 0 when they cost nothing or its tokens cover them; null when"
             " more is needed and it never refills, or when there is no bucket."
         },
