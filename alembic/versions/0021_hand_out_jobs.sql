@@ -342,8 +342,8 @@ BEGIN
             FETCH line_cursor INTO next_in_line;
             has_in_line := FOUND;
             walked := walked + 1;
-            -- Past 1000 waiting jobs, or with every bucket held, the line is left for the
-            -- next claims: only queued jobs can still go.
+            -- Past 1000 waiting jobs, or with every bucket that has a line held, the line is
+            -- left for the next claims: only queued jobs can still go.
             IF walked > 1000 OR (lines_at_start > 0 AND open_lines = 0) THEN
                 has_in_line := false;
                 CONTINUE walk;
@@ -353,15 +353,15 @@ BEGIN
             FETCH queued_cursor INTO next_queued;
             has_queued := FOUND;
         END IF;
-        -- A waiting job outside the filter is walked past below, its place kept.
-        matches := (p_tenant_id IS NULL OR cand.tenant_id = p_tenant_id)
-                   AND (p_batch_name IS NULL OR cand.batch_name = p_batch_name)
-                   AND (p_dependencies IS NULL
-                        OR NOT EXISTS (SELECT 1
-                                         FROM jsonb_object_keys(cand.dependencies) AS k(name)
-                                        WHERE k.name <> ALL (p_dependencies)));
-
         IF cand.in_line THEN
+            -- Outside the filter, it is walked past below, its place kept. (The queued
+            -- cursor takes only what the filter takes.)
+            matches := (p_tenant_id IS NULL OR cand.tenant_id = p_tenant_id)
+                       AND (p_batch_name IS NULL OR cand.batch_name = p_batch_name)
+                       AND (p_dependencies IS NULL
+                            OR NOT EXISTS (SELECT 1
+                                             FROM jsonb_object_keys(cand.dependencies) AS k(name)
+                                            WHERE k.name <> ALL (p_dependencies)));
             -- Does it fit, behind everything before it?
             fits := true;
             too_big := NULL;
