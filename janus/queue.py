@@ -1,6 +1,6 @@
 """The domain of the queue: what a worker asks for, what it is leased, and how a lease ends.
 
-Admitted jobs are handed to workers by `claim_jobs()`, and their leases ended by
+Admitted jobs are handed to workers by `hand_out_jobs()`, and their leases ended by
 `finish_jobs()` (janus/db/sql/), each in one round trip and under row locks; this module names
 their inputs and outputs for the resources above and janus.db below, and knows nothing of HTTP
 or of the database driver.

@@ -44,7 +44,9 @@ def _queued_job(db: psycopg.Connection, user_id: UUID) -> UUID:
 
 def _claim(db: psycopg.Connection, user_id: UUID) -> tuple[UUID, UUID]:
     row = db.execute(
-        "SELECT job_id, lease_token FROM claim_jobs(%s, 1, 60, NULL, NULL, NULL)", [user_id]
+        "SELECT job_id, lease_token FROM hand_out_jobs(%s, 1, 60, NULL, NULL, NULL)"
+        " WHERE job_id IS NOT NULL",
+        [user_id],
     ).fetchone()
     assert row is not None
     return row[0], row[1]

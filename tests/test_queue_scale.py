@@ -94,7 +94,7 @@ def claim_buffers(db: psycopg.Connection, user_id: UUID, limit: int) -> tuple[in
     """
     row = db.execute(
         "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
-        " SELECT * FROM claim_jobs(%s, %s, 60, NULL, NULL, NULL)",
+        " SELECT * FROM hand_out_jobs(%s, %s, 60, NULL, NULL, NULL) WHERE job_id IS NOT NULL",
         [user_id, limit],
     ).fetchone()
     assert row is not None

@@ -1,4 +1,4 @@
-"""The queue as the database sees it: one call of claim_jobs(), heartbeat_job(),
+"""The queue as the database sees it: one call of hand_out_jobs(), heartbeat_job(),
 finish_jobs(), cancel_jobs() or retry_jobs() per request, each in a transaction of its own."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def finish_params(user_id: UUID, items: Sequence[Finish]) -> dict[str, Any]:
 
 
 class QueueStore:
-    """The JobQueue the queue resources use: claim_jobs() and friends bound to a pool.
+    """The JobQueue the queue resources use: hand_out_jobs() and friends bound to a pool.
 
     READ COMMITTED is enough: every function locks the rows it changes (SKIP LOCKED for the
     claim), and a deadlock, which the lock order rules out, would still be retried.

@@ -143,7 +143,7 @@ SHARES_A_DEPENDENCY = (
 
 # Hand-outs made while a waiting job of the same or a higher priority, sharing a dependency
 # and in line before the handed-out job, was still in line. The handed-out job's place is its
-# line time if it waited, else its created_at, as claim_jobs() orders them.
+# line time if it waited, else its created_at, as hand_out_jobs() orders them.
 OVERTAKEN_SQL = (
     STAYS_IN_LINE
     + """, handouts AS (

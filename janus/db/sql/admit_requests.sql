@@ -48,6 +48,12 @@
 -- Shadow mode (config `mode` shadow): every job is decided as in enforce mode, the buckets
 -- are debited by the jobs enforcement would accept, and then every job is accepted and
 -- stored, with enforcement's decision in shadow_status, shadow_reason and shadow_reason_code.
+-- Nothing waits for tokens; a job that names a future run_at still waits for it, as it would
+-- under enforcement.
+--
+-- jobs.paid says whether the job's current attempt has taken its tokens: here, a job queued
+-- at once that the buckets let in (not one only shadow mode let in). Settlement and cancel
+-- give tokens back only for a paid attempt (finish_jobs(), cancel_jobs()).
 --
 -- A quote (p_quote) decides the same way against the same rows and stores nothing, debits
 -- nothing and remembers nothing; its locks go with its transaction, which the caller rolls
@@ -698,7 +704,18 @@ BEGIN
             job_reason_code := array_fill(NULL::text, ARRAY[job_count]);
             job_retry := array_fill(NULL::integer, ARRAY[job_count]);
             job_fits_at := array_fill(NULL::timestamptz, ARRAY[job_count]);
-            job_state := array_fill('queued'::text, ARRAY[job_count]);
+            -- Nothing waits for tokens; a job that names a run_at still waits for it.
+            FOR i IN 1 .. job_count LOOP
+                IF p_run_at[i] > decided_at THEN
+                    job_state[i] := 'waiting';
+                    job_run_at[i] := p_run_at[i];
+                    job_expires[i] := p_run_at[i]
+                                      + make_interval(secs => req_max_wait[job_request[i]]);
+                    job_estimated[i] := p_run_at[i];
+                ELSE
+                    job_state[i] := 'queued';
+                END IF;
+            END LOOP;
         END IF;
 
         -- An enforced atomic rejection stores nothing; a quote never does.
@@ -745,13 +762,19 @@ BEGIN
             INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,
                               dependencies, payload, status, reason, retry_after,
                               config_version, state, shadow_status, shadow_reason, reason_code,
-                              shadow_reason_code, run_at, in_line_at, expires_at)
+                              shadow_reason_code, run_at, in_line_at, expires_at,
+                              estimated_start, paid)
             SELECT job_ids[n], p_user_id, p_sources[job_request[n]],
                    p_batch_names[job_request[n]], p_tenants[n], p_priorities[n],
                    p_dependencies[n], p_payloads[n], job_status[n], job_reason[n],
                    job_retry[n], cfg.version, job_state[n], shadow_statuses[n],
                    shadow_reasons[n], job_reason_code[n], shadow_codes[n], job_run_at[n],
-                   CASE WHEN job_in_line[n] THEN decided_at END, job_expires[n]
+                   CASE WHEN job_in_line[n] THEN decided_at END, job_expires[n],
+                   CASE WHEN job_in_line[n] THEN job_estimated[n] END,
+                   -- Took its tokens now: queued, and let in by the buckets (not only by
+                   -- shadow mode).
+                   coalesce(job_state[n] = 'queued', false)
+                   AND shadow_statuses[n] IS DISTINCT FROM 'Rejected'
               FROM generate_series(1, job_count) AS n
              WHERE req_outcome[job_request[n]] = 'decided';
 

@@ -60,7 +60,7 @@ BEGIN
 
     FOR i IN 1 .. coalesce(cardinality(p_job_ids), 0) LOOP
         SELECT j.state, j.attempts, j.dependencies, j.actual_costs, j.shadow_status,
-               j.tenant_id, j.priority, j.in_line_at
+               j.tenant_id, j.priority, j.in_line_at, j.paid
           INTO job
           FROM jobs j
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
@@ -85,7 +85,8 @@ BEGIN
                 p_user_id, job.dependencies, job.actual_costs,
                 (SELECT jsonb_object_agg(k.name, 0)
                    FROM jsonb_object_keys(job.dependencies) AS k(name)),
-                v_now, job.tenant_id, job.shadow_status IS DISTINCT FROM 'Rejected');
+                v_now, job.tenant_id,
+                coalesce(job.paid, job.shadow_status IS DISTINCT FROM 'Rejected'));
         END IF;
 
         UPDATE jobs j
@@ -93,6 +94,7 @@ BEGIN
                run_at = NULL,
                in_line_at = NULL,
                expires_at = NULL,
+               estimated_start = NULL,
                finished_at = v_now,
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END

@@ -86,7 +86,7 @@ BEGIN
 
     FOR i IN 1 .. coalesce(cardinality(p_job_ids), 0) LOOP
         SELECT j.state, j.lease_token, j.lease_expires_at, j.attempts, j.dependencies,
-               j.actual_costs, j.shadow_status, j.tenant_id
+               j.actual_costs, j.shadow_status, j.tenant_id, j.paid
           INTO job
           FROM jobs j
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
@@ -104,7 +104,8 @@ BEGIN
         IF p_actual_costs[i] IS NOT NULL THEN
             settled := settle_costs(p_user_id, job.dependencies, job.actual_costs,
                                     p_actual_costs[i], v_now, job.tenant_id,
-                                    job.shadow_status IS DISTINCT FROM 'Rejected');
+                                    coalesce(job.paid,
+                                             job.shadow_status IS DISTINCT FROM 'Rejected'));
         END IF;
         IF p_upstream_throttled[i] IS NOT NULL
            AND jsonb_array_length(p_upstream_throttled[i]) > 0 THEN
@@ -134,6 +135,7 @@ BEGIN
                actual_costs = coalesce(settled, j.actual_costs),
                settled_at = CASE WHEN settled IS NULL THEN j.settled_at ELSE v_now END,
                run_at = CASE WHEN new_state = 'waiting' THEN v_now + v_wait END,
+               paid = CASE WHEN new_state = 'waiting' THEN false ELSE j.paid END,
                finished_at = CASE WHEN new_state IN ('queued', 'waiting') THEN NULL
                                   ELSE v_now END
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];

@@ -145,6 +145,7 @@ BEGIN
                          THEN claimed_at + coalesce(expired.wait, interval '0') END,
            finished_at = CASE WHEN j.attempts >= v_max_attempts THEN claimed_at END,
            error = 'lease expired',
+           paid = CASE WHEN j.attempts >= v_max_attempts THEN j.paid ELSE false END,
            lease_token = NULL,
            lease_expires_at = NULL
       FROM (SELECT e.job_id,
@@ -194,7 +195,8 @@ BEGIN
                error = 'not handed out within its max wait',
                run_at = NULL,
                in_line_at = NULL,
-               expires_at = NULL
+               expires_at = NULL,
+               estimated_start = NULL
           FROM (SELECT x.job_id, x.in_line_at IS NOT NULL AS was_in_line
                   FROM jobs x
                  WHERE x.user_id = p_user_id AND x.state = 'waiting'
@@ -222,6 +224,9 @@ BEGIN
         UPDATE jobs j
            SET state = CASE WHEN due.needs_tokens THEN 'waiting' ELSE 'queued' END,
                in_line_at = CASE WHEN due.needs_tokens THEN claimed_at END,
+               expires_at = CASE WHEN due.needs_tokens THEN j.expires_at END,
+               estimated_start = NULL,
+               paid = false,
                run_at = NULL
           FROM (SELECT w.job_id,
                        coalesce(cfg.mode = 'enforce', false)
@@ -424,7 +429,7 @@ BEGIN
                 -- Never payable: failed, out of the line.
                 UPDATE jobs j
                    SET state = 'failed', finished_at = claimed_at, error = too_big,
-                       in_line_at = NULL, expires_at = NULL
+                       in_line_at = NULL, expires_at = NULL, estimated_start = NULL
                  WHERE j.user_id = p_user_id AND j.job_id = cand.job_id
                    AND j.state = 'waiting' AND j.in_line_at IS NOT NULL;
                 fits := false;
@@ -523,6 +528,8 @@ BEGIN
            lease_expires_at = lease_until,
            in_line_at = NULL,
            expires_at = NULL,
+           estimated_start = NULL,
+           paid = CASE WHEN j.state = 'waiting' THEN true ELSE j.paid END,
            actual_costs = CASE WHEN j.state = 'waiting' THEN NULL ELSE j.actual_costs END,
            settled_at = CASE WHEN j.state = 'waiting' THEN NULL ELSE j.settled_at END
      WHERE j.user_id = p_user_id AND j.job_id = ANY (picked_ids);

@@ -5,7 +5,7 @@
 --
 -- The jitter is "equal jitter": half the delay for certain, the other half at random, so that
 -- jobs failed together (an upstream's outage) come back spread out, and never sooner than half
--- the backoff. finish_jobs() and claim_jobs() call it; a worker's retry_after_seconds takes
+-- the backoff. finish_jobs() and hand_out_jobs() call it; a worker's retry_after_seconds takes
 -- its place.
 --
 -- The live definition is janus/db/sql/retry_backoff.sql; a migration that changes it applies a

@@ -73,6 +73,8 @@ BEGIN
            SET state = 'waiting',
                run_at = v_now,
                in_line_at = NULL,
+               estimated_start = NULL,
+               paid = false,
                expires_at = v_now + make_interval(secs => v_max_wait),
                attempts = 0,
                finished_at = NULL,

@@ -1,7 +1,7 @@
 -- user_max_attempts(): the claims a job of this user gets before it is failed: the
 -- max_attempts of the user's active config.
 --
--- Raises J0U01 for an unknown user. claim_jobs() and finish_jobs() read it first.
+-- Raises J0U01 for an unknown user. hand_out_jobs() and finish_jobs() read it first.
 --
 -- No number stands in for a user without an active config (janus/schemas/requests.py holds the
 -- default, and activate_config() always stores one): a user that has jobs always has an
