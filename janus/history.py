@@ -88,6 +88,10 @@ class JobSummary:
     # While running: when its lease ends. Once completed, failed or cancelled: when it did.
     lease_expires_at: datetime | None
     finished_at: datetime | None
+    # While waiting: when it should start, as admission estimated it when it put the job in
+    # its dependencies' line, or else its run_at; None when neither is known (a job a claim
+    # put in line) and when not waiting.
+    estimated_start: datetime | None
 
     @property
     def position(self) -> JobPosition:

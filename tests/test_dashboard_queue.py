@@ -18,12 +18,14 @@ from tests.conftest import GunicornServer
 from tests.support.browser import (
     WAIT_S,
     WIDTHS,
+    job_rows,
     read,
     screenshot,
     script_errors,
     signed_in,
     terms,
 )
+from tests.support.job_detail import facts
 from tests.support.queue import CLAIM, lease_route, queued_job
 
 
@@ -112,6 +114,30 @@ def test_the_queue_shows_each_state_each_dependency_and_how_long_the_buckets_tak
     )
     assert not browser.find_element(By.ID, "queue-truncated").is_displayed()
     screenshot(browser, "queue", top="queue")
+    assert script_errors(browser) == []
+
+
+def test_a_waiting_job_shows_when_it_should_start_in_the_list_and_its_detail(
+    browser: WebDriver, gunicorn_server: GunicornServer, user: UUID
+) -> None:
+    url = gunicorn_server.url
+    _submit(url, user, {"search": 1000})
+    answer = _post(
+        url, user, "/dashboard/jobs", {**queued_job({"search": 300}), "when_limited": "wait"}
+    )
+    assert answer.json()["state"] == "waiting", answer.text
+    signed_in(browser, url, user, "laptop", gauge="search")
+    # In this browser's own words: what admission told the producer.
+    told = read(browser, f"return new Date('{answer.json()['estimated_start']}').toLocaleString();")
+
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 2)
+    newest, oldest = job_rows(browser)
+    assert f"waiting, starts {told}" in newest
+    assert "queued" in oldest and "starts" not in oldest
+    browser.find_element(By.CSS_SELECTOR, "#job-table tbody tr td button").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: facts(b).get("State") == "waiting")
+    assert facts(browser)["Estimated start"] == told
+    screenshot(browser, "waiting-job", top="job-detail")
     assert script_errors(browser) == []
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.support.answers import assert_clear_error
-from tests.support.app import post_json, put_config
+from tests.support.app import headers_for, post_json, put_config
 from tests.support.factories import bucket_tokens, stored_bucket, stored_job, user_with_config
 from tests.support.queue import claim, lease_call, queued_job
 
@@ -210,6 +210,48 @@ def test_a_job_with_a_run_at_waits_for_it_then_is_paced(
 
     assert handed["job_id"] == job
     assert tokens(db, user) == 5
+
+
+def test_the_history_and_the_record_show_when_a_waiting_job_should_start(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, user: UUID
+) -> None:
+    def shown(job_id: str) -> tuple[str | None, str | None]:
+        """(estimated_start in the history's item, in the job's record)."""
+        page = app_client.simulate_get("/dashboard/jobs", headers=headers_for(user)).json
+        [item] = [item for item in page["jobs"] if item["job_id"] == job_id]
+        record = app_client.simulate_get(f"/dashboard/jobs/{job_id}", headers=headers_for(user))
+        return item["estimated_start"], record.json["estimated_start"]
+
+    def moment(text: str | None) -> datetime:
+        assert text is not None
+        return datetime.fromisoformat(text)
+
+    queued = send(app_client, user, 8, **WAIT).json["job_id"]
+    in_line = send(app_client, user, 6, **WAIT).json
+    later = datetime.now(UTC) + timedelta(hours=1)
+    scheduled = send(app_client, user, 1, run_at=later.isoformat()).json["job_id"]
+
+    # What admission told, as it told it.
+    told = moment(in_line["estimated_start"])
+    assert [moment(at) for at in shown(in_line["job_id"])] == [told, told]
+    assert [moment(at) for at in shown(scheduled)] == [later, later]
+    assert shown(queued) == (None, None)
+
+    # Handed out: no longer waiting. Failed with a Retry-After: its run_at.
+    [handed] = claim(app_client, user, limit=1)
+    assert handed["job_id"] == queued and shown(queued) == (None, None)
+    failed = lease_call(
+        app_client, user, handed, "fail", error="429", retry_after_seconds=600, retry=True
+    )
+    assert failed.json["state"] == "waiting", failed.text
+    [item, record] = [moment(at) for at in shown(queued)]
+    assert item == record == stored_job(db, queued, "run_at")["run_at"]
+
+    # A claim puts it in line once due: nothing was estimated for it there.
+    db.execute("UPDATE jobs SET run_at = now() WHERE job_id = %s", [queued])
+    assert claim(app_client, user, limit=1) == []
+    assert stored_job(db, queued, "in_line_at IS NOT NULL AS in_line")["in_line"]
+    assert shown(queued) == (None, None)
 
 
 def test_a_retried_job_pays_again_in_its_turn(

@@ -281,13 +281,21 @@ function renderJobs(body) {
     cell(row, String(job.priority));
     cell(row, job.status).className = job.status === "Rejected" ? "rejected" : "";
     cell(row, why(job));
-    cell(row, job.state || "");
+    cell(row, stateText(job));
     return row;
   }));
   show("job-table", body.jobs.length > 0);
   show("jobs-empty", body.jobs.length === 0);
   show("jobs-older", Boolean(jobs.next));
   show("jobs-newest", jobs.cursor !== null);
+}
+
+// A job's state; a waiting job's with when it should start, when that is known.
+function stateText(job) {
+  if (job.state === "waiting" && job.estimated_start) {
+    return `waiting, starts ${new Date(job.estimated_start).toLocaleString()}`;
+  }
+  return job.state || "";
 }
 
 function filterJobs(event) {
@@ -322,6 +330,7 @@ const DETAIL = [
   ["Shadow mode", (job) => (job.shadow_status ? `${job.shadow_status} ${job.shadow_reason}`.trim() : "")],
   ["State", (job) => job.state || ""],
   ["Waiting", (job) => waitingText(job)],
+  ["Estimated start", (job) => (job.estimated_start ? new Date(job.estimated_start).toLocaleString() : "")],
   ["Attempts", (job) => String(job.attempts)],
   ["Costs", (job) => JSON.stringify(job.dependencies)],
   ["Real costs", (job) => (job.actual_costs ? JSON.stringify(job.actual_costs) : "")],

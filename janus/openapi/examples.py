@@ -258,6 +258,7 @@ JOB_SUMMARY = {
     "retry_after": None,
     "state": "queued",
     "attempts": 0,
+    "estimated_start": None,
 }
 # One job as GET /dashboard/jobs/{job_id} shows it, queued for workers.
 QUEUED_JOB = {

@@ -260,6 +260,8 @@ class JobSummarySchema(AnswerSchema):
     # Null for a rejected job: it never entered the queue.
     state = _state(required=True, allow_none=True)
     attempts = fields.Integer(required=True, validate=validate.Range(min=0))
+    # While waiting: when it should start (janus.history.JobSummary); otherwise null.
+    estimated_start = fields.DateTime(required=True, allow_none=True)
 
 
 class JobHistoryAnswerSchema(AnswerSchema):

@@ -125,6 +125,9 @@ SELECT job_id, outcome, state, attempt
 
 -- job_history --
 -- A page of a user's jobs, newest first: the dashboard's GET /dashboard/jobs and `janus jobs`.
+-- A waiting job's estimated start is the one admission told when it put the job in line, or
+-- else its run_at (a retry's backoff, a job submitted with run_at); none once a claim put
+-- it in line.
 -- This statement reads the jobs with time-ordered ids (every job since migration 0013);
 -- job_history_of_random_ids, the ones stored before, which come after them all (janus/db/
 -- history.py runs it when this page is short).
@@ -145,7 +148,9 @@ SELECT job_id, outcome, state, attempt
 -- choose by filter. `source` and `status=Accepted` have no index of their own: they are
 -- checked on the jobs jobs_pkey yields.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       reason_code, retry_after, state, attempts, lease_expires_at, finished_at
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
+       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+       AS estimated_start
   FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id_version(job_id) = 7
@@ -172,7 +177,9 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- these jobs only (no job stored since 0013 is entered in it), with the other filters
 -- checked on the jobs it yields.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       reason_code, retry_after, state, attempts, lease_expires_at, finished_at
+       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
+       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+       AS estimated_start
   FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id_version(job_id) <> 7
@@ -193,6 +200,8 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- user's job is not found. The JSON columns are read as their text, exactly as stored.
 SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
        reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
+       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+       AS estimated_start,
        dependencies::text AS dependencies, payload::text AS payload, result::text AS result,
        error, actual_costs::text AS actual_costs, run_at, in_line_at, expires_at,
        config_version, shadow_status, shadow_reason, shadow_reason_code
