@@ -20,7 +20,7 @@ LOCAL_DB_START := $(BIN)/python -m devtools.localdb start $(LOCAL_PGDATA) $(LOCA
 # Where `make run` serves: `make run PORT=18000`, or PORT from the environment (as Render sets it).
 PORT ?= 8000
 
-.PHONY: help venv run test check migrate db-stop clean clean-data
+.PHONY: help venv run test chromium check migrate db-stop clean clean-data
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -43,14 +43,16 @@ run: venv ## Serve on 127.0.0.1:$PORT, 8000 by default (embedded Postgres unless
 	echo "janus: serving on http://127.0.0.1:$$PORT (Ctrl-C stops it)"
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: venv ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
+test: venv chromium ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+chromium: ## Install Debian's Chromium and ChromeDriver (the dashboard's browser tests) if missing
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 		echo "Chromium is missing (the dashboard's browser tests): installing Debian's packages"
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo)
 		$$sudo apt-get update -qq
 		$$sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 	fi
-	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
 	$(BIN)/ruff check .

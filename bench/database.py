@@ -174,11 +174,13 @@ _COPY_ADMITTED_JOB = """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
                   payload, status, reason, config_version, retry_after, state, attempts,
                   lease_token, lease_expires_at, result, error, actual_costs, settled_at,
-                  finished_at, shadow_status, shadow_reason, reason_code, shadow_reason_code)
+                  finished_at, shadow_status, shadow_reason, reason_code, shadow_reason_code,
+                  run_at, in_line_at, expires_at, estimated_start, paid)
 SELECT new_job_id(), user_id, source, batch_name, tenant_id, priority, dependencies,
        payload, status, reason, config_version, retry_after, state, attempts,
        lease_token, lease_expires_at, result, error, actual_costs, settled_at,
-       finished_at, shadow_status, shadow_reason, reason_code, shadow_reason_code
+       finished_at, shadow_status, shadow_reason, reason_code, shadow_reason_code,
+       run_at, in_line_at, expires_at, estimated_start, paid
   FROM jobs CROSS JOIN generate_series(1, %(copies)s)
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 """

@@ -27,7 +27,7 @@ from tests.support.queue import claim, queued_job
 
 ITEM_KEYS = [
     "job_id", "created_at", "source", "batch_name", "tenant_id", "priority", "status",
-    "reason", "reason_code", "retry_after", "state", "attempts",
+    "reason", "reason_code", "retry_after", "state", "attempts", "estimated_start",
 ]  # fmt: skip
 DETAIL_KEYS = [
     *ITEM_KEYS, "dependencies", "payload", "lease_expires_at", "finished_at", "actual_costs",

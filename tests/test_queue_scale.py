@@ -32,7 +32,8 @@ WAITING = 100_000
 # touches about 24,000.
 MAX_BUFFERS = 400
 
-# Ids time-ordered, of created_at, as admission makes them.
+# Ids time-ordered, of created_at, as admission makes them. A waiting job's run_at is a day
+# away at least: one that came due during a slow run would be queued by the claim measured.
 _INSERT = (
     """
 INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority, dependencies,
@@ -44,7 +45,8 @@ SELECT """
        CASE WHEN %(state)s = 'queued' THEN 0 ELSE 1 END,
        now() - make_interval(secs => n),
        CASE WHEN %(state)s IN ('completed', 'failed') THEN now() - make_interval(secs => n) END,
-       CASE WHEN %(state)s = 'waiting' THEN now() + make_interval(secs => n) END
+       CASE WHEN %(state)s = 'waiting' THEN now() + interval '1 day' + make_interval(secs => n)
+       END
   FROM generate_series(1, %(count)s) AS n
 """
 )
