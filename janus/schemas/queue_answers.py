@@ -23,15 +23,18 @@ def _count(description: str) -> fields.Integer:
 
 class QueueStatesSchema(AnswerSchema):
     """The user's jobs in each state: every waiting, queued and running job; the completed,
-    failed and cancelled that finished since `ended_since`."""
+    failed, cancelled and expired that finished since `ended_since`."""
 
-    waiting = _count("Failed jobs waiting for their run_at before their next attempt.")
+    waiting = _count(
+        "Jobs waiting: in their dependencies' line for their tokens, or for their run_at (a"
+        " retry's backoff, a job submitted with one)."
+    )
     queued = _count("Jobs a claim may hand out now.")
     running = _count("Jobs leased to a worker.")
     completed = _count("Completed since `ended_since`.")
     failed = _count("Failed for good since `ended_since`.")
     cancelled = _count("Cancelled since `ended_since`.")
-    expired = _count("Expired jobs: 0 until Janus has the state.")
+    expired = _count("Expired since `ended_since`: not handed out within their max wait.")
 
 
 class DependencyQueueSchema(AnswerSchema):
