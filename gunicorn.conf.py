@@ -9,14 +9,16 @@ from janus.settings import Settings, SettingsError
 
 # Check the settings in the master, so a bad environment fails once, clearly, at start-up
 # (the workers' pools check DATABASE_URL again; libpq's own error would quote the password).
+bind_host = os.environ.get("JANUS_BIND_HOST", "0.0.0.0")
 try:
     settings = Settings.from_env()
     parsable_database_url(settings.database_url)
+    settings.check_exposure(bind_host)
 except SettingsError as error:
     sys.exit(f"janus: {error}")
 
 wsgi_app = "janus.wsgi:app"
-bind = f"{os.environ.get('JANUS_BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+bind = f"{bind_host}:{os.environ.get('PORT', '8000')}"
 # Admission waits on Postgres, not on the CPU, so a few workers per core keep both busy.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 # gthread with a read deadline per request (janus/worker.py): a slow or stalled client holds

@@ -12,17 +12,18 @@ from janus.db.configs import ConfigVersionStore
 from janus.db.health import check_database
 from janus.db.history import HistoryStore
 from janus.db.jobs import AdmissionStore
+from janus.db.keys import KeyStoreOnPool
 from janus.db.pool import Pool
 from janus.db.queue import QueueStore
 from janus.db.queue_depth import read_queue_depth
 from janus.db.queue_view import QueueViewStore
 from janus.grouping import GroupingAdmitter
 from janus.metrics import CountingAdmitter
-from janus.resources.auth import ServiceTokenMiddleware
+from janus.resources.auth import AuthMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.request_ids import RequestIdMiddleware
 from janus.resources.telemetry import RequestTelemetryMiddleware
-from janus.routes import Services, openapi_document, routes
+from janus.routes import Services, openapi_document, route_scopes, routes
 from janus.settings import Settings
 
 
@@ -36,12 +37,18 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     gauges; the AdmissionStore is wrapped so that a user's queued requests are decided in
     groups (janus.grouping), and its decisions counted (janus.metrics).
     """
-    middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | ServiceTokenMiddleware] = [
+    table = routes(settings.max_batch_jobs)
+    keys = KeyStoreOnPool(pool)
+    middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | AuthMiddleware] = [
         RequestTelemetryMiddleware(),
         RequestIdMiddleware(),
+        AuthMiddleware(
+            keys,
+            route_scopes(table),
+            service_token=settings.service_token,
+            keys_required=settings.keys_required,
+        ),
     ]
-    if settings.service_token:
-        middleware.append(ServiceTokenMiddleware(settings.service_token))
     app = falcon.App(middleware=middleware)
     # Falcon's own JSON handler calls json.dumps(media, ensure_ascii=False), which builds an
     # encoder for every answer; this one is built once and writes the same text.
@@ -49,7 +56,6 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         dumps=json.JSONEncoder(ensure_ascii=False).encode
     )
     add_error_handlers(app)
-    table = routes(settings.max_batch_jobs)
     history = HistoryStore(pool)
     services = Services(
         admitter=CountingAdmitter(
@@ -67,6 +73,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         activity=history,
         quotas=history,
         queue_view=QueueViewStore(pool),
+        keys=keys,
         check_database=partial(check_database, pool),
         read_queue=partial(read_queue_depth, pool),
         document=openapi_document(table, service_token=settings.service_token is not None),

@@ -120,7 +120,8 @@ def log_request(
     route: str,
     status: int,
     duration_ms: float,
-    user_id: str | None,
+    user: str | None,
+    key_id: str | None,
     jobs: tuple[int, int] | None = None,
 ) -> None:
     """Write one request's line, one JSON object, ASCII only, in one write: the time, then the
@@ -135,7 +136,8 @@ def log_request(
     line = (
         f'{{"time":"{request_log_time()}","request_id":{_json_string(request_id)},'
         f'"method":{_json_string(method)},"route":{_json_string(route)},"status":{status:d},'
-        f'"duration_ms":{duration_ms!r},"user_id":{_json_string(user_id)}'
+        f'"duration_ms":{duration_ms!r},"user":{_json_string(user)},'
+        f'"key_id":{_json_string(key_id)}'
     )
     if jobs is not None:
         line += f',"jobs_accepted":{jobs[0]:d},"jobs_rejected":{jobs[1]:d}'

@@ -20,7 +20,8 @@ from janus.configs import MAX_VERSION, ConfigStore
 from janus.dashboard import FILES as DASHBOARD_FILES
 from janus.dashboard import File
 from janus.history import ActivityReader, JobHistory
-from janus.openapi import config, history, jobs
+from janus.keys import KeyStore, Scope
+from janus.openapi import config, history, jobs, keys
 from janus.openapi.document import build_document
 from janus.openapi.operations import (
     DOCUMENT,
@@ -50,6 +51,7 @@ from janus.resources.history import (
     QuotaResource,
 )
 from janus.resources.jobs import BatchResource, QuoteResource, SingleJobResource
+from janus.resources.keys import KeyRevokeResource, KeysResource
 from janus.resources.metrics import MetricsResource
 from janus.resources.openapi import OpenApiResource
 from janus.resources.queue import (
@@ -78,6 +80,7 @@ class Services:
     activity: ActivityReader
     quotas: QuotaReader
     queue_view: QueueReader
+    keys: KeyStore
     # Returns when the database answers; raises DatabaseUnavailable when it does not.
     check_database: Callable[[], None]
     # The queue of every user, for GET /metrics; raises DatabaseUnavailable as above.
@@ -203,6 +206,9 @@ _DASHBOARD_ROUTES = [
     Route("/dashboard/activity", lambda s: ActivityResource(s.activity), (history.ACTIVITY,)),
     Route("/dashboard/quotas", lambda s: QuotaResource(s.quotas), (history.QUOTAS,)),
     Route("/dashboard/queue", lambda s: QueueViewResource(s.queue_view), (history.QUEUE,)),
+    # The user's API keys.
+    Route("/dashboard/keys", lambda s: KeysResource(s.keys), (keys.CREATE, keys.LIST)),
+    Route("/dashboard/keys/{key_id}/revoke", lambda s: KeyRevokeResource(s.keys), (keys.REVOKE,)),
     # The dashboard's page itself (janus/dashboard/), which reads the routes above.
     *(_dashboard_file(path, file) for path, file in DASHBOARD_FILES.items()),
 ]
@@ -234,3 +240,14 @@ def openapi_document(table: list[Route], *, service_token: bool) -> dict[str, An
         [(route.openapi_path, operation) for route in table for operation in route.operations],
         service_token=service_token,
     )
+
+
+def route_scopes(table: list[Route]) -> dict[tuple[str, str], tuple[Scope, ...]]:
+    """(path, METHOD) -> the scopes that may call it, for every user route of `table`: what
+    janus/resources/auth.py checks a request against once falcon has routed it."""
+    return {
+        (route.path, operation.method.upper()): operation.scopes
+        for route in table
+        for operation in route.operations
+        if operation.user
+    }

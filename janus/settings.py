@@ -77,6 +77,20 @@ def _service_token(environ: Mapping[str, str]) -> str | None:
     return token
 
 
+# JANUS_AUTH: how users are named. "" (unset): by API key, or by X-User-ID alone for a user
+# that has never had a key; "keys": by API key only; "user-id": as unset, said on purpose (an
+# operator who serves a non-loopback address without keys or a token must say it).
+AUTH_MODES = ("", "keys", "user-id")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _auth(environ: Mapping[str, str]) -> str:
+    raw = environ.get("JANUS_AUTH", "").strip().lower()
+    if raw not in AUTH_MODES:
+        raise SettingsError(f"JANUS_AUTH must be keys or user-id (or unset), got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Janus reads from its environment."""
@@ -91,6 +105,8 @@ class Settings:
     # When set, every route but /health and /health/ready also requires
     # `Authorization: Bearer <token>`.
     service_token: str | None = None
+    # JANUS_AUTH (AUTH_MODES): "keys" requires an API key of every user.
+    auth: str = ""
     log_level: str = "info"
     # A request's head and body must arrive within this many seconds of its first byte.
     read_timeout_s: int = 10
@@ -115,8 +131,33 @@ class Settings:
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
             conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 10, 0, 50),
             service_token=_service_token(environ),
+            auth=_auth(environ),
             log_level=_log_level(environ),
             read_timeout_s=_int_setting(environ, "JANUS_READ_TIMEOUT_S", 10, 1, 600),
             threads=_int_setting(environ, "JANUS_THREADS", 16, 1, 1000),
             group_max_jobs=_int_setting(environ, "JANUS_GROUP_MAX_JOBS", 1000, 1, 100_000),
+        )
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether every request must carry an API key (JANUS_AUTH=keys)."""
+        return self.auth == "keys"
+
+    def check_exposure(self, bind_host: str) -> None:
+        """SettingsError unless serving `bind_host` is safe: a loopback address, or keys
+        required, or a service token, or JANUS_AUTH=user-id said on purpose. Otherwise anyone
+        who can reach the address and learns a user's id would be that user (Redis's
+        protected mode refuses the same way)."""
+        if (
+            bind_host in LOOPBACK_HOSTS
+            or self.keys_required
+            or self.service_token is not None
+            or self.auth == "user-id"
+        ):
+            return
+        raise SettingsError(
+            f"refusing to serve {bind_host}, which is not a loopback address, while a user's id"
+            " alone is enough to act as that user: set JANUS_AUTH=keys (every request needs an"
+            " API key; `janus keys create` makes them), or JANUS_SERVICE_TOKEN, or"
+            " JANUS_AUTH=user-id to serve anyway (behind a gateway that authenticates)"
         )

@@ -293,7 +293,8 @@ def test_the_request_log_tells_the_time_in_utc_to_the_millisecond() -> None:
     route=st.text(),
     status=st.integers(100, 599),
     duration_ms=st.floats(0, 10**6, allow_nan=False),
-    user_id=st.one_of(st.none(), st.text()),
+    user=st.one_of(st.none(), st.text()),
+    key_id=st.one_of(st.none(), st.text()),
     jobs=st.one_of(st.none(), st.tuples(st.integers(0, 1000), st.integers(0, 1000))),
 )
 def test_a_request_log_line_is_what_json_dumps_writes(
@@ -301,7 +302,8 @@ def test_a_request_log_line_is_what_json_dumps_writes(
     route: str,
     status: int,
     duration_ms: float,
-    user_id: str | None,
+    user: str | None,
+    key_id: str | None,
     jobs: tuple[int, int] | None,
 ) -> None:
     written = io.StringIO()
@@ -312,7 +314,8 @@ def test_a_request_log_line_is_what_json_dumps_writes(
             route=route,
             status=status,
             duration_ms=duration_ms,
-            user_id=user_id,
+            user=user,
+            key_id=key_id,
             jobs=jobs,
         )
     line = json.loads(written.getvalue())
@@ -323,7 +326,8 @@ def test_a_request_log_line_is_what_json_dumps_writes(
         "route": route,
         "status": status,
         "duration_ms": duration_ms,
-        "user_id": user_id,
+        "user": user,
+        "key_id": key_id,
     }
     if jobs is not None:
         fields |= {"jobs_accepted": jobs[0], "jobs_rejected": jobs[1]}

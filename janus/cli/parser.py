@@ -25,8 +25,10 @@ from janus.cli.commands import (
 )
 from janus.cli.failures import UsageError
 from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
+from janus.cli.keys import keys_create, keys_list, keys_revoke
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
+from janus.keys import KEY_ID_HEX, MAX_NAME_CHARS, SCOPES
 from janus.queue import RETRYABLE_STATES
 from janus.schemas.fields import MAX_NAME_LENGTH, Text
 
@@ -144,6 +146,58 @@ def with_jobs_action(argv: Sequence[str]) -> list[str]:
     if len(words) > 1 and words[0] == "jobs" and words[1] not in (*JOBS_ACTIONS, "-h", "--help"):
         words.insert(1, "list")
     return words
+
+
+def _key_name(text: str) -> str:
+    if not 1 <= len(text) <= MAX_NAME_CHARS or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a key name (1 to {MAX_NAME_CHARS} printable characters)"
+        )
+    return text
+
+
+def _key_id(text: str) -> str:
+    if len(text) != KEY_ID_HEX or not all(c in "0123456789abcdef" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a key id ({KEY_ID_HEX} hex digits, as `janus keys list` shows)"
+        )
+    return text
+
+
+def _expiry_days(text: str) -> int:
+    if not text.isascii() or not text.isdecimal() or not 1 <= int(text) <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (1 to 3650)")
+    return int(text)
+
+
+def _keys_commands(commands: argparse._SubParsersAction[_ArgumentParser]) -> None:
+    """`janus keys create|list|revoke`."""
+    keys = commands.add_parser("keys", help="make, list or revoke a user's API keys")
+    actions = keys.add_subparsers(metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create", help="make a key and print it (shown this once: only its hash is kept)"
+    )
+    create.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    create.add_argument("--name", required=True, type=_key_name, help="what the key is for")
+    create.add_argument(
+        "--scope",
+        required=True,
+        action="append",
+        choices=[scope.value for scope in SCOPES],
+        help="what the key may do; repeat for several (produce, work, read, admin)",
+    )
+    create.add_argument(
+        "--expires-in-days", metavar="DAYS", type=_expiry_days, help="refused after DAYS days"
+    )
+    create.set_defaults(run=keys_create)
+    list_ = actions.add_parser("list", help="list a user's keys, newest first (no secret)")
+    list_.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    list_.add_argument("--json", action="store_true", help="print GET /dashboard/keys's JSON")
+    list_.set_defaults(run=keys_list)
+    revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request on")
+    revoke.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    revoke.add_argument("key_id", metavar="KEY_ID", type=_key_id, help="the key's id")
+    revoke.set_defaults(run=keys_revoke)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="only jobs in this state (default: failed, expired or cancelled)",
     )
     retry_command.set_defaults(run=jobs_retry)
+
+    _keys_commands(commands)
 
     demo_command = commands.add_parser(
         "demo", help="create the demo user and config if missing; print a curl line to try"

@@ -21,6 +21,7 @@ from janus.admission import (
     UnknownUser,
 )
 from janus.configs import UnknownVersion
+from janus.keys import TooManyKeys
 
 # Raised by the functions of janus/db/sql/ (admit_jobs_once, activate_config), and answered
 # as rows by admit_requests().
@@ -42,6 +43,8 @@ _REFUSALS = {
 }
 # Raised by activate_version(): not about a decision, so not a NoDecision.
 _UNKNOWN_VERSION = "J0V01"
+# Raised by create_api_key(): the user holds as many keys as it may.
+_TOO_MANY_KEYS = "J0A01"
 
 
 @contextmanager
@@ -56,6 +59,8 @@ def translated() -> Iterator[None]:
     except psycopg.Error as error:
         if error.sqlstate == _UNKNOWN_VERSION:
             raise UnknownVersion(str(error.diag.message_primary)) from error
+        if error.sqlstate == _TOO_MANY_KEYS:
+            raise TooManyKeys(str(error.diag.message_primary)) from error
         raise domain_error(error) from error
 
 

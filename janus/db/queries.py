@@ -50,6 +50,12 @@ READ_SNAPSHOT = _QUERIES["read_snapshot"]
 QUOTA_MODE = _QUERIES["quota_mode"]
 TENANT_QUOTAS = _QUERIES["tenant_quotas"]
 
+# Credentials: who a request is, and users' API keys
+AUTHENTICATE = _QUERIES["authenticate"]
+CREATE_API_KEY = _QUERIES["create_api_key"]
+REVOKE_API_KEY = _QUERIES["revoke_api_key"]
+API_KEYS = _QUERIES["api_keys"]
+
 # Config versions over HTTP (the dashboard)
 LOCK_CONFIG_OWNER = _QUERIES["lock_config_owner"]
 CONFIG_VERSIONS = _QUERIES["config_versions"]

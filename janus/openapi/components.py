@@ -291,4 +291,6 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
 PATH_PARAMETERS: Mapping[str, dict[str, Any]] = {
     "job_id": {"type": "string", "format": "uuid"},
     "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+    # Any text: one that is no key id of the user's is 404, as an unknown one.
+    "key_id": {"type": "string"},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from janus.keys import Scope
 from janus.openapi import examples
 from janus.openapi.operations import (
     BODY_ERRORS,
@@ -27,8 +28,12 @@ _ACTIVE = Answer(
 
 
 def _config(method: str, summary: str, answer: Answer, errors: tuple[int, ...]) -> Operation:
-    """One of the user's rules' calls: one 200 answer."""
-    return Operation(method, summary, tag="Config", answers={200: answer}, errors=errors)
+    """One of the user's rules' calls: one 200 answer; reading them is `read`, changing them
+    `admin`."""
+    scopes = (Scope.READ,) if method == "get" else (Scope.ADMIN,)
+    return Operation(
+        method, summary, tag="Config", answers={200: answer}, errors=errors, scopes=scopes
+    )
 
 
 def _page(summary: str, cursor: str, answer: Answer) -> Operation:
@@ -41,6 +46,7 @@ def _page(summary: str, cursor: str, answer: Answer) -> Operation:
         parameters=("limit", cursor),
         answers={200: answer},
         errors=READ_ERRORS,
+        scopes=(Scope.READ,),
     )
 
 
@@ -55,6 +61,7 @@ REPLACE = Operation(
     parameters=("If-Match",),
     answers={200: _ACTIVE},
     errors=(*BODY_ERRORS, 412, *DATABASE_ERRORS),
+    scopes=(Scope.ADMIN,),
 )
 
 VERSIONS = _page(

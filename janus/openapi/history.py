@@ -4,6 +4,7 @@ the queue."""
 from __future__ import annotations
 
 from janus.history import ACTIVITY_MAX_JOBS, ACTIVITY_MINUTES
+from janus.keys import Scope
 from janus.openapi import examples
 from janus.openapi.operations import DATABASE_ERRORS, READ_ERRORS, Answer, Operation
 from janus.schemas.answers import (
@@ -20,12 +21,23 @@ def _read(
     answer: Answer,
     errors: tuple[int, ...] = READ_ERRORS,
     parameters: tuple[str, ...] = (),
+    scopes: tuple[Scope, ...] = (Scope.READ,),
 ) -> Operation:
     """One of the dashboard's reads: a GET with one 200 answer (400: a query parameter it
     does not take, or one out of range)."""
     return Operation(
-        "get", summary, tag="History", answers={200: answer}, errors=errors, parameters=parameters
+        "get",
+        summary,
+        tag="History",
+        answers={200: answer},
+        errors=errors,
+        parameters=parameters,
+        scopes=scopes,
     )
+
+
+# A producer reads the jobs it sent, as the dashboard does.
+_JOBS_READERS = (Scope.PRODUCE, Scope.READ)
 
 
 JOBS = _read(
@@ -46,6 +58,7 @@ JOBS = _read(
         "since",
         "until",
     ),
+    scopes=_JOBS_READERS,
 )
 
 JOB = _read(
@@ -57,6 +70,7 @@ JOB = _read(
     ),
     # 404: no such job of this user.
     errors=(400, 404, *DATABASE_ERRORS),
+    scopes=_JOBS_READERS,
 )
 
 ACTIVITY = _read(

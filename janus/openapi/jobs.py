@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema
 
 from janus.admission import BatchMode, Mode
+from janus.keys import Scope
 from janus.openapi import examples
 from janus.openapi.operations import BODY_ERRORS, DATABASE_ERRORS, Answer, Operation
 from janus.reasons import REASON_CODE_HEADER
@@ -72,6 +73,7 @@ def submit() -> Operation:
             ),
         },
         errors=ADMISSION_ERRORS,
+        scopes=(Scope.PRODUCE,),
     )
 
 
@@ -119,6 +121,7 @@ def batch(mode: BatchMode, max_batch_jobs: int) -> Operation:
         parameters=_IDEMPOTENCY,
         answers=answers[mode],
         errors=ADMISSION_ERRORS,
+        scopes=(Scope.PRODUCE,),
     )
 
 
@@ -144,6 +147,7 @@ def quote(max_batch_jobs: int) -> Operation:
             )
         },
         errors=ADMISSION_ERRORS,
+        scopes=(Scope.PRODUCE,),
     )
 
 
@@ -163,6 +167,7 @@ def _queue(
         body_examples=body_example,
         answers={200: answer},
         errors=errors,
+        scopes=(Scope.WORK,),
     )
 
 
@@ -244,6 +249,7 @@ CANCEL = Operation(
     },
     # 404: no such job of this user; 409: running, ended or rejected.
     errors=(404, 409, *DATABASE_ERRORS),
+    scopes=(Scope.ADMIN,),
 )
 
 RETRY = Operation(
@@ -261,4 +267,5 @@ RETRY = Operation(
     },
     # 404: no such job of this user; 409: queued, waiting, running, completed or rejected.
     errors=(404, 409, *DATABASE_ERRORS),
+    scopes=(Scope.ADMIN,),
 )

@@ -17,6 +17,7 @@ from typing import Any
 from marshmallow import Schema
 
 from janus.dashboard import File
+from janus.keys import Scope
 from janus.schemas.answers import DocumentSchema, StatusSchema
 
 
@@ -56,6 +57,8 @@ class Operation:
     parameters: tuple[str, ...] = ()
     # Whether X-User-ID is required (every route but health, this document and the page).
     user: bool = True
+    # What an API key must hold to call it (any one of them); every user route names some.
+    scopes: tuple[Scope, ...] = ()
     # Whether the service token, when the service has one, is required (all but /health).
     service_token: bool = True
 

@@ -24,6 +24,8 @@ log = logging.getLogger("janus")
 # The WWW-Authenticate challenge every 401 about the user carries (RFC 9110 requires one):
 # the credentials a caller must send are a Janus user's id in the X-User-ID header.
 USER_CHALLENGE = ['X-User-ID realm="janus"']
+# The challenge of a 401 about an API key: the key goes in Authorization, as a bearer token.
+KEY_CHALLENGE = ['Bearer realm="janus"']
 
 ERROR = ErrorSchema()
 

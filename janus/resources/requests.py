@@ -15,35 +15,18 @@ from marshmallow import Schema, ValidationError
 from janus import json_text
 from janus.admission import IdempotencyKey
 from janus.json_text import PathTree
-from janus.resources.errors import USER_CHALLENGE, InvalidBody
-from janus.resources.telemetry import note_user
+from janus.resources.errors import InvalidBody
 
 Row = TypeVar("Row")
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-_CANONICAL_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE
-)
-
-
 def authenticated_user(req: falcon.Request) -> UUID:
-    """The UUID in X-User-ID; 401 when it is missing or malformed."""
-    raw = req.get_header("X-User-ID")
-    if not raw:
-        raise falcon.HTTPUnauthorized(
-            description="the X-User-ID header is required", challenges=USER_CHALLENGE
-        )
-    # Only the canonical 8-4-4-4-12 spelling: UUID() alone also takes braces, "urn:uuid:",
-    # missing hyphens and non-ASCII digits, so one user would have many names.
-    if not _CANONICAL_UUID.fullmatch(raw):
-        raise falcon.HTTPUnauthorized(
-            description="X-User-ID must be a UUID", challenges=USER_CHALLENGE
-        ) from None
-    # In the canonical spelling, str(UUID(raw)) is raw in lower case.
-    note_user(req, raw.lower())
-    return UUID(raw)
+    """The user the request was authenticated as (janus/resources/auth.py, before the
+    resource: every user route needs one)."""
+    user_id: UUID = req.context.identity.user_id
+    return user_id
 
 
 def page_param(req: falcon.Request, name: str, default: int | None, top: int) -> int | None:

@@ -9,6 +9,7 @@ import falcon
 
 from janus import logs, metrics
 from janus.admission import Decision
+from janus.keys import Identity, user_tag
 
 
 def note_decisions(req: falcon.Request, decisions: Sequence[Decision]) -> None:
@@ -18,17 +19,19 @@ def note_decisions(req: falcon.Request, decisions: Sequence[Decision]) -> None:
     req.context.jobs_rejected = len(decisions) - accepted
 
 
-def note_user(req: falcon.Request, user_id: object) -> None:
-    """Tell the request's log line which user (a well-formed X-User-ID) it was sent as."""
-    req.context.user_id = str(user_id)
+def note_identity(req: falcon.Request, identity: Identity) -> None:
+    """Tell the request's log line whom it was authenticated as: the user's tag (never its
+    id, which is a credential for a user without keys) and the key's id."""
+    req.context.user_tag = user_tag(identity.user_id)
+    req.context.key_id = identity.key_id
 
 
 class RequestTelemetryMiddleware:
     """The outermost middleware: it starts first and sees the final answer last.
 
-    The line names the request by what Janus made of it (route template, status, the user id
-    once checked well formed, decision counts), never by what the client wrote: no path,
-    query, header or body text, so neither a payload nor a token can reach it.
+    The line names the request by what Janus made of it (route template, status, the user's
+    tag and key id once authenticated, decision counts), never by what the client wrote: no
+    path, query, header or body text, so neither a payload nor a credential can reach it.
     """
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -53,7 +56,8 @@ class RequestTelemetryMiddleware:
             route=route,
             status=status,
             duration_ms=round(seconds * 1000, 3),
-            user_id=context.get("user_id"),
+            user=context.get("user_tag"),
+            key_id=context.get("key_id"),
             jobs=(context.jobs_accepted, context.jobs_rejected)
             if "jobs_accepted" in context
             else None,

@@ -9,13 +9,15 @@ from datetime import datetime
 from typing import Any
 
 # Every key a line may have; the last two only when the request was decided.
-ALWAYS = {"time", "request_id", "method", "route", "status", "duration_ms", "user_id"}
+ALWAYS = {"time", "request_id", "method", "route", "status", "duration_ms", "user", "key_id"}
 DECIDED = {"jobs_accepted", "jobs_rejected"}
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
 # A falcon route template (`/system/jobs/{job_id:uuid}/fail`): only the app's own text.
 _TEMPLATE = re.compile(r"(/([a-z._]+|\{[a-z_]+(:[a-z]+(\([a-z0-9=, ]*\))?)?\}))+")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A user's tag (janus.keys.user_tag) and a key's id: never the user's id nor a secret.
+_USER_TAG = re.compile(r"[0-9a-f]{8}")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def request_log_lines(output: str) -> list[dict[str, Any]]:
@@ -23,7 +25,7 @@ def request_log_lines(output: str) -> list[dict[str, Any]]:
 
     A line that starts with `{` and is not one (broken, or with a key or value no request log
     line has) fails the test: nothing the client wrote can be in a line that passes, but the
-    well-formed request id and user id.
+    well-formed request id, and the user's tag and key id once authenticated.
     """
     lines = []
     for text in output.splitlines():
@@ -40,7 +42,8 @@ def request_log_lines(output: str) -> list[dict[str, Any]]:
         assert line["route"] == "unmatched" or _TEMPLATE.fullmatch(line["route"]), text
         assert isinstance(line["status"], int) and 100 <= line["status"] <= 599, text
         assert isinstance(line["duration_ms"], float | int) and line["duration_ms"] >= 0, text
-        assert line["user_id"] is None or _UUID.fullmatch(line["user_id"]), text
+        assert line["user"] is None or _USER_TAG.fullmatch(line["user"]), text
+        assert line["key_id"] is None or _KEY_ID.fullmatch(line["key_id"]), text
         for key in DECIDED & line.keys():
             assert isinstance(line[key], int) and line[key] >= 0, text
         lines.append(line)

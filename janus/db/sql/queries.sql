@@ -763,3 +763,27 @@ SELECT w.waiting, q.queued, r.running,
        (SELECT min(created_at) AS oldest
           FROM jobs
          WHERE state = 'waiting' AND (in_line_at IS NOT NULL OR run_at <= now())) d
+
+-- authenticate --
+-- Who a request is (authenticate.sql): by its key, or by X-User-ID alone (key_id NULL).
+SELECT outcome, scopes, key_name
+  FROM authenticate(%(user_id)s, %(key_id)s, %(secret_sha256)s)
+
+-- create_api_key --
+-- A new key of a user (create_api_key.sql): when it was created.
+SELECT create_api_key(%(user_id)s, %(key_id)s, %(name)s, %(scopes)s::text[],
+                      %(secret_sha256)s, %(expires_at)s, %(max_keys)s)
+
+-- revoke_api_key --
+-- Revoke a key of a user (revoke_api_key.sql): revoked, already_revoked or not_found.
+SELECT revoke_api_key(%(user_id)s, %(key_id)s)
+
+-- api_keys --
+-- A user's keys, newest first, revoked and expired ones included, never the secret's hash;
+-- with the user's own row (LEFT JOIN), so that a user without keys is one row of NULLs and
+-- no user is no row at all.
+SELECT a.key_id, a.name, a.scopes, a.created_at, a.last_used_at, a.expires_at, a.revoked_at
+  FROM users u
+  LEFT JOIN api_keys a ON a.user_id = u.user_id
+ WHERE u.user_id = %(user_id)s
+ ORDER BY a.created_at DESC, a.key_id
