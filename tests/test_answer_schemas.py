@@ -23,11 +23,12 @@ from marshmallow import Schema
 from janus.admission import Decision
 from janus.configs import PauseChange, PauseState
 from janus.history import Activity, JobRecord, JobSummary, MinuteActivity
+from janus.keys import ApiKey
 from janus.queue import ClaimedJob, Finished
 from janus.queue_view import DependencyQueue, QueueView, StateCounts
 from janus.quotas import BucketQuota, TenantQuota, UserQuotas
 from janus.routes import openapi_document, routes
-from janus.schemas import answers, queue_answers
+from janus.schemas import answers, keys, queue_answers
 from janus.schemas.dumping import AnswerSchema
 
 _MOMENTS = st.datetimes(timezones=st.timezones())
@@ -49,6 +50,7 @@ _COUNTED = {
 # The database's amounts are finite: numeric's NaN never comes out of the queue's arithmetic
 # (and a NaN would make the overall drain, the largest of them, meaningless).
 _AMOUNT = st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False))
+_API_KEY = st.builds(ApiKey, created_at=_MOMENTS, last_used_at=st.one_of(st.none(), _MOMENTS))
 _DEPENDENCY_QUEUE = st.builds(
     DependencyQueue,
     tokens=_AMOUNT,
@@ -116,6 +118,9 @@ OBJECTS: dict[type[AnswerSchema], st.SearchStrategy[Any]] = {
     queue_answers.QueueAnswerSchema: st.builds(
         QueueView, ended_since=_MOMENTS, dependencies=st.lists(_DEPENDENCY_QUEUE)
     ),
+    keys.ApiKeySchema: _API_KEY,
+    keys.NewKeySchema: _API_KEY.map(lambda key: {**vars(key), "key": "janus_x"}),
+    keys.KeysAnswerSchema: st.builds(dict, keys=st.lists(_API_KEY, max_size=3)),
     answers.DocumentSchema: st.fixed_dictionaries(
         {"openapi": st.just("3.1.0"), "info": st.just({}), "paths": st.just({})},
         optional={"components": st.just({}), "tags": st.just([{"name": "Jobs"}])},

@@ -205,6 +205,7 @@ def test_the_twin_is_served_as_janus_is(monkeypatch: pytest.MonkeyPatch) -> None
         "WEB_CONCURRENCY": "3",
         "JANUS_THREADS": "5",
         "JANUS_POOL_SIZE": "4",
+        "JANUS_BIND_HOST": "127.0.0.1",
     }.items():
         monkeypatch.setenv(name, value)
 

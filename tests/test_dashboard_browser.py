@@ -14,6 +14,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from janus.db.keys import create_key
+from janus.keys import Scope
 from tests.conftest import GunicornServer
 from tests.support.browser import (
     WAIT_S,
@@ -87,7 +89,7 @@ def test_a_missing_malformed_or_unknown_id_gets_a_clear_message(
     assert not browser.find_element(By.ID, "buckets").is_displayed()
 
     sign_in(browser, "alice")
-    assert error.text.startswith("That is not a user id")
+    assert error.text.startswith("That is neither an API key (janus_…) nor a user id")
 
     sign_in(browser, "00000000-0000-4000-8000-000000000000")
     WebDriverWait(browser, WAIT_S).until(lambda b: "does not name a Janus user" in error.text)
@@ -95,6 +97,35 @@ def test_a_missing_malformed_or_unknown_id_gets_a_clear_message(
     assert browser.find_element(By.ID, "sign-in").is_displayed()
     screenshot(browser, "unknown-user")
     assert script_errors(browser) == []
+
+
+def test_a_person_signs_in_with_an_api_key_and_its_scopes_hold(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection
+) -> None:
+    user = user_with_config(db, {"openai": {"capacity": 1000, "refill_per_second": 0}})
+    reader, _ = create_key(db, user, "dashboard", (Scope.READ,), None)
+    open_page(browser, gunicorn_server.url, "laptop")
+
+    # The key's user, once it has a key, cannot be signed in as by its id alone.
+    sign_in(browser, str(user))
+    error = browser.find_element(By.ID, "sign-in-error")
+    WebDriverWait(browser, WAIT_S).until(lambda b: "this user has API keys" in error.text)
+
+    sign_in(browser, reader.text)
+    WebDriverWait(browser, WAIT_S).until(lambda b: "openai" in gauges(b))
+    assert "1,000 / 1,000" in gauges(browser)["openai"]
+    # A read key cannot pause: the page says why, in the API's words.
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: b.find_element(By.ID, "pause-toggle").is_displayed()
+    )
+    browser.find_element(By.ID, "pause-toggle").click()
+    browser.find_element(By.ID, "pause-yes").click()
+    refusal = browser.find_element(By.ID, "rules-error")
+    WebDriverWait(browser, WAIT_S).until(lambda b: refusal.text != "")
+    assert refusal.text == "403 Forbidden: this API key lacks the scope this route needs: admin"
+    assert reader.text not in browser.current_url
+    screenshot(browser, "signed-in-with-a-key")
+    assert script_errors(browser, 401, 403) == []
 
 
 def test_changing_user_shows_only_the_new_users_buckets(

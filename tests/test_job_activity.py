@@ -16,8 +16,11 @@ import pytest
 
 from janus.db import queries
 from janus.db.history import HistoryStore
+from janus.db.keys import KeyStoreOnPool
 from janus.db.pool import make_pool
 from janus.history import ACTIVITY_MINUTES
+from janus.keys import Scope
+from janus.resources.auth import AuthMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.history import ActivityResource
 from janus.settings import Settings
@@ -94,7 +97,16 @@ def capped_client(database_url: str) -> Iterator[Any]:
     pool.open(wait=True)
 
     def client(cap: int) -> falcon.testing.TestClient:
-        app = falcon.App()
+        app = falcon.App(
+            middleware=[
+                AuthMiddleware(
+                    KeyStoreOnPool(pool),
+                    {(ACTIVITY, "GET"): (Scope.READ,)},
+                    service_token=None,
+                    keys_required=False,
+                )
+            ]
+        )
         add_error_handlers(app)
         app.add_route(ACTIVITY, ActivityResource(HistoryStore(pool, activity_max_jobs=cap)))
         return falcon.testing.TestClient(app)

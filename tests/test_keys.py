@@ -25,7 +25,12 @@ from tests.support.factories import user_with_config
 from tests.support.seed import SEED_SINGLE
 
 LIMITS = {"openai": {"capacity": 100, "refill_per_second": 0}}
-JOB = {"tenant_id": "t", "priority": 5, "dependencies": {"openai": 1}, "batch_name": "b"}
+JOB: dict[str, Any] = {
+    "tenant_id": "t",
+    "priority": 5,
+    "dependencies": {"openai": 1},
+    "batch_name": "b",
+}
 # A value for each path parameter of janus/routes.py.
 PATH_VALUES = {"job_id": str(uuid4()), "version": "1", "key_id": "0" * 16}
 _FIELD = re.compile(r"\{(\w+)(?::[^}]+)?\}")
@@ -39,7 +44,7 @@ def _key(db: psycopg.Connection, user_id: UUID, *scopes: Scope, **extra: Any) ->
 def _call(url: str, method: str, path: str, key: str | None = None, **headers: str) -> Any:
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    body = {} if method in ("POST", "PUT") else None
+    body: dict[str, Any] | None = {} if method in ("POST", "PUT") else None
     return requests.request(method, f"{url}{path}", json=body, headers=headers, timeout=10)
 
 

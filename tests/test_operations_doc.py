@@ -436,14 +436,19 @@ def test_every_variable_janus_reads_is_in_the_settings_table_and_no_other() -> N
     assert set(_documented_settings()) == read
 
 
+# Settings documented as "unset": their default is no value, (attribute, its default).
+UNSET = {"JANUS_SERVICE_TOKEN": ("service_token", None), "JANUS_AUTH": ("auth", "")}
+
+
 def test_the_settings_tables_defaults_are_the_codes() -> None:
     documented = _documented_settings()
     environment = _ReadingEnvironment({"DATABASE_URL": URL})
     defaults = Settings.from_env(environment)
-    for name in environment.read - {"DATABASE_URL", "JANUS_SERVICE_TOKEN"}:
+    for name in environment.read - {"DATABASE_URL", *UNSET}:
         # Setting a variable to its documented default changes nothing.
         assert Settings.from_env({"DATABASE_URL": URL, name: documented[name]}) == defaults, name
-    assert documented["JANUS_SERVICE_TOKEN"] == "unset" and defaults.service_token is None
+    for name, value in UNSET.items():
+        assert documented[name] == "unset" and getattr(defaults, value[0]) == value[1], name
     for name, default in _gunicorn_settings().items():
         assert documented[name] == default, name
 
@@ -458,6 +463,8 @@ def test_the_blueprint_sets_the_documented_defaults() -> None:
     values = {var["key"]: str(var["value"]) for var in web["envVars"] if "value" in var}
     values.pop("PYTHON_VERSION")  # Render's own
 
+    # Keys required: render.yaml deploys the way a public service should run.
+    assert values.pop("JANUS_AUTH") == "keys"
     assert values and {name: documented[name] for name in values} == values
 
 

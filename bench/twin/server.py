@@ -1,9 +1,9 @@
 """Start the twin under gunicorn, as devtools/service.py starts Janus, and wait until it serves.
 
 `gunicorn -c bench/twin/gunicorn.conf.py` from the repository root, with DATABASE_URL, PORT (a
-free loopback port) and WEB_CONCURRENCY on top of this process's environment, its output to a
-file, in a process group of its own. The result is a devtools.service.Service, stopped the
-same way (SIGTERM, then wait).
+free loopback port), JANUS_BIND_HOST (loopback) and WEB_CONCURRENCY on top of this process's
+environment, its output to a file, in a process group of its own. The result is a
+devtools.service.Service, stopped the same way (SIGTERM, then wait).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def start(database_url: str, log_path: Path, *, workers: int, timeout_s: float) 
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
+        # The twin binds loopback (its gunicorn.conf.py), as Janus's settings check is told.
+        "JANUS_BIND_HOST": "127.0.0.1",
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""`janus keys create|list|revoke`: a user's API keys, from a shell."""
+"""`janus keys create|list|revoke`: a user's API keys, from a shell; and `janus user tag`,
+how the request log names a user."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, moment
 from janus.db import accounts
 from janus.db.keys import create_key, list_keys, revoke_key
-from janus.keys import MAX_KEYS, Scope, TooManyKeys
+from janus.keys import MAX_KEYS, Scope, TooManyKeys, user_tag
 from janus.schemas.keys import ApiKeySchema
 
 
@@ -64,3 +65,8 @@ def keys_revoke(args: argparse.Namespace, database_url: str, out: TextIO) -> Non
         raise UsageError(f"user {args.user_id} has no key {args.key_id}")
     said = "revoked" if revoked else "was already revoked"
     print(f"key {args.key_id} of user {args.user_id} {said}", file=out)
+
+
+def user_tag_command(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Print the user's tag, the `user` of its request log lines (no database needed)."""
+    print(user_tag(args.user_id), file=out)

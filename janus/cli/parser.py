@@ -25,7 +25,7 @@ from janus.cli.commands import (
 )
 from janus.cli.failures import UsageError
 from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
-from janus.cli.keys import keys_create, keys_list, keys_revoke
+from janus.cli.keys import keys_create, keys_list, keys_revoke, user_tag_command
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
 from janus.keys import KEY_ID_HEX, MAX_NAME_CHARS, SCOPES
@@ -225,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
     delete.add_argument("--yes", action="store_true", help="really delete (nothing is kept)")
     delete.set_defaults(run=user_delete)
+    tag = user_commands.add_parser(
+        "tag", help="print the user's tag: how the request log names it (never by its id)"
+    )
+    tag.add_argument("user_id", metavar="USER_ID", type=_user_id, help="the user's id (a UUID)")
+    tag.set_defaults(run=user_tag_command)
 
     config = commands.add_parser(
         "config", help="set, show, list or roll back a user's config versions"

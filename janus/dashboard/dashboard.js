@@ -1,7 +1,7 @@
 // The Janus dashboard: plain JavaScript, no build step, no third-party code.
-// It talks to the same /dashboard routes a producer uses, as the user whose id it is given
-// (X-User-ID, kept in this tab's sessionStorage, never in a URL), with the service token when
-// the service asks for one.
+// It talks to the same /dashboard routes a producer uses, as the user of the API key it is
+// given (sent as a bearer credential), or of the id it is given (X-User-ID, with the service
+// token when the service asks for one); both kept in this tab's sessionStorage, never in a URL.
 "use strict";
 
 const STORE = window.sessionStorage;
@@ -90,12 +90,18 @@ function say(id, message) {
 
 // Signing in: an id of the right shape, then the first read of the buckets proves it.
 
+// An API key names its user: janus_<the user's id, 32 hex digits>_<key id>_<secret>.
+const API_KEY = /^janus_([0-9a-f]{32})_[0-9a-f]{16}_[0-9a-f]{48}$/;
+
 function signIn(event) {
   event.preventDefault();
-  const user = $("user-id").value.trim();
-  const token = $("token").value;
+  const typed = $("user-id").value.trim();
+  const key = API_KEY.exec(typed);
+  // With a key, the key is the bearer credential and its user the X-User-ID.
+  const user = key ? key[1].replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5") : typed;
+  const token = key ? typed : $("token").value;
   if (!UUID.test(user)) {
-    say("sign-in-error", "That is not a user id: it is a UUID such as 8f0e1c2a-57b4-4c6d-9e0f-1a2b3c4d5e6f.");
+    say("sign-in-error", "That is neither an API key (janus_…) nor a user id (a UUID such as 8f0e1c2a-57b4-4c6d-9e0f-1a2b3c4d5e6f).");
     $("user-id").focus();
     return;
   }

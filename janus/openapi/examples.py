@@ -381,21 +381,3 @@ QUEUE: dict[str, Any] = {
     "drain_seconds": None,
     "truncated": False,
 }
-
-# API keys
-KEY_REQUEST = {"name": "billing producer", "scopes": ["produce"], "expires_in_days": 90}
-_LISTED_KEY = {
-    "key_id": "3f9c2a7d5e1b8c40",
-    "name": "billing producer",
-    "scopes": ["produce"],
-    "created_at": ACTIVATED_AT,
-    "last_used_at": None,
-    "expires_at": "2027-03-01T09:00:00+00:00",
-    "revoked_at": None,
-}
-NEW_KEY = {
-    **_LISTED_KEY,
-    "key": "janus_5eed5eed5eed4eed8eed5eed5eed5eed_3f9c2a7d5e1b8c40_" + "0123456789abcdef" * 3,
-}
-KEYS = {"keys": [_LISTED_KEY]}
-REVOKED_KEY = {**_LISTED_KEY, "revoked_at": LEASE_EXPIRES_AT}
