@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,11 +18,12 @@ import requests
 
 from devtools.service import run_to_exit
 from janus.db.keys import create_key
-from janus.keys import SCOPES, Scope, parse_key, user_tag
+from janus.keys import SCOPES, Scope, new_key, parse_key, user_tag
 from janus.routes import route_scopes, routes
 from janus.settings import Settings, SettingsError
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.factories import user_with_config
+from tests.support.secrets import logs_with_secrets
 from tests.support.seed import SEED_SINGLE
 
 LIMITS = {"openai": {"capacity": 100, "refill_per_second": 0}}
@@ -260,3 +262,14 @@ def test_gunicorn_refuses_to_serve_a_public_address_without_keys(database_url: s
 
     assert status not in (0, None), output
     assert "refusing to serve 0.0.0.0" in output and "JANUS_AUTH=keys" in output
+
+
+def test_the_runs_check_finds_a_secret_in_any_log(tmp_path: Path) -> None:
+    """tests/support/secrets.py, which searches every gunicorn log of the run at its end."""
+    key = new_key(uuid4())
+    (tmp_path / "clean.log").write_text(f"key {parse_key(key.text).key_id} used\n")  # type: ignore[union-attr]
+    assert logs_with_secrets(tmp_path) == []
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "gunicorn-0.log").write_text(f"oops {key.text}\n")
+
+    assert logs_with_secrets(tmp_path) == [str(tmp_path / "server" / "gunicorn-0.log")]
