@@ -20,6 +20,7 @@ from janus.db.queue_view import QueueViewStore
 from janus.grouping import GroupingAdmitter
 from janus.metrics import CountingAdmitter
 from janus.resources.auth import AuthMiddleware
+from janus.resources.caching import NoStoreMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.request_ids import RequestIdMiddleware
 from janus.resources.telemetry import RequestTelemetryMiddleware
@@ -39,9 +40,12 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
     """
     table = routes(settings.max_batch_jobs)
     keys = KeyStoreOnPool(pool)
-    middleware: list[RequestTelemetryMiddleware | RequestIdMiddleware | AuthMiddleware] = [
+    middleware: list[
+        RequestTelemetryMiddleware | RequestIdMiddleware | NoStoreMiddleware | AuthMiddleware
+    ] = [
         RequestTelemetryMiddleware(),
         RequestIdMiddleware(),
+        NoStoreMiddleware(),
         AuthMiddleware(
             keys,
             route_scopes(table),

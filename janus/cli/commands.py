@@ -260,6 +260,10 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """Delete expired idempotency keys, old rejected jobs, finished jobs past retention and
     tenant buckets full again."""
+    if args.rejected_days == 0 and not args.yes:
+        raise UsageError(
+            "--rejected-days 0 deletes every rejected job of every user; run it again with --yes"
+        )
     with accounts.operator_transaction(database_url) as conn:
         keys = maintenance.prune_idempotency_keys(conn)
     print(f"pruned {keys} expired idempotency keys", file=out)

@@ -370,5 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept "
         "until they finish and their config's retention_days pass",
     )
+    prune_command.add_argument(
+        "--yes", action="store_true", help="needed with --rejected-days 0 (every rejected job)"
+    )
     prune_command.set_defaults(run=prune)
     return parser

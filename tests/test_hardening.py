@@ -1,0 +1,143 @@
+"""Issue 25's smaller defences, in process over real Postgres: `janus keys` from a shell, no
+answer a cache may keep, a readiness check that reaches Postgres at most once a second, a
+prune of every rejected job only when asked twice, a Blueprint database on Render's private
+network only, and the service run as a role that cannot change the schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID, uuid4
+
+import falcon.testing
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+from janus.admission import DatabaseUnavailable
+from janus.cli import DEMO_CONFIG
+from janus.keys import parse_key
+from janus.resources.errors import add_error_handlers
+from janus.resources.health import READY_FOR_S, ReadinessResource
+from janus.settings import Settings
+from tests.support.app import headers_for, post_json, serve_app
+from tests.support.factories import user_with_config
+from tests.support.seed import SEED_SINGLE
+from tests.test_cli import REPO_ROOT, Cli, cli
+
+__all__ = ["cli"]  # the fixture, from test_cli
+
+LIMITS = {"openai": {"capacity": 10, "refill_per_second": 0}}
+
+
+def test_keys_are_made_listed_and_revoked_from_a_shell(cli: Cli, db: psycopg.Connection) -> None:
+    user = user_with_config(db, LIMITS)
+
+    made = cli("keys", "create", user, "--name", "nightly", "--scope", "work", "--scope", "read")
+
+    key = made.ok().strip()
+    credential = parse_key(key)
+    assert credential is not None and credential.user_id == user
+    listed = json.loads(cli("keys", "list", user, "--json").ok())["keys"]
+    assert [(k["key_id"], k["scopes"], k["revoked_at"]) for k in listed] == [
+        (credential.key_id, ["work", "read"], None)
+    ]
+    table = cli("keys", "list", user).ok()
+    assert credential.key_id in table and key.rsplit("_", 1)[1] not in table
+    said = cli("keys", "revoke", user, credential.key_id).ok()
+    assert said == f"key {credential.key_id} of user {user} revoked\n"
+    again = cli("keys", "revoke", user, credential.key_id).ok()
+    assert again.endswith("was already revoked\n")
+    missing = cli("keys", "revoke", user, "0" * 16)
+    assert missing.status == 2 and f"user {user} has no key {'0' * 16}" in missing.err
+    assert cli("keys", "create", user, "--name", "x", "--scope", "root").status == 2
+    assert cli("user", "tag", user).ok().strip().isalnum()
+
+
+def test_every_answer_but_the_pages_files_says_no_store(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
+    answers: dict[str, Any] = {
+        "job": app_client.simulate_get("/dashboard/jobs", headers=headers_for(open_user)),
+        "refused": app_client.simulate_get("/dashboard/jobs"),
+        "health": app_client.simulate_get("/health"),
+        "nowhere": app_client.simulate_get("/nowhere"),
+    }
+    for name, answer in answers.items():
+        assert answer.headers["Cache-Control"] == "no-store", name
+        assert answer.headers["Vary"] == "Authorization, X-User-ID", name
+    page = app_client.simulate_get("/")
+    assert page.headers["Cache-Control"] == "no-cache"
+
+
+def test_readiness_reaches_postgres_at_most_once_a_second() -> None:
+    calls: list[float] = []
+    now = [100.0]
+    failing = [False]
+
+    def check() -> None:
+        calls.append(now[0])
+        if failing[0]:
+            raise DatabaseUnavailable("down", retry_after=2)
+
+    app = falcon.App()
+    add_error_handlers(app)
+    app.add_route("/health/ready", ReadinessResource(check, clock=lambda: now[0]))
+    client = falcon.testing.TestClient(app)
+    for _ in range(5):
+        assert client.simulate_get("/health/ready").status_code == 200
+    assert calls == [100.0]
+
+    failing[0] = True
+    now[0] += READY_FOR_S
+    assert client.simulate_get("/health/ready").status_code == 503
+    assert client.simulate_get("/health/ready").status_code == 503
+    assert calls == [100.0, 101.0]
+    failing[0] = False
+    now[0] += READY_FOR_S
+    assert client.simulate_get("/health/ready").status_code == 200
+
+
+def test_pruning_every_rejected_job_needs_yes(cli: Cli) -> None:
+    refused = cli("prune", "--rejected-days", "0")
+
+    assert refused.status == 2
+    assert "deletes every rejected job of every user" in refused.err
+    assert (
+        "pruned 0 rejected jobs older than 0 days"
+        in cli("prune", "--rejected-days", "0", "--yes").ok()
+    )
+
+
+def test_the_blueprints_database_takes_no_connection_from_outside_render() -> None:
+    blueprint = yaml.safe_load((REPO_ROOT / "render.yaml").read_text())
+    [database] = blueprint["databases"]
+
+    assert database["ipAllowList"] == []
+
+
+_ROLE_BLOCK = re.compile(r"<!-- role: janus-app -->\n```sql\n(.*?)```", re.S)
+
+
+def test_the_service_runs_as_the_documented_role_that_cannot_change_the_schema(
+    postgres_server_url: str, database_url: str, db: psycopg.Connection
+) -> None:
+    [block] = _ROLE_BLOCK.findall((REPO_ROOT / "docs" / "operations.md").read_text())
+    # Roles belong to the whole server: this run's own name, dropped after.
+    role = f"janus_app_{uuid4().hex[:8]}"
+    db.execute(block.replace("janus_app", role))
+    parts = urlsplit(database_url)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}:change-me@{parts.hostname}:{parts.port}"))
+    try:
+        user = user_with_config(db, DEMO_CONFIG["dependencies"])
+        with serve_app(Settings(database_url=as_role)) as client:
+            answer = post_json(client, "/dashboard/jobs", user, SEED_SINGLE)
+        assert answer.status_code == 202, answer.text
+        with psycopg.connect(as_role) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE not_allowed (x int)")
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
