@@ -119,7 +119,7 @@ def test_the_blueprints_database_takes_no_connection_from_outside_render() -> No
     assert database["ipAllowList"] == []
 
 
-_ROLE_BLOCK = re.compile(r"<!-- role: janus-app -->\n```sql\n(.*?)```", re.S)
+_ROLE_BLOCK = re.compile(r"<!-- role: janusweb -->\n```sql\n(.*?)```", re.S)
 
 
 def test_the_service_runs_as_the_documented_role_that_cannot_change_the_schema(
@@ -127,8 +127,8 @@ def test_the_service_runs_as_the_documented_role_that_cannot_change_the_schema(
 ) -> None:
     [block] = _ROLE_BLOCK.findall((REPO_ROOT / "docs" / "operations.md").read_text())
     # Roles belong to the whole server: this run's own name, dropped after.
-    role = f"janus_app_{uuid4().hex[:8]}"
-    db.execute(block.replace("janus_app", role))
+    role = f"janusweb_{uuid4().hex[:8]}"
+    db.execute(block.replace("janusweb", role))
     parts = urlsplit(database_url)
     as_role = urlunsplit(parts._replace(netloc=f"{role}:change-me@{parts.hostname}:{parts.port}"))
     try:
