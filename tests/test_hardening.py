@@ -141,3 +141,16 @@ def test_the_service_runs_as_the_documented_role_that_cannot_change_the_schema(
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_config_of_too_many_dependencies_is_a_400_naming_the_limit(
+    app_client: falcon.testing.TestClient, open_user: UUID
+) -> None:
+    many = {f"dep-{n}": {"capacity": 1, "refill_per_second": 1} for n in range(1001)}
+
+    answer = app_client.simulate_put(
+        "/dashboard/config", json={"dependencies": many}, headers=headers_for(open_user)
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json["errors"] == {"dependencies": ["Longer than maximum length 1000."]}

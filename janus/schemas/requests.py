@@ -51,6 +51,9 @@ MAX_ERROR_LENGTH = 10_000
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_RECOVERY_PER_MINUTE = 60
 MAX_TENANT_OVERRIDES = 10_000
+# A config's dependencies: every admission of the user reads all of its buckets, and every
+# version is kept, so a config of a million would cost every one of them.
+MAX_DEPENDENCIES_PER_CONFIG = 1000
 # Pacing: the longest a waiting job may wait before it is handed out (a week; the configs
 # table's CHECK says the same), the config's default, and how far ahead a run_at may be.
 MAX_WAIT_SECONDS = 604_800
@@ -360,6 +363,7 @@ class ConfigSchema(Schema):
         keys=dependency_name_field(),
         values=fields.Nested(DependencyLimitSchema),
         required=True,
+        validate=validate.Length(max=MAX_DEPENDENCIES_PER_CONFIG),
     )
 
 
