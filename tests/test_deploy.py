@@ -131,6 +131,29 @@ def test_the_blueprint_has_what_render_needs() -> None:
     assert {name for name in keys if name.startswith("JANUS_")} == _janus_settings()
 
 
+def test_the_blueprints_nightly_prune_runs_against_the_database(empty_database: str) -> None:
+    [cron] = [service for service in _blueprint()["services"] if service["type"] == "cron"]
+    web = _web_service()
+    assert cron["buildCommand"] == web["buildCommand"]
+    assert cron["startCommand"] == "janus prune"
+    env = _blueprint_env(cron, empty_database)
+    subprocess.run(
+        shlex.split(web["preDeployCommand"]), cwd=REPO_ROOT, env=env, check=True, timeout=120
+    )
+
+    done = subprocess.run(
+        shlex.split(cron["startCommand"]),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "pruned 0 tenant buckets full again"
+
+
 def _janus_settings() -> set[str]:
     """The JANUS_* variables janus/settings.py reads."""
     return set(re.findall(r'"(JANUS_[A-Z_]+)"', (REPO_ROOT / "janus" / "settings.py").read_text()))
