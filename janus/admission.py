@@ -239,6 +239,17 @@ UnavailableCause = Literal[
 UNAVAILABLE_CAUSES: tuple[UnavailableCause, ...] = get_args(UnavailableCause)
 
 
+class UserBusy(NoDecision):
+    """The user holds its whole share of this worker's connections, and none came free in
+    time: its other requests are still under way. Another user's are not held up by them."""
+
+    def __init__(self, per_user: int, connections: int) -> None:
+        super().__init__(
+            f"too many requests of this user at once: each worker gives a user at most"
+            f" {per_user} of its {connections} database connections; retry shortly"
+        )
+
+
 class DatabaseUnavailable(NoDecision):
     """Postgres could not be reached, or a conflict persisted after retries; try again later.
 

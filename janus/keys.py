@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -127,6 +128,12 @@ class Identity:
     def allows(self, needed: tuple[Scope, ...]) -> bool:
         """Whether any of the scopes `needed` is one of this identity's."""
         return not needed or any(scope in self.scopes for scope in needed)
+
+
+# The user the request being served acts as, once authenticated (janus/resources/auth.py
+# sets it, and clears it at every request's start): janus/db/pool.py counts each user's
+# connections by it.
+ACTING_USER: ContextVar[UUID | None] = ContextVar("janus_acting_user", default=None)
 
 
 class NotAuthenticated(Exception):

@@ -91,6 +91,12 @@ def _auth(environ: Mapping[str, str]) -> str:
     return raw
 
 
+def _user_connections(environ: Mapping[str, str]) -> int | None:
+    if (environ.get("JANUS_USER_CONNECTIONS") or "").strip() == "":
+        return None
+    return _int_setting(environ, "JANUS_USER_CONNECTIONS", 1, 1, 100)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Janus reads from its environment."""
@@ -98,6 +104,9 @@ class Settings:
     database_url: str
     max_batch_jobs: int = 1000
     pool_size: int = 2
+    # JANUS_USER_CONNECTIONS: the most of a worker's pool one user may hold at once; None:
+    # half the pool, at least 1 (user_connections).
+    user_connections_setting: int | None = None
     pool_timeout_ms: int = 1500
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 2000
@@ -124,6 +133,7 @@ class Settings:
             database_url=database_url_from_env(environ),
             max_batch_jobs=_int_setting(environ, "JANUS_MAX_BATCH_JOBS", 1000, 1, 100_000),
             pool_size=_int_setting(environ, "JANUS_POOL_SIZE", 2, 1, 100),
+            user_connections_setting=_user_connections(environ),
             pool_timeout_ms=_int_setting(environ, "JANUS_POOL_TIMEOUT_MS", 1500, 100, 60_000),
             statement_timeout_ms=_int_setting(
                 environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
@@ -137,6 +147,14 @@ class Settings:
             threads=_int_setting(environ, "JANUS_THREADS", 16, 1, 1000),
             group_max_jobs=_int_setting(environ, "JANUS_GROUP_MAX_JOBS", 1000, 1, 100_000),
         )
+
+    @property
+    def user_connections(self) -> int:
+        """The most of a worker's connections one user may hold at once (JANUS_USER_CONNECTIONS,
+        never more than the pool): half the pool by default, at least 1."""
+        if self.user_connections_setting is None:
+            return max(1, self.pool_size // 2)
+        return min(self.user_connections_setting, self.pool_size)
 
     @property
     def keys_required(self) -> bool:

@@ -437,7 +437,11 @@ def test_every_variable_janus_reads_is_in_the_settings_table_and_no_other() -> N
 
 
 # Settings documented as "unset": their default is no value, (attribute, its default).
-UNSET = {"JANUS_SERVICE_TOKEN": ("service_token", None), "JANUS_AUTH": ("auth", "")}
+UNSET = {
+    "JANUS_SERVICE_TOKEN": ("service_token", None),
+    "JANUS_AUTH": ("auth", ""),
+    "JANUS_USER_CONNECTIONS": ("user_connections_setting", None),
+}
 
 
 def test_the_settings_tables_defaults_are_the_codes() -> None:
@@ -465,6 +469,8 @@ def test_the_blueprint_sets_the_documented_defaults() -> None:
 
     # Keys required: render.yaml deploys the way a public service should run.
     assert values.pop("JANUS_AUTH") == "keys"
+    # Its default is derived: half the pool, written out.
+    assert values.pop("JANUS_USER_CONNECTIONS") == str(max(1, int(values["JANUS_POOL_SIZE"]) // 2))
     assert values and {name: documented[name] for name in values} == values
 
 

@@ -3,35 +3,105 @@
 from __future__ import annotations
 
 import select
+import threading
 import time
+from collections import Counter
 from typing import Any, TypeAlias
+from uuid import UUID
 
 from psycopg import Connection, pq
 from psycopg_pool import ConnectionPool
 
 from janus import metrics
+from janus.admission import UserBusy
 from janus.db.urls import parsable_database_url
+from janus.keys import ACTING_USER
 from janus.settings import Settings
 
 # The name the rest of Janus gives the pool, so that only janus.db imports the driver.
 Pool: TypeAlias = ConnectionPool
 
 
-class MeasuredPool(ConnectionPool):
-    """A ConnectionPool that reports how long each connection took to get, and its size then.
+class UserShare:
+    """How many of a worker's connections each user holds, and at most `per_user` each: one
+    user's slow requests (a history read that scans, an atomic batch waiting for its locks)
+    leave the other connections to the other users."""
 
-    Every use of the pool (`with pool.connection()`) goes through getconn.
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._held: Counter[UUID] = Counter()
+        self._freed = threading.Condition()
+
+    def take(self, user_id: UUID, timeout: float) -> bool:
+        """Count one more connection of the user, waiting up to `timeout` seconds for one of
+        its own to come back; False when none did."""
+        deadline = time.monotonic() + timeout
+        with self._freed:
+            while self._held[user_id] >= self.per_user:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._freed.wait(left)
+            self._held[user_id] += 1
+            return True
+
+    def give_back(self, user_id: UUID) -> None:
+        """Count one connection of the user fewer."""
+        with self._freed:
+            self._held[user_id] -= 1
+            if self._held[user_id] <= 0:
+                del self._held[user_id]
+            self._freed.notify_all()
+
+
+class MeasuredPool(ConnectionPool):
+    """A ConnectionPool that reports how long each connection took to get, and its size then;
+    and, given a UserShare, holds each user (ACTING_USER, janus.keys) to its share.
+
+    Every use of the pool (`with pool.connection()`) goes through getconn and putconn. A user
+    that holds its share waits for one of its own connections to come back, within the
+    pool's timeout, and is then refused with UserBusy (429), not left to take the rest.
     """
+
+    def __init__(self, *args: Any, user_share: UserShare | None = None, **kwargs: Any) -> None:
+        self._user_share = user_share
+        # id(connection) -> the user it is counted against, while it is out.
+        self._holders: dict[int, UUID] = {}
+        super().__init__(*args, **kwargs)
 
     def getconn(self, timeout: float | None = None) -> Connection[Any]:
         """A connection, as ConnectionPool gives it; the wait is recorded, timeouts too."""
         started = time.perf_counter()
+        budget = self.timeout if timeout is None else timeout
+        user_id = ACTING_USER.get()
+        share = self._user_share if user_id is not None else None
         try:
-            return super().getconn(timeout)
+            if share is not None and user_id is not None:
+                if not share.take(user_id, budget):
+                    raise UserBusy(share.per_user, self.max_size)
+                budget = max(0.0, budget - (time.perf_counter() - started))
+            try:
+                conn = super().getconn(budget)
+            except BaseException:
+                if share is not None and user_id is not None:
+                    share.give_back(user_id)
+                raise
+            if share is not None and user_id is not None:
+                self._holders[id(conn)] = user_id
+            return conn
         finally:
             waited = time.perf_counter() - started
             stats = self.get_stats()
             metrics.observe_pool(waited, stats["pool_size"], stats["pool_available"])
+
+    def putconn(self, conn: Connection[Any]) -> None:
+        """Take the connection back, and count it off its user's share."""
+        user_id = self._holders.pop(id(conn), None)
+        try:
+            super().putconn(conn)
+        finally:
+            if user_id is not None and self._user_share is not None:
+                self._user_share.give_back(user_id)
 
 
 RECONNECT_TIMEOUT_S = 2.0
@@ -71,6 +141,7 @@ def make_pool(settings: Settings) -> Pool:
         min_size=settings.pool_size,
         max_size=settings.pool_size,
         timeout=settings.pool_timeout_ms / 1000,
+        user_share=UserShare(settings.user_connections),
         open=False,
         # A connection broken by a database restart is found and replaced before use.
         check=check_if_stirred,

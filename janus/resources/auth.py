@@ -24,7 +24,15 @@ from uuid import UUID
 import falcon
 
 from janus.dashboard import FILES as DASHBOARD_FILES
-from janus.keys import Authenticator, Identity, NotAuthenticated, Scope, looks_like_key, parse_key
+from janus.keys import (
+    ACTING_USER,
+    Authenticator,
+    Identity,
+    NotAuthenticated,
+    Scope,
+    looks_like_key,
+    parse_key,
+)
 from janus.resources.errors import KEY_CHALLENGE, USER_CHALLENGE
 from janus.resources.telemetry import note_identity
 
@@ -87,6 +95,8 @@ class AuthMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Refuse with 401 a request that needs the service token and carries neither it nor
         an API key (checked with its route)."""
+        # A thread serves request after request: nothing of the last one's user is kept.
+        ACTING_USER.set(None)
         if self._token is None or req.path in OPEN_PATHS:
             return
         credentials = _bearer(req)
@@ -116,6 +126,13 @@ class AuthMiddleware:
                 description=f"this API key lacks the scope this route needs: {names}"
             )
         req.context.identity = identity
+        ACTING_USER.set(identity.user_id)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        """The request is answered: its user holds nothing more."""
+        ACTING_USER.set(None)
 
     def _identify(self, req: falcon.Request) -> Identity:
         credentials = _bearer(req)

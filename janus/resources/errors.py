@@ -16,6 +16,7 @@ from janus.admission import (
     NoActiveConfig,
     ServicePaused,
     UnknownUser,
+    UserBusy,
 )
 from janus.schemas.answers import ErrorSchema
 
@@ -98,6 +99,10 @@ def _database_unavailable(
     )
 
 
+def _user_busy(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    raise falcon.HTTPTooManyRequests(description=str(error), retry_after=1)
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     if isinstance(error, falcon.HTTPError):
         raise error
@@ -116,3 +121,4 @@ def add_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None
     app.add_error_handler(IdempotencyKeyInUse, _idempotency_key_in_use)
     app.add_error_handler(IdempotencyKeyReused, _idempotency_key_reused)
     app.add_error_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_error_handler(UserBusy, _user_busy)
