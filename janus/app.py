@@ -60,7 +60,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         dumps=json.JSONEncoder(ensure_ascii=False).encode
     )
     add_error_handlers(app)
-    history = HistoryStore(pool)
+    history = HistoryStore(pool, page_timeout_ms=settings.history_statement_timeout_ms)
     services = Services(
         admitter=CountingAdmitter(
             GroupingAdmitter(

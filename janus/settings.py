@@ -109,6 +109,8 @@ class Settings:
     user_connections_setting: int | None = None
     pool_timeout_ms: int = 1500
     statement_timeout_ms: int = 5000
+    # A page of GET /dashboard/jobs gives up after this long: well under the admission path's.
+    history_statement_timeout_ms: int = 1000
     lock_timeout_ms: int = 2000
     conflict_retries: int = 10
     # When set, every route but /health and /health/ready also requires
@@ -139,6 +141,9 @@ class Settings:
                 environ, "JANUS_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
+            history_statement_timeout_ms=_int_setting(
+                environ, "JANUS_HISTORY_STATEMENT_TIMEOUT_MS", 1000, 100, 600_000
+            ),
             conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 10, 0, 50),
             service_token=_service_token(environ),
             auth=_auth(environ),

@@ -17,7 +17,9 @@ import requests
 
 from janus.admission import UserBusy
 from janus.db.pool import UserShare
+from janus.settings import Settings
 from tests.conftest import StartGunicorn
+from tests.support.app import headers_for, serve_app
 from tests.support.factories import user_with_config
 
 LIMITS = {"openai": {"capacity": 1000, "refill_per_second": 0}}
@@ -92,3 +94,25 @@ def test_a_share_counts_each_users_connections_apart() -> None:
 def test_user_busy_says_the_share_and_the_pool() -> None:
     with pytest.raises(UserBusy, match="at most 3 of its 6 database connections"):
         raise UserBusy(3, 6)
+
+
+def test_a_history_page_gives_up_at_its_own_timeout_well_before_the_admission_paths(
+    database_url: str, db: psycopg.Connection, open_user: UUID
+) -> None:
+    settings = Settings(database_url=database_url, history_statement_timeout_ms=200)
+    with serve_app(settings) as client, psycopg.connect(database_url) as locker:
+        # The page's statement waits on the table (lock_timeout 2 s, statement_timeout 5 s):
+        # only the page's own timeout ends it.
+        locker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        page = client.simulate_get("/dashboard/jobs", headers=headers_for(open_user))
+        took = time.monotonic() - started
+        locker.rollback()
+
+        assert page.status_code == 503, page.text
+        assert page.headers["Retry-After"]
+        assert took < 1.5
+        assert (
+            client.simulate_get("/dashboard/jobs", headers=headers_for(open_user)).status_code
+            == 200
+        )

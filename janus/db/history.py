@@ -169,15 +169,28 @@ class HistoryStore:
     tell an unknown user from one without jobs), or for the quotas three in one read-only
     transaction. `activity_max_jobs` bounds what one count of jobs per minute reads."""
 
-    def __init__(self, pool: ConnectionPool, activity_max_jobs: int = ACTIVITY_MAX_JOBS) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        activity_max_jobs: int = ACTIVITY_MAX_JOBS,
+        page_timeout_ms: int | None = None,
+    ) -> None:
         self._pool = pool
         self._activity_max_jobs = activity_max_jobs
+        # A page's statements give up after this long (None: the pool's statement timeout).
+        self._page_timeout_ms = page_timeout_ms
 
     def jobs(
         self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
     ) -> list[JobSummary]:
-        """A page of the user's jobs, newest first; see job_page."""
-        with translated(), self._pool.connection() as conn:
+        """A page of the user's jobs, newest first; see job_page. Under a timeout of its own,
+        when the store has one: a filter that reads far is refused (503) before it holds its
+        user's connection for long."""
+        with translated(), self._pool.connection() as conn, conn.transaction():
+            if self._page_timeout_ms is not None:
+                conn.execute(
+                    queries.LOCAL_STATEMENT_TIMEOUT, {"milliseconds": str(self._page_timeout_ms)}
+                )
             return job_page(conn, user_id, filters, limit, after)
 
     def job(self, user_id: UUID, job_id: UUID) -> JobRecord | None:

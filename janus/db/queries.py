@@ -78,5 +78,5 @@ QUEUE_STATES = _QUERIES["queue_states"]
 QUEUE_DEPENDENCIES = _QUERIES["queue_dependencies"]
 
 # GET /metrics's queue gauges, across users (janus/db/queue_depth.py)
-SCRAPE_STATEMENT_TIMEOUT = _QUERIES["scrape_statement_timeout"]
+LOCAL_STATEMENT_TIMEOUT = _QUERIES["local_statement_timeout"]
 QUEUE_DEPTH = _QUERIES["queue_depth"]

@@ -22,7 +22,7 @@ def read_queue_depth(pool: ConnectionPool) -> QueueDepth:
     """The queue across every user now; DatabaseUnavailable when Postgres does not answer
     within the bounds above."""
     with translated(), pool.connection(CONNECTION_TIMEOUT_S) as conn, conn.transaction():
-        conn.execute(queries.SCRAPE_STATEMENT_TIMEOUT, {"milliseconds": str(STATEMENT_TIMEOUT_MS)})
+        conn.execute(queries.LOCAL_STATEMENT_TIMEOUT, {"milliseconds": str(STATEMENT_TIMEOUT_MS)})
         row = conn.cursor(row_factory=tuple_row).execute(queries.QUEUE_DEPTH).fetchone()
     assert row is not None  # aggregates without GROUP BY: always one row
     waiting, queued, running, oldest_claimable_seconds = row

@@ -736,9 +736,11 @@ SELECT c.version,
  ORDER BY c.version DESC
  LIMIT %(limit)s
 
--- scrape_statement_timeout --
--- GET /metrics's read of the queue gauges (janus/db/queue_depth.py) gives up after this many
--- milliseconds, for its transaction only: a scrape renders without them rather than wait.
+-- local_statement_timeout --
+-- A read that gives up after this many milliseconds, for its transaction only: GET /metrics's
+-- read of the queue gauges (janus/db/queue_depth.py: a scrape renders without them rather
+-- than wait), and the job history's page (janus/db/history.py: a filter that reads far gives
+-- its user's connection back well before the admission path's own timeout).
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
 
 -- queue_depth --
