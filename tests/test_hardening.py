@@ -24,7 +24,7 @@ from janus.resources.errors import add_error_handlers
 from janus.resources.health import READY_FOR_S, ReadinessResource
 from janus.settings import Settings
 from tests.support.app import headers_for, post_json, serve_app
-from tests.support.factories import user_with_config
+from tests.support.factories import activate_config, create_user, user_with_config
 from tests.support.seed import SEED_SINGLE
 from tests.test_cli import REPO_ROOT, Cli, cli
 
@@ -154,3 +154,34 @@ def test_a_config_of_too_many_dependencies_is_a_400_naming_the_limit(
 
     assert answer.status_code == 400, answer.text
     assert answer.json["errors"] == {"dependencies": ["Longer than maximum length 1000."]}
+
+
+def test_prune_keeps_each_users_newest_versions_and_pause_changes(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    user = create_user(db)
+    for version in range(1, 106):
+        # Version 3 pauses the user and version 4 resumes it: two pause changes that name them.
+        activate_config(db, user, LIMITS, paused=version == 3)
+
+    said = cli("prune").ok().splitlines()
+
+    assert (
+        "pruned 0 pause changes beyond each user's newest 1000 and 3 config versions" in (said[-2])
+    )
+    assert _versions(db, user)[:4] == [3, 4, 6, 7]  # 1, 2 and 5 pruned; 3 and 4 named
+    cli("prune", "--keep-pause-changes", "1", "--keep-config-versions", "100").ok()
+    assert _versions(db, user)[:3] == [4, 6, 7]
+    assert len(_versions(db, user)) == 101
+    rolled_back = cli("config", "activate", user, 1)
+    assert rolled_back.status != 0 and "version 1" in rolled_back.err
+    assert cli("config", "activate", user, 4).status == 0
+
+
+def _versions(db: psycopg.Connection, user: UUID) -> list[int]:
+    return [
+        v
+        for (v,) in db.execute(
+            "SELECT version FROM configs WHERE user_id = %s ORDER BY version", [user]
+        )
+    ]

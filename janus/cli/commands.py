@@ -277,6 +277,16 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         file=out,
     )
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        changes, versions = maintenance.prune_history(
+            conn, args.keep_pause_changes, args.keep_config_versions
+        )
+    print(
+        f"pruned {changes} pause changes beyond each user's newest {args.keep_pause_changes}"
+        f" and {versions} config versions beyond each user's newest"
+        f" {args.keep_config_versions}",
+        file=out,
+    )
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
         buckets = maintenance.prune_full_tenant_buckets(conn)
     print(f"pruned {buckets} tenant buckets full again", file=out)
 

@@ -56,6 +56,9 @@ def _job_id(text: str) -> UUID:
 
 
 DEFAULT_REJECTED_RETENTION_DAYS = 7.0
+# What `janus prune` keeps of each user's history of its rules.
+DEFAULT_KEPT_VERSIONS = 100
+DEFAULT_KEPT_PAUSE_CHANGES = 1000
 
 
 def _retention_days(text: str) -> float:
@@ -372,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune_command.add_argument(
         "--yes", action="store_true", help="needed with --rejected-days 0 (every rejected job)"
+    )
+    prune_command.add_argument(
+        "--keep-config-versions",
+        metavar="N",
+        type=_job_limit,
+        default=DEFAULT_KEPT_VERSIONS,
+        help="keep each user's newest N config versions (default %(default)s); the active one"
+        " and those a kept pause change names are always kept",
+    )
+    prune_command.add_argument(
+        "--keep-pause-changes",
+        metavar="N",
+        type=_job_limit,
+        default=DEFAULT_KEPT_PAUSE_CHANGES,
+        help="keep each user's newest N pause changes (default %(default)s)",
     )
     prune_command.set_defaults(run=prune)
     return parser

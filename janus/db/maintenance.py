@@ -37,6 +37,29 @@ def prune_full_tenant_buckets(conn: psycopg.Connection[Any]) -> int:
         )
 
 
+def prune_history(
+    conn: psycopg.Connection[Any], keep_pause_changes: int, keep_versions: int
+) -> tuple[int, int]:
+    """Delete each user's pause changes beyond its newest `keep_pause_changes`, then its
+    inactive config versions older than its newest `keep_versions` (never one a kept pause
+    change names); how many of each.
+
+    `conn` must be in autocommit mode: each user's rows go in transactions of their own.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_history needs an autocommit connection")
+    changes = versions = 0
+    with translated():
+        for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
+            changes += conn.execute(
+                queries.PRUNE_PAUSE_CHANGES, {"user_id": user_id, "keep": keep_pause_changes}
+            ).rowcount
+            versions += conn.execute(
+                queries.PRUNE_CONFIG_VERSIONS, {"user_id": user_id, "keep": keep_versions}
+            ).rowcount
+    return changes, versions
+
+
 def prune_rejected_jobs(
     conn: psycopg.Connection[Any], older_than: timedelta, chunk: int = PRUNE_CHUNK
 ) -> int:

@@ -789,3 +789,34 @@ SELECT a.key_id, a.name, a.scopes, a.created_at, a.last_used_at, a.expires_at, a
   LEFT JOIN api_keys a ON a.user_id = u.user_id
  WHERE u.user_id = %(user_id)s
  ORDER BY a.created_at DESC, a.key_id
+
+-- prune_pause_changes --
+-- One user's pause changes beyond its newest %(keep)s (the newest says since when the pause
+-- state holds): its pause history stays bounded however often it pauses.
+DELETE FROM pause_changes p
+ WHERE p.user_id = %(user_id)s
+   AND p.change_id < (SELECT min(k.change_id)
+                        FROM (SELECT n.change_id
+                                FROM pause_changes n
+                               WHERE n.user_id = %(user_id)s
+                               ORDER BY n.change_id DESC
+                               LIMIT %(keep)s) AS k)
+
+-- prune_config_versions --
+-- One user's config versions older than its newest %(keep)s: never the active one, nor one a
+-- kept pause change names (its history would go with it). A rollback to a pruned version is a
+-- 404, as to one that never was; the next version's number is unchanged (the newest stays).
+-- Its dependencies go with it (ON DELETE CASCADE). A version being activated meanwhile is
+-- active once the activation commits, and is then not deleted.
+DELETE FROM configs c
+ WHERE c.user_id = %(user_id)s
+   AND NOT c.is_active
+   AND c.version < (SELECT min(k.version)
+                      FROM (SELECT n.version
+                              FROM configs n
+                             WHERE n.user_id = %(user_id)s
+                             ORDER BY n.version DESC
+                             LIMIT %(keep)s) AS k)
+   AND NOT EXISTS (SELECT 1
+                     FROM pause_changes p
+                    WHERE p.user_id = c.user_id AND p.config_version = c.version)
