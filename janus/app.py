@@ -24,7 +24,7 @@ from janus.resources.caching import NoStoreMiddleware
 from janus.resources.errors import add_error_handlers
 from janus.resources.request_ids import RequestIdMiddleware
 from janus.resources.telemetry import RequestTelemetryMiddleware
-from janus.routes import Services, openapi_document, route_scopes, routes
+from janus.routes import Services, openapi_document, route_scopes, routes, shared_routes
 from janus.settings import Settings
 
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
             route_scopes(table),
             service_token=settings.service_token,
             keys_required=settings.keys_required,
+            shared=shared_routes(table),
         ),
     ]
     app = falcon.App(middleware=middleware)

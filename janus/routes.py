@@ -242,6 +242,19 @@ def openapi_document(table: list[Route], *, service_token: bool) -> dict[str, An
     )
 
 
+def shared_routes(table: list[Route]) -> frozenset[tuple[str, str]]:
+    """(path, METHOD) of the calls held to a user's share of a worker's connections
+    (janus/db/pool.py's UserShare): the reads, whose filters may read far, and the atomic
+    batches, which may wait for their buckets' locks. Admission is held to one connection of
+    a user per worker by its grouping already, and the queue's calls are short."""
+    return frozenset(
+        (route.path, operation.method.upper())
+        for route in table
+        for operation in route.operations
+        if operation.user and (operation.method == "get" or route.path.endswith("/atomic"))
+    )
+
+
 def route_scopes(table: list[Route]) -> dict[tuple[str, str], tuple[Scope, ...]]:
     """(path, METHOD) -> the scopes that may call it, for every user route of `table`: what
     janus/resources/auth.py checks a request against once falcon has routed it."""

@@ -46,12 +46,22 @@ def test_a_user_past_its_share_waits_for_its_own_then_gets_429_and_others_are_se
             f"{server.url}/system/jobs", json=JOB, headers={"X-User-ID": str(user)}, timeout=30
         )
 
-    # The hog's bucket row is locked elsewhere: its job holds its one connection, waiting.
+    # The hog's bucket row is locked elsewhere: its atomic batch (held to its share, as its
+    # reads are) holds its one connection, waiting.
     with psycopg.connect(database_url) as locker, ThreadPoolExecutor(4) as pool:
         locker.execute(
             "SELECT 1 FROM token_buckets WHERE user_id = %s FOR UPDATE", [hog]
         ).fetchall()
-        stuck = pool.submit(post, hog)
+        stuck = pool.submit(
+            requests.post,
+            f"{server.url}/system/jobs/batch/atomic",
+            json={
+                "batch_name": "b",
+                "jobs": [{"tenant_id": "t", "priority": 5, "dependencies": {"openai": 1}}],
+            },
+            headers={"X-User-ID": str(hog)},
+            timeout=30,
+        )
         time.sleep(0.5)
         started = time.monotonic()
         read = pool.submit(
@@ -65,7 +75,7 @@ def test_a_user_past_its_share_waits_for_its_own_then_gets_429_and_others_are_se
 
         refused = read.result()
         locker.rollback()
-        assert stuck.result().status_code == 202
+        assert stuck.result().status_code == 202, stuck.result().text
 
     assert served.status_code == 202, served.text
     # Not held up by the hog: well within the second the hog's read waited for its share.

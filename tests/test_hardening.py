@@ -185,3 +185,29 @@ def _versions(db: psycopg.Connection, user: UUID) -> list[int]:
             "SELECT version FROM configs WHERE user_id = %s ORDER BY version", [user]
         )
     ]
+
+
+def test_a_page_of_config_versions_stops_at_a_mebibyte_of_configs(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection
+) -> None:
+    user = create_user(db)
+    big = {f"{n:04d}-" + "d" * 95: {"capacity": 1, "refill_per_second": 1} for n in range(1000)}
+    for _ in range(10):
+        activate_config(db, user, big)
+
+    pages: list[list[int]] = []
+    cursor = None
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        answer = app_client.simulate_get(
+            "/dashboard/config/versions", params=params, headers=headers_for(user)
+        )
+        assert answer.status_code == 200, answer.text
+        pages.append([version["version"] for version in answer.json["versions"]])
+        assert len(answer.text) <= 1024 * 1024 + 200_000  # a page's own fields beside
+        cursor = answer.json["next"]
+        if cursor is None:
+            break
+
+    assert [version for page in pages for version in page] == list(range(10, 0, -1))
+    assert len(pages) >= 2 and all(len(page) < 10 for page in pages)

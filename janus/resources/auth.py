@@ -86,9 +86,12 @@ class AuthMiddleware:
         *,
         service_token: str | None,
         keys_required: bool,
+        shared: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self._authenticator = authenticator
         self._scopes = scopes
+        # The calls whose connections count against their user's share (ACTING_USER).
+        self._shared = shared
         self._token = None if service_token is None else service_token.encode()
         self._keys_required = keys_required
 
@@ -126,7 +129,8 @@ class AuthMiddleware:
                 description=f"this API key lacks the scope this route needs: {names}"
             )
         req.context.identity = identity
-        ACTING_USER.set(identity.user_id)
+        if (req.uri_template, req.method) in self._shared:
+            ACTING_USER.set(identity.user_id)
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from operator import attrgetter
@@ -41,6 +42,9 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 # The pause history's cursor is a change id, a bigint.
 MAX_CHANGE_ID = 2**63 - 1
+# A page of config versions ends once the configs it holds reach this size (as JSON), its
+# first version aside: `limit` versions of 1,000 dependencies each would be megabytes.
+MAX_PAGE_BYTES = 1024 * 1024
 
 CONFIG = ConfigSchema()
 ACTIVE_CONFIG = ActiveConfigSchema()
@@ -128,18 +132,31 @@ class _KeysetPage:
         member: str,
         key: Callable[[Any], int],
         max_cursor: int,
+        size: Callable[[Any], int] | None = None,
     ) -> None:
         self._read = read
         self._answer = answer
         self._member = member
         self._key = key
         self._max_cursor = max_cursor
+        # An item's size in the answer, when a page is also bounded by MAX_PAGE_BYTES.
+        self._size = size
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of `limit` items below `cursor`, and the `next` cursor."""
         user_id = authenticated_user(req)
         limit, before = _page(req, self._max_cursor)
         page, more = one_page(self._read(user_id, limit + 1, before), limit)
+        if self._size is not None:
+            # The first item always; then only as many as fit MAX_PAGE_BYTES.
+            total, fits = 0, 0
+            for item in page:
+                total += self._size(item)
+                if fits and total > MAX_PAGE_BYTES:
+                    break
+                fits += 1
+            more = more or fits < len(page)
+            page = page[:fits]
         following = str(self._key(page[-1])) if more else None
         resp.media = self._answer.dump({self._member: page, "next": following})
 
@@ -148,7 +165,14 @@ class ConfigVersionsResource(_KeysetPage):
     """GET /dashboard/config/versions: every version newest first, a page at a time."""
 
     def __init__(self, store: ConfigStore) -> None:
-        super().__init__(store.versions, VERSIONS, "versions", attrgetter("version"), MAX_VERSION)
+        super().__init__(
+            store.versions,
+            VERSIONS,
+            "versions",
+            attrgetter("version"),
+            MAX_VERSION,
+            size=lambda version: len(json.dumps(version.config)),
+        )
 
 
 class ConfigActivateResource:
