@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from devtools.service import run_to_exit
+from janus.cli import DEMO_CONFIG
 from janus.db.keys import create_key
 from janus.keys import SCOPES, Scope, new_key, parse_key, user_tag
 from janus.routes import route_scopes, routes
@@ -24,7 +25,7 @@ from janus.settings import Settings, SettingsError
 from tests.conftest import GunicornServer, StartGunicorn
 from tests.support.factories import user_with_config
 from tests.support.secrets import logs_with_secrets
-from tests.support.seed import SEED_SINGLE
+from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
 LIMITS = {"openai": {"capacity": 100, "refill_per_second": 0}}
 JOB: dict[str, Any] = {
@@ -207,30 +208,53 @@ def test_keys_are_made_listed_and_revoked_over_http_and_no_secret_is_ever_writte
     assert f'"user":"{user_tag(user)}","key_id":"{new["key_id"]}"' in gunicorn_server.log()
 
 
-def test_with_keys_required_the_seeds_job_holds_with_a_key_and_not_without(
+def test_with_keys_required_the_seeds_examples_hold_with_a_key_and_not_without(
     start_gunicorn: StartGunicorn, db: psycopg.Connection
 ) -> None:
     server = start_gunicorn(env={"JANUS_AUTH": "keys"})
-    user = user_with_config(
-        db,
-        {
-            "openai": {"capacity": 6, "refill_per_second": 0},
-            "stripe": {"capacity": 4, "refill_per_second": 0},
-        },
-    )
-    key = _key(db, user, Scope.PRODUCE)
+    url = server.url
 
+    def demo_user_key() -> tuple[UUID, dict[str, str]]:
+        """A user of `make run`'s demo config (docs/api.md's examples), and its key."""
+        user = user_with_config(
+            db, DEMO_CONFIG["dependencies"], min_priority=2, priority_reserve=0.2
+        )
+        return user, _bearer(_key(db, user, Scope.PRODUCE))
+
+    user, key = demo_user_key()
     alone = requests.post(
-        f"{server.url}/dashboard/jobs", json=SEED_SINGLE, headers={"X-User-ID": str(user)}
+        f"{url}/dashboard/jobs", json=SEED_SINGLE, headers={"X-User-ID": str(user)}
     )
-    answer = requests.post(f"{server.url}/dashboard/jobs", json=SEED_SINGLE, headers=_bearer(key))
-
     assert (alone.status_code, _refusal(alone)) == (
         401,
         "an API key is required (Authorization: Bearer janus_...)",
     )
-    assert answer.status_code == 202
-    assert answer.json() == {"job_id": answer.json()["job_id"], "status": "Accepted", "reason": ""}
+
+    # The seed's single job: accepted twice, then rejected, each answer exactly the seed's.
+    answers = [
+        requests.post(f"{url}/dashboard/jobs", json=SEED_SINGLE, headers=key) for _ in range(3)
+    ]
+    assert [answer.status_code for answer in answers] == [202, 202, 429]
+    assert [{k: v for k, v in answer.json().items() if k != "job_id"} for answer in answers] == [
+        {"status": "Accepted", "reason": ""},
+        {"status": "Accepted", "reason": ""},
+        {"status": "Rejected", "reason": "dependency 'openai' rate limit exceeded"},
+    ]
+    # The seed's partial batch: one accepted, one rejected; its atomic batch then all refused.
+    _, key = demo_user_key()
+    partial = requests.post(f"{url}/system/jobs/batch", json=SEED_BATCH, headers=key)
+    assert partial.status_code == 200
+    assert [(one["status"], one["reason"]) for one in partial.json()["results"]] == [
+        ("Accepted", ""),
+        ("Rejected", "dependency 'stripe' cost 5 exceeds capacity 4"),
+    ]
+    _, key = demo_user_key()
+    atomic = requests.post(f"{url}/system/jobs/batch/atomic", json=SEED_BATCH, headers=key)
+    assert atomic.status_code == 207
+    assert [(one["status"], one["reason"]) for one in atomic.json()] == [
+        ("Rejected", "batch rejected atomically"),
+        ("Rejected", "dependency 'stripe' cost 5 exceeds capacity 4"),
+    ]
 
 
 @pytest.mark.parametrize(
