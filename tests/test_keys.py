@@ -23,6 +23,7 @@ from janus.keys import SCOPES, Scope, new_key, parse_key, user_tag
 from janus.routes import route_scopes, routes
 from janus.settings import Settings, SettingsError
 from tests.conftest import GunicornServer, StartGunicorn
+from tests.support.app import SERVICE_TOKEN, serve_app
 from tests.support.factories import user_with_config
 from tests.support.secrets import logs_with_secrets
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
@@ -297,3 +298,20 @@ def test_the_runs_check_finds_a_secret_in_any_log(tmp_path: Path) -> None:
     (tmp_path / "server" / "gunicorn-0.log").write_text(f"oops {key.text}\n")
 
     assert logs_with_secrets(tmp_path) == [str(tmp_path / "server" / "gunicorn-0.log")]
+
+
+def test_a_key_stands_in_for_the_service_token_on_its_users_routes_only(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    user = user_with_config(db, LIMITS)
+    key = _key(db, user, *SCOPES)
+    with serve_app(Settings(database_url=database_url, service_token=SERVICE_TOKEN)) as client:
+        jobs = client.simulate_get("/dashboard/jobs", headers=_bearer(key))
+        metrics = client.simulate_get("/metrics", headers=_bearer(key))
+        scraped = client.simulate_get("/metrics", headers=_bearer(SERVICE_TOKEN))
+
+    assert jobs.status_code == 200
+    assert metrics.status_code == 401 and metrics.json["description"].startswith(
+        "a valid service token is required"
+    )
+    assert scraped.status_code == 200

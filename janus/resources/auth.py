@@ -120,7 +120,21 @@ class AuthMiddleware:
         unknown, revoked or expired credential, 403 for a key without the route's scope."""
         needed = self._scopes.get((req.uri_template or "", req.method))
         if needed is None:
-            return  # not a user route, or a method it does not have (405 follows)
+            # Not a user route (or a method it does not have: 405 follows). A key stands in
+            # for the service token on its user's routes only: /metrics and the document
+            # tell of every user.
+            credentials = _bearer(req)
+            if (
+                self._token is not None
+                and req.path not in OPEN_PATHS
+                and credentials is not None
+                and looks_like_key(credentials)
+            ):
+                raise falcon.HTTPUnauthorized(
+                    description="a valid service token is required (Authorization: Bearer ...)",
+                    challenges=["Bearer"],
+                )
+            return
         identity = self._identify(req)
         note_identity(req, identity)
         if not identity.allows(needed):
