@@ -7,6 +7,7 @@ keys, a token or JANUS_AUTH=user-id said on purpose."""
 from __future__ import annotations
 
 import re
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -289,8 +290,14 @@ def test_gunicorn_refuses_to_serve_a_public_address_without_keys(database_url: s
     assert "refusing to serve 0.0.0.0" in output and "JANUS_AUTH=keys" in output
 
 
-def test_the_runs_check_finds_a_secret_in_any_log(tmp_path: Path) -> None:
-    """tests/support/secrets.py, which searches every gunicorn log of the run at its end."""
+def test_the_runs_check_finds_a_secret_in_any_log() -> None:
+    """tests/support/secrets.py, which searches every gunicorn log of the run at its end.
+    Its files are kept outside the run's temporary directory, which that check searches."""
+    with tempfile.TemporaryDirectory() as folder:
+        _check_finds_a_secret(Path(folder))
+
+
+def _check_finds_a_secret(tmp_path: Path) -> None:
     key = new_key(uuid4())
     (tmp_path / "clean.log").write_text(f"key {parse_key(key.text).key_id} used\n")  # type: ignore[union-attr]
     assert logs_with_secrets(tmp_path) == []
