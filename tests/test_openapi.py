@@ -127,7 +127,7 @@ def test_without_a_service_token_only_x_user_id_is_required() -> None:
         user_routes = not path.startswith(("/health", "/openapi.json", "/metrics")) and (
             path not in DASHBOARD_FILES
         )
-        assert schemes == ({"userId"} if user_routes else set()), (method, path)
+        assert schemes == ({"userId", "apiKey"} if user_routes else set()), (method, path)
         assert ("401" in operation["responses"]) == user_routes, (method, path)
 
 

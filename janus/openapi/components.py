@@ -17,13 +17,14 @@ Janus decides at once whether a background job that calls rate-limited external 
 may run now, and queues accepted jobs for workers. docs/api.md is the full reference: how a \
 job is decided, the queue, configs.
 
-Every route but /health, /health/ready, /openapi.json and /metrics needs `X-User-ID`, a \
-Janus user's id; when the service runs with a service token, every route but /health and \
-/health/ready needs it too \
-(`Authorization: Bearer <token>`). Bodies are UTF-8 JSON objects of at most 1 MiB; a repeated \
-key, `NaN` or `Infinity` is refused with 400, and so is an integer written with a fraction \
-or an exponent (`8.0`, `1e3`). Every answer carries `X-Request-ID`, and every \
-error the same body: `{"title", "description"}`, with `errors` by field when a body is \
+Every route but /health, /health/ready, /openapi.json and /metrics needs its user: an API \
+key (`Authorization: Bearer janus_...`) that holds one of the route's scopes, or `X-User-ID`, \
+a Janus user's id, for a user that has never had a key. When the service runs with a service \
+token, every route but /health and /health/ready needs it too (`Authorization: Bearer \
+<token>`), but for a user's routes called with a key. Bodies are UTF-8 JSON objects of at \
+most 1 MiB; a repeated key, `NaN` or `Infinity` is refused with 400, and so is an integer \
+written with a fraction or an exponent (`8.0`, `1e3`). Every answer carries `X-Request-ID`, \
+and every error the same body: `{"title", "description"}`, with `errors` by field when a body is \
 refused. A method a route does not have is answered 405 with `Allow`; a path no route \
 matches, 404.
 """
@@ -33,6 +34,7 @@ TAGS = [
     {"name": "Jobs", "description": "Admission: single jobs, partial and atomic batches."},
     {"name": "Queue", "description": "Workers: claim accepted jobs, then end their leases."},
     {"name": "Config", "description": "The user's own config versions."},
+    {"name": "Keys", "description": "The user's API keys: make, list, revoke (scope admin)."},
     {"name": "Dashboard", "description": "The page a person uses in a browser, and its files."},
 ]
 
@@ -221,8 +223,13 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
     ),
     403: _error(
         "403 Forbidden",
-        "The user's config is paused, or the user has no active config.",
-        {"paused": "service paused", "no_config": "no active config"},
+        "The user's config is paused, or the user has no active config; or the API key lacks"
+        " the scope the route needs.",
+        {
+            "paused": "service paused",
+            "no_config": "no active config",
+            "scope": "this API key lacks the scope this route needs: work",
+        },
     ),
     404: _error(
         "404 Not Found",

@@ -101,12 +101,18 @@ def _answer(answer: Answer) -> dict[str, Any]:
 
 
 def _security(operation: Operation, service_token: bool) -> list[dict[str, list[str]]]:
+    """Who may call: X-User-ID (with the service token when there is one), or, on a user's
+    route, an API key alone, which must hold one of the operation's scopes."""
     schemes: dict[str, list[str]] = {}
     if operation.user:
         schemes["userId"] = []
     if operation.service_token and service_token:
         schemes["serviceToken"] = []
-    return [schemes] if schemes else []
+    if not schemes:
+        return []
+    if operation.user:
+        return [schemes, {"apiKey": [scope.value for scope in operation.scopes]}]
+    return [schemes]
 
 
 def _operation(path: str, operation: Operation, service_token: bool) -> dict[str, Any]:
@@ -117,6 +123,8 @@ def _operation(path: str, operation: Operation, service_token: bool) -> dict[str
     errors = {*operation.errors, 408}
     if security:
         errors.add(401)
+    if operation.user:
+        errors.add(403)
     for status in sorted(errors):
         responses[str(status)] = _error_component(status)
     described: dict[str, Any] = {
@@ -127,6 +135,12 @@ def _operation(path: str, operation: Operation, service_token: bool) -> dict[str
         "parameters": ["X-Request-ID", *operation.parameters],
         "responses": dict(sorted(responses.items())),
     }
+    if operation.user:
+        described["description"] = (
+            "An API key must hold one of these scopes: "
+            + ", ".join(f"`{scope.value}`" for scope in operation.scopes)
+            + " (403 otherwise)."
+        )
     if operation.body is not None:
         described["requestBody"] = {
             "required": True,
@@ -205,6 +219,15 @@ def _add_components(spec: APISpec, service_token: bool) -> None:
             "in": "header",
             "name": "X-User-ID",
             "description": "A Janus user's id, a UUID in canonical form (any case).",
+        },
+    )
+    spec.components.security_scheme(
+        "apiKey",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key of the user (`janus_...`), with the scopes the operation"
+            " names; it names its user, so X-User-ID is not needed.",
         },
     )
     if service_token:
