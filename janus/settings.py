@@ -74,6 +74,9 @@ def _service_token(environ: Mapping[str, str]) -> str | None:
             f"JANUS_SERVICE_TOKEN must be at least {MIN_SERVICE_TOKEN_LENGTH} printable ASCII "
             "characters (e.g. the output of `openssl rand -hex 32`)"
         )
+    # A bearer credential that starts so is read as an API key (janus.keys), never a token.
+    if token.startswith("janus_"):
+        raise SettingsError("JANUS_SERVICE_TOKEN must not start with janus_, as API keys do")
     return token
 
 

@@ -281,6 +281,13 @@ def test_a_public_address_needs_keys_a_token_or_user_id_said_on_purpose(
             settings.check_exposure("0.0.0.0")
 
 
+def test_a_service_token_may_not_look_like_an_api_key() -> None:
+    with pytest.raises(SettingsError, match="must not start with janus_"):
+        Settings.from_env(
+            {"DATABASE_URL": "postgresql://x", "JANUS_SERVICE_TOKEN": "janus_" + "x" * 20}
+        )
+
+
 def test_gunicorn_refuses_to_serve_a_public_address_without_keys(database_url: str) -> None:
     status, output = run_to_exit(
         {"DATABASE_URL": database_url, "JANUS_BIND_HOST": "0.0.0.0"}, timeout_s=30

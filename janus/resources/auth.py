@@ -6,7 +6,8 @@ ways:
 
 - `Authorization: Bearer janus_...`, an API key (janus.keys): the key names its user, and an
   X-User-ID sent with it must be that user. The key must hold one of the route's scopes
-  (403 otherwise). A key stands in for the service token: it proves more than the token does.
+  (403 otherwise). On its user's routes a key stands in for the service token, since it
+  proves more than the token does; /metrics and the document still need the token.
 - `X-User-ID` alone, as the seed's API is called: for a user that has never had a key, and
   only while the service does not require keys (JANUS_AUTH=keys). It may call every route.
 
