@@ -155,6 +155,8 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
         "pruned 0 expired idempotency keys",
         "pruned 2 rejected jobs older than 7 days",
         "pruned 0 completed, failed or cancelled jobs past their config's retention_days",
+        "pruned 0 pause changes beyond each user's newest 1000 and 0 config versions beyond"
+        " each user's newest 100",
         "pruned 0 tenant buckets full again",
     ]
     assert statuses_of(db, old) == ["Accepted"]
