@@ -151,7 +151,8 @@ class Authenticator(Protocol):
 
     def by_user_id(self, user_id: UUID) -> Identity:
         """The identity of X-User-ID alone; NotAuthenticated when the user has keys (a key is
-        then required), and UnknownUser (janus.admission) when there is no such user."""
+        then required). An id that names no user is answered as a user's: the call it makes
+        then finds no such user (UnknownUser, janus.admission), after its body is read."""
         ...
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import falcon.testing
 import psycopg
 import pytest
 import requests
@@ -329,3 +330,19 @@ def test_a_key_stands_in_for_the_service_token_on_its_users_routes_only(
         "a valid service token is required"
     )
     assert scraped.status_code == 200
+
+
+def test_an_unknown_id_alone_is_answered_as_before_keys_a_bad_body_first(
+    app_client: falcon.testing.TestClient,
+) -> None:
+    """The seed's order of refusals holds: a body is read before the user is looked up."""
+    stranger = {"X-User-ID": str(uuid4())}
+
+    bad = app_client.simulate_post("/system/jobs", json={"priority": "8"}, headers=stranger)
+    good = app_client.simulate_post("/system/jobs", json=SEED_SINGLE, headers=stranger)
+
+    assert bad.status_code == 400, bad.text
+    assert (good.status_code, good.json["description"]) == (
+        401,
+        "X-User-ID does not name a Janus user",
+    )

@@ -51,7 +51,9 @@ def authenticate(
     outcome, scopes, _ = row
     if outcome == "unknown_user":
         if credential is None:
-            raise UnknownUser("unknown user")
+            # Refused by the call itself (UnknownUser, 401), once its body has been read: a
+            # bad body of an unknown user is a 400, as it was before keys.
+            return Identity(user_id)
         raise NotAuthenticated(_REFUSED["unknown_key"])
     if outcome != "ok":
         raise NotAuthenticated(_REFUSED[outcome])
