@@ -73,21 +73,18 @@ class MeasuredPool(ConnectionPool):
         """A connection, as ConnectionPool gives it; the wait is recorded, timeouts too."""
         started = time.perf_counter()
         budget = self.timeout if timeout is None else timeout
-        user_id = ACTING_USER.get()
-        share = self._user_share if user_id is not None else None
+        share, user_id = self._user_share, ACTING_USER.get()
         try:
-            if share is not None and user_id is not None:
-                if not share.take(user_id, budget):
-                    raise UserBusy(share.per_user, self.max_size)
-                budget = max(0.0, budget - (time.perf_counter() - started))
+            if share is None or user_id is None:
+                return super().getconn(budget)
+            if not share.take(user_id, budget):
+                raise UserBusy(share.per_user, self.max_size)
             try:
-                conn = super().getconn(budget)
+                conn = super().getconn(max(0.0, budget - (time.perf_counter() - started)))
             except BaseException:
-                if share is not None and user_id is not None:
-                    share.give_back(user_id)
+                share.give_back(user_id)
                 raise
-            if share is not None and user_id is not None:
-                self._holders[id(conn)] = user_id
+            self._holders[id(conn)] = user_id
             return conn
         finally:
             waited = time.perf_counter() - started

@@ -77,6 +77,13 @@ def _refused(description: str) -> falcon.HTTPUnauthorized:
     return falcon.HTTPUnauthorized(description=description, challenges=KEY_CHALLENGE)
 
 
+def _token_refused() -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(
+        description="a valid service token is required (Authorization: Bearer ...)",
+        challenges=["Bearer"],
+    )
+
+
 class AuthMiddleware:
     """The service token before routing; the user, and its scopes, once the route is known."""
 
@@ -109,10 +116,7 @@ class AuthMiddleware:
         provided = (credentials or "").encode("utf-8", "surrogateescape")
         # Compared in constant time, so the token cannot be guessed byte by byte from timings.
         if credentials is None or not hmac.compare_digest(provided, self._token):
-            raise falcon.HTTPUnauthorized(
-                description="a valid service token is required (Authorization: Bearer ...)",
-                challenges=["Bearer"],
-            )
+            raise _token_refused()
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: object
@@ -131,10 +135,7 @@ class AuthMiddleware:
                 and credentials is not None
                 and looks_like_key(credentials)
             ):
-                raise falcon.HTTPUnauthorized(
-                    description="a valid service token is required (Authorization: Bearer ...)",
-                    challenges=["Bearer"],
-                )
+                raise _token_refused()
             return
         identity = self._identify(req)
         note_identity(req, identity)
