@@ -1,5 +1,5 @@
 """Issue 25's smaller defences, in process over real Postgres: `janus keys` from a shell, no
-answer a cache may keep, a readiness check that reaches Postgres at most once a second, a
+answer a cache may keep, a
 prune of every rejected job only when asked twice, a Blueprint database on Render's private
 network only, and the service run as a role that cannot change the schema."""
 
@@ -17,11 +17,8 @@ import pytest
 import yaml
 from psycopg import sql
 
-from janus.admission import DatabaseUnavailable
 from janus.cli import DEMO_CONFIG
 from janus.keys import parse_key
-from janus.resources.errors import add_error_handlers
-from janus.resources.health import READY_FOR_S, ReadinessResource
 from janus.settings import Settings
 from tests.support.app import headers_for, post_json, serve_app
 from tests.support.factories import activate_config, create_user, user_with_config
@@ -71,34 +68,6 @@ def test_every_answer_but_the_pages_files_says_no_store(
         assert answer.headers["Vary"] == "Authorization, X-User-ID", name
     page = app_client.simulate_get("/")
     assert page.headers["Cache-Control"] == "no-cache"
-
-
-def test_readiness_reaches_postgres_at_most_once_a_second() -> None:
-    calls: list[float] = []
-    now = [100.0]
-    failing = [False]
-
-    def check() -> None:
-        calls.append(now[0])
-        if failing[0]:
-            raise DatabaseUnavailable("down", retry_after=2)
-
-    app = falcon.App()
-    add_error_handlers(app)
-    app.add_route("/health/ready", ReadinessResource(check, clock=lambda: now[0]))
-    client = falcon.testing.TestClient(app)
-    for _ in range(5):
-        assert client.simulate_get("/health/ready").status_code == 200
-    assert calls == [100.0]
-
-    failing[0] = True
-    now[0] += READY_FOR_S
-    assert client.simulate_get("/health/ready").status_code == 503
-    assert client.simulate_get("/health/ready").status_code == 503
-    assert calls == [100.0, 101.0]
-    failing[0] = False
-    now[0] += READY_FOR_S
-    assert client.simulate_get("/health/ready").status_code == 200
 
 
 def test_pruning_every_rejected_job_needs_yes(cli: Cli) -> None:
