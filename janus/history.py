@@ -33,6 +33,11 @@ STATES: tuple[JobState, ...] = get_args(JobState)
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# The most jobs one page of GET /dashboard/jobs reads, matching or not: the driving filter's
+# index (janus/db/history.py) yields jobs in order, and the others are checked on those. A
+# page whose read stops here before it is full ends there, with a `next`: a filter that few
+# of many jobs match costs a few short pages, never a long read.
+PAGE_READS_AT_MOST = 1_000
 
 # GET /dashboard/activity: the minutes it counts (the current one and the 59 before it), and
 # the most jobs one read counts (the newest of the hour), so a refresh costs the same however
@@ -100,6 +105,15 @@ class JobSummary:
 
 
 @dataclass(frozen=True)
+class JobPage:
+    """The jobs of a page, and where the read stopped when it reached its bound of jobs read
+    before the page was full: the next page starts below `read_up_to` (None: it did not)."""
+
+    jobs: list[JobSummary]
+    read_up_to: JobPosition | None = None
+
+
+@dataclass(frozen=True)
 class JobRecord(JobSummary):
     """One job with everything stored about it. The JSON values are their stored text."""
 
@@ -159,8 +173,9 @@ class JobHistory(Protocol):
 
     def jobs(
         self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
-    ) -> list[JobSummary]:
-        """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`.
+    ) -> JobPage:
+        """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`,
+        found among at most PAGE_READS_AT_MOST jobs read.
 
         Raises UnknownUser (janus.admission) when there is no such user.
         """

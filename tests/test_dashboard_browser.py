@@ -3,6 +3,7 @@ Postgres (tests/support/browser.py: the browser, and the steps every browser tes
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
@@ -15,6 +16,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from janus.db.keys import create_key
+from janus.history import PAGE_READS_AT_MOST
 from janus.keys import Scope
 from tests.conftest import GunicornServer
 from tests.support.browser import (
@@ -32,6 +34,7 @@ from tests.support.browser import (
     wait_for_example,
 )
 from tests.support.factories import user_with_config
+from tests.support.history import insert_jobs
 from tests.support.seed import SEED_SINGLE
 
 
@@ -209,6 +212,29 @@ def test_jobs_are_filtered_by_status(
     browser.find_element(By.CSS_SELECTOR, "#job-filters button").click()
     WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 1)
     assert "Rejected" in job_rows(browser)[0]
+    assert script_errors(browser) == []
+
+
+def test_a_page_that_read_its_bound_without_a_match_says_so_and_older_finds_the_match(
+    browser: WebDriver, gunicorn_server: GunicornServer, db: psycopg.Connection
+) -> None:
+    user = user_with_config(db, {"openai": {"capacity": 2, "refill_per_second": 0}})
+    now = datetime.now(UTC)
+    [accepted] = insert_jobs(db, user, 1, newest=now - timedelta(hours=1))
+    insert_jobs(db, user, PAGE_READS_AT_MOST, newest=now, spacing_s=1e-3, status="Rejected",
+                state=None)  # fmt: skip
+    signed_in(browser, gunicorn_server.url, user, "laptop")
+    browser.find_element(By.CSS_SELECTOR, '#filter-status option[value="Accepted"]').click()
+    browser.find_element(By.CSS_SELECTOR, "#job-filters button").click()
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: b.find_element(By.ID, "jobs-none-yet").is_displayed()
+    )
+    assert not browser.find_element(By.ID, "jobs-empty").is_displayed()
+
+    browser.find_element(By.ID, "jobs-older").click()
+    WebDriverWait(browser, WAIT_S).until(lambda b: len(job_rows(b)) == 1)
+    assert str(accepted)[-8:] in job_rows(browser)[0]
+    assert not browser.find_element(By.ID, "jobs-none-yet").is_displayed()
     assert script_errors(browser) == []
 
 

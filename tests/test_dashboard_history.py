@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from janus.db import queries
+from janus.history import PAGE_READS_AT_MOST
 from janus.quotas import TENANT_QUOTAS_SHOWN
 from tests.conftest import StartGunicorn
 from tests.support.answers import assert_clear_error
@@ -172,6 +173,30 @@ def test_limit_defaults_to_20_and_the_last_page_has_no_next(
     # Exactly a page's worth: no next, rather than an empty page after it.
     assert _page(app_client, ten_token_user, limit=21)["next"] is None
     assert _page(app_client, create_user(db)) == {"jobs": [], "next": None}
+
+
+def test_a_page_reads_a_bounded_number_of_jobs_and_a_rare_match_is_found_by_its_next(
+    app_client: falcon.testing.TestClient, db: psycopg.Connection, ten_token_user: UUID
+) -> None:
+    """Filters no index serves (source, status=Accepted) are checked on at most
+    PAGE_READS_AT_MOST jobs a page: beyond them a page ends short, even empty, with a `next`
+    that starts below the last job read. Following it finds every match once, in order."""
+    now = datetime.now(UTC)
+    # The oldest: one dashboard job accepted, then one rejected.
+    old = insert_jobs(db, ten_token_user, 2, newest=now - timedelta(hours=1), spacing_s=1)
+    insert_jobs(db, ten_token_user, 1, newest=now - timedelta(minutes=59), source="system",
+                status="Rejected", state=None)  # fmt: skip
+    # Then more jobs than a page reads, none of which the filters below match.
+    insert_jobs(db, ten_token_user, PAGE_READS_AT_MOST + 200, newest=now, spacing_s=1e-3,
+                source="system", status="Rejected", state=None)  # fmt: skip
+
+    first = _page(app_client, ten_token_user, source="dashboard", limit=5)
+    assert first["jobs"] == [] and first["next"]
+    assert _all_pages(app_client, ten_token_user, source="dashboard", limit=5) == old
+    assert _all_pages(app_client, ten_token_user, status="Accepted", limit=1) == old
+    # Filters an index serves fill their pages: the rejected jobs, a full page and a next.
+    rejected = _page(app_client, ten_token_user, status="Rejected", limit=100)
+    assert len(rejected["jobs"]) == 100 and rejected["next"]
 
 
 def _cursor_of(text: str) -> str:

@@ -36,7 +36,7 @@ _ADMIT_AT_0012 = (
 def _ids(
     conn: psycopg.Connection[Any], user_id: UUID, limit: int = 100, **filters: Any
 ) -> list[UUID]:
-    return [job.job_id for job in job_page(conn, user_id, JobFilter(**filters), limit)]
+    return [job.job_id for job in job_page(conn, user_id, JobFilter(**filters), limit).jobs]
 
 
 def test_jobs_of_random_id_stay_in_the_history_after_the_time_ordered_ones(
@@ -67,17 +67,30 @@ def test_jobs_of_random_id_stay_in_the_history_after_the_time_ordered_ones(
         # A page at a time: each job once, in the same order, across the two kinds.
         seen: list[UUID] = []
         after: JobPosition | None = None
-        while page := job_page(conn, user_id, JobFilter(), 2, after):
+        while page := job_page(conn, user_id, JobFilter(), 2, after).jobs:
             seen += [job.job_id for job in page]
             after = page[-1].position
         assert seen == every
+        # Two jobs read a page at most, and two of every three do not match: short pages, each
+        # ending where its read stopped, find every match of both kinds once, in order.
+        found: list[UUID] = []
+        after = None
+        while True:
+            read = job_page(
+                conn, user_id, JobFilter(tenant_id="t-a", status="Rejected"), 2, after, 2
+            )
+            found += [job.job_id for job in read.jobs]
+            if read.read_up_to is None:
+                break
+            after = read.read_up_to
+        assert found == [old[2]]
 
         assert _ids(conn, user_id, status="Rejected") == [old[2]]
         assert _ids(conn, user_id, state="queued") == [old[1], old[0]]
         assert _ids(conn, user_id, tenant_id="t-a") == [*new, old[2], old[0]]
         assert _ids(conn, user_id, tenant_id="t-a", limit=4) == [*new, old[2]]
         [second] = [
-            job for job in job_page(conn, user_id, JobFilter(), 100) if job.job_id == old[1]
+            job for job in job_page(conn, user_id, JobFilter(), 100).jobs if job.job_id == old[1]
         ]
         assert _ids(conn, user_id, since=second.created_at) == [*new, old[2], old[1]]
         assert _ids(conn, user_id, until=second.created_at) == [old[0]]

@@ -175,7 +175,7 @@ def test_each_reason_gets_its_code_alone_and_sinking_an_atomic_batch(
 
     assert codes(single) == [(reason, code)]
     assert stored_codes(db, single.decisions) == [("Rejected", code.value, None)]
-    [summary] = history.jobs(user, JobFilter(), 10, None)
+    [summary] = history.jobs(user, JobFilter(), 10, None).jobs
     assert (summary.reason, summary.reason_code) == (reason, code)
     record = history.job(user, single.decisions[0].job_id)
     assert record is not None
@@ -184,7 +184,7 @@ def test_each_reason_gets_its_code_alone_and_sinking_an_atomic_batch(
         ("batch rejected atomically", ReasonCode.ATOMIC_BATCH),
         (reason, code),
     ]
-    assert history.jobs(user, JobFilter(), 10, None) == [summary]
+    assert history.jobs(user, JobFilter(), 10, None).jobs == [summary]
 
 
 def test_an_accepted_job_has_no_code_and_tokens_short_is_rate_limit(
@@ -201,7 +201,7 @@ def test_an_accepted_job_has_no_code_and_tokens_short_is_rate_limit(
         ("Accepted", None, None),
         ("Rejected", "rate_limit", None),
     ]
-    newest, oldest = history.jobs(user, JobFilter(), 10, None)
+    newest, oldest = history.jobs(user, JobFilter(), 10, None).jobs
     assert (newest.reason_code, oldest.reason_code) == (ReasonCode.RATE_LIMIT, None)
 
 
@@ -237,7 +237,7 @@ def test_a_partial_batch_gives_each_job_its_own_code(
         None,
         "rate_limit",
     ]
-    rejected = history.jobs(user, JobFilter(status="Rejected"), 10, None)
+    rejected = history.jobs(user, JobFilter(status="Rejected"), 10, None).jobs
     assert {summary.reason_code for summary in rejected} == {
         *(code for _, code, _ in EACH_REASON),
         ReasonCode.RATE_LIMIT,

@@ -55,7 +55,8 @@ def jobs(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     """
     filters = job_filter(args)
     with accounts.operator_transaction(database_url) as conn:
-        found = job_page(conn, args.user_id, filters, args.limit)
+        # The operator's own connection: no bound on the jobs read to fill the page.
+        found = job_page(conn, args.user_id, filters, args.limit, examine=None).jobs
     if args.json:
         print(json_text.dumps({"jobs": JobSummarySchema(many=True).dump(found)}), file=out)
         return

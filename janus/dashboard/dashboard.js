@@ -291,7 +291,9 @@ function renderJobs(body) {
     return row;
   }));
   show("job-table", body.jobs.length > 0);
-  show("jobs-empty", body.jobs.length === 0);
+  // A page reads a bounded number of jobs: one may end empty with older jobs still to read.
+  show("jobs-empty", body.jobs.length === 0 && !jobs.next);
+  show("jobs-none-yet", body.jobs.length === 0 && Boolean(jobs.next));
   show("jobs-older", Boolean(jobs.next));
   show("jobs-newest", jobs.cursor !== null);
 }

@@ -5,11 +5,12 @@ bucket_quotas and tenant_quotas in one snapshot)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row, kwargs_row
+from psycopg.rows import class_row, dict_row, kwargs_row
 from psycopg_pool import ConnectionPool
 
 from janus.admission import UnknownUser
@@ -18,8 +19,10 @@ from janus.db.errors import translated
 from janus.history import (
     ACTIVITY_MAX_JOBS,
     ACTIVITY_MINUTES,
+    PAGE_READS_AT_MOST,
     Activity,
     JobFilter,
+    JobPage,
     JobPosition,
     JobRecord,
     JobSummary,
@@ -41,8 +44,12 @@ def _with_codes(columns: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_summary(**columns: Any) -> JobSummary:
-    """A row of queries.JOB_HISTORY as a JobSummary."""
+    """A job of queries.JOB_HISTORY as a JobSummary."""
     return JobSummary(**_with_codes(columns))
+
+
+# The columns of a JobSummary, which the history statements return after what they read.
+_SUMMARY_COLUMNS = tuple(field.name for field in fields(JobSummary))
 
 
 def _job_record(**columns: Any) -> JobRecord:
@@ -50,10 +57,32 @@ def _job_record(**columns: Any) -> JobRecord:
     return JobRecord(**_with_codes(columns))
 
 
+# The filters that may drive a page's read, each through an index that holds the user's jobs
+# in the history's order (migration 0016), most selective first: the first one given drives,
+# and every other filter is checked on the jobs it yields. status=Accepted has no index of
+# its own (it is every state); `source` neither.
+_DRIVING = ("batch_name", "tenant_id", "state", "status")
+
+
+def _driving_filter(filters: JobFilter) -> str | None:
+    """The filter whose index a page reads, or None for the primary key alone."""
+    for name in _DRIVING:
+        value = getattr(filters, name)
+        if value is not None and not (name == "status" and value != "Rejected"):
+            return name
+    return None
+
+
 def job_history_params(
-    user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
+    user_id: UUID,
+    filters: JobFilter,
+    limit: int,
+    after: JobPosition | None,
+    examine: int | None = PAGE_READS_AT_MOST,
 ) -> dict[str, Any]:
-    """The parameters of queries.JOB_HISTORY and queries.JOB_HISTORY_OF_RANDOM_IDS."""
+    """The parameters of queries.JOB_HISTORY and queries.JOB_HISTORY_OF_RANDOM_IDS: at most
+    `examine` jobs read (None: no bound) for `limit` of them."""
+    driving = _driving_filter(filters)
     return {
         "user_id": user_id,
         "status": filters.status,
@@ -61,12 +90,42 @@ def job_history_params(
         "tenant_id": filters.tenant_id,
         "batch_name": filters.batch_name,
         "source": filters.source,
+        **{f"drive_{name}": None for name in _DRIVING},
+        **({} if driving is None else {f"drive_{driving}": getattr(filters, driving)}),
         "since": filters.since,
         "until": filters.until,
         "before_created_at": None if after is None else after.created_at,
         "before_job_id": None if after is None else after.job_id,
         "limit": limit,
+        "examine": examine,
     }
+
+
+class _Read(NamedTuple):
+    """What one of the two history statements found: its jobs, how many jobs it read, and
+    where it stopped when it read as many as it may (None: it read every job below its start)."""
+
+    jobs: list[JobSummary]
+    examined: int
+    up_to: JobPosition | None
+
+
+def _read(cursor: psycopg.Cursor[dict[str, Any]], query: str, params: dict[str, Any]) -> _Read:
+    """Run one of the two history statements, whose first row always says what it read."""
+    rows = cursor.execute(query, params, prepare=False).fetchall()
+    examined = rows[0]["examined"]
+    cut_short = params["examine"] is not None and examined >= params["examine"]
+    return _Read(
+        jobs=[
+            _job_summary(**{name: row[name] for name in _SUMMARY_COLUMNS})
+            for row in rows
+            if row["job_id"] is not None
+        ],
+        examined=examined,
+        up_to=JobPosition(rows[0]["last_created_at"], rows[0]["last_job_id"])
+        if cut_short
+        else None,
+    )
 
 
 def job_page(
@@ -75,27 +134,38 @@ def job_page(
     filters: JobFilter,
     limit: int,
     after: JobPosition | None = None,
-) -> list[JobSummary]:
-    """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`.
+    examine: int | None = PAGE_READS_AT_MOST,
+) -> JobPage:
+    """Up to `limit` of the user's jobs matching `filters`, newest first, below `after`,
+    among at most `examine` jobs read (None: no bound, for the operator's CLI).
 
-    The jobs with time-ordered ids first, then, when the page has room left, the jobs stored
-    before them, whose ids are random (job_history and job_history_of_random_ids in
-    queries.sql). UnknownUser when the page is empty because there is no such user.
+    The jobs with time-ordered ids first, then, when the page has room left and the read did
+    not reach its bound, the jobs stored before them, whose ids are random (job_history and
+    job_history_of_random_ids in queries.sql), read within what is left of the bound.
+    UnknownUser when nothing was read because there is no such user. Run in a transaction:
+    the plans are held to walking an index in order for that transaction (walk_in_order).
     """
     with translated():
-        cursor = conn.cursor(row_factory=kwargs_row(_job_summary))
+        conn.execute(queries.WALK_IN_ORDER)
+        cursor = conn.cursor(row_factory=dict_row)
         # Unprepared: planned for these values each time, so the filters given pick the index.
-        page = cursor.execute(
-            queries.JOB_HISTORY, job_history_params(user_id, filters, limit, after), prepare=False
-        ).fetchall()
-        if len(page) < limit:
-            params = job_history_params(user_id, filters, limit - len(page), after)
-            page += cursor.execute(
-                queries.JOB_HISTORY_OF_RANDOM_IDS, params, prepare=False
-            ).fetchall()
-        if not page:
+        params = job_history_params(user_id, filters, limit, after, examine)
+        newest = _read(cursor, queries.JOB_HISTORY, params)
+        jobs, examined, up_to = newest
+        if len(jobs) < limit and up_to is None:
+            rest = _read(
+                cursor,
+                queries.JOB_HISTORY_OF_RANDOM_IDS,
+                params
+                | {
+                    "limit": limit - len(jobs),
+                    "examine": None if examine is None else examine - examined,
+                },
+            )
+            jobs, examined, up_to = jobs + rest.jobs, examined + rest.examined, rest.up_to
+        if examined == 0:
             accounts.active_config(conn, user_id)  # raises UnknownUser for no user
-    return page
+    return JobPage(jobs, up_to)
 
 
 def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> JobRecord | None:
@@ -182,10 +252,10 @@ class HistoryStore:
 
     def jobs(
         self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
-    ) -> list[JobSummary]:
+    ) -> JobPage:
         """A page of the user's jobs, newest first; see job_page. Under a timeout of its own,
-        when the store has one: a filter that reads far is refused (503) before it holds its
-        user's connection for long."""
+        when the store has one: a page that reads slowly (a database under load) is refused
+        (503) before it holds its user's connection for long."""
         with translated(), self._pool.connection() as conn, conn.transaction():
             if self._page_timeout_ms is not None:
                 conn.execute(

@@ -43,6 +43,7 @@ PAUSE_CHANGES = _QUERIES["pause_changes"]
 # tenant quotas
 JOB_HISTORY = _QUERIES["job_history"]
 JOB_HISTORY_OF_RANDOM_IDS = _QUERIES["job_history_of_random_ids"]
+WALK_IN_ORDER = _QUERIES["walk_in_order"]
 JOB_RECORD = _QUERIES["job_record"]
 JOB_ACTIVITY = _QUERIES["job_activity"]
 BUCKET_QUOTAS = _QUERIES["bucket_quotas"]

@@ -3,7 +3,7 @@ the queue."""
 
 from __future__ import annotations
 
-from janus.history import ACTIVITY_MAX_JOBS, ACTIVITY_MINUTES
+from janus.history import ACTIVITY_MAX_JOBS, ACTIVITY_MINUTES, PAGE_READS_AT_MOST
 from janus.keys import Scope
 from janus.openapi import examples
 from janus.openapi.operations import DATABASE_ERRORS, READ_ERRORS, Answer, Operation
@@ -43,7 +43,9 @@ _JOBS_READERS = (Scope.PRODUCE, Scope.READ)
 JOBS = _read(
     "The user's jobs, newest first, filtered, a page at a time",
     Answer(
-        "A page of jobs; `next` is the cursor of the next page, null on the last.",
+        "A page of jobs; `next` is the cursor of the next page, null on the last. A page reads"
+        f" at most {PAGE_READS_AT_MOST:,} jobs: one may be short, even empty, and still have a"
+        " `next`.",
         JobHistoryAnswerSchema,
         {"page": {"jobs": [examples.JOB_SUMMARY], "next": None}},
     ),

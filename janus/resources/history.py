@@ -123,9 +123,13 @@ class JobListResource:
         if errors:
             raise InvalidBody("the query parameters are not valid", errors)
         assert limit is not None
-        page, more = one_page(self._history.jobs(user_id, filters, limit + 1, after), limit)
+        found = self._history.jobs(user_id, filters, limit + 1, after)
+        page, more = one_page(found.jobs, limit)
+        # A full page ends at its last job; one whose read reached its bound first ends where
+        # that read stopped, the jobs between having been read and found not to match.
+        end = page[-1].position if more else found.read_up_to
         resp.media = JOB_PAGE.dump(
-            {"jobs": page, "next": encode_cursor(page[-1].position) if more else None}
+            {"jobs": page, "next": None if end is None else encode_cursor(end)}
         )
 
 

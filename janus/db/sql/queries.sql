@@ -130,70 +130,119 @@ SELECT job_id, outcome, state, attempt
 -- it in line.
 -- This statement reads the jobs with time-ordered ids (every job since migration 0013);
 -- job_history_of_random_ids, the ones stored before, which come after them all (janus/db/
--- history.py runs it when this page is short).
+-- history.py runs it when this page is short and this read was not cut short).
 --
 -- Newest first is the primary key (user_id, job_id) read backwards: a job's id starts with
 -- the moment admission decided it (first_job_id_at.sql), so the keyset is job_id alone. The
--- page starts strictly below before_job_id, the last job of the previous page (keyset
--- pagination: jobs stored meanwhile neither repeat nor hide older ones); when that was a job
--- of random id, this page is empty. Each filter is NULL for "any"; `since` (inclusive) and
--- `until` (exclusive) are moments of decision, so ranges of the key. The ceiling, a day past
--- now (a clock stepped back hides no job), keeps the walk below the random ids that sort
--- above every time-ordered one; `job_id_version(job_id) = 7` leaves out those among them.
+-- page starts strictly below before_job_id, the last job of the previous page or the last
+-- job the previous read examined (keyset pagination: jobs stored meanwhile neither repeat
+-- nor hide older ones); when that was a job of random id, this page is empty. Each filter is
+-- NULL for "any"; `since` (inclusive) and `until` (exclusive) are moments of decision, so
+-- ranges of the key. The ceiling, a day past now (a clock stepped back hides no job), keeps
+-- the walk below the random ids that sort above every time-ordered one;
+-- `job_id_version(job_id) = 7` leaves out those among them.
+--
+-- Bounded work whatever the filters: `examined` reads at most %(examine)s jobs (NULL: no
+-- bound, for the operator's CLI) through the one index that serves the driving filter
+-- (janus/db/history.py picks it: batch, else tenant, else state, else status=Rejected, else
+-- none), the jobs of that index in this very order (migration 0016: jobs_of_batch,
+-- jobs_of_tenant, jobs_in_state, jobs_rejected; jobs_pkey without one, and for since/until).
+-- MATERIALIZED, so the LIMIT bounds that read. The other filters (source, status=Accepted,
+-- and every filter given beside the driving one) are checked on the jobs it read. One row
+-- always comes back: `examined` (how many jobs were read) and the last of them, then the
+-- page's columns, NULL when no job matched. When `examined` reached its bound and the page
+-- is not full, the next page starts below that last job.
 --
 -- Sent unprepared (janus/db/history.py), so every execution is planned for its own values:
--- the filters left NULL fold away, and the plan reads the index migration 0016 built for the
--- filter given (jobs_pkey without one, and for since/until; jobs_of_tenant, jobs_of_batch,
--- jobs_in_state, jobs_rejected), in this very order, up to LIMIT. A generic plan could not
--- choose by filter. `source` and `status=Accepted` have no index of their own: they are
--- checked on the jobs jobs_pkey yields.
-SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
-       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
-       AS estimated_start
-  FROM jobs
- WHERE user_id = %(user_id)s
-   AND job_id_version(job_id) = 7
-   AND job_id < first_job_id_at(now() + interval '1 day')
-   AND (%(status)s::text IS NULL OR status = %(status)s::text)
-   AND (%(state)s::text IS NULL OR state = %(state)s::text)
-   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
-   AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
-   AND (%(source)s::text IS NULL OR source = %(source)s::text)
-   AND (%(since)s::timestamptz IS NULL OR job_id >= first_job_id_at(%(since)s::timestamptz))
-   AND (%(until)s::timestamptz IS NULL OR job_id < first_job_id_at(%(until)s::timestamptz))
-   AND (%(before_job_id)s::uuid IS NULL
-        OR (job_id_version(%(before_job_id)s::uuid) = 7 AND job_id < %(before_job_id)s::uuid))
- ORDER BY job_id DESC
- LIMIT %(limit)s
+-- the filters left NULL fold away, and the plan reads the driving filter's index. A generic
+-- plan could not choose by filter.
+WITH examined AS MATERIALIZED (
+    SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
+           reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
+           CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+           AS estimated_start
+      FROM jobs
+     WHERE user_id = %(user_id)s
+       AND job_id_version(job_id) = 7
+       AND job_id < first_job_id_at(now() + interval '1 day')
+       AND (%(drive_state)s::text IS NULL OR state = %(drive_state)s::text)
+       AND (%(drive_tenant_id)s::text IS NULL OR tenant_id = %(drive_tenant_id)s::text)
+       AND (%(drive_batch_name)s::text IS NULL OR batch_name = %(drive_batch_name)s::text)
+       AND (%(drive_status)s::text IS NULL OR status = %(drive_status)s::text)
+       AND (%(since)s::timestamptz IS NULL OR job_id >= first_job_id_at(%(since)s::timestamptz))
+       AND (%(until)s::timestamptz IS NULL OR job_id < first_job_id_at(%(until)s::timestamptz))
+       AND (%(before_job_id)s::uuid IS NULL
+            OR (job_id_version(%(before_job_id)s::uuid) = 7 AND job_id < %(before_job_id)s::uuid))
+     ORDER BY job_id DESC
+     LIMIT %(examine)s
+)
+SELECT read.examined, read.last_created_at, read.last_job_id, listed.*
+  FROM (SELECT count(*) AS examined,
+               (SELECT created_at FROM examined ORDER BY job_id LIMIT 1) AS last_created_at,
+               (SELECT job_id FROM examined ORDER BY job_id LIMIT 1) AS last_job_id
+          FROM examined) AS read
+  LEFT JOIN LATERAL (
+       SELECT *
+         FROM examined
+        WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+          AND (%(state)s::text IS NULL OR state = %(state)s::text)
+          AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+          AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+          AND (%(source)s::text IS NULL OR source = %(source)s::text)
+        ORDER BY job_id DESC
+        LIMIT %(limit)s) AS listed ON true
+ ORDER BY listed.job_id DESC
+
+-- walk_in_order --
+-- Before job_history and job_history_of_random_ids, in their transaction: no plan that
+-- sorts or bitmap-scans the user's jobs. Either would read every job matching the driving
+-- filter before it could return the first, which is the unbounded read the bound of `examined`
+-- is there to prevent; Postgres picks one when it believes those jobs few (a partial index
+-- of queued jobs, the jobs of random id). The ordered walk of the driving filter's index is
+-- always there to take instead. Sorting the jobs read (at most the bound) still happens.
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)
 
 -- job_history_of_random_ids --
 -- The rest of a page of job_history: the user's jobs stored before migration 0013, whose ids
 -- are random (version 4), after every job of job_history and newest first among themselves,
--- by (created_at, job_id), as the history was ordered before. Same parameters; a
--- before_job_id of a time-ordered job puts the page at the start of these jobs, one of random
--- id below (before_created_at, before_job_id); `since` and `until` compare created_at, the
--- one moment they have. Read through the partial index jobs_with_random_ids, which holds
--- these jobs only (no job stored since 0013 is entered in it), with the other filters
--- checked on the jobs it yields.
-SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-       reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
-       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
-       AS estimated_start
-  FROM jobs
- WHERE user_id = %(user_id)s
-   AND job_id_version(job_id) <> 7
-   AND (%(status)s::text IS NULL OR status = %(status)s::text)
-   AND (%(state)s::text IS NULL OR state = %(state)s::text)
-   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
-   AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
-   AND (%(source)s::text IS NULL OR source = %(source)s::text)
-   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-   AND (%(before_job_id)s::uuid IS NULL OR job_id_version(%(before_job_id)s::uuid) = 7
-        OR (created_at, job_id) < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
- ORDER BY created_at DESC, job_id DESC
- LIMIT %(limit)s
+-- by (created_at, job_id), as the history was ordered before. Same parameters, and the same
+-- bound on the jobs read, and the same one row at least; a before_job_id of a time-ordered
+-- job puts the page at the start of these jobs, one of random id below (before_created_at,
+-- before_job_id); `since` and `until` compare created_at, the one moment they have. Read
+-- through the partial index jobs_with_random_ids, which holds these jobs only (no job stored
+-- since 0013 is entered in it), with every filter checked on the jobs it yields.
+WITH examined AS MATERIALIZED (
+    SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
+           reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
+           CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+           AS estimated_start
+      FROM jobs
+     WHERE user_id = %(user_id)s
+       AND job_id_version(job_id) <> 7
+       AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+       AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+       AND (%(before_job_id)s::uuid IS NULL OR job_id_version(%(before_job_id)s::uuid) = 7
+            OR (created_at, job_id) < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
+     ORDER BY created_at DESC, job_id DESC
+     LIMIT %(examine)s
+)
+SELECT read.examined, read.last_created_at, read.last_job_id, listed.*
+  FROM (SELECT count(*) AS examined,
+               (SELECT created_at FROM examined ORDER BY created_at, job_id LIMIT 1)
+               AS last_created_at,
+               (SELECT job_id FROM examined ORDER BY created_at, job_id LIMIT 1) AS last_job_id
+          FROM examined) AS read
+  LEFT JOIN LATERAL (
+       SELECT *
+         FROM examined
+        WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+          AND (%(state)s::text IS NULL OR state = %(state)s::text)
+          AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+          AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+          AND (%(source)s::text IS NULL OR source = %(source)s::text)
+        ORDER BY created_at DESC, job_id DESC
+        LIMIT %(limit)s) AS listed ON true
+ ORDER BY listed.created_at DESC, listed.job_id DESC
 
 -- job_record --
 -- One job with everything stored about it, by the primary key (user_id, job_id): another
