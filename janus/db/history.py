@@ -6,7 +6,7 @@ bucket_quotas and tenant_quotas in one snapshot)."""
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -73,6 +73,20 @@ def _driving_filter(filters: JobFilter) -> str | None:
     return None
 
 
+# The filters checked on each job read rather than through an index (since and until are
+# ranges of every index the history reads).
+_CHECKED = ("status", "state", "tenant_id", "batch_name", "source")
+
+
+def _reads(filters: JobFilter, driving: str | None, limit: int, examine: int | None) -> int | None:
+    """How many jobs a statement of the history reads for `limit` of them, at most `examine`:
+    as many as it shows when every job it reads matches (no filter left to check on them)."""
+    checked = any(getattr(filters, name) is not None for name in _CHECKED if name != driving)
+    if checked:
+        return examine
+    return limit if examine is None else min(limit, examine)
+
+
 def job_history_params(
     user_id: UUID,
     filters: JobFilter,
@@ -80,8 +94,8 @@ def job_history_params(
     after: JobPosition | None,
     examine: int | None = PAGE_READS_AT_MOST,
 ) -> dict[str, Any]:
-    """The parameters of queries.JOB_HISTORY and queries.JOB_HISTORY_OF_RANDOM_IDS: at most
-    `examine` jobs read (None: no bound) for `limit` of them."""
+    """The parameters of queries.JOB_HISTORY: at most `examine` jobs read (None: no bound)
+    for `limit` of them."""
     driving = _driving_filter(filters)
     return {
         "user_id": user_id,
@@ -97,35 +111,38 @@ def job_history_params(
         "before_created_at": None if after is None else after.created_at,
         "before_job_id": None if after is None else after.job_id,
         "limit": limit,
-        "examine": examine,
+        "examine": _reads(filters, driving, limit, examine),
     }
 
 
-class _Read(NamedTuple):
-    """What one of the two history statements found: its jobs, how many jobs it read, and
-    where it stopped when it read as many as it may (None: it read every job below its start)."""
+def random_ids_params(
+    user_id: UUID,
+    filters: JobFilter,
+    limit: int,
+    after: JobPosition | None,
+    examine: int | None = PAGE_READS_AT_MOST,
+) -> dict[str, Any]:
+    """The parameters of queries.JOB_HISTORY_OF_RANDOM_IDS, which checks every filter on the
+    jobs it reads, at most `examine` of them (None: no bound), for `limit`."""
+    return job_history_params(user_id, filters, limit, after) | {
+        "examine": _reads(filters, None, limit, examine)
+    }
 
-    jobs: list[JobSummary]
-    examined: int
-    up_to: JobPosition | None
 
-
-def _read(cursor: psycopg.Cursor[dict[str, Any]], query: str, params: dict[str, Any]) -> _Read:
-    """Run one of the two history statements, whose first row always says what it read."""
+def _read(
+    cursor: psycopg.Cursor[dict[str, Any]], query: str, params: dict[str, Any]
+) -> tuple[list[JobSummary], JobPosition | None]:
+    """The jobs one of the two history statements found, and the job where its read stopped
+    at its bound, if it did (its rows end with that job, matching or not)."""
     rows = cursor.execute(query, params, prepare=False).fetchall()
-    examined = rows[0]["examined"]
-    cut_short = params["examine"] is not None and examined >= params["examine"]
-    return _Read(
-        jobs=[
-            _job_summary(**{name: row[name] for name in _SUMMARY_COLUMNS})
-            for row in rows
-            if row["job_id"] is not None
-        ],
-        examined=examined,
-        up_to=JobPosition(rows[0]["last_created_at"], rows[0]["last_job_id"])
-        if cut_short
-        else None,
-    )
+    jobs = [
+        _job_summary(**{name: row[name] for name in _SUMMARY_COLUMNS})
+        for row in rows
+        if row["matches"]
+    ]
+    if rows and rows[-1]["number_read"] == params["examine"]:
+        return jobs, JobPosition(rows[-1]["created_at"], rows[-1]["job_id"])
+    return jobs, None
 
 
 def job_page(
@@ -141,7 +158,7 @@ def job_page(
 
     The jobs with time-ordered ids first, then, when the page has room left and the read did
     not reach its bound, the jobs stored before them, whose ids are random (job_history and
-    job_history_of_random_ids in queries.sql), read within what is left of the bound.
+    job_history_of_random_ids in queries.sql), with a bound of their own.
     UnknownUser when nothing was read because there is no such user. Run in a transaction:
     the plans are held to walking an index in order for that transaction (walk_in_order).
     """
@@ -149,21 +166,14 @@ def job_page(
         conn.execute(queries.WALK_IN_ORDER)
         cursor = conn.cursor(row_factory=dict_row)
         # Unprepared: planned for these values each time, so the filters given pick the index.
-        params = job_history_params(user_id, filters, limit, after, examine)
-        newest = _read(cursor, queries.JOB_HISTORY, params)
-        jobs, examined, up_to = newest
+        jobs, up_to = _read(
+            cursor, queries.JOB_HISTORY, job_history_params(user_id, filters, limit, after, examine)
+        )
         if len(jobs) < limit and up_to is None:
-            rest = _read(
-                cursor,
-                queries.JOB_HISTORY_OF_RANDOM_IDS,
-                params
-                | {
-                    "limit": limit - len(jobs),
-                    "examine": None if examine is None else examine - examined,
-                },
-            )
-            jobs, examined, up_to = jobs + rest.jobs, examined + rest.examined, rest.up_to
-        if examined == 0:
+            params = random_ids_params(user_id, filters, limit - len(jobs), after, examine)
+            rest, up_to = _read(cursor, queries.JOB_HISTORY_OF_RANDOM_IDS, params)
+            jobs += rest
+        if not jobs and up_to is None:
             accounts.active_config(conn, user_id)  # raises UnknownUser for no user
     return JobPage(jobs, up_to)
 

@@ -22,19 +22,6 @@ def plan_nodes(
     return list(_nodes(row[0][0]["Plan"]))
 
 
-def cte_nodes(
-    db: psycopg.Connection, query: str, params: dict[str, Any], name: str, *, analyze: bool = False
-) -> list[dict[str, Any]]:
-    """The nodes of the plan of `query`'s common table expression `name`, its top one first."""
-    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
-    row = db.execute(f"EXPLAIN ({options}) {query}", params, prepare=False).fetchone()
-    assert row is not None
-    [cte] = [
-        node for node in _nodes(row[0][0]["Plan"]) if node.get("Subplan Name") == f"CTE {name}"
-    ]
-    return list(_nodes(cte))
-
-
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
     for child in plan.get("Plans", []):

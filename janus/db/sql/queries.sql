@@ -146,52 +146,52 @@ SELECT job_id, outcome, state, attempt
 -- bound, for the operator's CLI) through the one index that serves the driving filter
 -- (janus/db/history.py picks it: batch, else tenant, else state, else status=Rejected, else
 -- none), the jobs of that index in this very order (migration 0016: jobs_of_batch,
--- jobs_of_tenant, jobs_in_state, jobs_rejected; jobs_pkey without one, and for since/until).
--- MATERIALIZED, so the LIMIT bounds that read. The other filters (source, status=Accepted,
--- and every filter given beside the driving one) are checked on the jobs it read. One row
--- always comes back: `examined` (how many jobs were read) and the last of them, then the
--- page's columns, NULL when no job matched. When `examined` reached its bound and the page
--- is not full, the next page starts below that last job.
+-- jobs_of_tenant, jobs_in_state, jobs_rejected; jobs_pkey without one, and for since/until),
+-- numbered as they are read. The other filters (source, status=Accepted, and every filter
+-- given beside the driving one) are checked on the jobs read (`matches`). The rows come back
+-- in order, up to %(limit)s: the jobs that match, and the last job the bound lets the read
+-- reach, matching or not, when the read gets that far before the page is full: the next page
+-- starts below it. Nothing past the page's last row is read: a page whose first jobs match
+-- reads no more than it shows.
 --
 -- Sent unprepared (janus/db/history.py), so every execution is planned for its own values:
--- the filters left NULL fold away, and the plan reads the driving filter's index. A generic
--- plan could not choose by filter.
-WITH examined AS MATERIALIZED (
-    SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-           reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
-           CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
-           AS estimated_start
-      FROM jobs
-     WHERE user_id = %(user_id)s
-       AND job_id_version(job_id) = 7
-       AND job_id < first_job_id_at(now() + interval '1 day')
-       AND (%(drive_state)s::text IS NULL OR state = %(drive_state)s::text)
-       AND (%(drive_tenant_id)s::text IS NULL OR tenant_id = %(drive_tenant_id)s::text)
-       AND (%(drive_batch_name)s::text IS NULL OR batch_name = %(drive_batch_name)s::text)
-       AND (%(drive_status)s::text IS NULL OR status = %(drive_status)s::text)
-       AND (%(since)s::timestamptz IS NULL OR job_id >= first_job_id_at(%(since)s::timestamptz))
-       AND (%(until)s::timestamptz IS NULL OR job_id < first_job_id_at(%(until)s::timestamptz))
-       AND (%(before_job_id)s::uuid IS NULL
-            OR (job_id_version(%(before_job_id)s::uuid) = 7 AND job_id < %(before_job_id)s::uuid))
-     ORDER BY job_id DESC
-     LIMIT %(examine)s
-)
-SELECT read.examined, read.last_created_at, read.last_job_id, listed.*
-  FROM (SELECT count(*) AS examined,
-               (SELECT created_at FROM examined ORDER BY job_id LIMIT 1) AS last_created_at,
-               (SELECT job_id FROM examined ORDER BY job_id LIMIT 1) AS last_job_id
-          FROM examined) AS read
-  LEFT JOIN LATERAL (
-       SELECT *
-         FROM examined
-        WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
-          AND (%(state)s::text IS NULL OR state = %(state)s::text)
-          AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
-          AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
-          AND (%(source)s::text IS NULL OR source = %(source)s::text)
-        ORDER BY job_id DESC
-        LIMIT %(limit)s) AS listed ON true
- ORDER BY listed.job_id DESC
+-- the filters left NULL fold away, and the plan reads the driving filter's index, in order
+-- (walk_in_order). A generic plan could not choose by filter.
+SELECT *
+  FROM (SELECT (%(status)s::text IS NULL OR status = %(status)s::text)
+               AND (%(state)s::text IS NULL OR state = %(state)s::text)
+               AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+               AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+               AND (%(source)s::text IS NULL OR source = %(source)s::text) AS matches,
+               examined.*
+          FROM (SELECT row_number() OVER (ORDER BY job_id DESC) AS number_read,
+                       job_id, created_at, source, batch_name, tenant_id, priority, status,
+                       reason, reason_code, retry_after, state, attempts, lease_expires_at,
+                       finished_at,
+                       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+                       AS estimated_start
+                  FROM jobs
+                 WHERE user_id = %(user_id)s
+                   AND job_id_version(job_id) = 7
+                   AND job_id < first_job_id_at(now() + interval '1 day')
+                   AND (%(drive_state)s::text IS NULL OR state = %(drive_state)s::text)
+                   AND (%(drive_tenant_id)s::text IS NULL
+                        OR tenant_id = %(drive_tenant_id)s::text)
+                   AND (%(drive_batch_name)s::text IS NULL
+                        OR batch_name = %(drive_batch_name)s::text)
+                   AND (%(drive_status)s::text IS NULL OR status = %(drive_status)s::text)
+                   AND (%(since)s::timestamptz IS NULL
+                        OR job_id >= first_job_id_at(%(since)s::timestamptz))
+                   AND (%(until)s::timestamptz IS NULL
+                        OR job_id < first_job_id_at(%(until)s::timestamptz))
+                   AND (%(before_job_id)s::uuid IS NULL
+                        OR (job_id_version(%(before_job_id)s::uuid) = 7
+                            AND job_id < %(before_job_id)s::uuid))
+                 ORDER BY job_id DESC
+                 LIMIT %(examine)s) AS examined) AS checked
+ WHERE matches OR number_read = %(examine)s
+ ORDER BY job_id DESC
+ LIMIT %(limit)s
 
 -- walk_in_order --
 -- Before job_history and job_history_of_random_ids, in their transaction: no plan that
@@ -205,44 +205,40 @@ SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', '
 -- job_history_of_random_ids --
 -- The rest of a page of job_history: the user's jobs stored before migration 0013, whose ids
 -- are random (version 4), after every job of job_history and newest first among themselves,
--- by (created_at, job_id), as the history was ordered before. Same parameters, and the same
--- bound on the jobs read, and the same one row at least; a before_job_id of a time-ordered
--- job puts the page at the start of these jobs, one of random id below (before_created_at,
+-- by (created_at, job_id), as the history was ordered before. Same parameters and the same
+-- rows back, with a bound of its own on the jobs read; a before_job_id of a time-ordered job
+-- puts the page at the start of these jobs, one of random id below (before_created_at,
 -- before_job_id); `since` and `until` compare created_at, the one moment they have. Read
 -- through the partial index jobs_with_random_ids, which holds these jobs only (no job stored
 -- since 0013 is entered in it), with every filter checked on the jobs it yields.
-WITH examined AS MATERIALIZED (
-    SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reason,
-           reason_code, retry_after, state, attempts, lease_expires_at, finished_at,
-           CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
-           AS estimated_start
-      FROM jobs
-     WHERE user_id = %(user_id)s
-       AND job_id_version(job_id) <> 7
-       AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-       AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-       AND (%(before_job_id)s::uuid IS NULL OR job_id_version(%(before_job_id)s::uuid) = 7
-            OR (created_at, job_id) < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
-     ORDER BY created_at DESC, job_id DESC
-     LIMIT %(examine)s
-)
-SELECT read.examined, read.last_created_at, read.last_job_id, listed.*
-  FROM (SELECT count(*) AS examined,
-               (SELECT created_at FROM examined ORDER BY created_at, job_id LIMIT 1)
-               AS last_created_at,
-               (SELECT job_id FROM examined ORDER BY created_at, job_id LIMIT 1) AS last_job_id
-          FROM examined) AS read
-  LEFT JOIN LATERAL (
-       SELECT *
-         FROM examined
-        WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
-          AND (%(state)s::text IS NULL OR state = %(state)s::text)
-          AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
-          AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
-          AND (%(source)s::text IS NULL OR source = %(source)s::text)
-        ORDER BY created_at DESC, job_id DESC
-        LIMIT %(limit)s) AS listed ON true
- ORDER BY listed.created_at DESC, listed.job_id DESC
+SELECT *
+  FROM (SELECT (%(status)s::text IS NULL OR status = %(status)s::text)
+               AND (%(state)s::text IS NULL OR state = %(state)s::text)
+               AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+               AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
+               AND (%(source)s::text IS NULL OR source = %(source)s::text) AS matches,
+               examined.*
+          FROM (SELECT row_number() OVER (ORDER BY created_at DESC, job_id DESC)
+                       AS number_read,
+                       job_id, created_at, source, batch_name, tenant_id, priority, status,
+                       reason, reason_code, retry_after, state, attempts, lease_expires_at,
+                       finished_at,
+                       CASE WHEN state = 'waiting' THEN coalesce(estimated_start, run_at) END
+                       AS estimated_start
+                  FROM jobs
+                 WHERE user_id = %(user_id)s
+                   AND job_id_version(job_id) <> 7
+                   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+                   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+                   AND (%(before_job_id)s::uuid IS NULL
+                        OR job_id_version(%(before_job_id)s::uuid) = 7
+                        OR (created_at, job_id)
+                           < (%(before_created_at)s::timestamptz, %(before_job_id)s::uuid))
+                 ORDER BY created_at DESC, job_id DESC
+                 LIMIT %(examine)s) AS examined) AS checked
+ WHERE matches OR number_read = %(examine)s
+ ORDER BY created_at DESC, job_id DESC
+ LIMIT %(limit)s
 
 -- job_record --
 -- One job with everything stored about it, by the primary key (user_id, job_id): another
