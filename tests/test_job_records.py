@@ -193,6 +193,16 @@ def test_prune_refuses_a_retention_that_is_not_a_number_of_days(
         assert "is not a number of days" in capsys.readouterr().err
 
 
+def test_prune_keeps_at_least_one_of_each_users_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    for option, noun in [
+        ("--keep-config-versions", "config versions"),
+        ("--keep-pause-changes", "pause changes"),
+    ]:
+        for bad in ("0", "-5", "2.5", "all", "1000000001"):
+            assert janus_cli(["prune", option, bad, "--yes"]) == 2
+            assert f"'{bad}' is not a number of {noun} (1 to " in capsys.readouterr().err
+
+
 def test_a_user_without_jobs_is_pruned_without_error(
     db: psycopg.Connection, database_url: str
 ) -> None:

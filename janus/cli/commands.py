@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,7 +19,7 @@ from janus.admission import ConfigMode, NoActiveConfig
 from janus.cli.failures import CommandError, UsageError
 from janus.cli.text import aligned_table, moment, one_line, printable
 from janus.configs import UnknownVersion, in_force
-from janus.db import accounts, configs, maintenance
+from janus.db import accounts, configs
 from janus.db.history import user_quotas
 from janus.openapi.examples import SEED_JOB
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota
@@ -255,40 +254,6 @@ def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         f" -d '{json.dumps(SEED_JOB)}'",
         file=out,
     )
-
-
-def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys, old rejected jobs, finished jobs past retention and
-    tenant buckets full again."""
-    if args.rejected_days == 0 and not args.yes:
-        raise UsageError(
-            "--rejected-days 0 deletes every rejected job of every user; run it again with --yes"
-        )
-    with accounts.operator_transaction(database_url) as conn:
-        keys = maintenance.prune_idempotency_keys(conn)
-    print(f"pruned {keys} expired idempotency keys", file=out)
-    with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
-    print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
-    with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        finished = maintenance.prune_finished_jobs(conn)
-    print(
-        f"pruned {finished} completed, failed or cancelled jobs past their config's retention_days",
-        file=out,
-    )
-    with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        changes, versions = maintenance.prune_history(
-            conn, args.keep_pause_changes, args.keep_config_versions
-        )
-    print(
-        f"pruned {changes} pause changes beyond each user's newest {args.keep_pause_changes}"
-        f" and {versions} config versions beyond each user's newest"
-        f" {args.keep_config_versions}",
-        file=out,
-    )
-    with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        buckets = maintenance.prune_full_tenant_buckets(conn)
-    print(f"pruned {buckets} tenant buckets full again", file=out)
 
 
 class ShownOnlyFields(Schema):

@@ -16,7 +16,6 @@ from janus.cli.commands import (
     config_versions,
     demo,
     pause,
-    prune,
     quotas,
     resume,
     user_create,
@@ -26,6 +25,7 @@ from janus.cli.commands import (
 from janus.cli.failures import UsageError
 from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
 from janus.cli.keys import keys_create, keys_list, keys_revoke, user_tag_command
+from janus.cli.prune import prune_arguments
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
 from janus.keys import KEY_ID_HEX, MAX_NAME_CHARS, SCOPES
@@ -53,22 +53,6 @@ def _job_id(text: str) -> UUID:
         return UUID(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a UUID)") from None
-
-
-DEFAULT_REJECTED_RETENTION_DAYS = 7.0
-# What `janus prune` keeps of each user's history of its rules.
-DEFAULT_KEPT_VERSIONS = 100
-DEFAULT_KEPT_PAUSE_CHANGES = 1000
-
-
-def _retention_days(text: str) -> float:
-    try:
-        days = float(text)
-    except ValueError:
-        days = -1.0
-    if not 0 <= days <= 36_500:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 to 36500)")
-    return days
 
 
 DEFAULT_JOBS_SHOWN = 50
@@ -365,31 +349,5 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete idempotency keys older than 24 hours, old rejected jobs, and completed "
         "or failed jobs past their config's retention_days (safe to run any time, e.g. daily)",
     )
-    prune_command.add_argument(
-        "--rejected-days",
-        metavar="DAYS",
-        type=_retention_days,
-        default=DEFAULT_REJECTED_RETENTION_DAYS,
-        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept "
-        "until they finish and their config's retention_days pass",
-    )
-    prune_command.add_argument(
-        "--yes", action="store_true", help="needed with --rejected-days 0 (every rejected job)"
-    )
-    prune_command.add_argument(
-        "--keep-config-versions",
-        metavar="N",
-        type=_job_limit,
-        default=DEFAULT_KEPT_VERSIONS,
-        help="keep each user's newest N config versions (default %(default)s); the active one"
-        " and those a kept pause change names are always kept",
-    )
-    prune_command.add_argument(
-        "--keep-pause-changes",
-        metavar="N",
-        type=_job_limit,
-        default=DEFAULT_KEPT_PAUSE_CHANGES,
-        help="keep each user's newest N pause changes (default %(default)s)",
-    )
-    prune_command.set_defaults(run=prune)
+    prune_arguments(prune_command)
     return parser

@@ -1,0 +1,108 @@
+"""`janus prune`: what expired goes, and each user keeps its newest history only."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TextIO
+
+from janus.cli.failures import UsageError
+from janus.db import accounts, maintenance
+
+DEFAULT_REJECTED_RETENTION_DAYS = 7.0
+# What `janus prune` keeps of each user's history of its rules.
+DEFAULT_KEPT_VERSIONS = 100
+DEFAULT_KEPT_PAUSE_CHANGES = 1000
+MOST_KEPT_HISTORY = 10_000
+
+
+def _retention_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 to 36500)")
+    return days
+
+
+def _number_kept(noun: str, most: int) -> Callable[[str], int]:
+    """The argparse type of an option keeping each user's newest N `noun`: 1 to `most`. None
+    kept is refused: `--rejected-days 0 --yes` is how every rejected job goes."""
+
+    def number(text: str) -> int:
+        try:
+            kept = int(text)
+        except ValueError:
+            kept = 0
+        if not 1 <= kept <= most:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {noun} (1 to {most})")
+        return kept
+
+    return number
+
+
+def prune_arguments(command: argparse.ArgumentParser) -> None:
+    """`janus prune`'s options; the command runs `prune`."""
+    command.add_argument(
+        "--rejected-days",
+        metavar="DAYS",
+        type=_retention_days,
+        default=DEFAULT_REJECTED_RETENTION_DAYS,
+        help="keep rejected jobs this many days (default %(default)s); accepted jobs are kept "
+        "until they finish and their config's retention_days pass",
+    )
+    command.add_argument(
+        "--yes", action="store_true", help="needed with --rejected-days 0 (every rejected job)"
+    )
+    command.add_argument(
+        "--keep-config-versions",
+        metavar="N",
+        type=_number_kept("config versions", MOST_KEPT_HISTORY),
+        default=DEFAULT_KEPT_VERSIONS,
+        help="keep each user's newest N config versions (default %(default)s); the active one"
+        " and those a kept pause change names are always kept",
+    )
+    command.add_argument(
+        "--keep-pause-changes",
+        metavar="N",
+        type=_number_kept("pause changes", MOST_KEPT_HISTORY),
+        default=DEFAULT_KEPT_PAUSE_CHANGES,
+        help="keep each user's newest N pause changes (default %(default)s)",
+    )
+    command.set_defaults(run=prune)
+
+
+def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
+    """Delete expired idempotency keys, old rejected jobs, finished jobs past retention, each
+    user's history beyond its newest, and tenant buckets full again; a line for each."""
+    if args.rejected_days == 0 and not args.yes:
+        raise UsageError(
+            "--rejected-days 0 deletes every rejected job of every user; run it again with --yes"
+        )
+    with accounts.operator_transaction(database_url) as conn:
+        keys = maintenance.prune_idempotency_keys(conn)
+    print(f"pruned {keys} expired idempotency keys", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
+    print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        finished = maintenance.prune_finished_jobs(conn)
+    print(
+        f"pruned {finished} completed, failed or cancelled jobs past their config's retention_days",
+        file=out,
+    )
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        changes, versions = maintenance.prune_history(
+            conn, args.keep_pause_changes, args.keep_config_versions
+        )
+    print(
+        f"pruned {changes} pause changes beyond each user's newest {args.keep_pause_changes}"
+        f" and {versions} config versions beyond each user's newest"
+        f" {args.keep_config_versions}",
+        file=out,
+    )
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        buckets = maintenance.prune_full_tenant_buckets(conn)
+    print(f"pruned {buckets} tenant buckets full again", file=out)
