@@ -13,9 +13,16 @@ import pytest
 import requests
 
 from janus.cli import main as janus_cli
+from janus.db import maintenance
 from tests.support.app import post_json
 from tests.support.bodies import batch, job, single
-from tests.support.factories import activate_config, bucket_tokens, jobs_of, user_with_config
+from tests.support.factories import (
+    activate_config,
+    bucket_tokens,
+    create_user,
+    jobs_of,
+    user_with_config,
+)
 
 SINGLE = "/system/jobs"
 PARTIAL = "/system/jobs/batch"
@@ -202,9 +209,78 @@ def test_expired_keys_are_decided_anew_and_pruned(
     )
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert janus_cli(["prune"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "pruned 1 expired idempotency keys"
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "pruned 1 expired idempotency keys and 0 beyond each user's newest 100000"
+    )
     keys = db.execute("SELECT idempotency_key FROM idempotency_keys").fetchall()
     assert keys == [("fresh-key",)]
+
+
+def plant_keys(db: psycopg.Connection, user: UUID, count: int) -> list[str]:
+    """Remember `count` keys for `user`, key-0 the newest; key-2n and key-2n+1 share a moment
+    (a group of requests decided together), which the key itself then orders. Newest first."""
+    db.execute(
+        "INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, decisions,"
+        "                              created_at, expires_at)"
+        " SELECT %(user)s, 'key-' || n, '\\x00', '[]', t.at, t.at + interval '24 hours'"
+        "   FROM generate_series(0, %(count)s - 1) AS n,"
+        "        LATERAL (SELECT now() - make_interval(secs => n / 2)) AS t(at)",
+        {"user": user, "count": count},
+    )
+    # By moment, then of two keys of one moment the greater first: key-1 before key-0.
+    return [f"key-{n}" for n in sorted(range(count), key=lambda n: (n // 2, -n))]
+
+
+def keys_of(db: psycopg.Connection, user: UUID) -> set[str]:
+    rows = db.execute("SELECT idempotency_key FROM idempotency_keys WHERE user_id = %s", [user])
+    return {key for (key,) in rows}
+
+
+def test_prune_keeps_each_users_newest_keys_however_recent(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    busy, other, few = create_user(db), create_user(db), create_user(db)
+    busy_keys, other_keys, few_keys = (
+        plant_keys(db, busy, 12),
+        plant_keys(db, other, 6),
+        plant_keys(db, few, 3),
+    )
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert maintenance.prune_idempotency_keys_beyond(conn, 3, chunk=2) == 9 + 3
+        assert maintenance.prune_idempotency_keys_beyond(conn, 3, chunk=2) == 0
+
+    assert keys_of(db, busy) == set(busy_keys[:3])
+    assert keys_of(db, other) == set(other_keys[:3])
+    assert keys_of(db, few) == set(few_keys)
+
+
+def test_a_retry_whose_key_was_pruned_is_decided_anew(
+    app_client: falcon.testing.TestClient,
+    db: psycopg.Connection,
+    ten_token_user: UUID,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = single(dependencies={"openai": 1})
+    first = post(app_client, SINGLE, ten_token_user, body, "older-key")
+    post(app_client, SINGLE, ten_token_user, body, "newer-key")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    assert janus_cli(["prune", "--keep-idempotency-keys", "1"]) == 0
+
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "pruned 0 expired idempotency keys and 1 beyond each user's newest 1"
+    )
+    again = post(app_client, SINGLE, ten_token_user, body, "older-key")
+    assert again.status_code == 202
+    assert again.json["job_id"] != first.json["job_id"]
+    assert "Idempotent-Replayed" not in again.headers
+    assert (
+        post(app_client, SINGLE, ten_token_user, body, "newer-key").headers["Idempotent-Replayed"]
+        == "true"
+    )
 
 
 @pytest.mark.parametrize("key", ["x" * 256, "tab\there"])

@@ -152,8 +152,8 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
     assert janus_cli(["prune"]) == 0
 
     assert capsys.readouterr().out.splitlines() == [
-        "pruned 0 expired idempotency keys",
-        "pruned 2 rejected jobs older than 7 days",
+        "pruned 0 expired idempotency keys and 0 beyond each user's newest 100000",
+        "pruned 2 rejected jobs older than 7 days and 0 beyond each user's newest 100000",
         "pruned 0 completed, failed or cancelled jobs past their config's retention_days",
         "pruned 0 pause changes beyond each user's newest 1000 and 0 config versions beyond"
         " each user's newest 100",
@@ -163,7 +163,11 @@ def test_prune_deletes_rejected_jobs_past_their_retention_and_keeps_the_rest(
     assert statuses_of(db, recent) == ["Accepted", "Rejected", "Rejected"]
 
     assert janus_cli(["prune", "--rejected-days", "5.5"]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == "pruned 2 rejected jobs older than 5.5 days"
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[1]
+        .startswith("pruned 2 rejected jobs older than 5.5 days and 0 beyond")
+    )
     assert statuses_of(db, recent) == ["Accepted"]
 
 
@@ -184,6 +188,75 @@ def test_prune_works_through_a_backlog_in_chunks(
     assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
+def rejected_jobs_of(db: psycopg.Connection, user: UUID) -> set[UUID]:
+    """The ids of `user`'s stored rejected jobs."""
+    rows = db.execute("SELECT job_id FROM jobs WHERE user_id = %s AND status = 'Rejected'", [user])
+    return {job_id for (job_id,) in rows}
+
+
+def with_random_ids(db: psycopg.Connection, job_ids: list[UUID]) -> list[UUID]:
+    """Give the jobs random ids (version 4), as jobs stored before migration 0013 have, each
+    an hour older than the one before it; their new ids, in the same order."""
+    new_ids = []
+    for hours, job_id in enumerate(job_ids, start=1):
+        row = db.execute(
+            "UPDATE jobs SET job_id = gen_random_uuid(),"
+            " created_at = now() - make_interval(hours => %s) WHERE job_id = %s RETURNING job_id",
+            [hours, job_id],
+        ).fetchone()
+        assert row is not None
+        new_ids.append(row[0])
+    return new_ids
+
+
+def test_prune_keeps_each_users_newest_rejected_jobs_however_recent(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    many, mixed, few = create_user(db), create_user(db), create_user(db)
+    # Newest first, a millisecond apart, all of today.
+    many_rejected = insert_jobs(db, many, 9, status="Rejected", state=None, spacing_s=1e-3)
+    accepted = insert_jobs(db, many, 2)
+    mixed_rejected = insert_jobs(db, mixed, 2, status="Rejected", state=None, spacing_s=1e-3)
+    # Jobs stored before 0013 come after every time-ordered one, newest first by created_at.
+    mixed_rejected += with_random_ids(
+        db, insert_jobs(db, mixed, 4, status="Rejected", state=None, spacing_s=1e-3)
+    )
+    few_rejected = insert_jobs(db, few, 3, status="Rejected", state=None)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deleted = maintenance.prune_rejected_jobs_beyond(conn, 3, chunk=2)
+        assert maintenance.prune_rejected_jobs_beyond(conn, 3, chunk=2) == 0
+
+    assert deleted == 6 + 3
+    assert rejected_jobs_of(db, many) == set(many_rejected[:3])
+    assert rejected_jobs_of(db, mixed) == set(mixed_rejected[:3])
+    assert rejected_jobs_of(db, few) == set(few_rejected)
+    assert db.execute(
+        "SELECT count(*) FROM jobs WHERE job_id = ANY(%s)", [accepted]
+    ).fetchone() == (2,)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert maintenance.prune_rejected_jobs_beyond(conn, 1) == 2 + 2 + 2
+    assert rejected_jobs_of(db, mixed) == {mixed_rejected[0]}
+
+
+def test_prune_says_how_many_rejected_jobs_went_beyond_each_users_newest(
+    db: psycopg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for _ in range(2):
+        insert_jobs(db, create_user(db), 4, status="Rejected", state=None)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    assert janus_cli(["prune", "--keep-rejected-jobs", "3"]) == 0
+
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "pruned 0 rejected jobs older than 7 days and 2 beyond each user's newest 3"
+    )
+    assert db.execute("SELECT count(*) FROM jobs").fetchone() == (6,)
+
+
 def test_prune_refuses_a_retention_that_is_not_a_number_of_days(
     capsys: pytest.CaptureFixture[str], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +268,8 @@ def test_prune_refuses_a_retention_that_is_not_a_number_of_days(
 
 def test_prune_keeps_at_least_one_of_each_users_rows(capsys: pytest.CaptureFixture[str]) -> None:
     for option, noun in [
+        ("--keep-rejected-jobs", "rejected jobs"),
+        ("--keep-idempotency-keys", "idempotency keys"),
         ("--keep-config-versions", "config versions"),
         ("--keep-pause-changes", "pause changes"),
     ]:

@@ -346,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune_command = commands.add_parser(
         "prune",
-        help="delete idempotency keys older than 24 hours, old rejected jobs, and completed "
-        "or failed jobs past their config's retention_days (safe to run any time, e.g. daily)",
+        help="delete idempotency keys older than 24 hours, old rejected jobs, completed or "
+        "failed jobs past their config's retention_days, and what of each user's rejected "
+        "jobs, keys and history is beyond its newest N (safe to run any time, e.g. daily)",
     )
     prune_arguments(prune_command)
     return parser

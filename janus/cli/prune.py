@@ -1,4 +1,4 @@
-"""`janus prune`: what expired goes, and each user keeps its newest history only."""
+"""`janus prune`: what expired goes, and each user keeps its newest rows of each kind only."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from janus.cli.failures import UsageError
 from janus.db import accounts, maintenance
 
 DEFAULT_REJECTED_RETENTION_DAYS = 7.0
-# What `janus prune` keeps of each user's history of its rules.
+# What `janus prune` keeps of each user's rows, however fast they come: its newest rejected
+# jobs and idempotency keys (the younger ones, past neither their days nor their 24 hours,
+# would otherwise be unbounded), and its newest history of its rules.
+DEFAULT_KEPT_REJECTED_JOBS = 100_000
+DEFAULT_KEPT_IDEMPOTENCY_KEYS = 100_000
 DEFAULT_KEPT_VERSIONS = 100
 DEFAULT_KEPT_PAUSE_CHANGES = 1000
+MOST_KEPT_ROWS = 1_000_000_000
 MOST_KEPT_HISTORY = 10_000
 
 
@@ -57,6 +62,22 @@ def prune_arguments(command: argparse.ArgumentParser) -> None:
         "--yes", action="store_true", help="needed with --rejected-days 0 (every rejected job)"
     )
     command.add_argument(
+        "--keep-rejected-jobs",
+        metavar="N",
+        type=_number_kept("rejected jobs", MOST_KEPT_ROWS),
+        default=DEFAULT_KEPT_REJECTED_JOBS,
+        help="keep each user's newest N rejected jobs at most, however recent the others "
+        "(default %(default)s)",
+    )
+    command.add_argument(
+        "--keep-idempotency-keys",
+        metavar="N",
+        type=_number_kept("idempotency keys", MOST_KEPT_ROWS),
+        default=DEFAULT_KEPT_IDEMPOTENCY_KEYS,
+        help="keep each user's newest N idempotency keys at most (default %(default)s); a "
+        "retry whose key was pruned is decided anew, as after the key's 24 hours",
+    )
+    command.add_argument(
         "--keep-config-versions",
         metavar="N",
         type=_number_kept("config versions", MOST_KEPT_HISTORY),
@@ -75,18 +96,30 @@ def prune_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Delete expired idempotency keys, old rejected jobs, finished jobs past retention, each
-    user's history beyond its newest, and tenant buckets full again; a line for each."""
+    """Delete expired idempotency keys, old rejected jobs, finished jobs past retention, what
+    of each user's is beyond its newest N, and tenant buckets full again; a line for each."""
     if args.rejected_days == 0 and not args.yes:
         raise UsageError(
             "--rejected-days 0 deletes every rejected job of every user; run it again with --yes"
         )
-    with accounts.operator_transaction(database_url) as conn:
-        keys = maintenance.prune_idempotency_keys(conn)
-    print(f"pruned {keys} expired idempotency keys", file=out)
+    # Each on an autocommit connection: every statement, and every chunk of one user's rows,
+    # is its own short transaction.
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        jobs = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
-    print(f"pruned {jobs} rejected jobs older than {args.rejected_days:g} days", file=out)
+        expired = maintenance.prune_idempotency_keys(conn)
+        keys = maintenance.prune_idempotency_keys_beyond(conn, args.keep_idempotency_keys)
+    print(
+        f"pruned {expired} expired idempotency keys and {keys} beyond each user's newest"
+        f" {args.keep_idempotency_keys}",
+        file=out,
+    )
+    with accounts.operator_transaction(database_url, autocommit=True) as conn:
+        old = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
+        rejected = maintenance.prune_rejected_jobs_beyond(conn, args.keep_rejected_jobs)
+    print(
+        f"pruned {old} rejected jobs older than {args.rejected_days:g} days and {rejected}"
+        f" beyond each user's newest {args.keep_rejected_jobs}",
+        file=out,
+    )
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         finished = maintenance.prune_finished_jobs(conn)
     print(

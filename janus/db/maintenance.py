@@ -1,11 +1,11 @@
-"""Housekeeping an operator (or a scheduled job) runs: pruning what has expired."""
+"""Housekeeping an operator (or a scheduled job) runs: pruning what has expired, and what of
+each user's rows is beyond its newest N."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, LiteralString
-from uuid import UUID
 
 import psycopg
 
@@ -20,6 +20,38 @@ def prune_idempotency_keys(conn: psycopg.Connection[Any]) -> int:
     """Delete idempotency keys past their 24 hours; return how many were deleted."""
     with translated():
         return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
+
+
+def prune_idempotency_keys_beyond(
+    conn: psycopg.Connection[Any], keep: int, chunk: int = PRUNE_CHUNK
+) -> int:
+    """Delete each user's idempotency keys beyond its newest `keep`; how many.
+
+    A retry with a key deleted is decided anew, as after its 24 hours. `conn` must be in
+    autocommit mode: every chunk of at most `chunk` keys of one user is its own transaction.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_idempotency_keys_beyond needs an autocommit connection")
+    deleted = 0
+    with translated():
+        for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
+            params = {"user_id": user_id, "keep": keep}
+            first = conn.execute(queries.FIRST_IDEMPOTENCY_KEY_BEYOND, params).fetchone()
+            if first is None:
+                continue
+            created_at, key = first
+            params = {"user_id": user_id, "created_at": created_at, "idempotency_key": key}
+            after = ""  # below every key: the walk of the user's primary key starts at its first
+            while True:
+                row = conn.execute(
+                    queries.PRUNE_IDEMPOTENCY_KEYS_FROM, {**params, "after": after, "chunk": chunk}
+                ).fetchone()
+                assert row is not None
+                count, after = row
+                deleted += count
+                if count < chunk:
+                    break
+    return deleted
 
 
 def prune_full_tenant_buckets(conn: psycopg.Connection[Any]) -> int:
@@ -75,8 +107,34 @@ def prune_rejected_jobs(
         row = conn.execute(queries.PRUNE_CUTOFF, retention).fetchone()
         assert row is not None
         cutoff = row[0]
-        cutoffs = [(user_id, cutoff) for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
-        return _delete_in_chunks(conn, queries.PRUNE_REJECTED_JOBS, cutoffs, chunk)
+        return sum(
+            _delete_in_chunks(
+                conn, queries.PRUNE_REJECTED_JOBS, {"user_id": user_id, "cutoff": cutoff}, chunk
+            )
+            for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()
+        )
+
+
+def prune_rejected_jobs_beyond(
+    conn: psycopg.Connection[Any], keep: int, chunk: int = PRUNE_CHUNK
+) -> int:
+    """Delete each user's rejected jobs beyond its newest `keep`; how many.
+
+    As for those past their days, `conn` must be in autocommit mode: every chunk of at most
+    `chunk` jobs of one user is its own transaction.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_rejected_jobs_beyond needs an autocommit connection")
+    deleted = 0
+    with translated():
+        for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
+            params = {"user_id": user_id, "keep": keep}
+            first = conn.execute(queries.FIRST_REJECTED_JOB_BEYOND, params).fetchone()
+            if first is not None:
+                job_id, created_at = first
+                params = {"user_id": user_id, "job_id": job_id, "created_at": created_at}
+                deleted += _delete_in_chunks(conn, queries.PRUNE_REJECTED_JOBS_FROM, params, chunk)
+    return deleted
 
 
 def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
@@ -90,25 +148,24 @@ def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK)
     if not conn.autocommit:
         raise ValueError("prune_finished_jobs needs an autocommit connection")
     with translated():
-        cutoffs = conn.execute(queries.FINISHED_JOB_CUTOFFS).fetchall()
-        return _delete_in_chunks(conn, queries.PRUNE_FINISHED_JOBS, cutoffs, chunk)
+        return sum(
+            _delete_in_chunks(
+                conn, queries.PRUNE_FINISHED_JOBS, {"user_id": user_id, "cutoff": cutoff}, chunk
+            )
+            for user_id, cutoff in conn.execute(queries.FINISHED_JOB_CUTOFFS).fetchall()
+        )
 
 
 def _delete_in_chunks(
-    conn: psycopg.Connection[Any],
-    query: LiteralString,
-    cutoffs: Sequence[tuple[UUID, datetime]],
-    chunk: int,
+    conn: psycopg.Connection[Any], query: LiteralString, params: Mapping[str, Any], chunk: int
 ) -> int:
-    """Run `query` for each (user, cutoff) until it deletes fewer than `chunk` rows; the total.
+    """Run `query` for one user's `params` until it deletes fewer than `chunk` rows; the total.
 
     Each run is its own transaction on the autocommit connection, one user's rows only.
     """
     deleted = 0
-    for user_id, cutoff in cutoffs:
-        params = {"user_id": user_id, "cutoff": cutoff, "chunk": chunk}
-        while (count := conn.execute(query, params).rowcount) > 0:
-            deleted += count
-            if count < chunk:
-                break
+    while (count := conn.execute(query, {**params, "chunk": chunk}).rowcount) > 0:
+        deleted += count
+        if count < chunk:
+            break
     return deleted

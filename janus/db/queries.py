@@ -66,12 +66,16 @@ REPORT_UPSTREAM_THROTTLED = _QUERIES["report_upstream_throttled"]
 
 # Maintenance
 PRUNE_IDEMPOTENCY_KEYS = _QUERIES["prune_idempotency_keys"]
+FIRST_IDEMPOTENCY_KEY_BEYOND = _QUERIES["first_idempotency_key_beyond"]
+PRUNE_IDEMPOTENCY_KEYS_FROM = _QUERIES["prune_idempotency_keys_from"]
 PRUNE_CUTOFF = _QUERIES["prune_cutoff"]
 ALL_USER_IDS = _QUERIES["all_user_ids"]
 PRUNE_FULL_TENANT_BUCKETS = _QUERIES["prune_full_tenant_buckets"]
 PRUNE_PAUSE_CHANGES = _QUERIES["prune_pause_changes"]
 PRUNE_CONFIG_VERSIONS = _QUERIES["prune_config_versions"]
 PRUNE_REJECTED_JOBS = _QUERIES["prune_rejected_jobs"]
+FIRST_REJECTED_JOB_BEYOND = _QUERIES["first_rejected_job_beyond"]
+PRUNE_REJECTED_JOBS_FROM = _QUERIES["prune_rejected_jobs_from"]
 FINISHED_JOB_CUTOFFS = _QUERIES["finished_job_cutoffs"]
 PRUNE_FINISHED_JOBS = _QUERIES["prune_finished_jobs"]
 

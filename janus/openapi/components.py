@@ -112,7 +112,8 @@ PARAMETERS: Mapping[str, dict[str, Any]] = {
     "Idempotency-Key": {
         "in": "header",
         "description": "1 to 255 printable characters, scoped to the user (else 400). A repeat"
-        " of an accepted request within 24 hours gets the original answer and takes no token;"
+        " of an accepted request within 24 hours gets the original answer and takes no token"
+        " (unless `janus prune` dropped the key early: it keeps a user's newest keys only);"
         " the same key with a different body or route is 422.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     },

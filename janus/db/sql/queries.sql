@@ -647,6 +647,45 @@ SELECT dependency, effective_refill_per_second
 -- reclaims their space.
 DELETE FROM idempotency_keys WHERE expires_at <= now()
 
+-- first_idempotency_key_beyond --
+-- Maintenance (janus prune): the newest of one user's idempotency keys beyond its newest
+-- %(keep)s, newest first by (created_at, idempotency_key); no row when it has no more. Where
+-- prune_idempotency_keys_from starts, fixed once per user so that its chunks agree on it: a
+-- key remembered meanwhile is newer, and kept. The user's keys are read through the primary
+-- key and sorted, as no index orders them by time; they are at most a day's (janus prune
+-- deletes the expired ones first).
+SELECT k.created_at, k.idempotency_key
+  FROM idempotency_keys k
+ WHERE k.user_id = %(user_id)s
+ ORDER BY k.created_at DESC, k.idempotency_key DESC
+OFFSET %(keep)s
+ LIMIT 1
+
+-- prune_idempotency_keys_from --
+-- One user's idempotency keys at or before (%(created_at)s, %(idempotency_key)s), the first
+-- one first_idempotency_key_beyond did not keep, at most %(chunk)s of them: each chunk is a
+-- short transaction of its own, touching one user's rows only. The chunks walk the primary
+-- key (user_id, idempotency_key) in order, each from the key after the last one the chunk
+-- before it deleted (%(after)s: '' at first, below every key), so none reads again what those
+-- before it read; how many it deleted and the last of them. The time is checked on the row
+-- deleted too: a key expired and remembered again meanwhile is newer, and kept.
+WITH pruned AS (
+    DELETE FROM idempotency_keys k
+     WHERE k.user_id = %(user_id)s
+       AND (k.created_at, k.idempotency_key)
+           <= (%(created_at)s::timestamptz, %(idempotency_key)s::text)
+       AND k.idempotency_key IN (
+               SELECT o.idempotency_key
+                 FROM idempotency_keys o
+                WHERE o.user_id = %(user_id)s AND o.idempotency_key > %(after)s::text
+                  AND (o.created_at, o.idempotency_key)
+                      <= (%(created_at)s::timestamptz, %(idempotency_key)s::text)
+                ORDER BY o.idempotency_key
+                LIMIT %(chunk)s)
+    RETURNING k.idempotency_key
+)
+SELECT count(*), max(idempotency_key) FROM pruned
+
 -- prune_cutoff --
 -- Fixed once per prune, so that the chunks agree on what "older than" means.
 SELECT now() - make_interval(secs => %(retention_s)s)
@@ -690,6 +729,64 @@ DELETE FROM jobs
                             WHERE t.user_id = %(user_id)s AND t.status = 'Rejected'
                               AND t.job_id < first_job_id_at(%(cutoff)s::timestamptz)
                               AND job_id_version(t.job_id) = 7
+                            ORDER BY t.job_id
+                            LIMIT %(chunk)s)) AS old
+                   LIMIT %(chunk)s)
+
+-- first_rejected_job_beyond --
+-- Maintenance (janus prune): the newest of one user's rejected jobs beyond its newest
+-- %(keep)s, newest first as its history orders them; no row when it has no more. Where
+-- prune_rejected_jobs_from starts, fixed once per user so that its chunks agree on it: a job
+-- rejected meanwhile is newer, and kept. The jobs of time-ordered id come first, read
+-- backwards through the partial index jobs_rejected (user_id, job_id), at most %(keep)s + 1;
+-- only when they are no more than %(keep)s, those stored before migration 0013 (random ids,
+-- all older) count too, by (created_at, job_id) backwards through jobs_with_random_ids. At
+-- most one of the two parts has a row: created_at is NULL for a job of time-ordered id.
+WITH time_ordered AS MATERIALIZED (
+    SELECT t.job_id
+      FROM jobs t
+     WHERE t.user_id = %(user_id)s AND t.status = 'Rejected' AND job_id_version(t.job_id) = 7
+     ORDER BY t.job_id DESC
+     LIMIT %(keep)s::integer + 1
+)
+SELECT (SELECT o.job_id FROM time_ordered o ORDER BY o.job_id LIMIT 1) AS job_id,
+       NULL::timestamptz AS created_at
+ WHERE (SELECT count(*) FROM time_ordered) > %(keep)s::integer
+ UNION ALL
+(SELECT r.job_id, r.created_at
+   FROM jobs r
+  WHERE r.user_id = %(user_id)s AND job_id_version(r.job_id) <> 7 AND r.status = 'Rejected'
+    AND (SELECT count(*) FROM time_ordered) <= %(keep)s::integer
+  ORDER BY r.created_at DESC, r.job_id DESC
+ OFFSET greatest(0, %(keep)s::integer - (SELECT count(*) FROM time_ordered))
+  LIMIT 1)
+
+-- prune_rejected_jobs_from --
+-- One user's rejected jobs from %(job_id)s, the first one first_rejected_job_beyond did not
+-- keep, to the oldest, at most %(chunk)s of them: each chunk is a short transaction of its
+-- own, touching one user's rows only. From a job of time-ordered id: those at or below it
+-- through jobs_rejected, and every one of random id (all older); from one of random id
+-- (%(created_at)s is its created_at): those of random id at or before it, by (created_at,
+-- job_id) through jobs_with_random_ids.
+DELETE FROM jobs
+ WHERE user_id = %(user_id)s
+   AND job_id IN (SELECT old.job_id
+                    FROM ((SELECT r.job_id
+                             FROM jobs r
+                            WHERE r.user_id = %(user_id)s AND job_id_version(r.job_id) <> 7
+                              AND r.status = 'Rejected'
+                              AND (job_id_version(%(job_id)s::uuid) = 7
+                                   OR (r.created_at, r.job_id)
+                                      <= (%(created_at)s::timestamptz, %(job_id)s::uuid))
+                            ORDER BY r.created_at
+                            LIMIT %(chunk)s)
+                          UNION ALL
+                          (SELECT t.job_id
+                             FROM jobs t
+                            WHERE t.user_id = %(user_id)s AND t.status = 'Rejected'
+                              AND t.job_id <= %(job_id)s::uuid
+                              AND job_id_version(t.job_id) = 7
+                              AND job_id_version(%(job_id)s::uuid) = 7
                             ORDER BY t.job_id
                             LIMIT %(chunk)s)) AS old
                    LIMIT %(chunk)s)
