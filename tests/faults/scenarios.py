@@ -614,6 +614,9 @@ def postgres_down(log_dir: Path) -> ScenarioResult:
             run.postgres.stop()
             stopped = run.clock.now()
             time.sleep(down_for)
+            # Postgres accepts connections a while before start() returns (pg_ctl polls for
+            # that, then the database is looked up): only answers before it count as "down".
+            restarting = run.clock.now()
             run.postgres.start()
             back = run.clock.now()
             time.sleep(4)
@@ -621,12 +624,12 @@ def postgres_down(log_dir: Path) -> ScenarioResult:
         probes = [a for a in run.attempts if isinstance(a.call, Probe)]
         result = run.finish()
         by_route: dict[str, list[Attempt]] = {
-            "jobs": [a for a in jobs if stopped < a.sent_at and a.answered_at < back],
+            "jobs": [a for a in jobs if stopped < a.sent_at and a.answered_at < restarting],
             "/health/ready": [],
             "/health": [],
         }
         for attempt in probes:
-            if stopped < attempt.sent_at and attempt.answered_at < back:
+            if stopped < attempt.sent_at and attempt.answered_at < restarting:
                 by_route[attempt.path].append(attempt)
         for route, expected in (("jobs", "503"), ("/health/ready", "503"), ("/health", "200")):
             answers = by_route[route]
