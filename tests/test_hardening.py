@@ -1,5 +1,5 @@
 """Issue 25's smaller defences, in process over real Postgres: `janus keys` from a shell, no
-answer a cache may keep, a
+answer a cache may keep, a readiness check that reaches Postgres at most once a second, a
 prune of every rejected job only when asked twice, a Blueprint database on Render's private
 network only, and the service run as a role that cannot change the schema."""
 
@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -17,8 +21,14 @@ import pytest
 import yaml
 from psycopg import sql
 
+from devtools.ports import free_port
+from janus.admission import DatabaseRefused
 from janus.cli import DEMO_CONFIG
+from janus.db.health import check_database
+from janus.db.pool import make_pool
 from janus.keys import parse_key
+from janus.resources.errors import add_error_handlers
+from janus.resources.health import READY_FOR_S, ReadinessResource
 from janus.settings import Settings
 from tests.support.app import headers_for, post_json, serve_app
 from tests.support.factories import activate_config, create_user, user_with_config
@@ -68,6 +78,125 @@ def test_every_answer_but_the_pages_files_says_no_store(
         assert answer.headers["Vary"] == "Authorization, X-User-ID", name
     page = app_client.simulate_get("/")
     assert page.headers["Cache-Control"] == "no-cache"
+
+
+class Checks:
+    """The real readiness check, through a pool of the test database or of a port nobody
+    listens on, and the clock reading at each check made."""
+
+    def __init__(self, up: Callable[[], None], down: Callable[[], None]) -> None:
+        self.now = 100.0
+        self.made: list[float] = []
+        self.database_up = True
+        self._up, self._down = up, down
+
+    def check(self) -> None:
+        """Check the database that is up or down, as `database_up` says."""
+        self.made.append(self.now)
+        (self._up if self.database_up else self._down)()
+
+    def client(self, check: Callable[[], None] | None = None) -> falcon.testing.TestClient:
+        """A client of /health/ready alone, on this clock."""
+        app = falcon.App()
+        add_error_handlers(app)
+        app.add_route("/health/ready", ReadinessResource(check or self.check, lambda: self.now))
+        return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def checks(database_url: str) -> Iterator[Checks]:
+    up = make_pool(Settings(database_url=database_url))
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/janus"
+    down = make_pool(Settings(database_url=nowhere, pool_timeout_ms=100))
+    up.open(wait=True)
+    down.open(wait=False)
+    try:
+        yield Checks(partial(check_database, up), partial(check_database, down))
+    finally:
+        up.close()
+        down.close()
+
+
+def test_readiness_reaches_postgres_at_most_once_a_second(checks: Checks) -> None:
+    client = checks.client()
+    for _ in range(5):
+        assert client.simulate_get("/health/ready").status_code == 200
+    assert checks.made == [100.0]
+
+    checks.database_up = False
+    checks.now += READY_FOR_S
+    for _ in range(3):
+        failed = client.simulate_get("/health/ready")
+        assert failed.status_code == 503 and failed.headers["Retry-After"] == "1"
+    assert checks.made == [100.0, 101.0]
+    checks.database_up = True
+    checks.now = 101.0 + READY_FOR_S - 0.01
+    assert client.simulate_get("/health/ready").status_code == 503
+    checks.now = 101.0 + READY_FOR_S
+    assert client.simulate_get("/health/ready").status_code == 200
+    assert checks.made == [100.0, 101.0, 102.0]
+
+
+def test_a_readiness_success_stands_from_when_its_check_began(checks: Checks) -> None:
+    def slow_check() -> None:
+        checks.check()
+        checks.now += 0.75
+
+    client = checks.client(slow_check)
+    assert client.simulate_get("/health/ready").status_code == 200
+    checks.now = 100.0 + READY_FOR_S - 0.01
+    assert client.simulate_get("/health/ready").status_code == 200
+    assert checks.made == [100.0]
+    # A second after the check began, though only a quarter of one after it ended.
+    checks.now = 100.0 + READY_FOR_S
+    checks.database_up = False
+    assert client.simulate_get("/health/ready").status_code == 503
+    assert checks.made == [100.0, 101.0]
+
+
+def test_no_readiness_caller_waits_for_another_ones_check(checks: Checks) -> None:
+    begun, finish = threading.Event(), threading.Event()
+
+    def held_check() -> None:
+        if checks.made:
+            begun.set()
+            assert finish.wait(timeout=10)
+        checks.check()
+
+    client = checks.client(held_check)
+    assert client.simulate_get("/health/ready").status_code == 200
+    checks.now += READY_FOR_S
+    answers: list[int] = []
+    checking = threading.Thread(
+        target=lambda: answers.append(client.simulate_get("/health/ready").status_code)
+    )
+    checking.start()
+    assert begun.wait(timeout=10)
+
+    # The last success is a second old and another caller's check is under way: a 503 at
+    # once, without a round trip of its own and without waiting for that one.
+    started = time.monotonic()
+    pending = client.simulate_get("/health/ready")
+    assert time.monotonic() - started < 0.5
+    assert pending.status_code == 503 and pending.headers["Retry-After"] == "1"
+    assert checks.made == [100.0]
+    finish.set()
+    checking.join(timeout=10)
+    assert answers == [200]
+    assert client.simulate_get("/health/ready").status_code == 200
+    assert checks.made == [100.0, 101.0]
+
+
+def test_a_readiness_check_that_raised_is_made_again_by_the_next_caller(checks: Checks) -> None:
+    def refused_once() -> None:
+        checks.check()
+        if len(checks.made) == 1:
+            raise DatabaseRefused("permission denied")
+
+    client = checks.client(refused_once)
+    assert client.simulate_get("/health/ready").status_code == 500
+    assert client.simulate_get("/health/ready").status_code == 200
+    assert checks.made == [100.0, 100.0]
 
 
 def test_pruning_every_rejected_job_needs_yes(cli: Cli) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import falcon
 
+from janus.admission import DatabaseUnavailable
 from janus.schemas.answers import StatusSchema
 
 # The one answer both give, dumped once.
@@ -23,16 +27,82 @@ class HealthResource:
     on_head = on_get
 
 
-class ReadinessResource:
-    """Answers {"status": "ok"} when the database answers too; 503 with Retry-After if not."""
+# How long a readiness answer stands for the worker's next callers: the route is open to
+# anyone, so at most one round trip to Postgres a second per worker, however often it is hit.
+READY_FOR_S = 1.0
 
-    def __init__(self, check_database: Callable[[], None]) -> None:
+
+class _Outcome(NamedTuple):
+    """A check's outcome, and when it began: a success says Postgres answered at some moment
+    after that, so it stands READY_FOR_S from the start of its round trip, not from its end."""
+
+    began_at: float
+    failure: DatabaseUnavailable | None
+
+
+class ReadinessResource:
+    """Answers {"status": "ok"} when the database answers too; 503 with Retry-After if not.
+
+    The check is a round trip through this worker's pool, begun at most once every READY_FOR_S
+    seconds, by the first caller to find the last outcome that old; the callers in between get
+    that outcome, a success or the same 503. A 200 therefore always rests on a check begun less
+    than READY_FOR_S before, or on the caller's own. No caller waits for another's check: one
+    that finds the last success too old while a check is under way is answered 503 at once.
+    """
+
+    def __init__(
+        self, check_database: Callable[[], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         # Returns when the database answers, raises DatabaseUnavailable when it does not.
         self._check_database = check_database
+        self._clock = clock
+        # Guards the two fields below, and is never held during a check.
+        self._lock = threading.Lock()
+        self._last: _Outcome | None = None
+        self._checking = False
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Report readiness: a round trip to Postgres through this worker's pool."""
-        self._check_database()
+        """Report readiness: Postgres answered a check begun less than READY_FOR_S ago."""
+        outcome = self._outcome()
+        if outcome is None:
+            raise falcon.HTTPServiceUnavailable(
+                description="readiness is being checked again; retry shortly",
+                retry_after=1,
+            )
+        if (failure := outcome.failure) is not None:
+            # A new exception each time: one raised again and again would grow its traceback.
+            raise DatabaseUnavailable(
+                str(failure), failure.retry_after, failure.detail, failure.cause
+            )
         resp.media = OK
 
     on_head = on_get
+
+    def _outcome(self) -> _Outcome | None:
+        """The last outcome while it stands, else a new check's; None when a check is under
+        way already and the last outcome, if any, is a success too old to stand."""
+        with self._lock:
+            last = self._last
+            if last is not None and self._clock() - last.began_at < READY_FOR_S:
+                return last
+            if self._checking:
+                return last if last is not None and last.failure is not None else None
+            self._checking = True
+        outcome: _Outcome | None = None
+        try:
+            outcome = self._check()
+        finally:
+            with self._lock:
+                self._checking = False
+                if outcome is not None:
+                    self._last = outcome
+        return outcome
+
+    def _check(self) -> _Outcome:
+        """One round trip to Postgres, outside the lock."""
+        began_at = self._clock()
+        try:
+            self._check_database()
+        except DatabaseUnavailable as unavailable:
+            return _Outcome(began_at, unavailable)
+        return _Outcome(began_at, None)

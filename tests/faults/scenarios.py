@@ -37,6 +37,7 @@ from uuid import UUID
 
 import psycopg
 
+from janus.resources.health import READY_FOR_S
 from tests.faults.harness import (
     CLIENT_TIMEOUT_S,
     CLOSED,
@@ -623,14 +624,26 @@ def postgres_down(log_dir: Path) -> ScenarioResult:
         jobs = run.job_attempts()
         probes = [a for a in run.attempts if isinstance(a.call, Probe)]
         result = run.finish()
-        by_route: dict[str, list[Attempt]] = {
-            "jobs": [a for a in jobs if stopped < a.sent_at and a.answered_at < restarting],
-            "/health/ready": [],
-            "/health": [],
-        }
+        # A 200 of /health/ready rests on a check begun less than READY_FOR_S before it, and
+        # the last check Postgres answered began before `stopped`: that 200 may stand until
+        # READY_FOR_S later, so readiness is held to 503 only from then on.
+        down_from = {"jobs": stopped, "/health/ready": stopped + READY_FOR_S, "/health": stopped}
+        by_route: dict[str, list[Attempt]] = {"jobs": jobs, "/health/ready": [], "/health": []}
         for attempt in probes:
-            if stopped < attempt.sent_at and attempt.answered_at < restarting:
-                by_route[attempt.path].append(attempt)
+            by_route[attempt.path].append(attempt)
+        for route, answers in by_route.items():
+            by_route[route] = [
+                a for a in answers if down_from[route] < a.sent_at and a.answered_at < restarting
+            ]
+        standing = [
+            a
+            for a in probes
+            if a.path == "/health/ready" and stopped < a.sent_at <= stopped + READY_FOR_S
+        ]
+        run.note(
+            f"/health/ready in the {READY_FOR_S:g} s after the stop: "
+            f"{dict(Counter(a.kind for a in standing))}"
+        )
         for route, expected in (("jobs", "503"), ("/health/ready", "503"), ("/health", "200")):
             answers = by_route[route]
             kinds = Counter(a.kind for a in answers)
