@@ -154,7 +154,7 @@ def test_a_readiness_success_stands_from_when_its_check_began(checks: Checks) ->
     assert checks.made == [100.0, 101.0]
 
 
-def test_no_readiness_caller_waits_for_another_ones_check(checks: Checks) -> None:
+def test_callers_during_a_readiness_check_share_its_outcome(checks: Checks) -> None:
     begun, finish = threading.Event(), threading.Event()
 
     def held_check() -> None:
@@ -166,25 +166,62 @@ def test_no_readiness_caller_waits_for_another_ones_check(checks: Checks) -> Non
     client = checks.client(held_check)
     assert client.simulate_get("/health/ready").status_code == 200
     checks.now += READY_FOR_S
+    checks.database_up = False
     answers: list[int] = []
-    checking = threading.Thread(
-        target=lambda: answers.append(client.simulate_get("/health/ready").status_code)
-    )
-    checking.start()
-    assert begun.wait(timeout=10)
 
-    # The last success is a second old and another caller's check is under way: a 503 at
-    # once, without a round trip of its own and without waiting for that one.
-    started = time.monotonic()
-    pending = client.simulate_get("/health/ready")
-    assert time.monotonic() - started < 0.5
-    assert pending.status_code == 503 and pending.headers["Retry-After"] == "1"
-    assert checks.made == [100.0]
+    def ask() -> None:
+        answers.append(client.simulate_get("/health/ready").status_code)
+
+    callers = [threading.Thread(target=ask) for _ in range(10)]
+    callers[0].start()
+    assert begun.wait(timeout=10)
+    # The last success is a second old and a check is under way: the others wait for it.
+    for caller in callers[1:]:
+        caller.start()
+    time.sleep(0.2)
+    assert answers == [] and checks.made == [100.0]
     finish.set()
-    checking.join(timeout=10)
-    assert answers == [200]
-    assert client.simulate_get("/health/ready").status_code == 200
+    for caller in callers:
+        caller.join(timeout=10)
+    # One check for all ten, against a database that does not answer: ten 503s.
+    assert answers == [503] * 10
     assert checks.made == [100.0, 101.0]
+
+
+def test_callers_behind_a_dead_database_wait_for_one_check_not_one_each() -> None:
+    """On the real clock, with a pool that waits longer than READY_FOR_S for a connection
+    that never comes: ten callers at once are answered by one check, its outcome already a
+    second old when it ends, not by ten checks in a row."""
+    wait_ms = int(READY_FOR_S * 1000) + 200
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/janus"
+    down = make_pool(Settings(database_url=nowhere, pool_timeout_ms=wait_ms))
+    down.open(wait=False)
+    made: list[float] = []
+
+    def check() -> None:
+        made.append(time.monotonic())
+        check_database(down)
+
+    app = falcon.App()
+    add_error_handlers(app)
+    app.add_route("/health/ready", ReadinessResource(check))
+    client = falcon.testing.TestClient(app)
+    answers: list[int] = []
+    callers = [
+        threading.Thread(
+            target=lambda: answers.append(client.simulate_get("/health/ready").status_code)
+        )
+        for _ in range(10)
+    ]
+    try:
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=30)
+    finally:
+        down.close()
+    assert answers == [503] * 10
+    assert len(made) == 1
 
 
 def test_a_readiness_check_that_raised_is_made_again_by_the_next_caller(checks: Checks) -> None:

@@ -46,8 +46,9 @@ class ReadinessResource:
     The check is a round trip through this worker's pool, begun at most once every READY_FOR_S
     seconds, by the first caller to find the last outcome that old; the callers in between get
     that outcome, a success or the same 503. A 200 therefore always rests on a check begun less
-    than READY_FOR_S before, or on the caller's own. No caller waits for another's check: one
-    that finds the last success too old while a check is under way is answered 503 at once.
+    than READY_FOR_S before. Callers that come while a check is under way wait for it and share
+    its outcome (one check at a time, however many callers: no queue of checks one after
+    another behind a database that does not answer).
     """
 
     def __init__(
@@ -56,18 +57,19 @@ class ReadinessResource:
         # Returns when the database answers, raises DatabaseUnavailable when it does not.
         self._check_database = check_database
         self._clock = clock
-        # Guards the two fields below, and is never held during a check.
-        self._lock = threading.Lock()
+        # Guards the fields below, and is never held during a check.
+        self._changed = threading.Condition()
         self._last: _Outcome | None = None
         self._checking = False
+        # Counts the checks ended: a caller waits for the one under way to end.
+        self._checks_ended = 0
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Report readiness: Postgres answered a check begun less than READY_FOR_S ago."""
         outcome = self._outcome()
         if outcome is None:
             raise falcon.HTTPServiceUnavailable(
-                description="readiness is being checked again; retry shortly",
-                retry_after=1,
+                description="readiness could not be checked; retry shortly", retry_after=1
             )
         if (failure := outcome.failure) is not None:
             # A new exception each time: one raised again and again would grow its traceback.
@@ -79,23 +81,29 @@ class ReadinessResource:
     on_head = on_get
 
     def _outcome(self) -> _Outcome | None:
-        """The last outcome while it stands, else a new check's; None when a check is under
-        way already and the last outcome, if any, is a success too old to stand."""
-        with self._lock:
+        """The last outcome while it stands, else that of the check under way, else a new
+        check's; None when the check waited for raised something other than
+        DatabaseUnavailable (raised to the caller that made it)."""
+        with self._changed:
             last = self._last
             if last is not None and self._clock() - last.began_at < READY_FOR_S:
                 return last
             if self._checking:
-                return last if last is not None and last.failure is not None else None
+                ended = self._checks_ended
+                while self._checks_ended == ended:
+                    self._changed.wait()
+                return self._last if self._last is not last else None
             self._checking = True
         outcome: _Outcome | None = None
         try:
             outcome = self._check()
         finally:
-            with self._lock:
+            with self._changed:
                 self._checking = False
+                self._checks_ended += 1
                 if outcome is not None:
                     self._last = outcome
+                self._changed.notify_all()
         return outcome
 
     def _check(self) -> _Outcome:
