@@ -250,6 +250,18 @@ class UserBusy(NoDecision):
         )
 
 
+class ReadsBusy(UserBusy):
+    """Another read of the user's jobs or activity is under way, and it did not
+    end in time: a user's reads of those run one at a time across the service."""
+
+    def __init__(self) -> None:
+        NoDecision.__init__(
+            self,
+            "too many reads of this user at once: a user's jobs and activity are read"
+            " one request at a time; retry shortly",
+        )
+
+
 class DatabaseUnavailable(NoDecision):
     """Postgres could not be reached, or a conflict persisted after retries; try again later.
 

@@ -61,7 +61,11 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         dumps=json.JSONEncoder(ensure_ascii=False).encode
     )
     add_error_handlers(app)
-    history = HistoryStore(pool, page_timeout_ms=settings.history_statement_timeout_ms)
+    history = HistoryStore(
+        pool,
+        page_timeout_ms=settings.history_statement_timeout_ms,
+        reads_per_second=settings.user_reads_per_second,
+    )
     services = Services(
         admitter=CountingAdmitter(
             GroupingAdmitter(

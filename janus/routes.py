@@ -30,6 +30,7 @@ from janus.openapi.operations import (
     READINESS,
     Operation,
     dashboard_file,
+    held_to_user_share,
 )
 from janus.queue import JobQueue, QueueDepth
 from janus.queue_view import QueueReader
@@ -244,14 +245,12 @@ def openapi_document(table: list[Route], *, service_token: bool) -> dict[str, An
 
 def shared_routes(table: list[Route]) -> frozenset[tuple[str, str]]:
     """(path, METHOD) of the calls held to a user's share of a worker's connections
-    (janus/db/pool.py's UserShare): the reads, whose filters may read far, and the atomic
-    batches, which may wait for their buckets' locks. Admission is held to one connection of
-    a user per worker by its grouping already, and the queue's calls are short."""
+    (held_to_user_share)."""
     return frozenset(
         (route.path, operation.method.upper())
         for route in table
         for operation in route.operations
-        if operation.user and (operation.method == "get" or route.path.endswith("/atomic"))
+        if held_to_user_share(route.path, operation)
     )
 
 

@@ -114,6 +114,8 @@ class Settings:
     statement_timeout_ms: int = 5000
     # A page of GET /dashboard/jobs gives up after this long: well under the admission path's.
     history_statement_timeout_ms: int = 1000
+    # A user's reads of its jobs and activity run one at a time, at most this many a second.
+    user_reads_per_second: int = 20
     lock_timeout_ms: int = 2000
     conflict_retries: int = 10
     # When set, every route but /health and /health/ready also requires
@@ -146,6 +148,9 @@ class Settings:
             lock_timeout_ms=_int_setting(environ, "JANUS_LOCK_TIMEOUT_MS", 2000, 10, 600_000),
             history_statement_timeout_ms=_int_setting(
                 environ, "JANUS_HISTORY_STATEMENT_TIMEOUT_MS", 1000, 100, 600_000
+            ),
+            user_reads_per_second=_int_setting(
+                environ, "JANUS_USER_READS_PER_SECOND", 20, 1, 10_000
             ),
             conflict_retries=_int_setting(environ, "JANUS_CONFLICT_RETRIES", 10, 0, 50),
             service_token=_service_token(environ),

@@ -126,3 +126,28 @@ def test_a_history_page_gives_up_at_its_own_timeout_well_before_the_admission_pa
             client.simulate_get("/dashboard/jobs", headers=headers_for(open_user)).status_code
             == 200
         )
+
+
+def test_a_users_reads_run_one_at_a_time_and_one_kept_waiting_gets_429(
+    database_url: str, db: psycopg.Connection, open_user: UUID
+) -> None:
+    other = user_with_config(db, LIMITS)
+    settings = Settings(database_url=database_url, history_statement_timeout_ms=400)
+    with serve_app(settings) as client, psycopg.connect(database_url) as reader:
+        # A read of the user under way elsewhere: it holds the user's read lock.
+        reader.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('janus reads ' || %s::text, 0))",
+            [open_user],
+        )
+        for path in ("/dashboard/jobs", "/dashboard/activity"):
+            waited = client.simulate_get(path, headers=headers_for(open_user))
+            assert waited.status_code == 429, waited.text
+            assert waited.headers["Retry-After"] == "1"
+            assert waited.json["description"].startswith("too many reads of this user at once")
+        # Another user's reads have a lock of their own.
+        assert client.simulate_get("/dashboard/jobs", headers=headers_for(other)).status_code == 200
+        reader.rollback()
+        assert (
+            client.simulate_get("/dashboard/jobs", headers=headers_for(open_user)).status_code
+            == 200
+        )

@@ -5,6 +5,9 @@ bucket_quotas and tenant_quotas in one snapshot)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
 from uuid import UUID
@@ -13,7 +16,7 @@ import psycopg
 from psycopg.rows import class_row, dict_row, kwargs_row
 from psycopg_pool import ConnectionPool
 
-from janus.admission import UnknownUser
+from janus.admission import ReadsBusy, UnknownUser
 from janus.db import accounts, queries
 from janus.db.errors import translated
 from janus.history import (
@@ -254,23 +257,49 @@ class HistoryStore:
         pool: ConnectionPool,
         activity_max_jobs: int = ACTIVITY_MAX_JOBS,
         page_timeout_ms: int | None = None,
+        reads_per_second: int | None = None,
     ) -> None:
         self._pool = pool
         self._activity_max_jobs = activity_max_jobs
-        # A page's statements give up after this long (None: the pool's statement timeout).
+        # A user's reads one at a time, each holding its turn for at least this long (None:
+        # no longer than it takes).
+        self._read_turn_s = None if reads_per_second is None else 1 / reads_per_second
+        # A read's statements give up after this long, and its wait for the user's read lock
+        # after half of it (None: the pool's own timeouts).
         self._page_timeout_ms = page_timeout_ms
+
+    @contextmanager
+    def _one_read(self, user_id: UUID) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction that holds the user's read lock
+        (one_read_at_a_time) for at least 1 / reads_per_second, under the store's
+        timeouts: the read's statements give up after page_timeout_ms, and the wait for the
+        lock after half that, refused with ReadsBusy."""
+        with self._pool.connection() as conn, conn.transaction():
+            if self._page_timeout_ms is not None:
+                conn.execute(
+                    queries.READ_TIMEOUTS,
+                    {
+                        "statement_ms": str(self._page_timeout_ms),
+                        "lock_ms": str(max(1, self._page_timeout_ms // 2)),
+                    },
+                )
+            try:
+                conn.execute(queries.ONE_READ_AT_A_TIME, {"user_id": user_id})
+            except psycopg.errors.LockNotAvailable:
+                raise ReadsBusy() from None
+            turn_began = time.monotonic()
+            yield conn
+            if self._read_turn_s is not None:
+                # The rest of the turn, idle in the transaction: the user's next read waits
+                # for the lock meanwhile, and neither spends any CPU.
+                time.sleep(max(0.0, self._read_turn_s - (time.monotonic() - turn_began)))
 
     def jobs(
         self, user_id: UUID, filters: JobFilter, limit: int, after: JobPosition | None
     ) -> JobPage:
-        """A page of the user's jobs, newest first; see job_page. Under a timeout of its own,
-        when the store has one: a page that reads slowly (a database under load) is refused
-        (503) before it holds its user's connection for long."""
-        with translated(), self._pool.connection() as conn, conn.transaction():
-            if self._page_timeout_ms is not None:
-                conn.execute(
-                    queries.LOCAL_STATEMENT_TIMEOUT, {"milliseconds": str(self._page_timeout_ms)}
-                )
+        """A page of the user's jobs, newest first; see job_page. One read of the user at a
+        time, under the store's timeouts (_one_read)."""
+        with translated(), self._one_read(user_id) as conn:
             return job_page(conn, user_id, filters, limit, after)
 
     def job(self, user_id: UUID, job_id: UUID) -> JobRecord | None:
@@ -279,8 +308,9 @@ class HistoryStore:
             return job_record(conn, user_id, job_id)
 
     def activity(self, user_id: UUID) -> Activity:
-        """The user's jobs per minute over the last hour; see job_activity."""
-        with translated(), self._pool.connection() as conn:
+        """The user's jobs per minute over the last hour; see job_activity. One read of the
+        user at a time, under the store's timeouts (_one_read)."""
+        with translated(), self._one_read(user_id) as conn:
             return job_activity(conn, user_id, self._activity_max_jobs)
 
     def quotas(self, user_id: UUID) -> UserQuotas:

@@ -86,4 +86,6 @@ QUEUE_DEPENDENCIES = _QUERIES["queue_dependencies"]
 
 # GET /metrics's queue gauges, across users (janus/db/queue_depth.py)
 LOCAL_STATEMENT_TIMEOUT = _QUERIES["local_statement_timeout"]
+READ_TIMEOUTS = _QUERIES["read_timeouts"]
+ONE_READ_AT_A_TIME = _QUERIES["one_read_at_a_time"]
 QUEUE_DEPTH = _QUERIES["queue_depth"]

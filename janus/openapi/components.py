@@ -283,6 +283,20 @@ ERROR_ANSWERS: Mapping[int, dict[str, Any]] = {
         "The Idempotency-Key was already used for a different request.",
         {"reused": "this Idempotency-Key was already used for a different request"},
     ),
+    429: _error(
+        "429 Too Many Requests",
+        "The user's other requests hold its share of a worker's database connections"
+        " (JANUS_USER_CONNECTIONS) and none came free in time; or, for its job history and"
+        " activity, its other reads, which run one at a time (JANUS_USER_READS_PER_SECOND),"
+        " kept this one waiting too long. Other users are not held up.",
+        {
+            "share": "too many requests of this user at once: each worker gives a user at most"
+            " 1 of its 2 database connections; retry shortly",
+            "reads": "too many reads of this user at once: a user's jobs and activity are read"
+            " one request at a time; retry shortly",
+        },
+        headers={"Retry-After": True},
+    ),
     503: _error(
         "503 Service Unavailable",
         "The database is unreachable or busy (pool exhausted, a conflict still failing after"

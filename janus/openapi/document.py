@@ -26,7 +26,7 @@ from janus.openapi.components import (
     PATH_PARAMETERS,
     TAGS,
 )
-from janus.openapi.operations import Answer, Operation
+from janus.openapi.operations import Answer, Operation, held_to_user_share
 from janus.schemas.answers import ErrorSchema
 from janus.schemas.fields import (
     MAX_DEPENDENCIES_PER_JOB,
@@ -125,6 +125,8 @@ def _operation(path: str, operation: Operation, service_token: bool) -> dict[str
         errors.add(401)
     if operation.user:
         errors.add(403)
+    if held_to_user_share(path, operation) and 429 not in operation.answers:
+        errors.add(429)
     for status in sorted(errors):
         responses[str(status)] = _error_component(status)
     described: dict[str, Any] = {

@@ -63,6 +63,15 @@ class Operation:
     service_token: bool = True
 
 
+def held_to_user_share(path: str, operation: Operation) -> bool:
+    """Whether `operation` of `path` is held to its user's share of a worker's connections
+    (janus/db/pool.py's UserShare), and so may be answered 429 past it: the reads, whose
+    filters may read far, and the atomic batches, which may wait for their buckets' locks.
+    Admission is held to one connection of a user per worker by its grouping already, and the
+    queue's calls are short."""
+    return operation.user and (operation.method == "get" or path.endswith("/atomic"))
+
+
 # What a body can be refused with before anything is decided.
 BODY_ERRORS = (400, 413, 415)
 # What reaching the database can end in.

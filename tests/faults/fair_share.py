@@ -17,18 +17,23 @@ connections (janus/db/pool.py's UserShare).
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import itertools
+import multiprocessing
 import statistics
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 
-from tests.faults.harness import Attempt, JobCall, Probe
+from tests.faults.harness import Attempt, JobCall
 from tests.faults.scenarios import Run, ScenarioResult
 from tests.support.history import job_id_at
 
@@ -121,16 +126,17 @@ def fair_share_under_reads(log_dir: Path) -> ScenarioResult:
     try:
         with run.postgres.connect() as db:
             _insert_hog(db, run.users["hog"])
-        windows = _measure(run)
+        windows, hog = _measure(run)
         result = run.finish()
-        _judge(run, windows)
+        _judge(run, windows, hog)
         return result
     finally:
         run.close()
 
 
-def _measure(run: Run) -> list[Window]:
-    """ROUNDS pairs of windows: the other user alone, then beside the hog's readers."""
+def _measure(run: Run) -> tuple[list[Window], Counter[str]]:
+    """ROUNDS pairs of windows: the other user alone, then beside the hog's readers; and
+    what the hog's reads were answered."""
     alice = str(run.users["alice"])
     hog = str(run.users["hog"])
     numbers = itertools.count()
@@ -139,34 +145,97 @@ def _measure(run: Run) -> list[Window]:
         number = next(numbers)
         return JobCall("alice", alice, "/system/jobs", f"request-{number}-alice", {"openai": 1})
 
-    filters = itertools.cycle(HOG_FILTERS)
-
-    def read(_: int, __: int) -> Probe:
-        return Probe(
-            f"/dashboard/jobs?limit={HOG_PAGE}&{next(filters)}", headers={"X-User-ID": hog}
-        )
-
+    hog_answers: Counter[str] = Counter()
     # Warm every worker's pool and plans before the first window counts.
-    with run.load(job, threads=1), run.load(read, threads=HOG_CLIENTS):
+    with run.load(job, threads=1), _hog_reading(run.service.url, hog) as warming:
         time.sleep(2)
+    hog_answers += warming.answers
     windows: list[Window] = []
     for _ in range(ROUNDS):
         for beside_hog in (False, True):
             before = len(run.attempts)
             started = time.monotonic()
             if beside_hog:
-                with run.load(job, threads=1), run.load(read, threads=HOG_CLIENTS):
+                with _hog_reading(run.service.url, hog) as reading, run.load(job, threads=1):
                     time.sleep(WINDOW_S)
+                hog_answers += reading.answers
             else:
                 with run.load(job, threads=1):
                     time.sleep(WINDOW_S)
             window = Window(beside_hog, time.monotonic() - started)
             window.attempts = [a for a in run.attempts[before:] if isinstance(a.call, JobCall)]
             windows.append(window)
-    return windows
+    return windows, hog_answers
 
 
-def _judge(run: Run, windows: Sequence[Window]) -> None:
+@dataclass
+class _Reading:
+    """The hog's readers while they run, and what they were answered once stopped."""
+
+    answers: Counter[str] = field(default_factory=Counter)
+
+
+@contextlib.contextmanager
+def _hog_reading(base_url: str, hog: str) -> Iterator[_Reading]:
+    """HOG_CLIENTS readers in a process of their own, for the body of the `with`: in this one
+    their threads would hold the GIL that the other user's client needs, and slow it down
+    as the service never did."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    answers = context.Queue()
+    process = context.Process(target=read_as_hog, args=(base_url, hog, stop, answers))
+    process.start()
+    reading = _Reading()
+    try:
+        # Begun once the process is up and its first read answered.
+        assert answers.get(timeout=60) == "started"
+        yield reading
+    finally:
+        stop.set()
+        reading.answers.update(answers.get(timeout=60))
+        process.join(timeout=30)
+
+
+def read_as_hog(base_url: str, hog: str, stop: Any, answers: Any) -> None:
+    """The hog's readers (run in a process of their own): HOG_CLIENTS threads, each reading
+    one filter after another on a keep-alive connection, until `stop`; the answers' counts
+    go to `answers`, after one message when the first is in."""
+    address = urlsplit(base_url)
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    first = threading.Event()
+
+    def reader(index: int) -> None:
+        filters = itertools.cycle(HOG_FILTERS[index % len(HOG_FILTERS) :] + HOG_FILTERS)
+        conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
+        while not stop.is_set():
+            try:
+                conn.request(
+                    "GET",
+                    f"/dashboard/jobs?limit={HOG_PAGE}&{next(filters)}",
+                    headers={"X-User-ID": hog},
+                )
+                response = conn.getresponse()
+                response.read()
+                kind = str(response.status)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                kind = "failed"
+            with lock:
+                counts[kind] += 1
+            first.set()
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(HOG_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    first.wait(timeout=30)
+    answers.put("started")
+    for thread in threads:
+        thread.join()
+    answers.put(counts)
+
+
+def _judge(run: Run, windows: Sequence[Window], hog: Counter[str]) -> None:
     """The other user's rate and p99 beside the hog against alone; the hog's answers."""
     alone = [w for w in windows if not w.beside_hog]
     loaded = [w for w in windows if w.beside_hog]
@@ -177,7 +246,6 @@ def _judge(run: Run, windows: Sequence[Window]) -> None:
     p50_alone = statistics.median([x for w in alone for x in w.latencies()])
     p50_loaded = statistics.median([x for w in loaded for x in w.latencies()])
     other = Counter(a.kind for w in windows for a in w.attempts)
-    hog = Counter(a.kind for a in run.attempts if isinstance(a.call, Probe))
     run.note(
         f"other user alone: {rate_alone:.0f} jobs/s, p50 {p50_alone * 1000:.1f} ms, "
         f"p99 {p99_alone * 1000:.1f} ms"

@@ -878,11 +878,28 @@ SELECT c.version,
  ORDER BY c.version DESC
  LIMIT %(limit)s
 
+-- read_timeouts --
+-- The first statement of a user's read of its job history or activity (janus/db/
+-- history.py), for its transaction only: the read gives up after %(statement_ms)s
+-- milliseconds (its user's connection back well before the admission path's own timeout),
+-- and waits at most %(lock_ms)s for one_read_at_a_time's lock.
+SELECT set_config('statement_timeout', %(statement_ms)s, true),
+       set_config('lock_timeout', %(lock_ms)s, true)
+
+-- one_read_at_a_time --
+-- A user's reads of its history and activity run one at a time across every worker: the
+-- transaction waits for this user's lock (within lock_timeout, then refused with 429), and
+-- holds it until it ends, which is at least a turn (1 / JANUS_USER_READS_PER_SECOND) after
+-- it got the lock (janus/db/history.py waits out the rest of the turn before it commits). A user's requests may hold a share of each worker's connections
+-- (janus/db/pool.py), but however many it sends, at most one of these reads is running, so
+-- one user cannot fill the database's CPU with them while the others wait. The prefix keeps
+-- the key apart from Janus's other advisory locks.
+SELECT pg_advisory_xact_lock(hashtextextended('janus reads ' || %(user_id)s::text, 0))
+
 -- local_statement_timeout --
 -- A read that gives up after this many milliseconds, for its transaction only: GET /metrics's
 -- read of the queue gauges (janus/db/queue_depth.py: a scrape renders without them rather
--- than wait), and the job history's page (janus/db/history.py: a filter that reads far gives
--- its user's connection back well before the admission path's own timeout).
+-- than wait).
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
 
 -- queue_depth --
