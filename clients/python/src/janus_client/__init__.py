@@ -1,6 +1,8 @@
-"""The Python client of Janus: JanusClient (blocking) for producers, scripts and workers."""
+"""The Python client of Janus: JanusClient (blocking) and AsyncJanusClient (asyncio), for
+producers, admin scripts and workers."""
 
 from janus_client._core import Credentials, RetryPolicy
+from janus_client.aio import AsyncJanusClient
 from janus_client.client import JanusClient
 from janus_client.errors import (
     BadRequest,
@@ -10,6 +12,7 @@ from janus_client.errors import (
     IdempotencyKeyReused,
     JanusError,
     JanusHTTPError,
+    JobsRejected,
     LeaseLost,
     NotFound,
     PreconditionFailed,
@@ -17,12 +20,29 @@ from janus_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from janus_client.models import ClaimedJob, Completion
+from janus_client.models import ClaimedJob, Completion, Job
+from janus_client.records import (
+    ActiveConfig,
+    Bucket,
+    ConfigVersion,
+    JobDetail,
+    JobRecord,
+    PauseChange,
+    PauseState,
+    Quotas,
+    TenantBucket,
+)
+from janus_client.results import BatchResult, JobResult, JobStatus, Quote, QuotedJob
 
 __all__ = [
+    "ActiveConfig",
+    "AsyncJanusClient",
     "BadRequest",
+    "BatchResult",
+    "Bucket",
     "ClaimedJob",
     "Completion",
+    "ConfigVersion",
     "Conflict",
     "ConnectionFailed",
     "Credentials",
@@ -31,10 +51,22 @@ __all__ = [
     "JanusClient",
     "JanusError",
     "JanusHTTPError",
+    "Job",
+    "JobDetail",
+    "JobRecord",
+    "JobResult",
+    "JobStatus",
+    "JobsRejected",
     "LeaseLost",
     "NotFound",
+    "PauseChange",
+    "PauseState",
     "PreconditionFailed",
+    "Quotas",
+    "Quote",
+    "QuotedJob",
     "RetryPolicy",
+    "TenantBucket",
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
-from janus_client.errors import error_for
+from janus_client.errors import ConnectionFailed, JanusHTTPError, error_for
+
+T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Every phase of a call (connect, write, read, pool) gives up after this many seconds.
@@ -67,6 +69,28 @@ def base_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     return (environ.get("JANUS_URL") or DEFAULT_URL).rstrip("/")
 
 
+def options(
+    base_url: str | None,
+    api_key: str | None,
+    user_id: str | None,
+    service_token: str | None,
+    timeout: float,
+) -> dict[str, Any]:
+    """What both clients give their httpx client: where Janus is (JANUS_URL unless given),
+    who calls (the credentials given, else the environment's; the service token given, else
+    the environment's) and the timeout of every phase of a call."""
+    env = Credentials.from_env()
+    if api_key is None and user_id is None:
+        api_key, user_id = env.api_key, env.user_id
+    token = service_token if service_token is not None else env.service_token
+    credentials = Credentials(api_key, user_id, token)
+    return {
+        "base_url": base_url or base_url_from_env(),
+        "headers": credentials.headers(),
+        "timeout": timeout,
+    }
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """When a call is sent again: after a 503 (waiting its Retry-After) or no answer at all,
@@ -104,9 +128,75 @@ def body_of(response: httpx.Response) -> Any:
         return None
 
 
-def check(response: httpx.Response, ok: tuple[int, ...]) -> Any:
-    """The answer's body when its status is one of `ok`; else its JanusHTTPError."""
+def check(
+    response: httpx.Response,
+    ok: tuple[int, ...] = (200,),
+    errors: Mapping[int, type[JanusHTTPError]] | None = None,
+) -> Any:
+    """The answer's body when its status is one of `ok`; else its JanusHTTPError (the class
+    `errors` names for its status, if any)."""
     body = body_of(response)
     if response.status_code in ok:
         return body
-    raise error_for(response.status_code, body, retry_after_of(response))
+    retry_after = retry_after_of(response)
+    special = (errors or {}).get(response.status_code)
+    if special is not None:
+        raise special(response.status_code, body, retry_after)
+    raise error_for(response.status_code, body, retry_after)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One logical call, built once and sent as many times as the retry policy allows (so
+    every attempt carries the same headers, the Idempotency-Key among them), and how its
+    answer is read."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    body: Any = None
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    # Whether sending it again after an answer lost on the way is harmless: a submit is (its
+    # Idempotency-Key replays the first decision); a config PUT is not (a second version).
+    repeatable: bool = True
+    # A 409 then means an earlier attempt with the same Idempotency-Key is still being
+    # decided: wait, and the next attempt gets its answer replayed.
+    keyed: bool = False
+
+
+# Failures that happen before the request leaves: sending again cannot do anything twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def next_wait(
+    policy: RetryPolicy,
+    call: Call[Any],
+    attempt: int,
+    spent_s: float,
+    outcome: httpx.Response | httpx.TransportError,
+) -> float | None:
+    """Seconds to wait before sending `call` again after `outcome` of attempt `attempt`,
+    `spent_s` seconds after the first began; None when it is not to be sent again. A 503
+    (nothing was done), no answer, or (for a keyed call) a 409 are retried; nothing else,
+    a 429 least of all: the caller decides what to do with a rejection."""
+    retry_after: float | None = None
+    if isinstance(outcome, httpx.TransportError):
+        if not call.repeatable and not isinstance(outcome, _NOT_SENT):
+            return None
+    elif outcome.status_code == 503 or (outcome.status_code == 409 and call.keyed):
+        retry_after = retry_after_of(outcome)
+    else:
+        return None
+    wait = policy.delay(attempt, retry_after)
+    if attempt >= policy.max_attempts or spent_s + wait > policy.within_s:
+        return None
+    return wait
+
+
+def no_answer(call: Call[Any], attempts: int, error: httpx.TransportError) -> ConnectionFailed:
+    """The error of a call that got no answer, after `attempts` attempts."""
+    return ConnectionFailed(
+        f"{call.method} {call.path}: no answer after {attempts} attempt(s): "
+        f"{type(error).__name__}: {error}"
+    )

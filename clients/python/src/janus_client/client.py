@@ -1,29 +1,39 @@
-"""JanusClient: the blocking client, one httpx.Client (its connections reused) per instance."""
+"""JanusClient: the blocking client, one httpx.Client (its connections reused) per instance.
+Each method builds its call in calls.py and sends it here; aio.py does the same with asyncio."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
 
 import httpx
 
-from janus_client._core import (
-    DEFAULT_TIMEOUT_S,
-    Credentials,
-    RetryPolicy,
-    base_url_from_env,
-    check,
-    retry_after_of,
+from janus_client import admin, calls
+from janus_client._core import DEFAULT_TIMEOUT_S, Call, RetryPolicy, next_wait, no_answer, options
+from janus_client.admin import PAGE_SIZE
+from janus_client.models import ClaimedJob, Completion, Job, Source, WhenLimited
+from janus_client.records import (
+    ActiveConfig,
+    ConfigVersion,
+    JobDetail,
+    JobRecord,
+    Page,
+    PauseChange,
+    PauseState,
+    Quotas,
 )
-from janus_client.errors import Conflict, ConnectionFailed, LeaseLost
-from janus_client.models import ClaimedJob, Completion, moment
+from janus_client.results import BatchResult, JobResult, Quote
+
+T = TypeVar("T")
 
 
 class JanusClient:
     """Calls to one Janus as one user. The URL and credential come from the environment
-    (JANUS_URL; JANUS_API_KEY, else JANUS_USER_ID) unless given. Use it as a context manager,
-    or close() it, to close its connections."""
+    (JANUS_URL; JANUS_API_KEY, else JANUS_USER_ID, with JANUS_SERVICE_TOKEN) unless given.
+    Use it as a context manager, or close() it, to close its connections."""
 
     def __init__(
         self,
@@ -36,16 +46,10 @@ class JanusClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        given = api_key is not None or user_id is not None
-        credentials = (
-            Credentials(api_key, user_id, service_token) if given else Credentials.from_env()
-        )
         self._retry = retry or RetryPolicy()
         self._http = httpx.Client(
-            base_url=base_url or base_url_from_env(),
-            headers=credentials.headers(),
-            timeout=timeout,
             transport=transport,
+            **options(base_url, api_key, user_id, service_token, timeout),
         )
 
     def __enter__(self) -> JanusClient:
@@ -57,6 +61,81 @@ class JanusClient:
     def close(self) -> None:
         """Close the client's connections."""
         self._http.close()
+
+    # --- submitting: what a producer calls ---
+
+    def submit(
+        self,
+        job: Job,
+        *,
+        batch_name: str,
+        when_limited: WhenLimited | None = None,
+        max_wait_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        source: Source = "system",
+    ) -> JobResult:
+        """Submit one job: accepted, waiting or rejected (a rejection is a result; a 429 of
+        the user's share is TooManyRequests). Sent again, with the same Idempotency-Key, after
+        a 503 or no answer; never after a 429."""
+        return self._run(
+            calls.submit(
+                job,
+                batch_name=batch_name,
+                when_limited=when_limited,
+                max_wait_seconds=max_wait_seconds,
+                idempotency_key=idempotency_key,
+                source=source,
+            )
+        )
+
+    def submit_batch(
+        self,
+        jobs: Sequence[Job],
+        *,
+        batch_name: str,
+        atomic: bool = False,
+        when_limited: WhenLimited | None = None,
+        max_wait_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        source: Source = "system",
+    ) -> BatchResult:
+        """Submit a batch, partial (each job decided alone) or atomic (all or none). Read
+        `.rejected`, or call raise_for_rejections(): refused jobs raise nothing here."""
+        return self._run(
+            calls.submit_batch(
+                jobs,
+                batch_name=batch_name,
+                atomic=atomic,
+                when_limited=when_limited,
+                max_wait_seconds=max_wait_seconds,
+                idempotency_key=idempotency_key,
+                source=source,
+            )
+        )
+
+    def quote(
+        self,
+        jobs: Job | Sequence[Job],
+        *,
+        batch_name: str,
+        atomic: bool = False,
+        when_limited: WhenLimited | None = None,
+        max_wait_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        source: Source = "system",
+    ) -> Quote:
+        """What submitting `jobs` (one Job, or a batch) would get now; nothing is stored."""
+        return self._run(
+            calls.quote(
+                jobs,
+                batch_name=batch_name,
+                atomic=atomic,
+                when_limited=when_limited,
+                max_wait_seconds=max_wait_seconds,
+                idempotency_key=idempotency_key,
+                source=source,
+            )
+        )
 
     # --- the queue: what a worker calls ---
 
@@ -70,21 +149,12 @@ class JanusClient:
         dependencies: Sequence[str] | None = None,
     ) -> list[ClaimedJob]:
         """Lease up to `limit` jobs for `lease_seconds`; [] when none is ready."""
-        body: dict[str, Any] = {"limit": limit, "lease_seconds": lease_seconds}
-        if tenant_id is not None:
-            body["tenant_id"] = tenant_id
-        if batch_name is not None:
-            body["batch_name"] = batch_name
-        if dependencies is not None:
-            body["dependencies"] = list(dependencies)
-        answer = self._call("POST", "/system/jobs/claim", body)
-        return [ClaimedJob.from_answer(item) for item in answer["jobs"]]
+        return self._run(calls.claim(limit, lease_seconds, tenant_id, batch_name, dependencies))
 
-    def heartbeat(self, job: ClaimedJob, lease_seconds: int = 60) -> Any:
+    def heartbeat(self, job: ClaimedJob, lease_seconds: int = 60) -> datetime:
         """Extend the job's lease to `lease_seconds` from now; its new end. LeaseLost when
         the lease is no longer the job's."""
-        answer = self._lease_call(job, "heartbeat", {"lease_seconds": lease_seconds})
-        return moment(answer["lease_expires_at"])
+        return self._run(calls.heartbeat(job, lease_seconds))
 
     def complete(
         self,
@@ -95,16 +165,12 @@ class JanusClient:
         upstream_throttled: Sequence[str] = (),
     ) -> None:
         """End the job's lease, completed. LeaseLost when the lease is no longer the job's."""
-        item = Completion(job.job_id, job.lease_token, result, actual_costs, [*upstream_throttled])
-        self._lease_call(job, "complete", {k: v for k, v in item.body().items() if k != "job_id"})
+        self._run(calls.complete(job, result, actual_costs, upstream_throttled))
 
     def complete_many(self, items: Sequence[Completion]) -> list[str]:
         """Complete many jobs in one call and one transaction; each item's outcome, in order:
         "completed", "stale_lease" (its lease was lost) or "not_found"."""
-        answer = self._call(
-            "POST", "/system/jobs/complete", {"jobs": [item.body() for item in items]}
-        )
-        return [result["outcome"] for result in answer["results"]]
+        return self._run(calls.complete_many(items))
 
     def fail(
         self,
@@ -118,74 +184,117 @@ class JanusClient:
     ) -> str:
         """End the job's lease as a failure; its new state ("waiting" to be tried again, or
         "failed"). LeaseLost when the lease is no longer the job's."""
-        body: dict[str, Any] = {"error": error[:10_000] or "failed", "retry": retry}
-        if retry and retry_after_seconds is not None:
-            body["retry_after_seconds"] = min(86_400, max(1, retry_after_seconds))
-        if actual_costs is not None:
-            body["actual_costs"] = actual_costs
-        if upstream_throttled:
-            body["upstream_throttled"] = list(upstream_throttled)
-        state: str = self._lease_call(job, "fail", body)["state"]
-        return state
+        return self._run(
+            calls.fail(job, error, retry, retry_after_seconds, actual_costs, upstream_throttled)
+        )
+
+    # --- config and pause: what an admin script calls ---
+
+    def get_config(self) -> ActiveConfig:
+        """The config in force, with its version and ETag; NotFound when there is none."""
+        return self._run(admin.get_config())
+
+    def put_config(
+        self, config: Mapping[str, Any], *, if_match: int | str | None = None
+    ) -> ActiveConfig:
+        """Store `config` as the next version and activate it. With `if_match` (the version
+        read, its ETag, or "*"), PreconditionFailed when another version is active now."""
+        return self._run(admin.put_config(config, if_match))
+
+    def activate_config(self, version: int) -> ActiveConfig:
+        """Make an earlier version the active one again (roll back)."""
+        return self._run(admin.activate_config(version))
+
+    def config_versions(self, *, page_size: int = PAGE_SIZE) -> Iterator[ConfigVersion]:
+        """Every version of the config, newest first, fetched a page at a time."""
+        return self._items(lambda cursor: admin.config_versions_page(page_size, cursor))
+
+    def pause(self) -> PauseState:
+        """Refuse every job of the user (403) until resume(); workers still drain the queue."""
+        return self._run(admin.pause(True))
+
+    def resume(self) -> PauseState:
+        """Admit the user's jobs again."""
+        return self._run(admin.pause(False))
+
+    def pause_history(self, *, page_size: int = PAGE_SIZE) -> Iterator[PauseChange]:
+        """Every pause and resume, newest first, fetched a page at a time."""
+        return self._items(lambda cursor: admin.pause_history_page(page_size, cursor))
+
+    # --- history and quotas ---
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        state: str | None = None,
+        tenant_id: str | None = None,
+        batch_name: str | None = None,
+        source: Source | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[JobRecord]:
+        """The user's jobs matching every filter given, newest first, through every page
+        (short and empty pages included) until the last."""
+        filters = {
+            "status": status,
+            "state": state,
+            "tenant_id": tenant_id,
+            "batch_name": batch_name,
+            "source": source,
+            "since": since,
+            "until": until,
+        }
+        return self._items(lambda cursor: admin.jobs_page(filters, page_size, cursor))
+
+    def get_job(self, job_id: str | UUID) -> JobDetail:
+        """Everything stored about one job; NotFound for a job the user does not have."""
+        return self._run(admin.get_job(str(job_id)))
+
+    def cancel_job(self, job_id: str | UUID) -> str:
+        """Take a queued or waiting job out of the queue; its state ("cancelled"). Conflict
+        when it is running or has ended."""
+        return self._run(admin.cancel_job(str(job_id)))
+
+    def retry_job(self, job_id: str | UUID) -> str:
+        """Send a failed, expired or cancelled job back to wait; its state ("waiting").
+        Conflict when it has not ended or has completed."""
+        return self._run(admin.retry_job(str(job_id)))
+
+    def quotas(self) -> Quotas:
+        """The user's buckets as of now, and the tenant buckets closest to their limit."""
+        return self._run(admin.quotas())
 
     # --- sending ---
 
-    def _lease_call(self, job: ClaimedJob, action: str, body: dict[str, Any]) -> Any:
-        try:
-            return self._call(
-                "POST",
-                f"/system/jobs/{job.job_id}/{action}",
-                {"lease_token": job.lease_token, **body},
-            )
-        except Conflict as conflict:
-            raise LeaseLost(conflict.status, conflict.body) from None
+    def _items(self, page: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
+        """Every item of a listing, following each page's `next` until it is None."""
+        cursor: str | None = None
+        while True:
+            found = self._run(page(cursor))
+            yield from found.items
+            if found.next is None:
+                return
+            cursor = found.next
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (200,),
-    ) -> Any:
-        """One call, sent again after a 503 or no answer, within the retry policy."""
-        return check(self._send(method, path, body, params=params, headers=headers), ok)
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """The answer to the call, after the retries the policy allows: a 503 or no answer is
-        sent again (Retry-After, or a backoff); the last 503 is returned, no answer raised."""
+    def _run(self, call: Call[T]) -> T:
+        """Send the call, again after a 503 or no answer as the retry policy allows, and read
+        its answer."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
-            failure: Exception | None = None
-            retry_after: float | None = None
+            outcome: httpx.Response | httpx.TransportError
             try:
-                response = self._http.request(
-                    method, path, json=body, params=params, headers=headers
+                outcome = self._http.request(
+                    call.method, call.path, json=call.body, params=call.params, headers=call.headers
                 )
             except httpx.TransportError as error:
-                failure = error
-            else:
-                if response.status_code != 503:
-                    return response
-                retry_after = retry_after_of(response)
-            wait = self._retry.delay(attempt, retry_after)
-            spent = time.monotonic() - started
-            if attempt >= self._retry.max_attempts or spent + wait > self._retry.within_s:
-                if failure is not None:
-                    raise ConnectionFailed(
-                        f"{method} {path}: no answer after {attempt} attempts: {failure}"
-                    ) from failure
-                return response
+                outcome = error
+            wait = next_wait(self._retry, call, attempt, time.monotonic() - started, outcome)
+            if wait is None:
+                if isinstance(outcome, httpx.TransportError):
+                    raise no_answer(call, attempt, outcome) from outcome
+                return call.parse(outcome)
             time.sleep(wait)

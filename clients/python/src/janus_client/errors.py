@@ -3,7 +3,11 @@ failures to get one."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from janus_client.results import JobResult
 
 
 class JanusError(Exception):
@@ -71,6 +75,28 @@ class ConnectionFailed(JanusError):
     """No answer: the connection could not be made, or broke, or timed out, still so after the
     retries the client made (for a job, whether it was decided is unknown: send it again with
     the same idempotency key, which the client does on its retries)."""
+
+
+class JobsRejected(JanusError):
+    """Jobs were refused (raise_for_rejection(s) of a JobResult or BatchResult): `rejected`
+    holds their results, each with its index in the request, reason, code and retry_after."""
+
+    # How many refusals the message spells out; `rejected` holds them all.
+    SHOWN = 5
+
+    def __init__(self, rejected: Sequence[JobResult], *, total: int) -> None:
+        self.rejected = list(rejected)
+        self.total = total
+        shown = "; ".join(
+            f"job {result.index}: {result.reason}"
+            + (f" ({result.reason_code})" if result.reason_code else "")
+            for result in self.rejected[: self.SHOWN]
+        )
+        more = len(self.rejected) - self.SHOWN
+        super().__init__(
+            f"{len(self.rejected)} of {total} job(s) rejected: {shown}"
+            + (f"; and {more} more" if more > 0 else "")
+        )
 
 
 _BY_STATUS: dict[int, type[JanusHTTPError]] = {

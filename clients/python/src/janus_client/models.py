@@ -1,15 +1,49 @@
-"""What the client sends and gets back, as typed values rather than raw JSON."""
+"""What the client sends (a Job to submit, a Completion) and what a claim hands a worker,
+as typed values rather than raw JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+# The route family a job goes through; Janus records it as the job's `source`.
+Source = Literal["system", "dashboard"]
+# What becomes of a job that only tokens keep out: refused now, or accepted to wait in line.
+WhenLimited = Literal["reject", "wait"]
 
 
 def moment(text: str | None) -> datetime | None:
     """An ISO 8601 moment of an answer, or None."""
     return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job to submit: its tenant, priority (1 to 10) and estimated cost per dependency,
+    the payload a worker gets, and optionally a moment (timezone-aware) before which no worker
+    gets it. The batch name, `when_limited` and `max_wait_seconds` belong to the request
+    (docs/api.md), so they are arguments of submit(), submit_batch() and quote()."""
+
+    tenant_id: str
+    priority: int
+    dependencies: Mapping[str, int] = field(default_factory=dict)
+    payload: Mapping[str, Any] | None = None
+    run_at: datetime | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The job's fields as a request body holds them."""
+        item: dict[str, Any] = {
+            "tenant_id": self.tenant_id,
+            "priority": self.priority,
+            "dependencies": dict(self.dependencies),
+        }
+        if self.payload is not None:
+            item["payload"] = self.payload
+        if self.run_at is not None:
+            item["run_at"] = self.run_at.isoformat()
+        return item
 
 
 @dataclass(frozen=True)
