@@ -26,12 +26,14 @@ help: ## List the targets
 	@echo "Usage: make <target>"
 	awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(VENV_STAMP) ## Create .venv and install the pinned dependencies and janus itself
+venv: $(VENV_STAMP) ## Create .venv and install the pinned dependencies, janus and its client
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# janus itself, and its Python client (a distribution of its own, clients/python), both
+# editable: the tests of the client and `make check` use it from here.
+$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . -e clients/python
 	touch $@
 
 run: venv ## Serve on 127.0.0.1:$PORT, 8000 by default (embedded Postgres unless DATABASE_URL is set)
@@ -57,7 +59,7 @@ chromium: ## Install Debian's Chromium and ChromeDriver (the dashboard's browser
 check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy  # the files of [tool.mypy] in pyproject.toml: janus, devtools, tests
+	$(BIN)/mypy  # the files of [tool.mypy] in pyproject.toml: janus, devtools, tests, the client
 	$(BIN)/lint-imports
 
 migrate: venv ## Upgrade DATABASE_URL (or the make-run database) to the latest migration
