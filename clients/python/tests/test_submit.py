@@ -56,13 +56,14 @@ def test_a_rejection_is_a_result_with_its_code_and_retry_after(client: JanusClie
 def test_a_job_accepted_to_wait_tells_when_it_should_start(client: JanusClient) -> None:
     client.put_config(limits(1, refill=1))
     client.submit(JOB, batch_name=BATCH)
+    before = datetime.now(UTC)
 
     result = client.submit(JOB, batch_name=BATCH, when_limited="wait", max_wait_seconds=60)
     later = Job("tenant-a", 5, run_at=datetime.now(UTC) + timedelta(hours=1))
     scheduled = client.submit(later, batch_name=BATCH)
 
     assert result.status is JobStatus.WAITING and result.accepted
-    assert result.estimated_start is not None and result.estimated_start > datetime.now(UTC)
+    assert result.estimated_start is not None and result.estimated_start > before
     assert scheduled.status is JobStatus.WAITING
     assert client.get_job(scheduled.job_id).run_at == later.run_at
 
