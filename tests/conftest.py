@@ -215,6 +215,12 @@ def gunicorn_server(
 
 
 # Fixtures of tests/support any module may use: the users of fixtures.py (open_user,
-# openai_user, seed_once_user, ten_token_user) and browser.py's headless Chromium (browser);
-# and secrets.py's check, at the run's end, that no log holds an API key's secret.
-pytest_plugins = ["tests.support.fixtures", "tests.support.browser", "tests.support.secrets"]
+# openai_user, seed_once_user, ten_token_user), browser.py's headless Chromium (browser) and
+# worker_service.py's service for the worker runtime's tests (worker_service, worker_db); and
+# secrets.py's check, at the run's end, that no log holds an API key's secret.
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.browser",
+    "tests.support.secrets",
+    "tests.support.worker_service",
+]
