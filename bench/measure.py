@@ -21,7 +21,7 @@ from uuid import UUID
 
 import psycopg
 
-from bench import procstat
+from bench import drain, procstat
 from bench.common import say
 from bench.database import fill_queue, prefill_jobs, queued_jobs
 from bench.drivers import (
@@ -36,7 +36,14 @@ from bench.drivers import (
 from bench.pacing import PacingLoad, run_pacing
 from bench.pgbench_script import pgbench_binary, pgbench_script, pgbench_statement
 from bench.results import ScenarioResult, SoakMinute
-from bench.scenarios import COMPLETE_PATH, DEFAULT_DURATION_S, QUEUE_FILL_JOBS_PER_S, Scenario
+from bench.scenarios import (
+    COMPLETE_PATH,
+    DEFAULT_DURATION_S,
+    DRAIN_JOBS,
+    DRAIN_WARMUP_JOBS,
+    QUEUE_FILL_JOBS_PER_S,
+    Scenario,
+)
 from bench.service_metrics import grouping, scrape_groups
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -146,7 +153,9 @@ class Bench:
         return scenario.duration_s or DEFAULT_DURATION_S
 
     def drive(self, scenario: Scenario, duration_s: float) -> LoadResult:
-        """One run of `scenario` for `duration_s`."""
+        """One run of `scenario` for `duration_s` (a drain: until its queue is empty)."""
+        if scenario.kind == "drain":
+            return drain.drive(self, scenario)
         if scenario.kind == "pacing":
             load = PacingLoad.of(scenario, self.service.url, self.users[scenario.name][0])
             return run_pacing(load, duration_s=duration_s, timeout_s=self.args.timeout)
@@ -177,7 +186,9 @@ class Bench:
         for maintenance in ("VACUUM (ANALYZE)", "CHECKPOINT"):
             with contextlib.suppress(psycopg.Error):
                 self.conn.execute(maintenance)
-        if self.args.warmup > 0:
+        if scenario.kind == "drain":
+            drain.fill(self, self.users[scenario.name][0], DRAIN_WARMUP_JOBS)
+        if self.args.warmup > 0 or scenario.kind == "drain":
             self.drive(scenario, self.args.warmup)
         # The machine is shared: a run during which other processes took much of it is
         # measured again (after waiting a little for quiet), and the quietest run kept.
@@ -190,8 +201,12 @@ class Bench:
                 )
             if scenario.kind == "claim":
                 self.fill_queue(scenario, self.duration_of(scenario))
+            if scenario.kind == "drain":
+                drain.fill(self, self.users[scenario.name][0], DRAIN_JOBS)
+                for maintenance in ("VACUUM (ANALYZE) jobs", "CHECKPOINT"):
+                    self.conn.execute(maintenance)
             wait_for_quiet()
-            started_at, autovacuums = self._now(), self.autovacuums()
+            started_at, autovacuums = self.now(), self.autovacuums()
             # Outside the CPU readings, so that the scrapes count in none of them.
             groups_before = scrape_groups(self.service.url) if scenario.admits else None
             load, cpu, cpu_s = self.drive_timed(scenario, self.duration_of(scenario))
@@ -200,7 +215,7 @@ class Bench:
                 load,
                 cpu,
                 cpu_s=cpu_s,
-                window=(started_at, self._now()),
+                window=(started_at, self.now()),
                 connections=scenario.load_shape(self.args.connections, self.args.threads)[0],
             )
             if scenario.admits:
@@ -250,7 +265,7 @@ class Bench:
             return
         if result.name not in self.users:
             return
-        if result.scenario.kind == "claim":
+        if result.scenario.kind in ("claim", "drain"):
             rows = self.conn.execute(
                 "SELECT state, count(*) FROM jobs"
                 " WHERE user_id = ANY(%s) AND finished_at >= %s AND finished_at < %s"
@@ -293,7 +308,8 @@ class Bench:
                 return wal_mb, int(done[0]) if done else None
         return wal_mb, None
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
+        """The database's clock."""
         row = self.conn.execute("SELECT clock_timestamp()").fetchone()
         assert row is not None
         now: datetime = row[0]

@@ -95,7 +95,7 @@ class _Tally:
         return self.window[0] <= moment < self.window[1]
 
 
-class _Connection:
+class KeepAliveConnection:
     """One keep-alive connection to the service, opened again when the server closed it."""
 
     def __init__(self, base_url: str, user_id: UUID, timeout_s: float) -> None:
@@ -198,7 +198,7 @@ def _produce(
     load: PacingLoad, number: int, tally: _Tally, stopping: threading.Event, timeout_s: float
 ) -> None:
     """Send jobs at submit_per_s / producers, each on its own schedule."""
-    conn = _Connection(load.base_url, load.user_id, timeout_s)
+    conn = KeepAliveConnection(load.base_url, load.user_id, timeout_s)
     started = tally.window[0] - SETTLE_S
     interval = load.producers / load.submit_per_s
     due = started + number / load.submit_per_s
@@ -221,7 +221,7 @@ def _produce(
 
 def _claim(load: PacingLoad, tally: _Tally, stopping: threading.Event, timeout_s: float) -> None:
     """Claim, complete what was handed out in one batch complete, again."""
-    conn = _Connection(load.base_url, load.user_id, timeout_s)
+    conn = KeepAliveConnection(load.base_url, load.user_id, timeout_s)
     try:
         while not stopping.is_set():
             sent_at = time.monotonic()

@@ -130,6 +130,7 @@ def render(
         "-: the service does not count groups, or decided none.",
         *_own_connections(run, args),
         *tables.pacing_lines(run.results),
+        *tables.drain_lines(run.results),
     ]
     decision_cpu = tables.decision_cpu_table(run.results)
     if decision_cpu:

@@ -116,6 +116,9 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
         )
     checks += [_reading(results.get(reading.scenario), reading) for reading in READINGS]
     checks.append(_pacing_check(results.get(PACING)))
+    checks += [
+        _drain_check(result) for result in results.values() if result.scenario.kind == "drain"
+    ]
     for result in results.values():
         if result.scenario.driver == "wrk" and result.scenario.kind == "single":
             tail = result.p99_over_p50
@@ -137,6 +140,18 @@ def evaluate(results: Mapping[str, ScenarioResult], workers: Sequence[WorkerMemo
             )
         )
     return checks
+
+
+def _drain_check(result: ScenarioResult) -> Check:
+    """Issue 26: a drain loses no job and completes none twice (a worker's across SIGTERM)."""
+    counters = result.load.counters
+    lost, twice = counters.get("lost", 0), counters.get("completed_twice", 0)
+    return Check(
+        label=f"{result.name} jobs lost / completed twice (issue 26)",
+        value=f"{lost} / {twice}",
+        target="0 / 0",
+        passed=lost == 0 and twice == 0,
+    )
 
 
 def _reading(result: ScenarioResult | None, reading: Reading) -> Check:

@@ -62,8 +62,9 @@ class ScenarioResult:
         """Jobs decided per second (None for /health, which decides none)."""
         if self.scenario.kind == "health":
             return None
-        if self.scenario.kind == "claim":
+        if self.scenario.kind in ("claim", "drain"):
             # Only jobs a batch complete answered "completed"; a claim alone counts nothing.
+            # A drain's: the jobs the database has completed, over the time spent draining.
             return self.load.counters.get("completed", 0) / self.load.wall_s
         if self.scenario.kind == "pacing":
             # Jobs the claims handed out: paid for at the hand-out, at the bucket's refill.
@@ -75,7 +76,7 @@ class ScenarioResult:
         """Jobs decided during the run (None for /health); a claim's: jobs completed."""
         if self.scenario.kind == "health":
             return None
-        if self.scenario.kind == "claim":
+        if self.scenario.kind in ("claim", "drain"):
             return self.load.counters.get("completed", 0)
         if self.scenario.kind == "pacing":
             return self.load.counters.get("submitted", 0)
@@ -109,6 +110,16 @@ class ScenarioResult:
                 lines.append(f"{self.name}: {count} jobs stored as {status}")
         if self.scenario.kind == "claim":
             lines += self._queue_unexpected()
+        if self.scenario.kind == "drain":
+            lines += [
+                f"{self.name}: {self.load.counters[name]} {what}"
+                for name, what in (
+                    ("lost", "jobs not completed by the drain"),
+                    ("completed_twice", "completions counted by the workers beyond the database's"),
+                    ("not_completed", "jobs of a batch complete not answered completed"),
+                )
+                if self.load.counters.get(name)
+            ]
         if self.scenario.kind == "pacing" and self.load.counters.get("not_waited", 0) > 0:
             lines.append(
                 f"{self.name}: {self.load.counters['not_waited']} jobs did not wait, though "

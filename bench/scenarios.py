@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 # "claim": workers draining a queue, each claim acknowledged by one batch complete.
 # "pacing": wait-mode jobs far faster than the refill, and workers claiming them at once.
-Kind = Literal["health", "single", "partial", "atomic", "claim", "pacing"]
+# "drain": a queue of DRAIN_JOBS drained to the end (bench/drain.py).
+Kind = Literal["health", "single", "partial", "atomic", "claim", "pacing", "drain"]
 # "twin": wrk against the bare twin (bench/twin/), the same requests as the service's.
-Driver = Literal["wrk", "pgbench", "twin"]
+# "python": bench/drain_driver.py's claims and batch completes; "worker": janus-worker.
+Driver = Literal["wrk", "pgbench", "twin", "python", "worker"]
 
 # The seed API's single job: two dependencies and a small payload.
 JOB: dict[str, Any] = {
@@ -62,6 +64,27 @@ CLAIM_LEASE_S = 60
 # queue empty after the run, is reported as unexpected.
 QUEUE_FILL_JOBS_PER_S = 5000
 QUEUE_FILL_BATCH = 1000
+
+# The drains (issue 26): DRAIN_JOBS queued jobs drained by claims of DRAIN_CLAIM_LIMIT and
+# batch completes sent directly from --connections connections (RAW_DRAIN, as claim-complete
+# sends them), and by the worker runtime with a handler that does nothing and
+# WORKER_DRAIN_CONCURRENCY slots, as many jobs as the raw drain holds at once: as it runs by
+# default, claims sized to its free slots (WORKER_DRAIN), and with raw-drain's claims of
+# DRAIN_CLAIM_LIMIT (WORKER_DRAIN_10). Each worker is stopped by SIGTERM once
+# DRAIN_SIGTERM_AT of the jobs are done, then started again. Its jobs/s must be at least
+# DRAIN_MIN_KEPT of the raw drain's.
+RAW_DRAIN = "raw-drain"
+WORKER_DRAIN = "worker-drain"
+WORKER_DRAIN_10 = "worker-drain-10"
+DRAIN_JOBS = 10_000
+# Drained first, unrecorded: the warm-up of a drain.
+DRAIN_WARMUP_JOBS = 1_000
+DRAIN_CLAIM_LIMIT = 10
+WORKER_DRAIN_CONCURRENCY = 80
+DRAIN_SIGTERM_AT = 0.5
+DRAIN_MIN_KEPT = 0.90
+# A drain not done by then is stopped, and what it left is reported.
+DRAIN_TIMEOUT_S = 120.0
 
 # Seconds per scenario when --duration is not given and the scenario has none of its own.
 DEFAULT_DURATION_S = 12.0
@@ -144,6 +167,7 @@ class Scenario:
             "partial": "/dashboard/jobs/batch",
             "atomic": "/dashboard/jobs/batch/atomic",
             "claim": "/system/jobs/claim",
+            "drain": "/system/jobs/claim",
             "pacing": "/system/jobs",
         }[self.kind]
 
@@ -154,7 +178,7 @@ class Scenario:
             return None
         if self.kind == "single":
             return {"batch_name": BATCH_NAME, **JOB}
-        if self.kind == "claim":
+        if self.kind in ("claim", "drain"):
             return {"limit": self.jobs, "lease_seconds": CLAIM_LEASE_S}
         if self.kind == "pacing":
             return PACING_JOB
@@ -162,7 +186,10 @@ class Scenario:
 
     @property
     def expected_outcome(self) -> str:
-        """What every request should get: its HTTP status, or a committed transaction."""
+        """What every request should get: its HTTP status, or a committed transaction (a
+        worker run: its exit status)."""
+        if self.driver == "worker":
+            return "exit 0"
         return "committed" if self.driver == "pgbench" else str(self.expect)
 
     @property
@@ -173,7 +200,7 @@ class Scenario:
     @property
     def expected_job_status(self) -> str:
         """What every stored job of this scenario should say (a claim's: its state)."""
-        if self.kind == "claim":
+        if self.kind in ("claim", "drain"):
             return "completed"
         return "Rejected" if self.drain else "Accepted"
 
@@ -239,6 +266,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "claim-complete", "claim", "claim 10 jobs, then 1 batch complete of the 10",
         jobs=10, config=UNLIMITED, expect=200,
     ),
+    # The drains of issue 26: directly, then by the worker runtime, DRAIN_JOBS each.
+    Scenario(
+        RAW_DRAIN, "drain",
+        f"{DRAIN_JOBS:,} queued jobs drained: claims of {DRAIN_CLAIM_LIMIT}, 1 batch complete "
+        "each, sent directly",
+        jobs=DRAIN_CLAIM_LIMIT, config=UNLIMITED, expect=200, driver="python",
+    ),
+    Scenario(
+        WORKER_DRAIN, "drain",
+        f"the same by janus-worker, a handler that does nothing, {WORKER_DRAIN_CONCURRENCY} "
+        "slots, claims sized to its free slots; SIGTERM half-way, then a restart",
+        jobs=WORKER_DRAIN_CONCURRENCY, config=UNLIMITED, expect=200, driver="worker",
+    ),
+    Scenario(
+        WORKER_DRAIN_10, "drain",
+        f"the same with claims of {DRAIN_CLAIM_LIMIT}, as raw-drain's",
+        jobs=DRAIN_CLAIM_LIMIT, config=UNLIMITED, expect=200, driver="worker",
+    ),
     # Pacing: admission and claims together, the hand-out rate against the refill. Last: it
     # leaves a line of waiting jobs behind.
     Scenario(
@@ -290,6 +335,11 @@ TARGETS: tuple[Target, ...] = (
     Target("atomic-100", "partial-100", "jobs_per_s", 0.85, "issue 23"),
     # Workers must drain jobs at least as fast as producers admit them one at a time.
     Target("claim-complete", SINGLE_BASELINE, "jobs_per_s", 1.0),
+    # The worker runtime drains at least 90% as fast as the queue's calls sent directly: as
+    # it runs, against both raw drains; with the raw drain's claims, against it.
+    Target(WORKER_DRAIN, RAW_DRAIN, "jobs_per_s", DRAIN_MIN_KEPT, "issue 26"),
+    Target(WORKER_DRAIN, "claim-complete", "jobs_per_s", DRAIN_MIN_KEPT, "issue 26"),
+    Target(WORKER_DRAIN_10, RAW_DRAIN, "jobs_per_s", DRAIN_MIN_KEPT, "issue 26"),
 )
 # Statuses a scenario must never answer, each checked as a target: an atomic batch waits for
 # its buckets' locks rather than failing (issue 23: "with no 503").

@@ -47,12 +47,14 @@ def _outcomes(result: ScenarioResult) -> str:
         f"{outcome}:{count}" + ("" if outcome in expected else "!")
         for outcome, count in result.load.outcomes.items()
     )
-    if result.scenario.kind == "claim":
+    if result.scenario.kind in ("claim", "drain"):
         counters = result.load.counters
         shown += f" completed:{counters.get('completed', 0)}"
-        for name in ("empty_claims", "short_claims", "not_completed"):
+        for name in ("empty_claims", "short_claims", "not_completed", "lost", "completed_twice"):
             if counters.get(name):
                 shown += f" {name}:{counters[name]}!"
+        if counters.get("given_back"):
+            shown += f" given_back:{counters['given_back']}"
     return shown
 
 
@@ -74,7 +76,7 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
                 _rate(result.jobs_per_s),
                 _ms(latency["p50"]),
                 _ms(latency["p99"]),
-                f"{result.p99_over_p50:.1f}",
+                "-" if math.isnan(result.p99_over_p50) else f"{result.p99_over_p50:.1f}",
                 _percent(found.get("vs_sql")),
                 _percent(found.get("vs_twin")),
                 _percent(found.get("vs_health")),
@@ -105,6 +107,25 @@ def pacing_lines(results: Mapping[str, ScenarioResult]) -> list[str]:
             f"({counters.get('empty_claims', 0):,} empty), p50 {latency['p50']:.2f} ms, "
             f"p99 {latency['p99']:.2f} ms; jobs/s is the hand-out rate, req/s, p50 and p99 "
             "the claims'."
+        )
+    return lines
+
+
+def drain_lines(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """What each drain did: jobs, the time spent draining and end to end, the audit."""
+    lines = []
+    for result in results.values():
+        if result.scenario.kind != "drain":
+            continue
+        counters = result.load.counters
+        end_to_end_s = counters.get("end_to_end_ms", 0) / 1000
+        rate = counters.get("completed", 0) / end_to_end_s if end_to_end_s else None
+        lines.append(
+            f"{result.name}: {counters.get('completed', 0):,} of {counters.get('jobs', 0):,} "
+            f"jobs completed in {result.load.wall_s:.2f}s draining ({_rate(result.jobs_per_s)} "
+            f"jobs/s), {end_to_end_s:.2f}s from the first start to the last job "
+            f"({_rate(rate)} jobs/s) over {counters.get('runs', 0)} run(s); lost "
+            f"{counters.get('lost', 0)}, completed twice {counters.get('completed_twice', 0)}."
         )
     return lines
 

@@ -78,11 +78,21 @@ Completion = tuple[HeldJob, Outcome]
 class LeaseBook:
     """Who holds what. A slot is taken from the claim that leases a job until the job's
     report is sent (so the worker never holds more than `concurrency` leases); a lease is
-    renewed until then, or until it is lost."""
+    renewed until then, or until it is lost.
 
-    def __init__(self, concurrency: int) -> None:
+    One lock, two conditions, each notified only when what its waiters wait for changes:
+    `slot_freed` (the claimers), `changed` (the reporter; shutdown looks every 0.1 s). A
+    thread woken for nothing costs a no-op job as much as the job itself.
+    """
+
+    def __init__(self, concurrency: int, claim_limit: int, complete_batch: int) -> None:
         self.concurrency = concurrency
-        self.cond = threading.Condition()
+        self.claim_limit = claim_limit
+        self.complete_batch = complete_batch
+        # Reentrant: a signal handler (stop()) may run while its thread holds the lock.
+        self.lock = threading.RLock()
+        self.slot_freed = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)
         self.held: dict[str, HeldJob] = {}  # by lease token: a job can come back to us
         self.busy = 0
         self.running = 0
@@ -94,136 +104,147 @@ class LeaseBook:
         self.flush_deadline = float("inf")
 
     def notify(self) -> None:
-        """Wake every thread waiting on the book."""
-        with self.cond:
-            self.cond.notify_all()
+        """Wake every thread waiting on the book (the worker stops or closes)."""
+        with self.lock:
+            self.slot_freed.notify_all()
+            self.changed.notify_all()
 
-    def reserve(self, most: int, stopping: threading.Event) -> int:
-        """Wait for a free slot and reserve up to `most`; 0 once `stopping` is set."""
-        with self.cond:
+    def reserve(self, stopping: threading.Event) -> int:
+        """Wait for a free slot and reserve up to a claim's worth; 0 once `stopping` is set."""
+        with self.lock:
             while not stopping.is_set():
                 free = self.concurrency - self.busy - self.reserved
                 if free > 0:
-                    self.reserved += min(free, most)
-                    return min(free, most)
-                self.cond.wait()
+                    self.reserved += min(free, self.claim_limit)
+                    return min(free, self.claim_limit)
+                self.slot_freed.wait()
             return 0
 
     def unreserve(self, count: int) -> None:
         """A claim that got nothing gives its reserved slots back."""
-        with self.cond:
+        with self.lock:
             self.reserved -= count
-            self.cond.notify_all()
+            self._wake_claimers(count)
+
+    def _wake_claimers(self, freed: int) -> None:
+        # As many claimers as the freed slots make claims for: the others would only wake
+        # to find none left.
+        self.slot_freed.notify(-(-freed // self.claim_limit))
 
     def start(self, jobs: list[ClaimedJob], reserved: int, sent: float) -> list[HeldJob]:
-        """The jobs a claim sent at `sent` leased, each in a slot it reserved."""
+        """The jobs a claim sent at `sent` leased, each in a slot it reserved (the rest of
+        the reservation is freed)."""
         now = time.monotonic()
         started = [HeldJob(JobContext(job), started=now, renewed=sent) for job in jobs]
-        with self.cond:
+        with self.lock:
             self.reserved -= reserved
             self.busy += len(started)
             self.running += len(started)
             for held in started:
                 self.held[held.job.lease_token] = held
-            self.cond.notify_all()
+            if len(started) < reserved:
+                self._wake_claimers(reserved - len(started))
         return started
 
     def finished(self, held: HeldJob, outcome: Outcome) -> Literal["dropped", "batched", "fail"]:
         """The handler returned: its outcome is dropped (the job was lost or given back
         meanwhile), batched with the completions, or to be sent as a fail by the caller."""
-        with self.cond:
+        with self.lock:
             held.running = False
             held.finished = time.monotonic()
             self.running -= 1
+            if self.running == 0:
+                self.changed.notify_all()  # nothing else will come soon: send what waits
             if held.context.cancelled.is_set():
-                self.busy -= 1
-                self.held.pop(held.job.lease_token, None)
-                self.cond.notify_all()
+                self._free([held])
                 return "dropped"
             if not outcome.completed:
                 held.reporting = True
                 return "fail"
             if not self.completions:
                 self.completions_since = held.finished
+                self.changed.notify_all()  # the reporter starts counting the linger
             self.completions.append((held, outcome))
-            self.cond.notify_all()
+            if len(self.completions) == self.complete_batch:
+                self.changed.notify_all()
             return "batched"
 
-    def release(self, held: HeldJob) -> None:
-        """The job's report is sent (or given up): its slot is free, its lease forgotten."""
-        with self.cond:
-            self.busy -= 1
+    def release(self, done: list[HeldJob]) -> None:
+        """These jobs' reports are sent (or given up): their slots are free, their leases
+        forgotten."""
+        with self.lock:
+            self._free(done)
+
+    def _free(self, done: list[HeldJob]) -> None:
+        self.busy -= len(done)
+        for held in done:
             self.held.pop(held.job.lease_token, None)
-            self.cond.notify_all()
+        self._wake_claimers(len(done))
 
     def lose(self, held: HeldJob) -> bool:
         """Mark the job's lease lost, once: whether this call did. Its slot stays taken
         until its handler returns or its report is given up."""
-        with self.cond:
+        with self.lock:
             if held.context.cancelled.is_set():
                 return False
             held.context.lease_lost = True
             held.context.cancelled.set()
             self.held.pop(held.job.lease_token, None)
-            self.cond.notify_all()
             return True
 
-    def take_completions(
-        self, most: int, linger: float, closing: threading.Event
-    ) -> list[Completion]:
-        """Wait until completions should be sent: `most` wait, the oldest waited `linger`,
-        no handler runs (no company is coming), or the worker is flushing. [] once
-        `closing` is set and none waits."""
-        with self.cond:
+    def take_completions(self, linger: float, closing: threading.Event) -> list[Completion]:
+        """Wait until completions should be sent: a batch's worth wait, the oldest waited
+        `linger`, no handler runs (no company is coming), or the worker is flushing. []
+        once `closing` is set and none waits."""
+        with self.lock:
             while True:
                 if self.completions:
                     age = time.monotonic() - self.completions_since
-                    if len(self.completions) >= most or age >= linger:
+                    if len(self.completions) >= self.complete_batch or age >= linger:
                         break
                     if self.running == 0 or self.flushing:
                         break
-                    self.cond.wait(linger - age)
+                    self.changed.wait(linger - age)
                 elif closing.is_set():
                     return []
                 else:
-                    self.cond.wait()
-            batch = self.completions[:most]
-            del self.completions[:most]
+                    self.changed.wait()
+            batch = self.completions[: self.complete_batch]
+            del self.completions[: self.complete_batch]
             self.completions_since = time.monotonic()
             for held, _ in batch:
                 held.reporting = True
             return batch
 
     def wait_until(self, done: Callable[[], bool], deadline: float, cut: threading.Event) -> None:
-        """Wait, the book locked between looks, until `done()`, `deadline` or `cut`."""
-        with self.cond:
+        """Wait, looking every 0.1 s with the book locked, until `done()`, `deadline` or `cut`."""
+        with self.lock:
             while not done() and not cut.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                self.cond.wait(min(left, 0.1))
+                self.changed.wait(min(left, 0.1))
 
     def give_back_running(self, flush_s: float) -> list[HeldJob]:
         """The grace period is over: the jobs whose handler still runs, cancelled (their
         leases are the caller's to give back); from now on what waits is sent at once."""
-        with self.cond:
+        with self.lock:
             running = [held for held in self.held.values() if held.running]
             for held in running:
                 held.context.cancelled.set()
                 held.reporting = True
             self.flushing = True
             self.flush_deadline = time.monotonic() + flush_s
-            self.cond.notify_all()
+            self.changed.notify_all()
             return running
 
     def forget(self, held: HeldJob) -> None:
         """A lease given back: no more renewals (its slot is freed when its handler ends)."""
-        with self.cond:
+        with self.lock:
             self.held.pop(held.job.lease_token, None)
-            self.cond.notify_all()
 
     def due(self, every: float) -> list[HeldJob]:
         """The leases last renewed `every` seconds ago or more."""
         now = time.monotonic()
-        with self.cond:
+        with self.lock:
             return [held for held in self.held.values() if now - held.renewed >= every]

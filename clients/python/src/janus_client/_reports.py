@@ -79,14 +79,12 @@ class Reporter:
                 what = "retried" if state == "waiting" else "failed"
                 log_outcome(held.job, what, held.seconds, outcome)
             break
-        self._book.release(held)
+        self._book.release([held])
 
     def complete(self, batch: list[Completion]) -> None:
         """Send a batch of completions in one call; each answer settles its job."""
         # A lease lost while its completion waited: the outcome is dropped, not reported.
-        for held, _ in batch:
-            if held.context.cancelled.is_set():
-                self._book.release(held)
+        self._book.release([held for held, _ in batch if held.context.cancelled.is_set()])
         batch = [(held, outcome) for held, outcome in batch if not held.context.cancelled.is_set()]
         if not batch:
             return
@@ -107,11 +105,14 @@ class Reporter:
             except JanusError as error:
                 self._on_fatal(error)
                 break
+            completed = []
             for (held, outcome), answer in zip(batch, answers, strict=True):
                 self._settle(held, outcome, answer)
-            return
-        for held, _ in batch:
-            self._book.release(held)
+                if answer == "completed":
+                    completed.append(outcome)
+            self._count_completed(completed)
+            break
+        self._book.release([held for held, _ in batch])
 
     def give_back(self, held: HeldJob) -> None:
         """Fail a job still running at the end of the grace period, to be tried again soon."""
@@ -141,20 +142,26 @@ class Reporter:
         except JanusError as error:
             # Sent again, the same report would be refused again: fail the job for good.
             self.fail(held, Outcome(False, error=f"completion refused: {error}", retry=False))
+            return
         else:
             self._settle(held, outcome, "completed")
+            self._count_completed([outcome])
+        self._book.release([held])
+
+    def _count_completed(self, outcomes: list[Outcome]) -> None:
+        self._counters.add("completed", len(outcomes))
+        throttled = sum(outcome.throttled for outcome in outcomes)
+        if throttled:
+            self._counters.add("throttled", throttled)
 
     def _settle(self, held: HeldJob, outcome: Outcome, answer: str) -> None:
+        """Log what Janus answered a completion (the caller counts the completed)."""
         if answer == "completed":
-            self._counters.add("completed")
-            if outcome.throttled:
-                self._counters.add("throttled")
             log_outcome(held.job, "completed", held.seconds, outcome)
         elif answer == "stale_lease":
             self._lost(held, outcome)
         else:
             logger.warning("job=%s completion answered %s", held.job.job_id, answer)
-        self._book.release(held)
 
     def _lost(self, held: HeldJob, outcome: Outcome | None = None) -> None:
         if self._book.lose(held):

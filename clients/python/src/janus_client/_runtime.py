@@ -165,4 +165,5 @@ def log_outcome(
         if outcome.retry_after_seconds is not None:
             text += f" retry_after={outcome.retry_after_seconds}"
         text += f" error={error_line(outcome)!r}"
-    logger.log(level, text)
+    # Straight to the handlers: Logger.log would look up the caller's frame for every job.
+    logger.handle(logger.makeRecord(logger.name, level, "", 0, text, None, None))

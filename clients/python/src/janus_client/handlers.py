@@ -140,6 +140,8 @@ class Outcome:
 def outcome_of_return(value: Any) -> Outcome:
     """The outcome of a handler that returned `value`. A result Janus cannot take (not a JSON
     object) fails the job for good: sent again, the same code would return the same."""
+    if value is None:
+        return COMPLETED
     done = value if isinstance(value, Done) else Done(value)
     result = done.result
     if result is not None:
@@ -155,6 +157,10 @@ def outcome_of_return(value: Any) -> Outcome:
         actual_costs=done.actual_costs,
         upstream_throttled=tuple(done.upstream_throttled),
     )
+
+
+# The outcome of a handler that returned None: the commonest, made once.
+COMPLETED = Outcome(completed=True)
 
 
 def _bad_result(what: str) -> Outcome:

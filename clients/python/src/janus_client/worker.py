@@ -71,7 +71,9 @@ class Worker:
         self._handler = handler
         self._owns_client = client is None
         self._client = client or JanusClient()
-        self._book = LeaseBook(concurrency)
+        self._book = LeaseBook(
+            concurrency, self.settings.jobs_per_claim, self.settings.complete_batch
+        )
         self._tasks: queue.SimpleQueue[HeldJob | None] = queue.SimpleQueue()
         self._stopping = threading.Event()  # no more claims
         self._cut = threading.Event()  # a second signal: the grace period ends now
@@ -173,7 +175,7 @@ class Worker:
         idle = Backoff(IDLE_FIRST_S, IDLE_MAX_S)
         trouble = Backoff(TROUBLE_FIRST_S, TROUBLE_MAX_S)
         arguments = self.settings.claim_arguments()
-        while wanted := self._book.reserve(self.settings.jobs_per_claim, self._stopping):
+        while wanted := self._book.reserve(self._stopping):
             sent = time.monotonic()
             try:
                 jobs = self._client.claim(wanted, **arguments)
@@ -211,8 +213,5 @@ class Worker:
 
     def _send_completions(self) -> None:
         """The reporter thread: completions together, as LeaseBook.take_completions says."""
-        settings = self.settings
-        while batch := self._book.take_completions(
-            settings.complete_batch, settings.complete_linger, self._closing
-        ):
+        while batch := self._book.take_completions(self.settings.complete_linger, self._closing):
             self._reporter.complete(batch)
