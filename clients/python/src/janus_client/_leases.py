@@ -76,12 +76,16 @@ Completion = tuple[HeldJob, Outcome]
 
 
 class LeaseBook:
-    """Who holds what. A slot is taken from the claim that leases a job until the job's
-    report is sent (so the worker never holds more than `concurrency` leases); a lease is
-    renewed until then, or until it is lost.
+    """Who holds what. A slot (a handler thread) is taken from the claim that leases a job
+    until its handler returns; the job's outcome is then reported while the slot takes the
+    next job, at most `concurrency` outcomes at a time being reported. A lease is renewed
+    until its report is sent, or until it is lost.
 
-    One lock, two conditions, each notified only when what its waiters wait for changes:
-    `slot_freed` (the claimers), `changed` (the reporter; shutdown looks every 0.1 s). A
+    A claimer waits for a claim's worth of free slots, or for any while no claim is in flight
+    (so that a long handler's slot does not stay idle, and quick ones are claimed for in
+    batches). One lock, two conditions, each notified only when what its waiters wait for
+    changes: `slot_freed` (the claimers, woken one at a time, each waking the next while
+    another claim can be made), `changed` (the reporter; shutdown looks every 0.1 s). A
     thread woken for nothing costs a no-op job as much as the job itself.
     """
 
@@ -94,9 +98,9 @@ class LeaseBook:
         self.slot_freed = threading.Condition(self.lock)
         self.changed = threading.Condition(self.lock)
         self.held: dict[str, HeldJob] = {}  # by lease token: a job can come back to us
-        self.busy = 0
-        self.running = 0
-        self.reserved = 0
+        self.running = 0  # handlers running: the slots taken, with `reserved`
+        self.reserved = 0  # slots the claims in flight asked for
+        self.unreported = 0  # outcomes not yet reported
         self.completions: list[Completion] = []
         self.completions_since = 0.0
         # Past the grace period: send what waits at once, and give up at flush_deadline.
@@ -110,13 +114,14 @@ class LeaseBook:
             self.changed.notify_all()
 
     def reserve(self, stopping: threading.Event) -> int:
-        """Wait for a free slot and reserve up to a claim's worth; 0 once `stopping` is set."""
+        """Wait until a claim can be made and reserve its slots; 0 once `stopping` is set."""
         with self.lock:
             while not stopping.is_set():
-                free = self.concurrency - self.busy - self.reserved
-                if free > 0:
-                    self.reserved += min(free, self.claim_limit)
-                    return min(free, self.claim_limit)
+                wanted = self._claimable()
+                if wanted:
+                    self.reserved += wanted
+                    self._offer()
+                    return wanted
                 self.slot_freed.wait()
             return 0
 
@@ -124,12 +129,22 @@ class LeaseBook:
         """A claim that got nothing gives its reserved slots back."""
         with self.lock:
             self.reserved -= count
-            self._wake_claimers(count)
+            self._offer()
 
-    def _wake_claimers(self, freed: int) -> None:
-        # As many claimers as the freed slots make claims for: the others would only wake
-        # to find none left.
-        self.slot_freed.notify(-(-freed // self.claim_limit))
+    def _claimable(self) -> int:
+        """How many jobs a claim may ask for now: 0 while too many outcomes wait to be
+        reported, or fewer than a claim's worth of slots are free with a claim in flight."""
+        if self.unreported >= self.concurrency:
+            return 0
+        free = self.concurrency - self.running - self.reserved
+        if free >= self.claim_limit:
+            return self.claim_limit
+        return free if self.reserved == 0 else 0
+
+    def _offer(self) -> None:
+        """Wake one claimer if a claim can be made (it wakes the next, if another can)."""
+        if self._claimable():
+            self.slot_freed.notify()
 
     def start(self, jobs: list[ClaimedJob], reserved: int, sent: float) -> list[HeldJob]:
         """The jobs a claim sent at `sent` leased, each in a slot it reserved (the rest of
@@ -138,12 +153,10 @@ class LeaseBook:
         started = [HeldJob(JobContext(job), started=now, renewed=sent) for job in jobs]
         with self.lock:
             self.reserved -= reserved
-            self.busy += len(started)
             self.running += len(started)
             for held in started:
                 self.held[held.job.lease_token] = held
-            if len(started) < reserved:
-                self._wake_claimers(reserved - len(started))
+            self._offer()
         return started
 
     def finished(self, held: HeldJob, outcome: Outcome) -> Literal["dropped", "batched", "fail"]:
@@ -153,11 +166,13 @@ class LeaseBook:
             held.running = False
             held.finished = time.monotonic()
             self.running -= 1
+            self._offer()
             if self.running == 0:
                 self.changed.notify_all()  # nothing else will come soon: send what waits
             if held.context.cancelled.is_set():
-                self._free([held])
+                self.held.pop(held.job.lease_token, None)
                 return "dropped"
+            self.unreported += 1
             if not outcome.completed:
                 held.reporting = True
                 return "fail"
@@ -170,20 +185,16 @@ class LeaseBook:
             return "batched"
 
     def release(self, done: list[HeldJob]) -> None:
-        """These jobs' reports are sent (or given up): their slots are free, their leases
-        forgotten."""
+        """These jobs' reports are sent (or given up): their leases are forgotten."""
         with self.lock:
-            self._free(done)
-
-    def _free(self, done: list[HeldJob]) -> None:
-        self.busy -= len(done)
-        for held in done:
-            self.held.pop(held.job.lease_token, None)
-        self._wake_claimers(len(done))
+            self.unreported -= len(done)
+            for held in done:
+                self.held.pop(held.job.lease_token, None)
+            self._offer()
 
     def lose(self, held: HeldJob) -> bool:
         """Mark the job's lease lost, once: whether this call did. Its slot stays taken
-        until its handler returns or its report is given up."""
+        until its handler returns, its report until given up."""
         with self.lock:
             if held.context.cancelled.is_set():
                 return False
