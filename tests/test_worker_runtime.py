@@ -20,11 +20,11 @@ from uuid import UUID
 import httpx
 import psycopg
 import pytest
+
+from devtools.service import Service
 from janus_client import JanusClient, RetryPolicy
 from janus_client._runtime import GIVE_BACK_ERROR
 from janus_client.worker import JobContext, Worker
-
-from devtools.service import Service
 from tests.conftest import REPO_ROOT
 from tests.support.factories import user_with_config
 from tests.support.worker_handlers import mixed

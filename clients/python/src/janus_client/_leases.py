@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from janus_client._runtime import WorkerSettings, claimable
 from janus_client.handlers import Outcome
 from janus_client.models import ClaimedJob
 
@@ -89,10 +90,9 @@ class LeaseBook:
     thread woken for nothing costs a no-op job as much as the job itself.
     """
 
-    def __init__(self, concurrency: int, claim_limit: int, complete_batch: int) -> None:
-        self.concurrency = concurrency
-        self.claim_limit = claim_limit
-        self.complete_batch = complete_batch
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.complete_batch = settings.complete_batch
         # Reentrant: a signal handler (stop()) may run while its thread holds the lock.
         self.lock = threading.RLock()
         self.slot_freed = threading.Condition(self.lock)
@@ -132,14 +132,7 @@ class LeaseBook:
             self._offer()
 
     def _claimable(self) -> int:
-        """How many jobs a claim may ask for now: 0 while too many outcomes wait to be
-        reported, or fewer than a claim's worth of slots are free with a claim in flight."""
-        if self.unreported >= self.concurrency:
-            return 0
-        free = self.concurrency - self.running - self.reserved
-        if free >= self.claim_limit:
-            return self.claim_limit
-        return free if self.reserved == 0 else 0
+        return claimable(self.settings, self.running, self.reserved, self.unreported)
 
     def _offer(self) -> None:
         """Wake one claimer if a claim can be made (it wakes the next, if another can)."""

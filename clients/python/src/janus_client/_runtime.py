@@ -97,6 +97,20 @@ class WorkerSettings:
         }
 
 
+def claimable(settings: WorkerSettings, running: int, reserved: int, unreported: int) -> int:
+    """How many jobs a claim may ask for now, with `running` handlers, `reserved` slots asked
+    for by the claims in flight and `unreported` outcomes: 0 while too many outcomes wait to
+    be reported (Janus is slow to take them: stop taking more), or while fewer than a claim's
+    worth of slots are free and a claim is in flight (quick jobs are claimed for in batches,
+    yet a long handler's slot does not stay idle)."""
+    if unreported >= settings.concurrency:
+        return 0
+    free = settings.concurrency - running - reserved
+    if free >= settings.jobs_per_claim:
+        return settings.jobs_per_claim
+    return free if reserved == 0 else 0
+
+
 class Backoff:
     """Jittered waits doubling from `first_s` up to `max_s`, back to the first on reset()."""
 
@@ -166,4 +180,4 @@ def log_outcome(
             text += f" retry_after={outcome.retry_after_seconds}"
         text += f" error={error_line(outcome)!r}"
     # Straight to the handlers: Logger.log would look up the caller's frame for every job.
-    logger.handle(logger.makeRecord(logger.name, level, "", 0, text, None, None))
+    logger.handle(logger.makeRecord(logger.name, level, "", 0, text, (), None))

@@ -71,9 +71,7 @@ class Worker:
         self._handler = handler
         self._owns_client = client is None
         self._client = client or JanusClient()
-        self._book = LeaseBook(
-            concurrency, self.settings.jobs_per_claim, self.settings.complete_batch
-        )
+        self._book = LeaseBook(self.settings)
         self._tasks: queue.SimpleQueue[HeldJob | None] = queue.SimpleQueue()
         self._stopping = threading.Event()  # no more claims
         self._cut = threading.Event()  # a second signal: the grace period ends now

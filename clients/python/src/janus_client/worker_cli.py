@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from janus_client._runtime import MAX_CLAIM_LIMIT, MAX_LEASE_SECONDS, WorkerSettings
+from janus_client.aio_worker import AsyncWorker
 from janus_client.errors import JanusError
 from janus_client.worker import Worker
 
@@ -152,8 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         run: Callable[[], None]
         if inspect.iscoroutinefunction(handler):
-            from janus_client.aio_worker import AsyncWorker
-
             async_worker = AsyncWorker(handler, **options)
             run = lambda: asyncio.run(async_worker.run())  # noqa: E731
         else:
