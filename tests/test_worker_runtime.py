@@ -230,8 +230,6 @@ def final_counters(log: str) -> list[dict[str, int]]:
 def test_sigterm_mid_batch_loses_nothing_and_completes_nothing_twice(
     worker_service: Service, worker_db: psycopg.Connection, tmp_path: Path, target: str
 ) -> None:
-    if target == "mixed_async":
-        pytest.importorskip("janus_client.aio_worker")
     user = worker_user(worker_db)
     # Every third job sleeps far past the grace period on its first attempt: given back.
     payloads = [{"kind": "sleep", "seconds": 20 if n % 3 == 0 else 0.3, "n": n} for n in range(24)]
