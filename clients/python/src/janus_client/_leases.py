@@ -79,8 +79,8 @@ Completion = tuple[HeldJob, Outcome]
 class LeaseBook:
     """Who holds what. A slot (a handler thread) is taken from the claim that leases a job
     until its handler returns; the job's outcome is then reported while the slot takes the
-    next job, at most `concurrency` outcomes at a time being reported. A lease is renewed
-    until its report is sent, or until it is lost.
+    next job, at most twice `concurrency` outcomes at a time on their way to Janus
+    (_runtime.claimable()). A lease is renewed until its report is sent, or until it is lost.
 
     A claimer waits for a claim's worth of free slots, or for any while no claim is in flight
     (so that a long handler's slot does not stay idle, and quick ones are claimed for in

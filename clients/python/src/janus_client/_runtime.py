@@ -99,11 +99,14 @@ class WorkerSettings:
 
 def claimable(settings: WorkerSettings, running: int, reserved: int, unreported: int) -> int:
     """How many jobs a claim may ask for now, with `running` handlers, `reserved` slots asked
-    for by the claims in flight and `unreported` outcomes: 0 while too many outcomes wait to
-    be reported (Janus is slow to take them: stop taking more), or while fewer than a claim's
-    worth of slots are free and a claim is in flight (quick jobs are claimed for in batches,
-    yet a long handler's slot does not stay idle)."""
-    if unreported >= settings.concurrency:
+    for by the claims in flight and `unreported` outcomes on their way to Janus.
+
+    0 while as many outcomes as slots, twice over, wait to be reported (Janus takes them
+    slowly: stop taking more; a single such allowance would stall the claims of quick jobs
+    for every batch complete's round trip); 0 while fewer than a claim's worth of slots are
+    free and a claim is in flight (quick jobs are claimed for in batches, yet a long
+    handler's slot does not stay idle)."""
+    if unreported >= 2 * settings.concurrency:
         return 0
     free = settings.concurrency - running - reserved
     if free >= settings.jobs_per_claim:
