@@ -137,6 +137,26 @@ def test_the_worker_drains_a_queue_with_failures_and_upstream_throttling(
     assert throttled == (True, True)
 
 
+def test_a_report_janus_refuses_fails_its_job_and_only_its_job(
+    worker_service: Service, worker_db: psycopg.Connection
+) -> None:
+    user = worker_user(worker_db)
+    kinds = ["ok", "bad_costs", "ok", "refuses_bad_costs", "ok"]
+    ids = submit_jobs(worker_service, user, [{"kind": k, "n": n} for n, k in enumerate(kinds)])
+    with client_of(worker_service, user) as client:
+        worker = Worker(mixed, concurrency=5, client=client, lease_seconds=10)
+        with running(worker):
+            wait_for(lambda: unfinished(worker_db, user) == 0)
+
+    found = states(worker_db, user)
+    assert [found[job_id][:2] for job_id in ids] == [
+        ("completed", 1), ("failed", 1), ("completed", 1), ("failed", 1), ("completed", 1),
+    ]  # fmt: skip
+    assert (found[ids[1]][3] or "").startswith("completion refused: ")
+    assert (found[ids[3]][3] or "").startswith("this job can never succeed\n(report refused: ")
+    assert (worker.counters.completed, worker.counters.failed) == (3, 2)
+
+
 def test_a_handler_slower_than_its_lease_keeps_it_by_heartbeats(
     worker_service: Service, worker_db: psycopg.Connection
 ) -> None:

@@ -4,7 +4,8 @@
 Each job's payload says what its handler does: `kind` "ok" completes it with its `n` and a
 real cost of 1; "raises" raises a RuntimeError; "refuses" fails it for good; "throttled" is
 throttled by openai (Retry-After 1) on its first attempt, then completes; "bad_result" returns
-what Janus cannot take; "sleep" sleeps `seconds`, waking early when cancelled. `nothing`
+what Janus cannot take; "bad_costs" and "refuses_bad_costs" complete and fail reporting a
+real cost Janus refuses; "sleep" sleeps `seconds`, waking early when cancelled. `nothing`
 completes every job at once, whatever its payload.
 """
 
@@ -32,6 +33,10 @@ def _decide(kind: str, payload: dict[str, Any], attempt: int) -> Any:
         return {"n": payload["n"], "after_throttling": True}
     if kind == "bad_result":
         return "a string, not an object"
+    if kind == "bad_costs":  # real costs are 0 and up: Janus refuses the report
+        return Done({"n": payload["n"]}, actual_costs={"openai": -1})
+    if kind == "refuses_bad_costs":
+        raise Fail("this job can never succeed", retry=False, actual_costs={"openai": -1})
     raise AssertionError(f"unknown kind {kind}")
 
 

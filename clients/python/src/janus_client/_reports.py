@@ -64,7 +64,7 @@ class Reporter:
                     self._on_fatal(error)
                     break
                 # What the handler reported is not what Janus takes: fail the job without it.
-                outcome = Outcome(False, error=f"{outcome.error}\n(report refused: {error})")
+                outcome = outcome.without_report(f"report refused: {error}")
                 continue
             except TROUBLE as error:
                 if self._gave_up(held, error, trouble):

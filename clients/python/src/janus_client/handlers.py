@@ -14,7 +14,7 @@ import math
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -124,6 +124,13 @@ class Outcome:
             None if self.result is None else dict(self.result),
             None if self.actual_costs is None else dict(self.actual_costs),
             list(self.upstream_throttled),
+        )
+
+    def without_report(self, why: str) -> Outcome:
+        """The same failure without what the handler reported (real costs, throttling),
+        which Janus refused, and `why` added to its error."""
+        return replace(
+            self, error=f"{self.error}\n({why})", actual_costs=None, upstream_throttled=()
         )
 
     def fail_arguments(self) -> dict[str, Any]:
