@@ -1,5 +1,5 @@
-"""The blocking worker's bookkeeping, shared by its threads under one condition: the slots
-(jobs whose handler runs or whose outcome is being reported), the leases held, and the
+"""The blocking worker's bookkeeping, shared by its threads under one lock: the slots (jobs
+whose handler runs), the outcomes on their way to Janus, the leases held, and the
 completions waiting to be sent together."""
 
 from __future__ import annotations

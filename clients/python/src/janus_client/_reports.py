@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 from janus_client._leases import Completion, HeldJob, LeaseBook
 from janus_client._runtime import (
@@ -35,7 +35,8 @@ TROUBLE = (Unavailable, ConnectionFailed, TooManyRequests)
 
 
 class Reporter:
-    """Sends each job's outcome, then frees its slot."""
+    """Sends each job's outcome and renews the leases held; `on_fatal` hears of an error
+    that means the worker cannot go on (Janus refuses its credential, say)."""
 
     def __init__(
         self,
@@ -43,7 +44,7 @@ class Reporter:
         book: LeaseBook,
         counters: Counters,
         closing: threading.Event,
-        on_fatal: Any,
+        on_fatal: Callable[[JanusError], None],
     ) -> None:
         self._client = client
         self._book = book
