@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import falcon.testing
@@ -23,6 +24,7 @@ import pytest
 from janus.cli import DEMO_CONFIG, DEMO_USER_NAME, main
 from janus.db import accounts
 from janus.schemas.requests import ConfigSchema
+from tests.conftest import StartGunicorn
 from tests.support.app import headers_for, post_json
 from tests.support.factories import create_user, stored_buckets
 from tests.support.history import insert_jobs
@@ -93,14 +95,20 @@ def feed_stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
 
 
-def run_module(*args: str, database_url: str, stdin: str | None = None) -> Run:
+def run_module(
+    *args: str, database_url: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> Run:
     """Run `python -m janus ARGS...` as an operator would, in a process of its own."""
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "janus", *args],
         input=stdin,
         cwd=REPO_ROOT,
-        env=env,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PYTHONPATH": str(REPO_ROOT),
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -954,13 +962,47 @@ def demo_users(db: psycopg.Connection) -> list[UUID]:
     return [row[0] for row in rows]
 
 
+def second_shell(out: str) -> tuple[str, str]:
+    """JANUS_URL and JANUS_API_KEY as bash sets them from the export lines `janus demo` printed."""
+    exports = [line for line in out.splitlines() if line.startswith("export ")]
+    done = subprocess.run(
+        ["bash", "-euc", "\n".join([*exports, 'printf "%s\\n" "$JANUS_URL" "$JANUS_API_KEY"'])],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert done.returncode == 0, done.stderr
+    url, key = done.stdout.splitlines()
+    return url, key
+
+
+def demo_keys(db: psycopg.Connection, user_id: UUID) -> list[tuple[str, list[str], bool]]:
+    """(name, scopes, revoked) of the user's keys, oldest first."""
+    rows = db.execute(
+        "SELECT name, scopes, revoked_at IS NOT NULL FROM api_keys"
+        " WHERE user_id = %s ORDER BY created_at",
+        [user_id],
+    ).fetchall()
+    return [(name, list(scopes), revoked) for name, scopes, revoked in rows]
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The headers of a request made with `key`."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> None:
     first = cli("demo")
     second = cli("demo")
     assert first.status == second.status == 0
-    assert first.out == second.out
     [user_id] = demo_users(db)
-    assert first.out.splitlines()[0] == f"X-User-ID: {user_id}"
+    for run in (first, second):
+        assert run.err == ""
+        assert run.out.splitlines()[0].startswith(f"# The demo user ({user_id}) ")
+    # Each run a key of its own, both good (a shell that pasted the first still works).
+    assert second_shell(first.out)[1] != second_shell(second.out)[1]
+    assert demo_keys(db, user_id) == 2 * [("demo (make run)", ["produce", "work", "read"], False)]
     assert paused_flags(db, user_id) == [(1, True, None)]
     # The queue's fields, left out of the demo config, show their defaults.
     defaults = {
@@ -976,37 +1018,84 @@ def test_demo_creates_the_demo_user_once(cli: Cli, db: psycopg.Connection) -> No
     assert_shown(cli, user_id, 1, {"paused": False, **DEMO_CONFIG, **defaults})
 
 
-def test_demo_prints_a_curl_line_with_the_seed_job(cli: Cli, db: psycopg.Connection) -> None:
-    curl = cli("demo").out.splitlines()[1]
+def test_demo_prints_lines_a_second_shell_pastes_as_they_are(
+    cli: Cli, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", "18123")
+    out = cli("demo").ok()
+    # Every line is a comment or a command: the whole block pastes, not only its commands.
+    lines = out.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == [
+        "#", "#", "export", "export", "#", "curl", "#"
+    ]  # fmt: skip
+    syntax = subprocess.run(["bash", "-n"], input=out, capture_output=True, text=True, timeout=10)
+    assert syntax.returncode == 0, syntax.stderr
     [user_id] = demo_users(db)
-    assert curl.startswith('curl -i -X POST "http://127.0.0.1:${PORT:-8000}/dashboard/jobs"')
+    url, key = second_shell(out)
+    assert url == "http://127.0.0.1:18123"
+    assert key.startswith(f"janus_{user_id.hex}_")
+    assert lines[-1] == "# The dashboard: http://127.0.0.1:18123/ (sign in with the key)."
+    curl = lines[5]
+    assert curl.startswith(
+        'curl -i -X POST "$JANUS_URL/dashboard/jobs" -H "Authorization: Bearer $JANUS_API_KEY"'
+    )
     assert "-H 'Content-Type: application/json'" in curl
-    assert f"-H 'X-User-ID: {user_id}'" in curl
     body = curl.split(" -d ", 1)[1]
     assert body.startswith("'") and body.endswith("'")
     assert json.loads(body[1:-1]) == SEED_SINGLE
+
+
+def test_demo_keeps_the_keys_of_its_last_five_runs(cli: Cli, db: psycopg.Connection) -> None:
+    for _ in range(7):
+        cli("demo").ok()
+    [user_id] = demo_users(db)
+    assert [revoked for _, _, revoked in demo_keys(db, user_id)] == 2 * [True] + 5 * [False]
 
 
 def test_demo_gives_a_demo_user_without_a_config_the_demo_config(
     cli: Cli, db: psycopg.Connection
 ) -> None:
     user_id = create_user(db, DEMO_USER_NAME)
-    assert cli("demo").out.splitlines()[0] == f"X-User-ID: {user_id}"
+    assert cli("demo").out.startswith(f"# The demo user ({user_id}) ")
     assert demo_users(db) == [user_id]
     assert paused_flags(db, user_id) == [(1, True, None)]
 
 
 def test_demo_config_shows_the_seed_examples_documented_outcomes(
-    cli: Cli, db: psycopg.Connection, app_client: falcon.testing.TestClient
+    cli: Cli, app_client: falcon.testing.TestClient
 ) -> None:
-    cli("demo")
-    [user_id] = demo_users(db)
-    statuses = [post_json(app_client, "/dashboard/jobs", user_id, SEED_SINGLE) for _ in range(3)]
+    _, key = second_shell(cli("demo").out)
+    statuses = [
+        app_client.simulate_post("/dashboard/jobs", json=SEED_SINGLE, headers=bearer(key))
+        for _ in range(3)
+    ]
     assert [result.status_code for result in statuses] == [202, 202, 429]
     assert statuses[2].json["reason"] == "dependency 'openai' rate limit exceeded"
-    batch = post_json(app_client, "/dashboard/jobs/batch", user_id, SEED_BATCH)
+    batch = app_client.simulate_post("/dashboard/jobs/batch", json=SEED_BATCH, headers=bearer(key))
     assert batch.status_code == 200
     assert (batch.json["accepted"], batch.json["rejected"]) == (1, 1)
+
+
+def test_demo_lines_pasted_whole_submit_to_the_service_on_port(
+    database_url: str, start_gunicorn: StartGunicorn
+) -> None:
+    """What `make run` does, then what a person does in a second shell: paste it all."""
+    server = start_gunicorn(workers=1)
+    port = urlsplit(server.url).port
+    demo = run_module("demo", database_url=database_url, env={"PORT": str(port)})
+    pasted = subprocess.run(
+        ["bash", "-eu"],
+        input=demo.ok(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    # Read as text, curl's CRLFs are newlines.
+    head, body = pasted.stdout.split("\n\n", 1)
+    assert head.startswith("HTTP/1.1 202 Accepted\n"), pasted.stdout
+    assert json.loads(body)["status"] == "Accepted"
 
 
 # --- failures before any work ---

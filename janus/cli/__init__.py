@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from janus.admission import NoDecision
-from janus.cli.commands import DEMO_CONFIG, DEMO_USER_NAME
+from janus.cli.demo import DEMO_CONFIG, DEMO_USER_NAME
 from janus.cli.failures import EXIT_FAILED, EXIT_INTERRUPTED, CommandError, failure
 from janus.cli.parser import build_parser, with_jobs_action
 from janus.settings import SettingsError, database_url_from_env

@@ -21,7 +21,6 @@ from janus.cli.text import aligned_table, moment, one_line, printable
 from janus.configs import UnknownVersion, in_force
 from janus.db import accounts, configs
 from janus.db.history import user_quotas
-from janus.openapi.examples import SEED_JOB
 from janus.quotas import TENANT_QUOTAS_SHOWN, BucketQuota, TenantQuota
 from janus.schemas.answers import (
     ActiveConfigSchema,
@@ -29,22 +28,6 @@ from janus.schemas.answers import (
     QuotasAnswerSchema,
 )
 from janus.schemas.requests import ConfigSchema
-
-DEMO_USER_NAME = "demo"
-
-# Small on purpose, so the seed API's examples show their documented outcomes by hand: the
-# seed's single job (openai 2, stripe 1, priority 8) is accepted twice and the third, sent at
-# once, is rejected with "dependency 'openai' rate limit exceeded"; the seed's partial batch
-# gives 1 accepted and 1 rejected (stripe cost 5 exceeds capacity 4).
-DEMO_CONFIG: dict[str, Any] = {
-    "min_priority": 2,
-    "priority_reserve": 0.2,
-    "unknown_dependencies": "reject",
-    "dependencies": {
-        "openai": {"capacity": 6, "refill_per_second": 0.5},
-        "stripe": {"capacity": 4, "refill_per_second": 1},
-    },
-}
 
 
 def user_create(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
@@ -233,27 +216,6 @@ def rate_text(rate: Decimal) -> str:
         context.prec = 6
         text = f"{+rate:f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def demo(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
-    """Make sure the demo user exists with a config; print its id and a curl line to try it."""
-    config = ConfigSchema().load(DEMO_CONFIG)
-    with accounts.operator_transaction(database_url) as conn:
-        accounts.lock_user_name(conn, DEMO_USER_NAME)
-        user_id = accounts.find_user_by_name(conn, DEMO_USER_NAME)
-        if user_id is None:
-            user_id = accounts.create_user(conn, DEMO_USER_NAME)
-        # An existing demo config, maybe changed by hand since, is left as it is.
-        if accounts.active_config(conn, user_id) is None:
-            accounts.activate_config(conn, user_id, config)
-    print(f"X-User-ID: {user_id}", file=out)
-    print(
-        'curl -i -X POST "http://127.0.0.1:${PORT:-8000}/dashboard/jobs"'
-        " -H 'Content-Type: application/json'"
-        f" -H 'X-User-ID: {user_id}'"
-        f" -d '{json.dumps(SEED_JOB)}'",
-        file=out,
-    )
 
 
 class ShownOnlyFields(Schema):

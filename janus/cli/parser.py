@@ -14,7 +14,6 @@ from janus.cli.commands import (
     config_set,
     config_show,
     config_versions,
-    demo,
     pause,
     quotas,
     resume,
@@ -22,6 +21,7 @@ from janus.cli.commands import (
     user_delete,
     user_list,
 )
+from janus.cli.demo import demo
 from janus.cli.failures import UsageError
 from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
 from janus.cli.keys import keys_create, keys_list, keys_revoke, user_tag_command
@@ -340,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_commands(commands)
 
     demo_command = commands.add_parser(
-        "demo", help="create the demo user and config if missing; print a curl line to try"
+        "demo",
+        help="create the demo user and config if missing, and a new API key of it; print "
+        "lines for a second shell: JANUS_URL (on $PORT, else 8000), JANUS_API_KEY, a curl line",
     )
     demo_command.set_defaults(run=demo)
 
