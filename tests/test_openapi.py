@@ -23,6 +23,7 @@ from janus.configs import MAX_VERSION
 from janus.dashboard import FILES as DASHBOARD_FILES
 from janus.db.pool import make_pool
 from janus.routes import openapi_document, routes
+from janus.schemas.requests import MAX_DEPENDENCIES_PER_CONFIG, MAX_TENANT_OVERRIDES
 from janus.settings import Settings
 from tests.support.seed import SEED_BATCH, SEED_SINGLE
 
@@ -178,6 +179,42 @@ def test_batch_limits_follow_the_settings() -> None:
     schemas = openapi_document(routes(7), service_token=False)["components"]["schemas"]
     assert schemas["Batch"]["properties"]["jobs"]["maxItems"] == 7
     assert schemas["CompleteMany"]["properties"]["jobs"]["maxItems"] == 7
+
+
+# The keywords that say something of a value of one JSON type only.
+TYPED_KEYWORDS = {
+    "string": {"minLength", "maxLength", "pattern"},
+    "object": {"minProperties", "maxProperties", "propertyNames"},
+    "array": {"minItems", "maxItems"},
+}
+
+
+def _subschemas(schema: Any) -> Iterator[dict[str, Any]]:
+    """`schema` and every schema within it (the document's examples are values: skipped)."""
+    if isinstance(schema, dict):
+        yield schema
+        for key, value in schema.items():
+            if key not in ("example", "examples", "default", "enum"):
+                yield from _subschemas(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _subschemas(item)
+
+
+def test_each_limit_is_written_with_its_types_keyword() -> None:
+    """A limit on the wrong type says nothing: a validator skips it, and openapi-generator
+    warns and drops it (a config's dependencies were once an object with a maxLength)."""
+    document = _document(_settings())
+    for schema in _subschemas(document):
+        if "type" not in schema:
+            continue  # a keyword of a schema with no type holds for values of its type
+        types = schema["type"]
+        for kind, keywords in TYPED_KEYWORDS.items():
+            if kind not in ([types] if isinstance(types, str) else types):
+                assert not keywords & schema.keys(), schema
+    config = document["components"]["schemas"]["Config"]["properties"]
+    assert config["dependencies"]["maxProperties"] == MAX_DEPENDENCIES_PER_CONFIG
+    assert config["tenant_overrides"]["maxProperties"] == MAX_TENANT_OVERRIDES
 
 
 def test_get_openapi_json_serves_the_document() -> None:

@@ -68,6 +68,15 @@ def _janus_fields(
     if field.name == "jobs" and max_jobs is not None:
         more = {"minItems": 1, "maxItems": max_jobs}
     for rule in field.validators:
+        # apispec writes an object's Length as a string's maxLength, which says nothing of an
+        # object (openapi-generator warns and drops it): its keys are maxProperties.
+        if isinstance(field, fields.Dict) and isinstance(rule, validate.Length):
+            if rule.min is not None:
+                ret.pop("minLength", None)
+                more["minProperties"] = rule.min
+            if rule.max is not None:
+                ret.pop("maxLength", None)
+                more["maxProperties"] = rule.max
         # apispec writes every bound as inclusive; JSON Schema 2020-12 says exclusive apart.
         if isinstance(rule, validate.Range) and rule.min is not None and not rule.min_inclusive:
             ret.pop("minimum", None)
