@@ -1,4 +1,5 @@
-"""docs/workers.md's worker loop, run exactly as printed against the service under gunicorn."""
+"""docs/workers.md's hand-written worker loop, run exactly as printed against the service
+under gunicorn."""
 
 from __future__ import annotations
 
@@ -30,10 +31,9 @@ DRAIN_TIMEOUT_S = 60
 
 
 def worker_code() -> str:
-    """The one Python block of docs/workers.md."""
-    blocks: list[str] = re.findall(
-        r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL
-    )
+    """The one Python block of docs/workers.md's "What the runtime does for you"."""
+    section = DOC.read_text(encoding="utf-8").split("\n## What the runtime does for you\n")[1]
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     [code] = blocks
     return code
 
