@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from examples import JOB, limits
 
+from examples import JOB, limits
 from janus_client import (
     Conflict,
     JanusClient,

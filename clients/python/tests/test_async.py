@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from examples import JOB, limits
 
+from examples import JOB, limits
 from janus_client import AsyncJanusClient, Job, JobsRejected
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from examples import JOB, limits
 
+from examples import JOB, limits
 from janus_client import Completion, JanusClient, Job, LeaseLost
 
 BATCH = "queue"

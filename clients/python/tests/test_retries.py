@@ -8,9 +8,9 @@ import socket
 
 import pytest
 from conftest import Connect
-from examples import JOB, limits
 from faults import Answer, Drop, FaultProxy
 
+from examples import JOB, limits
 from janus_client import (
     ConnectionFailed,
     JanusClient,

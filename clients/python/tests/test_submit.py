@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import Connect
-from examples import JOB, limits
 
+from examples import JOB, limits
 from janus_client import (
     BadRequest,
     Forbidden,
