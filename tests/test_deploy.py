@@ -24,6 +24,7 @@ from psycopg import sql
 
 from devtools.ports import free_port
 from tests.conftest import REPO_ROOT, unique_name, url_for_database
+from tests.support.secrets import SECRET
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 START_TIMEOUT_S = 60
@@ -195,9 +196,15 @@ def test_make_run_serves_on_the_port_it_is_given(database_url: str, tmp_path: Pa
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url}
     env.pop("PORT", None)
-    log = tmp_path / "make-run.log"
+    # What the terminal shows, not a log: `make run` prints the demo's new key on purpose
+    # (tests/support/secrets.py searches every *.log of the run for a secret).
+    shown = tmp_path / "make-run.out"
     command = f"make --no-print-directory run PORT={shlex.quote(str(port))}"
-    with _serving(command, env, log) as process:
-        health = _wait_for(f"http://127.0.0.1:{port}/health", process, log)
+    with _serving(command, env, shown) as process:
+        health = _wait_for(f"http://127.0.0.1:{port}/health", process, shown)
         assert health.status_code == 200
-    assert f"serving on http://127.0.0.1:{port}" in log.read_text(errors="replace")
+    output = shown.read_text(errors="replace")
+    assert f"serving on http://127.0.0.1:{port}" in output
+    # The key's secret once, on the line a person pastes; gunicorn's lines never hold it.
+    [key_line] = [line for line in output.splitlines() if SECRET.search(line)]
+    assert key_line.startswith("export JANUS_API_KEY=janus_")

@@ -17,7 +17,8 @@ import pytest
 
 from janus.keys import SECRET_BYTES
 
-_SECRET = re.compile(rf"(?<![0-9a-f])[0-9a-f]{{{2 * SECRET_BYTES}}}(?![0-9a-f])")
+# Anything shaped as a key's secret.
+SECRET = re.compile(rf"(?<![0-9a-f])[0-9a-f]{{{2 * SECRET_BYTES}}}(?![0-9a-f])")
 
 
 def logs_with_secrets(root: Path) -> list[str]:
@@ -25,7 +26,7 @@ def logs_with_secrets(root: Path) -> list[str]:
     return sorted(
         str(path)
         for path in root.rglob("*.log")
-        if _SECRET.search(path.read_text(encoding="utf-8", errors="replace"))
+        if SECRET.search(path.read_text(encoding="utf-8", errors="replace"))
     )
 
 
