@@ -312,3 +312,26 @@ def test_concurrent_duplicates_make_one_decision(
     assert len(accepted_ids) == 1
     assert jobs_of(db, ten_token_user) == 1
     assert bucket_tokens(db, ten_token_user, "openai") == 9
+
+
+def test_expired_keys_are_pruned_per_user_in_chunks_and_live_ones_stay(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """Each user's expired keys go in chunks of their own (no statement spans two users):
+    with a chunk of 2, three expired keys of one user and one of another all go."""
+    users = [create_user(db, name) for name in ("keys-a", "keys-b")]
+    for user_id, expired, live in ((users[0], 3, 1), (users[1], 1, 2)):
+        for n in range(expired + live):
+            db.execute(
+                "INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash,"
+                " decisions, expires_at) VALUES (%s, %s, 'h', '[]',"
+                " now() + CASE WHEN %s THEN interval '-1 second' ELSE interval '1 hour' END)",
+                [user_id, f"key-{n}", n < expired],
+            )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert maintenance.prune_idempotency_keys(conn, chunk=2) == 4
+    left = db.execute(
+        "SELECT user_id, count(*) FROM idempotency_keys WHERE user_id = ANY(%s) GROUP BY 1",
+        [users],
+    ).fetchall()
+    assert dict(left) == {users[0]: 1, users[1]: 2}

@@ -16,10 +16,19 @@ from janus.db.errors import translated
 PRUNE_CHUNK = 5000
 
 
-def prune_idempotency_keys(conn: psycopg.Connection[Any]) -> int:
-    """Delete idempotency keys past their 24 hours; return how many were deleted."""
+def prune_idempotency_keys(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
+    """Delete idempotency keys past their 24 hours; return how many were deleted.
+
+    `conn` must be in autocommit mode: every chunk of at most `chunk` keys of one user is its
+    own transaction, so no statement spans two users and none holds a day's keys at once.
+    """
+    if not conn.autocommit:
+        raise ValueError("prune_idempotency_keys needs an autocommit connection")
     with translated():
-        return conn.execute(queries.PRUNE_IDEMPOTENCY_KEYS).rowcount
+        return sum(
+            _delete_in_chunks(conn, queries.PRUNE_IDEMPOTENCY_KEYS, {"user_id": user_id}, chunk)
+            for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()
+        )
 
 
 def prune_idempotency_keys_beyond(

@@ -643,9 +643,16 @@ SELECT dependency, effective_refill_per_second
   FROM report_upstream_throttled(%(user_id)s, %(dependencies)s::text[])
 
 -- prune_idempotency_keys --
--- Maintenance (janus prune). Expired keys are already ignored by admit_jobs_once(); this only
--- reclaims their space.
-DELETE FROM idempotency_keys WHERE expires_at <= now()
+-- Maintenance (janus prune): one user's expired keys, at most %(chunk)s of them, each chunk a
+-- short transaction of its own that touches this one user's rows (as every statement must,
+-- for Citus: docs/scaling.md). Expired keys are already ignored by admit_requests(); this
+-- only reclaims their space.
+DELETE FROM idempotency_keys
+ WHERE user_id = %(user_id)s
+   AND idempotency_key IN (SELECT k.idempotency_key
+                             FROM idempotency_keys k
+                            WHERE k.user_id = %(user_id)s AND k.expires_at <= now()
+                            LIMIT %(chunk)s)
 
 -- first_idempotency_key_beyond --
 -- Maintenance (janus prune): the newest of one user's idempotency keys beyond its newest
