@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from janus_client._runtime import (
     GIVE_BACK_AFTER_S,
@@ -17,6 +16,7 @@ from janus_client._runtime import (
     TROUBLE_MAX_S,
     Backoff,
     Counters,
+    JobView,
     WorkerSettings,
     log_outcome,
     logger,
@@ -37,7 +37,7 @@ from janus_client.models import ClaimedJob
 TROUBLE = (Unavailable, ConnectionFailed, TooManyRequests)
 
 
-class AsyncJobContext:
+class AsyncJobContext(JobView):
     """A claimed job as a coroutine handler sees it: the job (`job`, and its common fields at
     hand), and `cancelled`, set when the worker will not take the handler's outcome (the
     lease was lost: `lease_lost`; or the job was given back at shutdown). The handler's task
@@ -47,26 +47,6 @@ class AsyncJobContext:
         self.job = job
         self.cancelled = asyncio.Event()
         self.lease_lost = False
-
-    @property
-    def job_id(self) -> str:
-        """The job's id."""
-        return self.job.job_id
-
-    @property
-    def payload(self) -> Any:
-        """The producer's payload, parsed."""
-        return self.job.payload
-
-    @property
-    def attempt(self) -> int:
-        """Which attempt this is, from 1."""
-        return self.job.attempt
-
-    @property
-    def dependencies(self) -> dict[str, int]:
-        """The tokens the job was charged per dependency (its estimate)."""
-        return self.job.dependencies
 
 
 @dataclass(eq=False)

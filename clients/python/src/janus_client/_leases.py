@@ -8,14 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from janus_client._runtime import WorkerSettings, claimable
+from janus_client._runtime import JobView, WorkerSettings, claimable
 from janus_client.handlers import Outcome
 from janus_client.models import ClaimedJob
 
 
-class JobContext:
+class JobContext(JobView):
     """A claimed job as its handler sees it: the job (`job`, and its common fields at hand)
     and `cancelled`, set when the worker will not take the handler's outcome: the lease was
     lost (`lease_lost`), or the worker gave the job back at shutdown. Check it between steps,
@@ -25,26 +25,6 @@ class JobContext:
         self.job = job
         self.cancelled = threading.Event()
         self.lease_lost = False
-
-    @property
-    def job_id(self) -> str:
-        """The job's id."""
-        return self.job.job_id
-
-    @property
-    def payload(self) -> Any:
-        """The producer's payload, parsed."""
-        return self.job.payload
-
-    @property
-    def attempt(self) -> int:
-        """Which attempt this is, from 1."""
-        return self.job.attempt
-
-    @property
-    def dependencies(self) -> dict[str, int]:
-        """The tokens the job was charged per dependency (its estimate)."""
-        return self.job.dependencies
 
 
 @dataclass(eq=False)

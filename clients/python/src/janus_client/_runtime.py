@@ -35,6 +35,34 @@ GIVE_BACK_ERROR = "the worker stopped before the job finished; given back to be 
 FLUSH_TIMEOUT_S = 10.0
 
 
+class JobView:
+    """What a handler reads of its claimed job, in both runtimes: the job itself (`job`), and
+    its common fields at hand. JobContext and AsyncJobContext add how the handler learns that
+    its outcome will not be taken."""
+
+    job: ClaimedJob
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.job.job_id
+
+    @property
+    def payload(self) -> Any:
+        """The producer's payload, parsed."""
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt this is, from 1."""
+        return self.job.attempt
+
+    @property
+    def dependencies(self) -> dict[str, int]:
+        """The tokens the job was charged per dependency (its estimate)."""
+        return self.job.dependencies
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """How a worker claims, holds and reports jobs; checked when made."""
