@@ -20,7 +20,7 @@ LOCAL_DB_START := $(BIN)/python -m devtools.localdb start $(LOCAL_PGDATA) $(LOCA
 # Where `make run` serves: `make run PORT=18000`, or PORT from the environment (as Render sets it).
 PORT ?= 8000
 
-.PHONY: help venv run test chromium check migrate db-stop clean clean-data
+.PHONY: help venv run test chromium pgbouncer check migrate db-stop clean clean-data
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -45,7 +45,7 @@ run: venv ## Serve on 127.0.0.1:$PORT, 8000 by default (embedded Postgres unless
 	echo "janus: serving on http://127.0.0.1:$$PORT (Ctrl-C stops it)"
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: venv chromium ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
+test: venv chromium pgbouncer ## Run the whole suite (embedded Postgres, or TEST_DATABASE_URL); PYTEST_ARGS=...
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 chromium: ## Install Debian's Chromium and ChromeDriver (the dashboard's browser tests) if missing
@@ -55,6 +55,9 @@ chromium: ## Install Debian's Chromium and ChromeDriver (the dashboard's browser
 		$$sudo apt-get update -qq
 		$$sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 	fi
+
+pgbouncer: venv ## Build Debian's PgBouncer 1.24 into .venv if no PgBouncer >= 1.21 is found (its tests)
+	@devtools/install_pgbouncer.sh
 
 check: venv ## Lint, check formatting, type-check and check the layers' imports, as CI does
 	$(BIN)/ruff check .

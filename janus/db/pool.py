@@ -121,17 +121,27 @@ def check_if_stirred(conn: Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
+def server_settings(settings: Settings) -> dict[str, str]:
+    """The Postgres settings of every pool connection, sent as the `options` of each.
+
+    PgBouncer cannot pass `options` on (docs/operations.md): behind one, the role of
+    DATABASE_URL is given them with ALTER ROLE ... SET, and PgBouncer told to ignore them.
+    """
+    return {
+        "statement_timeout": str(settings.statement_timeout_ms),
+        "lock_timeout": str(settings.lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.statement_timeout_ms * 2),
+        # A statement sent without BEGIN is a READ COMMITTED transaction of its own
+        # (janus/db/transactions.py), whatever the server's default.
+        "default_transaction_isolation": "read committed",
+    }
+
+
 def make_pool(settings: Settings) -> Pool:
     """A closed pool for `settings`; the caller opens it in the process that will use it."""
     server_options = " ".join(
-        [
-            f"-c statement_timeout={settings.statement_timeout_ms}",
-            f"-c lock_timeout={settings.lock_timeout_ms}",
-            f"-c idle_in_transaction_session_timeout={settings.statement_timeout_ms * 2}",
-            # A statement sent without BEGIN is a READ COMMITTED transaction of its own
-            # (janus/db/transactions.py), whatever the server's default.
-            r"-c default_transaction_isolation=read\ committed",
-        ]
+        "-c " + f"{name}={value}".replace(" ", r"\ ")
+        for name, value in server_settings(settings).items()
     )
     return MeasuredPool(
         parsable_database_url(settings.database_url),
