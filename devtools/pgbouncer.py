@@ -101,6 +101,11 @@ def config_text(
             f"default_pool_size = {pool_size}",
             f"reserve_pool_size = {reserve_pool_size}",
             f"max_client_conn = {max_client_conn}",
+            # After Postgres restarts, try logging in again within a second, not 15, and
+            # fail a query that waits for a server connection after 5 s, not 120: the
+            # service then answers 503 with Retry-After instead of holding the request.
+            "server_login_retry = 1",
+            "query_wait_timeout = 5",
             # Janus sends its settings in `options`, which PgBouncer cannot pass on: the
             # database (or role) holds them instead (docs/operations.md).
             "ignore_startup_parameters = options",

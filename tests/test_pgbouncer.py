@@ -22,13 +22,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from devtools.pgbouncer import PgBouncer
-from janus.db.pool import server_settings
-from janus.settings import Settings
 from tests.support.burst import assert_no_server_error, burst, single, statuses
 from tests.support.factories import bucket_tokens
+from tests.support.pgbouncer import give_settings_to_database
 from tests.test_concurrency import (
     make_user,
     test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact,
@@ -64,22 +62,10 @@ def pgbouncer(
         yield bouncer
 
 
-def give_settings_to_database(database_url: str, settings: Settings) -> None:
-    """ALTER DATABASE ... SET the settings Janus sends in `options` (janus.db.pool)."""
-    name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for setting, value in server_settings(settings).items():
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
-                )
-            )
-
-
 @pytest.fixture
 def bouncer_url(database_url: str, pgbouncer: PgBouncer) -> str:
     """This test's database through PgBouncer, holding the service's settings."""
-    give_settings_to_database(database_url, Settings(database_url=database_url))
+    give_settings_to_database(database_url)
     return pgbouncer.url_for(database_url)
 
 

@@ -113,7 +113,10 @@ class Run:
         config: Mapping[str, Any] | None = None,
         before_load: Callable[[psycopg.Connection], None] | None = None,
         users: Sequence[str] = USERS,
+        service_url: Callable[[FaultPostgres], str] | None = None,
     ) -> None:
+        """`service_url`: the DATABASE_URL the service is given for its Postgres (through a
+        PgBouncer, tests/faults/pgbouncer.py); the Postgres's own by default."""
         self.result = ScenarioResult(name, description)
         self.postgres = FaultPostgres.create()
         try:
@@ -127,7 +130,10 @@ class Run:
                 if before_load is not None:
                     before_load(db)
             self.service = Service.start(
-                self.postgres.url, log_dir / f"{name}-gunicorn.log", workers=WORKERS, env=env or {}
+                self.postgres.url if service_url is None else service_url(self.postgres),
+                log_dir / f"{name}-gunicorn.log",
+                workers=WORKERS,
+                env=env or {},
             )
         except BaseException:
             self.postgres.destroy()
@@ -914,6 +920,13 @@ def fair_share_reads(log_dir: Path) -> ScenarioResult:
     return fair_share.fair_share_under_reads(log_dir)
 
 
+def postgres_restart_via_pgbouncer(log_dir: Path) -> ScenarioResult:
+    """postgres-fast-restart with the service behind PgBouncer (pgbouncer.py)."""
+    from tests.faults import pgbouncer
+
+    return pgbouncer.postgres_restart_via_pgbouncer(log_dir)
+
+
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-fast-restart": postgres_fast_restart,
     "postgres-kill-9": postgres_crash_restart,
@@ -925,10 +938,11 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "workers-during-restart": workers_during_restart,
     "pacing-under-load": pacing_under_load,
     "fair-share-reads": fair_share_reads,
+    "postgres-restart-via-pgbouncer": postgres_restart_via_pgbouncer,
 }
 
 COLUMNS = (
-    ("scenario", 22),
+    ("scenario", 30),
     ("sent", 6),
     ("202", 5),
     ("429", 5),
