@@ -82,6 +82,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         f"(default {SOAK_PREFILL_ROWS:,}; 0: none)",
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="then run the chosen single and batch scenarios again through PgBouncer in "
+        "transaction mode (`make pgbouncer`), and print the jobs/s ratio to direct",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when a target FAILs or an answer is unexpected (default: only report)",

@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 
-from bench import arguments, measure, procstat, render, report
+from bench import arguments, measure, pgbouncer, procstat, render, report
 from bench.common import REPO_ROOT, RESULTS_DIR, BenchError, say
 from bench.database import database, migrate, postmaster_pid, provision, server_facts
 from bench.drivers import LoadError
@@ -140,6 +140,8 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                         f"p99 {result.load.latency_ms['p99']:.1f} ms  "
                         + " ".join(f"{k}:{v}" for k, v in result.load.outcomes.items())
                     )
+                if args.pgbouncer:
+                    pgbouncer.compare(bench, chosen, results, run_dir)
                 workers = procstat.worker_memory(service.master_pid)
                 soak = (
                     measure.soak(bench, soak_scenario, args.soak_minutes, args.soak_prefill)

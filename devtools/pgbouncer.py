@@ -27,9 +27,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from devtools.localdb import ServerUser
 from devtools.ports import HOST, free_port
+from janus.db.pool import server_settings
+from janus.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BINARY = REPO_ROOT / ".venv" / "pgbouncer" / "bin" / "pgbouncer"
@@ -114,6 +117,23 @@ def config_text(
             "",
         ]
     )
+
+
+def give_settings_to_database(database_url: str, settings: Settings | None = None) -> None:
+    """ALTER DATABASE ... SET the settings Janus sends in `options` (janus.db.pool), which
+    PgBouncer cannot pass on: docs/operations.md gives them to the role, the same way.
+
+    New sessions of the database have them; `settings` defaults to Janus's defaults.
+    """
+    name = urlsplit(database_url).path.lstrip("/")
+    chosen = settings or Settings(database_url=database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for setting, value in server_settings(chosen).items():
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
+                )
+            )
 
 
 @dataclass

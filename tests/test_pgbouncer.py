@@ -23,10 +23,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from devtools.pgbouncer import PgBouncer
+from devtools.pgbouncer import PgBouncer, give_settings_to_database
 from tests.support.burst import assert_no_server_error, burst, single, statuses
 from tests.support.factories import bucket_tokens
-from tests.support.pgbouncer import give_settings_to_database
 from tests.test_concurrency import (
     make_user,
     test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact,

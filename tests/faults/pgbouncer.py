@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from devtools.pgbouncer import PgBouncer
+from devtools.pgbouncer import PgBouncer, give_settings_to_database
 from tests.faults.harness import FaultPostgres
 from tests.faults.scenarios import (
     Run,
@@ -22,7 +22,6 @@ from tests.faults.scenarios import (
     _check_first_answers_after_idle_restart,
     _check_recovery,
 )
-from tests.support.pgbouncer import give_settings_to_database
 
 # Server connections: half the service's 4 workers x 2 (JANUS_POOL_SIZE).
 SERVER_CONNECTIONS = 4
