@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 class SettingsError(Exception):
@@ -192,3 +193,29 @@ class Settings:
             " API key; `janus keys create` makes them), or JANUS_SERVICE_TOKEN, or"
             " JANUS_AUTH=user-id to serve anyway (behind a gateway that authenticates)"
         )
+
+
+@dataclass(frozen=True)
+class JobsPartitioning:
+    """How jobs is split by time and forgotten: read by the migration that partitions it,
+    `janus maintain` and GET /metrics, none of which needs DATABASE_URL from here."""
+
+    # JANUS_JOBS_PARTITION_MINUTES: the span of time of each partition of jobs.
+    span: timedelta = timedelta(hours=1)
+    # JANUS_JOBS_RETENTION_MINUTES: how long a partition is kept after its span ends.
+    retention: timedelta = timedelta(days=7)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobsPartitioning:
+        """Read and check both settings; raise SettingsError naming a bad one."""
+        environ = os.environ if environ is None else environ
+        span = _int_setting(environ, "JANUS_JOBS_PARTITION_MINUTES", 60, 1, 7 * 24 * 60)
+        retention = _int_setting(
+            environ, "JANUS_JOBS_RETENTION_MINUTES", 7 * 24 * 60, 1, 10 * 365 * 24 * 60
+        )
+        return cls(timedelta(minutes=span), timedelta(minutes=retention))
+
+    @property
+    def ahead(self) -> timedelta:
+        """How far past now the partitions must reach: the next hour, and three spans."""
+        return max(timedelta(hours=1), 3 * self.span)

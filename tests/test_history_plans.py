@@ -23,7 +23,7 @@ from janus.queue_view import ENDED_WINDOW_SECONDS, QUEUE_MAX_JOBS
 from tests.conftest import unique_name, url_for_database
 from tests.support.factories import create_user
 from tests.support.history import job_id_at
-from tests.support.plans import plan_nodes
+from tests.support.plans import partitions_holding, plan_nodes, reading
 
 JOBS_PER_USER = 20_000
 
@@ -139,6 +139,7 @@ def test_each_filter_of_the_history_reads_its_own_index(paging: tuple[Any, UUID]
     ).fetchone()
     assert row is not None
     middle = JobPosition(*row)
+    holding = partitions_holding(db, big_user)
     for filters, indexes in [
         *FILTERS,
         (JobFilter(since=since), {NEWEST}),
@@ -148,7 +149,7 @@ def test_each_filter_of_the_history_reads_its_own_index(paging: tuple[Any, UUID]
         # The first page, and a later one (below a cursor), as GET /dashboard/jobs asks.
         for after in (None, middle):
             params = job_history_params(big_user, filters, 21, after)
-            nodes = plan_nodes(db, queries.JOB_HISTORY, params)
+            nodes = reading(plan_nodes(db, queries.JOB_HISTORY, params), holding)
             assert len(_indexes_read(nodes) & indexes) == 1, (filters, after, nodes)
             assert not _scans_jobs_whole(nodes), (filters, after, nodes)
             # Read in the index's order: no sort of the user's jobs.
@@ -232,6 +233,9 @@ def test_one_job_is_read_by_the_primary_key(history: tuple[Any, UUID]) -> None:
     assert row is not None
     nodes = plan_nodes(db, queries.JOB_RECORD, {"user_id": big_user, "job_id": row[0]})
     assert _indexes_read(nodes) == {"jobs_pkey"} and not _scans_jobs_whole(nodes)
+    # Pruned by its id to the one partition that can hold it.
+    [partition] = db.execute("SELECT tableoid::regclass::text FROM jobs WHERE job_id = %s", row)
+    assert {node["Partition"] for node in nodes if "Partition" in node} == set(partition)
 
 
 # GET /dashboard/queue: each statement, the indexes it may read jobs through, and how many
@@ -269,10 +273,13 @@ def test_the_queue_reads_each_state_through_its_own_index(
     }
     with db.transaction(force_rollback=True):
         db.execute(queries.WITHOUT_JIT)
-        nodes = plan_nodes(db, query, params, analyze=True)
+        holding = partitions_holding(db, big_user)
+        nodes = reading(plan_nodes(db, query, params, analyze=True), holding)
     # Every index of jobs is named jobs_...: the index scans, and the bitmaps' index scans.
     of_jobs = [node for node in nodes if node.get("Index Name", "").startswith("jobs_")]
     indexes, reads = QUEUE_READS[query]
-    assert _indexes_read(of_jobs) <= indexes and len(of_jobs) == reads, of_jobs
+    # As many reads in each partition holding the user's jobs (the default one holds those of
+    # random id): none is pruned, as any may hold a job in any state.
+    assert _indexes_read(of_jobs) <= indexes and len(of_jobs) == reads * len(holding), of_jobs
     assert all("user_id" in node["Index Cond"] for node in of_jobs), of_jobs
     assert not _scans_jobs_whole(nodes)

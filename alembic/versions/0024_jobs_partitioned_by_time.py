@@ -1,0 +1,255 @@
+"""jobs partitioned by time, so that old jobs are forgotten by dropping partitions (issue 27).
+
+Revision ID: 0024
+Revises: 0023
+
+jobs becomes a table partitioned by range of job_id. A job's id starts with the moment it
+was decided (migration 0013), so each partition holds a span of time (JANUS_JOBS_PARTITION_
+MINUTES, an hour by default), and `janus maintain` forgets a span past the retention by
+detaching and dropping its partition (drop_jobs_partition()) instead of a DELETE of each job.
+The primary key (user_id, job_id) already holds the partition key; every index, constraint and
+the foreign key stay as they were, now on the partitioned table.
+
+The partitions:
+- jobs_before: the table as it was, attached as the range below `bound`, the first moment a
+  partition of its own starts (the span boundary at least an hour from now). It holds every job
+  stored before this migration, and those decided until `bound`. `janus maintain` drops it
+  like any other partition once its span is past the retention and no job in it is unfinished.
+- jobs_default: the default partition. It takes a job no partition takes, so a missing
+  partition never refuses a job, and the jobs of random id (version 4, stored before 0013)
+  whose id sorts at or above `bound`: their ids are scattered over the whole range, so no
+  range of time holds them. add_jobs_partition() moves into a new partition the rows of its
+  range found here.
+- jobs_YYYYMMDD_HHMM: one per span from `bound`, made ahead of need by add_jobs_partition(),
+  here for the next hour (and three spans) and by `janus maintain` after.
+
+Online, in three steps, while the previous release serves:
+1. (autocommit) jobs_default is made, a child of jobs by inheritance, so that every statement
+   on jobs still reads and updates it; the jobs of random id at or above `bound` move into it,
+   each in one statement that deletes it from jobs and inserts it there. A CHECK (job_id <
+   bound) is added NOT VALID and validated: a scan of jobs that blocks no reader or writer
+   (SHARE UPDATE EXCLUSIVE).
+2. (one short transaction) jobs is locked, renamed jobs_before with its indexes and
+   statistics, and a partitioned jobs with the same columns, constraints, indexes and
+   statistics takes its place; jobs_before is attached below `bound` (the valid CHECK spares
+   the scan) and jobs_default as the default partition. The lock is taken with a lock_timeout
+   of 500 ms and tried again, so that no request of the previous release waits long behind it.
+   Its statements and functions name jobs and are planned again on the new table.
+3. (autocommit) the partitions of the next hour are added.
+
+A run cut short after step 2 is finished by the next one; one cut short before it starts over.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlfiles import execute_sql_file
+
+from alembic import op
+from janus.settings import JobsPartitioning
+
+revision = "0024"
+down_revision = "0023"
+branch_labels = None
+depends_on = None
+
+FUNCTIONS = {
+    "add_jobs_partition": "timestamptz, timestamptz",
+    "drop_jobs_partition": "text",
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SWITCH_LOCK_TIMEOUT = "500ms"
+SWITCH_ATTEMPTS = 120
+
+
+def upgrade() -> None:
+    for function in FUNCTIONS:
+        execute_sql_file(f"0024_{function}.sql")
+    conn = op.get_bind()
+    partitioning = JobsPartitioning.from_env()
+    with op.get_context().autocommit_block():
+        if not _partitioned(conn):
+            now = conn.execute(text("SELECT now()")).scalar_one()
+            first = _span_start(now + timedelta(hours=1), partitioning.span) + partitioning.span
+            bound = conn.execute(text("SELECT first_job_id_at(:at)"), {"at": first}).scalar_one()
+            _stage(conn, bound)
+            _switch(conn, bound)
+        _add_partitions_ahead(conn, partitioning)
+
+
+def downgrade() -> None:
+    """jobs as one table again: every row copied back, under the table's lock (offline)."""
+    conn = op.get_bind()
+    if _partitioned(conn):
+        definitions = _definitions(conn, "jobs")
+        op.execute("ALTER TABLE jobs RENAME TO jobs_partitioned")
+        _rename_indexes_and_statistics(conn, "jobs_partitioned", "jobs_partitioned_")
+        op.execute(
+            "CREATE TABLE jobs (LIKE jobs_partitioned INCLUDING DEFAULTS)"
+            " WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,"
+            "       autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0)"
+        )
+        op.execute("INSERT INTO jobs SELECT * FROM jobs_partitioned")
+        _apply(definitions)
+        op.execute("DROP TABLE jobs_partitioned")
+    for function, arguments in FUNCTIONS.items():
+        op.execute(f"DROP FUNCTION {function}({arguments})")
+
+
+def _partitioned(conn: Any) -> bool:
+    return conn.execute(
+        text("SELECT relkind = 'p' FROM pg_class WHERE oid = 'jobs'::regclass")
+    ).scalar_one()
+
+
+def _span_start(moment: datetime, span: timedelta) -> datetime:
+    """The start of the span holding `moment`, spans counted from the Unix epoch."""
+    return EPOCH + (moment - EPOCH) // span * span
+
+
+def _stage(conn: Any, bound: Any) -> None:
+    """Step 1: jobs_default beside jobs, the jobs of random id at or above `bound` in it, and
+    jobs's CHECK (job_id < bound) validated."""
+    conn.execute(text("CREATE TABLE IF NOT EXISTS jobs_default (LIKE jobs INCLUDING ALL)"))
+    inherits = conn.execute(
+        text("SELECT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = 'jobs_default'::regclass)")
+    ).scalar_one()
+    if not inherits:
+        conn.execute(text("ALTER TABLE jobs_default INHERIT jobs"))
+    conn.execute(
+        text(
+            "WITH moved AS (DELETE FROM ONLY jobs WHERE job_id_version(job_id) <> 7"
+            " AND job_id >= :bound RETURNING *) INSERT INTO jobs_default SELECT * FROM moved"
+        ),
+        {"bound": bound},
+    )
+    conn.execute(text("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_before_bound"))
+    conn.execute(
+        text(
+            f"ALTER TABLE jobs ADD CONSTRAINT jobs_before_bound CHECK (job_id < '{bound}')"
+            " NO INHERIT NOT VALID"
+        )
+    )
+    conn.execute(text("ALTER TABLE jobs VALIDATE CONSTRAINT jobs_before_bound"))
+
+
+def _switch(conn: Any, bound: Any) -> None:
+    """Step 2, in one transaction, its lock tried again until it is had."""
+    for attempt in range(SWITCH_ATTEMPTS):
+        conn.execute(text("BEGIN"))
+        try:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'"))
+            conn.execute(text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
+        except OperationalError as error:
+            conn.execute(text("ROLLBACK"))
+            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5)
+            continue
+        try:
+            conn.execute(text("ALTER TABLE jobs_default NO INHERIT jobs"))
+            definitions = _definitions(conn, "jobs")
+            conn.execute(text("ALTER TABLE jobs RENAME TO jobs_before"))
+            _rename_indexes_and_statistics(conn, "jobs_before", "jobs_before_")
+            conn.execute(
+                text(
+                    "CREATE TABLE jobs (LIKE jobs_before INCLUDING DEFAULTS)"
+                    " PARTITION BY RANGE (job_id)"
+                )
+            )
+            for statement in definitions:
+                conn.execute(text(statement))
+            conn.execute(
+                text(
+                    "ALTER TABLE jobs ATTACH PARTITION jobs_before"
+                    f" FOR VALUES FROM (MINVALUE) TO ('{bound}')"
+                )
+            )
+            conn.execute(text("ALTER TABLE jobs ATTACH PARTITION jobs_default DEFAULT"))
+        except BaseException:
+            conn.execute(text("ROLLBACK"))
+            raise
+        conn.execute(text("COMMIT"))
+        return
+
+
+def _definitions(conn: Any, table: str) -> list[str]:
+    """The statements that give a new `table` the constraints (but NOT NULL), indexes and
+    statistics `table` has now, under the same names; jobs_before_bound is jobs_before's own."""
+    constraints = conn.execute(
+        text(
+            "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', CAST(:table AS text), conname,"
+            "              pg_get_constraintdef(oid))"
+            "  FROM pg_constraint"
+            " WHERE conrelid = CAST(:table AS regclass) AND contype IN ('p', 'c', 'f')"
+            "   AND conname <> 'jobs_before_bound'"
+            " ORDER BY contype = 'p' DESC, conname"
+        ),
+        {"table": table},
+    ).scalars()
+    indexes = conn.execute(
+        text(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid = CAST(:table AS regclass) AND NOT indisprimary"
+            " ORDER BY indexrelid"
+        ),
+        {"table": table},
+    ).scalars()
+    statistics = conn.execute(
+        text(
+            "SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext"
+            " WHERE stxrelid = CAST(:table AS regclass) ORDER BY oid"
+        ),
+        {"table": table},
+    ).scalars()
+    return [*constraints, *indexes, *statistics]
+
+
+def _rename_indexes_and_statistics(conn: Any, table: str, prefix: str) -> None:
+    """Rename `table`'s jobs_* indexes and statistics to `prefix`*, freeing their names."""
+    renames = conn.execute(
+        text(
+            "SELECT format('ALTER INDEX %I RENAME TO %I', c.relname,"
+            "              :prefix || substr(c.relname, 6))"
+            "  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = CAST(:table AS regclass) AND c.relname LIKE 'jobs\\_%'"
+            " UNION ALL "
+            "SELECT format('ALTER STATISTICS %I RENAME TO %I', stxname,"
+            "              :prefix || substr(stxname, 6))"
+            "  FROM pg_statistic_ext"
+            " WHERE stxrelid = CAST(:table AS regclass) AND stxname LIKE 'jobs\\_%'"
+        ),
+        {"table": table, "prefix": prefix},
+    ).scalars()
+    for statement in list(renames):
+        conn.execute(text(statement))
+
+
+def _apply(definitions: list[str]) -> None:
+    for statement in definitions:
+        op.execute(statement)
+
+
+def _add_partitions_ahead(conn: Any, partitioning: JobsPartitioning) -> None:
+    """Step 3: a partition for each span from the last one's end to an hour (or three spans)
+    from now."""
+    row = conn.execute(
+        text(
+            "SELECT job_decided_at((regexp_match(pg_get_expr(c.relpartbound, c.oid),"
+            "                      'TO \\(''([0-9a-f-]+)''\\)'))[1]::uuid) AS upper"
+            "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'jobs'::regclass"
+            " ORDER BY upper DESC NULLS LAST LIMIT 1"
+        )
+    ).scalar_one()
+    now = conn.execute(text("SELECT now()")).scalar_one()
+    start = row
+    while start < now + partitioning.ahead:
+        end = _span_start(start, partitioning.span) + partitioning.span
+        conn.execute(text("SELECT add_jobs_partition(:start, :end)"), {"start": start, "end": end})
+        start = end
