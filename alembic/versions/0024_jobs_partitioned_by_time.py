@@ -11,8 +11,8 @@ The primary key (user_id, job_id) already holds the partition key; every index, 
 the foreign key stay as they were, now on the partitioned table.
 
 The partitions:
-- jobs_before: the table as it was, attached as the range below `bound`, the first moment a
-  partition of its own starts (the span boundary at least an hour from now). It holds every job
+- jobs_before: the table as it was, attached as the range below `bound`, where the first
+  partition of a span starts. It holds every job
   stored before this migration, and those decided until `bound`. `janus maintain` drops it
   like any other partition once its span is past the retention and no job in it is unfinished.
 - jobs_default: the default partition. It takes a job no partition takes, so a missing
@@ -23,7 +23,10 @@ The partitions:
 - jobs_YYYYMMDD_HHMM: one per span from `bound`, made ahead of need by add_jobs_partition(),
   here for the next hour (and three spans) and by `janus maintain` after.
 
-Online, in three steps, while the previous release serves:
+A jobs of fewer than 100,000 jobs (a new database) is changed in one transaction under its
+lock, in a few milliseconds, with `bound` the next whole second: its first partition of a span
+starts then. A larger one is changed online, in three steps, while the previous release
+serves, with `bound` the first span boundary ten minutes from now:
 1. (autocommit) jobs_default is made, a child of jobs by inheritance, so that every statement
    on jobs still reads and updates it; the jobs of random id at or above `bound` move into it,
    each in one statement that deletes it from jobs and inserts it there. A CHECK (job_id <
@@ -35,7 +38,7 @@ Online, in three steps, while the previous release serves:
    the scan) and jobs_default as the default partition. The lock is taken with a lock_timeout
    of 500 ms and tried again, so that no request of the previous release waits long behind it.
    Its statements and functions name jobs and are planned again on the new table.
-3. (autocommit) the partitions of the next hour are added.
+3. (autocommit) the partitions up to an hour (or three spans) from now are added.
 
 A run cut short after step 2 is finished by the next one; one cut short before it starts over.
 """
@@ -64,6 +67,11 @@ FUNCTIONS = {
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWITCH_LOCK_TIMEOUT = "500ms"
+# Fewer jobs than this: the whole change is made under the lock, its scans a few ms.
+ONLINE_FROM_JOBS = 100_000
+# The first partition of a larger jobs starts at least this long from now: step 1's
+# validation (about 0.2 s per million jobs) and step 2's tries must end before it.
+STAGE_MARGIN = timedelta(minutes=10)
 SWITCH_ATTEMPTS = 120
 
 
@@ -74,11 +82,16 @@ def upgrade() -> None:
     partitioning = JobsPartitioning.from_env()
     with op.get_context().autocommit_block():
         if not _partitioned(conn):
-            now = conn.execute(text("SELECT now()")).scalar_one()
-            first = _span_start(now + timedelta(hours=1), partitioning.span) + partitioning.span
-            bound = conn.execute(text("SELECT first_job_id_at(:at)"), {"at": first}).scalar_one()
-            _stage(conn, bound)
-            _switch(conn, bound)
+            if _holds_fewer_jobs_than(conn, ONLINE_FROM_JOBS):
+                _switch(conn, None)
+            else:
+                now = conn.execute(text("SELECT now()")).scalar_one()
+                first = _span_start(now + STAGE_MARGIN, partitioning.span) + partitioning.span
+                bound = conn.execute(
+                    text("SELECT first_job_id_at(:at)"), {"at": first}
+                ).scalar_one()
+                _stage(conn, bound)
+                _switch(conn, bound)
         _add_partitions_ahead(conn, partitioning)
 
 
@@ -138,8 +151,16 @@ def _stage(conn: Any, bound: Any) -> None:
     conn.execute(text("ALTER TABLE jobs VALIDATE CONSTRAINT jobs_before_bound"))
 
 
+def _holds_fewer_jobs_than(conn: Any, count: int) -> bool:
+    return conn.execute(
+        text("SELECT count(*) < :count FROM (SELECT FROM jobs LIMIT :count) AS j"),
+        {"count": count},
+    ).scalar_one()
+
+
 def _switch(conn: Any, bound: Any) -> None:
-    """Step 2, in one transaction, its lock tried again until it is had."""
+    """Step 2, in one transaction, its lock tried again until it is had. With no `bound`
+    (a small jobs), step 1 too, under the lock, below the next whole second."""
     for attempt in range(SWITCH_ATTEMPTS):
         conn.execute(text("BEGIN"))
         try:
@@ -152,6 +173,14 @@ def _switch(conn: Any, bound: Any) -> None:
             time.sleep(0.5)
             continue
         try:
+            if bound is None:
+                bound = conn.execute(
+                    text(
+                        "SELECT first_job_id_at(date_trunc('second', clock_timestamp())"
+                        " + interval '1 second')"
+                    )
+                ).scalar_one()
+                _stage(conn, bound)
             conn.execute(text("ALTER TABLE jobs_default NO INHERIT jobs"))
             definitions = _definitions(conn, "jobs")
             conn.execute(text("ALTER TABLE jobs RENAME TO jobs_before"))

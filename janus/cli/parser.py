@@ -25,6 +25,7 @@ from janus.cli.demo import demo
 from janus.cli.failures import UsageError
 from janus.cli.jobs import jobs, jobs_cancel, jobs_retry
 from janus.cli.keys import keys_create, keys_list, keys_revoke, user_tag_command
+from janus.cli.maintain import maintain_arguments
 from janus.cli.prune import prune_arguments
 from janus.cli.text import one_line
 from janus.history import SOURCES, STATES, STATUSES
@@ -353,4 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
         "jobs, keys and history is beyond its newest N (safe to run any time, e.g. daily)",
     )
     prune_arguments(prune_command)
+
+    maintain_command = commands.add_parser(
+        "maintain",
+        help="add the partitions of jobs ahead of need and drop those past the retention "
+        "that hold no unfinished job (run every few minutes)",
+    )
+    maintain_arguments(maintain_command)
     return parser

@@ -97,3 +97,10 @@ LOCAL_STATEMENT_TIMEOUT = _QUERIES["local_statement_timeout"]
 READ_TIMEOUTS = _QUERIES["read_timeouts"]
 ONE_READ_AT_A_TIME = _QUERIES["one_read_at_a_time"]
 QUEUE_DEPTH = _QUERIES["queue_depth"]
+
+# The partitions of jobs (janus maintain, GET /metrics)
+JOBS_PARTITIONS = _QUERIES["jobs_partitions"]
+ADD_JOBS_PARTITION = _QUERIES["add_jobs_partition"]
+DROP_JOBS_PARTITION = _QUERIES["drop_jobs_partition"]
+UNFINISHED_IN_PARTITION = _QUERIES["unfinished_in_partition"]
+LOCAL_LOCK_TIMEOUT = _QUERIES["local_lock_timeout"]

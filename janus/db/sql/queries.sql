@@ -903,6 +903,11 @@ SELECT set_config('statement_timeout', %(statement_ms)s, true),
 -- the key apart from Janus's other advisory locks.
 SELECT pg_advisory_xact_lock(hashtextextended('janus reads ' || %(user_id)s::text, 0))
 
+-- local_lock_timeout --
+-- A lock that is waited for at most this many milliseconds, for its transaction only: `janus
+-- maintain`'s drop of a partition, behind whose lock on jobs every statement on jobs waits.
+SELECT set_config('lock_timeout', %(milliseconds)s, true)
+
 -- local_statement_timeout --
 -- A read that gives up after this many milliseconds, for its transaction only: GET /metrics's
 -- read of the queue gauges (janus/db/queue_depth.py: a scrape renders without them rather
@@ -986,3 +991,33 @@ DELETE FROM configs c
    AND NOT EXISTS (SELECT 1
                      FROM pause_changes p
                     WHERE p.user_id = c.user_id AND p.config_version = c.version)
+
+-- jobs_partitions --
+-- The partitions of jobs (migration 0024) and the moments their ranges of ids start and end,
+-- read off each partition's bound: NULL where it starts at the lowest id (jobs_before), both
+-- NULL for the default partition (jobs_default). Oldest first.
+SELECT c.relname,
+       job_decided_at((regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                    $$FROM \('([0-9a-f-]+)'\)$$))[1]::uuid) AS starts,
+       job_decided_at((regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                    $$TO \('([0-9a-f-]+)'\)$$))[1]::uuid) AS ends
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = 'jobs'::regclass
+ ORDER BY ends NULLS LAST, starts NULLS FIRST
+
+-- add_jobs_partition --
+SELECT add_jobs_partition(%(starts)s, %(ends)s)
+
+-- drop_jobs_partition --
+-- The lock it takes first waits at most this transaction's lock_timeout (janus maintain).
+SELECT state, jobs FROM drop_jobs_partition(%(partition)s)
+
+-- unfinished_in_partition --
+-- The states, of queued, waiting and running, that a partition holds a job in: a probe of
+-- each state's partial index (jobs_queued, jobs_waiting, jobs_leased) in that partition
+-- alone. Its name is an identifier, put in by the caller (psycopg.sql).
+SELECT 'queued' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'queued')
+UNION ALL
+SELECT 'waiting' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'waiting')
+UNION ALL
+SELECT 'running' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'running')

@@ -1,0 +1,174 @@
+"""The partitions of jobs (migration 0024): listed, made ahead of need, and forgotten whole
+once past the retention (`janus maintain`); and which of those past it are held, for
+GET /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from janus.admission import DatabaseUnavailable
+from janus.db import queries
+from janus.db.errors import translated
+from janus.settings import JobsPartitioning
+
+EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+DEFAULT_PARTITION = "jobs_default"
+# A drop waits at most this long for jobs's lock, behind which every statement on jobs
+# waits in turn, and is tried again this many times, a pause between tries, before it is
+# left to the next run.
+DROP_LOCK_TIMEOUT_MS = 200
+DROP_TRIES = 10
+DROP_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of jobs: the span of time its ids cover."""
+
+    name: str
+    # None: from the lowest id (jobs_before, the table as it was before 0024).
+    starts: datetime | None
+    # None: the default partition, which takes a job no other partition takes.
+    ends: datetime | None
+
+    def past(self, retention: timedelta, now: datetime) -> bool:
+        """Whether its span ended longer than `retention` before `now` (never the default)."""
+        return self.ends is not None and self.ends <= now - retention
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A partition past the retention that was not dropped, and why."""
+
+    partition: Partition
+    # Its unfinished jobs by state (at most 10,000 counted of each); empty when the lock on
+    # jobs could not be had in time, so it was not looked at.
+    unfinished: dict[str, int]
+
+    @property
+    def why(self) -> str:
+        """Why it was kept, in words."""
+        if not self.unfinished:
+            return "jobs was too busy to lock; the next run tries again"
+        held = ", ".join(f"{count:,} {state}" for state, count in self.unfinished.items())
+        return f"it still holds jobs not finished: {held}"
+
+
+def span_start(moment: datetime, span: timedelta) -> datetime:
+    """The start of the span holding `moment`, spans counted from the Unix epoch."""
+    return EPOCH + (moment - EPOCH) // span * span
+
+
+def partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
+    """Every partition of jobs, oldest first, the default one last."""
+    with translated():
+        rows = conn.execute(queries.JOBS_PARTITIONS).fetchall()
+    return [Partition(name, starts, ends) for name, starts, ends in rows]
+
+
+def now(conn: psycopg.Connection[Any]) -> datetime:
+    """The database's clock, which decides every job's id."""
+    with translated():
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment
+
+
+def add_partitions_ahead(
+    conn: psycopg.Connection[Any], partitioning: JobsPartitioning
+) -> list[Partition]:
+    """Add a partition for each span from the last one's end until `partitioning.ahead` from
+    now; the ones added. `conn` must be in autocommit mode: each is its own transaction."""
+    _require_autocommit(conn)
+    ranged = [p for p in partitions(conn) if p.ends is not None]
+    until = now(conn) + partitioning.ahead
+    starts = ranged[-1].ends if ranged else None
+    assert starts is not None, "jobs has no partition ending at a moment: is it migrated?"
+    added = []
+    while starts < until:
+        ends = span_start(starts, partitioning.span) + partitioning.span
+        with translated():
+            row = conn.execute(queries.ADD_JOBS_PARTITION, {"starts": starts, "ends": ends})
+            name = row.fetchone()
+        assert name is not None
+        added.append(Partition(name[0], starts, ends))
+        starts = ends
+    return added
+
+
+def drop_partitions_past(
+    conn: psycopg.Connection[Any],
+    partitioning: JobsPartitioning,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[Partition], list[Kept]]:
+    """Detach and drop every partition whose span ended more than the retention ago and
+    holds no job queued, waiting or running; (those dropped, those kept and why).
+
+    `conn` must be in autocommit mode: each drop is a transaction of its own, which takes
+    jobs's lock for a few milliseconds.
+    """
+    _require_autocommit(conn)
+    moment = now(conn)
+    dropped, kept = [], []
+    for partition in partitions(conn):
+        if not partition.past(partitioning.retention, moment):
+            continue
+        unfinished = _drop(conn, partition.name, sleep)
+        if unfinished is None:
+            dropped.append(partition)
+        else:
+            kept.append(Kept(partition, unfinished))
+    return dropped, kept
+
+
+def held_past_retention(
+    conn: psycopg.Connection[Any], partitioning: JobsPartitioning
+) -> list[tuple[Partition, list[str]]]:
+    """The partitions past the retention still there, each with the states it holds
+    unfinished jobs in (empty: nothing holds it; the next `janus maintain` drops it)."""
+    moment = now(conn)
+    held = []
+    with translated():
+        for partition in partitions(conn):
+            if partition.past(partitioning.retention, moment):
+                query = sql.SQL(queries.UNFINISHED_IN_PARTITION).format(
+                    partition=sql.Identifier(partition.name)
+                )
+                states = [state for (state,) in conn.execute(query)]
+                held.append((partition, states))
+    return held
+
+
+def _drop(
+    conn: psycopg.Connection[Any], name: str, sleep: Callable[[float], None]
+) -> dict[str, int] | None:
+    """Drop `name` unless it holds unfinished jobs: None when dropped, else those jobs by
+    state ({} when jobs's lock could not be had after DROP_TRIES)."""
+    for attempt in range(DROP_TRIES):
+        try:
+            with translated(), conn.transaction():
+                conn.execute(
+                    queries.LOCAL_LOCK_TIMEOUT, {"milliseconds": str(DROP_LOCK_TIMEOUT_MS)}
+                )
+                held = conn.execute(queries.DROP_JOBS_PARTITION, {"partition": name}).fetchall()
+        except DatabaseUnavailable as busy:
+            if busy.cause != "lock_timeout":
+                raise
+            if attempt < DROP_TRIES - 1:
+                sleep(DROP_PAUSE_S)
+            continue
+        return {state: count for state, count in held} or None
+    return {}
+
+
+def _require_autocommit(conn: psycopg.Connection[Any]) -> None:
+    if not conn.autocommit:
+        raise ValueError("the partitions of jobs are changed on an autocommit connection")
