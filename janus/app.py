@@ -84,7 +84,7 @@ def create_app(settings: Settings, pool: Pool) -> falcon.App[falcon.Request, fal
         queue_view=QueueViewStore(pool),
         keys=keys,
         check_database=partial(check_database, pool),
-        read_queue=partial(read_queue_depth, pool),
+        read_queue=partial(read_queue_depth, pool, settings.partitioning),
         document=openapi_document(table, service_token=settings.service_token is not None),
     )
     for route in table:

@@ -42,6 +42,7 @@ from janus.admission import (
     Status,
     UnavailableCause,
 )
+from janus.partition_gauges import partition_gauges
 from janus.queue import Claim, QueueDepth
 from janus.reasons import ReasonCode
 
@@ -368,7 +369,7 @@ class QueueCollector:
             " passed) of any user, as of the scrape; 0 when there is none.",
             value=depth.oldest_claimable_seconds,
         )
-        return [jobs, oldest]
+        return [jobs, oldest, *partition_gauges(depth)]
 
 
 def _scraped_registry() -> CollectorRegistry:

@@ -152,12 +152,18 @@ QueuedState = Literal["waiting", "queued", "running"]
 class QueueDepth:
     """The queue of every user together, as of one moment: its jobs in each state, and how
     long ago the oldest claimable job (queued, or waiting with its run_at passed) was
-    created; 0 when no job is claimable."""
+    created; 0 when no job is claimable. With it, the partitions of jobs kept past the
+    retention, and why."""
 
     waiting: int
     queued: int
     running: int
     oldest_claimable_seconds: float
+    # The partitions of jobs, and (partition, state) for each partition past the retention
+    # still there, by each state of its unfinished jobs ("none": nothing holds it, the next
+    # `janus maintain` drops it).
+    partitions: int = 0
+    held_partitions: tuple[tuple[str, str], ...] = ()
 
     def jobs_by_state(self) -> tuple[tuple[QueuedState, int], ...]:
         """(state, jobs) for each state of QueuedState, in its order."""

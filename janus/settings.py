@@ -102,6 +102,32 @@ def _user_connections(environ: Mapping[str, str]) -> int | None:
 
 
 @dataclass(frozen=True)
+class JobsPartitioning:
+    """How jobs is split by time and forgotten: read by the migration that partitions it,
+    `janus maintain` and GET /metrics, none of which needs DATABASE_URL from here."""
+
+    # JANUS_JOBS_PARTITION_MINUTES: the span of time of each partition of jobs.
+    span: timedelta = timedelta(hours=1)
+    # JANUS_JOBS_RETENTION_MINUTES: how long a partition is kept after its span ends.
+    retention: timedelta = timedelta(days=7)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobsPartitioning:
+        """Read and check both settings; raise SettingsError naming a bad one."""
+        environ = os.environ if environ is None else environ
+        span = _int_setting(environ, "JANUS_JOBS_PARTITION_MINUTES", 60, 1, 7 * 24 * 60)
+        retention = _int_setting(
+            environ, "JANUS_JOBS_RETENTION_MINUTES", 7 * 24 * 60, 1, 10 * 365 * 24 * 60
+        )
+        return cls(timedelta(minutes=span), timedelta(minutes=retention))
+
+    @property
+    def ahead(self) -> timedelta:
+        """How far past now the partitions must reach: the next hour, and three spans."""
+        return max(timedelta(hours=1), 3 * self.span)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Janus reads from its environment."""
 
@@ -132,6 +158,8 @@ class Settings:
     # Group admission (janus/grouping.py): the most jobs one group of a user's requests may
     # decide together. A request waits in a group for a connection at most pool_timeout_ms.
     group_max_jobs: int = 1000
+    # How jobs is split by time and forgotten (GET /metrics reports what is held past it).
+    partitioning: JobsPartitioning = JobsPartitioning()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +188,7 @@ class Settings:
             read_timeout_s=_int_setting(environ, "JANUS_READ_TIMEOUT_S", 10, 1, 600),
             threads=_int_setting(environ, "JANUS_THREADS", 16, 1, 1000),
             group_max_jobs=_int_setting(environ, "JANUS_GROUP_MAX_JOBS", 1000, 1, 100_000),
+            partitioning=JobsPartitioning.from_env(environ),
         )
 
     @property
@@ -193,29 +222,3 @@ class Settings:
             " API key; `janus keys create` makes them), or JANUS_SERVICE_TOKEN, or"
             " JANUS_AUTH=user-id to serve anyway (behind a gateway that authenticates)"
         )
-
-
-@dataclass(frozen=True)
-class JobsPartitioning:
-    """How jobs is split by time and forgotten: read by the migration that partitions it,
-    `janus maintain` and GET /metrics, none of which needs DATABASE_URL from here."""
-
-    # JANUS_JOBS_PARTITION_MINUTES: the span of time of each partition of jobs.
-    span: timedelta = timedelta(hours=1)
-    # JANUS_JOBS_RETENTION_MINUTES: how long a partition is kept after its span ends.
-    retention: timedelta = timedelta(days=7)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobsPartitioning:
-        """Read and check both settings; raise SettingsError naming a bad one."""
-        environ = os.environ if environ is None else environ
-        span = _int_setting(environ, "JANUS_JOBS_PARTITION_MINUTES", 60, 1, 7 * 24 * 60)
-        retention = _int_setting(
-            environ, "JANUS_JOBS_RETENTION_MINUTES", 7 * 24 * 60, 1, 10 * 365 * 24 * 60
-        )
-        return cls(timedelta(minutes=span), timedelta(minutes=retention))
-
-    @property
-    def ahead(self) -> timedelta:
-        """How far past now the partitions must reach: the next hour, and three spans."""
-        return max(timedelta(hours=1), 3 * self.span)

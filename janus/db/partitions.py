@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from janus.admission import DatabaseUnavailable
 from janus.db import queries
@@ -69,14 +70,14 @@ def span_start(moment: datetime, span: timedelta) -> datetime:
 def partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
     """Every partition of jobs, oldest first, the default one last."""
     with translated():
-        rows = conn.execute(queries.JOBS_PARTITIONS).fetchall()
+        rows = conn.cursor(row_factory=tuple_row).execute(queries.JOBS_PARTITIONS).fetchall()
     return [Partition(name, starts, ends) for name, starts, ends in rows]
 
 
 def now(conn: psycopg.Connection[Any]) -> datetime:
     """The database's clock, which decides every job's id."""
     with translated():
-        row = conn.execute("SELECT now()").fetchone()
+        row = conn.cursor(row_factory=tuple_row).execute("SELECT now()").fetchone()
     assert row is not None
     moment: datetime = row[0]
     return moment
@@ -96,8 +97,10 @@ def add_partitions_ahead(
     while starts < until:
         ends = span_start(starts, partitioning.span) + partitioning.span
         with translated():
-            row = conn.execute(queries.ADD_JOBS_PARTITION, {"starts": starts, "ends": ends})
-            name = row.fetchone()
+            cursor = conn.cursor(row_factory=tuple_row)
+            name = cursor.execute(
+                queries.ADD_JOBS_PARTITION, {"starts": starts, "ends": ends}
+            ).fetchone()
         assert name is not None
         added.append(Partition(name[0], starts, ends))
         starts = ends
@@ -142,7 +145,7 @@ def held_past_retention(
                 query = sql.SQL(queries.UNFINISHED_IN_PARTITION).format(
                     partition=sql.Identifier(partition.name)
                 )
-                states = [state for (state,) in conn.execute(query)]
+                states = [state for (state,) in conn.cursor(row_factory=tuple_row).execute(query)]
                 held.append((partition, states))
     return held
 
@@ -158,7 +161,8 @@ def _drop(
                 conn.execute(
                     queries.LOCAL_LOCK_TIMEOUT, {"milliseconds": str(DROP_LOCK_TIMEOUT_MS)}
                 )
-                held = conn.execute(queries.DROP_JOBS_PARTITION, {"partition": name}).fetchall()
+                cursor = conn.cursor(row_factory=tuple_row)
+                held = cursor.execute(queries.DROP_JOBS_PARTITION, {"partition": name}).fetchall()
         except DatabaseUnavailable as busy:
             if busy.cause != "lock_timeout":
                 raise
