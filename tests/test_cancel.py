@@ -279,6 +279,8 @@ def test_prune_deletes_cancelled_jobs_past_retention_through_jobs_done(
         "UPDATE jobs SET finished_at = finished_at - interval '8 days' WHERE job_id = %s", [old]
     )
     monkeypatch.setenv("DATABASE_URL", database_url)
+    # Jobs kept 30 days by the deployment: the config's 7 come first, by DELETE.
+    monkeypatch.setenv("JANUS_JOBS_RETENTION_MINUTES", str(30 * 24 * 60))
 
     assert janus_cli(["prune"]) == 0
 

@@ -36,14 +36,24 @@ TABLES_WITHOUT_USER_ID = {
 
 USER_ID_PARAMETERS = ("p_user_id", "user_id")
 
+# Functions of queries.sql that no request runs, and who does. On Citus, jobs's partitions
+# are made and dropped on the coordinator, which passes the DDL on to every node.
+FUNCTIONS_OF_OPERATORS = {
+    "add_jobs_partition": "janus maintain and migration 0024",
+    "drop_jobs_partition": "janus maintain",
+}
+
 # A name followed by "(": a function call, among other things (the parentheses of a
 # subquery's alias, a column list); only the names of functions in the schema are kept.
 _CALL = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\(")
 
 
 def functions_called_by_queries() -> set[str]:
-    """The names that precede a parenthesis in janus/db/sql/queries.sql's statements."""
-    return {name for statement in load_queries().values() for name in _CALL.findall(statement)}
+    """The names that precede a parenthesis in janus/db/sql/queries.sql's statements, but
+    the functions of operators."""
+    return {
+        name for statement in load_queries().values() for name in _CALL.findall(statement)
+    } - FUNCTIONS_OF_OPERATORS.keys()
 
 
 def _tables_without_user_id(conn: psycopg.Connection[Any]) -> list[str]:

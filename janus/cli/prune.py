@@ -9,6 +9,7 @@ from typing import TextIO
 
 from janus.cli.failures import UsageError
 from janus.db import accounts, maintenance
+from janus.settings import JobsPartitioning
 
 DEFAULT_REJECTED_RETENTION_DAYS = 7.0
 # What `janus prune` keeps of each user's rows, however fast they come: its newest rejected
@@ -112,8 +113,14 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         f" {args.keep_idempotency_keys}",
         file=out,
     )
+    # Jobs past the deployment's retention go with their partitions (janus maintain): an age
+    # rule deletes only what it asks to forget sooner.
+    kept_by_partitions = JobsPartitioning.from_env().retention
+    rejected_for = timedelta(days=args.rejected_days)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        old = maintenance.prune_rejected_jobs(conn, timedelta(days=args.rejected_days))
+        old = 0
+        if rejected_for < kept_by_partitions:
+            old = maintenance.prune_rejected_jobs(conn, rejected_for)
         rejected = maintenance.prune_rejected_jobs_beyond(conn, args.keep_rejected_jobs)
     print(
         f"pruned {old} rejected jobs older than {args.rejected_days:g} days and {rejected}"
@@ -121,7 +128,7 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         file=out,
     )
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        finished = maintenance.prune_finished_jobs(conn)
+        finished = maintenance.prune_finished_jobs(conn, kept_by_partitions)
     print(
         f"pruned {finished} completed, failed or cancelled jobs past their config's retention_days",
         file=out,

@@ -140,8 +140,12 @@ def prune_rejected_jobs_beyond(
     return deleted
 
 
-def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK) -> int:
-    """Delete completed, failed and cancelled jobs past their user's retention_days; how many.
+def prune_finished_jobs(
+    conn: psycopg.Connection[Any], kept_by_partitions: timedelta, chunk: int = PRUNE_CHUNK
+) -> int:
+    """Delete completed, failed and cancelled jobs past their user's retention_days, where it
+    is shorter than `kept_by_partitions` (the retention of janus maintain, which forgets the
+    others by dropping their partitions); how many.
 
     Each user's cutoff comes from its active config (a user without one has no jobs). As for
     rejected jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of
@@ -154,7 +158,10 @@ def prune_finished_jobs(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHUNK)
             _delete_in_chunks(
                 conn, queries.PRUNE_FINISHED_JOBS, {"user_id": user_id, "cutoff": cutoff}, chunk
             )
-            for user_id, cutoff in conn.execute(queries.FINISHED_JOB_CUTOFFS).fetchall()
+            for user_id, cutoff in conn.execute(
+                queries.FINISHED_JOB_CUTOFFS,
+                {"retention_s": kept_by_partitions.total_seconds()},
+            ).fetchall()
         )
 
 

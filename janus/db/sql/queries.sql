@@ -803,10 +803,13 @@ DELETE FROM jobs
 -- its active config's retention_days. Fixed once per prune, so that the chunks agree on what
 -- "older than" means. Users without an active config have no row: they have no jobs
 -- (admit_jobs() stores jobs only under an active config, and a version is only deactivated
--- by activating another, in one transaction; see user_max_attempts.sql).
+-- by activating another, in one transaction; see user_max_attempts.sql). Nor have users whose
+-- retention_days is no shorter than the deployment's retention (%(retention_s)s, janus
+-- maintain): their jobs go with their partitions, never by a DELETE.
 SELECT c.user_id, now() - make_interval(days => c.retention_days)
   FROM configs c
  WHERE c.is_active
+   AND make_interval(days => c.retention_days) < make_interval(secs => %(retention_s)s)
  ORDER BY c.user_id
 
 -- prune_finished_jobs --
