@@ -128,7 +128,20 @@ def _span_start(moment: datetime, span: timedelta) -> datetime:
 def _stage(conn: Any, bound: Any) -> None:
     """Step 1: jobs_default beside jobs, the jobs of random id at or above `bound` in it, and
     jobs's CHECK (job_id < bound) validated."""
-    conn.execute(text("CREATE TABLE IF NOT EXISTS jobs_default (LIKE jobs INCLUDING ALL)"))
+    if not conn.execute(text("SELECT to_regclass('jobs_default') IS NOT NULL")).scalar_one():
+        conn.execute(
+            text(
+                "CREATE TABLE jobs_default (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                " WITH (autovacuum_vacuum_scale_factor = 0.01,"
+                "       autovacuum_analyze_scale_factor = 0.02,"
+                "       autovacuum_vacuum_insert_scale_factor = 0.05,"
+                "       autovacuum_vacuum_cost_delay = 0)"
+            )
+        )
+        # jobs's indexes, named as a partition's are (jobs_default_queued); the attach in
+        # step 2 takes them as the partitioned jobs's.
+        for statement in _definitions(conn, "jobs", rename_to="jobs_default"):
+            conn.execute(text(statement))
     inherits = conn.execute(
         text("SELECT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = 'jobs_default'::regclass)")
     ).scalar_one()
@@ -207,9 +220,27 @@ def _switch(conn: Any, bound: Any) -> None:
         return
 
 
-def _definitions(conn: Any, table: str) -> list[str]:
+def _definitions(conn: Any, table: str, rename_to: str | None = None) -> list[str]:
     """The statements that give a new `table` the constraints (but NOT NULL), indexes and
-    statistics `table` has now, under the same names; jobs_before_bound is jobs_before's own."""
+    statistics `table` has now, under the same names; jobs_before_bound is jobs_before's own.
+    With `rename_to`, the indexes and statistics `table` has, for the table `rename_to`, named
+    after it (jobs_queued: jobs_default_queued), and no constraint."""
+    if rename_to is not None:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT format('CREATE INDEX %I ON %I', CAST(:to AS text)"
+                    "              || substr(c.relname, 5), CAST(:to AS text))"
+                    "       || substring(pg_get_indexdef(i.indexrelid) FROM ' USING .*$')"
+                    "  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE i.indrelid = CAST(:table AS regclass) AND NOT i.indisprimary"
+                    " UNION ALL "
+                    "SELECT format('CREATE STATISTICS %I ON job_id_version(job_id) FROM %I',"
+                    "              CAST(:to AS text) || '_job_id_version', CAST(:to AS text))"
+                ),
+                {"table": table, "to": rename_to},
+            ).scalars()
+        )
     constraints = conn.execute(
         text(
             "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', CAST(:table AS text), conname,"
