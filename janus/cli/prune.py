@@ -114,13 +114,14 @@ def prune(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
         file=out,
     )
     # Jobs past the deployment's retention go with their partitions (janus maintain): an age
-    # rule deletes only what it asks to forget sooner.
+    # rule deletes only what it asks to forget sooner, and the jobs of random id (stored before
+    # migration 0013), which no partition of a span holds.
     kept_by_partitions = JobsPartitioning.from_env().retention
     rejected_for = timedelta(days=args.rejected_days)
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
-        old = 0
-        if rejected_for < kept_by_partitions:
-            old = maintenance.prune_rejected_jobs(conn, rejected_for)
+        old = maintenance.prune_rejected_jobs(
+            conn, rejected_for, time_ordered=rejected_for < kept_by_partitions
+        )
         rejected = maintenance.prune_rejected_jobs_beyond(conn, args.keep_rejected_jobs)
     print(
         f"pruned {old} rejected jobs older than {args.rejected_days:g} days and {rejected}"

@@ -98,9 +98,15 @@ def prune_history(
 
 
 def prune_rejected_jobs(
-    conn: psycopg.Connection[Any], older_than: timedelta, chunk: int = PRUNE_CHUNK
+    conn: psycopg.Connection[Any],
+    older_than: timedelta,
+    chunk: int = PRUNE_CHUNK,
+    *,
+    time_ordered: bool = True,
 ) -> int:
     """Delete rejected jobs decided more than `older_than` ago; return how many were deleted.
+    Without `time_ordered`, only those of random id (stored before migration 0013), which no
+    partition of a span holds: the others go with their partitions (janus maintain).
 
     `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user is
     its own transaction, so a large backlog never holds long locks or one huge transaction.
@@ -113,7 +119,10 @@ def prune_rejected_jobs(
         cutoff = row[0]
         return sum(
             _delete_in_chunks(
-                conn, queries.PRUNE_REJECTED_JOBS, {"user_id": user_id, "cutoff": cutoff}, chunk
+                conn,
+                queries.PRUNE_REJECTED_JOBS,
+                {"user_id": user_id, "cutoff": cutoff, "time_ordered": time_ordered},
+                chunk,
             )
             for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()
         )
@@ -143,9 +152,9 @@ def prune_rejected_jobs_beyond(
 def prune_finished_jobs(
     conn: psycopg.Connection[Any], kept_by_partitions: timedelta, chunk: int = PRUNE_CHUNK
 ) -> int:
-    """Delete completed, failed and cancelled jobs past their user's retention_days, where it
-    is shorter than `kept_by_partitions` (the retention of janus maintain, which forgets the
-    others by dropping their partitions); how many.
+    """Delete completed, failed and cancelled jobs past their user's retention_days; how many.
+    Where it is no shorter than `kept_by_partitions` (the retention of janus maintain), only
+    those of random id (stored before migration 0013): the others go with their partitions.
 
     Each user's cutoff comes from its active config (a user without one has no jobs). As for
     rejected jobs, `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of
@@ -156,9 +165,12 @@ def prune_finished_jobs(
     with translated():
         return sum(
             _delete_in_chunks(
-                conn, queries.PRUNE_FINISHED_JOBS, {"user_id": user_id, "cutoff": cutoff}, chunk
+                conn,
+                queries.PRUNE_FINISHED_JOBS,
+                {"user_id": user_id, "cutoff": cutoff, "time_ordered": time_ordered},
+                chunk,
             )
-            for user_id, cutoff in conn.execute(
+            for user_id, cutoff, time_ordered in conn.execute(
                 queries.FINISHED_JOB_CUTOFFS,
                 {"retention_s": kept_by_partitions.total_seconds()},
             ).fetchall()

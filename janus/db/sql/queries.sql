@@ -719,8 +719,9 @@ DELETE FROM tenant_buckets
 -- One user's oldest rejected jobs decided before %(cutoff)s, at most %(chunk)s of them: each
 -- chunk is a short transaction of its own, touching one user's rows only. Those of
 -- time-ordered id through the partial index jobs_rejected (user_id, job_id), a range of it
--- below the cutoff's first id; those stored before migration 0013 (random ids), first, by
--- created_at through jobs_with_random_ids.
+-- below the cutoff's first id, only when %(time_ordered)s (else their partitions forget them);
+-- those stored before migration 0013 (random ids), first, by created_at through
+-- jobs_with_random_ids: no partition of a span holds them.
 DELETE FROM jobs
  WHERE user_id = %(user_id)s
    AND job_id IN (SELECT old.job_id
@@ -733,7 +734,8 @@ DELETE FROM jobs
                           UNION ALL
                           (SELECT t.job_id
                              FROM jobs t
-                            WHERE t.user_id = %(user_id)s AND t.status = 'Rejected'
+                            WHERE %(time_ordered)s
+                              AND t.user_id = %(user_id)s AND t.status = 'Rejected'
                               AND t.job_id < first_job_id_at(%(cutoff)s::timestamptz)
                               AND job_id_version(t.job_id) = 7
                             ORDER BY t.job_id
@@ -803,13 +805,14 @@ DELETE FROM jobs
 -- its active config's retention_days. Fixed once per prune, so that the chunks agree on what
 -- "older than" means. Users without an active config have no row: they have no jobs
 -- (admit_jobs() stores jobs only under an active config, and a version is only deactivated
--- by activating another, in one transaction; see user_max_attempts.sql). Nor have users whose
--- retention_days is no shorter than the deployment's retention (%(retention_s)s, janus
--- maintain): their jobs go with their partitions, never by a DELETE.
-SELECT c.user_id, now() - make_interval(days => c.retention_days)
+-- by activating another, in one transaction; see user_max_attempts.sql). With it, whether
+-- the retention_days is shorter than the deployment's retention (%(retention_s)s, janus
+-- maintain): if not, only the user's jobs of random id go by a DELETE, the others with their
+-- partitions.
+SELECT c.user_id, now() - make_interval(days => c.retention_days),
+       make_interval(days => c.retention_days) < make_interval(secs => %(retention_s)s)
   FROM configs c
  WHERE c.is_active
-   AND make_interval(days => c.retention_days) < make_interval(secs => %(retention_s)s)
  ORDER BY c.user_id
 
 -- prune_finished_jobs --
@@ -823,6 +826,7 @@ DELETE FROM jobs
                    WHERE user_id = %(user_id)s
                      AND state IN ('completed', 'failed', 'cancelled', 'expired')
                      AND finished_at < %(cutoff)s
+                     AND (%(time_ordered)s OR job_id_version(job_id) <> 7)
                    ORDER BY finished_at
                    LIMIT %(chunk)s)
 
