@@ -111,15 +111,17 @@ def drop_partitions_past(
     conn: psycopg.Connection[Any],
     partitioning: JobsPartitioning,
     sleep: Callable[[float], None] = time.sleep,
+    at: datetime | None = None,
 ) -> tuple[list[Partition], list[Kept]]:
-    """Detach and drop every partition whose span ended more than the retention ago and
-    holds no job queued, waiting or running; (those dropped, those kept and why).
+    """Detach and drop every partition whose span ended more than the retention before `at`
+    (the database's now) and holds no job queued, waiting or running; (those dropped, those
+    kept and why).
 
     `conn` must be in autocommit mode: each drop is a transaction of its own, which takes
     jobs's lock for a few milliseconds.
     """
     _require_autocommit(conn)
-    moment = now(conn)
+    moment = at or now(conn)
     dropped, kept = [], []
     for partition in partitions(conn):
         if not partition.past(partitioning.retention, moment):
@@ -133,11 +135,12 @@ def drop_partitions_past(
 
 
 def held_past_retention(
-    conn: psycopg.Connection[Any], partitioning: JobsPartitioning
+    conn: psycopg.Connection[Any], partitioning: JobsPartitioning, at: datetime | None = None
 ) -> list[tuple[Partition, list[str]]]:
-    """The partitions past the retention still there, each with the states it holds
-    unfinished jobs in (empty: nothing holds it; the next `janus maintain` drops it)."""
-    moment = now(conn)
+    """The partitions past the retention at `at` (the database's now) still there, each with
+    the states it holds unfinished jobs in (empty: nothing holds it; the next `janus
+    maintain` drops it)."""
+    moment = at or now(conn)
     held = []
     with translated():
         for partition in partitions(conn):

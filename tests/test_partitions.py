@@ -1,0 +1,220 @@
+"""jobs partitioned by time (migration 0024, issue 27): a database upgraded with jobs in it
+keeps every job readable, claimable and prunable; `janus maintain` adds partitions ahead and
+forgets those past the retention whole, unless a job in them is unfinished; the default
+partition takes what no partition takes, and gives it up to the partition made for it."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import alembic.command
+import psycopg
+import pytest
+
+from janus.cli import main as janus_cli
+from janus.db import partitions
+from janus.db.pool import make_pool
+from janus.db.queue_depth import read_queue_depth
+from janus.settings import JobsPartitioning, Settings
+from tests.support.app import post_json, serve_app
+from tests.support.factories import user_with_config
+from tests.support.history import insert_jobs
+from tests.support.queue import claim, lease_call, queued_job, submit
+from tests.test_sql_sources import alembic_config
+
+OPENAI = {"openai": {"capacity": 1000, "refill_per_second": 0}}
+# Enough jobs for 0024 to take its online path (ONLINE_FROM_JOBS), which the small one skips.
+ONLINE = 100_000
+
+
+def partition_of(db: psycopg.Connection, job_id: UUID | str) -> str:
+    row = db.execute("SELECT tableoid::regclass::text FROM jobs WHERE job_id = %s", [job_id])
+    found = row.fetchone()
+    assert found is not None, job_id
+    return str(found[0])
+
+
+def give_random_ids(db: psycopg.Connection, job_ids: list[str], *, above: bool) -> list[str]:
+    """New random ids (version 4, as before migration 0013) for the jobs: sorting above every
+    time-ordered id when `above` (most do), else below; their new ids in the same order."""
+    prefix = "f" if above else "00"
+    return [
+        str(
+            db.execute(
+                "UPDATE jobs SET job_id = overlay(gen_random_uuid()::text PLACING %s FROM 1)::uuid"
+                " WHERE job_id = %s RETURNING job_id",
+                [prefix, job_id],
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        for job_id in job_ids
+    ]
+
+
+@pytest.fixture
+def at_0023(database_url: str) -> Iterator[str]:
+    alembic.command.downgrade(alembic_config(database_url), "0023")
+    yield database_url
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["under-lock", "online"])
+def test_a_database_upgraded_with_jobs_keeps_every_job_readable_claimable_and_prunable(
+    at_0023: str, online: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database_url = at_0023
+    with (
+        psycopg.connect(database_url, autocommit=True) as db,
+        serve_app(Settings(database_url=database_url)) as client,
+    ):
+        user = user_with_config(db, OPENAI)
+        queued = [submit(client, user, queued_job({"openai": 1})) for _ in range(6)]
+        running = claim(client, user, limit=2)
+        queued = [job_id for job_id in queued if job_id not in {j["job_id"] for j in running}]
+        rejected = post_json(client, "/system/jobs", user, queued_job({"openai": 5000}))
+        assert rejected.status_code == 429
+        # Jobs stored before 0013 keep random ids: above and below every time-ordered one.
+        queued[:2] = give_random_ids(db, queued[:2], above=True)
+        queued[2:3] = give_random_ids(db, queued[2:3], above=False)
+        old_rejected = give_random_ids(
+            db,
+            [str(r[0]) for r in db.execute("SELECT job_id FROM jobs WHERE status = 'Rejected'")],
+            above=True,
+        )
+        if online:
+            insert_jobs(db, user, ONLINE, status="Rejected", state=None, spacing_s=0)
+        every = [str(job_id) for (job_id,) in db.execute("SELECT job_id FROM jobs")]
+
+    alembic.command.upgrade(alembic_config(database_url), "head")
+
+    with (
+        psycopg.connect(database_url, autocommit=True) as db,
+        serve_app(Settings(database_url=database_url)) as client,
+    ):
+        kinds = {
+            kind for (kind,) in db.execute("SELECT relkind FROM pg_class WHERE relname = 'jobs'")
+        }
+        assert kinds == {"p"}
+        # Readable: each job, by its id, as the dashboard reads it.
+        for job_id in every[:50] + queued + old_rejected:
+            answer = client.simulate_get(
+                f"/dashboard/jobs/{job_id}", headers={"X-User-ID": str(user)}
+            )
+            assert answer.status_code == 200, (job_id, answer.text)
+        assert {partition_of(db, j) for j in queued[:2] + old_rejected} == {"jobs_default"}
+        assert {partition_of(db, j) for j in queued[2:] + [j["job_id"] for j in running]} == {
+            "jobs_before"
+        }
+        # Claimable: every queued job is handed out, whatever its id; the running ones finish
+        # under the leases they took before the upgrade.
+        handed = claim(client, user, limit=100)
+        assert sorted(j["job_id"] for j in handed) == sorted(queued)
+        for leased in running + handed:
+            assert lease_call(client, user, leased, "complete").status_code == 200
+        # A job admitted now lands in a partition of its span; online, the first span starts
+        # ten minutes on, and jobs_before takes it until then.
+        new = submit(client, user, queued_job({"openai": 1}))
+        if online:
+            assert partition_of(db, new) == "jobs_before"
+        else:
+            assert partition_of(db, new).startswith("jobs_2")
+        [new_lease] = claim(client, user, limit=10)
+        assert lease_call(client, user, new_lease, "complete").status_code == 200
+
+        # Prunable: hours from now, past a retention of a minute, jobs_before and the spans
+        # go whole; the jobs of random id, in jobs_default, go by janus prune's age rules.
+        later = partitions.now(db) + timedelta(hours=6)
+        short = JobsPartitioning(span=timedelta(hours=1), retention=timedelta(minutes=1))
+        dropped, kept = partitions.drop_partitions_past(db, short, sleep=lambda _: None, at=later)
+        assert "jobs_before" in {p.name for p in dropped} and kept == []
+        remaining = {str(j) for (j,) in db.execute("SELECT job_id FROM jobs")}
+        assert remaining == set(queued[:2] + old_rejected), "only jobs_default's are left"
+        db.execute(
+            "UPDATE jobs SET finished_at = now() - interval '8 days',"
+            " created_at = now() - interval '8 days'"
+        )
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        assert janus_cli(["prune"]) == 0
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+
+
+def test_a_partition_holding_an_unfinished_job_is_kept_and_said_why(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    user = user_with_config(db, OPENAI)
+    waiting = submit(app_client, user, queued_job({"openai": 1}))
+    done = submit(app_client, user, queued_job({"openai": 1}))
+    holding = partition_of(db, waiting)
+    [first, second] = claim(app_client, user, limit=2)
+    assert lease_call(app_client, user, second, "complete").status_code == 200
+    later = partitions.now(db) + timedelta(hours=5)
+    short = JobsPartitioning(span=timedelta(hours=1), retention=timedelta(minutes=1))
+
+    dropped, kept = partitions.drop_partitions_past(db, short, sleep=lambda _: None, at=later)
+
+    assert [k.partition.name for k in kept] == [holding]
+    assert kept[0].unfinished == {"running": 1} and "1 running" in kept[0].why
+    assert holding not in {p.name for p in dropped}
+    assert {partition_of(db, job_id) for job_id in (waiting, done)} == {holding}
+    held = partitions.held_past_retention(db, short, at=later)
+    assert [(p.name, states) for p, states in held] == [(holding, ["running"])]
+    assert first["job_id"] in (waiting, done)
+
+
+def test_maintain_adds_spans_ahead_and_a_new_one_takes_the_default_partitions_rows(
+    db: psycopg.Connection,
+) -> None:
+    user = user_with_config(db, OPENAI)
+    # Six hours ahead: past the three the template's migration made.
+    six_hours = JobsPartitioning(span=timedelta(hours=2), retention=timedelta(days=7))
+    before = partitions.partitions(db)
+    added = partitions.add_partitions_ahead(db, six_hours)
+    assert added and added[0].starts == [p for p in before if p.ends][-1].ends
+    assert all(a.ends == b.starts for a, b in itertools.pairwise(added))
+    assert added[-1].ends is not None and added[-1].ends >= partitions.now(db) + timedelta(hours=6)
+    assert partitions.add_partitions_ahead(db, six_hours) == []
+
+    # A job decided where no partition is yet (as when janus maintain stops running) goes
+    # to jobs_default; the partition made for its span takes it.
+    far = added[-1].ends + timedelta(hours=5)
+    [(job_id,)] = db.execute(
+        "INSERT INTO jobs (job_id, user_id, source, batch_name, tenant_id, priority,"
+        " dependencies, payload, status, state)"
+        " VALUES (first_job_id_at(%s), %s, 'system', 'b', 't', 5, '{}', '{}', 'Accepted',"
+        " 'queued') RETURNING job_id",
+        [far, user],
+    )
+    assert partition_of(db, job_id) == "jobs_default"
+    start = partitions.span_start(far, timedelta(hours=2))
+    db.execute("SELECT add_jobs_partition(%s, %s)", [start, start + timedelta(hours=2)])
+    assert partition_of(db, job_id) == f"jobs_{start:%Y%m%d_%H%M}"
+
+
+def test_janus_maintain_says_what_it_did(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    # Spans of 4 hours: 12 ahead, past the 3 the template's migration made.
+    monkeypatch.setenv("JANUS_JOBS_PARTITION_MINUTES", "240")
+    monkeypatch.setenv("JANUS_JOBS_RETENTION_MINUTES", "60")
+    assert janus_cli(["maintain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("added jobs_") for line in lines), lines
+    assert lines[-1].startswith("jobs has ") and "(4 hours each, kept 1 hour" in lines[-1]
+
+
+def test_the_scrape_reads_the_partitions_kept_past_the_retention(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as db:
+        ends = next(p.ends for p in partitions.partitions(db) if p.name == "jobs_before")
+        assert ends is not None
+        while partitions.now(db) <= ends + timedelta(seconds=1):
+            time.sleep(0.2)
+    second = JobsPartitioning(retention=timedelta(seconds=1))
+    with make_pool(Settings(database_url=database_url)) as pool:
+        depth = read_queue_depth(pool, second)
+    assert depth.partitions >= 4
+    assert ("jobs_before", "none") in depth.held_partitions
+    assert not any(name.startswith("jobs_2") for name, _ in depth.held_partitions)
