@@ -132,12 +132,23 @@ def test_the_blueprint_has_what_render_needs() -> None:
     assert {name for name in keys if name.startswith("JANUS_")} == _janus_settings()
 
 
-def test_the_blueprints_nightly_prune_runs_against_the_database(empty_database: str) -> None:
-    [cron] = [service for service in _blueprint()["services"] if service["type"] == "cron"]
+@pytest.mark.parametrize(
+    ("name", "last_line"),
+    [("janus-prune", "pruned 0 tenant buckets full again"), ("janus-maintain", "jobs has ")],
+)
+def test_the_blueprints_cron_jobs_run_against_the_database(
+    empty_database: str, name: str, last_line: str
+) -> None:
+    [cron] = [service for service in _blueprint()["services"] if service["name"] == name]
     web = _web_service()
-    assert cron["buildCommand"] == web["buildCommand"]
-    assert cron["startCommand"] == "janus prune"
+    assert cron["type"] == "cron" and cron["buildCommand"] == web["buildCommand"]
+    assert cron["startCommand"] == f"janus {name.removeprefix('janus-')}"
     env = _blueprint_env(cron, empty_database)
+    # The settings of the partitions of jobs are the web service's, as the migration read them.
+    web_env = _blueprint_env(web, empty_database)
+    assert {k: v for k, v in env.items() if k.startswith("JANUS_JOBS_")} == {
+        k: v for k, v in web_env.items() if k.startswith("JANUS_JOBS_") and k in env
+    }
     subprocess.run(
         shlex.split(web["preDeployCommand"]), cwd=REPO_ROOT, env=env, check=True, timeout=120
     )
@@ -152,7 +163,7 @@ def test_the_blueprints_nightly_prune_runs_against_the_database(empty_database: 
     )
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "pruned 0 tenant buckets full again"
+    assert done.stdout.splitlines()[-1].startswith(last_line), done.stdout
 
 
 def _janus_settings() -> set[str]:

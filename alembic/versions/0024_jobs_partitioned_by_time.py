@@ -45,6 +45,7 @@ A run cut short after step 2 is finished by the next one; one cut short before i
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,8 @@ revision = "0024"
 down_revision = "0023"
 branch_labels = None
 depends_on = None
+
+_log = logging.getLogger("alembic.runtime.migration")
 
 FUNCTIONS = {
     "add_jobs_partition": "timestamptz, timestamptz",
@@ -90,7 +93,9 @@ def upgrade() -> None:
                 bound = conn.execute(
                     text("SELECT first_job_id_at(:at)"), {"at": first}
                 ).scalar_one()
+                started = time.monotonic()
                 _stage(conn, bound)
+                _log.info("0024: jobs staged in %.1f s, online", time.monotonic() - started)
                 _switch(conn, bound)
         _add_partitions_ahead(conn, partitioning)
 
@@ -185,6 +190,7 @@ def _switch(conn: Any, bound: Any) -> None:
                 raise
             time.sleep(0.5)
             continue
+        locked = time.monotonic()
         try:
             if bound is None:
                 bound = conn.execute(
@@ -217,6 +223,11 @@ def _switch(conn: Any, bound: Any) -> None:
             conn.execute(text("ROLLBACK"))
             raise
         conn.execute(text("COMMIT"))
+        _log.info(
+            "0024: jobs partitioned; its lock held %.0f ms, had at try %d",
+            (time.monotonic() - locked) * 1000,
+            attempt + 1,
+        )
         return
 
 
