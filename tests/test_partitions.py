@@ -116,6 +116,8 @@ def test_a_database_upgraded_with_jobs_keeps_every_job_readable_claimable_and_pr
             assert lease_call(client, user, leased, "complete").status_code == 200
         # A job admitted now lands in a partition of its span; online, the first span starts
         # ten minutes on, and jobs_before takes it until then.
+        if not online:
+            time.sleep(1.1)  # past the next whole second, where the first span starts
         new = submit(client, user, queued_job({"openai": 1}))
         if online:
             assert partition_of(db, new) == "jobs_before"
@@ -139,6 +141,46 @@ def test_a_database_upgraded_with_jobs_keeps_every_job_readable_claimable_and_pr
         monkeypatch.setenv("DATABASE_URL", database_url)
         assert janus_cli(["prune"]) == 0
         assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+
+
+def unfinished_from(db: psycopg.Connection, user: UUID) -> UUID:
+    row = db.execute("SELECT jobs_unfinished_from FROM users WHERE user_id = %s", [user])
+    found = row.fetchone()
+    assert found is not None
+    mark: UUID = found[0]
+    return mark
+
+
+def test_claims_start_at_the_oldest_unfinished_job_and_a_retry_moves_that_back(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    user = user_with_config(db, OPENAI)
+    failed = submit(app_client, user, queued_job({"openai": 1}))
+    [leased] = claim(app_client, user, limit=1)
+    assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
+    # Decided three hours ago, as far as its id tells, and failed since.
+    [(old,)] = db.execute(
+        "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours')"
+        " WHERE job_id = %s RETURNING job_id",
+        [failed],
+    )
+    assert partitions.mark_unfinished_from(db) >= 1
+    hour_ago = db.execute("SELECT first_job_id_at(now() - interval '1 hour')").fetchone()
+    assert hour_ago is not None and old < unfinished_from(db, user) <= hour_ago[0]
+
+    answer = client_retry(app_client, user, old)
+    assert answer.status_code == 200, answer.text
+    assert unfinished_from(db, user) == old
+    [again] = claim(app_client, user, limit=1)
+    assert again["job_id"] == str(old)
+    # A job of random id unfinished: no bound at all, until it is finished.
+    give_random_ids(db, [str(old)], above=True)
+    partitions.mark_unfinished_from(db)
+    assert unfinished_from(db, user) == UUID(int=0)
+
+
+def client_retry(client: Any, user: UUID, job_id: UUID) -> Any:
+    return post_json(client, f"/dashboard/jobs/{job_id}/retry", user, {})
 
 
 def test_a_partition_holding_an_unfinished_job_is_kept_and_said_why(

@@ -137,12 +137,18 @@ def _spans_alike(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def test_every_query_of_queries_sql_is_a_constant_of_janus_db_queries() -> None:
-    """Each `-- name --` is bound to the constant NAME, and no constant lacks its query."""
+    """Each `-- name --` is bound to the constant NAME, and no constant lacks its query, but
+    the one made from another: the transaction's own hold of an atomic batch's locks."""
+    derived = {"LOCK_BUCKETS_TO_COMMIT": queries.LOCK_BUCKETS_FOR_ATOMIC}
     constants = {
         name: value
         for name, value in vars(queries).items()
-        if name.isupper() and not name.startswith("_")
+        if name.isupper() and not name.startswith("_") and name not in derived
     }
+    assert (
+        derived["LOCK_BUCKETS_TO_COMMIT"].replace("pg_advisory_lock(", "pg_advisory_xact_lock(")
+        == queries.LOCK_BUCKETS_TO_COMMIT
+    )
     loaded = load_queries()
     assert sorted(name.lower() for name in constants) == sorted(loaded)
     for name, value in constants.items():

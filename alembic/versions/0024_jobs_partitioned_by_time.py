@@ -40,6 +40,12 @@ serves, with `bound` the first span boundary ten minutes from now:
    Its statements and functions name jobs and are planned again on the new table.
 3. (autocommit) the partitions up to an hour (or three spans) from now are added.
 
+users.jobs_unfinished_from, new: an id below which none of the user's jobs is queued,
+waiting or running. hand_out_jobs() and claim_queued_jobs() read only the partitions from it
+on, so a claim probes the newest partitions, not every one the retention keeps; `janus
+maintain` raises it, retry_jobs() lowers it to a job it makes unfinished again. Their
+signatures are unchanged: the previous release calls the new bodies.
+
 A run cut short after step 2 is finished by the next one; one cut short before it starts over.
 """
 
@@ -67,7 +73,30 @@ _log = logging.getLogger("alembic.runtime.migration")
 FUNCTIONS = {
     "add_jobs_partition": "timestamptz, timestamptz",
     "drop_jobs_partition": "text",
+    "unfinished_until": "uuid, timestamptz",
 }
+# Claims read only the partitions from the user's jobs_unfinished_from on; a retry lowers it.
+# Each with the migration whose copy the downgrade restores.
+CHANGED = {"hand_out_jobs": "0022", "claim_queued_jobs": "0021", "retry_jobs": "0022"}
+MARK_UNFINISHED_FROM = """
+WITH locked AS (SELECT u.user_id FROM users u WHERE u.user_id = :user_id FOR NO KEY UPDATE)
+UPDATE users u
+   SET jobs_unfinished_from = CASE
+       WHEN EXISTS (SELECT FROM jobs j
+                     WHERE j.user_id = :user_id AND job_id_version(j.job_id) <> 7
+                       AND j.state IN ('queued', 'waiting', 'running'))
+       THEN '00000000-0000-0000-0000-000000000000'::uuid
+       ELSE least(
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = :user_id AND j.state = 'queued' ORDER BY j.job_id LIMIT 1),
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = :user_id AND j.state = 'waiting' ORDER BY j.job_id LIMIT 1),
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = :user_id AND j.state = 'running' ORDER BY j.job_id LIMIT 1),
+           first_job_id_at(now() - interval '1 hour')) END
+  FROM locked
+ WHERE u.user_id = locked.user_id
+"""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWITCH_LOCK_TIMEOUT = "500ms"
 # Fewer jobs than this: the whole change is made under the lock, its scans a few ms.
@@ -79,7 +108,13 @@ SWITCH_ATTEMPTS = 120
 
 
 def upgrade() -> None:
-    for function in FUNCTIONS:
+    # A constant default: no rewrite of users. The lowest id: claims read every partition
+    # until `janus maintain` first raises it.
+    op.execute(
+        "ALTER TABLE users ADD COLUMN jobs_unfinished_from uuid NOT NULL"
+        " DEFAULT '00000000-0000-0000-0000-000000000000'"
+    )
+    for function in [*FUNCTIONS, *CHANGED]:
         execute_sql_file(f"0024_{function}.sql")
     conn = op.get_bind()
     partitioning = JobsPartitioning.from_env()
@@ -98,6 +133,10 @@ def upgrade() -> None:
                 _log.info("0024: jobs staged in %.1f s, online", time.monotonic() - started)
                 _switch(conn, bound)
         _add_partitions_ahead(conn, partitioning)
+        # What `janus maintain` does each run (queries.sql, mark_unfinished_from), once for
+        # each user now, so that claims read the newest partitions from the first deploy on.
+        for user_id in conn.execute(text("SELECT user_id FROM users")).scalars().all():
+            conn.execute(text(MARK_UNFINISHED_FROM), {"user_id": user_id})
 
 
 def downgrade() -> None:
@@ -117,6 +156,9 @@ def downgrade() -> None:
         op.execute("DROP TABLE jobs_partitioned")
     for function, arguments in FUNCTIONS.items():
         op.execute(f"DROP FUNCTION {function}({arguments})")
+    for function, revision in CHANGED.items():
+        execute_sql_file(f"{revision}_{function}.sql")
+    op.execute("ALTER TABLE users DROP COLUMN jobs_unfinished_from")
 
 
 def _partitioned(conn: Any) -> bool:

@@ -25,6 +25,7 @@ def maintain(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
     # Autocommit: each partition is added or dropped in a short transaction of its own.
     with accounts.operator_transaction(database_url, autocommit=True) as conn:
         added = partitions.add_partitions_ahead(conn, partitioning)
+        users = partitions.mark_unfinished_from(conn)
         dropped, kept = partitions.drop_partitions_past(conn, partitioning)
         remaining = partitions.partitions(conn)
     for partition in added:
@@ -41,6 +42,7 @@ def maintain(args: argparse.Namespace, database_url: str, out: TextIO) -> None:
             f" retention: {held.why}",
             file=out,
         )
+    print(f"marked where the unfinished jobs of {users} users start, for their claims", file=out)
     ranged = [p for p in remaining if p.ends is not None]
     print(
         f"jobs has {len(remaining)} partitions, up to {moment(ranged[-1].ends)}"

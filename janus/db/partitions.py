@@ -107,6 +107,18 @@ def add_partitions_ahead(
     return added
 
 
+def mark_unfinished_from(conn: psycopg.Connection[Any]) -> int:
+    """Raise each user's jobs_unfinished_from to the lowest id of its unfinished jobs (an hour
+    ago at most), so that its claims read only the partitions from there; how many users.
+    `conn` must be in autocommit mode: each user is a short transaction of its own."""
+    _require_autocommit(conn)
+    with translated():
+        users = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()]
+        for user_id in users:
+            conn.execute(queries.MARK_UNFINISHED_FROM, {"user_id": user_id})
+    return len(users)
+
+
 def drop_partitions_past(
     conn: psycopg.Connection[Any],
     partitioning: JobsPartitioning,

@@ -49,6 +49,12 @@
 -- rows and then buckets, admission buckets only: none waits for a job row a claim holds
 -- while holding a bucket.
 --
+-- Partitions (migration 0024): every statement that looks for jobs by their state reads
+-- only the partitions from the user's jobs_unfinished_from, the id below which none of its
+-- jobs is queued, waiting or running (`janus maintain` raises it, retry_jobs() lowers it), to
+-- the first id of a minute from now (unfinished_until()), so that a claim probes the one or
+-- two partitions of now, however many the retention keeps and however many are made ahead.
+--
 -- Raises J0U01 for an unknown user. Claims go on while the user is paused (pausing stops
 -- admission, not the draining of what was admitted). max_attempts is the active config's
 -- (user_max_attempts(): a user with jobs always has one).
@@ -68,6 +74,10 @@ RETURNS TABLE (job_id uuid, batch_name text, tenant_id text, priority smallint,
                dependencies jsonb, payload json, attempt integer, lease_token uuid,
                lease_expires_at timestamptz, leases_expired integer, jobs_expired integer)
 LANGUAGE plpgsql
+-- Each statement planned for the values of its call: the partitions of jobs outside the
+-- user's bounds are left out while planning (a generic plan keeps every one, and guesses the
+-- bounds' selectivity: 40 ms for a claim beside 100,000 waiting jobs, where this takes 0.05).
+SET plan_cache_mode = force_custom_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -130,8 +140,13 @@ DECLARE
     k                integer;
     leases_back      integer;
     expired_now      integer := 0;
+    -- No job of the user below v_from, or at v_until or above, is unfinished.
+    v_from           uuid;
+    v_until          uuid;
 BEGIN
     v_max_attempts := user_max_attempts(p_user_id);
+    SELECT u.jobs_unfinished_from INTO v_from FROM users u WHERE u.user_id = p_user_id;
+    v_until := unfinished_until(v_from, claimed_at);
     SELECT c.retry_backoff_base_seconds AS backoff_base, c.retry_backoff_max_seconds AS backoff_max,
            c.mode, c.priority_reserve, c.tenant_share, c.tenant_overrides
       INTO cfg
@@ -152,22 +167,27 @@ BEGIN
                    retry_backoff(cfg.backoff_base, cfg.backoff_max, e.attempts) AS wait
               FROM jobs e
              WHERE e.user_id = p_user_id AND e.state = 'running'
+               AND e.job_id >= v_from AND e.job_id < v_until
                AND e.lease_expires_at <= claimed_at
              ORDER BY e.lease_expires_at
              LIMIT 1000
                FOR UPDATE SKIP LOCKED) expired
-     WHERE j.user_id = p_user_id AND j.job_id = expired.job_id;
+     WHERE j.user_id = p_user_id AND j.job_id = expired.job_id
+       AND j.job_id >= v_from AND j.job_id < v_until;
     GET DIAGNOSTICS leases_back = ROW_COUNT;
 
     -- Nothing in line, due or past its max wait: the queued jobs alone, in one statement.
     IF NOT EXISTS (SELECT 1 FROM jobs w
                     WHERE w.user_id = p_user_id AND w.state = 'waiting'
+                      AND w.job_id >= v_from AND w.job_id < v_until
                       AND w.in_line_at IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM jobs w
                         WHERE w.user_id = p_user_id AND w.state = 'waiting'
+                          AND w.job_id >= v_from AND w.job_id < v_until
                           AND w.run_at <= claimed_at)
        AND NOT EXISTS (SELECT 1 FROM jobs w
                         WHERE w.user_id = p_user_id AND w.state = 'waiting'
+                          AND w.job_id >= v_from AND w.job_id < v_until
                           AND w.expires_at <= claimed_at) THEN
         RETURN QUERY
             SELECT q.job_id, q.batch_name, q.tenant_id, q.priority, q.dependencies, q.payload,
@@ -200,11 +220,13 @@ BEGIN
           FROM (SELECT x.job_id, x.in_line_at IS NOT NULL AS was_in_line
                   FROM jobs x
                  WHERE x.user_id = p_user_id AND x.state = 'waiting'
+                   AND x.job_id >= v_from AND x.job_id < v_until
                    AND x.expires_at <= claimed_at
                  ORDER BY x.expires_at
                  LIMIT 1000
                    FOR UPDATE SKIP LOCKED) e
          WHERE j.user_id = p_user_id AND j.job_id = e.job_id
+           AND j.job_id >= v_from AND j.job_id < v_until
         RETURNING e.was_in_line, j.priority, j.dependencies
     ), left_line AS (
         SELECT d.key AS dependency, g.priority, -count(*) AS jobs, -sum(d.value::bigint) AS tokens
@@ -234,11 +256,13 @@ BEGIN
                                     WHERE k.name = ANY (bucket_name)) AS needs_tokens
                   FROM jobs w
                  WHERE w.user_id = p_user_id AND w.state = 'waiting'
+                   AND w.job_id >= v_from AND w.job_id < v_until
                    AND w.run_at <= claimed_at
                  ORDER BY w.run_at, w.job_id
                  LIMIT 1000
                    FOR UPDATE SKIP LOCKED) due
          WHERE j.user_id = p_user_id AND j.job_id = due.job_id
+           AND j.job_id >= v_from AND j.job_id < v_until
         RETURNING due.needs_tokens, j.priority, j.dependencies
     ), joined AS (
         SELECT d.key AS dependency, g.priority, count(*) AS jobs, sum(d.value::bigint) AS tokens
@@ -318,6 +342,7 @@ BEGIN
                q.dependencies, false AS in_line
           FROM jobs q
          WHERE q.user_id = p_user_id AND q.state = 'queued'
+           AND q.job_id >= v_from AND q.job_id < v_until
            AND (p_tenant_id IS NULL OR q.tenant_id = p_tenant_id)
            AND (p_batch_name IS NULL OR q.batch_name = p_batch_name)
            AND (p_dependencies IS NULL
@@ -329,6 +354,7 @@ BEGIN
                w.dependencies, true AS in_line
           FROM jobs w
          WHERE w.user_id = p_user_id AND w.state = 'waiting' AND w.in_line_at IS NOT NULL
+           AND w.job_id >= v_from AND w.job_id < v_until
          ORDER BY w.priority DESC, w.in_line_at, w.job_id;
     FETCH queued_cursor INTO next_queued;
     has_queued := FOUND;

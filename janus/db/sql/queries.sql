@@ -332,7 +332,11 @@ SELECT m.minute,
 SELECT 1
 
 -- create_user --
-INSERT INTO users (name) VALUES (%(name)s) RETURNING user_id
+-- A new user has no job, and every job it will have is decided from now on: its claims need
+-- not look below the ids of an hour ago (mark_unfinished_from says why an hour).
+INSERT INTO users (name, jobs_unfinished_from)
+VALUES (%(name)s, first_job_id_at(now() - interval '1 hour'))
+RETURNING user_id
 
 -- find_user_by_name --
 -- Names are not unique; the oldest user of a name is the one the CLI means (`janus demo`).
@@ -1028,3 +1032,32 @@ UNION ALL
 SELECT 'waiting' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'waiting')
 UNION ALL
 SELECT 'running' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'running')
+
+-- mark_unfinished_from --
+-- janus maintain, per user: the lowest id of its jobs queued, waiting or running, and no
+-- higher than the first id of an hour ago, as the id below which its claims need not look
+-- (hand_out_jobs() reads only the partitions from there). Under the user's row lock, which
+-- retry_jobs() takes too when it makes an old job unfinished again and lowers it, so neither
+-- undoes the other. The hour covers an admission that took its id and committed after this
+-- read (a statement lasts 10 minutes at most). Each state's lowest id is the first entry of
+-- the user's part of jobs_in_state (user_id, state, job_id) in each partition.
+WITH locked AS (
+    SELECT u.user_id FROM users u WHERE u.user_id = %(user_id)s FOR NO KEY UPDATE
+)
+UPDATE users u
+   SET jobs_unfinished_from = CASE
+       -- A job of random id unfinished: the lowest id, for no bound (unfinished_until()).
+       WHEN EXISTS (SELECT FROM jobs j
+                     WHERE j.user_id = %(user_id)s AND job_id_version(j.job_id) <> 7
+                       AND j.state IN ('queued', 'waiting', 'running'))
+       THEN '00000000-0000-0000-0000-000000000000'::uuid
+       ELSE least(
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = %(user_id)s AND j.state = 'queued' ORDER BY j.job_id LIMIT 1),
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = %(user_id)s AND j.state = 'waiting' ORDER BY j.job_id LIMIT 1),
+           (SELECT j.job_id FROM jobs j
+             WHERE j.user_id = %(user_id)s AND j.state = 'running' ORDER BY j.job_id LIMIT 1),
+           first_job_id_at(now() - interval '1 hour')) END
+  FROM locked
+ WHERE u.user_id = locked.user_id

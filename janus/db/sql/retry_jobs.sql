@@ -21,11 +21,15 @@
 -- hand-out takes, as hand_out_jobs() makes every waiting job do when it hands it out). The
 -- job keeps its id, payload, dependencies, priority, tenant, batch and admission decision.
 --
+-- A retried job is unfinished again: the user's jobs_unfinished_from, below which claims do
+-- not look (hand_out_jobs()), is lowered to its id, under the user's row lock, which `janus
+-- maintain` takes too before it raises it.
+--
 -- Locks: the jobs' rows in job_id order, as cancel_jobs() and finish_jobs() take them, then
--- the clock is read. No bucket: nothing is paid here, and the job joins no line
--- (hand_out_jobs() lines it up under the buckets' locks once it is due). No claim touches an
--- ended job, so a claim never waits for one; a claim that reads the job after this commits
--- sees it waiting.
+-- the clock is read; then the user's row, for each job retried. No bucket: nothing is paid
+-- here, and the job joins no line (hand_out_jobs() lines it up under the buckets' locks once
+-- it is due). No claim touches an ended job, so a claim never waits for one; a claim that
+-- reads the job after this commits sees it waiting.
 -- Raises J0U01 for an unknown user.
 --
 -- The live definition is janus/db/sql/retry_jobs.sql; a migration that changes it applies a
@@ -85,6 +89,13 @@ BEGIN
                lease_token = NULL,
                lease_expires_at = NULL
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
+        -- Unfinished again, however old its id: a claim looks for it from there on; for a job
+        -- of random id, from the lowest id on, without bound (unfinished_until()).
+        UPDATE users u
+           SET jobs_unfinished_from = v_from
+          FROM (SELECT CASE WHEN job_id_version(p_job_ids[i]) = 7 THEN p_job_ids[i]
+                            ELSE '00000000-0000-0000-0000-000000000000'::uuid END) AS f(v_from)
+         WHERE u.user_id = p_user_id AND u.jobs_unfinished_from > f.v_from;
         RETURN QUERY SELECT p_job_ids[i], 'retried'::text, 'waiting'::text;
     END LOOP;
 END
