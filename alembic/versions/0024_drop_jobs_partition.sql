@@ -4,10 +4,11 @@
 --
 -- `janus maintain` calls it for each partition whose span ended longer ago than the
 -- retention. A DELETE of the same jobs would write each of them to the WAL and leave vacuum
--- behind it; a drop frees the files at once. It takes jobs's ACCESS EXCLUSIVE lock first (a
--- DETACH without CONCURRENTLY needs it, and CONCURRENTLY is refused while jobs has a default
--- partition), so no retry or claim changes a job's state between the count and the drop; the
--- caller sets a short lock_timeout, since every statement on jobs waits behind the lock.
+-- behind it; a drop frees the files at once. It takes the ACCESS EXCLUSIVE locks of users and
+-- jobs first (a DETACH without CONCURRENTLY needs jobs's, and CONCURRENTLY is refused while
+-- jobs has a default partition; dropping the partition's foreign key needs users's), so no
+-- retry or claim changes a job's state between the count and the drop; the caller sets a
+-- short lock_timeout, since every request waits behind these locks.
 --
 -- The live definition is janus/db/sql/drop_jobs_partition.sql; a migration that changes it
 -- applies a frozen copy of that file (alembic/README).
@@ -28,7 +29,9 @@ BEGIN
                       AND inhrelid = to_regclass(quote_ident(p_partition))) THEN
         RAISE EXCEPTION 'not a partition of jobs: %', p_partition;
     END IF;
-    LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE;
+    -- A detach drops the partition's foreign key to users, which locks users whole: users
+    -- first, in the order requests take them, so that none waits for this while it waits.
+    LOCK TABLE users, jobs IN ACCESS EXCLUSIVE MODE;
     -- Each count reads its state's partial index (jobs_queued, jobs_waiting, jobs_leased).
     EXECUTE format('SELECT (SELECT count(*) FROM (SELECT FROM ONLY %1$I'
                    '          WHERE state = ''queued'' LIMIT 10000) AS j),'

@@ -32,11 +32,13 @@ serves, with `bound` the first span boundary ten minutes from now:
    each in one statement that deletes it from jobs and inserts it there. A CHECK (job_id <
    bound) is added NOT VALID and validated: a scan of jobs that blocks no reader or writer
    (SHARE UPDATE EXCLUSIVE).
-2. (one short transaction) jobs is locked, renamed jobs_before with its indexes and
+2. (one short transaction) users and jobs are locked, in the order requests take them (the
+   attach locks users, for the foreign key), jobs renamed jobs_before with its indexes and
    statistics, and a partitioned jobs with the same columns, constraints, indexes and
    statistics takes its place; jobs_before is attached below `bound` (the valid CHECK spares
-   the scan) and jobs_default as the default partition. The lock is taken with a lock_timeout
-   of 500 ms and tried again, so that no request of the previous release waits long behind it.
+   the scan) and jobs_default as the default partition. Its locks are taken with a
+   lock_timeout of 500 ms, the whole transaction tried again when one is not had in time, so
+   that no request of the previous release waits long behind it.
    Its statements and functions name jobs and are planned again on the new table.
 3. (autocommit) the partitions up to an hour (or three spans) from now are added.
 
@@ -219,22 +221,21 @@ def _holds_fewer_jobs_than(conn: Any, count: int) -> bool:
 
 
 def _switch(conn: Any, bound: Any) -> None:
-    """Step 2, in one transaction, its lock tried again until it is had. With no `bound`
-    (a small jobs), step 1 too, under the lock, below the next whole second."""
+    """Step 2, in one transaction, tried again whole while a lock of it is not had in time.
+    With no `bound` (a small jobs), step 1 too, under the lock, below the next whole second.
+
+    users and jobs are locked first, in the order requests take them: attaching a partition
+    that has the foreign key to users locks users too, and taking that lock while holding
+    jobs's would wait for requests that hold users and wait for jobs."""
+    staged_here = bound is None
     for attempt in range(SWITCH_ATTEMPTS):
         conn.execute(text("BEGIN"))
-        try:
-            conn.execute(text(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'"))
-            conn.execute(text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
-        except OperationalError as error:
-            conn.execute(text("ROLLBACK"))
-            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWITCH_ATTEMPTS - 1:
-                raise
-            time.sleep(0.5)
-            continue
         locked = time.monotonic()
         try:
-            if bound is None:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'"))
+            conn.execute(text("LOCK TABLE users, jobs IN ACCESS EXCLUSIVE MODE"))
+            locked = time.monotonic()
+            if staged_here:
                 bound = conn.execute(
                     text(
                         "SELECT first_job_id_at(date_trunc('second', clock_timestamp())"
@@ -242,25 +243,13 @@ def _switch(conn: Any, bound: Any) -> None:
                     )
                 ).scalar_one()
                 _stage(conn, bound)
-            conn.execute(text("ALTER TABLE jobs_default NO INHERIT jobs"))
-            definitions = _definitions(conn, "jobs")
-            conn.execute(text("ALTER TABLE jobs RENAME TO jobs_before"))
-            _rename_indexes_and_statistics(conn, "jobs_before", "jobs_before_")
-            conn.execute(
-                text(
-                    "CREATE TABLE jobs (LIKE jobs_before INCLUDING DEFAULTS)"
-                    " PARTITION BY RANGE (job_id)"
-                )
-            )
-            for statement in definitions:
-                conn.execute(text(statement))
-            conn.execute(
-                text(
-                    "ALTER TABLE jobs ATTACH PARTITION jobs_before"
-                    f" FOR VALUES FROM (MINVALUE) TO ('{bound}')"
-                )
-            )
-            conn.execute(text("ALTER TABLE jobs ATTACH PARTITION jobs_default DEFAULT"))
+            _replace_jobs(conn, bound)
+        except OperationalError as error:
+            conn.execute(text("ROLLBACK"))
+            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5)
+            continue
         except BaseException:
             conn.execute(text("ROLLBACK"))
             raise
@@ -271,6 +260,26 @@ def _switch(conn: Any, bound: Any) -> None:
             attempt + 1,
         )
         return
+
+
+def _replace_jobs(conn: Any, bound: Any) -> None:
+    """jobs renamed jobs_before, and a partitioned jobs like it in its place, jobs_before and
+    jobs_default its partitions."""
+    conn.execute(text("ALTER TABLE jobs_default NO INHERIT jobs"))
+    definitions = _definitions(conn, "jobs")
+    conn.execute(text("ALTER TABLE jobs RENAME TO jobs_before"))
+    _rename_indexes_and_statistics(conn, "jobs_before", "jobs_before_")
+    conn.execute(
+        text("CREATE TABLE jobs (LIKE jobs_before INCLUDING DEFAULTS) PARTITION BY RANGE (job_id)")
+    )
+    for statement in definitions:
+        conn.execute(text(statement))
+    conn.execute(
+        text(
+            f"ALTER TABLE jobs ATTACH PARTITION jobs_before FOR VALUES FROM (MINVALUE) TO ('{bound}')"
+        )
+    )
+    conn.execute(text("ALTER TABLE jobs ATTACH PARTITION jobs_default DEFAULT"))
 
 
 def _definitions(conn: Any, table: str, rename_to: str | None = None) -> list[str]:

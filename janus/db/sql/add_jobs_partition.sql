@@ -29,6 +29,9 @@ BEGIN
     IF p_to <= p_from THEN
         RAISE EXCEPTION 'a partition of jobs must end after it starts: % to %', p_from, p_to;
     END IF;
+    -- The attach adds the foreign key to users, which locks users: first, in the order
+    -- requests take them (users, then jobs), so that none waits for this while it waits.
+    LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;
     LOCK TABLE jobs_default IN ACCESS EXCLUSIVE MODE;
     -- With the autovacuum settings jobs had before it was partitioned (migration 0006): a
     -- partitioned table holds none of its own.
