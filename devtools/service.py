@@ -1,11 +1,11 @@
 """The real service under gunicorn, started as the Procfile's `web` line starts it.
 
 For the tests, the fault scenarios and the bench: `gunicorn -c gunicorn.conf.py` from the
-repository root, with DATABASE_URL, PORT (a free loopback port), JANUS_BIND_HOST=127.0.0.1 and
-WEB_CONCURRENCY on top of this process's environment, and the caller's extra variables on top
-of those. Its output goes to a file. Service.start() returns once every worker runs and
-/health answers 200; Service.stop() sends SIGTERM and waits for the graceful exit, and sends
-SIGKILL only if that never comes.
+repository root (or another release's tree), with DATABASE_URL, PORT (a free loopback port),
+JANUS_BIND_HOST=127.0.0.1 and WEB_CONCURRENCY on top of this process's environment, and the
+caller's extra variables on top of those. Its output goes to a file. Service.start() returns
+once every worker runs and /health answers 200; Service.stop() sends SIGTERM and waits for the
+graceful exit, and sends SIGKILL only if that never comes.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def gunicorn_command() -> list[str]:
 
 def _popen(
     *,
+    root: Path = REPO_ROOT,
     port: int,
     database_url: str | None,
     workers: int | None,
@@ -70,7 +71,7 @@ def _popen(
         process_env["WEB_CONCURRENCY"] = str(workers)
     return subprocess.Popen(
         gunicorn_command(),
-        cwd=REPO_ROOT,
+        cwd=root,
         env={**process_env, **env},
         stdout=stdout,
         stderr=subprocess.STDOUT,
@@ -101,19 +102,23 @@ class Service:
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
         timeout_s: float = START_TIMEOUT_S,
+        root: Path = REPO_ROOT,
     ) -> Service:
         """Start gunicorn on a free port; return once every worker runs and /health is 200.
 
-        `env` is added last, so it may override any variable. `new_session` gives gunicorn a
-        process group of its own: a Ctrl-C in the caller's terminal then reaches only the
-        caller, which stops gunicorn in order. Raises ServiceError, after stopping gunicorn,
-        when it exits or is not serving within `timeout_s`.
+        `root` is the tree whose gunicorn.conf.py it reads (another release's checkout, for
+        the deploy scenario). `env` is added last, so it may override any variable.
+        `new_session` gives gunicorn a process group of its own: a Ctrl-C in the caller's
+        terminal then reaches only the caller, which stops gunicorn in order. Raises
+        ServiceError, after stopping gunicorn, when it exits or is not serving within
+        `timeout_s`.
         """
         port = free_port()
         with log_path.open("wb") as log_file:
             # A file, not a pipe: nobody reads gunicorn's output while it runs, and a full
             # pipe would block its workers.
             process = _popen(
+                root=root,
                 port=port,
                 database_url=database_url,
                 workers=workers,

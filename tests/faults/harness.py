@@ -73,13 +73,16 @@ class FaultPostgres:
         self.url = localdb.database_url(self.port)
 
     @classmethod
-    def create(cls) -> FaultPostgres:
-        """A new server in a new temporary directory, started and migrated to head."""
+    def create(cls, *, migrate: bool = True) -> FaultPostgres:
+        """A new server in a new temporary directory, started and (unless not `migrate`)
+        migrated to head."""
         # Not pytest's tmp_path: the server may run as another user, who must reach the
         # directory (localdb opens its parents for that user), and the socket path is short.
         server = cls(Path(tempfile.mkdtemp(prefix="janus-fault-")))
         try:
             server.start()
+            if not migrate:
+                return server
             config = alembic.config.Config(str(REPO_ROOT / "alembic.ini"))
             config.set_main_option("sqlalchemy.url", sqlalchemy_url({"DATABASE_URL": server.url}))
             alembic.command.upgrade(config, "head")
@@ -226,6 +229,9 @@ class JobCall:
     tenant_id: str | None = None
     # More fields of the body: when_limited, max_wait_seconds, ...
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # A batch (path .../batch or .../batch/atomic): each job's dependencies; the job's other
+    # fields are the call's. Empty: a single job, of `dependencies`.
+    batch: tuple[Mapping[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -284,14 +290,17 @@ def perform(base_url: str, call: JobCall | Probe, clock: Clock) -> Attempt:
     if isinstance(call, Probe):
         reply = send(base_url, "GET", call.path)
     else:
-        body = {
-            "batch_name": call.batch_name,
+        job = {
             "tenant_id": call.tenant_id or f"tenant-{call.user}",
             "priority": call.priority,
             "dependencies": dict(call.dependencies),
             "payload": {"sent_as": call.batch_name},
             **call.extra,
         }
+        body: dict[str, Any] = {"batch_name": call.batch_name, **job}
+        if call.batch:
+            jobs = [{**job, "dependencies": dict(each)} for each in call.batch]
+            body = {"batch_name": call.batch_name, "jobs": jobs}
         reply = send(base_url, "POST", call.path, body=body, headers={"X-User-ID": call.user_id})
     return Attempt(call, sent_at, clock.now(), reply)
 

@@ -927,6 +927,13 @@ def postgres_restart_via_pgbouncer(log_dir: Path) -> ScenarioResult:
     return pgbouncer.postgres_restart_via_pgbouncer(log_dir)
 
 
+def deploy_under_load(log_dir: Path) -> ScenarioResult:
+    """The previous release under load while this one migrates and takes over (deploy.py)."""
+    from tests.faults import deploy
+
+    return deploy.deploy_under_load(log_dir)
+
+
 SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "postgres-fast-restart": postgres_fast_restart,
     "postgres-kill-9": postgres_crash_restart,
@@ -939,6 +946,7 @@ SCENARIOS: dict[str, Callable[[Path], ScenarioResult]] = {
     "pacing-under-load": pacing_under_load,
     "fair-share-reads": fair_share_reads,
     "postgres-restart-via-pgbouncer": postgres_restart_via_pgbouncer,
+    "deploy-under-load": deploy_under_load,
 }
 
 COLUMNS = (

@@ -5,7 +5,8 @@ lost comes back to the queue within seconds), then completes them, every other w
 batch complete (`POST /system/jobs/complete`), the others one job at a time. A completion
 that got no real answer (503, a dropped connection) is sent again a few times, as a worker
 would, and then given up: the lease expires and the job goes back to the queue. A pool may
-also fail one lease in N with retry instead (`fail_one_in`), as the pacing scenario does.
+also fail one lease in N with retry instead (`fail_one_in`), as the pacing scenario does, and
+send each lease a heartbeat before completing it (`heartbeat`), as the deploy scenario does.
 
 Everything the workers were told is recorded (WorkerLog), so that the scenario can check it
 against the database: which worker got which job at which attempt with which lease token,
@@ -48,7 +49,7 @@ class Lease:
 class Answer:
     """One queue request a worker sent and what came back, on the scenario's clock."""
 
-    route: str  # "claim", "complete" (one job), "complete-batch" or "fail"
+    route: str  # "claim", "heartbeat", "complete" (one job), "complete-batch" or "fail"
     sent_at: float
     answered_at: float
     reply: Reply
@@ -93,6 +94,7 @@ class Worker(threading.Thread):
         log: WorkerLog,
         stopping: threading.Event,
         fail_one_in: int = 0,
+        heartbeat: bool = False,
     ) -> None:
         super().__init__(name=f"worker-{number}", daemon=True)
         self.number = number
@@ -107,6 +109,7 @@ class Worker(threading.Thread):
         # Every fail_one_in-th lease of this worker is failed with retry (0: none is).
         self._fail_one_in = fail_one_in
         self._leased = 0
+        self._heartbeat = heartbeat
 
     def _post(self, route: str, path: str, body: Any) -> Reply:
         sent_at = self._clock.now()
@@ -136,6 +139,9 @@ class Worker(threading.Thread):
             leases = [lease for lease in leases if not self._failed(lease)]
             if not leases:
                 continue
+            for lease in leases if self._heartbeat else []:
+                body = {"lease_token": lease.lease_token, "lease_seconds": LEASE_S}
+                self._post("heartbeat", f"/system/jobs/{lease.job_id}/heartbeat", body)
             if self.batch:
                 self._complete_batch(leases)
             else:
@@ -207,6 +213,7 @@ class WorkerPool:
         count: int,
         *,
         fail_one_in: int = 0,
+        heartbeat: bool = False,
     ) -> None:
         self.log = WorkerLog()
         self._stopping = threading.Event()
@@ -219,6 +226,7 @@ class WorkerPool:
                 self.log,
                 self._stopping,
                 fail_one_in,
+                heartbeat,
             )
             for n in range(count)
         ]
