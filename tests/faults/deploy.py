@@ -165,7 +165,11 @@ def _deploy(
                 if _migrate(audit, new_release, postgres.url, migrate_log, phases, from_version):
                     time.sleep(AFTER_S)
                     new = Service.start(
-                        postgres.url, log_dir / f"{NAME}-new-gunicorn.log", workers=SERVICE_WORKERS
+                        postgres.url,
+                        log_dir / f"{NAME}-new-gunicorn.log",
+                        workers=SERVICE_WORKERS,
+                        env=new_release.env(),
+                        root=new_release.root,
                     )
                     _switch(audit, router, old, new, phases)
                     time.sleep(NEW_S)

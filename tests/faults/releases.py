@@ -3,8 +3,9 @@
 The deploy scenario runs an earlier commit as it was released: its own tree (`git archive`
 into a temporary directory), its own gunicorn.conf.py, its own alembic/ migrations, with this
 checkout's .venv. The editable install of this checkout would otherwise shadow the old
-`janus` package, so every process of the old release runs from its tree with its tree first on
-PYTHONPATH; `Release.check_imported()` then proves the old service loaded its own code.
+`janus` package, so every process of a release runs from its tree with its tree first on
+PYTHONPATH (this checkout's too, whichever tree the .venv was installed from);
+`Release.check_imported()` then proves the old service loaded its own code.
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ class Release:
         Bytecode is written (PYTHONDONTWRITEBYTECODE empty is unset), as check_imported()
         reads it.
         """
-        if self.commit is None:
-            return {}
         return {"PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": ""}
 
     def run(
