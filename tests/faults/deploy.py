@@ -176,19 +176,19 @@ def _deploy(
         finally:
             log = pool.stop()
         _count(audit, attempts, log, phases)
-        if new is None:
-            return
-        check_seeded(audit, new.url, seeded)
+        if new is not None:
+            check_seeded(audit, new.url, seeded)
         audit.jobs(attempts, [users[n] for n in LOAD_USERS])
         audit.queue(log, [users[n] for n in LOAD_USERS])
         audit.finite_bucket([users[n] for n in LOAD_USERS], FINITE)
         for release, service in (("old", old), ("new", new)):
+            if service is None:
+                continue
             audit.note(
                 f"router: {router.relayed[service.url]} connections to the {release} release"
             )
             refused = router.refused[service.url]
             audit.check(not refused, f"the {release} release refused {refused} connections")
-        for service in (old, new):
             audit.check("Traceback" not in service.log(), f"{service.log_path.name}: a traceback")
     finally:
         router.close()
@@ -208,10 +208,12 @@ def _migrate(
     """The new release's `alembic upgrade head`, timed, while the old one serves; whether it
     succeeded (a deploy whose migration fails goes no further)."""
     phases.begin("old, migrating")
+    started = time.monotonic()
     try:
         seconds = release.migrate(database_url, log_path)
     except releases.ReleaseError as error:
-        audit.check(False, f"the migration failed, the old release stays: {error}")
+        failed_after = time.monotonic() - started
+        audit.check(False, f"the migration failed after {failed_after:.2f} s: {error}")
         return False
     finally:
         phases.begin("old, migrated")

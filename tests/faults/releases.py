@@ -71,9 +71,11 @@ class Release:
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(args)}  # in {self.root}\n{done.stdout}{done.stderr}\n")
         if done.returncode != 0:
+            # The end of the output says why: a traceback's last line, the statement.
+            why = "\n".join(done.stderr.strip().splitlines()[-3:])
             raise ReleaseError(
-                f"{self.name}: {' '.join(args)} exited with status {done.returncode}:\n"
-                f"{done.stderr[-3000:]}"
+                f"{self.name}: {' '.join(args)} exited with status {done.returncode} "
+                f"(its output: {log_path}):\n{why}"
             )
         return done
 
