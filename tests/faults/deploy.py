@@ -162,8 +162,12 @@ def _deploy(
                 router.url, clock, producer_calls(users), threads=PRODUCERS, attempts=attempts
             ):
                 time.sleep(BEFORE_S)
-                if _migrate(audit, new_release, postgres.url, migrate_log, phases, from_version):
-                    time.sleep(AFTER_S)
+                migrated = _migrate(
+                    audit, new_release, postgres.url, migrate_log, phases, from_version
+                )
+                # A migration that failed rolled back: the old release must serve on as before.
+                time.sleep(AFTER_S)
+                if migrated:
                     new = Service.start(
                         postgres.url,
                         log_dir / f"{NAME}-new-gunicorn.log",
