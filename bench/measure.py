@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from bench.scenarios import (
     Scenario,
 )
 from bench.service_metrics import grouping, scrape_groups
+from bench.soak import Housekeeping, partitions_mb
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
@@ -287,11 +288,10 @@ class Bench:
 
     def jobs_table(self) -> tuple[int, float]:
         """Rows in jobs, and its size with indexes and TOAST in MB."""
-        row = self.conn.execute(
-            "SELECT (SELECT count(*) FROM jobs), pg_total_relation_size('jobs') / 1048576.0"
-        ).fetchone()
+        row = self.conn.execute("SELECT count(*) FROM jobs").fetchone()
         assert row is not None
-        return int(row[0]), float(row[1])
+        # jobs is partitioned (migration 0024): its size is its partitions'.
+        return int(row[0]), partitions_mb(self.conn)
 
     def wal_and_checkpoints(self) -> tuple[float, int | None]:
         """WAL written since the server was created, in MB, and checkpoints done since start."""
@@ -344,37 +344,63 @@ def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) 
     results = []
     wal_mb, checkpoints = bench.wal_and_checkpoints()
     autovacuums = bench.autovacuums()
-    for minute in range(1, minutes + 1):
-        load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
-        rows, size_mb = bench.jobs_table()
-        wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
-        autovacuums_after = bench.autovacuums()
-        result = SoakMinute(
-            minute=minute,
-            load=load,
-            jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0)
-            * scenario.jobs
-            / load.wall_s,
-            jobs_rows=rows,
-            jobs_table_mb=size_mb,
-            wal_mb=wal_mb_after - wal_mb,
-            checkpoints=(
-                None
-                if checkpoints is None or checkpoints_after is None
-                else checkpoints_after - checkpoints
-            ),
-            cpu=cpu,
-            autovacuums=autovacuums_after - autovacuums,
-        )
-        wal_mb, checkpoints, autovacuums = wal_mb_after, checkpoints_after, autovacuums_after
-        say(
-            f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
-            f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
-        )
-        results.append(result)
+    housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0])
+    with housekeeping:
+        for minute in range(1, minutes + 1):
+            started = time.monotonic()
+            result, (wal_mb, checkpoints, autovacuums) = _soak_minute(
+                bench, scenario, minute, wal_mb, checkpoints, autovacuums
+            )
+            dropped = housekeeping.dropped_between(started, time.monotonic())
+            results.append(replace(result, dropped_partitions=dropped))
+    say(
+        f"soak: {housekeeping.completed:,} accepted jobs completed beside it; janus maintain"
+        f" dropped {sum(count for _, count in housekeeping.drops)} partitions"
+    )
+    for line in sorted(set(housekeeping.kept)):
+        say(f"  janus maintain: {line}")
     if results:
-        say(f"soak: the jobs table reached {rows:,} rows, {size_mb:,.0f} MB")
+        say(
+            f"soak: the jobs table ended at {results[-1].jobs_rows:,} rows,"
+            f" {results[-1].jobs_table_mb:,.0f} MB"
+        )
     return results
+
+
+def _soak_minute(
+    bench: Bench,
+    scenario: Scenario,
+    minute: int,
+    wal_mb: float,
+    checkpoints: int | None,
+    autovacuums: int,
+) -> tuple[SoakMinute, tuple[float, int | None, int]]:
+    """One minute of the soak, measured; and the counters after it (WAL MB, checkpoints,
+    autovacuums)."""
+    load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
+    rows, size_mb = bench.jobs_table()
+    wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
+    autovacuums_after = bench.autovacuums()
+    result = SoakMinute(
+        minute=minute,
+        load=load,
+        jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0) * scenario.jobs / load.wall_s,
+        jobs_rows=rows,
+        jobs_table_mb=size_mb,
+        wal_mb=wal_mb_after - wal_mb,
+        checkpoints=(
+            None
+            if checkpoints is None or checkpoints_after is None
+            else checkpoints_after - checkpoints
+        ),
+        cpu=cpu,
+        autovacuums=autovacuums_after - autovacuums,
+    )
+    say(
+        f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
+        f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
+    )
+    return result, (wal_mb_after, checkpoints_after, autovacuums_after)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from bench.scenarios import (
     PACING_TOLERANCE,
     READINGS,
     SINGLE_BASELINE,
+    SOAK_MAX_GROWTH,
     SOAK_MIN_KEPT,
-    SOAK_PAST_ROWS,
     TARGETS,
     Reading,
 )
@@ -177,30 +177,48 @@ def _times(ratio: float, scale: float) -> str:
 
 
 def soak_checks(minutes: Sequence[SoakMinute]) -> list[Check]:
-    """Issue 13's done-when: the jobs table passed SOAK_PAST_ROWS during the soak, and every
-    minute that ended past it kept SOAK_MIN_KEPT of the first minute's jobs/s."""
-    last = minutes[-1]
-    reached = Check(
-        label=f"soak: jobs rows after minute {last.minute}",
-        value=f"{last.jobs_rows:,}",
-        target=f">= {SOAK_PAST_ROWS:,}",
-        passed=last.jobs_rows >= SOAK_PAST_ROWS,
-    )
-    label = f"soak: slowest minute past {SOAK_PAST_ROWS:,} rows / minute 1 (jobs/s)"
-    target = f">= {SOAK_MIN_KEPT * 100:.0f}%"
-    past = [minute for minute in minutes if minute.jobs_rows >= SOAK_PAST_ROWS]
-    if not past:
-        return [reached, Check(label=label, value="no such minute", target=target, passed=None)]
-    slowest = min(past, key=lambda minute: minute.jobs_per_s)
-    first = minutes[0].jobs_per_s
-    kept = slowest.jobs_per_s / first if first else 0.0
-    kept_check = Check(
-        label=label,
-        value=f"{kept * 100:.0f}% (minute {slowest.minute})",
-        target=target,
-        passed=kept >= SOAK_MIN_KEPT,
-    )
-    return [reached, kept_check]
+    """Issue 27's done-when: every minute that ended after the first partition of jobs was
+    dropped kept SOAK_MIN_KEPT of the first minute's jobs/s, and jobs grew no more than
+    SOAK_MAX_GROWTH past its largest size until then."""
+    pace = "soak: slowest minute after the first drop / minute 1 (jobs/s)"
+    size = "soak: largest jobs after the first drop / largest until it (MB)"
+    first_drop = next((m.minute for m in minutes if m.dropped_partitions), None)
+    if first_drop is None:
+        none = "no partition dropped"
+        return [
+            Check(label=pace, value=none, target=f">= {SOAK_MIN_KEPT * 100:.0f}%", passed=False),
+            Check(label=size, value=none, target=f"<= {SOAK_MAX_GROWTH * 100:.0f}%", passed=False),
+        ]
+    after = [m for m in minutes if m.minute > first_drop]
+    until = [m for m in minutes if m.minute <= first_drop]
+    checks = []
+    if after:
+        slowest = min(after, key=lambda minute: minute.jobs_per_s)
+        first = minutes[0].jobs_per_s
+        kept = slowest.jobs_per_s / first if first else 0.0
+        checks.append(
+            Check(
+                label=pace,
+                value=f"{kept * 100:.0f}% (minute {slowest.minute}; first drop in minute"
+                f" {first_drop})",
+                target=f">= {SOAK_MIN_KEPT * 100:.0f}%",
+                passed=kept >= SOAK_MIN_KEPT,
+            )
+        )
+        largest_until = max(m.jobs_table_mb for m in until)
+        largest_after = max(m.jobs_table_mb for m in after)
+        growth = largest_after / largest_until if largest_until else 0.0
+        checks.append(
+            Check(
+                label=size,
+                value=f"{growth * 100:.0f}% ({largest_after:,.0f} of {largest_until:,.0f} MB)",
+                target=f"<= {SOAK_MAX_GROWTH * 100:.0f}%",
+                passed=growth <= SOAK_MAX_GROWTH,
+            )
+        )
+    else:
+        checks.append(Check(label=pace, value="no minute after it", target="-", passed=False))
+    return checks
 
 
 def result_document(
@@ -267,5 +285,6 @@ def soak_document(minute: SoakMinute) -> dict[str, Any]:
         "wal_mb": round(minute.wal_mb, 1),
         "checkpoints": minute.checkpoints,
         "autovacuums": minute.autovacuums,
+        "dropped_partitions": minute.dropped_partitions,
         "cpu_percent": {name: round(value, 1) for name, value in minute.cpu.items()},
     }

@@ -174,3 +174,5 @@ class SoakMinute:
     cpu: Mapping[str, float]
     # Autovacuum and autoanalyze runs during the minute, on every table.
     autovacuums: int
+    # Partitions of jobs that janus maintain dropped during the minute (bench/soak.py).
+    dropped_partitions: int = 0

@@ -52,6 +52,7 @@ from bench.scenarios import (
     Scenario,
     durations_text,
 )
+from bench.soak import partition_settings
 from bench.twin import database as twin_database
 from bench.twin import server as twin_server
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -102,6 +103,10 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
     workdir = Path(tempfile.mkdtemp(prefix="janus-bench-"))
     try:
         with database(workdir) as (database_url, database_origin):
+            if args.soak:
+                # Partitions of 5 minutes kept 10, for the migration, the service and
+                # janus maintain alike (bench/soak.py).
+                os.environ.update(partition_settings())
             say(f"migrating {render.redacted(database_url)} ...")
             migrate(database_url)
             say("provisioning users and configs ...")
@@ -174,7 +179,12 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; the process's exit status."""
     args = arguments.parse(argv)
-    chosen = [s for s in SCENARIOS if args.only is None or s.name in args.only]
+    # The soak's scenario runs in the soak only, unless asked for by name.
+    chosen = [
+        s
+        for s in SCENARIOS
+        if (args.only is None and s.name != SOAK_SCENARIO) or (args.only and s.name in args.only)
+    ]
     started_at = datetime.now(UTC)
     run_dir = RESULTS_DIR / started_at.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,7 @@ def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
     """Jobs/s and latency minute by minute, with the jobs table, WAL, checkpoints and
     autovacuum runs."""
     header = (
-        "minute", "jobs/s", "p50 ms", "p99 ms", "jobs rows", "jobs MB", "WAL MB",
+        "minute", "jobs/s", "p50 ms", "p99 ms", "jobs rows", "jobs MB", "dropped", "WAL MB",
         "checkpoints", "autovacuums", "CPU% app/pg/load/other", "statuses",
     )  # fmt: skip
     rows = [
@@ -204,6 +204,7 @@ def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
             _ms(minute.load.latency_ms["p99"]),
             f"{minute.jobs_rows:,}",
             f"{minute.jobs_table_mb:,.0f}",
+            str(minute.dropped_partitions),
             f"{minute.wal_mb:,.0f}",
             "-" if minute.checkpoints is None else str(minute.checkpoints),
             str(minute.autovacuums),
@@ -212,7 +213,7 @@ def soak_table(minutes: Sequence[SoakMinute]) -> list[str]:
         )
         for minute in minutes
     ]
-    return aligned(header, rows, left_columns={10})
+    return aligned(header, rows, left_columns={11})
 
 
 def aligned(

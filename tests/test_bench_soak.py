@@ -1,5 +1,5 @@
 """The soak of `make bench --soak`: the jobs table pre-filled with rows shaped exactly like the
-soak's admitted jobs, and the checks of issue 13's done-when read off its minutes.
+soak's admitted jobs, and the checks of issue 27's done-when read off its minutes.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from bench.report import soak_checks, soak_document
 from bench.results import SoakMinute
 from bench.scenarios import (
     SCENARIOS,
+    SOAK_MAX_GROWTH,
     SOAK_MIN_KEPT,
     SOAK_MINUTES,
-    SOAK_PAST_ROWS,
     SOAK_PREFILL_ROWS,
     SOAK_SCENARIO,
 )
@@ -93,7 +93,7 @@ def test_prefill_stops_at_the_rows_the_table_already_holds(
     assert jobs_rows(db) == 13
 
 
-def minute(number: int, jobs_per_s: float, jobs_rows: int) -> SoakMinute:
+def minute(number: int, jobs_per_s: float, mb: float, dropped: int = 0) -> SoakMinute:
     """A soak minute with only what the checks read."""
     load = LoadResult(
         requests=0, wall_s=60, latency_ms={"p50": 1, "p99": 2}, outcomes={"200": 1}, output=""
@@ -102,59 +102,67 @@ def minute(number: int, jobs_per_s: float, jobs_rows: int) -> SoakMinute:
         minute=number,
         load=load,
         jobs_per_s=jobs_per_s,
-        jobs_rows=jobs_rows,
-        jobs_table_mb=1,
+        jobs_rows=1000,
+        jobs_table_mb=mb,
         wal_mb=1,
         checkpoints=0,
         cpu={"app": 1, "postgres": 1, "load": 1, "other": 1},
         autovacuums=1,
+        dropped_partitions=dropped,
     )
 
 
-def test_the_soak_passes_when_every_minute_past_the_rows_keeps_its_pace() -> None:
-    below, past = SOAK_PAST_ROWS - 1, SOAK_PAST_ROWS
-    minutes = [minute(1, 1000, below), minute(2, 800, below), minute(3, 950, past)]
-    minutes.append(minute(4, 1000 * SOAK_MIN_KEPT, past + 1))
+def test_the_soak_passes_when_every_minute_after_the_first_drop_keeps_pace_and_size() -> None:
+    minutes = [minute(1, 1000, 100), minute(2, 800, 200), minute(3, 950, 300, dropped=1)]
+    minutes += [minute(4, 1000 * SOAK_MIN_KEPT, 300 * SOAK_MAX_GROWTH), minute(5, 990, 250)]
 
-    reached, kept = soak_checks(minutes)
+    pace, size = soak_checks(minutes)
 
-    assert (reached.value, reached.passed) == (f"{past + 1:,}", True)
-    # Minute 2 is slow, but before the table passed the rows: the done-when does not ask.
-    assert (kept.value, kept.passed) == (f"{SOAK_MIN_KEPT * 100:.0f}% (minute 4)", True)
-
-
-def test_the_soak_fails_on_a_slow_minute_past_the_rows_or_a_table_too_small() -> None:
-    past = SOAK_PAST_ROWS
-    slow = [minute(1, 1000, past), minute(2, 890, past + 1), minute(3, 1000, past + 2)]
-    assert [check.passed for check in soak_checks(slow)] == [True, False]
-
-    small = [minute(1, 1000, 5), minute(2, 1000, 6)]
-    reached, kept = soak_checks(small)
-    assert (reached.passed, kept.value, kept.passed) == (False, "no such minute", None)
+    # Minute 2 is slow, but before the first drop: the done-when does not ask.
+    assert (pace.value, pace.passed) == (
+        f"{SOAK_MIN_KEPT * 100:.0f}% (minute 4; first drop in minute 3)",
+        True,
+    )
+    assert size.passed and size.value.startswith(f"{SOAK_MAX_GROWTH * 100:.0f}%")
 
 
-def test_the_soak_reports_the_autovacuums_of_each_minute() -> None:
-    header, _ = soak_table([minute(1, 1000, 5)])
+def test_the_soak_fails_on_a_slow_minute_a_growing_table_or_no_drop() -> None:
+    slow = [minute(1, 1000, 100, dropped=1), minute(2, 890, 100), minute(3, 1000, 100)]
+    assert [check.passed for check in soak_checks(slow)] == [False, True]
 
-    assert "autovacuums" in header
-    assert soak_document(minute(1, 1000, 5))["autovacuums"] == 1
+    growing = [minute(1, 1000, 100, dropped=1), minute(2, 1000, 200)]
+    assert [check.passed for check in soak_checks(growing)] == [True, False]
+
+    never = [minute(1, 1000, 100), minute(2, 1000, 200)]
+    assert [(c.value, c.passed) for c in soak_checks(never)] == [
+        ("no partition dropped", False),
+        ("no partition dropped", False),
+    ]
+
+
+def test_the_soak_reports_the_autovacuums_and_drops_of_each_minute() -> None:
+    header, _ = soak_table([minute(1, 1000, 5, dropped=2)])
+
+    assert "autovacuums" in header and "dropped" in header
+    document = soak_document(minute(1, 1000, 5, dropped=2))
+    assert (document["autovacuums"], document["dropped_partitions"]) == (1, 2)
 
 
 @pytest.mark.parametrize(
     ("argv", "prefill", "minutes"),
     [
         (["--soak"], SOAK_PREFILL_ROWS, SOAK_MINUTES),
-        (["--soak", "--soak-prefill", "0", "--soak-minutes", "2"], 0, 2),
+        (["--soak", "--soak-prefill", "1000", "--soak-minutes", "2"], 1000, 2),
     ],
 )
-def test_a_default_soak_prefills_so_that_it_can_pass_the_rows(
+def test_a_default_soak_runs_twenty_minutes_from_an_empty_table(
     argv: list[str], prefill: int, minutes: int
 ) -> None:
     args = arguments.parse(argv)
 
     assert (args.soak_prefill, args.soak_minutes) == (prefill, minutes)
-    # At 4,200 jobs/s, half of partial-100's on the quiet 2-core machine.
-    assert SOAK_PREFILL_ROWS + SOAK_MINUTES * 60 * 4_200 >= SOAK_PAST_ROWS > SOAK_PREFILL_ROWS
+    # Issue 27: 20 minutes, partitions of 5 kept 10: the first drop within it.
+    assert (SOAK_MINUTES, SOAK_PREFILL_ROWS) == (20, 0)
 
 
 def test_a_negative_prefill_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

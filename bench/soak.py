@@ -1,0 +1,143 @@
+"""The soak's jobs table that forgets by the minute (issue 27): while the soak's batches run,
+`janus maintain` runs every minute, as its cron job would, with partitions of
+SOAK_PARTITION_MINUTES kept SOAK_RETENTION_MINUTES, and a drainer completes the jobs the
+soak's bucket accepts, as workers would: a partition holding an unfinished job is never
+dropped, so without it nothing would be.
+
+The soak's bucket accepts SOAK_ACCEPTED_PER_S jobs a second and rejects the rest, so that one
+drainer keeps up on the same two cores as the load: accepted or rejected, each job is a row of
+jobs, which is what the retention must forget.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from bench.common import BIN, REPO_ROOT, say
+
+SOAK_PARTITION_MINUTES = 5
+SOAK_RETENTION_MINUTES = 10
+SOAK_ACCEPTED_PER_S = 2000
+# The drainer's claims: as many jobs as a worker's claim may take at once.
+DRAIN_CLAIM = 1000
+LEASE_S = 300
+# `janus maintain` every minute, half-way through each minute of the soak.
+MAINTAIN_EVERY_S = 60.0
+MAINTAIN_OFFSET_S = 30.0
+
+_CLAIM = (
+    "SELECT job_id, lease_token FROM hand_out_jobs(%s, %s, %s, NULL, NULL, NULL)"
+    " WHERE job_id IS NOT NULL"
+)
+_COMPLETE = (
+    "SELECT count(*) FROM finish_jobs(%s, %s::uuid[], %s::uuid[], %s::boolean[], %s::json[],"
+    " %s::text[], %s::boolean[], %s::jsonb[], %s::jsonb[])"
+)
+
+
+def partition_settings() -> dict[str, str]:
+    """The environment of the migration, the service and `janus maintain` for the soak."""
+    return {
+        "JANUS_JOBS_PARTITION_MINUTES": str(SOAK_PARTITION_MINUTES),
+        "JANUS_JOBS_RETENTION_MINUTES": str(SOAK_RETENTION_MINUTES),
+    }
+
+
+def partitions_mb(conn: psycopg.Connection[Any]) -> float:
+    """The size on disk of every partition of jobs, with indexes and TOAST, in MB."""
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) / 1048576.0"
+        "  FROM pg_inherits WHERE inhparent = 'jobs'::regclass"
+    ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+@dataclass
+class Housekeeping:
+    """The drainer and `janus maintain` beside the soak's load, each in a thread of its own."""
+
+    database_url: str
+    user_id: UUID
+    completed: int = 0
+    # (monotonic time, partitions dropped) of each run of janus maintain.
+    drops: list[tuple[float, int]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Housekeeping:
+        for target in (self._drain, self._maintain):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def dropped_between(self, start: float, end: float) -> int:
+        """Partitions dropped by the runs of janus maintain between two monotonic times."""
+        return sum(count for at, count in self.drops if start <= at < end)
+
+    def _drain(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(_CLAIM, [self.user_id, DRAIN_CLAIM, LEASE_S]).fetchall()
+                if not rows:
+                    self._stop.wait(0.2)
+                    continue
+                n = len(rows)
+                conn.execute(
+                    _COMPLETE,
+                    [
+                        self.user_id,
+                        [job_id for job_id, _ in rows],
+                        [token for _, token in rows],
+                        [False] * n,
+                        [None] * n,
+                        [None] * n,
+                        [False] * n,
+                        [None] * n,
+                        [None] * n,
+                    ],
+                )
+                self.completed += n
+
+    def _maintain(self) -> None:
+        env: Mapping[str, str] = {
+            **os.environ,
+            **partition_settings(),
+            "DATABASE_URL": self.database_url,
+        }
+        if self._stop.wait(MAINTAIN_OFFSET_S):
+            return
+        while True:
+            done = subprocess.run(
+                [str(BIN / "janus"), "maintain"],
+                cwd=REPO_ROOT,
+                env=dict(env),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            lines = done.stdout.splitlines()
+            dropped = [line for line in lines if line.startswith("dropped ")]
+            self.kept += [line for line in lines if line.startswith("kept ")]
+            self.drops.append((time.monotonic(), len(dropped)))
+            for line in dropped:
+                say(f"  janus maintain: {line}")
+            if done.returncode != 0:
+                say(f"  janus maintain failed: {done.stderr.strip()}")
+            if self._stop.wait(MAINTAIN_EVERY_S):
+                return
