@@ -45,7 +45,7 @@ from bench.scenarios import (
     Scenario,
 )
 from bench.service_metrics import grouping, scrape_groups
-from bench.soak import Housekeeping, partitions_mb
+from bench.soak import Housekeeping, partitions_mb, wait_for_a_span
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
@@ -344,6 +344,7 @@ def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) 
     results = []
     wal_mb, checkpoints = bench.wal_and_checkpoints()
     autovacuums = bench.autovacuums()
+    wait_for_a_span(bench.conn)
     housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0])
     with housekeeping:
         for minute in range(1, minutes + 1):

@@ -132,7 +132,9 @@ class Housekeeping:
                 timeout=120,
             )
             lines = done.stdout.splitlines()
-            dropped = [line for line in lines if line.startswith("dropped ")]
+            # The partitions of a span: jobs_before, whose range starts at the lowest id,
+            # holds what the bench stored before the soak, not the soak's minutes.
+            dropped = [line for line in lines if line.startswith("dropped jobs_2")]
             self.kept += [line for line in lines if line.startswith("kept ")]
             self.drops.append((time.monotonic(), len(dropped)))
             for line in dropped:
@@ -141,3 +143,17 @@ class Housekeeping:
                 say(f"  janus maintain failed: {done.stderr.strip()}")
             if self._stop.wait(MAINTAIN_EVERY_S):
                 return
+
+
+def wait_for_a_span(conn: psycopg.Connection[Any]) -> None:
+    """Wait, idle, until the next span of SOAK_PARTITION_MINUTES starts by the database's
+    clock, so that each partition holds a whole span of the soak and the first one dropped
+    holds as much as every one after it."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM date_bin(make_interval(mins => %s), now(),"
+        " timestamptz '1970-01-01 00:00+00') + make_interval(mins => %s) - now())",
+        [SOAK_PARTITION_MINUTES, SOAK_PARTITION_MINUTES],
+    ).fetchone()
+    wait_s = float(row[0]) if row else 0.0
+    say(f"soak: waiting {wait_s:.0f} s, idle, for the next {SOAK_PARTITION_MINUTES}-minute span")
+    time.sleep(wait_s)
