@@ -358,8 +358,6 @@ def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) 
         f"soak: {housekeeping.completed:,} accepted jobs completed beside it; janus maintain"
         f" dropped {sum(count for _, count in housekeeping.drops)} partitions"
     )
-    for line in sorted(set(housekeeping.kept)):
-        say(f"  janus maintain: {line}")
     if results:
         say(
             f"soak: the jobs table ended at {results[-1].jobs_rows:,} rows,"

@@ -135,7 +135,10 @@ class Housekeeping:
             # The partitions of a span: jobs_before, whose range starts at the lowest id,
             # holds what the bench stored before the soak, not the soak's minutes.
             dropped = [line for line in lines if line.startswith("dropped jobs_2")]
-            self.kept += [line for line in lines if line.startswith("kept ")]
+            for line in lines:
+                if line.startswith("kept ") and line not in self.kept:
+                    say(f"  janus maintain: {line}")
+                    self.kept.append(line)
             self.drops.append((time.monotonic(), len(dropped)))
             for line in dropped:
                 say(f"  janus maintain: {line}")

@@ -24,7 +24,7 @@ DEFAULT_PARTITION = "jobs_default"
 # A drop waits at most this long for jobs's lock, behind which every statement on jobs
 # waits in turn, and is tried again this many times, a pause between tries, before it is
 # left to the next run.
-DROP_LOCK_TIMEOUT_MS = 200
+DROP_LOCK_TIMEOUT_MS = 500
 DROP_TRIES = 10
 DROP_PAUSE_S = 0.5
 
