@@ -344,8 +344,8 @@ def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) 
     results = []
     wal_mb, checkpoints = bench.wal_and_checkpoints()
     autovacuums = bench.autovacuums()
-    wait_for_a_span(bench.conn)
-    housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0])
+    starts = wait_for_a_span(bench.conn)
+    housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0], starts)
     with housekeeping:
         for minute in range(1, minutes + 1):
             started = time.monotonic()

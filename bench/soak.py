@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -67,6 +68,8 @@ class Housekeeping:
 
     database_url: str
     user_id: UUID
+    # When the soak's first span starts (wait_for_a_span()).
+    soak_starts: datetime
     completed: int = 0
     # (monotonic time, partitions dropped) of each run of janus maintain.
     drops: list[tuple[float, int]] = field(default_factory=list)
@@ -132,9 +135,13 @@ class Housekeeping:
                 timeout=120,
             )
             lines = done.stdout.splitlines()
-            # The partitions of a span: jobs_before, whose range starts at the lowest id,
-            # holds what the bench stored before the soak, not the soak's minutes.
-            dropped = [line for line in lines if line.startswith("dropped jobs_2")]
+            # The partitions of the soak's spans: not jobs_before, nor a span begun before
+            # the soak, which hold what the bench stored before it.
+            dropped = [
+                line
+                for line in lines
+                if line.startswith("dropped jobs_2") and _span_of(line) >= self.soak_starts
+            ]
             for line in lines:
                 if line.startswith("kept ") and line not in self.kept:
                     say(f"  janus maintain: {line}")
@@ -148,15 +155,25 @@ class Housekeeping:
                 return
 
 
-def wait_for_a_span(conn: psycopg.Connection[Any]) -> None:
+def wait_for_a_span(conn: psycopg.Connection[Any]) -> datetime:
     """Wait, idle, until the next span of SOAK_PARTITION_MINUTES starts by the database's
     clock, so that each partition holds a whole span of the soak and the first one dropped
-    holds as much as every one after it."""
+    holds as much as every one after it; when it starts."""
     row = conn.execute(
-        "SELECT extract(epoch FROM date_bin(make_interval(mins => %s), now(),"
-        " timestamptz '1970-01-01 00:00+00') + make_interval(mins => %s) - now())",
+        "SELECT date_bin(make_interval(mins => %s), now(), timestamptz '1970-01-01 00:00+00')"
+        " + make_interval(mins => %s), now()",
         [SOAK_PARTITION_MINUTES, SOAK_PARTITION_MINUTES],
     ).fetchone()
-    wait_s = float(row[0]) if row else 0.0
+    assert row is not None
+    starts, now = row
+    wait_s = (starts - now).total_seconds()
     say(f"soak: waiting {wait_s:.0f} s, idle, for the next {SOAK_PARTITION_MINUTES}-minute span")
     time.sleep(wait_s)
+    starts_at: datetime = starts
+    return starts_at
+
+
+def _span_of(line: str) -> datetime:
+    """When the span of the partition a line of janus maintain names starts, in UTC."""
+    name = line.split()[1]
+    return datetime.strptime(name, "jobs_%Y%m%d_%H%M").replace(tzinfo=UTC)
