@@ -24,6 +24,7 @@ from janus.settings import JobsPartitioning, Settings
 from tests.support.app import post_json, serve_app
 from tests.support.factories import user_with_config
 from tests.support.history import insert_jobs
+from tests.support.plans import plan_nodes
 from tests.support.queue import claim, lease_call, queued_job, submit
 from tests.test_sql_sources import alembic_config
 
@@ -177,6 +178,35 @@ def test_claims_start_at_the_oldest_unfinished_job_and_a_retry_moves_that_back(
     give_random_ids(db, [str(old)], above=True)
     partitions.mark_unfinished_from(db)
     assert unfinished_from(db, user) == UUID(int=0)
+
+
+def test_a_claim_reads_only_the_partitions_of_its_users_unfinished_jobs(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    """hand_out_jobs()'s walk of the queued jobs, planned for its bounds as the function
+    plans it (force_custom_plan): the spans made ahead and the default partition are left
+    out (and the partitions of spans ended before the user's oldest unfinished job)."""
+    user = user_with_config(db, OPENAI)
+    submit(app_client, user, queued_job({"openai": 1}))
+    partitions.mark_unfinished_from(db)
+    row = db.execute(
+        "SELECT jobs_unfinished_from, unfinished_until(jobs_unfinished_from, now())"
+        " FROM users WHERE user_id = %s",
+        [user],
+    ).fetchone()
+    assert row is not None
+    nodes = plan_nodes(
+        db,
+        "SELECT q.job_id FROM jobs q WHERE q.user_id = %(user_id)s AND q.state = 'queued'"
+        " AND q.job_id >= %(from)s AND q.job_id < %(until)s"
+        " ORDER BY q.priority DESC, q.created_at, q.job_id LIMIT 10",
+        {"user_id": user, "from": row[0], "until": row[1]},
+    )
+    read = {node["Partition"] for node in nodes if "Partition" in node}
+    soon = partitions.now(db) + timedelta(minutes=1)
+    ahead = {p.name for p in partitions.partitions(db) if p.starts is not None and p.starts > soon}
+    assert len(ahead) >= 2 and read, (read, ahead)
+    assert not read & (ahead | {"jobs_default"}), read
 
 
 def client_retry(client: Any, user: UUID, job_id: UUID) -> Any:
