@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import psycopg
 
 from bench import drain, procstat
 from bench.common import say
-from bench.database import fill_queue, prefill_jobs, queued_jobs
+from bench.database import fill_queue, queued_jobs
 from bench.drivers import (
     LUA_SCRIPT,
     QUEUE_LUA_SCRIPT,
@@ -45,13 +45,11 @@ from bench.scenarios import (
     Scenario,
 )
 from bench.service_metrics import grouping, scrape_groups
-from bench.soak import Housekeeping, partitions_mb, wait_for_a_span
+from bench.soak import partitions_mb
 from bench.twin import database as twin_database
 from bench.twin.app import BUCKET as TWIN_BUCKET
 from devtools.service import Service
-from janus.admission import Source
 
-SOAK_MINUTE_S = 60
 # Above this (in % of one core) before the bench starts, other work shares the machine and
 # every number will be low: say so.
 BUSY_MACHINE_PERCENT = 25.0
@@ -314,92 +312,6 @@ class Bench:
         assert row is not None
         now: datetime = row[0]
         return now
-
-
-def prefill(bench: Bench, scenario: Scenario, rows: int) -> None:
-    """Add jobs of `scenario`'s user, as it admits them, until the jobs table holds `rows`;
-    then vacuum, analyze and checkpoint what was written, so that none of it is left to do
-    during the soak."""
-    user_id = bench.users[scenario.name][0]
-    say(f"soak: pre-filling the jobs table to {rows:,} rows, jobs of user {user_id} ...")
-    started = time.monotonic()
-    # The family of routes the scenario's requests go through: what admission stores.
-    added = prefill_jobs(bench.conn, user_id, Source(scenario.path.split("/")[1]), rows)
-    filled_s = time.monotonic() - started
-    bench.conn.execute("VACUUM (ANALYZE) jobs")
-    bench.conn.execute("CHECKPOINT")
-    say(
-        f"  added {added:,} jobs in {filled_s:.0f}s, VACUUM (ANALYZE) and CHECKPOINT in "
-        f"{time.monotonic() - started - filled_s:.0f}s"
-    )
-
-
-def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) -> list[SoakMinute]:
-    """`scenario` for `minutes` minutes without a break, measured minute by minute, after
-    filling the jobs table to `prefill_rows`."""
-    if prefill_rows > 0:
-        prefill(bench, scenario, prefill_rows)
-    rows, size_mb = bench.jobs_table()
-    say(f"soak: {scenario.name} for {minutes} min, jobs table at {rows:,} rows, {size_mb:,.0f} MB")
-    results = []
-    wal_mb, checkpoints = bench.wal_and_checkpoints()
-    autovacuums = bench.autovacuums()
-    starts = wait_for_a_span(bench.conn)
-    housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0], starts)
-    with housekeeping:
-        for minute in range(1, minutes + 1):
-            started = time.monotonic()
-            result, (wal_mb, checkpoints, autovacuums) = _soak_minute(
-                bench, scenario, minute, wal_mb, checkpoints, autovacuums
-            )
-            dropped = housekeeping.dropped_between(started, time.monotonic())
-            results.append(replace(result, dropped_partitions=dropped))
-    say(
-        f"soak: {housekeeping.completed:,} accepted jobs completed beside it; janus maintain"
-        f" dropped {sum(count for _, count in housekeeping.drops)} partitions"
-    )
-    if results:
-        say(
-            f"soak: the jobs table ended at {results[-1].jobs_rows:,} rows,"
-            f" {results[-1].jobs_table_mb:,.0f} MB"
-        )
-    return results
-
-
-def _soak_minute(
-    bench: Bench,
-    scenario: Scenario,
-    minute: int,
-    wal_mb: float,
-    checkpoints: int | None,
-    autovacuums: int,
-) -> tuple[SoakMinute, tuple[float, int | None, int]]:
-    """One minute of the soak, measured; and the counters after it (WAL MB, checkpoints,
-    autovacuums)."""
-    load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
-    rows, size_mb = bench.jobs_table()
-    wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
-    autovacuums_after = bench.autovacuums()
-    result = SoakMinute(
-        minute=minute,
-        load=load,
-        jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0) * scenario.jobs / load.wall_s,
-        jobs_rows=rows,
-        jobs_table_mb=size_mb,
-        wal_mb=wal_mb_after - wal_mb,
-        checkpoints=(
-            None
-            if checkpoints is None or checkpoints_after is None
-            else checkpoints_after - checkpoints
-        ),
-        cpu=cpu,
-        autovacuums=autovacuums_after - autovacuums,
-    )
-    say(
-        f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
-        f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
-    )
-    return result, (wal_mb_after, checkpoints_after, autovacuums_after)
 
 
 @dataclass

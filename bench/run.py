@@ -53,6 +53,7 @@ from bench.scenarios import (
     durations_text,
 )
 from bench.soak import partition_settings
+from bench.soak import soak as run_soak
 from bench.twin import database as twin_database
 from bench.twin import server as twin_server
 from bench.twin.app import BUCKET as TWIN_BUCKET
@@ -149,7 +150,7 @@ def _run(args: argparse.Namespace, chosen: Sequence[Scenario], run_dir: Path) ->
                     pgbouncer.compare(bench, chosen, results, run_dir)
                 workers = procstat.worker_memory(service.master_pid)
                 soak = (
-                    measure.soak(bench, soak_scenario, args.soak_minutes, args.soak_prefill)
+                    run_soak(bench, soak_scenario, args.soak_minutes, args.soak_prefill)
                     if args.soak
                     else []
                 )

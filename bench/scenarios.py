@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bench.soak import SOAK_ACCEPTED_PER_S
-
 # "claim": workers draining a queue, each claim acknowledged by one batch complete.
 # "pacing": wait-mode jobs far faster than the refill, and workers claiming them at once.
 # "drain": a queue of DRAIN_JOBS drained to the end (bench/drain.py).
@@ -206,6 +204,9 @@ class Scenario:
             return "completed"
         return "Rejected" if self.drain else "Accepted"
 
+
+# The soak's bucket accepts this many jobs a second and rejects the rest (bench/soak.py).
+SOAK_ACCEPTED_PER_S = 2000
 
 SCENARIOS: tuple[Scenario, ...] = (
     # Ceilings: the HTTP stack alone, and Postgres alone running the very SQL Janus sends.

@@ -16,18 +16,25 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
 
 from bench.common import BIN, REPO_ROOT, say
+from bench.database import prefill_jobs
+from bench.results import SoakMinute
+from janus.admission import Source
 
+if TYPE_CHECKING:
+    from bench.measure import Bench
+    from bench.scenarios import Scenario
+
+SOAK_MINUTE_S = 60
 SOAK_PARTITION_MINUTES = 5
 SOAK_RETENTION_MINUTES = 10
-SOAK_ACCEPTED_PER_S = 2000
 # The drainer's claims: as many jobs as a worker's claim may take at once.
 DRAIN_CLAIM = 1000
 LEASE_S = 300
@@ -177,3 +184,89 @@ def _span_of(line: str) -> datetime:
     """When the span of the partition a line of janus maintain names starts, in UTC."""
     name = line.split()[1]
     return datetime.strptime(name, "jobs_%Y%m%d_%H%M").replace(tzinfo=UTC)
+
+
+def prefill(bench: Bench, scenario: Scenario, rows: int) -> None:
+    """Add jobs of `scenario`'s user, as it admits them, until the jobs table holds `rows`;
+    then vacuum, analyze and checkpoint what was written, so that none of it is left to do
+    during the soak."""
+    user_id = bench.users[scenario.name][0]
+    say(f"soak: pre-filling the jobs table to {rows:,} rows, jobs of user {user_id} ...")
+    started = time.monotonic()
+    # The family of routes the scenario's requests go through: what admission stores.
+    added = prefill_jobs(bench.conn, user_id, Source(scenario.path.split("/")[1]), rows)
+    filled_s = time.monotonic() - started
+    bench.conn.execute("VACUUM (ANALYZE) jobs")
+    bench.conn.execute("CHECKPOINT")
+    say(
+        f"  added {added:,} jobs in {filled_s:.0f}s, VACUUM (ANALYZE) and CHECKPOINT in "
+        f"{time.monotonic() - started - filled_s:.0f}s"
+    )
+
+
+def soak(bench: Bench, scenario: Scenario, minutes: int, prefill_rows: int = 0) -> list[SoakMinute]:
+    """`scenario` for `minutes` minutes without a break, measured minute by minute, after
+    filling the jobs table to `prefill_rows`."""
+    if prefill_rows > 0:
+        prefill(bench, scenario, prefill_rows)
+    rows, size_mb = bench.jobs_table()
+    say(f"soak: {scenario.name} for {minutes} min, jobs table at {rows:,} rows, {size_mb:,.0f} MB")
+    results = []
+    wal_mb, checkpoints = bench.wal_and_checkpoints()
+    autovacuums = bench.autovacuums()
+    starts = wait_for_a_span(bench.conn)
+    housekeeping = Housekeeping(bench.database_url, bench.users[scenario.name][0], starts)
+    with housekeeping:
+        for minute in range(1, minutes + 1):
+            started = time.monotonic()
+            result, (wal_mb, checkpoints, autovacuums) = _soak_minute(
+                bench, scenario, minute, wal_mb, checkpoints, autovacuums
+            )
+            dropped = housekeeping.dropped_between(started, time.monotonic())
+            results.append(replace(result, dropped_partitions=dropped))
+    say(
+        f"soak: {housekeeping.completed:,} accepted jobs completed beside it; janus maintain"
+        f" dropped {sum(count for _, count in housekeeping.drops)} partitions"
+    )
+    if results:
+        say(
+            f"soak: the jobs table ended at {results[-1].jobs_rows:,} rows,"
+            f" {results[-1].jobs_table_mb:,.0f} MB"
+        )
+    return results
+
+
+def _soak_minute(
+    bench: Bench,
+    scenario: Scenario,
+    minute: int,
+    wal_mb: float,
+    checkpoints: int | None,
+    autovacuums: int,
+) -> tuple[SoakMinute, tuple[float, int | None, int]]:
+    """One minute of the soak, measured; and the counters after it (WAL MB, checkpoints,
+    autovacuums)."""
+    load, cpu, _ = bench.drive_timed(scenario, SOAK_MINUTE_S)
+    rows, size_mb = bench.jobs_table()
+    wal_mb_after, checkpoints_after = bench.wal_and_checkpoints()
+    autovacuums_after = bench.autovacuums()
+    result = SoakMinute(
+        minute=minute,
+        load=load,
+        jobs_per_s=load.outcomes.get(scenario.expected_outcome, 0) * scenario.jobs / load.wall_s,
+        jobs_rows=rows,
+        jobs_table_mb=size_mb,
+        wal_mb=wal_mb_after - wal_mb,
+        checkpoints=(
+            None
+            if checkpoints is None or checkpoints_after is None
+            else checkpoints_after - checkpoints
+        ),
+        cpu=cpu,
+        autovacuums=autovacuums_after - autovacuums,
+    )
+    say(
+        f"  minute {minute}: {result.jobs_per_s:,.0f} jobs/s, p99 "
+        f"{load.latency_ms['p99']:.1f} ms, jobs table {rows:,} rows, {size_mb:,.0f} MB"
+    )
+    return result, (wal_mb_after, checkpoints_after, autovacuums_after)

@@ -73,6 +73,7 @@ def test_every_scenario_janus_admits_reads_its_groups() -> None:
         "single-1conn",
         "partial-100",
         "partial-1000",
+        "soak-100",
         "atomic-100",
     }
 

@@ -122,7 +122,8 @@ def test_the_codes_are_the_closed_set_the_jobs_table_checks(db: psycopg.Connecti
     Python's word for a code newer than itself, included), NULL (accepted) is not."""
     for column in ("reason_code", "shadow_reason_code"):
         [(definition,)] = db.execute(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conname = %s AND conrelid = 'jobs'::regclass",
             [f"jobs_{column}_check"],
         ).fetchall()
         assert definition == f"CHECK (is_reason_code({column}))"

@@ -43,6 +43,20 @@ def partitions_holding(db: psycopg.Connection, user_id: Any) -> set[str]:
     return {name for (name,) in rows}
 
 
+def partition_holding_most(db: psycopg.Connection, user_id: Any) -> str:
+    """The partition of jobs that holds the most of `user_id`'s jobs: where the planner, as
+    the statement is built for, reads the filter's own index (a partition holding a few may
+    rightly walk its primary key instead)."""
+    row = db.execute(
+        "SELECT tableoid::regclass::text FROM jobs WHERE user_id = %s"
+        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        [user_id],
+    ).fetchone()
+    assert row is not None
+    name: str = row[0]
+    return name
+
+
 def reading(nodes: list[dict[str, Any]], partitions: set[str]) -> list[dict[str, Any]]:
     """The nodes but those that read a partition not in `partitions`. In a partition of no
     rows the planner picks any index, all equally free (an ordered walk of the primary key,
