@@ -330,7 +330,10 @@ def test_a_user_without_a_config_is_told_so_and_can_write_version_1(
     assert browser.find_element(By.ID, "rules-error").text == (
         "404 Not Found: this user has no active config; PUT /dashboard/config to set one"
     )
-    assert browser.find_element(By.ID, "versions-empty").is_displayed()
+    # The versions list is read by a request of its own, which may answer after the config's.
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: b.find_element(By.ID, "versions-empty").is_displayed()
+    )
 
     _click(browser, "#edit-open")
     _type_config(
