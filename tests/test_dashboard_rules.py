@@ -379,7 +379,8 @@ def test_what_one_user_was_shown_is_gone_after_changing_user(
 
     browser.find_element(By.ID, "sign-out").click()
     sign_in(browser, str(other))
-    rules = _wait(browser, lambda r: "stripe" in r["summary"])
+    # The versions list is read by a request of its own, which may answer after the config's.
+    rules = _wait(browser, lambda r: "stripe" in r["summary"] and r["versions"])
     assert [version for version, _ in rules["versions"]] == [1]
     assert not rules["editOpen"] and rules["diff"] == []
     assert "openai" not in read(browser, "return document.getElementById('rules').innerText;")
