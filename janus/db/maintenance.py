@@ -22,7 +22,7 @@ def prune_idempotency_keys(conn: psycopg.Connection[Any], chunk: int = PRUNE_CHU
     `conn` must be in autocommit mode: every chunk of at most `chunk` keys of one user is its
     own transaction, so no statement spans two users and none holds a day's keys at once.
     """
-    _require_autocommit(conn, "prune_idempotency_keys")
+    require_autocommit(conn, "prune_idempotency_keys")
     with translated():
         return sum(
             _delete_in_chunks(conn, queries.PRUNE_IDEMPOTENCY_KEYS, {"user_id": user_id}, chunk)
@@ -38,7 +38,7 @@ def prune_idempotency_keys_beyond(
     A retry with a key deleted is decided anew, as after its 24 hours. `conn` must be in
     autocommit mode: every chunk of at most `chunk` keys of one user is its own transaction.
     """
-    _require_autocommit(conn, "prune_idempotency_keys_beyond")
+    require_autocommit(conn, "prune_idempotency_keys_beyond")
     deleted = 0
     with translated():
         for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
@@ -66,7 +66,7 @@ def prune_full_tenant_buckets(conn: psycopg.Connection[Any]) -> int:
 
     `conn` must be in autocommit mode: each user's buckets go in a transaction of their own.
     """
-    _require_autocommit(conn, "prune_full_tenant_buckets")
+    require_autocommit(conn, "prune_full_tenant_buckets")
     with translated():
         users = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS)]
         return sum(
@@ -84,7 +84,7 @@ def prune_history(
 
     `conn` must be in autocommit mode: each user's rows go in transactions of their own.
     """
-    _require_autocommit(conn, "prune_history")
+    require_autocommit(conn, "prune_history")
     changes = versions = 0
     with translated():
         for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
@@ -111,7 +111,7 @@ def prune_rejected_jobs(
     `conn` must be in autocommit mode: every chunk of at most `chunk` jobs of one user is
     its own transaction, so a large backlog never holds long locks or one huge transaction.
     """
-    _require_autocommit(conn, "prune_rejected_jobs")
+    require_autocommit(conn, "prune_rejected_jobs")
     retention = {"retention_s": older_than.total_seconds()}
     with translated():
         row = conn.execute(queries.PRUNE_CUTOFF, retention).fetchone()
@@ -136,7 +136,7 @@ def prune_rejected_jobs_beyond(
     As for those past their days, `conn` must be in autocommit mode: every chunk of at most
     `chunk` jobs of one user is its own transaction.
     """
-    _require_autocommit(conn, "prune_rejected_jobs_beyond")
+    require_autocommit(conn, "prune_rejected_jobs_beyond")
     deleted = 0
     with translated():
         for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall():
@@ -161,7 +161,7 @@ def prune_finished_jobs(
     one user is its own short transaction, and queued or running jobs are never touched, so a
     prune never holds up claims.
     """
-    _require_autocommit(conn, "prune_finished_jobs")
+    require_autocommit(conn, "prune_finished_jobs")
     with translated():
         return sum(
             _delete_in_chunks(
@@ -177,9 +177,9 @@ def prune_finished_jobs(
         )
 
 
-def _require_autocommit(conn: psycopg.Connection[Any], pruner: str) -> None:
-    """Refuse a connection in a transaction: a pruner's every chunk of one user's rows must
-    be a short transaction of its own."""
+def require_autocommit(conn: psycopg.Connection[Any], pruner: str) -> None:
+    """Refuse a connection in a transaction: a pruner's (or janus maintain's) every chunk of
+    work must be a short transaction of its own."""
     if not conn.autocommit:
         raise ValueError(f"{pruner} needs an autocommit connection")
 

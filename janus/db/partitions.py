@@ -17,6 +17,7 @@ from psycopg.rows import tuple_row
 from janus.admission import DatabaseUnavailable
 from janus.db import queries
 from janus.db.errors import translated
+from janus.db.maintenance import require_autocommit
 from janus.settings import JobsPartitioning
 
 EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -88,7 +89,7 @@ def add_partitions_ahead(
 ) -> list[Partition]:
     """Add a partition for each span from the last one's end until `partitioning.ahead` from
     now; the ones added. `conn` must be in autocommit mode: each is its own transaction."""
-    _require_autocommit(conn)
+    require_autocommit(conn, "add_partitions_ahead")
     ranged = [p for p in partitions(conn) if p.ends is not None]
     until = now(conn) + partitioning.ahead
     starts = ranged[-1].ends if ranged else None
@@ -111,7 +112,7 @@ def mark_unfinished_from(conn: psycopg.Connection[Any]) -> int:
     """Raise each user's jobs_unfinished_from to the lowest id of its unfinished jobs (an hour
     ago at most), so that its claims read only the partitions from there; how many users.
     `conn` must be in autocommit mode: each user is a short transaction of its own."""
-    _require_autocommit(conn)
+    require_autocommit(conn, "mark_unfinished_from")
     with translated():
         users = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()]
         for user_id in users:
@@ -132,7 +133,7 @@ def drop_partitions_past(
     `conn` must be in autocommit mode: each drop is a transaction of its own, which takes
     jobs's lock for a few milliseconds.
     """
-    _require_autocommit(conn)
+    require_autocommit(conn, "drop_partitions_past")
     moment = at or now(conn)
     dropped, kept = [], []
     for partition in partitions(conn):
@@ -186,8 +187,3 @@ def _drop(
             continue
         return {state: count for state, count in held} or None
     return {}
-
-
-def _require_autocommit(conn: psycopg.Connection[Any]) -> None:
-    if not conn.autocommit:
-        raise ValueError("the partitions of jobs are changed on an autocommit connection")
