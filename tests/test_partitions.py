@@ -6,6 +6,7 @@ partition takes what no partition takes, and gives it up to the partition made f
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -178,6 +179,47 @@ def test_claims_start_at_the_oldest_unfinished_job_and_a_retry_moves_that_back(
     give_random_ids(db, [str(old)], above=True)
     partitions.mark_unfinished_from(db)
     assert unfinished_from(db, user) == UUID(int=0)
+
+
+def test_a_retry_committed_while_maintain_waits_for_the_user_keeps_the_mark_it_set(
+    db: psycopg.Connection, app_client: Any, database_url: str
+) -> None:
+    """A retry holds the user's row while maintain waits for it: once the retry commits,
+    maintain's read of the jobs sees the retried job, and leaves the mark at its id rather
+    than raise it past a job claims would then not see."""
+    user = user_with_config(db, OPENAI)
+    failed = submit(app_client, user, queued_job({"openai": 1}))
+    [leased] = claim(app_client, user, limit=1)
+    assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
+    [(old,)] = db.execute(
+        "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours')"
+        " WHERE job_id = %s RETURNING job_id",
+        [failed],
+    )
+    partitions.mark_unfinished_from(db)
+    assert unfinished_from(db, user) > old
+
+    with (
+        psycopg.connect(database_url) as retrying,
+        psycopg.connect(database_url, autocommit=True) as maintaining,
+    ):
+        retried = retrying.execute("SELECT outcome FROM retry_jobs(%s, %s)", [user, [old]])
+        assert retried.fetchall() == [("retried",)]
+        marking = threading.Thread(target=partitions.mark_unfinished_from, args=[maintaining])
+        marking.start()
+        deadline = time.monotonic() + 10
+        while not db.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+            [maintaining.info.backend_pid],
+        ).fetchone():
+            assert time.monotonic() < deadline, "maintain never waited for the retry's lock"
+            time.sleep(0.01)
+        retrying.commit()
+        marking.join(timeout=10)
+        assert not marking.is_alive()
+    assert unfinished_from(db, user) == old
+    [again] = claim(app_client, user, limit=1)
+    assert again["job_id"] == str(old)
 
 
 def test_a_claim_reads_only_the_partitions_of_its_users_unfinished_jobs(

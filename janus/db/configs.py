@@ -1,7 +1,7 @@
 """janus.configs' ConfigStore over the pool: the dashboard's config versions.
 
 Every call that activates runs in one transaction that first takes the user's row lock
-(queries.LOCK_CONFIG_OWNER, the lock activate_config() takes too), so a version check and the
+(queries.LOCK_USER_ROW, the lock activate_config() takes too), so a version check and the
 activation after it cannot be interleaved with another activation of the same user.
 """
 
@@ -55,7 +55,7 @@ def _version(stated_paused: bool | None, config: dict[str, Any], **columns: Any)
 
 
 def _lock_owner(conn: psycopg.Connection[Any], user_id: UUID) -> None:
-    if conn.execute(queries.LOCK_CONFIG_OWNER, {"user_id": user_id}).fetchone() is None:
+    if conn.execute(queries.LOCK_USER_ROW, {"user_id": user_id}).fetchone() is None:
         raise UnknownUser("unknown user")
 
 

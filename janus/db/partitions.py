@@ -116,7 +116,11 @@ def mark_unfinished_from(conn: psycopg.Connection[Any]) -> int:
     with translated():
         users = [user_id for (user_id,) in conn.execute(queries.ALL_USER_IDS).fetchall()]
         for user_id in users:
-            conn.execute(queries.MARK_UNFINISHED_FROM, {"user_id": user_id})
+            # The lock first, in a statement of its own: the mark's read of the jobs then
+            # sees a retry that held it (queries.sql, mark_unfinished_from).
+            with conn.transaction():
+                conn.execute(queries.LOCK_USER_ROW, {"user_id": user_id})
+                conn.execute(queries.MARK_UNFINISHED_FROM, {"user_id": user_id})
     return len(users)
 
 

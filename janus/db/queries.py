@@ -66,7 +66,7 @@ REVOKE_API_KEY = _QUERIES["revoke_api_key"]
 API_KEYS = _QUERIES["api_keys"]
 
 # Config versions over HTTP (the dashboard)
-LOCK_CONFIG_OWNER = _QUERIES["lock_config_owner"]
+LOCK_USER_ROW = _QUERIES["lock_user_row"]
 CONFIG_VERSIONS = _QUERIES["config_versions"]
 
 # Adaptive refill (workers' reports of upstream throttling)

@@ -4,7 +4,7 @@
 -- two activations of one user never pick the same version nor interleave their bucket
 -- changes; it is held until their transaction ends.
 --
--- FOR NO KEY UPDATE, as set_paused() and queries.sql's lock_config_owner take it: storing a
+-- FOR NO KEY UPDATE, as set_paused() and queries.sql's lock_user_row take it: storing a
 -- job takes a key-share lock on its user, which this mode does not conflict with, so an
 -- admission holding buckets an activation waits for never waits on the activation in turn.
 --

@@ -834,12 +834,15 @@ DELETE FROM jobs
                    ORDER BY finished_at
                    LIMIT %(chunk)s)
 
--- lock_config_owner --
--- The dashboard's config calls: the user's row lock, the one activate_config() takes, held
--- first so that a version check and the activation after it see no activation in between
--- (two PUTs with the same If-Match: the second waits, then sees the first's version). No row:
--- unknown user. NO KEY UPDATE, as activate_config() takes it: admissions storing jobs take
--- key-share locks on the user, and an activation waits for their buckets.
+-- lock_user_row --
+-- The user's row lock, the one activate_config() takes, held until the transaction ends. No
+-- row: unknown user. NO KEY UPDATE, as activate_config() takes it: admissions storing jobs
+-- take key-share locks on the user and never wait for it. Taken first by
+-- - the dashboard's config calls, so that a version check and the activation after it see no
+--   activation in between (two PUTs with the same If-Match: the second waits, then sees the
+--   first's version);
+-- - `janus maintain`'s mark_unfinished_from, so that its read of the jobs, a statement of its
+--   own, sees a retry_jobs() that held the lock committed.
 SELECT 1 FROM users WHERE user_id = %(user_id)s FOR NO KEY UPDATE
 
 -- config_versions --
@@ -1036,14 +1039,14 @@ SELECT 'running' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'running')
 -- mark_unfinished_from --
 -- janus maintain, per user: the lowest id of its jobs queued, waiting or running, and no
 -- higher than the first id of an hour ago, as the id below which its claims need not look
--- (hand_out_jobs() reads only the partitions from there). Under the user's row lock, which
--- retry_jobs() takes too when it makes an old job unfinished again and lowers it, so neither
--- undoes the other. The hour covers an admission that took its id and committed after this
--- read (a statement lasts 10 minutes at most). Each state's lowest id is the first entry of
--- the user's part of jobs_in_state (user_id, state, job_id) in each partition.
-WITH locked AS (
-    SELECT u.user_id FROM users u WHERE u.user_id = %(user_id)s FOR NO KEY UPDATE
-)
+-- (hand_out_jobs() reads only the partitions from there). Run after lock_user_row, in its
+-- transaction: retry_jobs() takes that row lock too when it makes an old job unfinished again
+-- and lowers the mark, so this statement's snapshot, taken once the lock is held, sees every
+-- retry that lowered it (a lock taken within this statement would be waited for after its
+-- snapshot, and undo the retry's mark). The hour covers an admission that took its id and
+-- committed after this read (a statement lasts 10 minutes at most). Each state's lowest id is
+-- the first entry of the user's part of jobs_in_state (user_id, state, job_id) in each
+-- partition.
 UPDATE users u
    SET jobs_unfinished_from = CASE
        -- A job of random id unfinished: the lowest id, for no bound (unfinished_until()).
@@ -1059,5 +1062,4 @@ UPDATE users u
            (SELECT j.job_id FROM jobs j
              WHERE j.user_id = %(user_id)s AND j.state = 'running' ORDER BY j.job_id LIMIT 1),
            first_job_id_at(now() - interval '1 hour')) END
-  FROM locked
- WHERE u.user_id = locked.user_id
+ WHERE u.user_id = %(user_id)s
