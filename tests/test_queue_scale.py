@@ -51,7 +51,7 @@ SELECT """
        CASE WHEN %(state)s IN ('completed', 'failed') THEN now() - make_interval(secs => n) END,
        CASE WHEN %(state)s = 'waiting' THEN now() + interval '1 day' + make_interval(secs => n)
        END
-  FROM generate_series(1, %(count)s) AS n
+  FROM generate_series(%(first)s::integer, %(first)s::integer + %(count)s - 1) AS n
 """
 )
 
@@ -114,10 +114,15 @@ def test_a_claim_touches_a_few_hundred_buffers_beside_a_million_finished_jobs(
 ) -> None:
     big = create_user(db)
     small = create_user(db, "neighbour")
-    db.execute(_INSERT, {"user_id": big, "state": "completed", "count": FINISHED})
-    db.execute(_INSERT, {"user_id": big, "state": "queued", "count": QUEUED})
-    db.execute(_INSERT, {"user_id": big, "state": "waiting", "count": WAITING})
-    db.execute(_INSERT, {"user_id": small, "state": "queued", "count": 1000})
+    db.execute(_INSERT, {"user_id": big, "state": "completed", "count": FINISHED, "first": 1})
+    db.execute(_INSERT, {"user_id": big, "state": "queued", "count": QUEUED, "first": 1})
+    db.execute(_INSERT, {"user_id": big, "state": "waiting", "count": WAITING, "first": 1})
+    # The neighbour's jobs were decided at the moments of the big user's oldest queued ones,
+    # a day back, so both users' claims take and update jobs of one partition (jobs_before,
+    # below this database's first span): a job updated in a partition of a million rows
+    # enters deeper indexes than one in a partition of a few minutes' jobs, whatever the
+    # claim reads.
+    db.execute(_INSERT, {"user_id": small, "state": "queued", "count": 1000, "first": QUEUED - 999})
     db.execute(_IN_LINE, {"users": USERS_IN_LINE, "each": IN_LINE_EACH})
     # What autovacuum does for a table this size (the migration's settings trigger it soon).
     db.execute("VACUUM ANALYZE jobs")
