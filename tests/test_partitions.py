@@ -18,11 +18,12 @@ import psycopg
 import pytest
 
 from janus.cli import main as janus_cli
-from janus.db import partitions
+from janus.db import partitions, queries
 from janus.db.pool import make_pool
 from janus.db.queue_depth import read_queue_depth
+from janus.queue_view import ENDED_WINDOW_SECONDS, QUEUE_MAX_JOBS
 from janus.settings import JobsPartitioning, Settings
-from tests.support.app import post_json, serve_app
+from tests.support.app import headers_for, post_json, serve_app
 from tests.support.factories import user_with_config
 from tests.support.history import insert_jobs
 from tests.support.plans import plan_nodes
@@ -249,6 +250,56 @@ def test_a_claim_reads_only_the_partitions_of_its_users_unfinished_jobs(
     ahead = {p.name for p in partitions.partitions(db) if p.starts is not None and p.starts > soon}
     assert len(ahead) >= 2 and read, (read, ahead)
     assert not read & (ahead | {"jobs_default"}), read
+
+
+def test_the_queue_view_reads_unfinished_jobs_only_in_the_partitions_of_its_bounds(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    """GET /dashboard/queue plans and reads the user's queued, waiting and running jobs in
+    the partitions between its unfinished bounds only: not the spans made ahead, nor the
+    default partition. Only the ended jobs, which may have been decided at any time, are
+    read in every partition, through jobs_done. A job retried from hours back is counted."""
+    user = user_with_config(db, OPENAI)
+    failed = submit(app_client, user, queued_job({"openai": 1}))
+    [leased] = claim(app_client, user, limit=1)
+    assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
+    db.execute(
+        "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours') WHERE job_id = %s",
+        [failed],
+    )
+    submit(app_client, user, queued_job({"openai": 1}))
+    partitions.mark_unfinished_from(db)
+    [bounds] = db.execute(queries.UNFINISHED_BOUNDS, {"user_id": user}).fetchall()
+    params = {
+        "user_id": user,
+        "max_jobs": QUEUE_MAX_JOBS,
+        "ended_window_s": ENDED_WINDOW_SECONDS,
+        "unfinished_from": bounds[0],
+        "unfinished_until": bounds[1],
+    }
+    soon = partitions.now(db) + timedelta(minutes=1)
+    ahead = {p.name for p in partitions.partitions(db) if p.starts is not None and p.starts > soon}
+    assert len(ahead) >= 2, ahead
+    for query in (queries.QUEUE_STATES, queries.QUEUE_DEPENDENCIES):
+        read = {
+            (node["Partition"], node.get("Index Name"))
+            for node in plan_nodes(db, query, params)
+            if "Partition" in node
+        }
+        assert read
+        assert {index for partition, index in read if partition in ahead | {"jobs_default"}} <= {
+            "jobs_done"
+        }, read
+    assert _queue(app_client, user)["states"]["queued"] == 1
+    [old] = db.execute("SELECT job_id FROM jobs WHERE user_id = %s AND state = 'failed'", [user])
+    assert client_retry(app_client, user, old[0]).status_code == 200
+    assert _queue(app_client, user)["states"]["waiting"] == 1
+
+
+def _queue(client: Any, user: UUID) -> Any:
+    answer = client.simulate_get("/dashboard/queue", headers=headers_for(user))
+    assert answer.status_code == 200, answer.text
+    return answer.json
 
 
 def client_retry(client: Any, user: UUID, job_id: UUID) -> Any:

@@ -89,6 +89,7 @@ PRUNE_FINISHED_JOBS = _QUERIES["prune_finished_jobs"]
 
 # The dashboard's queue (GET /dashboard/queue), in one READ_SNAPSHOT
 WITHOUT_JIT = _QUERIES["without_jit"]
+UNFINISHED_BOUNDS = _QUERIES["unfinished_bounds"]
 QUEUE_STATES = _QUERIES["queue_states"]
 QUEUE_DEPENDENCIES = _QUERIES["queue_dependencies"]
 

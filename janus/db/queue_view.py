@@ -1,5 +1,6 @@
 """janus.queue_view's QueueReader over the pool, and the same read on a connection: the named
-queries queue_states and queue_dependencies of queries.sql, in one read-only snapshot."""
+queries unfinished_bounds, queue_states and queue_dependencies of queries.sql, in one read-only
+snapshot."""
 
 from __future__ import annotations
 
@@ -35,15 +36,24 @@ def user_queue(
     snapshot, so that the counts by dependency are of the very jobs counted by state.
     UnknownUser when there is no such user.
     """
-    params = {"user_id": user_id, "max_jobs": max_jobs, "ended_window_s": ENDED_WINDOW_SECONDS}
     with translated():
         conn.execute(queries.READ_SNAPSHOT)
         conn.execute(queries.WITHOUT_JIT)
-        # Unprepared, as the history's reads: planned for this user's numbers of jobs.
+        bounds = conn.cursor(row_factory=dict_row)
+        unfinished = bounds.execute(queries.UNFINISHED_BOUNDS, {"user_id": user_id}).fetchone()
+        if unfinished is None:
+            raise UnknownUser("unknown user")
+        params = {
+            "user_id": user_id,
+            "max_jobs": max_jobs,
+            "ended_window_s": ENDED_WINDOW_SECONDS,
+            **unfinished,
+        }
+        # Unprepared, as the history's reads: planned for this user's numbers of jobs, and
+        # for its bounds, so that only the partitions between them are planned and read.
         states = conn.cursor(row_factory=dict_row)
         row = states.execute(queries.QUEUE_STATES, params, prepare=False).fetchone()
-        if row is None:
-            raise UnknownUser("unknown user")
+        assert row is not None  # the user unfinished_bounds found, in the same snapshot
         dependencies = conn.cursor(row_factory=class_row(DependencyQueue))
         by_dependency = dependencies.execute(
             queries.QUEUE_DEPENDENCIES, params, prepare=False

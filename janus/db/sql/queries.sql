@@ -431,7 +431,8 @@ SELECT dependency,
 -- The first statement of a transaction of reads that must agree: GET /dashboard/quotas and
 -- `janus quotas` (quota_mode, bucket_quotas, tenant_quotas: the mode, the buckets and the
 -- tenant buckets of one config version, even when an activation commits between them), GET
--- /dashboard/queue (queue_states, queue_dependencies: the counts of one moment). Read only: it
+-- /dashboard/queue (unfinished_bounds, queue_states, queue_dependencies: the counts of one
+-- moment, within the bounds of that moment). Read only: it
 -- takes no lock and cannot fail to serialise.
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
 
@@ -479,13 +480,27 @@ SELECT t.dependency,
 -- jobs (measured with 100,000 waiting jobs: 150 ms with JIT, 80 ms without).
 SET LOCAL jit = off
 
+-- unfinished_bounds --
+-- GET /dashboard/queue, first of its reads (after read_snapshot and without_jit): the ids
+-- between which every job of the user queued, waiting or running is, as hand_out_jobs()
+-- reads them: from its jobs_unfinished_from (janus maintain, retry_jobs()) to
+-- unfinished_until() of now. No row: unknown user. queue_states and queue_dependencies get
+-- them as values, so that each of their reads of unfinished jobs is planned for the one or
+-- two partitions of now, not every partition of the retention (planning a read of a user's
+-- jobs costs about 0.3 ms per partition: with a week of hourly ones, the view took 800 ms).
+SELECT u.jobs_unfinished_from AS unfinished_from,
+       unfinished_until(u.jobs_unfinished_from, now()) AS unfinished_until
+  FROM users u
+ WHERE u.user_id = %(user_id)s
+
 -- queue_states --
--- GET /dashboard/queue, first of its two reads (after read_snapshot): one row, none when
+-- GET /dashboard/queue, second of its reads (after unfinished_bounds): one row, none when
 -- there is no such user (the key of users). Each count reads one user's entries of an index
 -- and nothing else:
 -- - waiting, queued, running: every such job, counted in the partial indexes jobs_waiting,
---   jobs_queued and jobs_leased (index-only: their entries are the jobs of that state), so
---   exact at any size (about 10 ms per 100,000 jobs).
+--   jobs_queued and jobs_leased, or jobs_in_state (user_id, state, job_id) (index-only: their
+--   entries are the jobs of that state), so exact at any size (about 10 ms per 100,000 jobs).
+--   Of the partitions between unfinished_bounds' ids only, where all of them are.
 -- - completed, failed, cancelled, expired: the jobs that finished since now() -
 --   %(ended_window_s)s seconds, newest first through jobs_done (user_id, finished_at), at
 --   most %(max_jobs)s of
@@ -496,7 +511,10 @@ SET LOCAL jit = off
 -- - oldest_waiting_seconds, oldest_queued_seconds: the age of the state's oldest job, found
 --   as the first of its time-ordered ids in jobs_in_state (user_id, state, job_id), or the
 --   first by created_at of the jobs of random id (before migration 0013) in
---   jobs_with_random_ids; NULL when the state has no job. Rounded to milliseconds.
+--   jobs_with_random_ids; NULL when the state has no job. Rounded to milliseconds. Between
+--   unfinished_bounds' ids too (they leave no bound while a job of random id is unfinished).
+-- The ended jobs are read in every partition: one that finished within the window may have
+-- been decided at any time before.
 WITH ended AS MATERIALIZED (
     SELECT j.state, j.finished_at
       FROM jobs j
@@ -530,6 +548,7 @@ oldest AS (
               FROM jobs j
              WHERE j.user_id = %(user_id)s AND j.state = s.state
                AND job_id_version(j.job_id) = 7
+               AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s
              ORDER BY j.job_id
              LIMIT 1)
            UNION ALL
@@ -537,16 +556,23 @@ oldest AS (
               FROM jobs j
              WHERE j.user_id = %(user_id)s AND j.state = s.state
                AND job_id_version(j.job_id) <> 7
+               AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s
              ORDER BY j.created_at
              LIMIT 1)
            ) first
      GROUP BY s.state
 )
-SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'waiting')
+SELECT (SELECT count(*) FROM jobs j
+         WHERE j.user_id = u.user_id AND j.state = 'waiting'
+           AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s)
            AS waiting,
-       (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'queued')
+       (SELECT count(*) FROM jobs j
+         WHERE j.user_id = u.user_id AND j.state = 'queued'
+           AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s)
            AS queued,
-       (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'running')
+       (SELECT count(*) FROM jobs j
+         WHERE j.user_id = u.user_id AND j.state = 'running'
+           AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s)
            AS running,
        k.completed, k.failed, k.cancelled, k.expired,
        cut.ended_since,
@@ -558,7 +584,7 @@ SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'w
  WHERE u.user_id = %(user_id)s
 
 -- queue_dependencies --
--- GET /dashboard/queue, second of its two reads (after queue_states, in one read_snapshot):
+-- GET /dashboard/queue, last of its reads (after queue_states, in one read_snapshot):
 -- per dependency, the waiting, queued and running jobs that name it and the tokens they cost
 -- (their jobs.dependencies), beside the user's bucket of that name as of now (the view
 -- token_buckets_now, as bucket_quotas reads it), and drain_seconds: how long the bucket, at
@@ -572,13 +598,15 @@ SELECT (SELECT count(*) FROM jobs j WHERE j.user_id = u.user_id AND j.state = 'w
 -- Bounded work: each state's costs are read from at most %(max_jobs)s jobs, the next in line
 -- through its partial index (waiting by run_at through jobs_waiting, queued in claim order
 -- through jobs_queued, running by lease end through jobs_leased), with one heap fetch each
--- for its dependencies (about 30 ms per 10,000 jobs; 500 ms for 100,000, unbounded).
+-- for its dependencies (about 30 ms per 10,000 jobs; 500 ms for 100,000, unbounded), of
+-- the partitions between unfinished_bounds' ids only.
 -- MATERIALIZED, so each LIMIT applies to its read. queue_states' exact counts tell whether
 -- a state held more (janus/db/queue_view.py: the answer's `truncated`).
 WITH waiting AS MATERIALIZED (
     SELECT j.dependencies
       FROM jobs j
      WHERE j.user_id = %(user_id)s AND j.state = 'waiting'
+       AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s
      ORDER BY j.run_at, j.job_id
      LIMIT %(max_jobs)s
 ),
@@ -586,6 +614,7 @@ queued AS MATERIALIZED (
     SELECT j.dependencies
       FROM jobs j
      WHERE j.user_id = %(user_id)s AND j.state = 'queued'
+       AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s
      ORDER BY j.priority DESC, j.created_at, j.job_id
      LIMIT %(max_jobs)s
 ),
@@ -593,6 +622,7 @@ running AS MATERIALIZED (
     SELECT j.dependencies
       FROM jobs j
      WHERE j.user_id = %(user_id)s AND j.state = 'running'
+       AND j.job_id >= %(unfinished_from)s AND j.job_id < %(unfinished_until)s
      ORDER BY j.lease_expires_at
      LIMIT %(max_jobs)s
 ),
