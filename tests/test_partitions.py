@@ -255,10 +255,11 @@ def test_a_claim_reads_only_the_partitions_of_its_users_unfinished_jobs(
 def test_the_queue_view_reads_unfinished_jobs_only_in_the_partitions_of_its_bounds(
     db: psycopg.Connection, app_client: Any
 ) -> None:
-    """GET /dashboard/queue plans and reads the user's queued, waiting and running jobs in
-    the partitions between its unfinished bounds only: not the spans made ahead, nor the
-    default partition. Only the ended jobs, which may have been decided at any time, are
-    read in every partition, through jobs_done. A job retried from hours back is counted."""
+    """GET /dashboard/queue and GET /metrics's queue gauges plan and read queued, waiting and
+    running jobs in the partitions between their unfinished bounds only: not the spans made
+    ahead, nor the default partition. Only the ended jobs, which may have been decided at any
+    time, are read in every partition, through jobs_done. A job retried from hours back is
+    counted."""
     user = user_with_config(db, OPENAI)
     failed = submit(app_client, user, queued_job({"openai": 1}))
     [leased] = claim(app_client, user, limit=1)
@@ -290,6 +291,11 @@ def test_the_queue_view_reads_unfinished_jobs_only_in_the_partitions_of_its_boun
         assert {index for partition, index in read if partition in ahead | {"jobs_default"}} <= {
             "jobs_done"
         }, read
+    # GET /metrics's queue gauges too, between the bounds of every user.
+    [every] = db.execute(queries.UNFINISHED_BOUNDS_OF_ALL).fetchall()
+    gauges = {"unfinished_from": every[0], "unfinished_until": every[1]}
+    read = {n["Partition"] for n in plan_nodes(db, queries.QUEUE_DEPTH, gauges) if "Partition" in n}
+    assert read and not read & (ahead | {"jobs_default"}), read
     assert _queue(app_client, user)["states"]["queued"] == 1
     [old] = db.execute("SELECT job_id FROM jobs WHERE user_id = %s AND state = 'failed'", [user])
     assert client_retry(app_client, user, old[0]).status_code == 200

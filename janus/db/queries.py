@@ -97,6 +97,7 @@ QUEUE_DEPENDENCIES = _QUERIES["queue_dependencies"]
 LOCAL_STATEMENT_TIMEOUT = _QUERIES["local_statement_timeout"]
 READ_TIMEOUTS = _QUERIES["read_timeouts"]
 ONE_READ_AT_A_TIME = _QUERIES["one_read_at_a_time"]
+UNFINISHED_BOUNDS_OF_ALL = _QUERIES["unfinished_bounds_of_all"]
 QUEUE_DEPTH = _QUERIES["queue_depth"]
 
 # The partitions of jobs (janus maintain, GET /metrics)

@@ -4,7 +4,7 @@ says why, and what it costs)."""
 
 from __future__ import annotations
 
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from janus.db import queries
@@ -26,7 +26,15 @@ def read_queue_depth(pool: ConnectionPool, partitioning: JobsPartitioning) -> Qu
     bounds above."""
     with translated(), pool.connection(CONNECTION_TIMEOUT_S) as conn, conn.transaction():
         conn.execute(queries.LOCAL_STATEMENT_TIMEOUT, {"milliseconds": str(STATEMENT_TIMEOUT_MS)})
-        row = conn.cursor(row_factory=tuple_row).execute(queries.QUEUE_DEPTH).fetchone()
+        bounds = conn.cursor(row_factory=dict_row).execute(queries.UNFINISHED_BOUNDS_OF_ALL)
+        unfinished = bounds.fetchone()
+        assert unfinished is not None  # one row, of NULLs when there is no user
+        # Unprepared: planned for these bounds, so only the partitions between them.
+        row = (
+            conn.cursor(row_factory=tuple_row)
+            .execute(queries.QUEUE_DEPTH, unfinished, prepare=False)
+            .fetchone()
+        )
         all_partitions = partitions(conn)
         held = held_past_retention(conn, partitioning)
     assert row is not None  # aggregates without GROUP BY: always one row
