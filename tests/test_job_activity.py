@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from janus.db import queries
-from janus.db.history import HistoryStore
+from janus.db.history import HistoryStore, activity_params
 from janus.db.keys import KeyStoreOnPool
 from janus.db.pool import make_pool
 from janus.history import ACTIVITY_MINUTES
@@ -284,8 +284,7 @@ def test_a_user_without_jobs_or_config_gets_sixty_zeros(
 
 def _jobs_read(db: psycopg.Connection, user_id: UUID, cap: int) -> list[dict[str, Any]]:
     """The plan nodes that read the jobs table, as EXPLAIN ANALYZE ran them."""
-    params = {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": cap}
-    nodes = plan_nodes(db, queries.JOB_ACTIVITY, params, analyze=True)
+    nodes = plan_nodes(db, queries.JOB_ACTIVITY, activity_params(db, user_id, cap), analyze=True)
     return [node for node in nodes if node.get("Relation Name") == "jobs"]
 
 

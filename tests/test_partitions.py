@@ -19,6 +19,7 @@ import pytest
 
 from janus.cli import main as janus_cli
 from janus.db import partitions, queries
+from janus.db.history import activity_params
 from janus.db.pool import make_pool
 from janus.db.queue_depth import read_queue_depth
 from janus.queue_view import ENDED_WINDOW_SECONDS, QUEUE_MAX_JOBS
@@ -300,6 +301,22 @@ def test_the_queue_view_reads_unfinished_jobs_only_in_the_partitions_of_its_boun
     [old] = db.execute("SELECT job_id FROM jobs WHERE user_id = %s AND state = 'failed'", [user])
     assert client_retry(app_client, user, old[0]).status_code == 200
     assert _queue(app_client, user)["states"]["waiting"] == 1
+
+
+def test_the_activity_is_planned_for_the_partitions_of_its_window_only(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    """GET /dashboard/activity's read of jobs is planned for its window's ids, given as
+    values: the other partitions are left out by the planner, not pruned as it runs (no
+    "Subplans Removed"), so that a week of partitions costs it no planning."""
+    user = user_with_config(db, OPENAI)
+    submit(app_client, user, queued_job({"openai": 1}))
+    nodes = plan_nodes(db, queries.JOB_ACTIVITY, activity_params(db, user, 100))
+    read = {node["Partition"] for node in nodes if "Partition" in node}
+    assert read and "jobs_default" not in read, read
+    assert not [n for n in nodes if n.get("Subplans Removed")], [
+        n for n in nodes if "Subplans Removed" in n
+    ]
 
 
 def _queue(client: Any, user: UUID) -> Any:

@@ -193,6 +193,19 @@ def job_record(conn: psycopg.Connection[Any], user_id: UUID, job_id: UUID) -> Jo
     return found
 
 
+def activity_params(conn: psycopg.Connection[Any], user_id: UUID, max_jobs: int) -> dict[str, Any]:
+    """The parameters of queries.JOB_ACTIVITY: its window of minutes as of now, and the ids
+    of the window, which it is planned for (unprepared) so that it reads only the partitions
+    that hold them."""
+    with translated():
+        window = conn.cursor(row_factory=dict_row).execute(
+            queries.ACTIVITY_WINDOW, {"minutes": ACTIVITY_MINUTES}
+        )
+        row = window.fetchone()
+    assert row is not None  # a row of values, always
+    return {"user_id": user_id, "max_jobs": max_jobs, **row}
+
+
 def job_activity(
     conn: psycopg.Connection[Any], user_id: UUID, max_jobs: int = ACTIVITY_MAX_JOBS
 ) -> Activity:
@@ -200,8 +213,7 @@ def job_activity(
     the newest `max_jobs` of them; UnknownUser when there is no such user."""
     with translated():
         rows = conn.execute(
-            queries.JOB_ACTIVITY,
-            {"user_id": user_id, "minutes": ACTIVITY_MINUTES, "max_jobs": max_jobs},
+            queries.JOB_ACTIVITY, activity_params(conn, user_id, max_jobs), prepare=False
         ).fetchall()
     if not rows:
         raise UnknownUser("unknown user")

@@ -253,9 +253,22 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
   FROM jobs
  WHERE user_id = %(user_id)s AND job_id = %(job_id)s
 
+-- activity_window --
+-- GET /dashboard/activity, first of its two reads: its window of %(minutes)s minutes (UTC) by
+-- the database's clock, up to the current minute, and the ids its jobs were given: from the
+-- first id of the first minute to the first id after the last. job_activity gets them as
+-- values, so that it is planned for the partitions of the window only (planning its read in
+-- every partition of a week of hourly ones cost more than the read itself).
+SELECT w.first_minute, w.last_minute,
+       first_job_id_at(w.first_minute) AS from_id,
+       first_job_id_at(w.last_minute + interval '1 minute') AS until_id
+  FROM (SELECT date_trunc('minute', now(), 'UTC')
+                   - make_interval(mins => %(minutes)s::integer - 1) AS first_minute,
+               date_trunc('minute', now(), 'UTC') AS last_minute) w
+
 -- job_activity --
--- GET /dashboard/activity: a user's jobs per minute (UTC), from the minute %(minutes)s - 1
--- before the current one to the current one, oldest first, every minute present: accepted,
+-- GET /dashboard/activity, after activity_window: a user's jobs per minute (UTC) of the
+-- window's minutes, from first_minute to last_minute, oldest first, every minute present: accepted,
 -- and rejected by reason (a job of shadow mode was answered accepted, and is stored so). No
 -- row at all when there is no such user (the key of users: this one user's row). A job counts
 -- in the minute it was decided, the moment its id starts with (first_job_id_at.sql), as the
@@ -274,18 +287,16 @@ SELECT job_id, created_at, source, batch_name, tenant_id, priority, status, reas
 -- counted_since falls in counts its jobs from counted_since on. A job's minute is found
 -- among the first ids of the minutes (`minute_starts`, in order) by width_bucket(), a
 -- comparison of ids: reading the moment out of each id would cost far more.
--- The minutes are the database clock's, as of this statement's transaction.
+-- The minutes are the database clock's, as activity_window read it.
 WITH clock AS NOT MATERIALIZED (
-    SELECT date_trunc('minute', now(), 'UTC')
-               - make_interval(mins => %(minutes)s::integer - 1) AS first_minute,
-           date_trunc('minute', now(), 'UTC') AS last_minute
+    SELECT %(first_minute)s::timestamptz AS first_minute,
+           %(last_minute)s::timestamptz AS last_minute
 ),
 newest AS MATERIALIZED (
     SELECT j.job_id, j.status, j.reason
-      FROM jobs j, clock c
+      FROM jobs j
      WHERE j.user_id = %(user_id)s
-       AND j.job_id >= first_job_id_at(c.first_minute)
-       AND j.job_id < first_job_id_at(c.last_minute + interval '1 minute')
+       AND j.job_id >= %(from_id)s AND j.job_id < %(until_id)s
        AND job_id_version(j.job_id) = 7
      ORDER BY j.job_id DESC
      LIMIT %(max_jobs)s::integer + 1
