@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from janus.db import queries
 from janus.db.history import job_history_params, job_page, random_ids_params
@@ -270,13 +271,14 @@ def test_the_queue_reads_each_state_through_its_own_index(
     """Every read of jobs goes through one of the statement's indexes, on the user's key, run
     as the dashboard runs it: a user of 20,000 jobs is never read whole."""
     db, big_user = history
-    [bounds] = db.execute(queries.UNFINISHED_BOUNDS, {"user_id": big_user}).fetchall()
+    bounds = db.cursor(row_factory=dict_row).execute(
+        queries.UNFINISHED_BOUNDS, {"user_id": big_user}
+    )
     params = {
         "user_id": big_user,
         "max_jobs": QUEUE_MAX_JOBS,
         "ended_window_s": ENDED_WINDOW_SECONDS,
-        "unfinished_from": bounds[0],
-        "unfinished_until": bounds[1],
+        **(bounds.fetchone() or {}),
     }
     with db.transaction(force_rollback=True):
         db.execute(queries.WITHOUT_JIT)

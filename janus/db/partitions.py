@@ -18,6 +18,7 @@ from janus.admission import DatabaseUnavailable
 from janus.db import queries
 from janus.db.errors import translated
 from janus.db.maintenance import require_autocommit
+from janus.queue_view import ENDED_WINDOW_SECONDS
 from janus.settings import JobsPartitioning
 
 EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -110,7 +111,9 @@ def add_partitions_ahead(
 
 def mark_unfinished_from(conn: psycopg.Connection[Any]) -> int:
     """Raise each user's jobs_unfinished_from to the lowest id of its unfinished jobs (an hour
-    ago at most), so that its claims read only the partitions from there; how many users.
+    ago at most), so that its claims read only the partitions from there, and its
+    jobs_ended_from, from which the queue view reads its jobs ended in ENDED_WINDOW_SECONDS;
+    how many users.
     `conn` must be in autocommit mode: each user is a short transaction of its own."""
     require_autocommit(conn, "mark_unfinished_from")
     with translated():
@@ -120,7 +123,10 @@ def mark_unfinished_from(conn: psycopg.Connection[Any]) -> int:
             # sees a retry that held it (queries.sql, mark_unfinished_from).
             with conn.transaction():
                 conn.execute(queries.LOCK_USER_ROW, {"user_id": user_id})
-                conn.execute(queries.MARK_UNFINISHED_FROM, {"user_id": user_id})
+                conn.execute(
+                    queries.MARK_UNFINISHED_FROM,
+                    {"user_id": user_id, "ended_window_s": ENDED_WINDOW_SECONDS},
+                )
     return len(users)
 
 

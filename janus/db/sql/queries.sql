@@ -343,10 +343,12 @@ SELECT m.minute,
 SELECT 1
 
 -- create_user --
--- A new user has no job, and every job it will have is decided from now on: its claims need
--- not look below the ids of an hour ago (mark_unfinished_from says why an hour).
-INSERT INTO users (name, jobs_unfinished_from)
-VALUES (%(name)s, first_job_id_at(now() - interval '1 hour'))
+-- A new user has no job, and every job it will have is decided from now on: its claims, and
+-- the queue view's ended jobs, need not look below the ids of an hour ago
+-- (mark_unfinished_from says why an hour).
+INSERT INTO users (name, jobs_unfinished_from, jobs_ended_from, jobs_unfinished_low)
+SELECT %(name)s, h.id, h.id, h.id
+  FROM (SELECT first_job_id_at(now() - interval '1 hour') AS id) h
 RETURNING user_id
 
 -- find_user_by_name --
@@ -499,8 +501,11 @@ SET LOCAL jit = off
 -- them as values, so that each of their reads of unfinished jobs is planned for the one or
 -- two partitions of now, not every partition of the retention (planning a read of a user's
 -- jobs costs about 0.3 ms per partition: with a week of hourly ones, the view took 800 ms).
+-- And its ended jobs from jobs_ended_from, below which none finished within a day.
 SELECT u.jobs_unfinished_from AS unfinished_from,
-       unfinished_until(u.jobs_unfinished_from, now()) AS unfinished_until
+       unfinished_until(u.jobs_unfinished_from, now()) AS unfinished_until,
+       u.jobs_ended_from AS ended_from,
+       unfinished_until(u.jobs_ended_from, now()) AS ended_until
   FROM users u
  WHERE u.user_id = %(user_id)s
 
@@ -524,14 +529,16 @@ SELECT u.jobs_unfinished_from AS unfinished_from,
 --   first by created_at of the jobs of random id (before migration 0013) in
 --   jobs_with_random_ids; NULL when the state has no job. Rounded to milliseconds. Between
 --   unfinished_bounds' ids too (they leave no bound while a job of random id is unfinished).
--- The ended jobs are read in every partition: one that finished within the window may have
--- been decided at any time before.
+-- The ended jobs are read from unfinished_bounds' ended_from on: a job that finished within
+-- the window may have been decided at any time before, but not below that, which lags a day
+-- or two behind (mark_unfinished_from says why).
 WITH ended AS MATERIALIZED (
     SELECT j.state, j.finished_at
       FROM jobs j
      WHERE j.user_id = %(user_id)s
        AND j.state IN ('completed', 'failed', 'cancelled', 'expired')
        AND j.finished_at >= now() - make_interval(secs => %(ended_window_s)s)
+       AND j.job_id >= %(ended_from)s AND j.job_id < %(ended_until)s
      ORDER BY j.finished_at DESC
      LIMIT %(max_jobs)s::integer + 1
 ),
@@ -1109,19 +1116,43 @@ SELECT 'running' WHERE EXISTS (SELECT FROM {partition} WHERE state = 'running')
 -- committed after this read (a statement lasts 10 minutes at most). Each state's lowest id is
 -- the first entry of the user's part of jobs_in_state (user_id, state, job_id) in each
 -- partition.
+--
+-- And the id below which none of its jobs finished in the last %(ended_window_s)s seconds,
+-- for the queue view's ended jobs (queue_states): a job that finished at a moment was
+-- unfinished just before, so its id is at least the mark of that moment.
+-- jobs_unfinished_low is the least mark since jobs_unfinished_low_since; once that is a
+-- window ago, the low becomes jobs_ended_from, the least mark from more than a window back to
+-- now, and starts again from the new mark. A mark lower than them lowers them, as
+-- retry_jobs() does. So jobs_ended_from lags one to two windows behind, and is never above a
+-- mark of the window.
 UPDATE users u
-   SET jobs_unfinished_from = CASE
-       -- A job of random id unfinished: the lowest id, for no bound (unfinished_until()).
-       WHEN EXISTS (SELECT FROM jobs j
-                     WHERE j.user_id = %(user_id)s AND job_id_version(j.job_id) <> 7
-                       AND j.state IN ('queued', 'waiting', 'running'))
-       THEN '00000000-0000-0000-0000-000000000000'::uuid
-       ELSE least(
-           (SELECT j.job_id FROM jobs j
-             WHERE j.user_id = %(user_id)s AND j.state = 'queued' ORDER BY j.job_id LIMIT 1),
-           (SELECT j.job_id FROM jobs j
-             WHERE j.user_id = %(user_id)s AND j.state = 'waiting' ORDER BY j.job_id LIMIT 1),
-           (SELECT j.job_id FROM jobs j
-             WHERE j.user_id = %(user_id)s AND j.state = 'running' ORDER BY j.job_id LIMIT 1),
-           first_job_id_at(now() - interval '1 hour')) END
+   SET jobs_unfinished_from = m.mark,
+       jobs_ended_from = least(CASE WHEN m.rotate THEN u.jobs_unfinished_low
+                                    ELSE u.jobs_ended_from END, m.mark),
+       jobs_unfinished_low = CASE WHEN m.rotate THEN m.mark
+                                  ELSE least(u.jobs_unfinished_low, m.mark) END,
+       jobs_unfinished_low_since = CASE WHEN m.rotate THEN now()
+                                        ELSE u.jobs_unfinished_low_since END
+  FROM (SELECT CASE
+               -- A job of random id unfinished: the lowest id, for no bound
+               -- (unfinished_until()).
+               WHEN EXISTS (SELECT FROM jobs j
+                             WHERE j.user_id = %(user_id)s AND job_id_version(j.job_id) <> 7
+                               AND j.state IN ('queued', 'waiting', 'running'))
+               THEN '00000000-0000-0000-0000-000000000000'::uuid
+               ELSE least(
+                   (SELECT j.job_id FROM jobs j
+                     WHERE j.user_id = %(user_id)s AND j.state = 'queued'
+                     ORDER BY j.job_id LIMIT 1),
+                   (SELECT j.job_id FROM jobs j
+                     WHERE j.user_id = %(user_id)s AND j.state = 'waiting'
+                     ORDER BY j.job_id LIMIT 1),
+                   (SELECT j.job_id FROM jobs j
+                     WHERE j.user_id = %(user_id)s AND j.state = 'running'
+                     ORDER BY j.job_id LIMIT 1),
+                   first_job_id_at(now() - interval '1 hour')) END AS mark,
+               v.jobs_unfinished_low_since
+                   <= now() - make_interval(secs => %(ended_window_s)s) AS rotate
+          FROM users v
+         WHERE v.user_id = %(user_id)s) m
  WHERE u.user_id = %(user_id)s

@@ -90,9 +90,13 @@ BEGIN
                lease_expires_at = NULL
          WHERE j.user_id = p_user_id AND j.job_id = p_job_ids[i];
         -- Unfinished again, however old its id: a claim looks for it from there on; for a job
-        -- of random id, from the lowest id on, without bound (unfinished_until()).
+        -- of random id, from the lowest id on, without bound (unfinished_until()). The queue
+        -- view's ended jobs are looked for from there too, once it ends again
+        -- (mark_unfinished_from in queries.sql: jobs_ended_from, jobs_unfinished_low).
         UPDATE users u
-           SET jobs_unfinished_from = v_from
+           SET jobs_unfinished_from = f.v_from,
+               jobs_ended_from = least(u.jobs_ended_from, f.v_from),
+               jobs_unfinished_low = least(u.jobs_unfinished_low, f.v_from)
           FROM (SELECT CASE WHEN job_id_version(p_job_ids[i]) = 7 THEN p_job_ids[i]
                             ELSE '00000000-0000-0000-0000-000000000000'::uuid END) AS f(v_from)
          WHERE u.user_id = p_user_id AND u.jobs_unfinished_from > f.v_from;
