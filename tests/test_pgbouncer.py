@@ -27,6 +27,7 @@ from devtools.pgbouncer import PgBouncer, give_settings_to_database
 from tests.support.burst import assert_no_server_error, burst, single, statuses
 from tests.support.factories import bucket_tokens
 from tests.test_concurrency import (
+    SERVER_ENV,
     make_user,
     test_atomic_partial_and_single_requests_mixed_keep_every_bucket_exact,
     test_concurrent_atomic_batches_are_all_or_nothing,
@@ -71,17 +72,8 @@ def bouncer_url(database_url: str, pgbouncer: PgBouncer) -> str:
 @pytest.fixture
 def server(start_gunicorn: Callable[..., Any], bouncer_url: str) -> Any:
     """The service with WORKERS workers, connected through PgBouncer: the `server` of the
-    imported tests of tests/test_concurrency.py.
-
-    A wait for a connection of 10 s rather than 1.5: 60 atomic batches of one user on one
-    bucket take their turns one after the other, through 4 server connections for 8 clients,
-    and on a loaded two-core machine the last of them waited 1.55 s for the user's share of a
-    worker's connections, and was answered 429. What these tests hold is that every batch is
-    all or nothing and every bucket exact, not how long a share is waited for."""
-    return start_gunicorn(
-        workers=WORKERS,
-        env={"DATABASE_URL": bouncer_url, "JANUS_POOL_TIMEOUT_MS": "10000"},
-    )
+    imported tests of tests/test_concurrency.py, with its SERVER_ENV."""
+    return start_gunicorn(workers=WORKERS, env={**SERVER_ENV, "DATABASE_URL": bouncer_url})
 
 
 def pgbouncer_stats(pgbouncer: PgBouncer, database_url: str) -> dict[str, Any]:
