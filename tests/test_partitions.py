@@ -156,19 +156,26 @@ def unfinished_from(db: psycopg.Connection, user: UUID) -> UUID:
     return mark
 
 
-def test_claims_start_at_the_oldest_unfinished_job_and_a_retry_moves_that_back(
-    db: psycopg.Connection, app_client: Any
-) -> None:
-    user = user_with_config(db, OPENAI)
+def failed_hours_back(db: psycopg.Connection, app_client: Any, user: UUID) -> UUID:
+    """A job of `user`'s, failed for good and decided three hours ago as far as its id tells:
+    below the hour back at which `janus maintain` marks a user without unfinished jobs."""
     failed = submit(app_client, user, queued_job({"openai": 1}))
     [leased] = claim(app_client, user, limit=1)
     assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
-    # Decided three hours ago, as far as its id tells, and failed since.
     [(old,)] = db.execute(
         "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours')"
         " WHERE job_id = %s RETURNING job_id",
         [failed],
     )
+    job_id: UUID = old
+    return job_id
+
+
+def test_claims_start_at_the_oldest_unfinished_job_and_a_retry_moves_that_back(
+    db: psycopg.Connection, app_client: Any
+) -> None:
+    user = user_with_config(db, OPENAI)
+    old = failed_hours_back(db, app_client, user)
     assert partitions.mark_unfinished_from(db) >= 1
     hour_ago = db.execute("SELECT first_job_id_at(now() - interval '1 hour')").fetchone()
     assert hour_ago is not None and old < unfinished_from(db, user) <= hour_ago[0]
@@ -191,14 +198,7 @@ def test_a_retry_committed_while_maintain_waits_for_the_user_keeps_the_mark_it_s
     maintain's read of the jobs sees the retried job, and leaves the mark at its id rather
     than raise it past a job claims would then not see."""
     user = user_with_config(db, OPENAI)
-    failed = submit(app_client, user, queued_job({"openai": 1}))
-    [leased] = claim(app_client, user, limit=1)
-    assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
-    [(old,)] = db.execute(
-        "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours')"
-        " WHERE job_id = %s RETURNING job_id",
-        [failed],
-    )
+    old = failed_hours_back(db, app_client, user)
     partitions.mark_unfinished_from(db)
     assert unfinished_from(db, user) > old
 
@@ -262,14 +262,7 @@ def test_the_queue_view_and_the_gauges_read_only_the_partitions_of_their_bounds(
     its jobs ended within a day from jobs_ended_from on: not the spans made ahead, nor the
     default partition. A job retried from hours back is counted, waiting and then ended."""
     user = user_with_config(db, OPENAI)
-    failed = submit(app_client, user, queued_job({"openai": 1}))
-    [leased] = claim(app_client, user, limit=1)
-    assert lease_call(app_client, user, leased, "fail", error="no", retry=False).status_code == 200
-    [(old,)] = db.execute(
-        "UPDATE jobs SET job_id = first_job_id_at(now() - interval '3 hours')"
-        " WHERE job_id = %s RETURNING job_id",
-        [failed],
-    )
+    old = failed_hours_back(db, app_client, user)
     submit(app_client, user, queued_job({"openai": 1}))
     # Two runs of `janus maintain` a day apart, as far as the user's low tells: the first
     # starts a low, the second makes it jobs_ended_from.
