@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -93,29 +94,34 @@ def template_database(postgres_server_url: str) -> Iterator[str]:
         _drop_database(postgres_server_url, name)
 
 
+@contextmanager
+def migrated_database(server_url: str, template: str, prefix: str = "test") -> Iterator[str]:
+    """The URL of a new database made from `template` (template_database: migrated to head),
+    named after `prefix`; dropped on exit."""
+    name = unique_name(prefix)
+    with _admin(server_url) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield url_for_database(server_url, name)
+    finally:
+        _drop_database(server_url, name)
+
+
 @pytest.fixture
 def create_database(
     postgres_server_url: str, template_database: str
 ) -> Iterator[Callable[[], str]]:
     """Make fresh migrated databases: `create_database()` returns a URL; all dropped after."""
-    names: list[str] = []
+    with ExitStack() as made:
 
-    def create() -> str:
-        name = unique_name("test")
-        with _admin(postgres_server_url) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(template_database)
-                )
-            )
-        names.append(name)
-        return url_for_database(postgres_server_url, name)
+        def create() -> str:
+            return made.enter_context(migrated_database(postgres_server_url, template_database))
 
-    try:
         yield create
-    finally:
-        for name in names:
-            _drop_database(postgres_server_url, name)
 
 
 @pytest.fixture

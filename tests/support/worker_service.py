@@ -17,10 +17,9 @@ from uuid import UUID
 import psycopg
 import pytest
 import requests
-from psycopg import sql
 
 from devtools.service import Service
-from tests.conftest import fault_lines, unique_name, url_for_database
+from tests.conftest import fault_lines, migrated_database
 
 WORKERS = 2
 WAIT_TIMEOUT_S = 30.0
@@ -29,20 +28,8 @@ WAIT_TIMEOUT_S = 30.0
 @pytest.fixture(scope="session")
 def worker_service_database(postgres_server_url: str, template_database: str) -> Iterator[str]:
     """The URL of a migrated database of the worker tests' own, dropped at the end."""
-    name = unique_name("worker_runtime")
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_database)
-            )
-        )
-    try:
-        yield url_for_database(postgres_server_url, name)
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with migrated_database(postgres_server_url, template_database, "worker_runtime") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -138,9 +138,9 @@ SELECT job_id, outcome, state, attempt
 -- job the previous read examined (keyset pagination: jobs stored meanwhile neither repeat
 -- nor hide older ones); when that was a job of random id, this page is empty. Each filter is
 -- NULL for "any"; `since` (inclusive) and `until` (exclusive) are moments of decision, so
--- ranges of the key. The ceiling, a day past now (a clock stepped back hides no job), keeps
--- the walk below the random ids that sort above every time-ordered one;
--- `job_id_version(job_id) = 7` leaves out those among them.
+-- ranges of the key. janus/db/history.py always gives an `until`, at most a day past now (a
+-- clock stepped back hides no job), which keeps the walk below the random ids that sort
+-- above every time-ordered one; `job_id_version(job_id) = 7` leaves out those among them.
 --
 -- Bounded work whatever the filters: `examined` reads at most %(examine)s jobs (NULL: no
 -- bound, for the operator's CLI) through the one index that serves the driving filter
@@ -149,20 +149,26 @@ SELECT job_id, outcome, state, attempt
 -- jobs_of_tenant, jobs_in_state, jobs_rejected; jobs_pkey without one, and for since/until),
 -- numbered as they are read. The other filters (source, status=Accepted, and every filter
 -- given beside the driving one) are checked on the jobs read (`matches`). The rows come back
--- in order, up to %(limit)s: the jobs that match, and the last job the bound lets the read
--- reach, matching or not, when the read gets that far before the page is full: the next page
--- starts below it. Nothing past the page's last row is read: a page whose first jobs match
--- reads no more than it shows.
+-- in order, up to %(limit)s: the jobs that match, and the last job read, matching or not
+-- (`read_last`), when the read gets that far before the page is full: the job the bound let
+-- the read reach (number_read = %(examine)s), below which the next page starts, or the last
+-- of a window of time with fewer, which tells how many that window's read took of the
+-- page's bound. Nothing past the page's last row is read but the one job that tells it is
+-- not the last: a page whose first jobs match reads about as many as it shows.
 --
 -- Sent unprepared (janus/db/history.py), so every execution is planned for its own values:
--- the filters left NULL fold away, and the plan reads the driving filter's index, in order
--- (walk_in_order). A generic plan could not choose by filter.
+-- the filters left NULL fold away, the plan reads the driving filter's index, in order
+-- (walk_in_order), and `since`, `until` and before_job_id, folded to ranges of job_id, leave
+-- out the partitions of jobs outside them. A generic plan could not choose by filter. A page
+-- without `since` would be planned in every partition, so janus/db/history.py reads it as
+-- windows of time, newest first, each `since` and `until` of its own.
 SELECT *
   FROM (SELECT (%(status)s::text IS NULL OR status = %(status)s::text)
                AND (%(state)s::text IS NULL OR state = %(state)s::text)
                AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
                AND (%(batch_name)s::text IS NULL OR batch_name = %(batch_name)s::text)
                AND (%(source)s::text IS NULL OR source = %(source)s::text) AS matches,
+               lead(number_read) OVER (ORDER BY job_id DESC) IS NULL AS read_last,
                examined.*
           FROM (SELECT row_number() OVER (ORDER BY job_id DESC) AS number_read,
                        job_id, created_at, source, batch_name, tenant_id, priority, status,
@@ -173,7 +179,6 @@ SELECT *
                   FROM jobs
                  WHERE user_id = %(user_id)s
                    AND job_id_version(job_id) = 7
-                   AND job_id < first_job_id_at(now() + interval '1 day')
                    AND (%(drive_state)s::text IS NULL OR state = %(drive_state)s::text)
                    AND (%(drive_tenant_id)s::text IS NULL
                         OR tenant_id = %(drive_tenant_id)s::text)
@@ -189,7 +194,7 @@ SELECT *
                             AND job_id < %(before_job_id)s::uuid))
                  ORDER BY job_id DESC
                  LIMIT %(examine)s) AS examined) AS checked
- WHERE matches OR number_read = %(examine)s
+ WHERE matches OR read_last
  ORDER BY job_id DESC
  LIMIT %(limit)s
 
