@@ -22,11 +22,15 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import dict_row
 
 from bench.common import BIN, REPO_ROOT, say
 from bench.database import prefill_jobs
 from bench.results import SoakMinute
 from janus.admission import Source
+from janus.db import queries
+from janus.db.queue import finish_params
+from janus.queue import Finish
 
 if TYPE_CHECKING:
     from bench.measure import Bench
@@ -41,15 +45,6 @@ LEASE_S = 300
 # `janus maintain` every minute, half-way through each minute of the soak.
 MAINTAIN_EVERY_S = 60.0
 MAINTAIN_OFFSET_S = 30.0
-
-_CLAIM = (
-    "SELECT job_id, lease_token FROM hand_out_jobs(%s, %s, %s, NULL, NULL, NULL)"
-    " WHERE job_id IS NOT NULL"
-)
-_COMPLETE = (
-    "SELECT count(*) FROM finish_jobs(%s, %s::uuid[], %s::uuid[], %s::boolean[], %s::json[],"
-    " %s::text[], %s::boolean[], %s::jsonb[], %s::jsonb[])"
-)
 
 
 def partition_settings() -> dict[str, str]:
@@ -103,26 +98,28 @@ class Housekeeping:
     def _drain(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not self._stop.is_set():
-                rows = conn.execute(_CLAIM, [self.user_id, DRAIN_CLAIM, LEASE_S]).fetchall()
-                if not rows:
+                claim = conn.cursor(row_factory=dict_row).execute(
+                    queries.HAND_OUT_JOBS,
+                    {
+                        "user_id": self.user_id,
+                        "limit": DRAIN_CLAIM,
+                        "lease_seconds": LEASE_S,
+                        "tenant_id": None,
+                        "batch_name": None,
+                        "dependencies": None,
+                    },
+                )
+                # The last row counts the leases taken back and has no job.
+                items = [
+                    Finish(row["job_id"], row["lease_token"])
+                    for row in claim
+                    if row["job_id"] is not None
+                ]
+                if not items:
                     self._stop.wait(0.2)
                     continue
-                n = len(rows)
-                conn.execute(
-                    _COMPLETE,
-                    [
-                        self.user_id,
-                        [job_id for job_id, _ in rows],
-                        [token for _, token in rows],
-                        [False] * n,
-                        [None] * n,
-                        [None] * n,
-                        [False] * n,
-                        [None] * n,
-                        [None] * n,
-                    ],
-                )
-                self.completed += n
+                conn.execute(queries.FINISH_JOBS, finish_params(self.user_id, items))
+                self.completed += len(items)
 
     def _maintain(self) -> None:
         env: Mapping[str, str] = {

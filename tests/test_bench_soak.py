@@ -5,6 +5,8 @@ soak's admitted jobs, and the checks of issue 27's done-when read off its minute
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from itertools import pairwise
 from uuid import UUID
 
@@ -25,9 +27,12 @@ from bench.scenarios import (
     SOAK_PREFILL_ROWS,
     SOAK_SCENARIO,
 )
+from bench.soak import Housekeeping
 from bench.tables import soak_table
 from janus.admission import Source
 from tests.support.app import headers_for
+from tests.support.factories import user_with_config
+from tests.support.queue import queued_job, submit
 
 SCENARIO = next(scenario for scenario in SCENARIOS if scenario.name == SOAK_SCENARIO)
 
@@ -169,3 +174,19 @@ def test_a_negative_prefill_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         arguments.parse(["--soak", "--soak-prefill", "-1"])
     assert "--soak-prefill must be 0 or more" in capsys.readouterr().err
+
+
+def test_the_soaks_drainer_completes_the_jobs_its_bucket_accepts(
+    db: psycopg.Connection, database_url: str, app_client: falcon.testing.TestClient
+) -> None:
+    """The drainer claims and completes as the queue's routes do (queries.HAND_OUT_JOBS and
+    FINISH_JOBS): without it no partition of the soak would ever be dropped."""
+    user = user_with_config(db, {"openai": {"capacity": 100, "refill_per_second": 0}})
+    jobs = [submit(app_client, user, queued_job({"openai": 1})) for _ in range(5)]
+    with Housekeeping(database_url, user, soak_starts=datetime.now(UTC)) as housekeeping:
+        deadline = time.monotonic() + 30
+        while housekeeping.completed < len(jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert housekeeping.completed == len(jobs)
+    states = db.execute("SELECT state, count(*) FROM jobs WHERE user_id = %s GROUP BY 1", [user])
+    assert dict(states.fetchall()) == {"completed": len(jobs)}
