@@ -187,6 +187,7 @@ def test_the_windows_cover_the_filters_moments_once_newest_first() -> None:
         (JobFilter(), cursor, now + AHEAD_OF_NOW),
         (JobFilter(since=now - timedelta(hours=6)), None, now + AHEAD_OF_NOW),
         (JobFilter(until=now - timedelta(days=2)), None, now - timedelta(days=2)),
+        (JobFilter(until=now + timedelta(days=3)), None, now + AHEAD_OF_NOW),
         (JobFilter(since=now - timedelta(days=3), until=now + timedelta(days=3)), cursor, None),
     ]:
         windows = list(history_windows(filters, after))

@@ -183,8 +183,10 @@ def history_windows(filters: JobFilter, after: JobPosition | None) -> Iterator[J
     late is read to no harm, only to more planning."""
     now = datetime.now(UTC)
     upper = now + AHEAD_OF_NOW if filters.until is None else min(filters.until, now + AHEAD_OF_NOW)
-    starts = [at for at in (filters.until, after and after.created_at) if at is not None]
-    lower = min(starts, default=now) - FIRST_WINDOW
+    # The newest moment the page may show, and never later than now: an `until` days ahead
+    # must not start the windows above the ceiling.
+    starts = (now, filters.until, after and after.created_at)
+    lower = min(at for at in starts if at is not None) - FIRST_WINDOW
     span = FIRST_WINDOW
     for _ in range(WINDOWS):
         if filters.since is not None and lower <= filters.since:
