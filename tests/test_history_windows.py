@@ -26,9 +26,8 @@ from janus.db.history import (
 from janus.history import PAGE_READS_AT_MOST, JobFilter, JobPosition
 from tests.conftest import migrated_database
 from tests.support.factories import create_user
-from tests.support.history import insert_jobs
+from tests.support.history import give_random_ids, insert_jobs
 from tests.support.plans import plan_nodes
-from tests.test_partitions import give_random_ids
 
 # Hourly partitions from this many hours back, and a few ahead: a week's would be 168.
 HOURS_BACK = 40

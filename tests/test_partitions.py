@@ -27,7 +27,7 @@ from janus.queue_view import ENDED_WINDOW_SECONDS, QUEUE_MAX_JOBS
 from janus.settings import JobsPartitioning, Settings
 from tests.support.app import headers_for, post_json, serve_app
 from tests.support.factories import user_with_config
-from tests.support.history import insert_jobs
+from tests.support.history import give_random_ids, insert_jobs
 from tests.support.plans import plan_nodes
 from tests.support.queue import claim, lease_call, queued_job, submit
 from tests.test_sql_sources import alembic_config
@@ -42,22 +42,6 @@ def partition_of(db: psycopg.Connection, job_id: UUID | str) -> str:
     found = row.fetchone()
     assert found is not None, job_id
     return str(found[0])
-
-
-def give_random_ids(db: psycopg.Connection, job_ids: list[str], *, above: bool) -> list[str]:
-    """New random ids (version 4, as before migration 0013) for the jobs: sorting above every
-    time-ordered id when `above` (most do), else below; their new ids in the same order."""
-    prefix = "f" if above else "00"
-    return [
-        str(
-            db.execute(
-                "UPDATE jobs SET job_id = overlay(gen_random_uuid()::text PLACING %s FROM 1)::uuid"
-                " WHERE job_id = %s RETURNING job_id",
-                [prefix, job_id],
-            ).fetchone()[0]  # type: ignore[index]
-        )
-        for job_id in job_ids
-    ]
 
 
 @pytest.fixture

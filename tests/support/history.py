@@ -84,3 +84,19 @@ def insert_jobs(
         assert row is not None
         params["newest"] = row[0]
     return [row[0] for row in db.execute(_INSERT, params)]
+
+
+def give_random_ids(db: psycopg.Connection, job_ids: list[str], *, above: bool) -> list[str]:
+    """New random ids (version 4, as before migration 0013) for the jobs: sorting above every
+    time-ordered id when `above` (most do), else below; their new ids in the same order."""
+    prefix = "f" if above else "00"
+    return [
+        str(
+            db.execute(
+                "UPDATE jobs SET job_id = overlay(gen_random_uuid()::text PLACING %s FROM 1)::uuid"
+                " WHERE job_id = %s RETURNING job_id",
+                [prefix, job_id],
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        for job_id in job_ids
+    ]
